@@ -1,0 +1,30 @@
+{
+  "targets": [
+    {
+      "target_name": "pg25",
+      "sources": [
+        "native/core/json.cc",
+        "native/core/config.cc",
+        "native/io/safetensors.cc",
+        "native/io/weights.cc",
+        "native/backend/tensor.cc",
+        "native/cpu/threadpool.cc",
+        "native/cpu/gemm.cc",
+        "native/cpu/cpu_backend.cc",
+        "native/models/params.cc",
+        "native/models/blocks.cc",
+        "native/models/clip.cc",
+        "native/models/unet.cc",
+        "native/models/vae.cc",
+        "native/cuda/loader.cc",
+        "native/cuda/runtime_info.cc",
+        "native/addon.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],
+      "libraries": ["-ldl", "-lpthread"]
+    }
+  ]
+}

@@ -1,0 +1,583 @@
+// The N-API surface. JS holds Engine objects (a backend plus the model components loaded into it)
+// and Tensor handles whose memory stays in the backend; heavy work runs in AsyncWorker jobs so the
+// event loop keeps turning. Every native failure becomes a JS Error with a `code`; none escapes.
+#include <napi.h>
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <variant>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/threadpool.h"
+#include "cuda/cuda_runtime_info.h"
+#include "io/safetensors.h"
+#include "models/clip.h"
+#include "models/unet.h"
+#include "models/vae.h"
+
+namespace pg25 {
+namespace {
+
+Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Value().Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+// Runs fn, converting any C++ exception into a thrown JS error.
+template <typename F>
+auto guarded(Napi::Env env, F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    throw make_error(env, e.code(), e.what());
+  } catch (const std::bad_alloc&) {
+    throw make_error(env, "PG25_OUT_OF_MEMORY", "out of host memory");
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw make_error(env, "PG25_INTERNAL", e.what());
+  }
+}
+
+// A unit of work on a libuv thread: `work` runs off the main thread, `done` builds the JS result.
+class Job : public Napi::AsyncWorker {
+ public:
+  Job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done)
+      : Napi::AsyncWorker(env, "pg25"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      work_();
+    } catch (const Error& e) {
+      code_ = e.code();
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      code_ = "PG25_OUT_OF_MEMORY";
+      SetError("out of host memory");
+    } catch (const std::exception& e) {
+      code_ = "PG25_INTERNAL";
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(guarded(env, [&] { return done_(env); }));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(make_error(Env(), code_, e.Message()).Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+  std::string code_ = "PG25_INTERNAL";
+};
+
+Napi::Promise run_job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done) {
+  auto* job = new Job(env, std::move(work), std::move(done));
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+Shape shape_from_js(const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be an array of sizes");
+  Napi::Array a = v.As<Napi::Array>();
+  Shape s;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value d = a.Get(i);
+    if (!d.IsNumber()) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must hold numbers");
+    double x = d.As<Napi::Number>().DoubleValue();
+    if (!(x >= 0 && x <= double(1ll << 40)) || x != double(int64_t(x))) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " holds an invalid size");
+    s.push_back(int64_t(x));
+  }
+  return s;
+}
+
+Napi::Array shape_to_js(Napi::Env env, const Shape& s) {
+  Napi::Array a = Napi::Array::New(env, s.size());
+  for (size_t i = 0; i < s.size(); i++) a.Set(uint32_t(i), Napi::Number::New(env, double(s[i])));
+  return a;
+}
+
+std::string str_prop(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) throw Error("PG25_INVALID_ARGUMENT", std::string("\"") + key + "\" must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+std::vector<WeightFileSpec> files_from_js(const Napi::Value& v) {
+  if (!v.IsArray()) throw Error("PG25_INVALID_ARGUMENT", "files must be an array");
+  std::vector<WeightFileSpec> out;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) throw Error("PG25_INVALID_ARGUMENT", "files entries must be objects");
+    Napi::Object o = e.As<Napi::Object>();
+    out.push_back({str_prop(o, "path"), o.Get("paddle").ToBoolean().Value()});
+  }
+  return out;
+}
+
+// ---- components --------------------------------------------------------------------------------
+
+struct ComponentSpec {
+  std::string kind, class_name, config_path, config_text;
+};
+
+ComponentSpec spec_from_js(const Napi::Value& v) {
+  if (!v.IsObject()) throw Error("PG25_INVALID_ARGUMENT", "component spec must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  return {str_prop(o, "kind"), str_prop(o, "className"), str_prop(o, "configPath"), str_prop(o, "configText")};
+}
+
+using Model = std::variant<std::monostate, std::unique_ptr<ClipTextModel>, std::unique_ptr<UNet>, std::unique_ptr<VaeDecoder>>;
+
+Model build(const ComponentSpec& s, Params& p) {
+  Config cfg(s.config_path, s.config_text);
+  if (s.kind == "text_encoder") return std::make_unique<ClipTextModel>(s.class_name, cfg, p);
+  if (s.kind == "unet") {
+    if (s.class_name != "UNet2DConditionModel") throw unsupported(s.config_path, "UNet class \"" + s.class_name + "\" is not supported (UNet2DConditionModel)");
+    return std::make_unique<UNet>(cfg, p);
+  }
+  if (s.kind == "vae") {
+    if (s.class_name != "AutoencoderKL") throw unsupported(s.config_path, "VAE class \"" + s.class_name + "\" is not supported (AutoencoderKL)");
+    return std::make_unique<VaeDecoder>(cfg, p);
+  }
+  throw Error("PG25_INVALID_ARGUMENT", "unknown component kind \"" + s.kind + "\"");
+}
+
+// ---- Engine and Tensor ------------------------------------------------------------------------
+
+class EngineWrap;
+
+class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+ public:
+  static Napi::FunctionReference ctor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "Tensor",
+                                   {InstanceAccessor<&TensorWrap::GetShape>("shape"), InstanceMethod<&TensorWrap::Dispose>("dispose"),
+                                    InstanceAccessor<&TensorWrap::GetDisposed>("disposed")});
+    ctor = Napi::Persistent(f);
+    return f;
+  }
+  static Napi::Object Wrap(Napi::Env env, Tensor t, const std::shared_ptr<Backend>& be) {
+    Napi::Object o = ctor.New({});
+    TensorWrap* w = Unwrap(o);
+    w->bytes_ = int64_t(t.buf ? t.buf->bytes() : 0);
+    w->t_ = std::move(t);
+    w->be_ = be;
+    Napi::MemoryManagement::AdjustExternalMemory(env, w->bytes_);
+    return o;
+  }
+  static const Tensor& From(const Napi::Value& v, const char* what) {
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be a Tensor");
+    TensorWrap* w = Unwrap(v.As<Napi::Object>());
+    if (!w->t_.defined()) throw Error("PG25_DISPOSED", std::string(what) + " was disposed");
+    return w->t_;
+  }
+  explicit TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
+  ~TensorWrap() override = default;
+  void Finalize(Napi::Env env) override { release(env); }
+
+ private:
+  void release(Napi::Env env) {
+    if (t_.defined()) {
+      t_ = Tensor{};
+      Napi::MemoryManagement::AdjustExternalMemory(env, -bytes_);
+      bytes_ = 0;
+    }
+  }
+  Napi::Value GetShape(const Napi::CallbackInfo& info) { return shape_to_js(info.Env(), t_.shape); }
+  Napi::Value GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !t_.defined()); }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release(info.Env());
+    return info.Env().Undefined();
+  }
+  Tensor t_;
+  std::shared_ptr<Backend> be_;  // keeps the backend alive while the tensor is
+  int64_t bytes_ = 0;
+};
+Napi::FunctionReference TensorWrap::ctor;
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod<&EngineWrap::LoadComponent>("loadComponent"),
+                        InstanceMethod<&EngineWrap::EncodeText>("encodeText"),
+                        InstanceMethod<&EngineWrap::RunUNet>("unet"),
+                        InstanceMethod<&EngineWrap::VaeDecode>("vaeDecode"),
+                        InstanceMethod<&EngineWrap::ToRGB8>("toRGB8"),
+                        InstanceMethod<&EngineWrap::FromHost>("fromHost"),
+                        InstanceMethod<&EngineWrap::ToHost>("toHost"),
+                        InstanceMethod<&EngineWrap::Lincomb>("lincomb"),
+                        InstanceMethod<&EngineWrap::Concat>("concat"),
+                        InstanceMethod<&EngineWrap::Slice0>("slice0"),
+                        InstanceMethod<&EngineWrap::ComponentInfo>("componentInfo"),
+                        InstanceMethod<&EngineWrap::BytesInUse>("bytesInUse"),
+                        InstanceMethod<&EngineWrap::Dispose>("dispose"),
+                        InstanceAccessor<&EngineWrap::GetDevice>("device")});
+  }
+
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    guarded(info.Env(), [&] {
+      std::string device = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu";
+      if (device != "cpu")
+        throw Error("PG25_NO_DEVICE", "device \"" + device + "\": this build runs the graph on the CPU backend only; " + cuda::describe_availability());
+      be_ = std::shared_ptr<Backend>(make_cpu_backend().release());
+    });
+  }
+
+ private:
+  struct Loaded {
+    ComponentSpec spec;
+    std::unique_ptr<Params> params;
+    Model model;
+  };
+
+  Backend& be() {
+    if (!be_) throw Error("PG25_DISPOSED", "the engine was disposed");
+    return *be_;
+  }
+  std::shared_ptr<Backend> be_ptr() {
+    be();
+    return be_;
+  }
+  // A component and a reference that keeps it alive while a job uses it, even across dispose().
+  template <typename T>
+  std::pair<std::shared_ptr<Loaded>, const T*> component(const Napi::Value& v) {
+    if (!v.IsNumber()) throw Error("PG25_INVALID_ARGUMENT", "component id must be a number");
+    uint32_t id = v.As<Napi::Number>().Uint32Value();
+    std::lock_guard<std::mutex> g(mu_);
+    if (id >= components_.size() || !components_[id]) throw Error("PG25_DISPOSED", "component " + std::to_string(id) + " is not loaded");
+    auto* p = std::get_if<std::unique_ptr<T>>(&components_[id]->model);
+    if (!p) throw Error("PG25_INVALID_ARGUMENT", "component " + std::to_string(id) + " is a " + components_[id]->spec.kind);
+    return {components_[id], p->get()};
+  }
+
+  Napi::Value GetDevice(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), be_ ? be_->name() : "disposed");
+  }
+
+  Napi::Value LoadComponent(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ComponentSpec spec = spec_from_js(info[0]);
+      std::vector<WeightFileSpec> files = files_from_js(info[1]);
+      auto be = be_ptr();
+      auto loaded = std::make_shared<Loaded>();
+      loaded->spec = spec;
+      return run_job(
+          info.Env(),
+          [loaded, files, be] {
+            WeightStore store(files);
+            loaded->params = std::make_unique<Params>(be.get(), &store);
+            loaded->model = build(loaded->spec, *loaded->params);
+          },
+          [this, loaded](Napi::Env env) -> Napi::Value {
+            std::lock_guard<std::mutex> g(mu_);
+            components_.push_back(loaded);
+            return Napi::Number::New(env, double(components_.size() - 1));
+          });
+    });
+  }
+
+  Napi::Value ComponentInfo(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      Napi::Object o = Napi::Object::New(env);
+      uint32_t id = info[0].ToNumber().Uint32Value();
+      std::lock_guard<std::mutex> g(mu_);
+      if (id >= components_.size() || !components_[id]) throw Error("PG25_DISPOSED", "component is not loaded");
+      const Model& m = components_[id]->model;
+      if (auto* u = std::get_if<std::unique_ptr<UNet>>(&m)) {
+        o.Set("inChannels", double((*u)->in_channels()));
+        o.Set("sampleSize", double((*u)->sample_size()));
+        o.Set("crossAttentionDim", double((*u)->cross_attention_dim()));
+        o.Set("textEmbedsDim", double((*u)->text_embeds_dim()));
+      } else if (auto* v = std::get_if<std::unique_ptr<VaeDecoder>>(&m)) {
+        o.Set("latentChannels", double((*v)->latent_channels()));
+        o.Set("scaleFactor", double((*v)->scale_factor()));
+      } else if (auto* c = std::get_if<std::unique_ptr<ClipTextModel>>(&m)) {
+        o.Set("hiddenSize", double((*c)->hidden_size()));
+        o.Set("maxPositions", double((*c)->max_positions()));
+      }
+      return o;
+    });
+  }
+
+  Napi::Value EncodeText(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto [keep, m] = component<ClipTextModel>(info[0]);
+      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+        throw Error("PG25_INVALID_ARGUMENT", "ids must be an Int32Array");
+      Napi::Int32Array ids = info[1].As<Napi::Int32Array>();
+      int64_t batch = info[2].ToNumber().Int64Value();
+      if (batch < 1 || ids.ElementLength() == 0 || ids.ElementLength() % size_t(batch) != 0)
+        throw Error("PG25_INVALID_ARGUMENT", "ids length must be a multiple of the batch size");
+      std::vector<int32_t> v(ids.Data(), ids.Data() + ids.ElementLength());
+      auto be = be_ptr();
+      auto out = std::make_shared<ClipTextModel::Output>();
+      return run_job(
+          info.Env(), [keep = keep, m = m, v, batch, be, out] { *out = m->forward(*be, v, batch); },
+          [be, out](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("penultimate", TensorWrap::Wrap(env, out->penultimate, be));
+            if (out->pooled.defined()) o.Set("pooled", TensorWrap::Wrap(env, out->pooled, be));
+            return o;
+          });
+    });
+  }
+
+  Napi::Value RunUNet(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto [keep, m] = component<UNet>(info[0]);
+      Tensor sample = TensorWrap::From(info[1], "sample");
+      float t = float(info[2].ToNumber().DoubleValue());
+      Tensor ctx = TensorWrap::From(info[3], "encoderHiddenStates");
+      Tensor te = TensorWrap::From(info[4], "textEmbeds");
+      if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw Error("PG25_INVALID_ARGUMENT", "timeIds must be a Float32Array");
+      Napi::Float32Array tid = info[5].As<Napi::Float32Array>();
+      std::vector<float> time_ids(tid.Data(), tid.Data() + tid.ElementLength());
+      auto be = be_ptr();
+      auto out = std::make_shared<Tensor>();
+      return run_job(
+          info.Env(), [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out] { *out = m->forward(*be, sample, t, ctx, te, time_ids); },
+          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); });
+    });
+  }
+
+  Napi::Value VaeDecode(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto [keep, m] = component<VaeDecoder>(info[0]);
+      Tensor lat = TensorWrap::From(info[1], "latents");
+      auto be = be_ptr();
+      auto out = std::make_shared<Tensor>();
+      return run_job(
+          info.Env(), [keep = keep, m = m, lat, be, out] { *out = m->decode(*be, lat); },
+          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); });
+    });
+  }
+
+  Napi::Value ToRGB8(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Tensor x = TensorWrap::From(info[0], "image");
+      if (x.rank() != 4 || x.dim(1) != 3) throw Error("PG25_INVALID_ARGUMENT", "image must be [B, 3, H, W]");
+      auto be = be_ptr();
+      auto out = std::make_shared<std::vector<uint8_t>>();
+      return run_job(
+          info.Env(), [x, be, out] { *out = be->to_rgb8(x); },
+          [out](Napi::Env env) -> Napi::Value {
+            Napi::Uint8Array a = Napi::Uint8Array::New(env, out->size());
+            std::memcpy(a.Data(), out->data(), out->size());
+            return a;
+          });
+    });
+  }
+
+  Napi::Value FromHost(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw Error("PG25_INVALID_ARGUMENT", "data must be a Float32Array");
+      Napi::Float32Array a = info[0].As<Napi::Float32Array>();
+      Shape s = shape_from_js(info[1], "shape");
+      Tensor t{nullptr, s};
+      if (size_t(t.numel()) != a.ElementLength())
+        throw Error("PG25_INVALID_ARGUMENT", "data holds " + std::to_string(a.ElementLength()) + " values; shape " + shape_str(s) + " needs " + std::to_string(t.numel()));
+      return TensorWrap::Wrap(info.Env(), be().from_host(a.Data(), s), be_ptr());
+    });
+  }
+
+  Napi::Value ToHost(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const Tensor& t = TensorWrap::From(info[0], "tensor");
+      Napi::Float32Array a = Napi::Float32Array::New(info.Env(), size_t(t.numel()));
+      be().to_host(t, a.Data());
+      return a;
+    });
+  }
+
+  Napi::Value Lincomb(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      if (!info[0].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "lincomb takes [[coefficient, tensor], ...]");
+      Napi::Array terms = info[0].As<Napi::Array>();
+      std::vector<Tensor> keep;
+      std::vector<std::pair<double, const Tensor*>> t;
+      keep.reserve(terms.Length());
+      for (uint32_t i = 0; i < terms.Length(); i++) {
+        Napi::Value e = terms.Get(i);
+        if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) throw Error("PG25_INVALID_ARGUMENT", "lincomb takes [[coefficient, tensor], ...]");
+        Napi::Array pair = e.As<Napi::Array>();
+        if (!pair.Get(0u).IsNumber()) throw Error("PG25_INVALID_ARGUMENT", "lincomb coefficients must be numbers");
+        keep.push_back(TensorWrap::From(pair.Get(1u), "lincomb term"));
+        t.emplace_back(pair.Get(0u).As<Napi::Number>().DoubleValue(), nullptr);
+      }
+      for (size_t i = 0; i < keep.size(); i++) t[i].second = &keep[i];
+      if (t.empty()) throw Error("PG25_INVALID_ARGUMENT", "lincomb needs at least one term");
+      for (auto& p : t)
+        if (p.second->shape != t[0].second->shape) throw Error("PG25_INVALID_ARGUMENT", "lincomb terms must share one shape");
+      return TensorWrap::Wrap(info.Env(), be().lincomb(t), be_ptr());
+    });
+  }
+
+  Napi::Value Concat(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const Tensor& a = TensorWrap::From(info[0], "a");
+      const Tensor& b = TensorWrap::From(info[1], "b");
+      int axis = int(info[2].ToNumber().Int32Value());
+      if (a.rank() != b.rank() || axis < -a.rank() || axis >= a.rank()) throw Error("PG25_INVALID_ARGUMENT", "concat: bad axis or ranks");
+      int ax = axis < 0 ? axis + a.rank() : axis;
+      for (int i = 0; i < a.rank(); i++)
+        if (i != ax && a.dim(i) != b.dim(i)) throw Error("PG25_INVALID_ARGUMENT", "concat: shapes " + shape_str(a.shape) + " and " + shape_str(b.shape) + " differ off the axis");
+      return TensorWrap::Wrap(info.Env(), be().concat(a, b, ax), be_ptr());
+    });
+  }
+
+  Napi::Value Slice0(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const Tensor& a = TensorWrap::From(info[0], "tensor");
+      int64_t start = info[1].ToNumber().Int64Value(), count = info[2].ToNumber().Int64Value();
+      if (start < 0 || count < 0 || start + count > a.dim(0)) throw Error("PG25_INVALID_ARGUMENT", "slice: range outside " + shape_str(a.shape));
+      return TensorWrap::Wrap(info.Env(), be().slice0(a, start, count), be_ptr());
+    });
+  }
+
+  Napi::Value BytesInUse(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), be_ ? double(be_->bytes_in_use()) : 0.0);
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(mu_);
+    components_.clear();
+    be_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<Backend> be_;
+  std::mutex mu_;
+  std::vector<std::shared_ptr<Loaded>> components_;
+};
+
+// ---- free functions ---------------------------------------------------------------------------
+
+Napi::Value InspectSafetensors(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsString()) throw Error("PG25_INVALID_ARGUMENT", "path must be a string");
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    auto out = std::make_shared<std::vector<TensorEntry>>();
+    return run_job(
+        info.Env(), [path, out] { *out = SafetensorsFile::open(path)->tensors(); },
+        [out](Napi::Env env) -> Napi::Value {
+          Napi::Array a = Napi::Array::New(env, out->size());
+          for (size_t i = 0; i < out->size(); i++) {
+            const TensorEntry& e = (*out)[i];
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("name", e.name);
+            o.Set("dtype", dtype_name(e.dtype));
+            o.Set("shape", shape_to_js(env, e.shape));
+            o.Set("begin", double(e.begin));
+            o.Set("end", double(e.end));
+            a.Set(uint32_t(i), o);
+          }
+          return a;
+        });
+  });
+}
+
+// Reads tensors as float32 in PyTorch layout: readTensors(files, [{name, shape, linear}]).
+Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    std::vector<WeightFileSpec> files = files_from_js(info[0]);
+    if (!info[1].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "requests must be an array");
+    std::vector<ParamSpec> req;
+    Napi::Array a = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Object o = a.Get(i).As<Napi::Object>();
+      req.push_back({str_prop(o, "name"), shape_from_js(o.Get("shape"), "shape"), o.Get("linear").ToBoolean().Value()});
+    }
+    auto out = std::make_shared<std::vector<std::vector<float>>>();
+    return run_job(
+        info.Env(),
+        [files, req, out] {
+          WeightStore store(files);
+          for (const auto& r : req) out->push_back(store.read(r.name, r.shape, r.linear));
+        },
+        [out](Napi::Env env) -> Napi::Value {
+          Napi::Array res = Napi::Array::New(env, out->size());
+          for (size_t i = 0; i < out->size(); i++) {
+            Napi::Float32Array f = Napi::Float32Array::New(env, (*out)[i].size());
+            std::memcpy(f.Data(), (*out)[i].data(), (*out)[i].size() * 4);
+            res.Set(uint32_t(i), f);
+          }
+          return res;
+        });
+  });
+}
+
+// The tensors a component's graph asks for, from its config alone: no weights read or allocated.
+Napi::Value ComponentManifest(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ComponentSpec spec = spec_from_js(info[0]);
+    Params p(nullptr, nullptr);
+    build(spec, p);
+    Napi::Env env = info.Env();
+    Napi::Array a = Napi::Array::New(env, p.declared().size());
+    for (size_t i = 0; i < p.declared().size(); i++) {
+      const ParamSpec& s = p.declared()[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", s.name);
+      o.Set("shape", shape_to_js(env, s.shape));
+      o.Set("linear", s.linear);
+      a.Set(uint32_t(i), o);
+    }
+    return a;
+  });
+}
+
+Napi::Value TimestepEmbedding(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Float32Array t = info[0].As<Napi::Float32Array>();
+    std::vector<float> ts(t.Data(), t.Data() + t.ElementLength());
+    std::vector<float> e = timestep_embedding(ts, info[1].ToNumber().Int64Value(), info[2].ToBoolean(), info[3].ToNumber().DoubleValue());
+    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), e.size());
+    std::memcpy(out.Data(), e.data(), e.size() * 4);
+    return out;
+  });
+}
+
+Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("threads", cpu::thread_count());
+  o.Set("cudaCompiled", cuda::compiled());
+  o.Set("cuda", cuda::describe_availability());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", EngineWrap::Init(env));
+  exports.Set("Tensor", TensorWrap::Init(env));
+  exports.Set("inspectSafetensors", Napi::Function::New(env, InspectSafetensors));
+  exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
+  exports.Set("componentManifest", Napi::Function::New(env, ComponentManifest));
+  exports.Set("timestepEmbedding", Napi::Function::New(env, TimestepEmbedding));
+  exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
+  return exports;
+}
+
+}  // namespace
+}  // namespace pg25
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return pg25::Init(env, exports); }
+NODE_API_MODULE(pg25, InitModule)

@@ -1,0 +1,61 @@
+// The ops interface: one model graph (native/models) is written against it; the CPU backend
+// (native/cpu) and the CUDA backend (native/cuda) implement it. Layout is NCHW for images and
+// [batch, tokens, channels] for sequences; weights keep PyTorch's layouts.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tensor.h"
+
+namespace pg25 {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // Memory. Weights arrive as float32 host data; a backend may store them in another precision.
+  virtual Tensor from_host(const float* data, const Shape& shape) = 0;
+  virtual Tensor weight(const float* data, const Shape& shape) = 0;
+  virtual void to_host(const Tensor& t, float* out) = 0;
+  virtual size_t bytes_in_use() const = 0;
+
+  // Elementwise. lincomb is the scheduler's one op: sum_i c_i * t_i over tensors of one shape.
+  virtual Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) = 0;
+  virtual Tensor add(const Tensor& a, const Tensor& b) = 0;
+  virtual Tensor silu(const Tensor& x) = 0;
+  virtual Tensor gelu(const Tensor& x) = 0;        // exact (erf) GELU
+  virtual Tensor quick_gelu(const Tensor& x) = 0;  // x * sigmoid(1.702 x)
+  virtual Tensor geglu(const Tensor& x) = 0;       // last axis [a | g] -> a * gelu(g)
+  // x [B, C, H, W] * scale[c] + shift[c]
+  virtual Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) = 0;
+  // x [B, C, H, W] + t [B, C] broadcast over H, W
+  virtual Tensor add_channel_bias(const Tensor& x, const Tensor& t) = 0;
+
+  // Layers.
+  virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) = 0;  // x [..., K], w [N, K]
+  virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad) = 0;
+  virtual Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) = 0;
+  virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
+  // q [B, Nq, C], k and v [B, Nk, C]; `heads` split C; scaled by 1/sqrt(C/heads).
+  virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) = 0;
+  // Nearest-neighbour resize to [oh, ow] (torch's 'nearest': src = floor(dst * in / out)).
+  virtual Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) = 0;
+
+  // Shape movement.
+  virtual Tensor concat(const Tensor& a, const Tensor& b, int axis) = 0;
+  virtual Tensor slice0(const Tensor& x, int64_t start, int64_t count) = 0;  // along the batch axis
+  virtual Tensor nchw_to_nlc(const Tensor& x) = 0;                             // [B,C,H,W] -> [B,HW,C]
+  virtual Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) = 0;
+  // ids [B*L] -> table rows [B, L, C]
+  virtual Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) = 0;
+  // x [B, L, C] -> [B, C], row rows[b] of each batch entry
+  virtual Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) = 0;
+
+  // Image out: x [B, 3, H, W] in [-1, 1] -> RGB bytes, round(clamp(x/2+0.5, 0, 1) * 255), NHWC.
+  virtual std::vector<uint8_t> to_rgb8(const Tensor& x) = 0;
+};
+
+}  // namespace pg25

@@ -1,0 +1,34 @@
+// A tensor is a shape over a buffer that its backend owns (host memory for the CPU backend, device
+// memory for CUDA). Model code never touches the bytes; it hands tensors to Backend ops.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pg25 {
+
+using Shape = std::vector<int64_t>;
+
+struct Buffer {
+  virtual ~Buffer() = default;
+  virtual size_t bytes() const = 0;
+};
+
+struct Tensor {
+  std::shared_ptr<Buffer> buf;
+  Shape shape;
+
+  bool defined() const { return buf != nullptr; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  int64_t dim(int i) const { return shape[i < 0 ? int(shape.size()) + i : i]; }
+  int rank() const { return int(shape.size()); }
+};
+
+std::string shape_str(const Shape& s);
+
+}  // namespace pg25

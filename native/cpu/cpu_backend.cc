@@ -1,0 +1,417 @@
+#include "cpu_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "../core/error.h"
+#include "gemm.h"
+#include "threadpool.h"
+
+namespace pg25 {
+namespace {
+
+std::atomic<int64_t> g_bytes{0};
+
+struct CpuBuffer : Buffer {
+  explicit CpuBuffer(size_t n) : count(n) {
+    size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
+    data = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!data) throw Error("PG25_OUT_OF_MEMORY", "CPU backend: cannot allocate " + std::to_string(n * 4) + " bytes");
+    g_bytes += int64_t(bytes);
+    alloc_bytes = bytes;
+  }
+  ~CpuBuffer() override {
+    std::free(data);
+    g_bytes -= int64_t(alloc_bytes);
+  }
+  size_t bytes() const override { return alloc_bytes; }
+  float* data;
+  size_t count;
+  size_t alloc_bytes;
+};
+
+Tensor make(const Shape& shape) {
+  Tensor t;
+  t.shape = shape;
+  t.buf = std::make_shared<CpuBuffer>(size_t(t.numel()));
+  return t;
+}
+
+float* D(const Tensor& t) { return static_cast<CpuBuffer*>(t.buf.get())->data; }
+
+void check(bool ok, const char* op, const std::string& what) {
+  if (!ok) throw Error("PG25_INTERNAL", std::string("cpu backend ") + op + ": " + what);
+}
+
+template <typename F>
+Tensor map(const Tensor& x, F f) {
+  Tensor y = make(x.shape);
+  const float* a = D(x);
+  float* o = D(y);
+  cpu::parallel_for(x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) o[i] = f(a[i]);
+  });
+  return y;
+}
+
+inline float gelu_erf(float v) { return 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f)); }
+inline float silu_f(float v) { return v / (1.f + std::exp(-v)); }
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  Tensor from_host(const float* data, const Shape& shape) override {
+    Tensor t = make(shape);
+    std::memcpy(D(t), data, size_t(t.numel()) * 4);
+    return t;
+  }
+  Tensor weight(const float* data, const Shape& shape) override { return from_host(data, shape); }
+  void to_host(const Tensor& t, float* out) override { std::memcpy(out, D(t), size_t(t.numel()) * 4); }
+  size_t bytes_in_use() const override { return size_t(g_bytes.load()); }
+
+  Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
+    check(!terms.empty(), "lincomb", "no terms");
+    const Shape& s = terms[0].second->shape;
+    for (auto& t : terms) check(t.second->shape == s, "lincomb", "shape mismatch " + shape_str(t.second->shape) + " vs " + shape_str(s));
+    Tensor y = make(s);
+    float* o = D(y);
+    std::vector<const float*> src;
+    std::vector<double> c;
+    for (auto& t : terms) { src.push_back(D(*t.second)); c.push_back(t.first); }
+    cpu::parallel_for(y.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; i++) {
+        double acc = 0;
+        for (size_t k = 0; k < src.size(); k++) acc += c[k] * double(src[k][i]);
+        o[i] = float(acc);
+      }
+    });
+    return y;
+  }
+
+  Tensor add(const Tensor& a, const Tensor& b) override {
+    check(a.shape == b.shape, "add", shape_str(a.shape) + " vs " + shape_str(b.shape));
+    Tensor y = make(a.shape);
+    const float *x = D(a), *z = D(b);
+    float* o = D(y);
+    cpu::parallel_for(a.numel(), 1 << 14, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; i++) o[i] = x[i] + z[i];
+    });
+    return y;
+  }
+
+  Tensor silu(const Tensor& x) override { return map(x, silu_f); }
+  Tensor gelu(const Tensor& x) override { return map(x, gelu_erf); }
+  Tensor quick_gelu(const Tensor& x) override {
+    return map(x, [](float v) { return v / (1.f + std::exp(-1.702f * v)); });
+  }
+
+  Tensor geglu(const Tensor& x) override {
+    int64_t n2 = x.dim(-1), n = n2 / 2, rows = x.numel() / n2;
+    check(n2 % 2 == 0, "geglu", "odd last axis");
+    Shape s = x.shape;
+    s.back() = n;
+    Tensor y = make(s);
+    const float* a = D(x);
+    float* o = D(y);
+    cpu::parallel_for(rows, 16, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; r++)
+        for (int64_t j = 0; j < n; j++) o[r * n + j] = a[r * n2 + j] * gelu_erf(a[r * n2 + n + j]);
+    });
+    return y;
+  }
+
+  Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) override {
+    int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
+    check(int64_t(scale.size()) == C && int64_t(shift.size()) == C, "channel_affine", "channel count");
+    Tensor y = make(x.shape);
+    const float* a = D(x);
+    float* o = D(y);
+    for (int64_t bc = 0; bc < B * C; bc++) {
+      int64_t c = bc % C;
+      for (int64_t i = 0; i < HW; i++) o[bc * HW + i] = a[bc * HW + i] * scale[c] + shift[c];
+    }
+    return y;
+  }
+
+  Tensor add_channel_bias(const Tensor& x, const Tensor& t) override {
+    int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
+    check(t.numel() == B * C, "add_channel_bias", shape_str(t.shape) + " for " + shape_str(x.shape));
+    Tensor y = make(x.shape);
+    const float *a = D(x), *v = D(t);
+    float* o = D(y);
+    cpu::parallel_for(B * C, 4, [&](int64_t s, int64_t e) {
+      for (int64_t bc = s; bc < e; bc++)
+        for (int64_t i = 0; i < HW; i++) o[bc * HW + i] = a[bc * HW + i] + v[bc];
+    });
+    return y;
+  }
+
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) override {
+    int64_t K = x.dim(-1), N = w.dim(0), M = x.numel() / K;
+    check(w.rank() == 2 && w.dim(1) == K, "linear", "input " + shape_str(x.shape) + " weight " + shape_str(w.shape));
+    Shape s = x.shape;
+    s.back() = N;
+    Tensor y = make(s);
+    cpu::sgemm(M, N, K, D(x), K, D(w), K, true, D(y), N, false, bias ? D(*bias) : nullptr);
+    return y;
+  }
+
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad) override {
+    int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3);
+    int64_t Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+    check(w.rank() == 4 && w.dim(1) == Cin, "conv2d", "input " + shape_str(x.shape) + " weight " + shape_str(w.shape));
+    int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
+    int64_t P = Ho * Wo, K = Cin * kh * kw;
+    Tensor y = make({B, Cout, Ho, Wo});
+    const float* wd = D(w);
+    const float* bd = bias ? D(*bias) : nullptr;
+    for (int64_t n = 0; n < B; n++) {
+      const float* xin = D(x) + n * Cin * H * W;
+      float* out = D(y) + n * Cout * P;
+      if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {
+        // out[Cout, P] = W[Cout, Cin] x[Cin, P] + b: bias is per row here, add it after.
+        cpu::sgemm(Cout, P, K, wd, K, xin, P, false, out, P, false, nullptr);
+        if (bd) add_row_bias(out, bd, Cout, P);
+        continue;
+      }
+      // im2col over column chunks so the buffer stays bounded at any image size.
+      int64_t chunk = std::max<int64_t>(64, std::min<int64_t>(P, (int64_t(4) << 20) / std::max<int64_t>(1, K)));
+      std::vector<float> col(size_t(K * chunk));
+      for (int64_t p0 = 0; p0 < P; p0 += chunk) {
+        int64_t pc = std::min(chunk, P - p0);
+        cpu::parallel_for(K, 8, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; r++) {
+            int64_t c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw;
+            float* dst = col.data() + r * pc;
+            const float* src = xin + c * H * W;
+            for (int64_t p = 0; p < pc; p++) {
+              int64_t oy = (p0 + p) / Wo, ox = (p0 + p) % Wo;
+              int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+              dst[p] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? src[iy * W + ix] : 0.f;
+            }
+          }
+        });
+        cpu::sgemm(Cout, pc, K, wd, K, col.data(), pc, false, out + p0, P, false, nullptr);
+      }
+      if (bd) add_row_bias(out, bd, Cout, P);
+    }
+    return y;
+  }
+
+  static void add_row_bias(float* out, const float* b, int64_t rows, int64_t cols) {
+    cpu::parallel_for(rows, 1, [&](int64_t s, int64_t e) {
+      for (int64_t r = s; r < e; r++)
+        for (int64_t j = 0; j < cols; j++) out[r * cols + j] += b[r];
+    });
+  }
+
+  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) override {
+    int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
+    check(C % groups == 0, "group_norm", "channels not divisible by groups");
+    int64_t cg = C / groups;
+    Tensor y = make(x.shape);
+    const float *a = D(x), *g = D(gamma), *bt = D(beta);
+    float* o = D(y);
+    cpu::parallel_for(B * groups, 1, [&](int64_t s, int64_t e) {
+      for (int64_t bg = s; bg < e; bg++) {
+        int64_t b = bg / groups, gi = bg % groups;
+        const float* src = a + (b * C + gi * cg) * HW;
+        int64_t n = cg * HW;
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < n; i++) sum += src[i];
+        double mean = sum / double(n);
+        for (int64_t i = 0; i < n; i++) { double d = src[i] - mean; sq += d * d; }
+        double rstd = 1.0 / std::sqrt(sq / double(n) + eps);
+        for (int64_t c = 0; c < cg; c++) {
+          int64_t ch = gi * cg + c;
+          float sc = float(rstd) * g[ch], sh = bt[ch] - float(mean * rstd) * g[ch];
+          const float* sp = src + c * HW;
+          float* dp = o + (b * C + ch) * HW;
+          if (silu) for (int64_t i = 0; i < HW; i++) dp[i] = silu_f(sp[i] * sc + sh);
+          else for (int64_t i = 0; i < HW; i++) dp[i] = sp[i] * sc + sh;
+        }
+      }
+    });
+    return y;
+  }
+
+  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
+    int64_t C = x.dim(-1), rows = x.numel() / C;
+    Tensor y = make(x.shape);
+    const float *a = D(x), *g = D(gamma), *bt = D(beta);
+    float* o = D(y);
+    cpu::parallel_for(rows, 8, [&](int64_t s, int64_t e) {
+      for (int64_t r = s; r < e; r++) {
+        const float* src = a + r * C;
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < C; i++) sum += src[i];
+        double mean = sum / double(C);
+        for (int64_t i = 0; i < C; i++) { double d = src[i] - mean; sq += d * d; }
+        float rstd = float(1.0 / std::sqrt(sq / double(C) + eps)), m = float(mean);
+        for (int64_t i = 0; i < C; i++) o[r * C + i] = (src[i] - m) * rstd * g[i] + bt[i];
+      }
+    });
+    return y;
+  }
+
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) override {
+    int64_t B = q.dim(0), Nq = q.dim(1), C = q.dim(2), Nk = k.dim(1);
+    check(k.dim(0) == B && v.dim(0) == B && k.dim(2) == C && v.dim(2) == C && v.dim(1) == Nk && C % heads == 0,
+          "attention", "q " + shape_str(q.shape) + " k " + shape_str(k.shape) + " v " + shape_str(v.shape));
+    int64_t d = C / heads;
+    float scale = 1.f / std::sqrt(float(d));
+    Tensor y = make(q.shape);
+    // Query blocks keep the score buffer at QB x Nk per task, never Nq x Nk.
+    const int64_t QB = 32;
+    int64_t qblocks = (Nq + QB - 1) / QB;
+    const float *Q = D(q), *Kd = D(k), *V = D(v);
+    float* O = D(y);
+    cpu::parallel_for(B * heads * qblocks, 1, [&](int64_t s, int64_t e) {
+      std::vector<float> S(size_t(QB * Nk));
+      for (int64_t t = s; t < e; t++) {
+        int64_t b = t / (heads * qblocks), h = (t / qblocks) % heads, qb = t % qblocks;
+        int64_t q0 = qb * QB, nq = std::min(QB, Nq - q0);
+        const float* qp = Q + (b * Nq + q0) * C + h * d;
+        const float* kp = Kd + b * Nk * C + h * d;
+        const float* vp = V + b * Nk * C + h * d;
+        cpu::sgemm(nq, Nk, d, qp, C, kp, C, true, S.data(), Nk, false, nullptr, false);
+        for (int64_t i = 0; i < nq; i++) {
+          float* row = S.data() + i * Nk;
+          int64_t limit = causal ? std::min(Nk, q0 + i + 1) : Nk;
+          float mx = -INFINITY;
+          for (int64_t j = 0; j < limit; j++) { row[j] *= scale; mx = std::max(mx, row[j]); }
+          double sum = 0;
+          for (int64_t j = 0; j < limit; j++) { row[j] = std::exp(row[j] - mx); sum += row[j]; }
+          float inv = float(1.0 / sum);
+          for (int64_t j = 0; j < limit; j++) row[j] *= inv;
+          for (int64_t j = limit; j < Nk; j++) row[j] = 0.f;
+        }
+        cpu::sgemm(nq, d, Nk, S.data(), Nk, vp, C, false, O + (b * Nq + q0) * C + h * d, C, false, nullptr, false);
+      }
+    });
+    return y;
+  }
+
+  Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) override {
+    int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+    Tensor y = make({B, C, oh, ow});
+    const float* a = D(x);
+    float* o = D(y);
+    float sy = float(H) / float(oh), sx = float(W) / float(ow);
+    std::vector<int64_t> ys(static_cast<size_t>(oh)), xs(static_cast<size_t>(ow));
+    for (int64_t i = 0; i < oh; i++) ys[size_t(i)] = std::min(H - 1, int64_t(float(i) * sy));
+    for (int64_t i = 0; i < ow; i++) xs[size_t(i)] = std::min(W - 1, int64_t(float(i) * sx));
+    cpu::parallel_for(B * C, 1, [&](int64_t s, int64_t e) {
+      for (int64_t bc = s; bc < e; bc++)
+        for (int64_t yy = 0; yy < oh; yy++)
+          for (int64_t xx = 0; xx < ow; xx++) o[(bc * oh + yy) * ow + xx] = a[(bc * H + ys[size_t(yy)]) * W + xs[size_t(xx)]];
+    });
+    return y;
+  }
+
+  Tensor concat(const Tensor& a, const Tensor& b, int axis) override {
+    int r = a.rank();
+    if (axis < 0) axis += r;
+    check(b.rank() == r, "concat", "rank mismatch");
+    for (int i = 0; i < r; i++) check(i == axis || a.dim(i) == b.dim(i), "concat", shape_str(a.shape) + " with " + shape_str(b.shape));
+    Shape s = a.shape;
+    s[axis] += b.dim(axis);
+    Tensor y = make(s);
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < axis; i++) outer *= a.dim(i);
+    for (int i = axis + 1; i < r; i++) inner *= a.dim(i);
+    int64_t ca = a.dim(axis) * inner, cb = b.dim(axis) * inner;
+    for (int64_t o = 0; o < outer; o++) {
+      std::memcpy(D(y) + o * (ca + cb), D(a) + o * ca, size_t(ca) * 4);
+      std::memcpy(D(y) + o * (ca + cb) + ca, D(b) + o * cb, size_t(cb) * 4);
+    }
+    return y;
+  }
+
+  Tensor slice0(const Tensor& x, int64_t start, int64_t count) override {
+    check(start >= 0 && count >= 0 && start + count <= x.dim(0), "slice0", "range outside " + shape_str(x.shape));
+    Shape s = x.shape;
+    s[0] = count;
+    Tensor y = make(s);
+    int64_t per = x.numel() / x.dim(0);
+    std::memcpy(D(y), D(x) + start * per, size_t(count * per) * 4);
+    return y;
+  }
+
+  Tensor nchw_to_nlc(const Tensor& x) override {
+    int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+    Tensor y = make({B, HW, C});
+    const float* a = D(x);
+    float* o = D(y);
+    cpu::parallel_for(B * HW, 64, [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; t++) {
+        int64_t b = t / HW, p = t % HW;
+        for (int64_t c = 0; c < C; c++) o[t * C + c] = a[(b * C + c) * HW + p];
+      }
+    });
+    return y;
+  }
+
+  Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override {
+    int64_t B = x.dim(0), HW = x.dim(1), C = x.dim(2);
+    check(HW == h * w, "nlc_to_nchw", "token count");
+    Tensor y = make({B, C, h, w});
+    const float* a = D(x);
+    float* o = D(y);
+    cpu::parallel_for(B * C, 1, [&](int64_t s, int64_t e) {
+      for (int64_t bc = s; bc < e; bc++) {
+        int64_t b = bc / C, c = bc % C;
+        for (int64_t p = 0; p < HW; p++) o[bc * HW + p] = a[(b * HW + p) * C + c];
+      }
+    });
+    return y;
+  }
+
+  Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) override {
+    int64_t V = table.dim(0), C = table.dim(1), L = int64_t(ids.size()) / batch;
+    Tensor y = make({batch, L, C});
+    for (size_t i = 0; i < ids.size(); i++) {
+      if (ids[i] < 0 || ids[i] >= V) throw Error("PG25_INVALID_ARGUMENT", "token id " + std::to_string(ids[i]) + " is outside the vocabulary of " + std::to_string(V));
+      std::memcpy(D(y) + int64_t(i) * C, D(table) + int64_t(ids[i]) * C, size_t(C) * 4);
+    }
+    return y;
+  }
+
+  Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) override {
+    int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
+    check(int64_t(rows.size()) == B, "gather_rows", "one row per batch entry");
+    Tensor y = make({B, C});
+    for (int64_t b = 0; b < B; b++) {
+      check(rows[b] >= 0 && rows[b] < L, "gather_rows", "row out of range");
+      std::memcpy(D(y) + b * C, D(x) + (b * L + rows[b]) * C, size_t(C) * 4);
+    }
+    return y;
+  }
+
+  std::vector<uint8_t> to_rgb8(const Tensor& x) override {
+    int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+    check(C == 3, "to_rgb8", "expects 3 channels");
+    std::vector<uint8_t> out(size_t(B * H * W * 3));
+    const float* a = D(x);
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t c = 0; c < 3; c++)
+        for (int64_t p = 0; p < H * W; p++) {
+          float v = a[(b * 3 + c) * H * W + p] / 2.f + 0.5f;
+          v = std::isnan(v) ? 0.f : std::min(1.f, std::max(0.f, v));
+          out[size_t((b * H * W + p) * 3 + c)] = uint8_t(std::nearbyint(v * 255.f));
+        }
+    return out;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+float* cpu_data(const Tensor& t) { return D(t); }
+
+}  // namespace pg25

@@ -1,0 +1,12 @@
+// What the CUDA side of this build can do on this machine. The driver (libcuda), cuBLAS/cuBLASLt
+// and cuDNN are found at run time with dlopen, so one binary loads everywhere, GPU or not.
+#pragma once
+#include <string>
+
+namespace pg25::cuda {
+
+bool compiled();  // the CUDA sources were built into this binary
+// A one-line account: which driver, devices and libraries were found, or what is missing.
+std::string describe_availability();
+
+}  // namespace pg25::cuda

@@ -1,0 +1,35 @@
+#include <string>
+
+#include "cuda_runtime_info.h"
+#include "loader.h"
+
+namespace pg25::cuda {
+
+#ifdef PG25_WITH_CUDA
+bool compiled() { return true; }
+#else
+bool compiled() { return false; }
+#endif
+
+std::string describe_availability() {
+  if (!compiled()) return "CUDA was not compiled into this build (nvcc was not found when it was built)";
+  // The driver API is enough to tell whether a usable GPU is present, without creating a context.
+  Library drv = open_library("cuda driver", {"libcuda.so.1", "libcuda.so"});
+  if (!drv.handle) return "no NVIDIA driver (libcuda.so.1) was found";
+  using InitFn = int (*)(unsigned);
+  using CountFn = int (*)(int*);
+  auto init = reinterpret_cast<InitFn>(drv.symbol("cuInit"));
+  auto count = reinterpret_cast<CountFn>(drv.symbol("cuDeviceGetCount"));
+  int n = 0;
+  if (!init || !count || init(0) != 0 || count(&n) != 0 || n == 0) return "the NVIDIA driver reports no usable GPU";
+  std::string missing;
+  Library lt = open_library("cublasLt", {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"});
+  Library dnn = open_library("cudnn", {"libcudnn.so.9", "libcudnn.so"});
+  if (!lt.handle) missing += " cuBLASLt";
+  if (!dnn.handle) missing += " cuDNN";
+  std::string found = std::to_string(n) + " GPU(s) with driver " + drv.path;
+  if (!missing.empty()) return found + "; missing libraries:" + missing + " (set PG25_CUDA_LIBS to their folder)";
+  return found + "; cuBLASLt " + lt.path + "; cuDNN " + dnn.path;
+}
+
+}  // namespace pg25::cuda

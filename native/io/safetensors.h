@@ -1,0 +1,59 @@
+// Safetensors files, memory-mapped. The header is validated in full before any tensor is touched:
+// a hostile or truncated file is a PG25_BAD_WEIGHTS naming the file and tensor, never a crash.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pg25 {
+
+enum class DType { F16, BF16, F32, F64, I64, I32, U8, BOOL };
+const char* dtype_name(DType d);
+size_t dtype_size(DType d);
+
+struct TensorEntry {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // byte range relative to the data section
+  int64_t numel() const;
+};
+
+constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+
+// Validates a whole safetensors image held in memory (header and data section): sizes, dtypes,
+// ranges inside the file, no overlaps, no duplicate names. `file` only names the source in errors.
+std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& file,
+                                                  uint64_t* data_offset);
+
+class SafetensorsFile {
+ public:
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::vector<TensorEntry>& tensors() const { return tensors_; }
+  const TensorEntry* find(const std::string& name) const;
+  const uint8_t* data(const TensorEntry& e) const { return base_ + data_offset_ + e.begin; }
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  const uint8_t* base_ = nullptr;
+  size_t size_ = 0;
+  uint64_t data_offset_ = 0;
+  std::vector<TensorEntry> tensors_;
+  std::map<std::string, size_t> index_;
+};
+
+// Converts `count` elements of a floating-point dtype to float32.
+void to_float32(DType dtype, const uint8_t* src, size_t count, float* dst);
+float half_to_float(uint16_t h);
+uint16_t float_to_half(float f);
+
+}  // namespace pg25

@@ -1,0 +1,41 @@
+// The weights of one model component: one or more safetensors files (shards), looked up by name.
+// Paddle-format files store nn.Linear weights as [in, out]; they are transposed on load.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../backend/tensor.h"
+#include "safetensors.h"
+
+namespace pg25 {
+
+struct WeightFileSpec {
+  std::string path;
+  bool paddle = false;
+};
+
+class WeightStore {
+ public:
+  explicit WeightStore(const std::vector<WeightFileSpec>& files);
+
+  struct Found {
+    const SafetensorsFile* file;
+    const TensorEntry* entry;
+    bool paddle;
+  };
+  const Found* find(const std::string& name) const;
+  // Reads `name` as float32 in PyTorch layout, checking it against `shape`. `linear` marks an
+  // nn.Linear weight (transposed when the file is Paddle-format).
+  std::vector<float> read(const std::string& name, const Shape& shape, bool linear) const;
+  std::string describe() const;  // the file list, for error messages
+  std::vector<std::string> names() const;
+
+ private:
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::vector<bool> paddle_;
+  std::map<std::string, Found> index_;
+};
+
+}  // namespace pg25

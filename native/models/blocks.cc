@@ -1,0 +1,105 @@
+#include "blocks.h"
+
+namespace pg25 {
+
+Conv Conv::make(Params& p, const std::string& name, int64_t out, int64_t in, int64_t k, int stride) {
+  Conv c;
+  c.w = p.get(name + ".weight", {out, in, k, k});
+  c.b = p.get(name + ".bias", {out});
+  c.stride = stride;
+  c.pad = int(k / 2);
+  return c;
+}
+
+Linear Linear::make(Params& p, const std::string& name, int64_t out, int64_t in, bool bias) {
+  Linear l;
+  l.w = p.linear_weight(name + ".weight", out, in);
+  l.has_bias = bias;
+  if (bias) l.b = p.get(name + ".bias", {out});
+  return l;
+}
+
+Norm Norm::make(Params& p, const std::string& name, int64_t channels) {
+  return Norm{p.get(name + ".weight", {channels}), p.get(name + ".bias", {channels})};
+}
+
+ResnetBlock ResnetBlock::make(Params& p, const std::string& name, int64_t in, int64_t out, int64_t temb, int groups, float eps) {
+  ResnetBlock r;
+  r.groups = groups;
+  r.eps = eps;
+  r.norm1 = Norm::make(p, name + ".norm1", in);
+  r.conv1 = Conv::make(p, name + ".conv1", out, in, 3);
+  if (temb > 0) r.time_emb_proj = Linear::make(p, name + ".time_emb_proj", out, temb);
+  r.norm2 = Norm::make(p, name + ".norm2", out);
+  r.conv2 = Conv::make(p, name + ".conv2", out, out, 3);
+  if (in != out) r.shortcut = Conv::make(p, name + ".conv_shortcut", out, in, 1);
+  return r;
+}
+
+Tensor ResnetBlock::operator()(Backend& be, const Tensor& x, const Tensor* temb_act) const {
+  Tensor h = be.group_norm(x, norm1.w, norm1.b, groups, eps, true);
+  h = conv1(be, h);
+  if (time_emb_proj && temb_act) h = be.add_channel_bias(h, (*time_emb_proj)(be, *temb_act));
+  h = be.group_norm(h, norm2.w, norm2.b, groups, eps, true);
+  h = conv2(be, h);
+  return be.add(shortcut ? (*shortcut)(be, x) : x, h);
+}
+
+Attention Attention::make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads, bool qkv_bias) {
+  Attention a;
+  a.heads = heads;
+  a.q = Linear::make(p, name + ".to_q", dim, dim, qkv_bias);
+  a.k = Linear::make(p, name + ".to_k", dim, context_dim, qkv_bias);
+  a.v = Linear::make(p, name + ".to_v", dim, context_dim, qkv_bias);
+  a.out = Linear::make(p, name + ".to_out.0", dim, dim, true);
+  return a;
+}
+
+Tensor Attention::operator()(Backend& be, const Tensor& x, const Tensor* context) const {
+  const Tensor& c = context ? *context : x;
+  return out(be, be.attention(q(be, x), k(be, c), v(be, c), heads, false));
+}
+
+TransformerBlock TransformerBlock::make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads) {
+  TransformerBlock t;
+  t.norm1 = Norm::make(p, name + ".norm1", dim);
+  t.attn1 = Attention::make(p, name + ".attn1", dim, dim, heads, false);
+  t.norm2 = Norm::make(p, name + ".norm2", dim);
+  t.attn2 = Attention::make(p, name + ".attn2", dim, context_dim, heads, false);
+  t.norm3 = Norm::make(p, name + ".norm3", dim);
+  t.ff_in = Linear::make(p, name + ".ff.net.0.proj", dim * 8, dim);  // GEGLU: 2 x (4 x dim)
+  t.ff_out = Linear::make(p, name + ".ff.net.2", dim, dim * 4);
+  return t;
+}
+
+Tensor TransformerBlock::operator()(Backend& be, const Tensor& x, const Tensor& context) const {
+  constexpr float kEps = 1e-5f;  // nn.LayerNorm default in BasicTransformerBlock
+  Tensor h = be.add(x, attn1(be, be.layer_norm(x, norm1.w, norm1.b, kEps), nullptr));
+  h = be.add(h, attn2(be, be.layer_norm(h, norm2.w, norm2.b, kEps), &context));
+  Tensor f = ff_out(be, be.geglu(ff_in(be, be.layer_norm(h, norm3.w, norm3.b, kEps))));
+  return be.add(h, f);
+}
+
+SpatialTransformer SpatialTransformer::make(Params& p, const std::string& name, int64_t channels, int64_t context_dim, int heads,
+                                            int64_t layers, int groups) {
+  SpatialTransformer s;
+  s.groups = groups;
+  s.norm = Norm::make(p, name + ".norm", channels);
+  s.proj_in = Linear::make(p, name + ".proj_in", channels, channels);
+  for (int64_t i = 0; i < layers; i++)
+    s.blocks.push_back(TransformerBlock::make(p, join(name + ".transformer_blocks", i), channels, context_dim, heads));
+  s.proj_out = Linear::make(p, name + ".proj_out", channels, channels);
+  return s;
+}
+
+Tensor SpatialTransformer::operator()(Backend& be, const Tensor& x, const Tensor& context) const {
+  int64_t H = x.dim(2), W = x.dim(3);
+  // Transformer2DModel's GroupNorm uses eps 1e-6 whatever the UNet's norm_eps.
+  Tensor h = be.nchw_to_nlc(be.group_norm(x, norm.w, norm.b, groups, 1e-6f, false));
+  h = proj_in(be, h);
+  for (const auto& b : blocks) h = b(be, h, context);
+  h = proj_out(be, h);
+  return be.add(be.nlc_to_nchw(h, H, W), x);
+}
+
+}  // namespace pg25

@@ -1,0 +1,67 @@
+// Building blocks shared by the UNet and the VAE (diffusers' ResnetBlock2D, Transformer2DModel,
+// Downsample2D, Upsample2D), declared through Params and run through a Backend.
+#pragma once
+#include <optional>
+#include <vector>
+
+#include "params.h"
+
+namespace pg25 {
+
+struct Conv {
+  Tensor w, b;
+  int stride = 1, pad = 1;
+  static Conv make(Params& p, const std::string& name, int64_t out, int64_t in, int64_t k, int stride = 1);
+  Tensor operator()(Backend& be, const Tensor& x) const { return be.conv2d(x, w, &b, stride, pad); }
+};
+
+struct Linear {
+  Tensor w, b;
+  bool has_bias = true;
+  static Linear make(Params& p, const std::string& name, int64_t out, int64_t in, bool bias = true);
+  Tensor operator()(Backend& be, const Tensor& x) const { return be.linear(x, w, has_bias ? &b : nullptr); }
+};
+
+struct Norm {
+  Tensor w, b;
+  static Norm make(Params& p, const std::string& name, int64_t channels);
+};
+
+struct ResnetBlock {
+  Norm norm1, norm2;
+  Conv conv1, conv2;
+  std::optional<Linear> time_emb_proj;
+  std::optional<Conv> shortcut;
+  int groups;
+  float eps;
+  static ResnetBlock make(Params& p, const std::string& name, int64_t in, int64_t out, int64_t temb, int groups, float eps);
+  // temb_act: silu(time embedding) [B, temb], or undefined for the VAE.
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* temb_act) const;
+};
+
+struct Attention {
+  Linear q, k, v, out;
+  int heads;
+  static Attention make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads, bool qkv_bias);
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* context) const;
+};
+
+struct TransformerBlock {
+  Norm norm1, norm2, norm3;
+  Attention attn1, attn2;
+  Linear ff_in, ff_out;
+  static TransformerBlock make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads);
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor& context) const;
+};
+
+// Transformer2DModel with use_linear_projection.
+struct SpatialTransformer {
+  Norm norm;
+  Linear proj_in, proj_out;
+  std::vector<TransformerBlock> blocks;
+  int groups;
+  static SpatialTransformer make(Params& p, const std::string& name, int64_t channels, int64_t context_dim, int heads, int64_t layers, int groups);
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor& context) const;
+};
+
+}  // namespace pg25

@@ -1,0 +1,38 @@
+// How a model asks for its weights. Model constructors call Params::get for every tensor they use;
+// in a dry run (no backend, no store) this only records names and shapes, which is how the graph built
+// from the real configs is checked against the real checkpoint manifest without the download.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "../backend/backend.h"
+#include "../io/weights.h"
+
+namespace pg25 {
+
+struct ParamSpec {
+  std::string name;
+  Shape shape;
+  bool linear;
+};
+
+class Params {
+ public:
+  Params(Backend* backend, const WeightStore* store) : backend_(backend), store_(store) {}
+
+  Tensor get(const std::string& name, const Shape& shape, bool linear = false);
+  Tensor linear_weight(const std::string& name, int64_t out, int64_t in) { return get(name, {out, in}, true); }
+  const std::vector<ParamSpec>& declared() const { return declared_; }
+  bool dry() const { return backend_ == nullptr; }
+
+ private:
+  Backend* backend_;
+  const WeightStore* store_;
+  std::vector<ParamSpec> declared_;
+};
+
+// Joins name parts with dots: P("down_blocks", 0, "resnets") -> "down_blocks.0.resnets".
+std::string join(const std::string& a, const std::string& b);
+inline std::string join(const std::string& a, int64_t i) { return join(a, std::to_string(i)); }
+
+}  // namespace pg25

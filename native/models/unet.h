@@ -1,0 +1,57 @@
+// The SDXL UNet2DConditionModel (diffusers), built from its config.json: DownBlock2D,
+// CrossAttnDownBlock2D, UNetMidBlock2DCrossAttn, CrossAttnUpBlock2D, UpBlock2D, text_time added
+// conditioning, per-block transformer depth and head counts.
+#pragma once
+#include <vector>
+
+#include "../core/config.h"
+#include "blocks.h"
+
+namespace pg25 {
+
+class UNet {
+ public:
+  UNet(const Config& cfg, Params& p);
+
+  // sample [B, C, h, w]; timestep: the value fed to the time embedding (0.25 ln sigma for EDM);
+  // context [B, L, cross_attention_dim]; text_embeds [B, E]; time_ids: B x n_time_ids host values.
+  Tensor forward(Backend& be, const Tensor& sample, float timestep, const Tensor& context, const Tensor& text_embeds,
+                 const std::vector<float>& time_ids) const;
+
+  int64_t in_channels() const { return in_channels_; }
+  int64_t sample_size() const { return sample_size_; }
+  int64_t cross_attention_dim() const { return cross_dim_; }
+  int64_t text_embeds_dim() const { return text_embeds_dim_; }
+  int64_t time_ids_count() const { return n_time_ids_; }
+
+ private:
+  struct Down {
+    std::vector<ResnetBlock> resnets;
+    std::vector<SpatialTransformer> attentions;
+    std::optional<Conv> downsample;
+  };
+  struct Up {
+    std::vector<ResnetBlock> resnets;
+    std::vector<SpatialTransformer> attentions;
+    std::optional<Conv> upsample;
+  };
+  Tensor time_embedding(Backend& be, float timestep, int64_t batch, const Tensor& text_embeds, const std::vector<float>& time_ids) const;
+
+  int64_t in_channels_, out_channels_, sample_size_, cross_dim_, time_dim_, add_time_dim_, text_embeds_dim_, n_time_ids_;
+  int groups_;
+  float eps_;
+  bool flip_sin_to_cos_;
+  double freq_shift_;
+  Conv conv_in_, conv_out_;
+  Linear time_1_, time_2_, add_1_, add_2_;
+  Norm norm_out_;
+  std::vector<Down> down_;
+  ResnetBlock mid_res0_, mid_res1_;
+  SpatialTransformer mid_attn_;
+  std::vector<Up> up_;
+};
+
+// diffusers' get_timestep_embedding, in float32 as torch computes it.
+std::vector<float> timestep_embedding(const std::vector<float>& t, int64_t dim, bool flip_sin_to_cos, double freq_shift);
+
+}  // namespace pg25

@@ -1,0 +1,90 @@
+#include "vae.h"
+
+#include "../core/error.h"
+
+namespace pg25 {
+
+static constexpr float kVaeEps = 1e-6f;  // diffusers builds every VAE norm with eps 1e-6
+
+VaeDecoder::VaeDecoder(const Config& cfg, Params& p) {
+  cfg.require_string("act_fn", "silu");
+  cfg.require_bool("mid_block_add_attention", true);
+  cfg.require_bool("use_quant_conv", true);
+  cfg.require_bool("use_post_quant_conv", true);
+  cfg.require_null("shift_factor");
+  std::vector<int64_t> ch = cfg.integers("block_out_channels", 1, 1 << 14);
+  size_t nb = ch.size();
+  for (const auto& t : cfg.strings("up_block_types"))
+    if (t != "UpDecoderBlock2D") cfg.refuse("up_block_types", "entry \"" + t + "\" is not supported (UpDecoderBlock2D)");
+  for (const auto& t : cfg.strings("down_block_types"))
+    if (t != "DownEncoderBlock2D") cfg.refuse("down_block_types", "entry \"" + t + "\" is not supported (DownEncoderBlock2D)");
+  if (cfg.strings("up_block_types").size() != nb) cfg.bad("up_block_types", "must have one entry per block_out_channels entry");
+  latent_channels_ = cfg.integer("latent_channels", 1, 64);
+  int64_t out_channels = cfg.integer("out_channels", 1, 16);
+  if (out_channels != 3) cfg.refuse("out_channels", "is " + std::to_string(out_channels) + "; only RGB (3) is supported");
+  groups_ = int(cfg.integer_or("norm_num_groups", 32, 1, 1024));
+  int64_t layers = cfg.integer_or("layers_per_block", 2, 1, 64);
+  scaling_factor_ = cfg.number_or("scaling_factor", 0.18215);
+  if (!(scaling_factor_ > 0)) cfg.bad("scaling_factor", "must be positive");
+  for (int64_t c : ch)
+    if (c % groups_ != 0) cfg.bad("block_out_channels", "entry " + std::to_string(c) + " is not divisible by norm_num_groups");
+  if (cfg.has("latents_mean") != cfg.has("latents_std")) cfg.bad(cfg.has("latents_mean") ? "latents_std" : "latents_mean", "is missing while its pair is set");
+  if (cfg.has("latents_mean")) {
+    for (double v : cfg.numbers("latents_mean")) mean_.push_back(float(v));
+    for (double v : cfg.numbers("latents_std")) std_.push_back(float(v));
+    if (int64_t(mean_.size()) != latent_channels_) cfg.bad("latents_mean", "must have latent_channels entries");
+    if (int64_t(std_.size()) != latent_channels_) cfg.bad("latents_std", "must have latent_channels entries");
+  }
+
+  post_quant_ = Conv::make(p, "post_quant_conv", latent_channels_, latent_channels_, 1);
+  int64_t top = ch[nb - 1];
+  conv_in_ = Conv::make(p, "decoder.conv_in", top, latent_channels_, 3);
+  mid_res0_ = ResnetBlock::make(p, "decoder.mid_block.resnets.0", top, top, 0, groups_, kVaeEps);
+  mid_attn_.norm = Norm::make(p, "decoder.mid_block.attentions.0.group_norm", top);
+  mid_attn_.attn = Attention::make(p, "decoder.mid_block.attentions.0", top, top, 1, true);
+  mid_res1_ = ResnetBlock::make(p, "decoder.mid_block.resnets.1", top, top, 0, groups_, kVaeEps);
+  int64_t out_c = top;
+  for (size_t i = 0; i < nb; i++) {
+    int64_t prev = out_c;
+    out_c = ch[nb - 1 - i];
+    std::string name = join("decoder.up_blocks", int64_t(i));
+    Up u;
+    for (int64_t j = 0; j < layers + 1; j++)
+      u.resnets.push_back(ResnetBlock::make(p, join(name + ".resnets", j), j == 0 ? prev : out_c, out_c, 0, groups_, kVaeEps));
+    if (i + 1 < nb) {
+      u.upsample = Conv::make(p, name + ".upsamplers.0.conv", out_c, out_c, 3);
+      n_up_++;
+    }
+    up_.push_back(std::move(u));
+  }
+  norm_out_ = Norm::make(p, "decoder.conv_norm_out", ch[0]);
+  conv_out_ = Conv::make(p, "decoder.conv_out", 3, ch[0], 3);
+}
+
+Tensor VaeDecoder::decode(Backend& be, const Tensor& latents) const {
+  if (latents.rank() != 4 || latents.dim(1) != latent_channels_)
+    throw Error("PG25_INVALID_ARGUMENT", "vae: latents must be [B, " + std::to_string(latent_channels_) + ", h, w], got " + shape_str(latents.shape));
+  // latents * std / scaling_factor + mean (or latents / scaling_factor without statistics)
+  std::vector<float> scale(static_cast<size_t>(latent_channels_)), shift(static_cast<size_t>(latent_channels_), 0.f);
+  for (int64_t c = 0; c < latent_channels_; c++) {
+    scale[size_t(c)] = mean_.empty() ? float(1.0 / scaling_factor_) : float(std_[size_t(c)] / scaling_factor_);
+    if (!mean_.empty()) shift[size_t(c)] = mean_[size_t(c)];
+  }
+  Tensor h = post_quant_(be, be.channel_affine(latents, scale, shift));
+  h = conv_in_(be, h);
+  h = mid_res0_(be, h, nullptr);
+  {
+    int64_t H = h.dim(2), W = h.dim(3);
+    Tensor a = be.nchw_to_nlc(be.group_norm(h, mid_attn_.norm.w, mid_attn_.norm.b, groups_, kVaeEps, false));
+    h = be.add(be.nlc_to_nchw(mid_attn_.attn(be, a, nullptr), H, W), h);
+  }
+  h = mid_res1_(be, h, nullptr);
+  for (const Up& u : up_) {
+    for (const auto& r : u.resnets) h = r(be, h, nullptr);
+    if (u.upsample) h = (*u.upsample)(be, be.upsample_nearest(h, h.dim(2) * 2, h.dim(3) * 2));
+  }
+  h = be.group_norm(h, norm_out_.w, norm_out_.b, groups_, kVaeEps, true);
+  return conv_out_(be, h);
+}
+
+}  // namespace pg25

@@ -1,0 +1,44 @@
+// The AutoencoderKL decoder (diffusers), with post_quant_conv and the latent statistics
+// (latents_mean / latents_std / scaling_factor) that turn UNet latents into decoder input.
+#pragma once
+#include <vector>
+
+#include "../core/config.h"
+#include "blocks.h"
+
+namespace pg25 {
+
+class VaeDecoder {
+ public:
+  VaeDecoder(const Config& cfg, Params& p);
+
+  // latents [B, latent_channels, h, w] as the UNet produces them -> image [B, 3, 8h, 8w] in about [-1, 1].
+  Tensor decode(Backend& be, const Tensor& latents) const;
+  int64_t latent_channels() const { return latent_channels_; }
+  int64_t scale_factor() const { return int64_t(1) << (n_up_); }
+  double scaling_factor() const { return scaling_factor_; }
+  const std::vector<float>& latents_mean() const { return mean_; }
+  const std::vector<float>& latents_std() const { return std_; }
+
+ private:
+  struct MidAttention {
+    Norm norm;
+    Attention attn;
+  };
+  struct Up {
+    std::vector<ResnetBlock> resnets;
+    std::optional<Conv> upsample;
+  };
+  int64_t latent_channels_;
+  int groups_;
+  int n_up_ = 0;
+  double scaling_factor_;
+  std::vector<float> mean_, std_;
+  Conv post_quant_, conv_in_, conv_out_;
+  ResnetBlock mid_res0_, mid_res1_;
+  MidAttention mid_attn_;
+  std::vector<Up> up_;
+  Norm norm_out_;
+};
+
+}  // namespace pg25

@@ -363,10 +363,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto [keep, m] = component<VaeDecoder>(info[0]);
       Tensor lat = TensorWrap::From(info[1], "latents");
+      bool unscale = info[2].ToBoolean().Value();
       auto be = be_ptr();
       auto out = std::make_shared<Tensor>();
       return run_job(
-          info.Env(), [keep = keep, m = m, lat, be, out] { *out = m->decode(*be, lat); },
+          info.Env(), [keep = keep, m = m, lat, unscale, be, out] { *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat); },
           [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); });
     });
   }

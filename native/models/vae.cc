@@ -61,16 +61,24 @@ VaeDecoder::VaeDecoder(const Config& cfg, Params& p) {
   conv_out_ = Conv::make(p, "decoder.conv_out", 3, ch[0], 3);
 }
 
-Tensor VaeDecoder::decode(Backend& be, const Tensor& latents) const {
-  if (latents.rank() != 4 || latents.dim(1) != latent_channels_)
-    throw Error("PG25_INVALID_ARGUMENT", "vae: latents must be [B, " + std::to_string(latent_channels_) + ", h, w], got " + shape_str(latents.shape));
-  // latents * std / scaling_factor + mean (or latents / scaling_factor without statistics)
+static void check_latents(const Tensor& latents, int64_t channels) {
+  if (latents.rank() != 4 || latents.dim(1) != channels)
+    throw Error("PG25_INVALID_ARGUMENT", "vae: latents must be [B, " + std::to_string(channels) + ", h, w], got " + shape_str(latents.shape));
+}
+
+Tensor VaeDecoder::unscale(Backend& be, const Tensor& latents) const {
+  check_latents(latents, latent_channels_);
   std::vector<float> scale(static_cast<size_t>(latent_channels_)), shift(static_cast<size_t>(latent_channels_), 0.f);
   for (int64_t c = 0; c < latent_channels_; c++) {
     scale[size_t(c)] = mean_.empty() ? float(1.0 / scaling_factor_) : float(std_[size_t(c)] / scaling_factor_);
     if (!mean_.empty()) shift[size_t(c)] = mean_[size_t(c)];
   }
-  Tensor h = post_quant_(be, be.channel_affine(latents, scale, shift));
+  return be.channel_affine(latents, scale, shift);
+}
+
+Tensor VaeDecoder::decode(Backend& be, const Tensor& z) const {
+  check_latents(z, latent_channels_);
+  Tensor h = post_quant_(be, z);
   h = conv_in_(be, h);
   h = mid_res0_(be, h, nullptr);
   {

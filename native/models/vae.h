@@ -12,8 +12,11 @@ class VaeDecoder {
  public:
   VaeDecoder(const Config& cfg, Params& p);
 
-  // latents [B, latent_channels, h, w] as the UNet produces them -> image [B, 3, 8h, 8w] in about [-1, 1].
-  Tensor decode(Backend& be, const Tensor& latents) const;
+  // UNet latents -> VAE latents: latents * latents_std / scaling_factor + latents_mean
+  // (or latents / scaling_factor for a VAE without statistics), as the SDXL pipeline does before decoding.
+  Tensor unscale(Backend& be, const Tensor& latents) const;
+  // vae.decode: VAE latents [B, latent_channels, h, w] -> image [B, 3, 8h, 8w] in about [-1, 1].
+  Tensor decode(Backend& be, const Tensor& z) const;
   int64_t latent_channels() const { return latent_channels_; }
   int64_t scale_factor() const { return int64_t(1) << (n_up_); }
   double scaling_factor() const { return scaling_factor_; }

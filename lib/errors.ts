@@ -1,0 +1,61 @@
+/**
+ * Every error this package raises is a `Pg25Error` with a stable `code`:
+ *
+ * ```ts
+ * try { await Pipeline.fromPretrained('./missing') }
+ * catch (e) { if (e instanceof Pg25Error && e.code === 'PG25_NOT_FOUND') console.error(e.message) }
+ * ```
+ */
+export type Pg25ErrorCode =
+  | 'PG25_NOT_FOUND' // a directory, component, config or weight file is missing
+  | 'PG25_BAD_CONFIG' // malformed JSON, a missing key or a value of the wrong type
+  | 'PG25_BAD_WEIGHTS' // a safetensors file that fails validation, or a tensor of the wrong shape/dtype
+  | 'PG25_MISSING_WEIGHTS' // a tensor the graph needs is absent from the weight files
+  | 'PG25_UNSUPPORTED' // a model class, scheduler or config value this package does not implement
+  | 'PG25_INVALID_ARGUMENT' // a bad option passed to the API
+  | 'PG25_DISPOSED' // a call on a pipeline or tensor after dispose()
+  | 'PG25_NO_DEVICE' // device 'cuda' asked for where no usable GPU and libraries are
+  | 'PG25_OUT_OF_MEMORY'
+  | 'PG25_INTERNAL'
+  | 'ABORT_ERR' // an AbortSignal fired (the error's name is 'AbortError')
+
+export class Pg25Error extends Error {
+  readonly code: Pg25ErrorCode
+  constructor (code: Pg25ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'Pg25Error'
+    this.code = code
+  }
+}
+
+/** Rejection of a run stopped by an AbortSignal. `name` is 'AbortError', as in Node's own APIs. */
+export class AbortError extends Pg25Error {
+  constructor (message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super('ABORT_ERR', message, options)
+    this.name = 'AbortError'
+  }
+}
+
+/** Turns an error thrown by the native addon (a plain Error with a `code`) into a Pg25Error. */
+export function fromNative (err: unknown): Error {
+  if (err instanceof Pg25Error) return err
+  if (err instanceof Error) {
+    const code = (err as Error & { code?: string }).code
+    if (typeof code === 'string' && code.startsWith('PG25_')) return new Pg25Error(code as Pg25ErrorCode, err.message)
+    return new Pg25Error('PG25_INTERNAL', err.message, { cause: err })
+  }
+  return new Pg25Error('PG25_INTERNAL', String(err))
+}
+
+/** Awaits a native promise, rethrowing its failure as a Pg25Error. */
+export async function native<T> (fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+export function throwIfAborted (signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason })
+}

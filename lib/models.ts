@@ -1,0 +1,62 @@
+// The pipeline's three networks as components on a Runtime: host arrays or backend tensors in,
+// backend tensors out. Useful alone for users who want the parts.
+import { Pg25Error, native } from './errors'
+import type { ComponentSource } from './model/model-dir'
+import type { NativeTensor } from './native'
+import type { Runtime } from './runtime'
+
+/** A CLIP text encoder: ids -> penultimate hidden states (and the pooled projection for encoder 2). */
+export class TextEncoderModel {
+  private constructor (private readonly rt: Runtime, private readonly id: number, readonly hiddenSize: number) {}
+
+  static async load (rt: Runtime, src: ComponentSource): Promise<TextEncoderModel> {
+    const id = await rt.load('text_encoder', src)
+    return new TextEncoderModel(rt, id, rt.call(() => rt.engine.componentInfo(id)).hiddenSize)
+  }
+
+  /** `ids`: batch x 77 token ids, row-major. */
+  async encode (ids: number[][]): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }> {
+    const flat = Int32Array.from(ids.flat())
+    return await native(async () => await this.rt.call(() => this.rt.engine.encodeText(this.id, flat, ids.length)))
+  }
+}
+
+export class UNetModel {
+  private constructor (private readonly rt: Runtime, private readonly id: number, readonly info: { inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number }) {}
+
+  static async load (rt: Runtime, src: ComponentSource): Promise<UNetModel> {
+    const id = await rt.load('unet', src)
+    const i = rt.call(() => rt.engine.componentInfo(id))
+    return new UNetModel(rt, id, { inChannels: i.inChannels, sampleSize: i.sampleSize, crossAttentionDim: i.crossAttentionDim, textEmbedsDim: i.textEmbedsDim })
+  }
+
+  /** One UNet call: noise prediction for `sample` [B, C, h, w] at `timestep` (0.25 ln sigma). */
+  async predict (sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array): Promise<NativeTensor> {
+    return await native(async () => await this.rt.call(() => this.rt.engine.unet(this.id, sample, timestep, encoderHiddenStates, textEmbeds, timeIds)))
+  }
+}
+
+export class VAEModel {
+  private constructor (private readonly rt: Runtime, private readonly id: number, readonly latentChannels: number, readonly scaleFactor: number) {}
+
+  static async load (rt: Runtime, src: ComponentSource): Promise<VAEModel> {
+    const id = await rt.load('vae', src)
+    const i = rt.call(() => rt.engine.componentInfo(id))
+    return new VAEModel(rt, id, i.latentChannels, i.scaleFactor)
+  }
+
+  /**
+   * Latents -> image tensor in about [-1, 1]. With `fromUNet` (the default) the latents are the UNet's
+   * and are first mapped by latents_std / scaling_factor + latents_mean; without it they go to
+   * `vae.decode` as they are.
+   */
+  async decode (latents: NativeTensor, fromUNet = true): Promise<NativeTensor> {
+    return await native(async () => await this.rt.call(() => this.rt.engine.vaeDecode(this.id, latents, fromUNet)))
+  }
+
+  /** Image tensor -> RGB bytes, round(clamp(x/2+0.5)*255), one image after another. */
+  async toRGB8 (image: NativeTensor): Promise<Uint8Array> {
+    if (image.shape[1] !== 3) throw new Pg25Error('PG25_INVALID_ARGUMENT', 'image must have 3 channels')
+    return await native(async () => await this.rt.call(() => this.rt.engine.toRGB8(image)))
+  }
+}

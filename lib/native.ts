@@ -1,0 +1,61 @@
+// Loads the addon (prebuilds/ first, then build/Release) and types what it exports.
+import path from 'node:path'
+import { Pg25Error } from './errors'
+
+export interface NativeTensor {
+  readonly shape: number[]
+  readonly disposed: boolean
+  dispose(): void
+}
+
+export interface WeightFile { path: string, paddle: boolean }
+
+export interface ComponentSpec {
+  kind: 'text_encoder' | 'unet' | 'vae'
+  className: string
+  configPath: string
+  configText: string
+}
+
+export interface NativeEngine {
+  readonly device: string
+  loadComponent(spec: ComponentSpec, files: WeightFile[]): Promise<number>
+  componentInfo(id: number): Record<string, number>
+  encodeText(id: number, ids: Int32Array, batch: number): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
+  unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array): Promise<NativeTensor>
+  vaeDecode(id: number, latents: NativeTensor, unscale: boolean): Promise<NativeTensor>
+  toRGB8(image: NativeTensor): Promise<Uint8Array>
+  fromHost(data: Float32Array, shape: number[]): NativeTensor
+  toHost(t: NativeTensor): Float32Array
+  lincomb(terms: Array<[number, NativeTensor]>): NativeTensor
+  concat(a: NativeTensor, b: NativeTensor, axis: number): NativeTensor
+  slice0(t: NativeTensor, start: number, count: number): NativeTensor
+  bytesInUse(): number
+  dispose(): void
+}
+
+export interface SafetensorsEntry { name: string, dtype: string, shape: number[], begin: number, end: number }
+export interface ParamRequest { name: string, shape: number[], linear: boolean }
+
+export interface NativeAddon {
+  Engine: new (device: string) => NativeEngine
+  Tensor: Function
+  inspectSafetensors(path: string): Promise<SafetensorsEntry[]>
+  readTensors(files: WeightFile[], requests: ParamRequest[]): Promise<Float32Array[]>
+  componentManifest(spec: ComponentSpec): ParamRequest[]
+  timestepEmbedding(t: Float32Array, dim: number, flipSinToCos: boolean, freqShift: number): Float32Array
+  runtimeInfo(): { threads: number, cudaCompiled: boolean, cuda: string }
+}
+
+let addon: NativeAddon | undefined
+
+export function loadNative (): NativeAddon {
+  if (addon) return addon
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    addon = require('node-gyp-build')(path.join(__dirname, '..', '..')) as NativeAddon
+  } catch (err) {
+    throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon could not be loaded (${(err as Error).message}); reinstall the package or run \`npm run build\``, { cause: err })
+  }
+  return addon
+}

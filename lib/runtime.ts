@@ -1,0 +1,75 @@
+// One native engine (a backend and the components loaded into it), with the TensorOps the
+// schedulers use. Tensors are NativeTensor handles: their memory stays in the backend.
+import { Pg25Error, fromNative, native } from './errors'
+import type { ComponentSource } from './model/model-dir'
+import { loadNative, type NativeEngine, type NativeTensor } from './native'
+import type { TensorOps } from './scheduler/tensor-ops'
+
+export type Device = 'auto' | 'cpu' | 'cuda'
+
+export class Runtime {
+  readonly engine: NativeEngine
+  readonly ops: TensorOps<NativeTensor>
+  private disposed = false
+
+  private constructor (engine: NativeEngine) {
+    this.engine = engine
+    this.ops = {
+      lincomb: terms => this.call(() => engine.lincomb(terms)),
+      release: t => t.dispose()
+    }
+  }
+
+  /** Opens a backend. `auto` takes the GPU when usable, else the CPU with a notice of what was missing. */
+  static open (device: Device, notice: (msg: string) => void): Runtime {
+    const addon = loadNative()
+    if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') {
+      throw new Pg25Error('PG25_INVALID_ARGUMENT', `device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
+    }
+    if (device === 'cpu') return new Runtime(new addon.Engine('cpu'))
+    try {
+      return new Runtime(new addon.Engine('cuda'))
+    } catch (err) {
+      const e = fromNative(err)
+      if (device === 'cuda') throw e
+      notice(`@pg25/native: running on the CPU (${e.message})`)
+      return new Runtime(new addon.Engine('cpu'))
+    }
+  }
+
+  get device (): string {
+    return this.engine.device
+  }
+
+  call<T> (fn: () => T): T {
+    if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed')
+    try {
+      return fn()
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  async load (kind: 'text_encoder' | 'unet' | 'vae', src: ComponentSource): Promise<number> {
+    return await native(async () => await this.engine.loadComponent({ kind, className: src.className, configPath: src.configPath, configText: src.configText }, src.files))
+  }
+
+  fromHost (data: Float32Array, shape: number[]): NativeTensor {
+    return this.call(() => this.engine.fromHost(data, shape))
+  }
+
+  toHost (t: NativeTensor): Float32Array {
+    return this.call(() => this.engine.toHost(t))
+  }
+
+  dispose (): void {
+    if (this.disposed) return
+    this.disposed = true
+    this.engine.dispose()
+  }
+}
+
+/** Disposes every tensor given (skipping undefined), for tidy step loops. */
+export function release (...ts: Array<NativeTensor | undefined>): void {
+  for (const t of ts) t?.dispose()
+}

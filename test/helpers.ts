@@ -1,0 +1,53 @@
+// Shared test helpers: where the reference data lives, a small safetensors reader for golden files
+// (independent of the native loader under test), and error metrics.
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+
+export const REF = path.resolve(process.env.PG25_REFERENCE ?? path.join(__dirname, '..', '..', '..', 'shared', 'reference'))
+export const TINY = path.join(REF, 'tiny-pg25')
+export const GOLDEN = path.join(REF, 'golden')
+export const FULL = path.join(REF, 'full')
+
+export interface HostTensor { shape: number[], data: Float32Array }
+
+/** Reads every F32 tensor of a golden safetensors file. */
+export function readGolden (file: string): Record<string, HostTensor> {
+  const buf = readFileSync(path.isAbsolute(file) ? file : path.join(GOLDEN, file))
+  const n = Number(buf.readBigUInt64LE(0))
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string, shape: number[], data_offsets: [number, number] }>
+  const out: Record<string, HostTensor> = {}
+  for (const [name, e] of Object.entries(header)) {
+    if (name === '__metadata__') continue
+    if (e.dtype !== 'F32') throw new Error(`${file}: ${name} is ${e.dtype}`)
+    const start = 8 + n + e.data_offsets[0]
+    const bytes = buf.subarray(start, 8 + n + e.data_offsets[1])
+    const data = new Float32Array(bytes.byteLength / 4)
+    for (let i = 0; i < data.length; i++) data[i] = bytes.readFloatLE(i * 4)
+    out[name] = { shape: e.shape, data }
+  }
+  return out
+}
+
+export function goldenCases (): any {
+  return JSON.parse(readFileSync(path.join(GOLDEN, 'cases.json'), 'utf8'))
+}
+
+/** ||a - b|| / ||b|| */
+export function relativeError (a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`)
+  let num = 0
+  let den = 0
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i] - b[i]
+    if (Number.isNaN(d)) return Infinity
+    num += d * d
+    den += b[i] * b[i]
+  }
+  return Math.sqrt(num) / Math.sqrt(den)
+}
+
+export function maxAbsDiff (a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
+  return m
+}

@@ -14,20 +14,26 @@ constexpr int64_t KC = 256, MC = 96, NC = 512;
 
 typedef float v8 __attribute__((vector_size(32)));
 
-// acc[MR x NR] = sum_k a[k][0..MR) x b[k][0..NR) over packed panels.
-template <int Dummy>
-inline void micro_kernel_impl(int64_t kc, const float* a, const float* b, float* out) {
-  v8 c[MR][2] = {};
+// acc[MR x NR] = sum_k a[k][0..MR) x b[k][0..NR) over packed panels. Always inlined, so each
+// target-specific wrapper below compiles it with its own instruction set.
+__attribute__((always_inline)) inline void micro_kernel_impl(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                                             float* __restrict out) {
+  v8 c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {}, c40 = {}, c41 = {}, c50 = {}, c51 = {};
   for (int64_t k = 0; k < kc; k++) {
     v8 b0, b1;
     std::memcpy(&b0, b + k * NR, 32);
     std::memcpy(&b1, b + k * NR + 8, 32);
-    for (int i = 0; i < MR; i++) {
-      v8 ai = a[k * MR + i] - (v8){};
-      c[i][0] += ai * b0;
-      c[i][1] += ai * b1;
-    }
+    const float* ak = a + k * MR;
+    v8 a0 = ak[0] - (v8){}, a1 = ak[1] - (v8){}, a2 = ak[2] - (v8){};
+    c00 += a0 * b0; c01 += a0 * b1;
+    c10 += a1 * b0; c11 += a1 * b1;
+    c20 += a2 * b0; c21 += a2 * b1;
+    v8 a3 = ak[3] - (v8){}, a4 = ak[4] - (v8){}, a5 = ak[5] - (v8){};
+    c30 += a3 * b0; c31 += a3 * b1;
+    c40 += a4 * b0; c41 += a4 * b1;
+    c50 += a5 * b0; c51 += a5 * b1;
   }
+  v8 c[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   for (int i = 0; i < MR; i++) {
     std::memcpy(out + i * NR, &c[i][0], 32);
     std::memcpy(out + i * NR + 8, &c[i][1], 32);
@@ -35,9 +41,9 @@ inline void micro_kernel_impl(int64_t kc, const float* a, const float* b, float*
 }
 
 __attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float* a, const float* b, float* out) {
-  micro_kernel_impl<1>(kc, a, b, out);
+  micro_kernel_impl(kc, a, b, out);
 }
-void micro_generic(int64_t kc, const float* a, const float* b, float* out) { micro_kernel_impl<0>(kc, a, b, out); }
+void micro_generic(int64_t kc, const float* a, const float* b, float* out) { micro_kernel_impl(kc, a, b, out); }
 
 using MicroFn = void (*)(int64_t, const float*, const float*, float*);
 MicroFn pick_micro() {

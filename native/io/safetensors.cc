@@ -75,7 +75,9 @@ std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t s
 
   std::vector<TensorEntry> out;
   std::map<std::string, bool> seen;
-  for (const auto& [name, v] : root.object) {
+  for (const auto& kv : root.object) {
+    const std::string& name = kv.first;
+    const json::Value& v = kv.second;
     if (seen.count(name)) throw bad_weights(file, "tensor \"" + name + "\" appears twice in the header");
     seen[name] = true;
     if (name == "__metadata__") {

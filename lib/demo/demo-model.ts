@@ -8,7 +8,7 @@ import { loadNative, type ComponentSpec } from '../native'
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors-writer'
 import { TorchGenerator } from '../random/torch-generator'
 
-const DEMO_VERSION = 1
+const DEMO_VERSION = 2
 const SEED = 2025
 
 /** Words the demo vocabulary merges into whole tokens; anything else falls back to bytes. */
@@ -33,24 +33,38 @@ function bytesToUnicode (): string[] {
   return table
 }
 
-/** A CLIP-style BPE vocabulary: every byte (alone and word-final), then left-to-right merges of WORDS. */
+/**
+ * A CLIP-style BPE vocabulary: every byte (alone and word-final), then merges that make each of WORDS
+ * one token. Merges are found by running BPE with the merges so far and joining the first two
+ * symbols left, so the tokenizer's rank order reproduces every word.
+ */
 export function demoVocabulary (): { vocab: Record<string, number>, merges: string[] } {
   const byteChars = bytesToUnicode()
   const tokens: string[] = [...byteChars, ...byteChars.map(c => c + '</w>')]
   const merges: string[] = []
+  const ranks = new Map<string, number>()
   const known = new Set(tokens)
   for (const word of WORDS) {
-    const chars = Array.from(Buffer.from(word, 'utf8'), b => byteChars[b])
-    chars[chars.length - 1] += '</w>'
-    let cur = chars[0]
-    for (let i = 1; i < chars.length; i++) {
-      const merged = cur + chars[i]
-      if (!known.has(merged)) {
-        merges.push(`${cur} ${chars[i]}`)
-        tokens.push(merged)
-        known.add(merged)
+    const symbols = Array.from(Buffer.from(word, 'utf8'), b => byteChars[b])
+    symbols[symbols.length - 1] += '</w>'
+    for (;;) {
+      // Apply known merges, lowest rank first, as the tokenizer does.
+      for (;;) {
+        let best = -1
+        let bestRank = Infinity
+        for (let i = 0; i + 1 < symbols.length; i++) {
+          const r = ranks.get(symbols[i] + ' ' + symbols[i + 1])
+          if (r !== undefined && r < bestRank) { bestRank = r; best = i }
+        }
+        if (best < 0) break
+        symbols.splice(best, 2, symbols[best] + symbols[best + 1])
       }
-      cur = merged
+      if (symbols.length === 1) break
+      const merge = `${symbols[0]} ${symbols[1]}`
+      ranks.set(merge, merges.length)
+      merges.push(merge)
+      const merged = symbols[0] + symbols[1]
+      if (!known.has(merged)) { tokens.push(merged); known.add(merged) }
     }
   }
   tokens.push('<|startoftext|>', '<|endoftext|>')

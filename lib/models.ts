@@ -36,13 +36,17 @@ export class UNetModel {
   }
 }
 
+/** How UNet latents map to VAE latents: z = latents * std / scalingFactor + mean (mean/std may be absent). */
+export interface LatentStats { scalingFactor: number, mean: number[] | null, std: number[] | null }
+
 export class VAEModel {
-  private constructor (private readonly rt: Runtime, private readonly id: number, readonly latentChannels: number, readonly scaleFactor: number) {}
+  private constructor (private readonly rt: Runtime, private readonly id: number, readonly latentChannels: number, readonly scaleFactor: number, readonly stats: LatentStats) {}
 
   static async load (rt: Runtime, src: ComponentSource): Promise<VAEModel> {
     const id = await rt.load('vae', src)
     const i = rt.call(() => rt.engine.componentInfo(id))
-    return new VAEModel(rt, id, i.latentChannels, i.scaleFactor)
+    const has = (i.latentsMean as number[]).length > 0
+    return new VAEModel(rt, id, i.latentChannels, i.scaleFactor, { scalingFactor: i.scalingFactor, mean: has ? i.latentsMean : null, std: has ? i.latentsStd : null })
   }
 
   /**
@@ -58,5 +62,18 @@ export class VAEModel {
   async toRGB8 (image: NativeTensor): Promise<Uint8Array> {
     if (image.shape[1] !== 3) throw new Pg25Error('PG25_INVALID_ARGUMENT', 'image must have 3 channels')
     return await native(async () => await this.rt.call(() => this.rt.engine.toRGB8(image)))
+  }
+}
+
+/** The VAE encoder (for image-to-image): image in [-1, 1] -> latent distribution mean and std. */
+export class VAEEncoderModel {
+  private constructor (private readonly rt: Runtime, private readonly id: number) {}
+
+  static async load (rt: Runtime, src: ComponentSource): Promise<VAEEncoderModel> {
+    return new VAEEncoderModel(rt, await rt.load('vae_encoder', src))
+  }
+
+  async encode (image: NativeTensor): Promise<{ mean: NativeTensor, std: NativeTensor }> {
+    return await native(async () => await this.rt.call(() => this.rt.engine.vaeEncode(this.id, image)))
   }
 }

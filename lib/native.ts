@@ -11,7 +11,7 @@ export interface NativeTensor {
 export interface WeightFile { path: string, paddle: boolean }
 
 export interface ComponentSpec {
-  kind: 'text_encoder' | 'unet' | 'vae'
+  kind: 'text_encoder' | 'unet' | 'vae' | 'vae_encoder'
   className: string
   configPath: string
   configText: string
@@ -20,12 +20,14 @@ export interface ComponentSpec {
 export interface NativeEngine {
   readonly device: string
   loadComponent(spec: ComponentSpec, files: WeightFile[]): Promise<number>
-  componentInfo(id: number): Record<string, number>
+  componentInfo(id: number): Record<string, any>
   encodeText(id: number, ids: Int32Array, batch: number): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
   unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array): Promise<NativeTensor>
   vaeDecode(id: number, latents: NativeTensor, unscale: boolean): Promise<NativeTensor>
+  vaeEncode(id: number, image: NativeTensor): Promise<{ mean: NativeTensor, std: NativeTensor }>
   toRGB8(image: NativeTensor): Promise<Uint8Array>
   fromHost(data: Float32Array, shape: number[]): NativeTensor
+  latentPreview(latents: NativeTensor, matrix: Float32Array, bias: Float32Array): Uint8Array
   toHost(t: NativeTensor): Float32Array
   lincomb(terms: Array<[number, NativeTensor]>): NativeTensor
   concat(a: NativeTensor, b: NativeTensor, axis: number): NativeTensor

@@ -1,14 +1,14 @@
 import path from 'node:path'
 import { randomInt } from 'node:crypto'
 import { Pg25Error, throwIfAborted } from './errors'
-import { makeImage, type GeneratedImage } from './image'
+import { loadImage, makeImage, type GeneratedImage, type ImageInput, type RGBImage } from './image'
 import { readModelIndex, requireComponent, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
 import { readJsonObject } from './model/files'
-import { TextEncoderModel, UNetModel, VAEModel } from './models'
+import { TextEncoderModel, UNetModel, VAEEncoderModel, VAEModel } from './models'
 import type { NativeTensor } from './native'
 import { TorchGenerator } from './random/torch-generator'
 import { release, Runtime, type Device } from './runtime'
-import { createScheduler, type SchedulerName } from './scheduler'
+import { createScheduler, type Scheduler, type SchedulerName } from './scheduler'
 import type { RawConfig } from './scheduler/edm-config'
 import { CLIPTokenizer } from './tokenizer/clip-tokenizer'
 
@@ -39,6 +39,8 @@ export interface StepInfo {
   steps: number
   /** the noise level just stepped from */
   sigma: number
+  /** with `preview: true`: a small RGB preview (H/8 x W/8) of each image's current estimate */
+  previews?: RGBImage[]
 }
 
 export interface GenerateOptions {
@@ -46,7 +48,7 @@ export interface GenerateOptions {
   /** prompt for the second text encoder (default: `prompt`) */
   prompt2?: string
   negativePrompt2?: string
-  /** multiples of 8; default: the UNet's sample size x 8 (1024 for Playground v2.5) */
+  /** multiples of 8; default: the UNet's sample size x 8 (1024 for Playground v2.5), or the input image's size */
   width?: number
   height?: number
   /** default 50 */
@@ -57,25 +59,65 @@ export interface GenerateOptions {
   scheduler?: SchedulerName
   /** default: a random seed, returned as `result.seed` */
   seed?: number
-  /** initial noise (1 x 4 x H/8 x W/8, NCHW) instead of the seeded draw; scaled by the scheduler's init sigma */
+  /**
+   * Images from one prompt, made in one batched run (default 1). Noise is drawn for the whole batch
+   * from one seeded generator, as diffusers draws it, so `seed` reproduces diffusers' batches.
+   *
+   * ```ts
+   * const { images } = await pipe.generate('a fox', { count: 4, seed: 1 })
+   * ```
+   */
+  count?: number
+  /** initial noise (count x 4 x H/8 x W/8, NCHW) instead of the seeded draw; scaled by the scheduler's init sigma */
   latents?: Float32Array
+  /**
+   * Image-to-image: the starting picture (PNG/JPEG bytes, a path, or raw RGB). Its size, rounded down
+   * to a multiple of 8, is the default output size.
+   *
+   * ```ts
+   * const r = await pipe.generate('a watercolor of a cat', { image: 'cat.jpg', strength: 0.6 })
+   * ```
+   */
+  image?: ImageInput
+  /** with `image`: how much to change it, (0, 1]; default 0.3 (diffusers' default). 1 ignores the image's content. */
+  strength?: number
   /** 'latent' returns `latents` and skips the VAE */
   outputType?: 'image' | 'latent'
   originalSize?: Size
   cropTopLeft?: { top: number, left: number }
   targetSize?: Size
+  /**
+   * Called after each step. With `preview: true` it also gets `previews`: a cheap linear projection of
+   * the current estimate to RGB, made on the backend without the VAE.
+   *
+   * ```ts
+   * await pipe.generate('a fox', { preview: true, onStep: ({ step, previews }) => show(step, previews![0]) })
+   * ```
+   */
   onStep?: (info: StepInfo) => void
+  preview?: boolean
   signal?: AbortSignal
 }
 
 export interface GenerateResult {
   seed: number
   images: GeneratedImage[]
-  /** the denoised latents before decoding (outputType 'latent'), 1 x 4 x H/8 x W/8 */
+  /** the denoised latents before decoding (outputType 'latent'), count x 4 x H/8 x W/8 */
   latents?: Float32Array
   width: number
   height: number
 }
+
+/** Bytes held by a pipeline: `host` and `device` by its backend (weights and live tensors), `rss` of the process. */
+export interface MemoryInfo { host: number, device: number, rss: number }
+
+// SDXL latent-to-RGB factors for previews (as used by common UIs), applied to VAE latents x 0.13025.
+const SDXL_RGB = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]]
+const SDXL_RGB_BIAS = [0.1084, -0.0175, -0.0011]
+const SDXL_SCALE = 0.13025
+const SAMPLER_LABEL: Record<SchedulerName, string> = { 'dpmpp-2m': 'DPM++ 2M Karras', euler: 'Euler Karras' }
+
+interface Plan { width: number | null, height: number | null, steps: number, guidance: number, seed: number, count: number, strength: number }
 
 const DEFAULT_STEPS = 50
 const DEFAULT_GUIDANCE = 3
@@ -100,13 +142,15 @@ export class Pipeline {
   private readonly encoders: [TextEncoderModel, TextEncoderModel]
   private readonly unet: UNetModel
   private readonly vae: VAEModel
+  private readonly vaeSource: ComponentSource
+  private vaeEncoder: Promise<VAEEncoderModel> | undefined
   private readonly warn: (msg: string) => void
   private queue: Promise<unknown> = Promise.resolve()
   private disposed = false
 
   private constructor (init: {
     dir: string, rt: Runtime, index: ModelIndex, schedulerConfig: RawConfig, schedulerSource: string,
-    tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel, warn: (msg: string) => void
+    tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel, vaeSource: ComponentSource, warn: (msg: string) => void
   }) {
     this.dir = init.dir
     this.rt = init.rt
@@ -117,6 +161,7 @@ export class Pipeline {
     this.encoders = init.encoders
     this.unet = init.unet
     this.vae = init.vae
+    this.vaeSource = init.vaeSource
     this.warn = init.warn
   }
 
@@ -169,7 +214,7 @@ export class Pipeline {
       if (te1.hiddenSize + te2.hiddenSize !== unet.info.crossAttentionDim) {
         throw new Pg25Error('PG25_BAD_CONFIG', `${sources[2].configPath}: cross_attention_dim ${unet.info.crossAttentionDim} differs from the text encoders' ${te1.hiddenSize} + ${te2.hiddenSize}`)
       }
-      return new Pipeline({ dir: root, rt, index, schedulerConfig, schedulerSource, tokenizers, encoders: [te1, te2], unet, vae, warn })
+      return new Pipeline({ dir: root, rt, index, schedulerConfig, schedulerSource, tokenizers, encoders: [te1, te2], unet, vae, vaeSource: sources[3], warn })
     } catch (err) {
       rt.dispose()
       throw err
@@ -201,7 +246,7 @@ export class Pipeline {
     return await run
   }
 
-  private validate (prompt: string, o: GenerateOptions): { width: number, height: number, steps: number, guidance: number, seed: number } {
+  private validate (prompt: string, o: GenerateOptions): Plan {
     const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', msg) }
     if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'generate() called after dispose()')
     if (typeof prompt !== 'string') bad('prompt must be a string')
@@ -209,11 +254,11 @@ export class Pipeline {
     for (const k of ['negativePrompt', 'prompt2', 'negativePrompt2'] as const) {
       if (o[k] !== undefined && typeof o[k] !== 'string') bad(`${k} must be a string`)
     }
-    const def = this.defaultSize
-    const width = o.width ?? def.width
-    const height = o.height ?? def.height
+    const def = o.image === undefined ? this.defaultSize : null
+    const width = o.width ?? def?.width ?? null
+    const height = o.height ?? def?.height ?? null
     for (const [k, v] of [['width', width], ['height', height]] as const) {
-      if (!Number.isInteger(v) || v < 8 || v > 8192 || v % 8 !== 0) bad(`${k} must be a multiple of 8 between 8 and 8192, got ${v}`)
+      if (v !== null && (!Number.isInteger(v) || v < 8 || v > 8192 || v % 8 !== 0)) bad(`${k} must be a multiple of 8 between 8 and 8192, got ${v}`)
     }
     const steps = o.steps ?? DEFAULT_STEPS
     if (!Number.isInteger(steps) || steps < 1 || steps > 1000) bad(`steps must be an integer from 1 to 1000, got ${steps}`)
@@ -222,19 +267,28 @@ export class Pipeline {
     if (o.scheduler !== undefined && o.scheduler !== 'dpmpp-2m' && o.scheduler !== 'euler') bad(`scheduler must be 'dpmpp-2m' or 'euler', got ${JSON.stringify(o.scheduler)}`)
     if (o.outputType !== undefined && o.outputType !== 'image' && o.outputType !== 'latent') bad(`outputType must be 'image' or 'latent', got ${JSON.stringify(o.outputType)}`)
     if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) bad(`seed must be a non-negative safe integer, got ${o.seed}`)
-    const latentCount = this.unet.info.inChannels * (height / 8) * (width / 8)
+    const count = o.count ?? 1
+    if (!Number.isInteger(count) || count < 1 || count > 64) bad(`count must be an integer from 1 to 64, got ${count}`)
+    const strength = o.strength ?? 0.3
+    if (o.strength !== undefined && o.image === undefined) bad('strength needs an image')
+    if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) bad(`strength must be in (0, 1], got ${strength}`)
+    if (o.image !== undefined && Math.min(Math.trunc(steps * strength), steps) < 1) bad(`steps x strength must be at least 1 (${steps} x ${strength} leaves no step to run)`)
     if (o.latents !== undefined) {
+      if (o.image !== undefined) bad('latents and image cannot be combined')
       if (!(o.latents instanceof Float32Array)) bad('latents must be a Float32Array')
-      if (o.latents!.length !== latentCount) bad(`latents must hold 1x${this.unet.info.inChannels}x${height / 8}x${width / 8} = ${latentCount} values, got ${o.latents!.length}`)
+      const n = count * this.unet.info.inChannels * (height! / 8) * (width! / 8)
+      if (o.latents!.length !== n) bad(`latents must hold ${count}x${this.unet.info.inChannels}x${height! / 8}x${width! / 8} = ${n} values, got ${o.latents!.length}`)
     }
     for (const [k, s] of [['originalSize', o.originalSize], ['targetSize', o.targetSize]] as const) {
-      if (s !== undefined && (typeof s !== 'object' || !Number.isInteger(s.width) || !Number.isInteger(s.height) || s.width < 1 || s.height < 1)) bad(`${k} must be { width, height } in positive integers`)
+      if (s !== undefined && (typeof s !== 'object' || s === null || !Number.isInteger(s.width) || !Number.isInteger(s.height) || s.width < 1 || s.height < 1)) bad(`${k} must be { width, height } in positive integers`)
     }
-    if (o.cropTopLeft !== undefined && (typeof o.cropTopLeft !== 'object' || !Number.isInteger(o.cropTopLeft.top) || !Number.isInteger(o.cropTopLeft.left) || o.cropTopLeft.top < 0 || o.cropTopLeft.left < 0)) bad('cropTopLeft must be { top, left } in non-negative integers')
+    const c = o.cropTopLeft
+    if (c !== undefined && (typeof c !== 'object' || c === null || !Number.isInteger(c.top) || !Number.isInteger(c.left) || c.top < 0 || c.left < 0)) bad('cropTopLeft must be { top, left } in non-negative integers')
     if (o.onStep !== undefined && typeof o.onStep !== 'function') bad('onStep must be a function')
+    if (o.preview !== undefined && typeof o.preview !== 'boolean') bad('preview must be true or false')
     if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) bad('signal must be an AbortSignal')
     const seed = o.seed ?? randomInt(0, 2 ** 32)
-    return { width, height, steps, guidance, seed }
+    return { width, height, steps, guidance, seed, count, strength }
   }
 
   private tokenize (which: 0 | 1, text: string): number[] {
@@ -245,11 +299,27 @@ export class Pipeline {
     return ids
   }
 
+  private concat (a: NativeTensor, b: NativeTensor, axis: number): NativeTensor {
+    return this.rt.call(() => this.rt.engine.concat(a, b, axis))
+  }
+
+  /** `t` repeated n times along the batch axis (a new tensor; `t` is left alone). */
+  private repeat (t: NativeTensor, n: number): NativeTensor {
+    let acc = this.rt.call(() => this.rt.engine.slice0(t, 0, t.shape[0]))
+    for (let i = 1; i < n; i++) {
+      const next = this.concat(acc, t, 0)
+      acc.dispose()
+      acc = next
+    }
+    return acc
+  }
+
   /**
-   * Both text encoders on [negative?, prompt]: embeddings [B, 77, 2048] and pooled [B, 1280], with
-   * zeros for the negative half when no negative prompt is given (force_zeros_for_empty_prompt).
+   * Both text encoders: embeddings [B, 77, 2048] and pooled [B, 1280] for B = count (no guidance) or
+   * 2 x count laid out [negative x count, prompt x count]. Without a negative prompt the negative half
+   * is zeros (force_zeros_for_empty_prompt).
    */
-  private async encodePrompts (prompt: string, o: GenerateOptions, cfg: boolean): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
+  private async encodePrompts (prompt: string, o: GenerateOptions, cfg: boolean, count: number): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
     const zeroNegative = cfg && o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt
     const texts1 = [prompt]
     const texts2 = [o.prompt2 ?? prompt]
@@ -262,85 +332,186 @@ export class Pipeline {
       this.encoders[0].encode(texts1.map(t => this.tokenize(0, t))),
       this.encoders[1].encode(texts2.map(t => this.tokenize(1, t)))
     ])
-    let embeds: NativeTensor | undefined
-    let pooled: NativeTensor | undefined = b.pooled
+    const parts: NativeTensor[] = [a.penultimate, b.penultimate, b.pooled!]
     try {
-      embeds = this.rt.call(() => this.rt.engine.concat(a.penultimate, b.penultimate, -1))
-      if (zeroNegative) {
-        const zeros = (t: NativeTensor): NativeTensor => this.rt.fromHost(new Float32Array(t.shape.reduce((x, y) => x * y, 1)), t.shape)
-        const ze = zeros(embeds)
-        const zp = zeros(pooled!)
-        const e2 = this.rt.call(() => this.rt.engine.concat(ze, embeds!, 0))
-        const p2 = this.rt.call(() => this.rt.engine.concat(zp, pooled!, 0))
-        release(ze, zp, embeds, pooled)
-        embeds = e2
-        pooled = p2
+      const embeds = this.concat(a.penultimate, b.penultimate, -1)
+      parts.push(embeds)
+      const zeros = (t: NativeTensor): NativeTensor => this.rt.fromHost(new Float32Array(t.shape.reduce((x, y) => x * y, 1)), t.shape)
+      // Each of [negative?, prompt] repeated count times, then joined on the batch axis.
+      const layout = (t: NativeTensor): NativeTensor => {
+        const halves: NativeTensor[] = []
+        if (zeroNegative) halves.push(zeros(t))
+        const rows = t.shape[0]
+        for (let r = 0; r < rows; r++) halves.push(this.rt.call(() => this.rt.engine.slice0(t, r, 1)))
+        parts.push(...halves)
+        const reps = halves.map(h => this.repeat(h, count))
+        parts.push(...reps.slice(0, -1))
+        let acc = reps[reps.length - 1]
+        for (let i = reps.length - 2; i >= 0; i--) {
+          const next = this.concat(reps[i], acc, 0)
+          acc.dispose()
+          acc = next
+        }
+        return acc
       }
-      return { embeds, pooled: pooled! }
+      return { embeds: layout(embeds), pooled: layout(b.pooled!) }
     } finally {
-      release(a.penultimate, b.penultimate)
+      release(...parts)
     }
   }
 
-  private async run (prompt: string, o: GenerateOptions, plan: { width: number, height: number, steps: number, guidance: number, seed: number }): Promise<GenerateResult> {
+  /** The image-to-image start: the VAE-encoded input, sampled with the generator, in UNet latent space. */
+  private async encodeImage (image: ImageInput, width: number | null, height: number | null, gen: TorchGenerator): Promise<{ init: Float32Array, width: number, height: number }> {
+    let rgb = await loadImage(image)
+    const w = width ?? Math.floor(rgb.width / 8) * 8
+    const h = height ?? Math.floor(rgb.height / 8) * 8
+    if (w < 8 || h < 8) throw new Pg25Error('PG25_INVALID_ARGUMENT', `image is ${rgb.width}x${rgb.height}; it must be at least 8x8`)
+    if (w !== rgb.width || h !== rgb.height) rgb = await loadImage(rgb, { width: w, height: h })
+    const px = new Float32Array(3 * w * h)
+    for (let i = 0; i < w * h; i++) for (let c = 0; c < 3; c++) px[c * w * h + i] = (rgb.data[i * 3 + c] / 255) * 2 - 1
+    this.vaeEncoder ??= VAEEncoderModel.load(this.rt, this.vaeSource)
+    const encoder = await this.vaeEncoder
+    const imgT = this.rt.fromHost(px, [1, 3, h, w])
+    const { mean, std } = await encoder.encode(imgT)
+    imgT.dispose()
+    const shape = mean.shape
+    const m = this.rt.toHost(mean)
+    const sd = this.rt.toHost(std)
+    release(mean, std)
+    // latent_dist.sample(generator): drawn before the noise, from the same generator.
+    const eps = gen.randn(shape)
+    // diffusers 0.27.2 (the version the model card names) scales encoded latents by scaling_factor
+    // alone; latents_mean/std are applied only when decoding. Matching it keeps seeds equal.
+    const { scalingFactor } = this.vae.stats
+    const init = new Float32Array(m.length)
+    for (let i = 0; i < init.length; i++) init[i] = (m[i] + sd[i] * eps[i]) * scalingFactor
+    return { init, width: w, height: h }
+  }
+
+  private previewMatrix (): { m: Float32Array, bias: Float32Array } {
+    const { scalingFactor, mean, std } = this.vae.stats
+    const C = this.unet.info.inChannels
+    const m = new Float32Array(3 * C)
+    const bias = Float32Array.from(SDXL_RGB_BIAS)
+    if (C !== SDXL_RGB.length) return { m, bias }
+    for (let c = 0; c < 3; c++) {
+      for (let k = 0; k < C; k++) {
+        const f = SDXL_RGB[k][c] * SDXL_SCALE
+        m[c * C + k] = f * (std ? std[k] : 1) / scalingFactor
+        if (mean) bias[c] += f * mean[k]
+      }
+    }
+    return { m, bias }
+  }
+
+  private parameters (prompt: string, o: GenerateOptions, plan: Plan, scheduler: SchedulerName, width: number, height: number, index: number): string {
+    const lines = [prompt]
+    if (o.negativePrompt) lines.push(`Negative prompt: ${o.negativePrompt}`)
+    const fields = [`Steps: ${plan.steps}`, `Sampler: ${SAMPLER_LABEL[scheduler]}`, `CFG scale: ${plan.guidance}`, `Seed: ${plan.seed}`, `Size: ${width}x${height}`, `Model: ${path.basename(this.dir)}`]
+    if (o.image !== undefined) fields.push(`Denoising strength: ${plan.strength}`)
+    if (plan.count > 1) fields.push(`Batch size: ${plan.count}`, `Batch pos: ${index}`)
+    fields.push('Version: @pg25/native')
+    lines.push(fields.join(', '))
+    return lines.join('\n')
+  }
+
+  /** Starting latents: seeded noise x init sigma, or (image-to-image) the encoded image noised to the start sigma. */
+  private async startLatents (o: GenerateOptions, plan: Plan, scheduler: Scheduler, gen: TorchGenerator): Promise<{ x: NativeTensor, width: number, height: number, tStart: number }> {
+    const { steps, count: n } = plan
+    const C = this.unet.info.inChannels
+    if (o.image !== undefined) {
+      const enc = await this.encodeImage(o.image, plan.width, plan.height, gen)
+      const tStart = steps - Math.min(Math.trunc(steps * plan.strength), steps)
+      const shape = [n, C, enc.height / 8, enc.width / 8]
+      const noise = gen.randn(shape)
+      const sigma = scheduler.sigmas[tStart]
+      const start = new Float32Array(noise.length)
+      for (let i = 0; i < start.length; i++) start[i] = enc.init[i % enc.init.length] + noise[i] * sigma
+      return { x: this.rt.fromHost(start, shape), width: enc.width, height: enc.height, tStart }
+    }
+    const width = plan.width!
+    const height = plan.height!
+    const shape = [n, C, height / 8, width / 8]
+    const noise = this.rt.fromHost(o.latents ?? gen.randn(shape), shape)
+    const x = this.rt.ops.lincomb([[scheduler.initNoiseSigma, noise]])
+    noise.dispose()
+    return { x, width, height, tStart: 0 }
+  }
+
+  private async run (prompt: string, o: GenerateOptions, plan: Plan): Promise<GenerateResult> {
     if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed before this call ran')
     const { signal } = o
     throwIfAborted(signal)
-    const { width, height, steps, guidance, seed } = plan
+    const { steps, guidance, seed, count: n } = plan
     const cfg = guidance > 1
     const scheduler = createScheduler(this.schedulerConfig, this.schedulerSource, o.scheduler)
     scheduler.setTimesteps(steps)
     const ops = this.rt.ops
-    const latentShape = [1, this.unet.info.inChannels, height / 8, width / 8]
+    const gen = new TorchGenerator(seed)
+    const { x: start, width, height, tStart } = await this.startLatents(o, plan, scheduler, gen)
+    let x = start
     const held: Array<NativeTensor | undefined> = []
     try {
-      const { embeds, pooled } = await this.encodePrompts(prompt, o, cfg)
+      const { embeds, pooled } = await this.encodePrompts(prompt, o, cfg, n)
       held.push(embeds, pooled)
       const orig = o.originalSize ?? { width, height }
       const target = o.targetSize ?? { width, height }
       const crop = o.cropTopLeft ?? { top: 0, left: 0 }
       const ids = [orig.height, orig.width, crop.top, crop.left, target.height, target.width]
-      const timeIds = Float32Array.from(cfg ? [...ids, ...ids] : ids)
+      const timeIds = Float32Array.from(Array.from({ length: (cfg ? 2 : 1) * n }, () => ids).flat())
+      const preview = o.preview === true ? this.previewMatrix() : null
 
-      const noise = o.latents ?? new TorchGenerator(seed).randn(latentShape)
-      const noiseT = this.rt.fromHost(noise, latentShape)
-      let x = ops.lincomb([[scheduler.initNoiseSigma, noiseT]])
-      noiseT.dispose()
-      try {
-        for (let i = 0; i < steps; i++) {
-          throwIfAborted(signal)
-          if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
-          const scaled = scheduler.scaleModelInput(ops, x, i)
-          const input = cfg ? this.rt.call(() => this.rt.engine.concat(scaled, scaled, 0)) : scaled
-          const out = await this.unet.predict(input, scheduler.timesteps[i], embeds, pooled, timeIds)
-          let eps = out
-          if (cfg) {
-            const uncond = this.rt.call(() => this.rt.engine.slice0(out, 0, 1))
-            const cond = this.rt.call(() => this.rt.engine.slice0(out, 1, 1))
-            eps = ops.lincomb([[1 - guidance, uncond], [guidance, cond]])
-            release(uncond, cond, out, input)
-          }
-          const next = scheduler.step(ops, eps, i, x)
-          release(scaled, eps, x)
-          x = next
-          o.onStep?.({ step: i + 1, steps, sigma: scheduler.sigmas[i] })
-        }
+      const run = steps - tStart
+      for (let i = tStart; i < steps; i++) {
         throwIfAborted(signal)
-        if (o.outputType === 'latent') return { seed, images: [], latents: this.rt.toHost(x), width, height }
-        const image = await this.vae.decode(x)
-        try {
-          const data = await this.vae.toRGB8(image)
-          return { seed, images: [makeImage(width, height, data)], width, height }
-        } finally {
-          image.dispose()
+        if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
+        const scaled = scheduler.scaleModelInput(ops, x, i)
+        const input = cfg ? this.concat(scaled, scaled, 0) : scaled
+        const out = await this.unet.predict(input, scheduler.timesteps[i], embeds, pooled, timeIds)
+        let eps = out
+        if (cfg) {
+          const uncond = this.rt.call(() => this.rt.engine.slice0(out, 0, n))
+          const cond = this.rt.call(() => this.rt.engine.slice0(out, n, n))
+          eps = ops.lincomb([[1 - guidance, uncond], [guidance, cond]])
+          release(uncond, cond, out, input)
         }
-      } finally {
-        scheduler.reset(ops)
-        x.dispose()
+        let previews: RGBImage[] | undefined
+        if (preview) {
+          const x0 = scheduler.denoised(ops, eps, i, x)
+          const bytes = this.rt.call(() => this.rt.engine.latentPreview(x0, preview.m, preview.bias))
+          x0.dispose()
+          const pw = width / 8
+          const ph = height / 8
+          previews = Array.from({ length: n }, (_, k) => ({ width: pw, height: ph, data: bytes.subarray(k * pw * ph * 3, (k + 1) * pw * ph * 3) }))
+        }
+        const next = scheduler.step(ops, eps, i, x)
+        release(scaled, eps, x)
+        x = next
+        o.onStep?.({ step: i - tStart + 1, steps: run, sigma: scheduler.sigmas[i], previews })
       }
+      throwIfAborted(signal)
+      if (o.outputType === 'latent') return { seed, images: [], latents: this.rt.toHost(x), width, height }
+      const image = await this.vae.decode(x)
+      held.push(image)
+      const data = await this.vae.toRGB8(image)
+      const per = width * height * 3
+      const name = scheduler.name
+      const images = Array.from({ length: n }, (_, k) => makeImage(width, height, data.subarray(k * per, (k + 1) * per), this.parameters(prompt, o, plan, name, width, height, k)))
+      return { seed, images, width, height }
     } finally {
-      release(...held)
+      scheduler.reset(ops)
+      release(x, ...held)
     }
+  }
+
+  /**
+   * Bytes this pipeline holds: `host` and `device` by its backend (weights and live tensors; `device`
+   * is 0 on the CPU backend), and the process's resident set.
+   */
+  memory (): MemoryInfo {
+    const backend = this.disposed ? 0 : this.rt.engine.bytesInUse()
+    const onGpu = this.rt.device === 'cuda'
+    return { host: onGpu ? 0 : backend, device: onGpu ? backend : 0, rss: process.memoryUsage.rss() }
   }
 
   /** Frees the model's memory now. Pending generate() calls reject with PG25_DISPOSED. */

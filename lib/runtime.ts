@@ -50,7 +50,7 @@ export class Runtime {
     }
   }
 
-  async load (kind: 'text_encoder' | 'unet' | 'vae', src: ComponentSource): Promise<number> {
+  async load (kind: 'text_encoder' | 'unet' | 'vae' | 'vae_encoder', src: ComponentSource): Promise<number> {
     return await native(async () => await this.engine.loadComponent({ kind, className: src.className, configPath: src.configPath, configText: src.configText }, src.files))
   }
 

@@ -142,7 +142,8 @@ ComponentSpec spec_from_js(const Napi::Value& v) {
   return {str_prop(o, "kind"), str_prop(o, "className"), str_prop(o, "configPath"), str_prop(o, "configText")};
 }
 
-using Model = std::variant<std::monostate, std::unique_ptr<ClipTextModel>, std::unique_ptr<UNet>, std::unique_ptr<VaeDecoder>>;
+using Model = std::variant<std::monostate, std::unique_ptr<ClipTextModel>, std::unique_ptr<UNet>, std::unique_ptr<VaeDecoder>,
+                           std::unique_ptr<VaeEncoder>>;
 
 Model build(const ComponentSpec& s, Params& p) {
   Config cfg(s.config_path, s.config_text);
@@ -151,8 +152,9 @@ Model build(const ComponentSpec& s, Params& p) {
     if (s.class_name != "UNet2DConditionModel") throw unsupported(s.config_path, "UNet class \"" + s.class_name + "\" is not supported (UNet2DConditionModel)");
     return std::make_unique<UNet>(cfg, p);
   }
-  if (s.kind == "vae") {
+  if (s.kind == "vae" || s.kind == "vae_encoder") {
     if (s.class_name != "AutoencoderKL") throw unsupported(s.config_path, "VAE class \"" + s.class_name + "\" is not supported (AutoencoderKL)");
+    if (s.kind == "vae_encoder") return std::make_unique<VaeEncoder>(cfg, p);
     return std::make_unique<VaeDecoder>(cfg, p);
   }
   throw Error("PG25_INVALID_ARGUMENT", "unknown component kind \"" + s.kind + "\"");
@@ -194,7 +196,7 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  private:
   void release(Napi::Env env) {
     if (t_.defined()) {
-      t_ = Tensor{};
+      t_.buf.reset();  // the shape stays readable after dispose
       Napi::MemoryManagement::AdjustExternalMemory(env, -bytes_);
       bytes_ = 0;
     }
@@ -219,8 +221,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::EncodeText>("encodeText"),
                         InstanceMethod<&EngineWrap::RunUNet>("unet"),
                         InstanceMethod<&EngineWrap::VaeDecode>("vaeDecode"),
+                        InstanceMethod<&EngineWrap::VaeEncode>("vaeEncode"),
                         InstanceMethod<&EngineWrap::ToRGB8>("toRGB8"),
                         InstanceMethod<&EngineWrap::FromHost>("fromHost"),
+                        InstanceMethod<&EngineWrap::LatentPreview>("latentPreview"),
                         InstanceMethod<&EngineWrap::ToHost>("toHost"),
                         InstanceMethod<&EngineWrap::Lincomb>("lincomb"),
                         InstanceMethod<&EngineWrap::Concat>("concat"),
@@ -309,6 +313,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       } else if (auto* v = std::get_if<std::unique_ptr<VaeDecoder>>(&m)) {
         o.Set("latentChannels", double((*v)->latent_channels()));
         o.Set("scaleFactor", double((*v)->scale_factor()));
+        o.Set("scalingFactor", (*v)->scaling_factor());
+        Napi::Array mean = Napi::Array::New(env), sd = Napi::Array::New(env);
+        for (size_t i = 0; i < (*v)->latents_mean().size(); i++) {
+          mean.Set(uint32_t(i), double((*v)->latents_mean()[i]));
+          sd.Set(uint32_t(i), double((*v)->latents_std()[i]));
+        }
+        o.Set("latentsMean", mean);
+        o.Set("latentsStd", sd);
       } else if (auto* c = std::get_if<std::unique_ptr<ClipTextModel>>(&m)) {
         o.Set("hiddenSize", double((*c)->hidden_size()));
         o.Set("maxPositions", double((*c)->max_positions()));
@@ -372,6 +384,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     });
   }
 
+  Napi::Value VaeEncode(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto [keep, m] = component<VaeEncoder>(info[0]);
+      Tensor image = TensorWrap::From(info[1], "image");
+      auto be = be_ptr();
+      auto out = std::make_shared<VaeEncoder::Output>();
+      return run_job(
+          info.Env(), [keep = keep, m = m, image, be, out] { *out = m->encode(*be, image); },
+          [be, out](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("mean", TensorWrap::Wrap(env, out->mean, be));
+            o.Set("std", TensorWrap::Wrap(env, out->std, be));
+            return o;
+          });
+    });
+  }
+
   Napi::Value ToRGB8(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       Tensor x = TensorWrap::From(info[0], "image");
@@ -385,6 +414,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             std::memcpy(a.Data(), out->data(), out->size());
             return a;
           });
+    });
+  }
+
+  Napi::Value LatentPreview(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const Tensor& x = TensorWrap::From(info[0], "latents");
+      auto floats = [](const Napi::Value& v, const char* what) {
+        if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+          throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be a Float32Array");
+        Napi::Float32Array a = v.As<Napi::Float32Array>();
+        return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+      };
+      std::vector<float> m = floats(info[1], "matrix"), bias = floats(info[2], "bias");
+      if (x.rank() != 4 || int64_t(m.size()) != 3 * x.dim(1) || bias.size() != 3) throw Error("PG25_INVALID_ARGUMENT", "preview: matrix must be 3 x channels");
+      std::vector<uint8_t> out = be().latent_rgb(x, m, bias);
+      Napi::Uint8Array a = Napi::Uint8Array::New(info.Env(), out.size());
+      std::memcpy(a.Data(), out.data(), out.size());
+      return a;
     });
   }
 

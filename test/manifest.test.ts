@@ -8,45 +8,42 @@ import { FULL, TINY } from './helpers'
 const native = loadNative()
 const manifest = JSON.parse(readFileSync(path.join(FULL, 'weights_manifest.json'), 'utf8'))
 const index = JSON.parse(readFileSync(path.join(FULL, 'model_index.json'), 'utf8'))
-const KIND: Record<string, ComponentSpec['kind']> = { text_encoder: 'text_encoder', text_encoder_2: 'text_encoder', unet: 'unet', vae: 'vae' }
+const KIND: Record<string, ComponentSpec['kind']> = { text_encoder: 'text_encoder', text_encoder_2: 'text_encoder', unet: 'unet', vae: 'vae', vae_encoder: 'vae_encoder' }
 
 function spec (root: string, comp: string, patch?: (cfg: any) => void, className?: string): ComponentSpec {
-  const configPath = path.join(root, comp, 'config.json')
+  const configPath = path.join(root, comp === 'vae_encoder' ? 'vae' : comp, 'config.json')
   const cfg = JSON.parse(readFileSync(configPath, 'utf8'))
   patch?.(cfg)
-  return { kind: KIND[comp], className: className ?? index[comp][1], configPath, configText: JSON.stringify(cfg) }
+  return { kind: KIND[comp], className: className ?? index[comp === 'vae_encoder' ? 'vae' : comp][1], configPath, configText: JSON.stringify(cfg) }
 }
 
 function declared (s: ComponentSpec): Array<{ name: string, shape: number[] }> {
   try { return native.componentManifest(s) } catch (e) { throw fromNative(e) }
 }
 
-// The parts of the real VAE checkpoint that text-to-image does not use (the encoder, for img2img).
-const VAE_UNUSED = /^(encoder\.|quant_conv\.)/
-
-for (const comp of ['text_encoder', 'text_encoder_2', 'unet', 'vae']) {
+for (const comp of ['text_encoder', 'text_encoder_2', 'unet']) {
   test(`${comp}: the graph built from the real config asks for exactly the real checkpoint's tensors`, t => {
     const want: Record<string, number[]> = manifest[comp].tensors
     const got = declared(spec(FULL, comp))
     const names = got.map(d => d.name)
     t.is(new Set(names).size, names.length, 'no tensor is asked for twice')
     for (const d of got) t.deepEqual(d.shape, want[d.name], d.name)
-    const unused = Object.keys(want).filter(k => !names.includes(k))
-    if (comp === 'vae') {
-      t.true(unused.length > 0 && unused.every(k => VAE_UNUSED.test(k)), unused.filter(k => !VAE_UNUSED.test(k)).join(', '))
-    } else {
-      t.deepEqual(unused, [])
-      const params = got.reduce((a, d) => a + d.shape.reduce((x, y) => x * y, 1), 0)
-      t.is(params, manifest[comp].parameters)
-    }
+    t.deepEqual(Object.keys(want).filter(k => !names.includes(k)), [])
+    t.is(got.reduce((a, d) => a + d.shape.reduce((x, y) => x * y, 1), 0), manifest[comp].parameters)
   })
 }
 
-test('vae: decoder parameters plus the unused encoder tensors add up to the real count', t => {
+test('vae: the decoder and the encoder (image-to-image) together ask for exactly the real checkpoint\'s tensors', t => {
   const want: Record<string, number[]> = manifest.vae.tensors
-  const used = declared(spec(FULL, 'vae')).reduce((a, d) => a + d.shape.reduce((x, y) => x * y, 1), 0)
-  const unused = Object.entries(want).filter(([k]) => VAE_UNUSED.test(k)).reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0)
-  t.is(used + unused, manifest.vae.parameters)
+  const dec = declared(spec(FULL, 'vae'))
+  const enc = declared(spec(FULL, 'vae_encoder'))
+  t.true(dec.every(d => !d.name.startsWith('encoder.') && d.name !== 'quant_conv.weight'))
+  t.true(enc.every(d => d.name.startsWith('encoder.') || d.name.startsWith('quant_conv.')))
+  const all = [...dec, ...enc]
+  for (const d of all) t.deepEqual(d.shape, want[d.name], d.name)
+  t.deepEqual(Object.keys(want).filter(k => !all.some(d => d.name === k)), [])
+  t.is(all.length, Object.keys(want).length)
+  t.is(all.reduce((a, d) => a + d.shape.reduce((x, y) => x * y, 1), 0), manifest.vae.parameters)
 })
 
 test('unsupported config values are refused by name, never ignored', t => {

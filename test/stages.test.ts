@@ -1,6 +1,6 @@
 import test from 'ava'
 import path from 'node:path'
-import { CLIPTokenizer, Runtime, TextEncoderModel, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
+import { CLIPTokenizer, Runtime, TextEncoderModel, UNetModel, VAEModel, VAEEncoderModel, readModelIndex, resolveComponent } from '../lib'
 import { TINY, goldenCases, readGolden, relativeError } from './helpers'
 
 // Each network on the CPU backend against diffusers/transformers in float32 (relative 1e-4).
@@ -57,6 +57,19 @@ test('vae: one decode', async t => {
   t.deepEqual(img.shape, g.image.shape)
   const err = relativeError(rt.toHost(img), g.image.data)
   t.true(err <= TOL, `vae: ${err}`)
+  rt.dispose()
+})
+
+test('vae encoder: latent distribution mean and std', async t => {
+  const rt = Runtime.open('cpu', () => {})
+  const enc = await VAEEncoderModel.load(rt, await resolveComponent(TINY, await readModelIndex(TINY), 'vae', null, () => {}))
+  const g = readGolden('vae_encoder.safetensors')
+  const { mean, std } = await enc.encode(rt.fromHost(g.image.data, g.image.shape))
+  t.deepEqual(mean.shape, g.mean.shape)
+  for (const [name, ours] of [['mean', mean], ['std', std]] as const) {
+    const err = relativeError(rt.toHost(ours), g[name].data)
+    t.true(err <= TOL, `${name}: ${err}`)
+  }
   rt.dispose()
 })
 

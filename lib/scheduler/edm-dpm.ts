@@ -53,6 +53,11 @@ export class EDMDPMSolverMultistepScheduler implements Scheduler {
     this.lowerOrderNums = 0
   }
 
+  denoised<T> (ops: TensorOps<T>, modelOutput: T, i: number, sample: T): T {
+    const { cSkip, cOut } = preconditionOutputs(this.config, this.sigmas[i])
+    return ops.lincomb([[cSkip, sample], [cOut, modelOutput]])
+  }
+
   scaleModelInput<T> (ops: TensorOps<T>, sample: T, stepIndex: number): T {
     const sigma = this.sigmas[stepIndex]
     return ops.lincomb([[1 / Math.sqrt(sigma ** 2 + this.config.sigmaData ** 2), sample]])
@@ -63,8 +68,7 @@ export class EDMDPMSolverMultistepScheduler implements Scheduler {
     if (i < 0 || i >= n) throw new Pg25Error('PG25_INVALID_ARGUMENT', `step index ${i} is outside the ${n}-step schedule`)
     const lowerOrderFinal = i === n - 1 && (this.eulerAtFinal || (this.lowerOrderFinal && n < 15) || this.finalSigmasType === 'zero')
     const sigmaS0 = this.sigmas[i]
-    const { cSkip, cOut } = preconditionOutputs(this.config, sigmaS0)
-    const x0 = ops.lincomb([[cSkip, sample], [cOut, modelOutput]])
+    const x0 = this.denoised(ops, modelOutput, i, sample)
     const outputs = this.modelOutputs as T[]
     outputs.push(x0)
     while (outputs.length > this.solverOrder) ops.release(outputs.shift() as T)

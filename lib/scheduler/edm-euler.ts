@@ -32,6 +32,11 @@ export class EDMEulerScheduler implements Scheduler {
     this.sigmas = [...s, 0]
   }
 
+  denoised<T> (ops: TensorOps<T>, modelOutput: T, i: number, sample: T): T {
+    const { cSkip, cOut } = preconditionOutputs(this.config, this.sigmas[i])
+    return ops.lincomb([[cSkip, sample], [cOut, modelOutput]])
+  }
+
   scaleModelInput<T> (ops: TensorOps<T>, sample: T, stepIndex: number): T {
     const sigma = this.sigmas[stepIndex]
     return ops.lincomb([[1 / Math.sqrt(sigma ** 2 + this.config.sigmaData ** 2), sample]])

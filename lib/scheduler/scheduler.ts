@@ -26,6 +26,8 @@ export interface Scheduler {
   scaleModelInput<T>(ops: TensorOps<T>, sample: T, stepIndex: number): T
   /** The next sample; the scheduler keeps what it needs from `modelOutput` (never the caller's tensors). */
   step<T>(ops: TensorOps<T>, modelOutput: T, stepIndex: number, sample: T): T
+  /** The model's estimate of the clean sample at step `stepIndex` (for previews). */
+  denoised<T>(ops: TensorOps<T>, modelOutput: T, stepIndex: number, sample: T): T
   /** Frees tensors the scheduler holds between steps. */
   reset<T>(ops: TensorOps<T>): void
 }

@@ -42,6 +42,8 @@ class Backend {
   // q [B, Nq, C], k and v [B, Nk, C]; `heads` split C; scaled by 1/sqrt(C/heads).
   virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) = 0;
   // Nearest-neighbour resize to [oh, ow] (torch's 'nearest': src = floor(dst * in / out)).
+  // Zero padding of the spatial axes of x [B, C, H, W].
+  virtual Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) = 0;
   virtual Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) = 0;
 
   // Shape movement.
@@ -53,6 +55,10 @@ class Backend {
   virtual Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) = 0;
   // x [B, L, C] -> [B, C], row rows[b] of each batch entry
   virtual Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) = 0;
+
+  // Preview: x [B, C, H, W] -> RGB bytes [B, H, W, 3] by a per-pixel linear map, rgb = M x + bias
+  // (M row-major 3 x C), mapped from [-1, 1] to [0, 255]. A few flops per pixel; no decoder.
+  virtual std::vector<uint8_t> latent_rgb(const Tensor& x, const std::vector<float>& m, const std::vector<float>& bias) = 0;
 
   // Image out: x [B, 3, H, W] in [-1, 1] -> RGB bytes, round(clamp(x/2+0.5, 0, 1) * 255), NHWC.
   virtual std::vector<uint8_t> to_rgb8(const Tensor& x) = 0;

@@ -297,6 +297,18 @@ class CpuBackend final : public Backend {
     return y;
   }
 
+  Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) override {
+    int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+    int64_t Ho = H + top + bottom, Wo = W + left + right;
+    Tensor y = make({B, C, Ho, Wo});
+    std::memset(D(y), 0, size_t(y.numel()) * 4);
+    const float* a = D(x);
+    float* o = D(y);
+    for (int64_t bc = 0; bc < B * C; bc++)
+      for (int64_t r = 0; r < H; r++) std::memcpy(o + (bc * Ho + r + top) * Wo + left, a + (bc * H + r) * W, size_t(W) * 4);
+    return y;
+  }
+
   Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) override {
     int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
     Tensor y = make({B, C, oh, ow});
@@ -391,6 +403,22 @@ class CpuBackend final : public Backend {
       std::memcpy(D(y) + b * C, D(x) + (b * L + rows[b]) * C, size_t(C) * 4);
     }
     return y;
+  }
+
+  std::vector<uint8_t> latent_rgb(const Tensor& x, const std::vector<float>& m, const std::vector<float>& bias) override {
+    int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+    check(int64_t(m.size()) == 3 * C && bias.size() == 3, "latent_rgb", "matrix must be 3 x C");
+    std::vector<uint8_t> out(size_t(B * HW * 3));
+    const float* a = D(x);
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t p = 0; p < HW; p++)
+        for (int64_t c = 0; c < 3; c++) {
+          float v = bias[size_t(c)];
+          for (int64_t k = 0; k < C; k++) v += m[size_t(c * C + k)] * a[(b * C + k) * HW + p];
+          v = std::isnan(v) ? 0.f : std::min(1.f, std::max(0.f, (v + 1.f) / 2.f));
+          out[size_t((b * HW + p) * 3 + c)] = uint8_t(std::nearbyint(v * 255.f));
+        }
+    return out;
   }
 
   std::vector<uint8_t> to_rgb8(const Tensor& x) override {

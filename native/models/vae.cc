@@ -1,39 +1,125 @@
 #include "vae.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "../core/error.h"
 
 namespace pg25 {
 
 static constexpr float kVaeEps = 1e-6f;  // diffusers builds every VAE norm with eps 1e-6
 
-VaeDecoder::VaeDecoder(const Config& cfg, Params& p) {
+// The config checks both halves of the autoencoder share.
+struct VaeShape {
+  std::vector<int64_t> ch;
+  int64_t latent_channels, layers;
+  int groups;
+};
+
+static VaeShape read_vae_shape(const Config& cfg) {
   cfg.require_string("act_fn", "silu");
   cfg.require_bool("mid_block_add_attention", true);
   cfg.require_bool("use_quant_conv", true);
   cfg.require_bool("use_post_quant_conv", true);
   cfg.require_null("shift_factor");
-  std::vector<int64_t> ch = cfg.integers("block_out_channels", 1, 1 << 14);
-  size_t nb = ch.size();
+  VaeShape s;
+  s.ch = cfg.integers("block_out_channels", 1, 1 << 14);
   for (const auto& t : cfg.strings("up_block_types"))
     if (t != "UpDecoderBlock2D") cfg.refuse("up_block_types", "entry \"" + t + "\" is not supported (UpDecoderBlock2D)");
   for (const auto& t : cfg.strings("down_block_types"))
     if (t != "DownEncoderBlock2D") cfg.refuse("down_block_types", "entry \"" + t + "\" is not supported (DownEncoderBlock2D)");
-  if (cfg.strings("up_block_types").size() != nb) cfg.bad("up_block_types", "must have one entry per block_out_channels entry");
-  latent_channels_ = cfg.integer("latent_channels", 1, 64);
-  int64_t out_channels = cfg.integer("out_channels", 1, 16);
-  if (out_channels != 3) cfg.refuse("out_channels", "is " + std::to_string(out_channels) + "; only RGB (3) is supported");
-  groups_ = int(cfg.integer_or("norm_num_groups", 32, 1, 1024));
-  int64_t layers = cfg.integer_or("layers_per_block", 2, 1, 64);
+  if (cfg.strings("up_block_types").size() != s.ch.size()) cfg.bad("up_block_types", "must have one entry per block_out_channels entry");
+  if (cfg.strings("down_block_types").size() != s.ch.size()) cfg.bad("down_block_types", "must have one entry per block_out_channels entry");
+  s.latent_channels = cfg.integer("latent_channels", 1, 64);
+  s.groups = int(cfg.integer_or("norm_num_groups", 32, 1, 1024));
+  s.layers = cfg.integer_or("layers_per_block", 2, 1, 64);
+  for (int64_t c : s.ch)
+    if (c % s.groups != 0) cfg.bad("block_out_channels", "entry " + std::to_string(c) + " is not divisible by norm_num_groups");
+  if (cfg.integer_or("in_channels", 3, 1, 16) != 3) cfg.refuse("in_channels", "must be 3 (RGB)");
+  if (cfg.integer_or("out_channels", 3, 1, 16) != 3) cfg.refuse("out_channels", "must be 3 (RGB)");
+  return s;
+}
+
+VaeEncoder::VaeEncoder(const Config& cfg, Params& p) {
+  VaeShape s = read_vae_shape(cfg);
+  latent_channels_ = s.latent_channels;
+  groups_ = s.groups;
+  size_t nb = s.ch.size();
+  conv_in_ = Conv::make(p, "encoder.conv_in", s.ch[0], 3, 3);
+  int64_t out_c = s.ch[0];
+  for (size_t i = 0; i < nb; i++) {
+    int64_t in_c = out_c;
+    out_c = s.ch[i];
+    std::string name = join("encoder.down_blocks", int64_t(i));
+    Down d;
+    for (int64_t j = 0; j < s.layers; j++)
+      d.resnets.push_back(ResnetBlock::make(p, join(name + ".resnets", j), j == 0 ? in_c : out_c, out_c, 0, groups_, kVaeEps));
+    if (i + 1 < nb) {
+      d.downsample = Conv::make(p, name + ".downsamplers.0.conv", out_c, out_c, 3, 2);
+      d.downsample->pad = 0;
+    }
+    down_.push_back(std::move(d));
+  }
+  int64_t top = s.ch[nb - 1];
+  mid_res0_ = ResnetBlock::make(p, "encoder.mid_block.resnets.0", top, top, 0, groups_, kVaeEps);
+  mid_norm_ = Norm::make(p, "encoder.mid_block.attentions.0.group_norm", top);
+  mid_attn_ = Attention::make(p, "encoder.mid_block.attentions.0", top, top, 1, true);
+  mid_res1_ = ResnetBlock::make(p, "encoder.mid_block.resnets.1", top, top, 0, groups_, kVaeEps);
+  norm_out_ = Norm::make(p, "encoder.conv_norm_out", top);
+  conv_out_ = Conv::make(p, "encoder.conv_out", 2 * latent_channels_, top, 3);
+  quant_ = Conv::make(p, "quant_conv", 2 * latent_channels_, 2 * latent_channels_, 1);
+}
+
+VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image) const {
+  if (image.rank() != 4 || image.dim(1) != 3) throw Error("PG25_INVALID_ARGUMENT", "vae encoder: image must be [B, 3, H, W], got " + shape_str(image.shape));
+  Tensor h = conv_in_(be, image);
+  for (const Down& d : down_) {
+    for (const auto& r : d.resnets) h = r(be, h, nullptr);
+    if (d.downsample) h = (*d.downsample)(be, be.pad2d(h, 0, 1, 0, 1));
+  }
+  h = mid_res0_(be, h, nullptr);
+  {
+    int64_t H = h.dim(2), W = h.dim(3);
+    Tensor a = be.nchw_to_nlc(be.group_norm(h, mid_norm_.w, mid_norm_.b, groups_, kVaeEps, false));
+    h = be.add(be.nlc_to_nchw(mid_attn_(be, a, nullptr), H, W), h);
+  }
+  h = mid_res1_(be, h, nullptr);
+  h = be.group_norm(h, norm_out_.w, norm_out_.b, groups_, kVaeEps, true);
+  Tensor moments = quant_(be, conv_out_(be, h));
+  // moments = [mean | logvar] on the channel axis; std = exp(0.5 * clamp(logvar, -30, 20)).
+  int64_t B = moments.dim(0);
+  Tensor mean, logvar;
+  std::vector<float> host(size_t(moments.numel()));
+  be.to_host(moments, host.data());
+  int64_t per = moments.numel() / B, half = per / 2;
+  std::vector<float> m(size_t(B * half)), sd(size_t(B * half));
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t i = 0; i < half; i++) {
+      m[size_t(b * half + i)] = host[size_t(b * per + i)];
+      float lv = std::min(20.f, std::max(-30.f, host[size_t(b * per + half + i)]));
+      sd[size_t(b * half + i)] = std::exp(0.5f * lv);
+    }
+  Shape s{B, latent_channels_, moments.dim(2), moments.dim(3)};
+  return {be.from_host(m.data(), s), be.from_host(sd.data(), s)};
+}
+
+VaeDecoder::VaeDecoder(const Config& cfg, Params& p) {
+  VaeShape s = read_vae_shape(cfg);
+  const std::vector<int64_t>& ch = s.ch;
+  size_t nb = ch.size();
+  latent_channels_ = s.latent_channels;
+  groups_ = s.groups;
+  int64_t layers = s.layers;
   scaling_factor_ = cfg.number_or("scaling_factor", 0.18215);
   if (!(scaling_factor_ > 0)) cfg.bad("scaling_factor", "must be positive");
-  for (int64_t c : ch)
-    if (c % groups_ != 0) cfg.bad("block_out_channels", "entry " + std::to_string(c) + " is not divisible by norm_num_groups");
   if (cfg.has("latents_mean") != cfg.has("latents_std")) cfg.bad(cfg.has("latents_mean") ? "latents_std" : "latents_mean", "is missing while its pair is set");
   if (cfg.has("latents_mean")) {
     for (double v : cfg.numbers("latents_mean")) mean_.push_back(float(v));
     for (double v : cfg.numbers("latents_std")) std_.push_back(float(v));
     if (int64_t(mean_.size()) != latent_channels_) cfg.bad("latents_mean", "must have latent_channels entries");
     if (int64_t(std_.size()) != latent_channels_) cfg.bad("latents_std", "must have latent_channels entries");
+    for (float v : std_)
+      if (!(v > 0)) cfg.bad("latents_std", "entries must be positive");
   }
 
   post_quant_ = Conv::make(p, "post_quant_conv", latent_channels_, latent_channels_, 1);

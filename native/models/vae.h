@@ -44,4 +44,27 @@ class VaeDecoder {
   Norm norm_out_;
 };
 
+// The AutoencoderKL encoder and quant_conv: image in [-1, 1] -> the latent distribution (mean, std).
+class VaeEncoder {
+ public:
+  VaeEncoder(const Config& cfg, Params& p);
+  struct Output {
+    Tensor mean, std;
+  };
+  Output encode(Backend& be, const Tensor& image) const;
+
+ private:
+  struct Down {
+    std::vector<ResnetBlock> resnets;
+    std::optional<Conv> downsample;  // stride 2 after a (0, 1, 0, 1) zero pad, as diffusers' Downsample2D(padding=0)
+  };
+  int64_t latent_channels_;
+  int groups_;
+  Conv conv_in_, conv_out_, quant_;
+  std::vector<Down> down_;
+  ResnetBlock mid_res0_, mid_res1_;
+  Norm mid_norm_, norm_out_;
+  Attention mid_attn_;
+};
+
 }  // namespace pg25

@@ -7,8 +7,10 @@ import { ensureDemoModel } from './demo/demo-model'
 import { Pg25Error } from './errors'
 import { Pipeline, type GenerateOptions } from './pipeline'
 import type { Device } from './runtime'
+import { createServer } from './server'
 
 const HELP = `Usage: pg25 "<prompt>" [options]
+       pg25 serve [--port 8080] [--host 127.0.0.1] [--queue 8] [--model DIR] [--device NAME] [--variant fp16]
 
 Generates an image with Playground v2.5 (or the built-in demo model) and writes a PNG.
 
@@ -27,6 +29,10 @@ Options:
   -q, --quiet            no progress bar
   -h, --help             this help
   -v, --version          the package version
+
+serve: POST /generate with a JSON body ({"prompt": "...", "seed": 1, ...}: the generate() options)
+answers with a PNG, or with JSON ({"seed", "images": [base64 PNG]}) when the body says "response": "json";
+requests beyond --queue get 503; a client that disconnects cancels its run; GET /health reports the queue.
 
 Real weights: download playgroundai/playground-v2.5-1024px-aesthetic (diffusers format, fp16 files),
 then: pg25 "a cat in a spacesuit" --model ./playground-v2.5-1024px-aesthetic --variant fp16 -o cat.png
@@ -49,6 +55,36 @@ function bar (label: string, done: number, total: number): string {
   return `\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`
 }
 
+async function modelDir (given: string | undefined): Promise<string> {
+  const dir = given ?? process.env.PG25_MODEL
+  if (dir !== undefined && dir !== '') return dir
+  process.stderr.write(DEMO_NOTICE)
+  return await ensureDemoModel()
+}
+
+async function serve (values: Record<string, string | boolean | undefined>): Promise<number> {
+  const port = int('port', values.port as string | undefined) ?? 8080
+  const host = (values.host as string | undefined) ?? '127.0.0.1'
+  const queueLimit = int('queue', values.queue as string | undefined) ?? 8
+  if (queueLimit < 1) throw new Pg25Error('PG25_INVALID_ARGUMENT', '--queue must be at least 1')
+  const pipe = await Pipeline.fromPretrained(await modelDir(values.model as string | undefined), {
+    device: ((values.device as string | undefined) ?? 'auto') as Device,
+    variant: values.variant as 'fp16' | undefined,
+    onWarning: m => process.stderr.write(`${m}\n`)
+  })
+  const server = createServer(pipe, { queueLimit })
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve) })
+  const addr = server.address()
+  process.stderr.write(`pg25 serve: listening on http://${host}:${typeof addr === 'object' && addr ? addr.port : port} (${pipe.device}, queue ${queueLimit})\n`)
+  await new Promise<void>(resolve => {
+    const stop = (): void => { server.close(() => resolve()) }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+  await pipe.dispose()
+  return 0
+}
+
 export async function main (argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -65,6 +101,9 @@ export async function main (argv: string[]): Promise<number> {
       scheduler: { type: 'string' },
       device: { type: 'string' },
       variant: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      queue: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' }
@@ -75,6 +114,7 @@ export async function main (argv: string[]): Promise<number> {
     process.stdout.write(`${JSON.parse(await fs.readFile(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version}\n`)
     return 0
   }
+  if (positionals[0] === 'serve' && positionals.length === 1) return await serve(values)
   if (positionals.length !== 1) {
     process.stderr.write('pg25: give exactly one prompt (quote it). See pg25 --help.\n')
     return 2
@@ -91,12 +131,7 @@ export async function main (argv: string[]): Promise<number> {
   }
 
   const started = Date.now()
-  let modelDir = values.model ?? process.env.PG25_MODEL
-  if (modelDir === undefined) {
-    process.stderr.write(DEMO_NOTICE)
-    modelDir = await ensureDemoModel()
-  }
-  const pipe = await Pipeline.fromPretrained(modelDir, {
+  const pipe = await Pipeline.fromPretrained(await modelDir(values.model), {
     device: (values.device ?? 'auto') as Device,
     variant: values.variant as 'fp16' | undefined,
     onWarning: m => process.stderr.write(`${m}\n`),

@@ -1,3 +1,4 @@
+import os from 'node:os'
 import path from 'node:path'
 import { randomInt } from 'node:crypto'
 import { Pg25Error, throwIfAborted } from './errors'
@@ -5,7 +6,7 @@ import { loadImage, makeImage, type GeneratedImage, type ImageInput, type RGBIma
 import { readModelIndex, requireComponent, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
 import { readJsonObject } from './model/files'
 import { TextEncoderModel, UNetModel, VAEEncoderModel, VAEModel } from './models'
-import type { NativeTensor } from './native'
+import { loadNative, type NativeTensor } from './native'
 import { TorchGenerator } from './random/torch-generator'
 import { release, Runtime, type Device } from './runtime'
 import { createScheduler, type Scheduler, type SchedulerName } from './scheduler'
@@ -29,6 +30,16 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void
   /** receives notices (CPU fallback, truncated prompts, missing variants); default: process.emitWarning */
   onWarning?: (message: string) => void
+  /**
+   * The most bytes the model may take (weights plus working memory at the default size). Loading is
+   * refused up front, naming both numbers, when the estimate exceeds it. Default: the memory the
+   * device has available (for the CPU, the host's available memory).
+   *
+   * ```ts
+   * await Pipeline.fromPretrained(dir, { device: 'cpu', memoryLimit: 8 * 2 ** 30 })
+   * ```
+   */
+  memoryLimit?: number
 }
 
 export interface Size { width: number, height: number }
@@ -119,6 +130,36 @@ const SAMPLER_LABEL: Record<SchedulerName, string> = { 'dpmpp-2m': 'DPM++ 2M Kar
 
 interface Plan { width: number | null, height: number | null, steps: number, guidance: number, seed: number, count: number, strength: number }
 
+const GiB = 2 ** 30
+const fmt = (bytes: number): string => `${(bytes / GiB).toFixed(2)} GiB`
+
+/**
+ * Refuses a model that cannot fit before any weight is read: parameters from the graphs the configs
+ * describe (no allocation), at the backend's precision, plus the VAE decoder's working set at the
+ * default size (its widest full-resolution activations, about six alive at once).
+ */
+function checkMemory (sources: ComponentSource[], device: string, limit: number | undefined): void {
+  const native = loadNative()
+  const kinds = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
+  let params = 0
+  for (const src of sources) {
+    const kind = src.name === 'text_encoder_2' ? 'text_encoder' : src.name as 'text_encoder' | 'unet' | 'vae'
+    if (!kinds.includes(src.name as typeof kinds[number])) continue
+    const decl = native.componentManifest({ kind, className: src.className, configPath: src.configPath, configText: src.configText })
+    for (const d of decl) params += d.shape.reduce((a, b) => a * b, 1)
+  }
+  const bytesPer = device === 'cuda' ? 2 : 4
+  const unetCfg = JSON.parse(sources.find(s => s.name === 'unet')!.configText)
+  const vaeCfg = JSON.parse(sources.find(s => s.name === 'vae')!.configText)
+  const side = (unetCfg.sample_size ?? 128) * 2 ** ((vaeCfg.block_out_channels?.length ?? 4) - 1)
+  const working = 6 * (vaeCfg.block_out_channels?.[0] ?? 128) * side * side * bytesPer
+  const needed = params * bytesPer + working
+  const available = limit ?? os.freemem()
+  if (needed > available) {
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `the model needs about ${fmt(needed)} on the ${device} (${params >= 1e9 ? `${(params / 1e9).toFixed(2)}B` : `${(params / 1e6).toFixed(1)}M`} parameters at ${bytesPer} bytes plus ${fmt(working)} working memory) but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmt(available)}${limit !== undefined ? '' : ' is available'}`)
+  }
+}
+
 const DEFAULT_STEPS = 50
 const DEFAULT_GUIDANCE = 3
 
@@ -198,8 +239,12 @@ export class Pipeline {
     for (const n of names) sources.push(await resolveComponent(root, index, n, variant, warn))
     throwIfAborted(signal)
 
+    if (options.memoryLimit !== undefined && !(typeof options.memoryLimit === 'number' && options.memoryLimit > 0)) {
+      throw new Pg25Error('PG25_INVALID_ARGUMENT', `memoryLimit must be a positive number of bytes, got ${options.memoryLimit}`)
+    }
     const rt = Runtime.open(options.device ?? 'auto', warn)
     try {
+      checkMemory(sources, rt.device, options.memoryLimit)
       const step = async <T>(i: number, load: () => Promise<T>): Promise<T> => {
         throwIfAborted(signal)
         onProgress?.({ component: names[i], loaded: i, total: names.length })

@@ -109,3 +109,12 @@ test.serial('memory() reports what the backend holds, and it drops after dispose
   await p.dispose()
   t.is(p.memory().host, 0)
 })
+
+test('loading refuses up front when the model cannot fit, naming the numbers', async t => {
+  const e = await t.throwsAsync(Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: 1_000_000 }))
+  t.is((e as Pg25Error).code, 'PG25_OUT_OF_MEMORY')
+  t.regex(e.message, /needs about 0\.0\d GiB on the cpu \(\d+\.\dM parameters at 4 bytes plus .* working memory\) but memoryLimit allows 0\.00 GiB/)
+  await t.throwsAsync(Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: -1 }), { message: /memoryLimit must be a positive number/ })
+  const ok = await Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: 1e9 })
+  await ok.dispose()
+})

@@ -10,6 +10,9 @@ export interface NativeTensor {
 
 export interface WeightFile { path: string, paddle: boolean }
 
+/** A tensor stored under another name (single-file checkpoints): renamed, a block of rows, or transposed. */
+export interface WeightAlias { name: string, source: string, op?: 'rename' | 'rows' | 'transpose', begin?: number, count?: number }
+
 export interface ComponentSpec {
   kind: 'text_encoder' | 'unet' | 'vae' | 'vae_encoder'
   className: string
@@ -19,7 +22,7 @@ export interface ComponentSpec {
 
 export interface NativeEngine {
   readonly device: string
-  loadComponent(spec: ComponentSpec, files: WeightFile[]): Promise<number>
+  loadComponent(spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[]): Promise<number>
   componentInfo(id: number): Record<string, any>
   encodeText(id: number, ids: Int32Array, batch: number): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
   unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array): Promise<NativeTensor>
@@ -43,7 +46,7 @@ export interface NativeAddon {
   Engine: new (device: string) => NativeEngine
   Tensor: Function
   inspectSafetensors(path: string): Promise<SafetensorsEntry[]>
-  readTensors(files: WeightFile[], requests: ParamRequest[]): Promise<Float32Array[]>
+  readTensors(files: WeightFile[], requests: ParamRequest[], aliases?: WeightAlias[]): Promise<Float32Array[]>
   componentManifest(spec: ComponentSpec): ParamRequest[]
   timestepEmbedding(t: Float32Array, dim: number, flipSinToCos: boolean, freqShift: number): Float32Array
   runtimeInfo(): { threads: number, cudaCompiled: boolean, cuda: string }

@@ -3,7 +3,8 @@ import path from 'node:path'
 import { randomInt } from 'node:crypto'
 import { Pg25Error, throwIfAborted } from './errors'
 import { loadImage, makeImage, type GeneratedImage, type ImageInput, type RGBImage } from './image'
-import { readModelIndex, requireComponent, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
+import { readComponentConfig, readModelIndex, requireComponent, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
+import { singleFileSources } from './model/single-file'
 import { readJsonObject } from './model/files'
 import { TextEncoderModel, UNetModel, VAEEncoderModel, VAEModel } from './models'
 import { loadNative, type NativeTensor } from './native'
@@ -163,6 +164,39 @@ function checkMemory (sources: ComponentSource[], device: string, limit: number 
 const DEFAULT_STEPS = 50
 const DEFAULT_GUIDANCE = 3
 
+const COMPONENTS = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
+
+interface Prepared {
+  root: string
+  index: ModelIndex
+  schedulerConfig: RawConfig
+  schedulerSource: string
+  tokenizers: [CLIPTokenizer, CLIPTokenizer]
+  warn: (msg: string) => void
+}
+
+/** What both loaders read from a diffusers-format folder: the index, scheduler and tokenizers. */
+async function prepare (dir: string, options: LoadOptions): Promise<Prepared> {
+  if (options.variant !== undefined && options.variant !== 'fp16') throw new Pg25Error('PG25_INVALID_ARGUMENT', `variant must be 'fp16', got ${JSON.stringify(options.variant)}`)
+  const warn = options.onWarning ?? ((msg: string) => process.emitWarning(msg, { code: 'PG25_NOTICE' }))
+  throwIfAborted(options.signal)
+  const root = path.resolve(dir)
+  const index = await readModelIndex(root)
+  const schedulerSource = path.join(root, 'scheduler', 'scheduler_config.json')
+  requireComponent(index, 'scheduler')
+  const schedulerConfig = await readJsonObject(schedulerSource, 'the scheduler config')
+  createScheduler(schedulerConfig, schedulerSource) // refuse an unsupported scheduler before loading weights
+  for (const name of ['tokenizer', 'tokenizer_2']) {
+    const [, cls] = requireComponent(index, name)
+    if (cls !== 'CLIPTokenizer' && cls !== 'CLIPTokenizerFast') throw new Pg25Error('PG25_UNSUPPORTED', `${index.file}: tokenizer class "${cls}" is not supported (CLIPTokenizer)`)
+  }
+  const tokenizers = await Promise.all([
+    CLIPTokenizer.fromPretrained(path.join(root, 'tokenizer')),
+    CLIPTokenizer.fromPretrained(path.join(root, 'tokenizer_2'))
+  ]) as [CLIPTokenizer, CLIPTokenizer]
+  return { root, index, schedulerConfig, schedulerSource, tokenizers, warn }
+}
+
 /**
  * Playground v2.5 text-to-image: diffusers' StableDiffusionXLPipeline, step for step.
  *
@@ -215,39 +249,44 @@ export class Pipeline {
    */
   static async fromPretrained (dir: string, options: LoadOptions = {}): Promise<Pipeline> {
     if (typeof dir !== 'string' || dir === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'fromPretrained needs a model directory path')
-    const { signal, onProgress } = options
-    if (options.variant !== undefined && options.variant !== 'fp16') throw new Pg25Error('PG25_INVALID_ARGUMENT', `variant must be 'fp16', got ${JSON.stringify(options.variant)}`)
-    const warn = options.onWarning ?? ((msg: string) => process.emitWarning(msg, { code: 'PG25_NOTICE' }))
-    throwIfAborted(signal)
-    const root = path.resolve(dir)
-    const index = await readModelIndex(root)
-    const variant = options.variant ?? null
-    const schedulerSource = path.join(root, 'scheduler', 'scheduler_config.json')
-    requireComponent(index, 'scheduler')
-    const schedulerConfig = await readJsonObject(schedulerSource, 'the scheduler config')
-    createScheduler(schedulerConfig, schedulerSource) // refuse an unsupported scheduler before loading weights
-    for (const name of ['tokenizer', 'tokenizer_2']) {
-      const [, cls] = requireComponent(index, name)
-      if (cls !== 'CLIPTokenizer' && cls !== 'CLIPTokenizerFast') throw new Pg25Error('PG25_UNSUPPORTED', `${index.file}: tokenizer class "${cls}" is not supported (CLIPTokenizer)`)
-    }
-    const tokenizers = await Promise.all([
-      CLIPTokenizer.fromPretrained(path.join(root, 'tokenizer')),
-      CLIPTokenizer.fromPretrained(path.join(root, 'tokenizer_2'))
-    ]) as [CLIPTokenizer, CLIPTokenizer]
-    const names = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
+    const prep = await prepare(dir, options)
     const sources: ComponentSource[] = []
-    for (const n of names) sources.push(await resolveComponent(root, index, n, variant, warn))
-    throwIfAborted(signal)
+    for (const n of COMPONENTS) sources.push(await resolveComponent(prep.root, prep.index, n, options.variant ?? null, prep.warn))
+    return await Pipeline.assemble(prep, sources, options)
+  }
 
+  /**
+   * Loads a single-file checkpoint (the one `.safetensors` ComfyUI and A1111 users hold: original
+   * Stability key names, both text encoders inside, Playground's `edm_mean`/`edm_std`). `config` is a
+   * diffusers-format folder for the configs, tokenizers and scheduler (its weights are not read).
+   *
+   * ```ts
+   * const pipe = await Pipeline.fromSingleFile('playground-v2.5.fp16.safetensors', { config: './playground-v2.5-1024px-aesthetic' })
+   * ```
+   */
+  static async fromSingleFile (file: string, options: LoadOptions & { config: string }): Promise<Pipeline> {
+    if (typeof file !== 'string' || file === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'fromSingleFile needs a checkpoint path')
+    if (options === null || typeof options !== 'object' || typeof options.config !== 'string') {
+      throw new Pg25Error('PG25_INVALID_ARGUMENT', 'fromSingleFile needs options.config: a diffusers-format folder with the model\'s configs and tokenizers')
+    }
+    const prep = await prepare(options.config, options)
+    const bases: ComponentSource[] = []
+    for (const n of COMPONENTS) bases.push(await readComponentConfig(prep.root, prep.index, n))
+    return await Pipeline.assemble(prep, await singleFileSources(path.resolve(file), bases), options)
+  }
+
+  private static async assemble (prep: Prepared, sources: ComponentSource[], options: LoadOptions): Promise<Pipeline> {
+    const { signal, onProgress } = options
+    throwIfAborted(signal)
     if (options.memoryLimit !== undefined && !(typeof options.memoryLimit === 'number' && options.memoryLimit > 0)) {
       throw new Pg25Error('PG25_INVALID_ARGUMENT', `memoryLimit must be a positive number of bytes, got ${options.memoryLimit}`)
     }
-    const rt = Runtime.open(options.device ?? 'auto', warn)
+    const rt = Runtime.open(options.device ?? 'auto', prep.warn)
     try {
       checkMemory(sources, rt.device, options.memoryLimit)
       const step = async <T>(i: number, load: () => Promise<T>): Promise<T> => {
         throwIfAborted(signal)
-        onProgress?.({ component: names[i], loaded: i, total: names.length })
+        onProgress?.({ component: COMPONENTS[i], loaded: i, total: COMPONENTS.length })
         return await load()
       }
       const te1 = await step(0, async () => await TextEncoderModel.load(rt, sources[0]))
@@ -255,11 +294,11 @@ export class Pipeline {
       const unet = await step(2, async () => await UNetModel.load(rt, sources[2]))
       const vae = await step(3, async () => await VAEModel.load(rt, sources[3]))
       throwIfAborted(signal)
-      onProgress?.({ component: 'done', loaded: names.length, total: names.length })
+      onProgress?.({ component: 'done', loaded: COMPONENTS.length, total: COMPONENTS.length })
       if (te1.hiddenSize + te2.hiddenSize !== unet.info.crossAttentionDim) {
         throw new Pg25Error('PG25_BAD_CONFIG', `${sources[2].configPath}: cross_attention_dim ${unet.info.crossAttentionDim} differs from the text encoders' ${te1.hiddenSize} + ${te2.hiddenSize}`)
       }
-      return new Pipeline({ dir: root, rt, index, schedulerConfig, schedulerSource, tokenizers, encoders: [te1, te2], unet, vae, vaeSource: sources[3], warn })
+      return new Pipeline({ ...prep, dir: prep.root, rt, encoders: [te1, te2], unet, vae, vaeSource: sources[3] })
     } catch (err) {
       rt.dispose()
       throw err

@@ -51,7 +51,7 @@ export class Runtime {
   }
 
   async load (kind: 'text_encoder' | 'unet' | 'vae' | 'vae_encoder', src: ComponentSource): Promise<number> {
-    return await native(async () => await this.engine.loadComponent({ kind, className: src.className, configPath: src.configPath, configText: src.configText }, src.files))
+    return await native(async () => await this.engine.loadComponent({ kind, className: src.className, configPath: src.configPath, configText: src.configText }, src.files, src.aliases))
   }
 
   fromHost (data: Float32Array, shape: number[]): NativeTensor {

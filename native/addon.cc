@@ -130,6 +130,32 @@ std::vector<WeightFileSpec> files_from_js(const Napi::Value& v) {
   return out;
 }
 
+std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v) {
+  std::map<std::string, WeightAlias> out;
+  if (v.IsUndefined() || v.IsNull()) return out;
+  if (!v.IsArray()) throw Error("PG25_INVALID_ARGUMENT", "aliases must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) throw Error("PG25_INVALID_ARGUMENT", "aliases entries must be objects");
+    Napi::Object o = e.As<Napi::Object>();
+    WeightAlias al;
+    al.source = str_prop(o, "source");
+    std::string op = o.Has("op") ? str_prop(o, "op") : "rename";
+    if (op == "rename") al.op = WeightAlias::Op::Rename;
+    else if (op == "transpose") al.op = WeightAlias::Op::Transpose;
+    else if (op == "rows") {
+      al.op = WeightAlias::Op::Rows;
+      al.row_begin = o.Get("begin").ToNumber().Int64Value();
+      al.row_count = o.Get("count").ToNumber().Int64Value();
+    } else {
+      throw Error("PG25_INVALID_ARGUMENT", "alias op \"" + op + "\" is not rename, rows or transpose");
+    }
+    out[str_prop(o, "name")] = al;
+  }
+  return out;
+}
+
 // ---- components --------------------------------------------------------------------------------
 
 struct ComponentSpec {
@@ -279,13 +305,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ComponentSpec spec = spec_from_js(info[0]);
       std::vector<WeightFileSpec> files = files_from_js(info[1]);
+      std::map<std::string, WeightAlias> aliases = aliases_from_js(info[2]);
       auto be = be_ptr();
       auto loaded = std::make_shared<Loaded>();
       loaded->spec = spec;
       return run_job(
           info.Env(),
-          [loaded, files, be] {
-            WeightStore store(files);
+          [loaded, files, aliases, be] {
+            WeightStore store(files, aliases);
             loaded->params = std::make_unique<Params>(be.get(), &store);
             loaded->model = build(loaded->spec, *loaded->params);
           },
@@ -548,6 +575,7 @@ Napi::Value InspectSafetensors(const Napi::CallbackInfo& info) {
 Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     std::vector<WeightFileSpec> files = files_from_js(info[0]);
+    std::map<std::string, WeightAlias> aliases = aliases_from_js(info[2]);
     if (!info[1].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "requests must be an array");
     std::vector<ParamSpec> req;
     Napi::Array a = info[1].As<Napi::Array>();
@@ -558,8 +586,8 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
     auto out = std::make_shared<std::vector<std::vector<float>>>();
     return run_job(
         info.Env(),
-        [files, req, out] {
-          WeightStore store(files);
+        [files, req, aliases, out] {
+          WeightStore store(files, aliases);
           for (const auto& r : req) out->push_back(store.read(r.name, r.shape, r.linear));
         },
         [out](Napi::Env env) -> Napi::Value {

@@ -3,7 +3,7 @@
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { Pg25Error } from '../errors'
-import type { WeightFile } from '../native'
+import type { WeightAlias, WeightFile } from '../native'
 import { exists, readJsonObject, readText } from './files'
 
 export interface ModelIndex {
@@ -20,6 +20,8 @@ export interface ComponentSource {
   configPath: string
   configText: string
   files: WeightFile[]
+  /** names the weights are stored under, when they are not the diffusers names (single-file checkpoints) */
+  aliases?: WeightAlias[]
   /** 'fp16' when the variant files were used */
   variant: string | null
 }
@@ -132,11 +134,17 @@ export async function resolveWeightFiles (dir: string, library: string, variant:
   throw new Pg25Error('PG25_NOT_FOUND', `${dir}: no weight file found (looked for ${stem}${variant ? '.' + variant : ''}.safetensors, its sharded index, and ${paddleStem}*.safetensors)`)
 }
 
-export async function resolveComponent (root: string, index: ModelIndex, name: string, variant: string | null, warn: (msg: string) => void): Promise<ComponentSource> {
-  const [library, className] = requireComponent(index, name)
-  const dir = path.join(root, name)
-  const configPath = path.join(dir, 'config.json')
+/** A component's class and config.json, without its weights. */
+export async function readComponentConfig (root: string, index: ModelIndex, name: string): Promise<ComponentSource> {
+  const [, className] = requireComponent(index, name)
+  const configPath = path.join(root, name, 'config.json')
   const configText = await readText(configPath, `the ${name} config`)
-  const { files, variant: used } = await resolveWeightFiles(dir, library, variant, warn)
-  return { name, className, configPath, configText, files, variant: used }
+  return { name, className, configPath, configText, files: [], variant: null }
+}
+
+export async function resolveComponent (root: string, index: ModelIndex, name: string, variant: string | null, warn: (msg: string) => void): Promise<ComponentSource> {
+  const base = await readComponentConfig(root, index, name)
+  const [library] = requireComponent(index, name)
+  const { files, variant: used } = await resolveWeightFiles(path.join(root, name), library, variant, warn)
+  return { ...base, files, variant: used }
 }

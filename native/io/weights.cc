@@ -4,7 +4,8 @@
 
 namespace pg25 {
 
-WeightStore::WeightStore(const std::vector<WeightFileSpec>& files) {
+WeightStore::WeightStore(const std::vector<WeightFileSpec>& files, std::map<std::string, WeightAlias> aliases)
+    : aliases_(std::move(aliases)) {
   if (files.empty()) throw Error("PG25_NOT_FOUND", "no weight files given");
   for (const auto& spec : files) {
     files_.push_back(SafetensorsFile::open(spec.path));
@@ -37,7 +38,44 @@ std::vector<std::string> WeightStore::names() const {
   return out;
 }
 
+static int64_t numel_of(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
 std::vector<float> WeightStore::read(const std::string& name, const Shape& shape, bool linear) const {
+  auto alias = aliases_.find(name);
+  if (alias != aliases_.end()) {
+    const WeightAlias& a = alias->second;
+    const Found* f = find(a.source);
+    if (!f) throw Error("PG25_MISSING_WEIGHTS", describe() + ": tensor \"" + a.source + "\" (for \"" + name + "\" " + shape_str(shape) + ") is missing");
+    const TensorEntry& e = *f->entry;
+    auto mismatch = [&](const std::string& need) {
+      return bad_weights(f->file->path(), "tensor \"" + a.source + "\" has shape " + shape_str(e.shape) + "; \"" + name + "\" " + shape_str(shape) + " needs " + need);
+    };
+    if (a.op == WeightAlias::Op::Rename) {
+      // Same values; a [out, in, 1, 1] conv may stand for an [out, in] linear weight.
+      bool same = e.shape == shape || (numel_of(e.shape) == numel_of(shape) && e.shape.size() == 4 && e.shape[2] == 1 && e.shape[3] == 1 &&
+                                       shape.size() == 2 && e.shape[0] == shape[0] && e.shape[1] == shape[1]);
+      if (!same) throw mismatch(shape_str(shape));
+      return read(a.source, e.shape, false);
+    }
+    if (a.op == WeightAlias::Op::Transpose) {
+      if (shape.size() != 2 || e.shape != Shape{shape[1], shape[0]}) throw mismatch(shape_str({shape.size() == 2 ? shape[1] : 0, shape.empty() ? 0 : shape[0]}));
+      std::vector<float> src = read(a.source, e.shape, false), out(src.size());
+      for (int64_t r = 0; r < shape[1]; r++)
+        for (int64_t c = 0; c < shape[0]; c++) out[size_t(c * shape[1] + r)] = src[size_t(r * shape[0] + c)];
+      return out;
+    }
+    // Rows: shape[0] rows starting at row_begin of a tensor with the same trailing dimensions.
+    if (e.shape.empty() || shape.empty() || a.row_count != shape[0] || a.row_begin < 0 || a.row_begin + a.row_count > e.shape[0] ||
+        Shape(e.shape.begin() + 1, e.shape.end()) != Shape(shape.begin() + 1, shape.end()))
+      throw mismatch("rows " + std::to_string(a.row_begin) + ".." + std::to_string(a.row_begin + a.row_count));
+    std::vector<float> src = read(a.source, e.shape, false);
+    int64_t per = numel_of(shape) / shape[0];
+    return std::vector<float>(src.begin() + a.row_begin * per, src.begin() + (a.row_begin + a.row_count) * per);
+  }
   const Found* f = find(name);
   if (!f) throw Error("PG25_MISSING_WEIGHTS", describe() + ": tensor \"" + name + "\" " + shape_str(shape) + " is missing");
   const TensorEntry& e = *f->entry;

@@ -16,9 +16,19 @@ struct WeightFileSpec {
   bool paddle = false;
 };
 
+// Where a tensor lives under another name, as in single-file checkpoints: the whole source tensor
+// (a 1x1 conv may stand for a linear weight), a block of its rows (a fused q/k/v projection), or
+// its transpose.
+struct WeightAlias {
+  enum class Op { Rename, Rows, Transpose };
+  std::string source;
+  Op op = Op::Rename;
+  int64_t row_begin = 0, row_count = 0;
+};
+
 class WeightStore {
  public:
-  explicit WeightStore(const std::vector<WeightFileSpec>& files);
+  explicit WeightStore(const std::vector<WeightFileSpec>& files, std::map<std::string, WeightAlias> aliases = {});
 
   struct Found {
     const SafetensorsFile* file;
@@ -36,6 +46,7 @@ class WeightStore {
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::vector<bool> paddle_;
   std::map<std::string, Found> index_;
+  std::map<std::string, WeightAlias> aliases_;
 };
 
 }  // namespace pg25

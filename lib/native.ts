@@ -1,6 +1,6 @@
 // Loads the addon (prebuilds/ first, then build/Release) and types what it exports.
 import path from 'node:path'
-import { Pg25Error } from './errors'
+import { Pg25Error, fromNative } from './errors'
 
 export interface NativeTensor {
   readonly shape: number[]
@@ -63,4 +63,14 @@ export function loadNative (): NativeAddon {
     throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon could not be loaded (${(err as Error).message}); reinstall the package or run \`npm run build\``, { cause: err })
   }
   return addon
+}
+
+/** The tensors a component's graph asks for, from its config alone (a dry build: nothing allocated). */
+export function componentManifest (spec: ComponentSpec): ParamRequest[] {
+  const addon = loadNative()
+  try {
+    return addon.componentManifest(spec)
+  } catch (err) {
+    throw fromNative(err)
+  }
 }

@@ -7,7 +7,7 @@ import { readComponentConfig, readModelIndex, requireComponent, resolveComponent
 import { singleFileSources } from './model/single-file'
 import { readJsonObject } from './model/files'
 import { TextEncoderModel, UNetModel, VAEEncoderModel, VAEModel } from './models'
-import { loadNative, type NativeTensor } from './native'
+import { componentManifest, type NativeTensor } from './native'
 import { TorchGenerator } from './random/torch-generator'
 import { release, Runtime, type Device } from './runtime'
 import { createScheduler, type Scheduler, type SchedulerName } from './scheduler'
@@ -140,13 +140,12 @@ const fmt = (bytes: number): string => `${(bytes / GiB).toFixed(2)} GiB`
  * default size (its widest full-resolution activations, about six alive at once).
  */
 function checkMemory (sources: ComponentSource[], device: string, limit: number | undefined): void {
-  const native = loadNative()
   const kinds = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
   let params = 0
   for (const src of sources) {
     const kind = src.name === 'text_encoder_2' ? 'text_encoder' : src.name as 'text_encoder' | 'unet' | 'vae'
     if (!kinds.includes(src.name as typeof kinds[number])) continue
-    const decl = native.componentManifest({ kind, className: src.className, configPath: src.configPath, configText: src.configText })
+    const decl = componentManifest({ kind, className: src.className, configPath: src.configPath, configText: src.configText })
     for (const d of decl) params += d.shape.reduce((a, b) => a * b, 1)
   }
   const bytesPer = device === 'cuda' ? 2 : 4

@@ -4,7 +4,7 @@
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { loadNative, type ComponentSpec } from '../native'
+import { componentManifest, type ComponentSpec } from '../native'
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors-writer'
 import { TorchGenerator } from '../random/torch-generator'
 
@@ -108,7 +108,7 @@ const KINDS: Record<string, { kind: ComponentSpec['kind'], cls: string, file: st
  * norms at 1, biases at 0, embeddings ~N(0, 0.02) and other weights ~N(0, 1/fan_in).
  */
 export function syntheticWeights (spec: ComponentSpec, seed: number): TensorToWrite[] {
-  const params = loadNative().componentManifest(spec)
+  const params = componentManifest(spec)
   const gen = new TorchGenerator(seed)
   return params.map(p => {
     const n = p.shape.reduce((a, b) => a * b, 1)

@@ -3,8 +3,8 @@
 // under first_stage_model, CLIP-L under conditioner.embedders.0.transformer (Hugging Face names) and
 // OpenCLIP bigG under conditioner.embedders.1.model, plus Playground's edm_mean / edm_std latent
 // statistics. Each diffusers tensor the graph asks for is mapped to where it lives in the file.
-import { Pg25Error } from '../errors'
-import { loadNative, type ComponentSpec, type WeightAlias } from '../native'
+import { Pg25Error, native as nativeCall } from '../errors'
+import { componentManifest, loadNative, type ComponentSpec, type WeightAlias } from '../native'
 import type { ComponentSource } from './model-dir'
 
 const UNET = 'model.diffusion_model.'
@@ -102,7 +102,7 @@ const KIND: Record<string, ComponentSpec['kind']> = { text_encoder: 'text_encode
 /** Aliases from every tensor a component's graph asks for to where a single-file checkpoint keeps it. */
 export function singleFileAliases (component: string, spec: ComponentSpec): WeightAlias[] {
   const cfg = JSON.parse(spec.configText)
-  const decl = loadNative().componentManifest({ ...spec, kind: KIND[component] })
+  const decl = componentManifest({ ...spec, kind: KIND[component] })
   return decl.map(d => {
     let mapped: Mapped
     if (component === 'unet') {
@@ -122,13 +122,7 @@ export function singleFileAliases (component: string, spec: ComponentSpec): Weig
 /** The four components of a single file, with configs taken from `base` (a diffusers-layout folder's sources). */
 export async function singleFileSources (file: string, base: ComponentSource[]): Promise<ComponentSource[]> {
   const native = loadNative()
-  let entries
-  try {
-    entries = await native.inspectSafetensors(file)
-  } catch (err) {
-    const { fromNative } = await import('../errors')
-    throw fromNative(err)
-  }
+  const entries = await nativeCall(async () => await native.inspectSafetensors(file))
   const names = new Set(entries.map(e => e.name))
   for (const [prefix, what] of [[UNET, 'UNet'], [VAE, 'VAE'], [CLIP_L, 'CLIP-L text encoder'], [CLIP_G, 'OpenCLIP-bigG text encoder']]) {
     if (![...names].some(n => n.startsWith(prefix))) throw new Pg25Error('PG25_BAD_WEIGHTS', `${file}: no ${what} tensors (${prefix}*); this is not an SDXL-family single-file checkpoint`)
@@ -137,7 +131,7 @@ export async function singleFileSources (file: string, base: ComponentSource[]):
   let stats: { mean: number[], std: number[] } | null = null
   if (names.has('edm_mean') && names.has('edm_std')) {
     const meta = entries.filter(e => e.name === 'edm_mean' || e.name === 'edm_std')
-    const [mean, std] = await native.readTensors([{ path: file, paddle: false }], ['edm_mean', 'edm_std'].map(n => ({ name: n, shape: meta.find(e => e.name === n)!.shape, linear: false })))
+    const [mean, std] = await nativeCall(async () => await native.readTensors([{ path: file, paddle: false }], ['edm_mean', 'edm_std'].map(n => ({ name: n, shape: meta.find(e => e.name === n)!.shape, linear: false }))))
     stats = { mean: Array.from(mean), std: Array.from(std) }
   }
   return base.map(src => {

@@ -15,3 +15,4 @@ export { TextEncoderModel, UNetModel, VAEModel, VAEEncoderModel } from './models
 export { readModelIndex, resolveComponent, resolveWeightFiles } from './model/model-dir'
 export { createServer } from './server'
 export type { ServeOptions, ServerStats, GenerateRequest } from './server'
+export { ensureDemoModel } from './demo/demo-model'

@@ -57,8 +57,9 @@ let addon: NativeAddon | undefined
 export function loadNative (): NativeAddon {
   if (addon) return addon
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    addon = require('node-gyp-build')(path.join(__dirname, '..', '..')) as NativeAddon
+    // PG25_ADDON points at another build of the addon (the sanitizer build of `npm run test:asan`).
+    const override = process.env.PG25_ADDON
+    addon = (override ? require(path.resolve(override)) : require('node-gyp-build')(path.join(__dirname, '..', '..'))) as NativeAddon
   } catch (err) {
     throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon could not be loaded (${(err as Error).message}); reinstall the package or run \`npm run build\``, { cause: err })
   }

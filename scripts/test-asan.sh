@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# npm run test:asan: the addon built with AddressSanitizer and UndefinedBehaviorSanitizer (CPU backend),
+# then the test files that exercise native code, run against it. Any sanitizer report fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
+node node_modules/cmake-js/bin/cmake-js compile --out build-asan --CDPG25_CUDA=OFF --CDCMAKE_BUILD_TYPE=RelWithDebInfo \
+  --CDCMAKE_CXX_FLAGS="$flags" --CDCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined"
+npx tsc -p tsconfig.json
+asan="$(gcc -print-file-name=libasan.so)"
+ubsan="$(gcc -print-file-name=libubsan.so)"
+# Node itself is not built with ASan: preload the runtime, and leave leak checking to the leak tests
+# (node's own allocations at exit would drown real reports).
+export LD_PRELOAD="$asan:$ubsan"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_odr_violation=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export PG25_ADDON="$PWD/build-asan/Release/pg25.node"
+files=(test/safetensors.test.ts test/stages.test.ts test/pipeline.test.ts test/model-dir.test.ts test/single-file.test.ts test/features.test.ts test/mutations.test.ts)
+npx ava --serial --timeout=10m "${files[@]}"

@@ -22,7 +22,7 @@ export interface ComponentSpec {
 
 export interface NativeEngine {
   readonly device: string
-  loadComponent(spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[]): Promise<number>
+  loadComponent(spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[], options?: { syntheticSeed: number }): Promise<number>
   componentInfo(id: number): Record<string, any>
   encodeText(id: number, ids: Int32Array, batch: number): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
   unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array): Promise<NativeTensor>
@@ -36,6 +36,7 @@ export interface NativeEngine {
   concat(a: NativeTensor, b: NativeTensor, axis: number): NativeTensor
   slice0(t: NativeTensor, start: number, count: number): NativeTensor
   bytesInUse(): number
+  peakBytes(reset?: boolean): number
   dispose(): void
 }
 

@@ -54,6 +54,11 @@ export class Runtime {
     return await native(async () => await this.engine.loadComponent({ kind, className: src.className, configPath: src.configPath, configText: src.configText }, src.files, src.aliases))
   }
 
+  /** A component built from its config on deterministic synthetic weights (no files): for benchmarks and checks. */
+  async loadSynthetic (kind: 'text_encoder' | 'unet' | 'vae', src: Pick<ComponentSource, 'className' | 'configPath' | 'configText'>, seed: number): Promise<number> {
+    return await native(async () => await this.engine.loadComponent({ kind, className: src.className, configPath: src.configPath, configText: src.configText }, [], [], { syntheticSeed: seed }))
+  }
+
   fromHost (data: Float32Array, shape: number[]): NativeTensor {
     return this.call(() => this.engine.fromHost(data, shape))
   }

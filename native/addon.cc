@@ -15,6 +15,9 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/threadpool.h"
 #include "cuda/cuda_runtime_info.h"
+#ifdef PG25_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 #include "io/safetensors.h"
 #include "models/clip.h"
 #include "models/unet.h"
@@ -257,6 +260,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::Slice0>("slice0"),
                         InstanceMethod<&EngineWrap::ComponentInfo>("componentInfo"),
                         InstanceMethod<&EngineWrap::BytesInUse>("bytesInUse"),
+                        InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
                         InstanceMethod<&EngineWrap::Dispose>("dispose"),
                         InstanceAccessor<&EngineWrap::GetDevice>("device")});
   }
@@ -264,9 +268,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     guarded(info.Env(), [&] {
       std::string device = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu";
-      if (device != "cpu")
-        throw Error("PG25_NO_DEVICE", "device \"" + device + "\": this build runs the graph on the CPU backend only; " + cuda::describe_availability());
-      be_ = std::shared_ptr<Backend>(make_cpu_backend().release());
+      if (device == "cpu") {
+        be_ = std::shared_ptr<Backend>(make_cpu_backend().release());
+      } else if (device == "cuda") {
+#ifdef PG25_WITH_CUDA
+        be_ = std::shared_ptr<Backend>(make_cuda_backend().release());
+#else
+        throw Error("PG25_NO_DEVICE", "device \"cuda\": " + cuda::describe_availability());
+#endif
+      } else {
+        throw Error("PG25_INVALID_ARGUMENT", "device must be \"cpu\" or \"cuda\"");
+      }
     });
   }
 
@@ -306,13 +318,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       ComponentSpec spec = spec_from_js(info[0]);
       std::vector<WeightFileSpec> files = files_from_js(info[1]);
       std::map<std::string, WeightAlias> aliases = aliases_from_js(info[2]);
+      // A fourth argument { syntheticSeed } builds the graph on generated weights instead of files.
+      bool synthetic = info.Length() > 3 && info[3].IsObject() && info[3].As<Napi::Object>().Has("syntheticSeed");
+      uint64_t seed = synthetic ? uint64_t(info[3].As<Napi::Object>().Get("syntheticSeed").ToNumber().Int64Value()) : 0;
+      if (!synthetic && files.empty()) throw Error("PG25_NOT_FOUND", spec.config_path + ": no weight files given");
       auto be = be_ptr();
       auto loaded = std::make_shared<Loaded>();
       loaded->spec = spec;
       return run_job(
           info.Env(),
-          [loaded, files, aliases, be] {
-            WeightStore store(files, aliases);
+          [loaded, files, aliases, synthetic, seed, be] {
+            WeightStore store = synthetic ? WeightStore::synthetic(seed) : WeightStore(files, aliases);
             loaded->params = std::make_unique<Params>(be.get(), &store);
             loaded->model = build(loaded->spec, *loaded->params);
           },
@@ -531,6 +547,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   Napi::Value BytesInUse(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), be_ ? double(be_->bytes_in_use()) : 0.0);
+  }
+
+  // peakBytes(reset?): the high-water mark of backend memory; `true` starts a new window.
+  Napi::Value PeakBytes(const Napi::CallbackInfo& info) {
+    if (!be_) return Napi::Number::New(info.Env(), 0.0);
+    double peak = double(be_->peak_bytes());
+    if (info.Length() > 0 && info[0].ToBoolean().Value()) be_->reset_peak();
+    return Napi::Number::New(info.Env(), peak);
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {

@@ -82,3 +82,19 @@ test('unet inputs of the wrong shape are refused with a clear error, not a crash
   t.regex(e.message, /sample must be \[B, 4, h, w\]/)
   rt.dispose()
 })
+
+test('synthetic weights: any graph from its config alone, deterministic per seed', async t => {
+  const rt = Runtime.open('cpu', () => {})
+  const src = await resolveComponent(TINY, await readModelIndex(TINY), 'unet', null, () => {})
+  const a = await UNetModel.load(rt, src, 7)
+  const b = await UNetModel.load(rt, src, 7)
+  const c = await UNetModel.load(rt, src, 8)
+  const g = readGolden('unet.safetensors')
+  const run = async (m: UNetModel): Promise<Float32Array> => rt.toHost(await m.predict(rt.fromHost(g.sample.data, g.sample.shape), 0.5,
+    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape), rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data))
+  const [ya, yb, yc] = [await run(a), await run(b), await run(c)]
+  t.deepEqual(ya, yb)
+  t.true(relativeError(ya, yc) > 0.1)
+  t.true(ya.every(Number.isFinite))
+  rt.dispose()
+})

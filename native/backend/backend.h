@@ -21,6 +21,9 @@ class Backend {
   virtual Tensor weight(const float* data, const Shape& shape) = 0;
   virtual void to_host(const Tensor& t, float* out) = 0;
   virtual size_t bytes_in_use() const = 0;
+  // The most bytes held at once since the last reset (weights included).
+  virtual size_t peak_bytes() const = 0;
+  virtual void reset_peak() = 0;
 
   // Elementwise. lincomb is the scheduler's one op: sum_i c_i * t_i over tensors of one shape.
   virtual Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) = 0;

@@ -15,13 +15,20 @@ namespace pg25 {
 namespace {
 
 std::atomic<int64_t> g_bytes{0};
+std::atomic<int64_t> g_bytes_peak{0};
+
+void note_peak(int64_t now) {
+  int64_t p = g_bytes_peak.load();
+  while (now > p && !g_bytes_peak.compare_exchange_weak(p, now)) {
+  }
+}
 
 struct CpuBuffer : Buffer {
   explicit CpuBuffer(size_t n) : count(n) {
     size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
     data = static_cast<float*>(std::aligned_alloc(64, bytes));
     if (!data) throw Error("PG25_OUT_OF_MEMORY", "CPU backend: cannot allocate " + std::to_string(n * 4) + " bytes");
-    g_bytes += int64_t(bytes);
+    note_peak(g_bytes += int64_t(bytes));
     alloc_bytes = bytes;
   }
   ~CpuBuffer() override {
@@ -73,6 +80,8 @@ class CpuBackend final : public Backend {
   Tensor weight(const float* data, const Shape& shape) override { return from_host(data, shape); }
   void to_host(const Tensor& t, float* out) override { std::memcpy(out, D(t), size_t(t.numel()) * 4); }
   size_t bytes_in_use() const override { return size_t(g_bytes.load()); }
+  size_t peak_bytes() const override { return size_t(g_bytes_peak.load()); }
+  void reset_peak() override { g_bytes_peak = g_bytes.load(); }
 
   Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
     check(!terms.empty(), "lincomb", "no terms");

@@ -1,5 +1,8 @@
 #include "weights.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "../core/error.h"
 
 namespace pg25 {
@@ -44,7 +47,45 @@ static int64_t numel_of(const Shape& s) {
   return n;
 }
 
+WeightStore WeightStore::synthetic(uint64_t seed) {
+  WeightStore s;
+  s.synthetic_ = true;
+  s.seed_ = seed;
+  return s;
+}
+
+static uint64_t splitmix(uint64_t& x) {
+  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static std::vector<float> synthetic_tensor(uint64_t seed, const std::string& name, const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<float> out(size_t(n), 0.f);
+  bool is_norm = shape.size() == 1 && (name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos);
+  if (is_norm) {
+    if (name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0) std::fill(out.begin(), out.end(), 1.f);
+    return out;
+  }
+  if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) return out;
+  double fan_in = shape.size() > 1 ? double(n) / double(shape[0]) : double(n);
+  float scale = name.find("embedding.weight") != std::string::npos ? 0.02f : float(1.0 / std::sqrt(fan_in));
+  uint64_t state = seed;
+  for (char c : name) state = state * 1099511628211ull ^ uint64_t(uint8_t(c));
+  for (int64_t i = 0; i < n; i += 2) {
+    double u1 = (double(splitmix(state) >> 11) + 1.0) / 9007199254740993.0, u2 = double(splitmix(state) >> 11) / 9007199254740992.0;
+    double r = std::sqrt(-2.0 * std::log(u1));
+    out[size_t(i)] = float(r * std::cos(6.283185307179586 * u2)) * scale;
+    if (i + 1 < n) out[size_t(i + 1)] = float(r * std::sin(6.283185307179586 * u2)) * scale;
+  }
+  return out;
+}
+
 std::vector<float> WeightStore::read(const std::string& name, const Shape& shape, bool linear) const {
+  if (synthetic_) return synthetic_tensor(seed_, name, shape);
   auto alias = aliases_.find(name);
   if (alias != aliases_.end()) {
     const WeightAlias& a = alias->second;

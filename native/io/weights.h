@@ -28,7 +28,11 @@ struct WeightAlias {
 
 class WeightStore {
  public:
+  WeightStore() = default;
   explicit WeightStore(const std::vector<WeightFileSpec>& files, std::map<std::string, WeightAlias> aliases = {});
+  // Deterministic synthetic weights from a seed, for any graph (no files): norms 1, biases 0,
+  // embeddings ~N(0, 0.02), other weights ~N(0, 1/fan_in). The same name and seed always give the same tensor.
+  static WeightStore synthetic(uint64_t seed);
 
   struct Found {
     const SafetensorsFile* file;
@@ -47,6 +51,8 @@ class WeightStore {
   std::vector<bool> paddle_;
   std::map<std::string, Found> index_;
   std::map<std::string, WeightAlias> aliases_;
+  bool synthetic_ = false;
+  uint64_t seed_ = 0;
 };
 
 }  // namespace pg25

@@ -1,0 +1,175 @@
+// npm run gpu:check — everything the CUDA backend must show, in one device call:
+//   1. golden: each stage of tiny-pg25 on the GPU within relative 2e-2 of diffusers, pipeline images at PSNR >= 35 dB;
+//   2. the full-size graph (real configs, synthetic weights from a seed) on the GPU against the CPU backend at 256x256;
+//   3. timings at 1024x1024: both text encoders, one UNet step (batch 2), VAE decode, 50 guided steps end to end, peak memory.
+// PG25_GPU_CHECK_DEVICE=cpu runs the same checks on the CPU backend (to test the script); PG25_GPU_CHECK_FULL=0 skips 2 and 3.
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { CLIPTokenizer, EDMDPMSolverMultistepScheduler, Pipeline, Runtime, TextEncoderModel, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
+import type { NativeTensor } from '../lib/native'
+
+const REF = path.resolve(process.env.PG25_REFERENCE ?? path.join(__dirname, '..', '..', '..', 'shared', 'reference'))
+const TINY = path.join(REF, 'tiny-pg25')
+const GOLDEN = path.join(REF, 'golden')
+const FULL = path.join(REF, 'full')
+const DEVICE = (process.env.PG25_GPU_CHECK_DEVICE ?? 'cuda') as 'cuda' | 'cpu'
+const rows: Array<[string, string, string]> = []
+const row = (name: string, value: string, verdict = ''): void => { rows.push([name, value, verdict]); console.log(`${name.padEnd(52)} ${value.padEnd(16)} ${verdict}`) }
+
+function readGolden (file: string): Record<string, { shape: number[], data: Float32Array }> {
+  const buf = readFileSync(path.join(GOLDEN, file))
+  const n = Number(buf.readBigUInt64LE(0))
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'))
+  const out: Record<string, { shape: number[], data: Float32Array }> = {}
+  for (const [k, e] of Object.entries<any>(header)) {
+    if (k === '__metadata__') continue
+    const bytes = buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1])
+    out[k] = { shape: e.shape, data: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)) }
+  }
+  return out
+}
+const rel = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  let n = 0; let d = 0
+  for (let i = 0; i < a.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2 }
+  return Number.isFinite(n) ? Math.sqrt(n / d) : Infinity
+}
+const psnr = (a: Uint8Array, b: ArrayLike<number>): number => {
+  let se = 0
+  for (let i = 0; i < a.length; i++) se += (a[i] - Math.round(Math.min(1, Math.max(0, b[i])) * 255)) ** 2
+  return se === 0 ? Infinity : 10 * Math.log10(255 ** 2 / (se / a.length))
+}
+async function timeMs (fn: () => Promise<unknown>, reps: number, sync: () => void): Promise<number> {
+  await fn(); sync()
+  const times: number[] = []
+  for (let i = 0; i < reps; i++) { const t0 = performance.now(); await fn(); sync(); times.push(performance.now() - t0) }
+  return times.sort((x, y) => x - y)[Math.floor(times.length / 2)]
+}
+
+async function golden (): Promise<boolean> {
+  let ok = true
+  const rt = Runtime.open(DEVICE, () => {})
+  const idx = await readModelIndex(TINY)
+  const src = async (n: string): Promise<any> => await resolveComponent(TINY, idx, n, null, () => {})
+  const te1 = await TextEncoderModel.load(rt, await src('text_encoder'))
+  const te2 = await TextEncoderModel.load(rt, await src('text_encoder_2'))
+  const unet = await UNetModel.load(rt, await src('unet'))
+  const vae = await VAEModel.load(rt, await src('vae'))
+  const tok1 = await CLIPTokenizer.fromPretrained(path.join(TINY, 'tokenizer'))
+  const tok2 = await CLIPTokenizer.fromPretrained(path.join(TINY, 'tokenizer_2'))
+  const te = readGolden('text_encoders.safetensors')
+  const p = 'Astronaut in a jungle, cold color palette, muted colors, detailed, 8k'
+  const a = await te1.encode([tok1.encode(p)]); const b = await te2.encode([tok2.encode(p)])
+  for (const [name, t] of [['te1_penultimate', a.penultimate], ['te2_penultimate', b.penultimate], ['te2_text_embeds', b.pooled!]] as const) {
+    const e = rel(rt.toHost(t), te[`p0.${name}`].data); ok &&= e <= 2e-2
+    row(`golden ${name}`, e.toExponential(2), e <= 2e-2 ? 'pass' : 'FAIL')
+  }
+  const u = readGolden('unet.safetensors')
+  const out = await unet.predict(rt.fromHost(u.sample.data, u.sample.shape), u.timestep.data[0], rt.fromHost(u.encoder_hidden_states.data, u.encoder_hidden_states.shape), rt.fromHost(u.text_embeds.data, u.text_embeds.shape), u.time_ids.data)
+  let e = rel(rt.toHost(out), u.out.data); ok &&= e <= 2e-2
+  row('golden unet', e.toExponential(2), e <= 2e-2 ? 'pass' : 'FAIL')
+  const v = readGolden('vae.safetensors')
+  e = rel(rt.toHost(await vae.decode(rt.fromHost(v.latent.data, v.latent.shape), false)), v.image.data); ok &&= e <= 2e-2
+  row('golden vae', e.toExponential(2), e <= 2e-2 ? 'pass' : 'FAIL')
+  rt.dispose()
+  const pipe = await Pipeline.fromPretrained(TINY, { device: DEVICE })
+  const cases = JSON.parse(readFileSync(path.join(GOLDEN, 'cases.json'), 'utf8')).pipeline
+  for (const c of cases) {
+    const g = readGolden(c.file)
+    const r = await pipe.generate(c.prompt, { negativePrompt: c.negative ?? undefined, steps: c.steps, guidanceScale: c.guidance, width: c.w, height: c.h, seed: c.seed })
+    const db = psnr(r.images[0].data, g.image.data); ok &&= db >= 35
+    row(`golden ${c.file} PSNR`, `${db.toFixed(1)} dB`, db >= 35 ? 'pass' : 'FAIL')
+  }
+  await pipe.dispose()
+  return ok
+}
+
+interface Full { text_ms: number, unet_step_ms: number, vae_ms: number, generate_s: number, peak_gib: number }
+
+async function fullSize (): Promise<Full | null> {
+  if (process.env.PG25_GPU_CHECK_FULL === '0') return null
+  const idx = await readModelIndex(FULL).catch(() => null)
+  const cfg = (n: string): any => ({ className: JSON.parse(readFileSync(path.join(FULL, 'model_index.json'), 'utf8'))[n][1], configPath: path.join(FULL, n, 'config.json'), configText: readFileSync(path.join(FULL, n, 'config.json'), 'utf8'), name: n, files: [], variant: null })
+  void idx
+  // 2. GPU against CPU on the same synthetic full-size UNet at 256x256 (32x32 latents, batch 2).
+  const gen = new TorchGenerator(5)
+  const sample = gen.randn([2, 4, 32, 32]); const ctx = gen.randn([2, 77, 2048]).map(x => x * 0.5); const pooled = gen.randn([2, 1280])
+  const ids = Float32Array.from([256, 256, 0, 0, 256, 256, 256, 256, 0, 0, 256, 256])
+  const results: Float32Array[] = []
+  for (const dev of DEVICE === 'cuda' ? ['cuda', 'cpu'] as const : ['cpu'] as const) {
+    const rt = Runtime.open(dev, () => {})
+    const unet = await UNetModel.load(rt, cfg('unet'), 1)
+    results.push(rt.toHost(await unet.predict(rt.fromHost(sample, [2, 4, 32, 32]), 0.8, rt.fromHost(ctx, [2, 77, 2048]), rt.fromHost(pooled, [2, 1280]), ids)))
+    rt.dispose()
+  }
+  if (results.length === 2) {
+    const e = rel(results[0], results[1])
+    row('full-size UNet, synthetic weights, GPU vs CPU @256', e.toExponential(2), e <= 2e-2 ? 'pass' : 'FAIL')
+  }
+  // 3. Timings at 1024x1024 on the device.
+  const rt = Runtime.open(DEVICE, () => {})
+  const sync = (): void => { rt.engine.bytesInUse() }
+  const te1 = await TextEncoderModel.load(rt, cfg('text_encoder'), 2)
+  const te2 = await TextEncoderModel.load(rt, cfg('text_encoder_2'), 3)
+  const unet = await UNetModel.load(rt, cfg('unet'), 1)
+  const vae = await VAEModel.load(rt, cfg('vae'), 4)
+  rt.engine.peakBytes(true)
+  const tokens = [Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 12 ? 320 + i : 49407)), Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : 49407))]
+  const text_ms = await timeMs(async () => { const r1 = await te1.encode(tokens); const r2 = await te2.encode(tokens); r1.penultimate.dispose(); r2.penultimate.dispose(); r2.pooled?.dispose() }, 5, sync)
+  const x = rt.fromHost(new TorchGenerator(1).randn([2, 4, 128, 128]), [2, 4, 128, 128])
+  const c = rt.fromHost(new TorchGenerator(2).randn([2, 77, 2048]), [2, 77, 2048])
+  const p = rt.fromHost(new TorchGenerator(3).randn([2, 1280]), [2, 1280])
+  const tid = Float32Array.from([1024, 1024, 0, 0, 1024, 1024, 1024, 1024, 0, 0, 1024, 1024])
+  const unet_step_ms = await timeMs(async () => (await unet.predict(x, 0.5, c, p, tid)).dispose(), 5, sync)
+  const lat = rt.fromHost(new TorchGenerator(4).randn([1, 4, 128, 128]), [1, 4, 128, 128])
+  let finite = true
+  const vae_ms = await timeMs(async () => { const img = await vae.decode(lat); finite &&= rt.toHost(img).every(Number.isFinite); img.dispose() }, 3, sync)
+  row('VAE decode at 1024x1024 has no NaN/Inf', String(finite), finite ? 'pass' : 'FAIL')
+  // The generate() loop: prompt encoding, 50 guided DPM++ steps on device tensors, decode, RGB bytes.
+  const sched = new EDMDPMSolverMultistepScheduler(JSON.parse(readFileSync(path.join(FULL, 'scheduler_config.json'), 'utf8')))
+  const t0 = performance.now()
+  const e1 = await te1.encode(tokens); const e2 = await te2.encode(tokens)
+  const embeds = rt.engine.concat(e1.penultimate, e2.penultimate, -1)
+  sched.setTimesteps(50)
+  let xt: NativeTensor = rt.ops.lincomb([[sched.initNoiseSigma, lat]])
+  for (let i = 0; i < 50; i++) {
+    const s = sched.scaleModelInput(rt.ops, xt, i)
+    const inp = rt.engine.concat(s, s, 0)
+    const out = await unet.predict(inp, sched.timesteps[i], embeds, e2.pooled!, tid)
+    const eps = rt.ops.lincomb([[-2, rt.engine.slice0(out, 0, 1)], [3, rt.engine.slice0(out, 1, 1)]])
+    const next = sched.step(rt.ops, eps, i, xt)
+    for (const t of [s, inp, out, eps, xt]) t.dispose()
+    xt = next
+  }
+  const bytes = await vae.toRGB8(await vae.decode(xt))
+  const generate_s = (performance.now() - t0) / 1000
+  const peak_gib = rt.engine.peakBytes() / 2 ** 30
+  void bytes
+  rt.dispose()
+  return { text_ms, unet_step_ms, vae_ms, generate_s, peak_gib }
+}
+
+function torchOps (): void {
+  try {
+    const out = execFileSync('python3', [path.join(__dirname, '..', '..', 'bench', 'torch_ops.py')], { encoding: 'utf8', timeout: 300_000 })
+    for (const line of out.trim().split('\n')) { const [name, ms] = line.split('\t'); row(`pytorch ${name}`, `${ms} ms`) }
+  } catch (err) {
+    row('pytorch op timings', 'unavailable', String((err as Error).message).split('\n')[0])
+  }
+}
+
+async function main (): Promise<void> {
+  let device = DEVICE as string
+  try { device = execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { encoding: 'utf8' }).trim().split('\n')[0] } catch {}
+  const commit = process.env.PG25_COMMIT ?? (() => { try { return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim() } catch { return 'unknown' } })()
+  console.log(`gpu-check on ${device}, backend ${DEVICE}, commit ${commit}, ${new Date().toISOString()}`)
+  const ok = await golden()
+  const full = await fullSize()
+  if (DEVICE === 'cuda') torchOps()
+  const f = (x: number | undefined, d = 1): string => (x === undefined ? 'n/a' : x.toFixed(d))
+  console.log(`gpu-check: device=${device} commit=${commit} golden=${ok ? 'pass' : 'fail'} unet_step_ms=${f(full?.unet_step_ms)} vae_ms=${f(full?.vae_ms)} text_ms=${f(full?.text_ms)} generate_s=${f(full?.generate_s, 2)} peak_gib=${f(full?.peak_gib, 2)}`)
+  if (!ok) process.exitCode = 1
+}
+
+main().catch(err => { console.error(err); process.exitCode = 1 })

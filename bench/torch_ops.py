@@ -1,0 +1,37 @@
+# PyTorch fp16 timings of the UNet's op shapes at 1024x1024 (batch 2), the peer numbers for gpu-check.
+import torch
+import torch.nn.functional as F
+
+assert torch.cuda.is_available()
+dev = torch.device("cuda")
+torch.backends.cudnn.benchmark = True
+
+
+def bench(fn, reps=50):
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(reps):
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+for ch, res in [(320, 128), (640, 64), (1280, 32)]:
+    x = torch.randn(2, ch, res, res, device=dev, dtype=torch.half)
+    w = torch.randn(ch, ch, 3, 3, device=dev, dtype=torch.half) * 0.02
+    print(f"conv3x3 {ch}ch {res}x{res} b2\t{bench(lambda: F.conv2d(x, w, padding=1)):.3f}")
+for m, k, n in [(2 * 4096, 640, 640), (2 * 4096, 640, 5120), (2 * 4096, 2560, 640), (2 * 1024, 1280, 1280), (2 * 1024, 1280, 10240), (2 * 1024, 5120, 1280), (2 * 77, 2048, 1280)]:
+    a = torch.randn(m, k, device=dev, dtype=torch.half)
+    b = torch.randn(n, k, device=dev, dtype=torch.half)
+    print(f"gemm {m}x{k}x{n}\t{bench(lambda: a @ b.t()):.3f}")
+for tokens, heads in [(4096, 10), (1024, 20)]:
+    q = torch.randn(2, heads, tokens, 64, device=dev, dtype=torch.half)
+    print(f"sdpa {tokens} tokens {heads} heads\t{bench(lambda: F.scaled_dot_product_attention(q, q, q)):.3f}")
+q = torch.randn(1, 1, 16384, 512, device=dev, dtype=torch.half)
+print(f"sdpa vae 16384 tokens d512\t{bench(lambda: F.scaled_dot_product_attention(q, q, q), 10):.3f}")

@@ -1,0 +1,166 @@
+#include "cublaslt.h"
+
+#include <cstring>
+
+#include "../core/error.h"
+
+namespace pg25::cuda {
+namespace {
+
+// The subset of cublasLt.h this file uses (values from the public header).
+using Status = int;
+using Handle = void*;
+using Desc = void*;
+using Layout = void*;
+using Pref = void*;
+struct Algo {
+  uint64_t data[8];
+};
+struct HeuristicResult {
+  Algo algo;
+  size_t workspaceSize;
+  Status state;
+  float wavesCount;
+  int reserved[4];
+};
+constexpr int kComputeF32 = 68;     // CUBLAS_COMPUTE_32F
+constexpr int kR16F = 2, kR32F = 0;  // CUDA_R_16F, CUDA_R_32F
+constexpr int kOpN = 0, kOpT = 1;
+constexpr int kDescTransA = 3, kDescTransB = 4, kDescEpilogue = 7, kDescBiasPointer = 8;
+constexpr uint32_t kEpilogueDefault = 1, kEpilogueBias = 4;
+constexpr int kLayoutBatchCount = 5, kLayoutStridedBatchOffset = 6;  // CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT / _STRIDED_BATCH_OFFSET
+constexpr int kPrefMaxWorkspace = 1;
+
+struct Api {
+  Status (*create)(Handle*);
+  Status (*destroy)(Handle);
+  Status (*desc_create)(Desc*, int, int);
+  Status (*desc_destroy)(Desc);
+  Status (*desc_set)(Desc, int, const void*, size_t);
+  Status (*layout_create)(Layout*, int, uint64_t, uint64_t, int64_t);
+  Status (*layout_destroy)(Layout);
+  Status (*layout_set)(Layout, int, const void*, size_t);
+  Status (*pref_create)(Pref*);
+  Status (*pref_destroy)(Pref);
+  Status (*pref_set)(Pref, int, const void*, size_t);
+  Status (*heuristic)(Handle, Desc, Layout, Layout, Layout, Layout, Pref, int, HeuristicResult*, int*);
+  Status (*matmul)(Handle, Desc, const void*, const void*, Layout, const void*, Layout, const void*, const void*, Layout, void*, Layout,
+                   const Algo*, void*, size_t, cudaStream_t);
+};
+Api api;
+
+void check(Status s, const char* what) {
+  if (s != 0) throw Error("PG25_INTERNAL", std::string("cuBLASLt ") + what + " failed with status " + std::to_string(s));
+}
+
+}  // namespace
+
+struct CublasLt::Plan {
+  Desc desc = nullptr;
+  Layout a = nullptr, b = nullptr, c = nullptr;
+  Algo algo;
+};
+
+CublasLt::CublasLt() {
+  lib_ = open_library("cublasLt", {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"});
+  if (!lib_.handle) throw Error("PG25_NO_DEVICE", "cuBLASLt (libcublasLt.so) was not found; set PG25_CUDA_LIBS to its folder");
+  auto sym = [&](const char* name) {
+    void* p = lib_.symbol(name);
+    if (!p) throw Error("PG25_NO_DEVICE", std::string("cuBLASLt at ") + lib_.path + " lacks " + name);
+    return p;
+  };
+  api.create = reinterpret_cast<decltype(api.create)>(sym("cublasLtCreate"));
+  api.destroy = reinterpret_cast<decltype(api.destroy)>(sym("cublasLtDestroy"));
+  api.desc_create = reinterpret_cast<decltype(api.desc_create)>(sym("cublasLtMatmulDescCreate"));
+  api.desc_destroy = reinterpret_cast<decltype(api.desc_destroy)>(sym("cublasLtMatmulDescDestroy"));
+  api.desc_set = reinterpret_cast<decltype(api.desc_set)>(sym("cublasLtMatmulDescSetAttribute"));
+  api.layout_create = reinterpret_cast<decltype(api.layout_create)>(sym("cublasLtMatrixLayoutCreate"));
+  api.layout_destroy = reinterpret_cast<decltype(api.layout_destroy)>(sym("cublasLtMatrixLayoutDestroy"));
+  api.layout_set = reinterpret_cast<decltype(api.layout_set)>(sym("cublasLtMatrixLayoutSetAttribute"));
+  api.pref_create = reinterpret_cast<decltype(api.pref_create)>(sym("cublasLtMatmulPreferenceCreate"));
+  api.pref_destroy = reinterpret_cast<decltype(api.pref_destroy)>(sym("cublasLtMatmulPreferenceDestroy"));
+  api.pref_set = reinterpret_cast<decltype(api.pref_set)>(sym("cublasLtMatmulPreferenceSetAttribute"));
+  api.heuristic = reinterpret_cast<decltype(api.heuristic)>(sym("cublasLtMatmulAlgoGetHeuristic"));
+  api.matmul = reinterpret_cast<decltype(api.matmul)>(sym("cublasLtMatmul"));
+  check(api.create(&handle_), "create");
+  if (cudaMalloc(&workspace_, workspace_bytes_) != cudaSuccess) throw Error("PG25_OUT_OF_MEMORY", "cannot allocate the cuBLASLt workspace");
+}
+
+CublasLt::~CublasLt() {
+  for (auto& kv : plans_) {
+    api.layout_destroy(kv.second->a);
+    api.layout_destroy(kv.second->b);
+    api.layout_destroy(kv.second->c);
+    api.desc_destroy(kv.second->desc);
+    delete kv.second;
+  }
+  if (workspace_) cudaFree(workspace_);
+  if (handle_) api.destroy(handle_);
+}
+
+// Plans are cached per shape: the heuristic query runs once, then every call (and graph replay) reuses it.
+const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
+                                     int64_t batch, int64_t sa, int64_t sb, int64_t sc, bool bias) {
+  auto key = std::make_tuple(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias);
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return *it->second;
+  Plan* p = new Plan();
+  check(api.desc_create(&p->desc, kComputeF32, kR32F), "matmul descriptor");
+  int opa = ta ? kOpT : kOpN, opb = tb ? kOpT : kOpN;
+  check(api.desc_set(p->desc, kDescTransA, &opa, sizeof(opa)), "transa");
+  check(api.desc_set(p->desc, kDescTransB, &opb, sizeof(opb)), "transb");
+  uint32_t epi = bias ? kEpilogueBias : kEpilogueDefault;
+  check(api.desc_set(p->desc, kDescEpilogue, &epi, sizeof(epi)), "epilogue");
+  // Column-major layouts: A is (ta ? k x m : m x k), B is (tb ? n x k : k x n), C is m x n.
+  check(api.layout_create(&p->a, kR16F, ta ? k : m, ta ? m : k, lda), "layout A");
+  check(api.layout_create(&p->b, kR16F, tb ? n : k, tb ? k : n, ldb), "layout B");
+  check(api.layout_create(&p->c, kR16F, m, n, ldc), "layout C");
+  if (batch > 1) {
+    int32_t count = int32_t(batch);
+    for (auto [l, s] : {std::make_pair(p->a, sa), std::make_pair(p->b, sb), std::make_pair(p->c, sc)}) {
+      check(api.layout_set(l, kLayoutBatchCount, &count, sizeof(count)), "batch count");
+      check(api.layout_set(l, kLayoutStridedBatchOffset, &s, sizeof(s)), "batch stride");
+    }
+  }
+  Pref pref;
+  check(api.pref_create(&pref), "preference");
+  uint64_t ws = workspace_bytes_;
+  check(api.pref_set(pref, kPrefMaxWorkspace, &ws, sizeof(ws)), "workspace preference");
+  HeuristicResult r;
+  int found = 0;
+  Status s = api.heuristic(handle_, p->desc, p->a, p->b, p->c, p->c, pref, 1, &r, &found);
+  api.pref_destroy(pref);
+  if (s != 0 || found == 0) {
+    api.layout_destroy(p->a);
+    api.layout_destroy(p->b);
+    api.layout_destroy(p->c);
+    api.desc_destroy(p->desc);
+    delete p;
+    throw Error("PG25_INTERNAL", "cuBLASLt has no algorithm for a " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) + " GEMM");
+  }
+  p->algo = r.algo;
+  plans_[key] = p;
+  return *p;
+}
+
+void CublasLt::run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias,
+                   cudaStream_t stream) {
+  if (bias) check(api.desc_set(p.desc, kDescBiasPointer, &bias, sizeof(bias)), "bias pointer");
+  check(api.matmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, d, p.c, &p.algo, workspace_, workspace_bytes_, stream), "matmul");
+}
+
+void CublasLt::linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+  // Row-major Y[M,N] is column-major Y^T [N,M] = W (col-major K x N, transposed) * X^T (col-major K x M).
+  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr);
+  run(p, 1.f, 0.f, w, x, y, y, bias, stream);
+}
+
+void CublasLt::gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c,
+                    int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate,
+                    cudaStream_t stream) {
+  // Row-major C[M,N] = A[M,K] B[K,N] is column-major C^T[N,M] = B^T[N,K] A^T[K,M]: swap the operands.
+  const Plan& p = plan(b_trans, false, N, M, K, ldb, lda, ldc, batch, stride_b, stride_a, stride_c, false);
+  run(p, alpha, accumulate ? 1.f : 0.f, b, a, c, c, nullptr, stream);
+}
+
+}  // namespace pg25::cuda

@@ -1,0 +1,45 @@
+// cuBLASLt, opened at run time with our own minimal declarations (no cuBLAS headers are needed to
+// build). fp16 operands, fp32 accumulation; row-major GEMMs mapped onto cuBLASLt's column-major API.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+
+#include "loader.h"
+
+namespace pg25::cuda {
+
+class CublasLt {
+ public:
+  // Opens the library and creates a handle; throws PG25_NO_DEVICE naming what is missing.
+  CublasLt();
+  ~CublasLt();
+  CublasLt(const CublasLt&) = delete;
+  CublasLt& operator=(const CublasLt&) = delete;
+
+  // Y[M, N] = X[M, K] * W[N, K]^T (+ bias[N]), all fp16 row-major, on `stream`.
+  void linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, cudaStream_t stream);
+  // C[M, N] = A[M, K] * B[K, N] (+ C when accumulate), fp16 row-major with leading dimensions, batched
+  // over `batch` with the given strides (elements).
+  void gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c,
+            int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate,
+            cudaStream_t stream);
+  const std::string& path() const { return lib_.path; }
+
+ private:
+  struct Plan;
+  const Plan& plan(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch,
+                   int64_t sa, int64_t sb, int64_t sc, bool bias);
+  void run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias, cudaStream_t stream);
+
+  Library lib_;
+  void* handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 32u << 20;
+  std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>, Plan*> plans_;
+};
+
+}  // namespace pg25::cuda

@@ -1,0 +1,322 @@
+#include "cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+
+#include "../core/error.h"
+#include "../io/safetensors.h"
+#include "cublaslt.h"
+#include "cuda_runtime_info.h"
+#include "kernels.h"
+
+namespace pg25 {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return;
+  cudaGetLastError();  // clear a sticky launch error so later runs are not poisoned by it
+  if (e == cudaErrorMemoryAllocation) throw Error("PG25_OUT_OF_MEMORY", std::string("GPU out of memory in ") + what);
+  throw Error("PG25_INTERNAL", std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+}
+#define LAUNCHED(what) check(cudaGetLastError(), what)
+
+std::atomic<int64_t> g_device_bytes{0};
+std::atomic<int64_t> g_device_bytes_peak{0};
+
+void note_peak(int64_t now) {
+  int64_t p = g_device_bytes_peak.load();
+  while (now > p && !g_device_bytes_peak.compare_exchange_weak(p, now)) {
+  }
+}
+
+// Device memory from the stream-ordered pool: cheap to take and give back on every op.
+struct CudaBuffer : Buffer {
+  CudaBuffer(size_t n, cudaStream_t s) : bytes_(std::max<size_t>(n, 16)), stream(s) {
+    check(cudaMallocAsync(&ptr, bytes_, stream), "allocation");
+    note_peak(g_device_bytes += int64_t(bytes_));
+  }
+  ~CudaBuffer() override {
+    cudaFreeAsync(ptr, stream);
+    g_device_bytes -= int64_t(bytes_);
+  }
+  size_t bytes() const override { return bytes_; }
+  void* ptr = nullptr;
+  size_t bytes_;
+  cudaStream_t stream;
+};
+
+void* P(const Tensor& t) { return static_cast<CudaBuffer*>(t.buf.get())->ptr; }
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend() {
+    std::string why = cuda::describe_availability();
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+      cudaGetLastError();
+      throw Error("PG25_NO_DEVICE", "no usable NVIDIA GPU: " + why);
+    }
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream creation");
+    lt_ = std::make_unique<cuda::CublasLt>();
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    lt_.reset();
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+
+  Tensor make(const Shape& s) {
+    Tensor t;
+    t.shape = s;
+    t.buf = std::make_shared<CudaBuffer>(size_t(t.numel()) * 2, stream_);
+    return t;
+  }
+
+  Tensor from_host(const float* data, const Shape& shape) override {
+    Tensor t = make(shape);
+    size_t n = size_t(t.numel());
+    CudaBuffer staging(n * 4, stream_);
+    check(cudaMemcpyAsync(staging.ptr, data, n * 4, cudaMemcpyHostToDevice, stream_), "upload");
+    cuda::f32_to_f16(static_cast<float*>(staging.ptr), P(t), int64_t(n), stream_);
+    LAUNCHED("f32_to_f16");
+    check(cudaStreamSynchronize(stream_), "upload");  // `data` may be freed by the caller after this returns
+    return t;
+  }
+  Tensor weight(const float* data, const Shape& shape) override { return from_host(data, shape); }
+  void to_host(const Tensor& t, float* out) override {
+    size_t n = size_t(t.numel());
+    CudaBuffer staging(n * 4, stream_);
+    cuda::f16_to_f32(P(t), static_cast<float*>(staging.ptr), int64_t(n), stream_);
+    LAUNCHED("f16_to_f32");
+    check(cudaMemcpyAsync(out, staging.ptr, n * 4, cudaMemcpyDeviceToHost, stream_), "download");
+    check(cudaStreamSynchronize(stream_), "download");
+  }
+  size_t bytes_in_use() const override { return size_t(g_device_bytes.load()); }
+  size_t peak_bytes() const override { return size_t(g_device_bytes_peak.load()); }
+  void reset_peak() override { g_device_bytes_peak = g_device_bytes.load(); }
+
+  Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
+    Tensor y = make(terms[0].second->shape);
+    // Chains of eight terms at a time (the schedulers use at most three).
+    std::vector<const void*> xs;
+    std::vector<float> cs;
+    for (auto& t : terms) { xs.push_back(P(*t.second)); cs.push_back(float(t.first)); }
+    if (xs.size() > 8) throw Error("PG25_INVALID_ARGUMENT", "lincomb supports at most 8 terms on the GPU");
+    cuda::lincomb(int(xs.size()), xs.data(), cs.data(), P(y), y.numel(), stream_);
+    LAUNCHED("lincomb");
+    return y;
+  }
+  Tensor add(const Tensor& a, const Tensor& b) override {
+    Tensor y = make(a.shape);
+    cuda::add(P(a), P(b), P(y), y.numel(), stream_);
+    LAUNCHED("add");
+    return y;
+  }
+  Tensor unary(cuda::Unary op, const Tensor& x) {
+    Tensor y = make(x.shape);
+    cuda::unary(op, P(x), P(y), y.numel(), stream_);
+    LAUNCHED("unary");
+    return y;
+  }
+  Tensor silu(const Tensor& x) override { return unary(cuda::Unary::Silu, x); }
+  Tensor gelu(const Tensor& x) override { return unary(cuda::Unary::Gelu, x); }
+  Tensor quick_gelu(const Tensor& x) override { return unary(cuda::Unary::QuickGelu, x); }
+  Tensor geglu(const Tensor& x) override {
+    Shape s = x.shape;
+    int64_t n = s.back() / 2;
+    s.back() = n;
+    Tensor y = make(s);
+    cuda::geglu(P(x), P(y), x.numel() / (2 * n), n, stream_);
+    LAUNCHED("geglu");
+    return y;
+  }
+  Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) override {
+    int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
+    CudaBuffer params(size_t(2 * C) * 4, stream_);
+    std::vector<float> host(scale);
+    host.insert(host.end(), shift.begin(), shift.end());
+    check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream_), "affine parameters");
+    Tensor y = make(x.shape);
+    cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, stream_);
+    LAUNCHED("channel_affine");
+    check(cudaStreamSynchronize(stream_), "affine parameters");
+    return y;
+  }
+  Tensor add_channel_bias(const Tensor& x, const Tensor& t) override {
+    int64_t B = x.dim(0), C = x.dim(1);
+    Tensor y = make(x.shape);
+    cuda::add_channel_bias(P(x), P(t), P(y), B, C, x.numel() / (B * C), stream_);
+    LAUNCHED("add_channel_bias");
+    return y;
+  }
+
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) override {
+    int64_t K = x.dim(-1), N = w.dim(0), M = x.numel() / K;
+    Shape s = x.shape;
+    s.back() = N;
+    Tensor y = make(s);
+    lt_->linear(P(x), P(w), bias ? P(*bias) : nullptr, P(y), M, N, K, stream_);
+    return y;
+  }
+
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad) override {
+    int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+    int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1, P_ = Ho * Wo, K = Cin * kh * kw;
+    Tensor y = make({B, Cout, Ho, Wo});
+    bool pointwise = kh == 1 && kw == 1 && stride == 1 && pad == 0;
+    // im2col in column chunks that keep the buffer near 64 MB at any resolution.
+    int64_t chunk = std::max<int64_t>(256, std::min<int64_t>(P_, (int64_t(32) << 20) / std::max<int64_t>(1, K)));
+    std::unique_ptr<CudaBuffer> col;
+    if (!pointwise) col = std::make_unique<CudaBuffer>(size_t(K * chunk) * 2, stream_);
+    for (int64_t n = 0; n < B; n++) {
+      const char* xin = static_cast<const char*>(P(x)) + n * Cin * H * W * 2;
+      char* out = static_cast<char*>(P(y)) + n * Cout * P_ * 2;
+      if (pointwise) {
+        lt_->gemm(P(w), K, 0, xin, P_, 0, false, out, P_, 0, Cout, P_, K, 1, 1.f, false, stream_);
+        continue;
+      }
+      for (int64_t p0 = 0; p0 < P_; p0 += chunk) {
+        int64_t pc = std::min(chunk, P_ - p0);
+        cuda::im2col(xin, col->ptr, Cin, H, W, kh, kw, stride, pad, Wo, p0, pc, stream_);
+        LAUNCHED("im2col");
+        lt_->gemm(P(w), K, 0, col->ptr, pc, 0, false, out + p0 * 2, P_, 0, Cout, pc, K, 1, 1.f, false, stream_);
+      }
+    }
+    if (bias) {
+      cuda::add_row_bias(P(y), P(*bias), B, Cout, P_, stream_);
+      LAUNCHED("conv bias");
+    }
+    return y;
+  }
+
+  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) override {
+    int64_t B = x.dim(0), C = x.dim(1);
+    Tensor y = make(x.shape);
+    cuda::group_norm(P(x), P(gamma), P(beta), P(y), B, C, x.numel() / (B * C), groups, eps, silu, stream_);
+    LAUNCHED("group_norm");
+    return y;
+  }
+  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
+    int64_t C = x.dim(-1);
+    Tensor y = make(x.shape);
+    cuda::layer_norm(P(x), P(gamma), P(beta), P(y), x.numel() / C, C, eps, stream_);
+    LAUNCHED("layer_norm");
+    return y;
+  }
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) override {
+    int64_t C = q.dim(2);
+    if (C / heads > 512) throw Error("PG25_UNSUPPORTED", "attention heads wider than 512 channels are not supported on the GPU");
+    Tensor y = make(q.shape);
+    cuda::attention(P(q), P(k), P(v), P(y), q.dim(0), q.dim(1), k.dim(1), C, heads, causal, stream_);
+    LAUNCHED("attention");
+    return y;
+  }
+  Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) override {
+    int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+    Tensor y = make({B, C, H + top + bottom, W + left + right});
+    cuda::pad2d(P(x), P(y), B * C, H, W, left, top, H + top + bottom, W + left + right, stream_);
+    LAUNCHED("pad2d");
+    return y;
+  }
+  Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) override {
+    Tensor y = make({x.dim(0), x.dim(1), oh, ow});
+    cuda::upsample_nearest(P(x), P(y), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), oh, ow, stream_);
+    LAUNCHED("upsample");
+    return y;
+  }
+  Tensor concat(const Tensor& a, const Tensor& b, int axis) override {
+    int r = a.rank();
+    if (axis < 0) axis += r;
+    Shape s = a.shape;
+    s[axis] += b.dim(axis);
+    Tensor y = make(s);
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < axis; i++) outer *= a.dim(i);
+    for (int i = axis + 1; i < r; i++) inner *= a.dim(i);
+    size_t ca = size_t(a.dim(axis) * inner) * 2, cb = size_t(b.dim(axis) * inner) * 2;
+    check(cudaMemcpy2DAsync(P(y), ca + cb, P(a), ca, ca, size_t(outer), cudaMemcpyDeviceToDevice, stream_), "concat");
+    check(cudaMemcpy2DAsync(static_cast<char*>(P(y)) + ca, ca + cb, P(b), cb, cb, size_t(outer), cudaMemcpyDeviceToDevice, stream_), "concat");
+    return y;
+  }
+  Tensor slice0(const Tensor& x, int64_t start, int64_t count) override {
+    Shape s = x.shape;
+    s[0] = count;
+    Tensor y = make(s);
+    int64_t per = x.numel() / x.dim(0);
+    check(cudaMemcpyAsync(P(y), static_cast<const char*>(P(x)) + start * per * 2, size_t(count * per) * 2, cudaMemcpyDeviceToDevice, stream_), "slice");
+    return y;
+  }
+  Tensor nchw_to_nlc(const Tensor& x) override {
+    int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+    Tensor y = make({B, HW, C});
+    cuda::transpose_last2(P(x), P(y), B, C, HW, stream_);
+    LAUNCHED("nchw_to_nlc");
+    return y;
+  }
+  Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override {
+    int64_t B = x.dim(0), C = x.dim(2);
+    Tensor y = make({B, C, h, w});
+    cuda::transpose_last2(P(x), P(y), B, h * w, C, stream_);
+    LAUNCHED("nlc_to_nchw");
+    return y;
+  }
+  Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) override {
+    int64_t V = table.dim(0), C = table.dim(1), L = int64_t(ids.size()) / batch;
+    for (int32_t id : ids)
+      if (id < 0 || id >= V) throw Error("PG25_INVALID_ARGUMENT", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
+    CudaBuffer dev(ids.size() * 4, stream_);
+    check(cudaMemcpyAsync(dev.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, stream_), "token ids");
+    Tensor y = make({batch, L, C});
+    cuda::embedding(static_cast<int32_t*>(dev.ptr), P(table), P(y), int64_t(ids.size()), C, stream_);
+    LAUNCHED("embedding");
+    check(cudaStreamSynchronize(stream_), "token ids");
+    return y;
+  }
+  Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) override {
+    int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
+    Tensor y = make({B, C});
+    for (int64_t b = 0; b < B; b++)
+      check(cudaMemcpyAsync(static_cast<char*>(P(y)) + b * C * 2, static_cast<const char*>(P(x)) + (b * L + rows[size_t(b)]) * C * 2, size_t(C) * 2,
+                            cudaMemcpyDeviceToDevice, stream_), "gather_rows");
+    return y;
+  }
+  std::vector<uint8_t> latent_rgb(const Tensor& x, const std::vector<float>& m, const std::vector<float>& bias) override {
+    int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+    CudaBuffer params((m.size() + 3) * 4, stream_), out(size_t(B * HW * 3), stream_);
+    std::vector<float> host(m);
+    host.insert(host.end(), bias.begin(), bias.end());
+    check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream_), "preview parameters");
+    cuda::latent_rgb(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + m.size(), static_cast<uint8_t*>(out.ptr), B, C, HW, stream_);
+    LAUNCHED("latent_rgb");
+    std::vector<uint8_t> result(size_t(B * HW * 3));
+    check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream_), "preview download");
+    check(cudaStreamSynchronize(stream_), "preview download");
+    return result;
+  }
+  std::vector<uint8_t> to_rgb8(const Tensor& x) override {
+    int64_t B = x.dim(0), HW = x.dim(2) * x.dim(3);
+    CudaBuffer out(size_t(B * HW * 3), stream_);
+    cuda::to_rgb8(P(x), static_cast<uint8_t*>(out.ptr), B, HW, stream_);
+    LAUNCHED("to_rgb8");
+    std::vector<uint8_t> result(size_t(B * HW * 3));
+    check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream_), "image download");
+    check(cudaStreamSynchronize(stream_), "image download");
+    return result;
+  }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<cuda::CublasLt> lt_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+
+}  // namespace pg25

@@ -3,6 +3,10 @@
 // event loop keeps turning. Every native failure becomes a JS Error with a `code`; none escapes.
 #include <napi.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -558,9 +562,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> g(mu_);
-    components_.clear();
-    be_.reset();
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      components_.clear();
+      be_.reset();
+    }
+#ifdef __GLIBC__
+    // Weights are gigabytes of freed heap: hand it back to the OS now rather than keep it in malloc's arenas.
+    malloc_trim(0);
+#endif
     return info.Env().Undefined();
   }
 

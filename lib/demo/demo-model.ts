@@ -7,6 +7,7 @@ import path from 'node:path'
 import { componentManifest, type ComponentSpec } from '../native'
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors-writer'
 import { TorchGenerator } from '../random/torch-generator'
+import { bytesToUnicode } from '../tokenizer/clip-tokenizer'
 
 const DEMO_VERSION = 2
 const SEED = 2025
@@ -19,19 +20,6 @@ const WORDS = ('a an the of in on at with and or to by for from cat dog fox bird
   'detailed highly realistic photorealistic illustration digital art style anime watercolor oil sketch 8k 4k hd quality best ' +
   'beautiful cute old young man woman girl boy face eyes hair smiling dramatic lighting studio close up wide angle view blurry low ' +
   'jungle palette muted snow rain fog winter summer autumn spring coffee cup table window room interior fantasy magic dragon').split(' ')
-
-function bytesToUnicode (): string[] {
-  const bs: number[] = []
-  for (let b = 33; b <= 126; b++) bs.push(b)
-  for (let b = 161; b <= 172; b++) bs.push(b)
-  for (let b = 174; b <= 255; b++) bs.push(b)
-  const cs = [...bs]
-  let n = 0
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++) }
-  const table: string[] = new Array(256)
-  bs.forEach((b, i) => { table[b] = String.fromCodePoint(cs[i]) })
-  return table
-}
 
 /**
  * A CLIP-style BPE vocabulary: every byte (alone and word-final), then merges that make each of WORDS

@@ -1,6 +1,7 @@
 // The settings both EDM schedulers share, read from scheduler_config.json with every unsupported
 // value refused by name, and the sigma schedules diffusers computes from them.
 import { Pg25Error } from '../errors'
+import type { TensorOps } from './tensor-ops'
 
 export type SigmaSchedule = 'karras' | 'exponential'
 export type PredictionType = 'epsilon' | 'v_prediction' | 'sample'
@@ -99,4 +100,44 @@ export function preconditionOutputs (cfg: EDMConfig, sigma: number): { cSkip: nu
   if (cfg.predictionType === 'epsilon') return { cSkip, cOut }
   if (cfg.predictionType === 'v_prediction') return { cSkip, cOut: -cOut }
   return { cSkip: 0, cOut: 1 }
+}
+
+/**
+ * What both EDM schedulers share: the sigma settings, the initial noise scale, the input scaling
+ * c_in = 1 / sqrt(sigma^2 + sigma_data^2) and the denoised estimate c_skip x + c_out model_output.
+ */
+export abstract class EDMBase {
+  readonly config: EDMConfig
+  sigmas: number[] = []
+  timesteps: number[] = []
+
+  protected constructor (r: ConfigReader) {
+    this.config = readEDMConfig(r)
+  }
+
+  get initNoiseSigma (): number {
+    return Math.sqrt(this.config.sigmaMax ** 2 + 1)
+  }
+
+  /** Sets `timesteps` and `sigmas` for `steps` steps, with `final` appended. */
+  protected schedule (steps: number, final: number): void {
+    if (!Number.isInteger(steps) || steps < 1) throw new Pg25Error('PG25_INVALID_ARGUMENT', `steps must be a positive integer, got ${steps}`)
+    const s = computeSigmas(this.config, steps)
+    this.timesteps = s.map(preconditionNoise)
+    this.sigmas = [...s, final]
+  }
+
+  protected checkStep (i: number): void {
+    if (i < 0 || i >= this.timesteps.length) throw new Pg25Error('PG25_INVALID_ARGUMENT', `step index ${i} is outside the ${this.timesteps.length}-step schedule`)
+  }
+
+  denoised<T> (ops: TensorOps<T>, modelOutput: T, i: number, sample: T): T {
+    const { cSkip, cOut } = preconditionOutputs(this.config, this.sigmas[i])
+    return ops.lincomb([[cSkip, sample], [cOut, modelOutput]])
+  }
+
+  scaleModelInput<T> (ops: TensorOps<T>, sample: T, stepIndex: number): T {
+    const sigma = this.sigmas[stepIndex]
+    return ops.lincomb([[1 / Math.sqrt(sigma ** 2 + this.config.sigmaData ** 2), sample]])
+  }
 }

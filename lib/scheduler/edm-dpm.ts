@@ -1,5 +1,5 @@
 import { Pg25Error } from '../errors'
-import { ConfigReader, computeSigmas, preconditionNoise, preconditionOutputs, readEDMConfig, type EDMConfig, type RawConfig } from './edm-config'
+import { ConfigReader, EDMBase, type RawConfig } from './edm-config'
 import type { Scheduler } from './scheduler'
 import type { TensorOps } from './tensor-ops'
 
@@ -13,22 +13,19 @@ import type { TensorOps } from './tensor-ops'
  * s.setTimesteps(50)
  * ```
  */
-export class EDMDPMSolverMultistepScheduler implements Scheduler {
+export class EDMDPMSolverMultistepScheduler extends EDMBase implements Scheduler {
   readonly name = 'dpmpp-2m' as const
-  readonly config: EDMConfig
   readonly solverOrder: 1 | 2
   readonly solverType: 'midpoint' | 'heun'
   readonly lowerOrderFinal: boolean
   readonly eulerAtFinal: boolean
   readonly finalSigmasType: 'zero' | 'sigma_min'
-  sigmas: number[] = []
-  timesteps: number[] = []
   private modelOutputs: unknown[] = []
   private lowerOrderNums = 0
 
   constructor (raw: RawConfig, source = 'scheduler_config.json') {
     const r = new ConfigReader(raw, source)
-    this.config = readEDMConfig(r)
+    super(r)
     const order = r.number('solver_order', 2, v => Number.isInteger(v))
     if (order !== 1 && order !== 2) throw new Pg25Error('PG25_UNSUPPORTED', `${source}: "solver_order" is ${order}; supported: 1, 2`)
     this.solverOrder = order
@@ -40,32 +37,15 @@ export class EDMDPMSolverMultistepScheduler implements Scheduler {
     r.refuseTrue('thresholding')
   }
 
-  get initNoiseSigma (): number {
-    return Math.sqrt(this.config.sigmaMax ** 2 + 1)
-  }
-
   setTimesteps (steps: number): void {
-    if (!Number.isInteger(steps) || steps < 1) throw new Pg25Error('PG25_INVALID_ARGUMENT', `steps must be a positive integer, got ${steps}`)
-    const s = computeSigmas(this.config, steps)
-    this.timesteps = s.map(preconditionNoise)
-    this.sigmas = [...s, this.finalSigmasType === 'zero' ? 0 : Math.fround(this.config.sigmaMin)]
+    this.schedule(steps, this.finalSigmasType === 'zero' ? 0 : Math.fround(this.config.sigmaMin))
     this.modelOutputs = []
     this.lowerOrderNums = 0
   }
 
-  denoised<T> (ops: TensorOps<T>, modelOutput: T, i: number, sample: T): T {
-    const { cSkip, cOut } = preconditionOutputs(this.config, this.sigmas[i])
-    return ops.lincomb([[cSkip, sample], [cOut, modelOutput]])
-  }
-
-  scaleModelInput<T> (ops: TensorOps<T>, sample: T, stepIndex: number): T {
-    const sigma = this.sigmas[stepIndex]
-    return ops.lincomb([[1 / Math.sqrt(sigma ** 2 + this.config.sigmaData ** 2), sample]])
-  }
-
   step<T> (ops: TensorOps<T>, modelOutput: T, i: number, sample: T): T {
+    this.checkStep(i)
     const n = this.timesteps.length
-    if (i < 0 || i >= n) throw new Pg25Error('PG25_INVALID_ARGUMENT', `step index ${i} is outside the ${n}-step schedule`)
     const lowerOrderFinal = i === n - 1 && (this.eulerAtFinal || (this.lowerOrderFinal && n < 15) || this.finalSigmasType === 'zero')
     const sigmaS0 = this.sigmas[i]
     const x0 = this.denoised(ops, modelOutput, i, sample)

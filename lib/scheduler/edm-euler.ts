@@ -1,5 +1,4 @@
-import { Pg25Error } from '../errors'
-import { ConfigReader, computeSigmas, preconditionNoise, preconditionOutputs, readEDMConfig, type EDMConfig, type RawConfig } from './edm-config'
+import { ConfigReader, EDMBase, preconditionOutputs, type RawConfig } from './edm-config'
 import type { Scheduler } from './scheduler'
 import type { TensorOps } from './tensor-ops'
 
@@ -11,39 +10,19 @@ import type { TensorOps } from './tensor-ops'
  * s.setTimesteps(30)
  * ```
  */
-export class EDMEulerScheduler implements Scheduler {
+export class EDMEulerScheduler extends EDMBase implements Scheduler {
   readonly name = 'euler' as const
-  readonly config: EDMConfig
-  sigmas: number[] = []
-  timesteps: number[] = []
 
   constructor (raw: RawConfig, source = 'scheduler_config.json') {
-    this.config = readEDMConfig(new ConfigReader(raw, source))
-  }
-
-  get initNoiseSigma (): number {
-    return Math.sqrt(this.config.sigmaMax ** 2 + 1)
+    super(new ConfigReader(raw, source))
   }
 
   setTimesteps (steps: number): void {
-    if (!Number.isInteger(steps) || steps < 1) throw new Pg25Error('PG25_INVALID_ARGUMENT', `steps must be a positive integer, got ${steps}`)
-    const s = computeSigmas(this.config, steps)
-    this.timesteps = s.map(preconditionNoise)
-    this.sigmas = [...s, 0]
-  }
-
-  denoised<T> (ops: TensorOps<T>, modelOutput: T, i: number, sample: T): T {
-    const { cSkip, cOut } = preconditionOutputs(this.config, this.sigmas[i])
-    return ops.lincomb([[cSkip, sample], [cOut, modelOutput]])
-  }
-
-  scaleModelInput<T> (ops: TensorOps<T>, sample: T, stepIndex: number): T {
-    const sigma = this.sigmas[stepIndex]
-    return ops.lincomb([[1 / Math.sqrt(sigma ** 2 + this.config.sigmaData ** 2), sample]])
+    this.schedule(steps, 0)
   }
 
   step<T> (ops: TensorOps<T>, modelOutput: T, i: number, sample: T): T {
-    if (i < 0 || i >= this.timesteps.length) throw new Pg25Error('PG25_INVALID_ARGUMENT', `step index ${i} is outside the ${this.timesteps.length}-step schedule`)
+    this.checkStep(i)
     const sigma = this.sigmas[i]
     const { cSkip, cOut } = preconditionOutputs(this.config, sigma)
     // x + (x - denoised) / sigma * dt, with denoised = cSkip x + cOut eps

@@ -10,7 +10,7 @@ export interface Encoding {
 }
 
 // GPT-2/CLIP byte-to-unicode table: every byte maps to a printable code point.
-function bytesToUnicode (): string[] {
+export function bytesToUnicode (): string[] {
   const bs: number[] = []
   for (let b = 33; b <= 126; b++) bs.push(b)
   for (let b = 161; b <= 172; b++) bs.push(b)

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <new>
 
+#include "../backend/memory_counter.h"
 #include "../core/error.h"
 #include "gemm.h"
 #include "threadpool.h"
@@ -14,26 +15,19 @@
 namespace pg25 {
 namespace {
 
-std::atomic<int64_t> g_bytes{0};
-std::atomic<int64_t> g_bytes_peak{0};
-
-void note_peak(int64_t now) {
-  int64_t p = g_bytes_peak.load();
-  while (now > p && !g_bytes_peak.compare_exchange_weak(p, now)) {
-  }
-}
+MemoryCounter g_bytes;
 
 struct CpuBuffer : Buffer {
   explicit CpuBuffer(size_t n) : count(n) {
     size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
     data = static_cast<float*>(std::aligned_alloc(64, bytes));
     if (!data) throw Error("PG25_OUT_OF_MEMORY", "CPU backend: cannot allocate " + std::to_string(n * 4) + " bytes");
-    note_peak(g_bytes += int64_t(bytes));
+    g_bytes.add(int64_t(bytes));
     alloc_bytes = bytes;
   }
   ~CpuBuffer() override {
     std::free(data);
-    g_bytes -= int64_t(alloc_bytes);
+    g_bytes.sub(int64_t(alloc_bytes));
   }
   size_t bytes() const override { return alloc_bytes; }
   float* data;
@@ -79,9 +73,9 @@ class CpuBackend final : public Backend {
   }
   Tensor weight(const float* data, const Shape& shape) override { return from_host(data, shape); }
   void to_host(const Tensor& t, float* out) override { std::memcpy(out, D(t), size_t(t.numel()) * 4); }
-  size_t bytes_in_use() const override { return size_t(g_bytes.load()); }
-  size_t peak_bytes() const override { return size_t(g_bytes_peak.load()); }
-  void reset_peak() override { g_bytes_peak = g_bytes.load(); }
+  size_t bytes_in_use() const override { return g_bytes.bytes(); }
+  size_t peak_bytes() const override { return g_bytes.peak(); }
+  void reset_peak() override { g_bytes.reset_peak(); }
 
   Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
     check(!terms.empty(), "lincomb", "no terms");

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "../backend/memory_counter.h"
 #include "../core/error.h"
 #include "../io/safetensors.h"
 #include "cublaslt.h"
@@ -24,24 +25,17 @@ void check(cudaError_t e, const char* what) {
 }
 #define LAUNCHED(what) check(cudaGetLastError(), what)
 
-std::atomic<int64_t> g_device_bytes{0};
-std::atomic<int64_t> g_device_bytes_peak{0};
-
-void note_peak(int64_t now) {
-  int64_t p = g_device_bytes_peak.load();
-  while (now > p && !g_device_bytes_peak.compare_exchange_weak(p, now)) {
-  }
-}
+MemoryCounter g_device_bytes;
 
 // Device memory from the stream-ordered pool: cheap to take and give back on every op.
 struct CudaBuffer : Buffer {
   CudaBuffer(size_t n, cudaStream_t s) : bytes_(std::max<size_t>(n, 16)), stream(s) {
     check(cudaMallocAsync(&ptr, bytes_, stream), "allocation");
-    note_peak(g_device_bytes += int64_t(bytes_));
+    g_device_bytes.add(int64_t(bytes_));
   }
   ~CudaBuffer() override {
     cudaFreeAsync(ptr, stream);
-    g_device_bytes -= int64_t(bytes_);
+    g_device_bytes.sub(int64_t(bytes_));
   }
   size_t bytes() const override { return bytes_; }
   void* ptr = nullptr;
@@ -97,9 +91,9 @@ class CudaBackend final : public Backend {
     check(cudaMemcpyAsync(out, staging.ptr, n * 4, cudaMemcpyDeviceToHost, stream_), "download");
     check(cudaStreamSynchronize(stream_), "download");
   }
-  size_t bytes_in_use() const override { return size_t(g_device_bytes.load()); }
-  size_t peak_bytes() const override { return size_t(g_device_bytes_peak.load()); }
-  void reset_peak() override { g_device_bytes_peak = g_device_bytes.load(); }
+  size_t bytes_in_use() const override { return g_device_bytes.bytes(); }
+  size_t peak_bytes() const override { return g_device_bytes.peak(); }
+  void reset_peak() override { g_device_bytes.reset_peak(); }
 
   Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
     Tensor y = make(terms[0].second->shape);

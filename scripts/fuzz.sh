@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # npm run fuzz: libFuzzer with AddressSanitizer and UndefinedBehaviorSanitizer over the safetensors
-# header parser and the config readers. FUZZ_SECONDS per target (default 180). Needs clang with its
-# fuzzer runtime (Debian: apt-get install clang libclang-rt-14-dev).
+# header parser and the config readers, then a randomized (not coverage-guided) run over the TypeScript
+# tokenizer. FUZZ_SECONDS per target (default 180). Needs clang with its fuzzer runtime (Debian: apt-get
+# install clang libclang-rt-14-dev).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${FUZZ_SECONDS:-180}"
@@ -43,4 +44,7 @@ for t in safetensors config; do
   fi
   grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$out/fuzz_$t.log" | sed "s/^/fuzz: $t /"
 done
+npx tsc -p tsconfig.json
+echo "fuzz: tokenizer for ${secs}s"
+FUZZ_SECONDS="$secs" node dist/bench/fuzz-tokenizer.js || status=1
 exit $status

@@ -1,6 +1,7 @@
 #include "cublaslt.h"
 
 #include <cstring>
+#include <initializer_list>
 
 #include "../core/error.h"
 
@@ -30,6 +31,16 @@ constexpr int kDescTransA = 3, kDescTransB = 4, kDescEpilogue = 7, kDescBiasPoin
 constexpr uint32_t kEpilogueDefault = 1, kEpilogueBias = 4;
 constexpr int kLayoutBatchCount = 5, kLayoutStridedBatchOffset = 6;  // CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT / _STRIDED_BATCH_OFFSET
 constexpr int kPrefMaxWorkspace = 1;
+constexpr int kPrefMinAlignA = 5, kPrefMinAlignB = 6, kPrefMinAlignC = 7, kPrefMinAlignD = 8;
+
+// The largest power of two up to 256 that divides every pointer: offsets into tensors (slices, conv
+// column chunks) are often less aligned than the 256 bytes cuBLASLt's heuristic assumes by default.
+uint32_t alignment(std::initializer_list<const void*> ptrs) {
+  uintptr_t bits = 256;
+  for (const void* p : ptrs)
+    if (p) bits |= reinterpret_cast<uintptr_t>(p);
+  return uint32_t(bits & (~bits + 1));
+}
 
 struct Api {
   Status (*create)(Handle*);
@@ -100,8 +111,8 @@ CublasLt::~CublasLt() {
 
 // Plans are cached per shape: the heuristic query runs once, then every call (and graph replay) reuses it.
 const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
-                                     int64_t batch, int64_t sa, int64_t sb, int64_t sc, bool bias) {
-  auto key = std::make_tuple(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias);
+                                     int64_t batch, int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align) {
+  auto key = std::make_tuple(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias, align);
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
   Plan* p = new Plan();
@@ -126,6 +137,7 @@ const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int
   check(api.pref_create(&pref), "preference");
   uint64_t ws = workspace_bytes_;
   check(api.pref_set(pref, kPrefMaxWorkspace, &ws, sizeof(ws)), "workspace preference");
+  for (int attr : {kPrefMinAlignA, kPrefMinAlignB, kPrefMinAlignC, kPrefMinAlignD}) check(api.pref_set(pref, attr, &align, sizeof(align)), "alignment preference");
   HeuristicResult r;
   int found = 0;
   Status s = api.heuristic(handle_, p->desc, p->a, p->b, p->c, p->c, pref, 1, &r, &found);
@@ -151,7 +163,7 @@ void CublasLt::run(const Plan& p, float alpha, float beta, const void* a, const 
 
 void CublasLt::linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
   // Row-major Y[M,N] is column-major Y^T [N,M] = W (col-major K x N, transposed) * X^T (col-major K x M).
-  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr);
+  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr, alignment({x, w, y, bias}));
   run(p, 1.f, 0.f, w, x, y, y, bias, stream);
 }
 
@@ -159,7 +171,7 @@ void CublasLt::gemm(const void* a, int64_t lda, int64_t stride_a, const void* b,
                     int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate,
                     cudaStream_t stream) {
   // Row-major C[M,N] = A[M,K] B[K,N] is column-major C^T[N,M] = B^T[N,K] A^T[K,M]: swap the operands.
-  const Plan& p = plan(b_trans, false, N, M, K, ldb, lda, ldc, batch, stride_b, stride_a, stride_c, false);
+  const Plan& p = plan(b_trans, false, N, M, K, ldb, lda, ldc, batch, stride_b, stride_a, stride_c, false, alignment({a, b, c}));
   run(p, alpha, accumulate ? 1.f : 0.f, b, a, c, c, nullptr, stream);
 }
 

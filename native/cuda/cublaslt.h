@@ -32,14 +32,14 @@ class CublasLt {
  private:
   struct Plan;
   const Plan& plan(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch,
-                   int64_t sa, int64_t sb, int64_t sc, bool bias);
+                   int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align);
   void run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias, cudaStream_t stream);
 
   Library lib_;
   void* handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 32u << 20;
-  std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>, Plan*> plans_;
+  std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, uint32_t>, Plan*> plans_;
 };
 
 }  // namespace pg25::cuda

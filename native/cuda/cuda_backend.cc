@@ -30,7 +30,15 @@ MemoryCounter g_device_bytes;
 // Device memory from the stream-ordered pool: cheap to take and give back on every op.
 struct CudaBuffer : Buffer {
   CudaBuffer(size_t n, cudaStream_t s) : bytes_(std::max<size_t>(n, 16)), stream(s) {
-    check(cudaMallocAsync(&ptr, bytes_, stream), "allocation");
+    if (cudaMallocAsync(&ptr, bytes_, stream) != cudaSuccess) {
+      // Blocks cached in the pool may be what is missing: give them back and try once more.
+      cudaGetLastError();
+      cudaStreamSynchronize(stream);
+      int dev = 0;
+      cudaMemPool_t pool;
+      if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
+      check(cudaMallocAsync(&ptr, bytes_, stream), ("allocation of " + std::to_string(bytes_ >> 20) + " MiB").c_str());
+    }
     g_device_bytes.add(int64_t(bytes_));
   }
   ~CudaBuffer() override {
@@ -55,6 +63,14 @@ class CudaBackend final : public Backend {
       throw Error("PG25_NO_DEVICE", "no usable NVIDIA GPU: " + why);
     }
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream creation");
+    // Keep freed blocks in the stream-ordered pool: every op allocates, and the default threshold (0)
+    // would hand memory back to the driver at each synchronisation.
+    int dev = 0;
+    cudaMemPool_t pool;
+    check(cudaGetDevice(&dev), "device query");
+    check(cudaDeviceGetDefaultMemPool(&pool, dev), "memory pool");
+    uint64_t keep = UINT64_MAX;
+    check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "memory pool threshold");
     lt_ = std::make_unique<cuda::CublasLt>();
   }
   ~CudaBackend() override {

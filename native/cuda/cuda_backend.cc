@@ -62,6 +62,7 @@ class CudaBackend final : public Backend {
       cudaGetLastError();
       throw Error("PG25_NO_DEVICE", "no usable NVIDIA GPU: " + why);
     }
+    lt_ = std::make_unique<cuda::CublasLt>();  // first: a missing library must not leave a stream behind
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream creation");
     // Keep freed blocks in the stream-ordered pool: every op allocates, and the default threshold (0)
     // would hand memory back to the driver at each synchronisation.
@@ -71,7 +72,6 @@ class CudaBackend final : public Backend {
     check(cudaDeviceGetDefaultMemPool(&pool, dev), "memory pool");
     uint64_t keep = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "memory pool threshold");
-    lt_ = std::make_unique<cuda::CublasLt>();
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);

@@ -128,3 +128,23 @@ test.serial('aborts at random points of loading and generating never crash or le
   const ok = await pipe.generate('a cat', { steps: 2, width: 64, height: 64, seed: 1 })
   t.is(ok.images.length, 1)
 })
+
+test('determinism: the same seed gives the same bytes with 1, 2 or 3 CPU threads', async t => {
+  const { execFile } = await import('node:child_process')
+  const { promisify } = await import('node:util')
+  const script = `
+    const { Pipeline } = require(${JSON.stringify(path.join(__dirname, '..', 'lib'))})
+    ;(async () => {
+      const p = await Pipeline.fromPretrained(${JSON.stringify(TINY)}, { device: 'cpu' })
+      const r = await p.generate('a photo of a cat', { steps: 4, seed: 3, width: 128, height: 96, count: 2 })
+      process.stdout.write(require('node:crypto').createHash('sha256').update(r.images[0].data).update(r.images[1].data).digest('hex'))
+      await p.dispose()
+    })()`
+  const hashes = []
+  for (const threads of ['1', '2', '3']) {
+    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { env: { ...process.env, PG25_THREADS: threads } })
+    hashes.push(stdout)
+  }
+  t.is(hashes[0].length, 64)
+  t.deepEqual(hashes, [hashes[0], hashes[0], hashes[0]])
+})

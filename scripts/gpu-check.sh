@@ -2,7 +2,7 @@
 # npm run gpu:check. `pack` (here, on the development machine) puts what the device machine lacks into
 # .dev/: Node, the runtime node_modules, the commit. `run` (there) unpacks them and runs bench/gpu-check
 # against the addon built here (CUDA for sm_80..sm_90a), with cuBLASLt from PyTorch's nvidia-* wheels.
-#   device call: bash scripts/gpu-check.sh run   (carry: .dev, build, dist)
+#   device call: bash scripts/gpu-check.sh run   (carry: .dev, build/Release, dist; about 32 MiB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-run}" in

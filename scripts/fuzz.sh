@@ -11,7 +11,7 @@ command -v "$cc" >/dev/null || { echo "fuzz: $cc not found (apt-get install clan
 out=fuzz-out
 mkdir -p "$out"
 flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Inative)
-common=(native/core/json.cc native/core/config.cc native/io/safetensors.cc native/backend/tensor.cc native/models/params.cc)
+common=(native/core/json.cc native/core/config.cc native/io/safetensors.cc native/backend/tensor.cc native/models/params.cc native/cpu/threadpool.cc)
 models=(native/io/weights.cc native/models/blocks.cc native/models/clip.cc native/models/unet.cc native/models/vae.cc)
 
 "$cc" "${flags[@]}" native/fuzz/fuzz_safetensors.cc "${common[@]}" native/io/weights.cc -o "$out/fuzz_safetensors"

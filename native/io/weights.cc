@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include <cstring>
+
 #include "../core/error.h"
+#include "../cpu/threadpool.h"
 
 namespace pg25 {
 
@@ -54,8 +57,10 @@ WeightStore WeightStore::synthetic(uint64_t seed) {
   return s;
 }
 
-static uint64_t splitmix(uint64_t& x) {
-  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+// splitmix64 of a counter: a hash good enough for synthetic weights, and every element independent, so
+// tensors of billions of values are generated in parallel and still identically for one seed.
+static uint64_t mix(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
@@ -65,22 +70,31 @@ static std::vector<float> synthetic_tensor(uint64_t seed, const std::string& nam
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   std::vector<float> out(size_t(n), 0.f);
+  auto ends_with = [&](const char* suffix) {
+    size_t k = std::strlen(suffix);
+    return name.size() >= k && name.compare(name.size() - k, k, suffix) == 0;
+  };
   bool is_norm = shape.size() == 1 && (name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos);
   if (is_norm) {
-    if (name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0) std::fill(out.begin(), out.end(), 1.f);
+    if (ends_with(".weight")) std::fill(out.begin(), out.end(), 1.f);
     return out;
   }
-  if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) return out;
+  if (ends_with(".bias")) return out;
   double fan_in = shape.size() > 1 ? double(n) / double(shape[0]) : double(n);
   float scale = name.find("embedding.weight") != std::string::npos ? 0.02f : float(1.0 / std::sqrt(fan_in));
-  uint64_t state = seed;
-  for (char c : name) state = state * 1099511628211ull ^ uint64_t(uint8_t(c));
-  for (int64_t i = 0; i < n; i += 2) {
-    double u1 = (double(splitmix(state) >> 11) + 1.0) / 9007199254740993.0, u2 = double(splitmix(state) >> 11) / 9007199254740992.0;
-    double r = std::sqrt(-2.0 * std::log(u1));
-    out[size_t(i)] = float(r * std::cos(6.283185307179586 * u2)) * scale;
-    if (i + 1 < n) out[size_t(i + 1)] = float(r * std::sin(6.283185307179586 * u2)) * scale;
-  }
+  uint64_t base = seed;
+  for (char c : name) base = base * 1099511628211ull ^ uint64_t(uint8_t(c));
+  base = mix(base);
+  // Box-Muller on pairs: element pair p uses the counters 2p and 2p + 1.
+  cpu::parallel_for((n + 1) / 2, 1 << 15, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      double u1 = (double(mix(base + uint64_t(2 * p)) >> 11) + 1.0) / 9007199254740993.0;
+      double u2 = double(mix(base + uint64_t(2 * p + 1)) >> 11) / 9007199254740992.0;
+      double r = std::sqrt(-2.0 * std::log(u1));
+      out[size_t(2 * p)] = float(r * std::cos(6.283185307179586 * u2)) * scale;
+      if (2 * p + 1 < n) out[size_t(2 * p + 1)] = float(r * std::sin(6.283185307179586 * u2)) * scale;
+    }
+  });
   return out;
 }
 

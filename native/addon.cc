@@ -532,11 +532,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       const Tensor& a = TensorWrap::From(info[0], "a");
       const Tensor& b = TensorWrap::From(info[1], "b");
       int axis = int(info[2].ToNumber().Int32Value());
-      if (a.rank() != b.rank() || axis < -a.rank() || axis >= a.rank()) throw Error("PG25_INVALID_ARGUMENT", "concat: bad axis or ranks");
-      int ax = axis < 0 ? axis + a.rank() : axis;
-      for (int i = 0; i < a.rank(); i++)
-        if (i != ax && a.dim(i) != b.dim(i)) throw Error("PG25_INVALID_ARGUMENT", "concat: shapes " + shape_str(a.shape) + " and " + shape_str(b.shape) + " differ off the axis");
-      return TensorWrap::Wrap(info.Env(), be().concat(a, b, ax), be_ptr());
+      return TensorWrap::Wrap(info.Env(), be().concat(a, b, axis), be_ptr());
     });
   }
 

@@ -31,4 +31,13 @@ struct Tensor {
 
 std::string shape_str(const Shape& s);
 
+// How two tensors join along `axis`: the output shape, and the copy pattern shared by every backend
+// (`outer` repetitions of a run of `a_run` elements of a, then `b_run` of b). Checks ranks and the
+// other dimensions; a negative axis counts from the end.
+struct ConcatPlan {
+  Shape shape;
+  int64_t outer, a_run, b_run;
+};
+ConcatPlan plan_concat(const Tensor& a, const Tensor& b, int axis);
+
 }  // namespace pg25

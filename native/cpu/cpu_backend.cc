@@ -330,18 +330,10 @@ class CpuBackend final : public Backend {
   }
 
   Tensor concat(const Tensor& a, const Tensor& b, int axis) override {
-    int r = a.rank();
-    if (axis < 0) axis += r;
-    check(b.rank() == r, "concat", "rank mismatch");
-    for (int i = 0; i < r; i++) check(i == axis || a.dim(i) == b.dim(i), "concat", shape_str(a.shape) + " with " + shape_str(b.shape));
-    Shape s = a.shape;
-    s[axis] += b.dim(axis);
-    Tensor y = make(s);
-    int64_t outer = 1, inner = 1;
-    for (int i = 0; i < axis; i++) outer *= a.dim(i);
-    for (int i = axis + 1; i < r; i++) inner *= a.dim(i);
-    int64_t ca = a.dim(axis) * inner, cb = b.dim(axis) * inner;
-    for (int64_t o = 0; o < outer; o++) {
+    ConcatPlan p = plan_concat(a, b, axis);
+    Tensor y = make(p.shape);
+    int64_t ca = p.a_run, cb = p.b_run;
+    for (int64_t o = 0; o < p.outer; o++) {
       std::memcpy(D(y) + o * (ca + cb), D(a) + o * ca, size_t(ca) * 4);
       std::memcpy(D(y) + o * (ca + cb) + ca, D(b) + o * cb, size_t(cb) * 4);
     }

@@ -241,19 +241,14 @@ class CudaBackend final : public Backend {
     return y;
   }
   Tensor concat(const Tensor& a, const Tensor& b, int axis) override {
-    int r = a.rank();
-    if (axis < 0) axis += r;
-    Shape s = a.shape;
-    s[axis] += b.dim(axis);
-    Tensor y = make(s);
-    int64_t outer = 1, inner = 1;
-    for (int i = 0; i < axis; i++) outer *= a.dim(i);
-    for (int i = axis + 1; i < r; i++) inner *= a.dim(i);
-    size_t ca = size_t(a.dim(axis) * inner) * 2, cb = size_t(b.dim(axis) * inner) * 2;
-    check(cudaMemcpy2DAsync(P(y), ca + cb, P(a), ca, ca, size_t(outer), cudaMemcpyDeviceToDevice, stream_), "concat");
-    check(cudaMemcpy2DAsync(static_cast<char*>(P(y)) + ca, ca + cb, P(b), cb, cb, size_t(outer), cudaMemcpyDeviceToDevice, stream_), "concat");
+    ConcatPlan p = plan_concat(a, b, axis);
+    Tensor y = make(p.shape);
+    size_t ca = size_t(p.a_run) * 2, cb = size_t(p.b_run) * 2;
+    check(cudaMemcpy2DAsync(P(y), ca + cb, P(a), ca, ca, size_t(p.outer), cudaMemcpyDeviceToDevice, stream_), "concat");
+    check(cudaMemcpy2DAsync(static_cast<char*>(P(y)) + ca, ca + cb, P(b), cb, cb, size_t(p.outer), cudaMemcpyDeviceToDevice, stream_), "concat");
     return y;
   }
+
   Tensor slice0(const Tensor& x, int64_t start, int64_t count) override {
     Shape s = x.shape;
     s[0] = count;

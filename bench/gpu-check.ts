@@ -9,32 +9,12 @@ import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { CLIPTokenizer, EDMDPMSolverMultistepScheduler, Pipeline, Runtime, TextEncoderModel, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
 import type { NativeTensor } from '../lib/native'
+import { FULL, GOLDEN, TINY, readGolden, relativeError } from '../test/helpers'
 
-const REF = path.resolve(process.env.PG25_REFERENCE ?? path.join(__dirname, '..', '..', '..', 'shared', 'reference'))
-const TINY = path.join(REF, 'tiny-pg25')
-const GOLDEN = path.join(REF, 'golden')
-const FULL = path.join(REF, 'full')
 const DEVICE = (process.env.PG25_GPU_CHECK_DEVICE ?? 'cuda') as 'cuda' | 'cpu'
 const rows: Array<[string, string, string]> = []
 const row = (name: string, value: string, verdict = ''): void => { rows.push([name, value, verdict]); console.log(`${name.padEnd(52)} ${value.padEnd(16)} ${verdict}`) }
 
-function readGolden (file: string): Record<string, { shape: number[], data: Float32Array }> {
-  const buf = readFileSync(path.join(GOLDEN, file))
-  const n = Number(buf.readBigUInt64LE(0))
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'))
-  const out: Record<string, { shape: number[], data: Float32Array }> = {}
-  for (const [k, e] of Object.entries<any>(header)) {
-    if (k === '__metadata__') continue
-    const bytes = buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1])
-    out[k] = { shape: e.shape, data: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)) }
-  }
-  return out
-}
-const rel = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  let n = 0; let d = 0
-  for (let i = 0; i < a.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2 }
-  return Number.isFinite(n) ? Math.sqrt(n / d) : Infinity
-}
 const psnr = (a: Uint8Array, b: ArrayLike<number>): number => {
   let se = 0
   for (let i = 0; i < a.length; i++) se += (a[i] - Math.round(Math.min(1, Math.max(0, b[i])) * 255)) ** 2
@@ -62,15 +42,15 @@ async function golden (): Promise<boolean> {
   const p = 'Astronaut in a jungle, cold color palette, muted colors, detailed, 8k'
   const a = await te1.encode([tok1.encode(p)]); const b = await te2.encode([tok2.encode(p)])
   for (const [name, t] of [['te1_penultimate', a.penultimate], ['te2_penultimate', b.penultimate], ['te2_text_embeds', b.pooled!]] as const) {
-    const e = rel(rt.toHost(t), te[`p0.${name}`].data); ok &&= e <= 2e-2
+    const e = relativeError(rt.toHost(t), te[`p0.${name}`].data); ok &&= e <= 2e-2
     row(`golden ${name}`, e.toExponential(2), e <= 2e-2 ? 'pass' : 'FAIL')
   }
   const u = readGolden('unet.safetensors')
   const out = await unet.predict(rt.fromHost(u.sample.data, u.sample.shape), u.timestep.data[0], rt.fromHost(u.encoder_hidden_states.data, u.encoder_hidden_states.shape), rt.fromHost(u.text_embeds.data, u.text_embeds.shape), u.time_ids.data)
-  let e = rel(rt.toHost(out), u.out.data); ok &&= e <= 2e-2
+  let e = relativeError(rt.toHost(out), u.out.data); ok &&= e <= 2e-2
   row('golden unet', e.toExponential(2), e <= 2e-2 ? 'pass' : 'FAIL')
   const v = readGolden('vae.safetensors')
-  e = rel(rt.toHost(await vae.decode(rt.fromHost(v.latent.data, v.latent.shape), false)), v.image.data); ok &&= e <= 2e-2
+  e = relativeError(rt.toHost(await vae.decode(rt.fromHost(v.latent.data, v.latent.shape), false)), v.image.data); ok &&= e <= 2e-2
   row('golden vae', e.toExponential(2), e <= 2e-2 ? 'pass' : 'FAIL')
   rt.dispose()
   const pipe = await Pipeline.fromPretrained(TINY, { device: DEVICE })
@@ -89,9 +69,7 @@ interface Full { text_ms: number, unet_step_ms: number, vae_ms: number, generate
 
 async function fullSize (): Promise<Full | null> {
   if (process.env.PG25_GPU_CHECK_FULL === '0') return null
-  const idx = await readModelIndex(FULL).catch(() => null)
   const cfg = (n: string): any => ({ className: JSON.parse(readFileSync(path.join(FULL, 'model_index.json'), 'utf8'))[n][1], configPath: path.join(FULL, n, 'config.json'), configText: readFileSync(path.join(FULL, n, 'config.json'), 'utf8'), name: n, files: [], variant: null })
-  void idx
   // 2. GPU against CPU on the same synthetic full-size UNet at 256x256 (32x32 latents, batch 2).
   const gen = new TorchGenerator(5)
   const sample = gen.randn([2, 4, 32, 32]); const ctx = gen.randn([2, 77, 2048]).map(x => x * 0.5); const pooled = gen.randn([2, 1280])
@@ -104,7 +82,7 @@ async function fullSize (): Promise<Full | null> {
     rt.dispose()
   }
   if (results.length === 2) {
-    const e = rel(results[0], results[1])
+    const e = relativeError(results[0], results[1])
     row('full-size UNet, synthetic weights, GPU vs CPU @256', e.toExponential(2), e <= 2e-2 ? 'pass' : 'FAIL')
   }
   // 3. Timings at 1024x1024 on the device.
@@ -142,10 +120,9 @@ async function fullSize (): Promise<Full | null> {
     for (const t of [s, inp, out, eps, xt]) t.dispose()
     xt = next
   }
-  const bytes = await vae.toRGB8(await vae.decode(xt))
+  await vae.toRGB8(await vae.decode(xt)) // the image bytes on the host end the timed run
   const generate_s = (performance.now() - t0) / 1000
   const peak_gib = rt.engine.peakBytes() / 2 ** 30
-  void bytes
   rt.dispose()
   return { text_ms, unet_step_ms, vae_ms, generate_s, peak_gib }
 }

@@ -10,7 +10,7 @@ export class TextEncoderModel {
   private constructor (private readonly rt: Runtime, private readonly id: number, readonly hiddenSize: number) {}
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number): Promise<TextEncoderModel> {
-    const id = syntheticSeed === undefined ? await rt.load('text_encoder', src) : await rt.loadSynthetic('text_encoder', src, syntheticSeed)
+    const id = await rt.load('text_encoder', src, syntheticSeed)
     return new TextEncoderModel(rt, id, rt.call(() => rt.engine.componentInfo(id)).hiddenSize)
   }
 
@@ -25,7 +25,7 @@ export class UNetModel {
   private constructor (private readonly rt: Runtime, private readonly id: number, readonly info: { inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number }) {}
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number): Promise<UNetModel> {
-    const id = syntheticSeed === undefined ? await rt.load('unet', src) : await rt.loadSynthetic('unet', src, syntheticSeed)
+    const id = await rt.load('unet', src, syntheticSeed)
     const i = rt.call(() => rt.engine.componentInfo(id))
     return new UNetModel(rt, id, { inChannels: i.inChannels, sampleSize: i.sampleSize, crossAttentionDim: i.crossAttentionDim, textEmbedsDim: i.textEmbedsDim })
   }
@@ -43,7 +43,7 @@ export class VAEModel {
   private constructor (private readonly rt: Runtime, private readonly id: number, readonly latentChannels: number, readonly scaleFactor: number, readonly stats: LatentStats) {}
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number): Promise<VAEModel> {
-    const id = syntheticSeed === undefined ? await rt.load('vae', src) : await rt.loadSynthetic('vae', src, syntheticSeed)
+    const id = await rt.load('vae', src, syntheticSeed)
     const i = rt.call(() => rt.engine.componentInfo(id))
     const has = (i.latentsMean as number[]).length > 0
     return new VAEModel(rt, id, i.latentChannels, i.scaleFactor, { scalingFactor: i.scalingFactor, mean: has ? i.latentsMean : null, std: has ? i.latentsStd : null })

@@ -50,13 +50,12 @@ export class Runtime {
     }
   }
 
-  async load (kind: 'text_encoder' | 'unet' | 'vae' | 'vae_encoder', src: ComponentSource): Promise<number> {
-    return await native(async () => await this.engine.loadComponent({ kind, className: src.className, configPath: src.configPath, configText: src.configText }, src.files, src.aliases))
-  }
-
-  /** A component built from its config on deterministic synthetic weights (no files): for benchmarks and checks. */
-  async loadSynthetic (kind: 'text_encoder' | 'unet' | 'vae', src: Pick<ComponentSource, 'className' | 'configPath' | 'configText'>, seed: number): Promise<number> {
-    return await native(async () => await this.engine.loadComponent({ kind, className: src.className, configPath: src.configPath, configText: src.configText }, [], [], { syntheticSeed: seed }))
+  /** Loads a component from its weight files, or, given `syntheticSeed`, on deterministic synthetic weights (no files). */
+  async load (kind: 'text_encoder' | 'unet' | 'vae' | 'vae_encoder', src: ComponentSource, syntheticSeed?: number): Promise<number> {
+    const spec = { kind, className: src.className, configPath: src.configPath, configText: src.configText }
+    return await native(async () => syntheticSeed === undefined
+      ? await this.engine.loadComponent(spec, src.files, src.aliases)
+      : await this.engine.loadComponent(spec, [], [], { syntheticSeed }))
   }
 
   fromHost (data: Float32Array, shape: number[]): NativeTensor {

@@ -386,10 +386,10 @@ export class Pipeline {
     return this.rt.call(() => this.rt.engine.concat(a, b, axis))
   }
 
-  /** `t` repeated n times along the batch axis (a new tensor; `t` is left alone). */
-  private repeat (t: NativeTensor, n: number): NativeTensor {
-    let acc = this.rt.call(() => this.rt.engine.slice0(t, 0, t.shape[0]))
-    for (let i = 1; i < n; i++) {
+  /** The tensors joined along the batch axis, in order (a new tensor; the inputs are left alone). */
+  private joinBatch (ts: NativeTensor[]): NativeTensor {
+    let acc = this.rt.call(() => this.rt.engine.slice0(ts[0], 0, ts[0].shape[0]))
+    for (const t of ts.slice(1)) {
       const next = this.concat(acc, t, 0)
       acc.dispose()
       acc = next
@@ -427,15 +427,7 @@ export class Pipeline {
         const rows = t.shape[0]
         for (let r = 0; r < rows; r++) halves.push(this.rt.call(() => this.rt.engine.slice0(t, r, 1)))
         parts.push(...halves)
-        const reps = halves.map(h => this.repeat(h, count))
-        parts.push(...reps.slice(0, -1))
-        let acc = reps[reps.length - 1]
-        for (let i = reps.length - 2; i >= 0; i--) {
-          const next = this.concat(reps[i], acc, 0)
-          acc.dispose()
-          acc = next
-        }
-        return acc
+        return this.joinBatch(halves.flatMap(h => Array<NativeTensor>(count).fill(h)))
       }
       return { embeds: layout(embeds), pooled: layout(b.pooled!) }
     } finally {

@@ -246,6 +246,34 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
 };
 Napi::FunctionReference TensorWrap::ctor;
 
+// new CancelToken(): cancel() sets a flag that jobs given the token check between blocks, so an
+// AbortSignal reaches native work already running (the job rejects with ABORT_ERR).
+class CancelWrap : public Napi::ObjectWrap<CancelWrap> {
+ public:
+  static Napi::FunctionReference ctor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "CancelToken", {InstanceMethod<&CancelWrap::Cancel>("cancel"), InstanceAccessor<&CancelWrap::GetCancelled>("cancelled")});
+    ctor = Napi::Persistent(f);
+    return f;
+  }
+  // The flag of an optional token argument (null when absent); jobs hold it, so it outlives the JS object.
+  static std::shared_ptr<CancelFlag> From(const Napi::Value& v) {
+    if (v.IsUndefined() || v.IsNull()) return nullptr;
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error("PG25_INVALID_ARGUMENT", "cancel must be a CancelToken");
+    return Unwrap(v.As<Napi::Object>())->flag_;
+  }
+  explicit CancelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CancelWrap>(info), flag_(std::make_shared<CancelFlag>(false)) {}
+
+ private:
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    flag_->store(true);
+    return info.Env().Undefined();
+  }
+  Napi::Value GetCancelled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), flag_->load()); }
+  std::shared_ptr<CancelFlag> flag_;
+};
+Napi::FunctionReference CancelWrap::ctor;
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -386,10 +414,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       if (batch < 1 || ids.ElementLength() == 0 || ids.ElementLength() % size_t(batch) != 0)
         throw Error("PG25_INVALID_ARGUMENT", "ids length must be a multiple of the batch size");
       std::vector<int32_t> v(ids.Data(), ids.Data() + ids.ElementLength());
+      auto cancel = CancelWrap::From(info[3]);
       auto be = be_ptr();
       auto out = std::make_shared<ClipTextModel::Output>();
       return run_job(
-          info.Env(), [keep = keep, m = m, v, batch, be, out] { *out = m->forward(*be, v, batch); },
+          info.Env(), [keep = keep, m = m, v, batch, be, out, cancel] { *out = m->forward(*be, v, batch, cancel.get()); },
           [be, out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
             o.Set("penultimate", TensorWrap::Wrap(env, out->penultimate, be));
@@ -410,10 +439,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         throw Error("PG25_INVALID_ARGUMENT", "timeIds must be a Float32Array");
       Napi::Float32Array tid = info[5].As<Napi::Float32Array>();
       std::vector<float> time_ids(tid.Data(), tid.Data() + tid.ElementLength());
+      auto cancel = CancelWrap::From(info[6]);
       auto be = be_ptr();
       auto out = std::make_shared<Tensor>();
       return run_job(
-          info.Env(), [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out] { *out = m->forward(*be, sample, t, ctx, te, time_ids); },
+          info.Env(), [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out, cancel] { *out = m->forward(*be, sample, t, ctx, te, time_ids, cancel.get()); },
           [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); });
     });
   }
@@ -423,10 +453,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       auto [keep, m] = component<VaeDecoder>(info[0]);
       Tensor lat = TensorWrap::From(info[1], "latents");
       bool unscale = info[2].ToBoolean().Value();
+      auto cancel = CancelWrap::From(info[3]);
       auto be = be_ptr();
       auto out = std::make_shared<Tensor>();
       return run_job(
-          info.Env(), [keep = keep, m = m, lat, unscale, be, out] { *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat); },
+          info.Env(), [keep = keep, m = m, lat, unscale, be, out, cancel] { *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat, cancel.get()); },
           [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); });
     });
   }
@@ -435,10 +466,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto [keep, m] = component<VaeEncoder>(info[0]);
       Tensor image = TensorWrap::From(info[1], "image");
+      auto cancel = CancelWrap::From(info[2]);
       auto be = be_ptr();
       auto out = std::make_shared<VaeEncoder::Output>();
       return run_job(
-          info.Env(), [keep = keep, m = m, image, be, out] { *out = m->encode(*be, image); },
+          info.Env(), [keep = keep, m = m, image, be, out, cancel] { *out = m->encode(*be, image, cancel.get()); },
           [be, out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
             o.Set("mean", TensorWrap::Wrap(env, out->mean, be));
@@ -674,6 +706,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", EngineWrap::Init(env));
   exports.Set("Tensor", TensorWrap::Init(env));
+  exports.Set("CancelToken", CancelWrap::Init(env));
   exports.Set("inspectSafetensors", Napi::Function::New(env, InspectSafetensors));
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("componentManifest", Napi::Function::New(env, ComponentManifest));

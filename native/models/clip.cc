@@ -55,7 +55,7 @@ ClipTextModel::ClipTextModel(const std::string& class_name, const Config& cfg, P
   }
 }
 
-ClipTextModel::Output ClipTextModel::forward(Backend& be, const std::vector<int32_t>& ids, int64_t batch) const {
+ClipTextModel::Output ClipTextModel::forward(Backend& be, const std::vector<int32_t>& ids, int64_t batch, const CancelFlag* cancel) const {
   int64_t L = int64_t(ids.size()) / batch;
   if (L > max_pos_) throw Error("PG25_INVALID_ARGUMENT", "sequence of " + std::to_string(L) + " tokens exceeds max_position_embeddings " + std::to_string(max_pos_));
   Tensor x = be.embedding(ids, batch, tok_emb_);
@@ -68,6 +68,7 @@ ClipTextModel::Output ClipTextModel::forward(Backend& be, const std::vector<int3
   // The penultimate state is all SDXL takes from a plain CLIPTextModel, so its last layer is skipped.
   size_t run = projection_ ? layers_.size() : layers_.size() - 1;
   for (size_t i = 0; i < run; i++) {
+    check_cancel(cancel);
     if (i == layers_.size() - 1) out.penultimate = x;
     const Layer& l = layers_[i];
     Tensor h = be.layer_norm(x, l.ln1_w, l.ln1_b, eps_);

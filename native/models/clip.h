@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "../core/config.h"
+#include "cancel.h"
 #include "params.h"
 
 namespace pg25 {
@@ -17,7 +18,8 @@ class ClipTextModel {
     Tensor penultimate;  // hidden_states[-2], [B, L, hidden]
     Tensor pooled;       // text_embeds [B, projection_dim] (projection model only)
   };
-  Output forward(Backend& be, const std::vector<int32_t>& ids, int64_t batch) const;
+  // `cancel`, when set, stops the pass between layers with ABORT_ERR.
+  Output forward(Backend& be, const std::vector<int32_t>& ids, int64_t batch, const CancelFlag* cancel = nullptr) const;
   int64_t hidden_size() const { return hidden_; }
   int64_t max_positions() const { return max_pos_; }
 

@@ -155,7 +155,7 @@ Tensor UNet::time_embedding(Backend& be, float timestep, int64_t batch, const Te
 }
 
 Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Tensor& context, const Tensor& text_embeds,
-                     const std::vector<float>& time_ids) const {
+                     const std::vector<float>& time_ids, const CancelFlag* cancel) const {
   int64_t B = sample.dim(0);
   auto fail = [](const std::string& what) { return Error("PG25_INVALID_ARGUMENT", "unet: " + what); };
   if (sample.rank() != 4 || sample.dim(1) != in_channels_) throw fail("sample must be [B, " + std::to_string(in_channels_) + ", h, w], got " + shape_str(sample.shape));
@@ -163,11 +163,13 @@ Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Te
   if (text_embeds.rank() != 2 || text_embeds.dim(0) != B || text_embeds.dim(1) != text_embeds_dim_) throw fail("text_embeds must be [B, " + std::to_string(text_embeds_dim_) + "], got " + shape_str(text_embeds.shape));
   if (int64_t(time_ids.size()) != B * n_time_ids_) throw fail("time_ids must hold " + std::to_string(B * n_time_ids_) + " values");
 
+  check_cancel(cancel);
   Tensor temb = be.silu(time_embedding(be, timestep, B, text_embeds, time_ids));
   Tensor h = conv_in_(be, sample);
   std::vector<Tensor> skips{h};
   for (const Down& d : down_) {
     for (size_t j = 0; j < d.resnets.size(); j++) {
+      check_cancel(cancel);
       h = d.resnets[j](be, h, &temb);
       if (!d.attentions.empty()) h = d.attentions[j](be, h, context);
       skips.push_back(h);
@@ -177,11 +179,13 @@ Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Te
       skips.push_back(h);
     }
   }
+  check_cancel(cancel);
   h = mid_res0_(be, h, &temb);
   h = mid_attn_(be, h, context);
   h = mid_res1_(be, h, &temb);
   for (const Up& u : up_) {
     for (size_t j = 0; j < u.resnets.size(); j++) {
+      check_cancel(cancel);
       Tensor skip = skips.back();
       skips.pop_back();
       h = u.resnets[j](be, be.concat(h, skip, 1), &temb);

@@ -6,6 +6,7 @@
 
 #include "../core/config.h"
 #include "blocks.h"
+#include "cancel.h"
 
 namespace pg25 {
 
@@ -15,8 +16,9 @@ class UNet {
 
   // sample [B, C, h, w]; timestep: the value fed to the time embedding (0.25 ln sigma for EDM);
   // context [B, L, cross_attention_dim]; text_embeds [B, E]; time_ids: B x n_time_ids host values.
+  // `cancel`, when set, stops the pass between blocks with ABORT_ERR.
   Tensor forward(Backend& be, const Tensor& sample, float timestep, const Tensor& context, const Tensor& text_embeds,
-                 const std::vector<float>& time_ids) const;
+                 const std::vector<float>& time_ids, const CancelFlag* cancel = nullptr) const;
 
   int64_t in_channels() const { return in_channels_; }
   int64_t sample_size() const { return sample_size_; }

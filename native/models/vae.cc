@@ -70,13 +70,17 @@ VaeEncoder::VaeEncoder(const Config& cfg, Params& p) {
   quant_ = Conv::make(p, "quant_conv", 2 * latent_channels_, 2 * latent_channels_, 1);
 }
 
-VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image) const {
+VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image, const CancelFlag* cancel) const {
   if (image.rank() != 4 || image.dim(1) != 3) throw Error("PG25_INVALID_ARGUMENT", "vae encoder: image must be [B, 3, H, W], got " + shape_str(image.shape));
   Tensor h = conv_in_(be, image);
   for (const Down& d : down_) {
-    for (const auto& r : d.resnets) h = r(be, h, nullptr);
+    for (const auto& r : d.resnets) {
+      check_cancel(cancel);
+      h = r(be, h, nullptr);
+    }
     if (d.downsample) h = (*d.downsample)(be, be.pad2d(h, 0, 1, 0, 1));
   }
+  check_cancel(cancel);
   h = mid_res0_(be, h, nullptr);
   {
     int64_t H = h.dim(2), W = h.dim(3);
@@ -162,10 +166,11 @@ Tensor VaeDecoder::unscale(Backend& be, const Tensor& latents) const {
   return be.channel_affine(latents, scale, shift);
 }
 
-Tensor VaeDecoder::decode(Backend& be, const Tensor& z) const {
+Tensor VaeDecoder::decode(Backend& be, const Tensor& z, const CancelFlag* cancel) const {
   check_latents(z, latent_channels_);
   Tensor h = post_quant_(be, z);
   h = conv_in_(be, h);
+  check_cancel(cancel);
   h = mid_res0_(be, h, nullptr);
   {
     int64_t H = h.dim(2), W = h.dim(3);
@@ -174,7 +179,10 @@ Tensor VaeDecoder::decode(Backend& be, const Tensor& z) const {
   }
   h = mid_res1_(be, h, nullptr);
   for (const Up& u : up_) {
-    for (const auto& r : u.resnets) h = r(be, h, nullptr);
+    for (const auto& r : u.resnets) {
+      check_cancel(cancel);
+      h = r(be, h, nullptr);
+    }
     if (u.upsample) h = (*u.upsample)(be, be.upsample_nearest(h, h.dim(2) * 2, h.dim(3) * 2));
   }
   h = be.group_norm(h, norm_out_.w, norm_out_.b, groups_, kVaeEps, true);

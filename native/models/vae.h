@@ -5,6 +5,7 @@
 
 #include "../core/config.h"
 #include "blocks.h"
+#include "cancel.h"
 
 namespace pg25 {
 
@@ -16,7 +17,8 @@ class VaeDecoder {
   // (or latents / scaling_factor for a VAE without statistics), as the SDXL pipeline does before decoding.
   Tensor unscale(Backend& be, const Tensor& latents) const;
   // vae.decode: VAE latents [B, latent_channels, h, w] -> image [B, 3, 8h, 8w] in about [-1, 1].
-  Tensor decode(Backend& be, const Tensor& z) const;
+  // `cancel`, when set, stops it between blocks with ABORT_ERR.
+  Tensor decode(Backend& be, const Tensor& z, const CancelFlag* cancel = nullptr) const;
   int64_t latent_channels() const { return latent_channels_; }
   int64_t scale_factor() const { return int64_t(1) << (n_up_); }
   double scaling_factor() const { return scaling_factor_; }
@@ -51,7 +53,7 @@ class VaeEncoder {
   struct Output {
     Tensor mean, std;
   };
-  Output encode(Backend& be, const Tensor& image) const;
+  Output encode(Backend& be, const Tensor& image, const CancelFlag* cancel = nullptr) const;
 
  private:
   struct Down {

@@ -15,7 +15,8 @@ export type Pg25ErrorCode =
   | 'PG25_INVALID_ARGUMENT' // a bad option passed to the API
   | 'PG25_DISPOSED' // a call on a pipeline or tensor after dispose()
   | 'PG25_NO_DEVICE' // device 'cuda' asked for where no usable GPU and libraries are
-  | 'PG25_OUT_OF_MEMORY'
+  | 'PG25_OUT_OF_MEMORY' // a model or request that the device's memory cannot hold (refused before running)
+  | 'PG25_NON_FINITE' // a run produced NaN or infinite latents; no image is returned
   | 'PG25_INTERNAL'
   | 'ABORT_ERR' // an AbortSignal fired (the error's name is 'AbortError')
 
@@ -41,6 +42,7 @@ export function fromNative (err: unknown): Error {
   if (err instanceof Pg25Error) return err
   if (err instanceof Error) {
     const code = (err as Error & { code?: string }).code
+    if (code === 'ABORT_ERR') return new AbortError(err.message)
     if (typeof code === 'string' && code.startsWith('PG25_')) return new Pg25Error(code as Pg25ErrorCode, err.message)
     return new Pg25Error('PG25_INTERNAL', err.message, { cause: err })
   }

@@ -3,6 +3,14 @@
 import { crc32 } from 'node:zlib'
 import sharp from 'sharp'
 import { Pg25Error } from './errors'
+import { readRegularFile } from './io/regular-file'
+
+/** The largest image side accepted, in and out. */
+export const MAX_SIDE = 8192
+/** Encoded input images larger than this are refused unread. */
+const MAX_INPUT_BYTES = 256 * 2 ** 20
+/** Formats image-to-image reads; vector formats are refused (their size is whatever they declare). */
+const INPUT_FORMATS = new Set(['png', 'jpeg', 'webp'])
 
 /** Raw RGB pixels: 3 bytes per pixel, row after row. */
 export interface RGBImage {
@@ -33,18 +41,61 @@ function isRGB (x: unknown): x is RGBImage {
   return typeof x === 'object' && x !== null && 'data' in x && 'width' in x && 'height' in x && !(x instanceof Uint8Array)
 }
 
+function checkRGB ({ width, height, data }: RGBImage, what: string): void {
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
+    throw new Pg25Error('PG25_INVALID_ARGUMENT', `${what}: raw images need integer width and height and width x height x 3 RGB bytes`)
+  }
+}
+
+/** An image input read and checked from its header alone: its declared size and what to decode. */
+export interface ProbedImage { input: Uint8Array | RGBImage, width: number, height: number }
+
+/**
+ * Reads an image input's declared size without decoding it (a path is read as a regular file), and
+ * refuses one over MAX_SIDE on either side, or in a format other than PNG, JPEG or WebP, before a
+ * pixel is allocated: a 31 KB PNG can declare 16000 x 16000.
+ */
+export async function probeImage (input: ImageInput, what = 'image'): Promise<ProbedImage> {
+  const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', `${what}: ${msg}`) }
+  let width: number
+  let height: number
+  if (isRGB(input)) {
+    checkRGB(input, what);
+    ({ width, height } = input)
+  } else {
+    if (typeof input === 'string') input = await readRegularFile(input, { what, code: 'PG25_INVALID_ARGUMENT', maxBytes: MAX_INPUT_BYTES })
+    if (!(input instanceof Uint8Array)) return bad('must be a Buffer, a file path or { width, height, data }')
+    if (input.length === 0) bad('is empty')
+    let meta: sharp.Metadata
+    try {
+      meta = await sharp(input).metadata()
+    } catch (err) {
+      return bad(`cannot decode (${(err as Error).message})`)
+    }
+    if (!INPUT_FORMATS.has(meta.format ?? '')) bad(`format ${JSON.stringify(meta.format)} is not supported (PNG, JPEG or WebP)`)
+    width = meta.width ?? 0
+    height = meta.height ?? 0
+  }
+  if (width > MAX_SIDE || height > MAX_SIDE) bad(`is ${width}x${height}; images up to ${MAX_SIDE}x${MAX_SIDE} are accepted`)
+  return { input, width, height }
+}
+
 /** Decodes an image input to RGB, resized (Lanczos) to `size` when given. */
 export async function loadImage (input: ImageInput, size?: { width: number, height: number }, what = 'image'): Promise<RGBImage> {
   let img: sharp.Sharp
   if (isRGB(input)) {
+    checkRGB(input, what)
     const { width, height, data } = input
-    if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
-      throw new Pg25Error('PG25_INVALID_ARGUMENT', `${what}: raw images need integer width and height and width x height x 3 RGB bytes`)
-    }
     if (!size || (size.width === width && size.height === height)) return { width, height, data }
     img = sharp(Buffer.from(data.buffer, data.byteOffset, data.byteLength), { raw: { width, height, channels: 3 } })
   } else if (typeof input === 'string' || input instanceof Uint8Array) {
-    img = sharp(input)
+    const bytes = typeof input === 'string' ? await readRegularFile(input, { what, code: 'PG25_INVALID_ARGUMENT', maxBytes: MAX_INPUT_BYTES }) : input
+    try {
+      // sharp's own pixel limit as a second guard behind probeImage
+      img = sharp(bytes, { limitInputPixels: MAX_SIDE * MAX_SIDE })
+    } catch (err) {
+      throw new Pg25Error('PG25_INVALID_ARGUMENT', `${what}: cannot decode (${(err as Error).message})`)
+    }
   } else {
     throw new Pg25Error('PG25_INVALID_ARGUMENT', `${what} must be a Buffer, a file path or { width, height, data }`)
   }

@@ -1,9 +1,24 @@
 // The pipeline's three networks as components on a Runtime: host arrays or backend tensors in,
 // backend tensors out. Useful alone for users who want the parts.
+import { withCancel, type CancelToken } from './cancel'
 import { Pg25Error, native } from './errors'
 import type { ComponentSource } from './model/model-dir'
 import type { NativeTensor } from './native'
 import type { Runtime } from './runtime'
+
+// The model calls take an optional CancelToken last; lib/native.ts does not list it yet.
+interface CancellableCalls {
+  encodeText(id: number, ids: Int32Array, batch: number, cancel?: CancelToken): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
+  unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, cancel?: CancelToken): Promise<NativeTensor>
+  vaeDecode(id: number, latents: NativeTensor, unscale: boolean, cancel?: CancelToken): Promise<NativeTensor>
+  vaeEncode(id: number, image: NativeTensor, cancel?: CancelToken): Promise<{ mean: NativeTensor, std: NativeTensor }>
+}
+const calls = (rt: Runtime): CancellableCalls => rt.engine
+
+/** Runs one native model call; `signal` aborting stops it between blocks with an AbortError. */
+async function cancellable<T> (rt: Runtime, signal: AbortSignal | undefined, fn: (c: CancellableCalls, token: CancelToken | undefined) => Promise<T>): Promise<T> {
+  return await withCancel(signal, async token => await native(async () => await rt.call(() => fn(calls(rt), token))))
+}
 
 /** A CLIP text encoder: ids -> penultimate hidden states (and the pooled projection for encoder 2). */
 export class TextEncoderModel {
@@ -15,9 +30,9 @@ export class TextEncoderModel {
   }
 
   /** `ids`: batch x 77 token ids, row-major. */
-  async encode (ids: number[][]): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }> {
+  async encode (ids: number[][], signal?: AbortSignal): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }> {
     const flat = Int32Array.from(ids.flat())
-    return await native(async () => await this.rt.call(() => this.rt.engine.encodeText(this.id, flat, ids.length)))
+    return await cancellable(this.rt, signal, async (c, token) => await c.encodeText(this.id, flat, ids.length, token))
   }
 }
 
@@ -31,8 +46,8 @@ export class UNetModel {
   }
 
   /** One UNet call: noise prediction for `sample` [B, C, h, w] at `timestep` (0.25 ln sigma). */
-  async predict (sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array): Promise<NativeTensor> {
-    return await native(async () => await this.rt.call(() => this.rt.engine.unet(this.id, sample, timestep, encoderHiddenStates, textEmbeds, timeIds)))
+  async predict (sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, signal?: AbortSignal): Promise<NativeTensor> {
+    return await cancellable(this.rt, signal, async (c, token) => await c.unet(this.id, sample, timestep, encoderHiddenStates, textEmbeds, timeIds, token))
   }
 }
 
@@ -54,8 +69,8 @@ export class VAEModel {
    * and are first mapped by latents_std / scaling_factor + latents_mean; without it they go to
    * `vae.decode` as they are.
    */
-  async decode (latents: NativeTensor, fromUNet = true): Promise<NativeTensor> {
-    return await native(async () => await this.rt.call(() => this.rt.engine.vaeDecode(this.id, latents, fromUNet)))
+  async decode (latents: NativeTensor, fromUNet = true, signal?: AbortSignal): Promise<NativeTensor> {
+    return await cancellable(this.rt, signal, async (c, token) => await c.vaeDecode(this.id, latents, fromUNet, token))
   }
 
   /** Image tensor -> RGB bytes, round(clamp(x/2+0.5)*255), one image after another. */
@@ -73,7 +88,7 @@ export class VAEEncoderModel {
     return new VAEEncoderModel(rt, await rt.load('vae_encoder', src))
   }
 
-  async encode (image: NativeTensor): Promise<{ mean: NativeTensor, std: NativeTensor }> {
-    return await native(async () => await this.rt.call(() => this.rt.engine.vaeEncode(this.id, image)))
+  async encode (image: NativeTensor, signal?: AbortSignal): Promise<{ mean: NativeTensor, std: NativeTensor }> {
+    return await cancellable(this.rt, signal, async (c, token) => await c.vaeEncode(this.id, image, token))
   }
 }

@@ -1,13 +1,16 @@
 import os from 'node:os'
 import path from 'node:path'
-import { randomInt } from 'node:crypto'
-import { Pg25Error, throwIfAborted } from './errors'
-import { loadImage, makeImage, type GeneratedImage, type ImageInput, type RGBImage } from './image'
-import { readComponentConfig, readModelIndex, requireComponent, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
+import { linkSignals } from './cancel'
+import { AbortError, Pg25Error, throwIfAborted } from './errors'
+import { loadImage, makeImage, probeImage, type GeneratedImage, type ImageInput, type RGBImage } from './image'
+import { requireRegularFile } from './io/regular-file'
+import { checkModelMemory, checkRequestMemory, costModel, fmtBytes, type CostModel } from './memory'
+import { readComponentConfig, readModelIndex, requireComponent, requireInside, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
 import { singleFileSources } from './model/single-file'
 import { readJsonObject } from './model/files'
 import { TextEncoderModel, UNetModel, VAEEncoderModel, VAEModel } from './models'
-import { componentManifest, type NativeTensor } from './native'
+import type { NativeTensor } from './native'
+import { show, validateOptions, withoutNulls, type Plan } from './options'
 import { TorchGenerator } from './random/torch-generator'
 import { release, Runtime, type Device } from './runtime'
 import { createScheduler, type Scheduler, type SchedulerName } from './scheduler'
@@ -41,6 +44,11 @@ export interface LoadOptions {
    * ```
    */
   memoryLimit?: number
+  /**
+   * The model's name for the `Model:` field of PNG parameters (e.g. 'playground-v2.5-1024px-aesthetic').
+   * Default: none, so no local folder name reaches images a server sends out.
+   */
+  modelName?: string
 }
 
 export interface Size { width: number, height: number }
@@ -129,39 +137,12 @@ const SDXL_RGB_BIAS = [0.1084, -0.0175, -0.0011]
 const SDXL_SCALE = 0.13025
 const SAMPLER_LABEL: Record<SchedulerName, string> = { 'dpmpp-2m': 'DPM++ 2M Karras', euler: 'Euler Karras' }
 
-interface Plan { width: number | null, height: number | null, steps: number, guidance: number, seed: number, count: number, strength: number }
-
-const GiB = 2 ** 30
-const fmt = (bytes: number): string => `${(bytes / GiB).toFixed(2)} GiB`
-
-/**
- * Refuses a model that cannot fit before any weight is read: parameters from the graphs the configs
- * describe (no allocation), at the backend's precision, plus the VAE decoder's working set at the
- * default size (its widest full-resolution activations, about six alive at once).
- */
-function checkMemory (sources: ComponentSource[], device: string, limit: number | undefined): void {
-  const kinds = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
-  let params = 0
-  for (const src of sources) {
-    const kind = src.name === 'text_encoder_2' ? 'text_encoder' : src.name as 'text_encoder' | 'unet' | 'vae'
-    if (!kinds.includes(src.name as typeof kinds[number])) continue
-    const decl = componentManifest({ kind, className: src.className, configPath: src.configPath, configText: src.configText })
-    for (const d of decl) params += d.shape.reduce((a, b) => a * b, 1)
-  }
-  const bytesPer = device === 'cuda' ? 2 : 4
-  const unetCfg = JSON.parse(sources.find(s => s.name === 'unet')!.configText)
-  const vaeCfg = JSON.parse(sources.find(s => s.name === 'vae')!.configText)
-  const side = (unetCfg.sample_size ?? 128) * 2 ** ((vaeCfg.block_out_channels?.length ?? 4) - 1)
-  const working = 6 * (vaeCfg.block_out_channels?.[0] ?? 128) * side * side * bytesPer
-  const needed = params * bytesPer + working
-  const available = limit ?? os.freemem()
-  if (needed > available) {
-    throw new Pg25Error('PG25_OUT_OF_MEMORY', `the model needs about ${fmt(needed)} on the ${device} (${params >= 1e9 ? `${(params / 1e9).toFixed(2)}B` : `${(params / 1e6).toFixed(1)}M`} parameters at ${bytesPer} bytes plus ${fmt(working)} working memory) but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmt(available)}${limit !== undefined ? '' : ' is available'}`)
-  }
+/** The cut part of a prompt as a warning quotes it: whole when short, else its two ends (a 900 KB prompt must not flood the log). */
+function quoteCut (text: string): string {
+  const ends = 100
+  if (text.length <= 3 * ends) return JSON.stringify(text)
+  return `${JSON.stringify(text.slice(0, ends))} … ${JSON.stringify(text.slice(-ends))} (${text.length} characters)`
 }
-
-const DEFAULT_STEPS = 50
-const DEFAULT_GUIDANCE = 3
 
 const COMPONENTS = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
 
@@ -183,6 +164,7 @@ async function prepare (dir: string, options: LoadOptions): Promise<Prepared> {
   const index = await readModelIndex(root)
   const schedulerSource = path.join(root, 'scheduler', 'scheduler_config.json')
   requireComponent(index, 'scheduler')
+  for (const name of ['scheduler', 'tokenizer', 'tokenizer_2']) await requireInside(root, path.join(root, name), `the ${name} folder`, 'PG25_BAD_CONFIG')
   const schedulerConfig = await readJsonObject(schedulerSource, 'the scheduler config')
   createScheduler(schedulerConfig, schedulerSource) // refuse an unsupported scheduler before loading weights
   for (const name of ['tokenizer', 'tokenizer_2']) {
@@ -219,12 +201,18 @@ export class Pipeline {
   private readonly vaeSource: ComponentSource
   private vaeEncoder: Promise<VAEEncoderModel> | undefined
   private readonly warn: (msg: string) => void
+  private readonly cost: CostModel
+  private readonly memoryLimit: number | undefined
+  private readonly modelName: string | undefined
   private queue: Promise<unknown> = Promise.resolve()
   private disposed = false
+  /** aborted by dispose(), so that a running call stops between blocks instead of finishing its step */
+  private readonly closing = new AbortController()
 
   private constructor (init: {
     dir: string, rt: Runtime, index: ModelIndex, schedulerConfig: RawConfig, schedulerSource: string,
-    tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel, vaeSource: ComponentSource, warn: (msg: string) => void
+    tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel, vaeSource: ComponentSource, warn: (msg: string) => void,
+    cost: CostModel, memoryLimit: number | undefined, modelName: string | undefined
   }) {
     this.dir = init.dir
     this.rt = init.rt
@@ -237,6 +225,9 @@ export class Pipeline {
     this.vae = init.vae
     this.vaeSource = init.vaeSource
     this.warn = init.warn
+    this.cost = init.cost
+    this.memoryLimit = init.memoryLimit
+    this.modelName = init.modelName
   }
 
   /**
@@ -268,6 +259,7 @@ export class Pipeline {
     if (options === null || typeof options !== 'object' || typeof options.config !== 'string') {
       throw new Pg25Error('PG25_INVALID_ARGUMENT', 'fromSingleFile needs options.config: a diffusers-format folder with the model\'s configs and tokenizers')
     }
+    await requireRegularFile(file, 'the checkpoint', 'PG25_NOT_FOUND')
     const prep = await prepare(options.config, options)
     const bases: ComponentSource[] = []
     for (const n of COMPONENTS) bases.push(await readComponentConfig(prep.root, prep.index, n))
@@ -278,11 +270,12 @@ export class Pipeline {
     const { signal, onProgress } = options
     throwIfAborted(signal)
     if (options.memoryLimit !== undefined && !(typeof options.memoryLimit === 'number' && options.memoryLimit > 0)) {
-      throw new Pg25Error('PG25_INVALID_ARGUMENT', `memoryLimit must be a positive number of bytes, got ${options.memoryLimit}`)
+      throw new Pg25Error('PG25_INVALID_ARGUMENT', `memoryLimit must be a positive number of bytes, got ${show(options.memoryLimit)}`)
     }
+    if (options.modelName !== undefined && typeof options.modelName !== 'string') throw new Pg25Error('PG25_INVALID_ARGUMENT', `modelName must be a string, got ${show(options.modelName)}`)
     const rt = Runtime.open(options.device ?? 'auto', prep.warn)
     try {
-      checkMemory(sources, rt.device, options.memoryLimit)
+      checkModelMemory(sources, rt.device, options.memoryLimit)
       const step = async <T>(i: number, load: () => Promise<T>): Promise<T> => {
         throwIfAborted(signal)
         onProgress?.({ component: COMPONENTS[i], loaded: i, total: COMPONENTS.length })
@@ -297,7 +290,8 @@ export class Pipeline {
       if (te1.hiddenSize + te2.hiddenSize !== unet.info.crossAttentionDim) {
         throw new Pg25Error('PG25_BAD_CONFIG', `${sources[2].configPath}: cross_attention_dim ${unet.info.crossAttentionDim} differs from the text encoders' ${te1.hiddenSize} + ${te2.hiddenSize}`)
       }
-      return new Pipeline({ ...prep, dir: prep.root, rt, encoders: [te1, te2], unet, vae, vaeSource: sources[3] })
+      const cost = costModel(sources, rt.device)
+      return new Pipeline({ ...prep, dir: prep.root, rt, encoders: [te1, te2], unet, vae, vaeSource: sources[3], cost, memoryLimit: options.memoryLimit, modelName: options.modelName })
     } catch (err) {
       rt.dispose()
       throw err
@@ -323,61 +317,40 @@ export class Pipeline {
    * ```
    */
   async generate (prompt: string, options: GenerateOptions = {}): Promise<GenerateResult> {
-    const plan = this.validate(prompt, options)
-    const run = this.queue.then(async () => await this.run(prompt, options, plan))
+    if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'generate() called after dispose()')
+    const o = withoutNulls(options)
+    const plan = validateOptions(prompt, o, { defaultSize: this.defaultSize, latentChannels: this.unet.info.inChannels })
+    let image: ImageInput | undefined
+    if (o.image !== undefined) {
+      // The output size from the image's header: nothing is decoded before it passes the limits.
+      const probed = await probeImage(o.image)
+      image = probed.input
+      plan.width ??= Math.floor(probed.width / 8) * 8
+      plan.height ??= Math.floor(probed.height / 8) * 8
+      if (plan.width < 8 || plan.height < 8) throw new Pg25Error('PG25_INVALID_ARGUMENT', `image is ${probed.width}x${probed.height}; it must be at least 8x8`)
+    }
+    this.checkRequestMemory(plan)
+    const run = this.queue.then(async () => await this.run(prompt, { ...o, image }, plan))
     this.queue = run.catch(() => {})
     return await run
   }
 
-  private validate (prompt: string, o: GenerateOptions): Plan {
-    const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', msg) }
-    if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'generate() called after dispose()')
-    if (typeof prompt !== 'string') bad('prompt must be a string')
-    if (o === null || typeof o !== 'object') bad('options must be an object')
-    for (const k of ['negativePrompt', 'prompt2', 'negativePrompt2'] as const) {
-      if (o[k] !== undefined && typeof o[k] !== 'string') bad(`${k} must be a string`)
+  /** Refuses, before queueing, a request whose working set exceeds memoryLimit's room or the free memory. */
+  private checkRequestMemory (plan: Plan): void {
+    const size = { width: plan.width!, height: plan.height!, count: plan.count, guided: plan.guidance > 1 }
+    if (this.memoryLimit !== undefined) {
+      const room = this.memoryLimit - this.rt.engine.bytesInUse()
+      checkRequestMemory(this.cost, size, this.device, room, `memoryLimit leaves ${fmtBytes(room)} beside the model`)
+    } else {
+      const free = os.freemem()
+      checkRequestMemory(this.cost, size, this.device, free, `only ${fmtBytes(free)} is available`)
     }
-    const def = o.image === undefined ? this.defaultSize : null
-    const width = o.width ?? def?.width ?? null
-    const height = o.height ?? def?.height ?? null
-    for (const [k, v] of [['width', width], ['height', height]] as const) {
-      if (v !== null && (!Number.isInteger(v) || v < 8 || v > 8192 || v % 8 !== 0)) bad(`${k} must be a multiple of 8 between 8 and 8192, got ${v}`)
-    }
-    const steps = o.steps ?? DEFAULT_STEPS
-    if (!Number.isInteger(steps) || steps < 1 || steps > 1000) bad(`steps must be an integer from 1 to 1000, got ${steps}`)
-    const guidance = o.guidanceScale ?? DEFAULT_GUIDANCE
-    if (typeof guidance !== 'number' || !Number.isFinite(guidance) || guidance < 0) bad(`guidanceScale must be a finite number >= 0, got ${guidance}`)
-    if (o.scheduler !== undefined && o.scheduler !== 'dpmpp-2m' && o.scheduler !== 'euler') bad(`scheduler must be 'dpmpp-2m' or 'euler', got ${JSON.stringify(o.scheduler)}`)
-    if (o.outputType !== undefined && o.outputType !== 'image' && o.outputType !== 'latent') bad(`outputType must be 'image' or 'latent', got ${JSON.stringify(o.outputType)}`)
-    if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) bad(`seed must be a non-negative safe integer, got ${o.seed}`)
-    const count = o.count ?? 1
-    if (!Number.isInteger(count) || count < 1 || count > 64) bad(`count must be an integer from 1 to 64, got ${count}`)
-    const strength = o.strength ?? 0.3
-    if (o.strength !== undefined && o.image === undefined) bad('strength needs an image')
-    if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) bad(`strength must be in (0, 1], got ${strength}`)
-    if (o.image !== undefined && Math.min(Math.trunc(steps * strength), steps) < 1) bad(`steps x strength must be at least 1 (${steps} x ${strength} leaves no step to run)`)
-    if (o.latents !== undefined) {
-      if (o.image !== undefined) bad('latents and image cannot be combined')
-      if (!(o.latents instanceof Float32Array)) bad('latents must be a Float32Array')
-      const n = count * this.unet.info.inChannels * (height! / 8) * (width! / 8)
-      if (o.latents!.length !== n) bad(`latents must hold ${count}x${this.unet.info.inChannels}x${height! / 8}x${width! / 8} = ${n} values, got ${o.latents!.length}`)
-    }
-    for (const [k, s] of [['originalSize', o.originalSize], ['targetSize', o.targetSize]] as const) {
-      if (s !== undefined && (typeof s !== 'object' || s === null || !Number.isInteger(s.width) || !Number.isInteger(s.height) || s.width < 1 || s.height < 1)) bad(`${k} must be { width, height } in positive integers`)
-    }
-    const c = o.cropTopLeft
-    if (c !== undefined && (typeof c !== 'object' || c === null || !Number.isInteger(c.top) || !Number.isInteger(c.left) || c.top < 0 || c.left < 0)) bad('cropTopLeft must be { top, left } in non-negative integers')
-    if (o.onStep !== undefined && typeof o.onStep !== 'function') bad('onStep must be a function')
-    if (o.preview !== undefined && typeof o.preview !== 'boolean') bad('preview must be true or false')
-    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) bad('signal must be an AbortSignal')
-    const seed = o.seed ?? randomInt(0, 2 ** 32)
-    return { width, height, steps, guidance, seed, count, strength }
   }
 
   private tokenize (which: 0 | 1, text: string): number[] {
     const { ids, truncated } = this.tokenizers[which].encodeWithInfo(text)
     if (truncated !== null) {
-      this.warn(`The following part of your input was truncated because CLIP can only handle sequences up to ${this.tokenizers[which].maxLength} tokens: ${JSON.stringify(truncated)}`)
+      this.warn(`The following part of your input was truncated because CLIP can only handle sequences up to ${this.tokenizers[which].maxLength} tokens: ${quoteCut(truncated)}`)
     }
     return ids
   }
@@ -402,7 +375,7 @@ export class Pipeline {
    * 2 x count laid out [negative x count, prompt x count]. Without a negative prompt the negative half
    * is zeros (force_zeros_for_empty_prompt).
    */
-  private async encodePrompts (prompt: string, o: GenerateOptions, cfg: boolean, count: number): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
+  private async encodePrompts (prompt: string, o: GenerateOptions, cfg: boolean, count: number, signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
     const zeroNegative = cfg && o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt
     const texts1 = [prompt]
     const texts2 = [o.prompt2 ?? prompt]
@@ -412,8 +385,8 @@ export class Pipeline {
       texts2.unshift(o.negativePrompt2 ?? neg)
     }
     const [a, b] = await Promise.all([
-      this.encoders[0].encode(texts1.map(t => this.tokenize(0, t))),
-      this.encoders[1].encode(texts2.map(t => this.tokenize(1, t)))
+      this.encoders[0].encode(texts1.map(t => this.tokenize(0, t)), signal),
+      this.encoders[1].encode(texts2.map(t => this.tokenize(1, t)), signal)
     ])
     const parts: NativeTensor[] = [a.penultimate, b.penultimate, b.pooled!]
     try {
@@ -436,19 +409,15 @@ export class Pipeline {
   }
 
   /** The image-to-image start: the VAE-encoded input, sampled with the generator, in UNet latent space. */
-  private async encodeImage (image: ImageInput, width: number | null, height: number | null, gen: TorchGenerator): Promise<{ init: Float32Array, width: number, height: number }> {
+  private async encodeImage (image: ImageInput, w: number, h: number, gen: TorchGenerator, signal: AbortSignal): Promise<{ init: Float32Array, width: number, height: number }> {
     let rgb = await loadImage(image)
-    const w = width ?? Math.floor(rgb.width / 8) * 8
-    const h = height ?? Math.floor(rgb.height / 8) * 8
-    if (w < 8 || h < 8) throw new Pg25Error('PG25_INVALID_ARGUMENT', `image is ${rgb.width}x${rgb.height}; it must be at least 8x8`)
     if (w !== rgb.width || h !== rgb.height) rgb = await loadImage(rgb, { width: w, height: h })
     const px = new Float32Array(3 * w * h)
     for (let i = 0; i < w * h; i++) for (let c = 0; c < 3; c++) px[c * w * h + i] = (rgb.data[i * 3 + c] / 255) * 2 - 1
     this.vaeEncoder ??= VAEEncoderModel.load(this.rt, this.vaeSource)
     const encoder = await this.vaeEncoder
     const imgT = this.rt.fromHost(px, [1, 3, h, w])
-    const { mean, std } = await encoder.encode(imgT)
-    imgT.dispose()
+    const { mean, std } = await encoder.encode(imgT, signal).finally(() => imgT.dispose())
     const shape = mean.shape
     const m = this.rt.toHost(mean)
     const sd = this.rt.toHost(std)
@@ -482,7 +451,8 @@ export class Pipeline {
   private parameters (prompt: string, o: GenerateOptions, plan: Plan, scheduler: SchedulerName, width: number, height: number, index: number): string {
     const lines = [prompt]
     if (o.negativePrompt) lines.push(`Negative prompt: ${o.negativePrompt}`)
-    const fields = [`Steps: ${plan.steps}`, `Sampler: ${SAMPLER_LABEL[scheduler]}`, `CFG scale: ${plan.guidance}`, `Seed: ${plan.seed}`, `Size: ${width}x${height}`, `Model: ${path.basename(this.dir)}`]
+    const fields = [`Steps: ${plan.steps}`, `Sampler: ${SAMPLER_LABEL[scheduler]}`, `CFG scale: ${plan.guidance}`, `Seed: ${plan.seed}`, `Size: ${width}x${height}`]
+    if (this.modelName !== undefined) fields.push(`Model: ${this.modelName}`)
     if (o.image !== undefined) fields.push(`Denoising strength: ${plan.strength}`)
     if (plan.count > 1) fields.push(`Batch size: ${plan.count}`, `Batch pos: ${index}`)
     fields.push('Version: @pg25/native')
@@ -491,11 +461,11 @@ export class Pipeline {
   }
 
   /** Starting latents: seeded noise x init sigma, or (image-to-image) the encoded image noised to the start sigma. */
-  private async startLatents (o: GenerateOptions, plan: Plan, scheduler: Scheduler, gen: TorchGenerator): Promise<{ x: NativeTensor, width: number, height: number, tStart: number }> {
+  private async startLatents (o: GenerateOptions, plan: Plan, scheduler: Scheduler, gen: TorchGenerator, signal: AbortSignal): Promise<{ x: NativeTensor, width: number, height: number, tStart: number }> {
     const { steps, count: n } = plan
     const C = this.unet.info.inChannels
     if (o.image !== undefined) {
-      const enc = await this.encodeImage(o.image, plan.width, plan.height, gen)
+      const enc = await this.encodeImage(o.image, plan.width!, plan.height!, gen, signal)
       const tStart = steps - Math.min(Math.trunc(steps * plan.strength), steps)
       const shape = [n, C, enc.height / 8, enc.width / 8]
       const noise = gen.randn(shape)
@@ -515,7 +485,19 @@ export class Pipeline {
 
   private async run (prompt: string, o: GenerateOptions, plan: Plan): Promise<GenerateResult> {
     if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed before this call ran')
-    const { signal } = o
+    // The caller's signal or dispose() stops the run, inside a native call if one is running.
+    const link = linkSignals(o.signal, this.closing.signal)
+    try {
+      return await this.execute(prompt, o, plan, link.signal)
+    } catch (err) {
+      if (err instanceof AbortError && this.disposed && o.signal?.aborted !== true) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
+      throw err
+    } finally {
+      link.unlink()
+    }
+  }
+
+  private async execute (prompt: string, o: GenerateOptions, plan: Plan, signal: AbortSignal): Promise<GenerateResult> {
     throwIfAborted(signal)
     const { steps, guidance, seed, count: n } = plan
     const cfg = guidance > 1
@@ -523,11 +505,11 @@ export class Pipeline {
     scheduler.setTimesteps(steps)
     const ops = this.rt.ops
     const gen = new TorchGenerator(seed)
-    const { x: start, width, height, tStart } = await this.startLatents(o, plan, scheduler, gen)
+    const { x: start, width, height, tStart } = await this.startLatents(o, plan, scheduler, gen, signal)
     let x = start
     const held: Array<NativeTensor | undefined> = []
     try {
-      const { embeds, pooled } = await this.encodePrompts(prompt, o, cfg, n)
+      const { embeds, pooled } = await this.encodePrompts(prompt, o, cfg, n, signal)
       held.push(embeds, pooled)
       const orig = o.originalSize ?? { width, height }
       const target = o.targetSize ?? { width, height }
@@ -542,13 +524,14 @@ export class Pipeline {
         if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
         const scaled = scheduler.scaleModelInput(ops, x, i)
         const input = cfg ? this.concat(scaled, scaled, 0) : scaled
-        const out = await this.unet.predict(input, scheduler.timesteps[i], embeds, pooled, timeIds)
+        const out = await this.unet.predict(input, scheduler.timesteps[i], embeds, pooled, timeIds, signal)
+          .finally(() => release(scaled, cfg ? input : undefined))
         let eps = out
         if (cfg) {
           const uncond = this.rt.call(() => this.rt.engine.slice0(out, 0, n))
           const cond = this.rt.call(() => this.rt.engine.slice0(out, n, n))
           eps = ops.lincomb([[1 - guidance, uncond], [guidance, cond]])
-          release(uncond, cond, out, input)
+          release(uncond, cond, out)
         }
         let previews: RGBImage[] | undefined
         if (preview) {
@@ -560,13 +543,17 @@ export class Pipeline {
           previews = Array.from({ length: n }, (_, k) => ({ width: pw, height: ph, data: bytes.subarray(k * pw * ph * 3, (k + 1) * pw * ph * 3) }))
         }
         const next = scheduler.step(ops, eps, i, x)
-        release(scaled, eps, x)
+        release(eps, x)
         x = next
         o.onStep?.({ step: i - tStart + 1, steps: run, sigma: scheduler.sigmas[i], previews })
       }
       throwIfAborted(signal)
-      if (o.outputType === 'latent') return { seed, images: [], latents: this.rt.toHost(x), width, height }
-      const image = await this.vae.decode(x)
+      const latents = this.rt.toHost(x)
+      for (const v of latents) {
+        if (!Number.isFinite(v)) throw new Pg25Error('PG25_NON_FINITE', `the run produced NaN or infinite latents (${width}x${height}, ${steps} steps, guidance ${guidance}); no image is returned: the model's weights may be broken`)
+      }
+      if (o.outputType === 'latent') return { seed, images: [], latents, width, height }
+      const image = await this.vae.decode(x, true, signal)
       held.push(image)
       const data = await this.vae.toRGB8(image)
       const per = width * height * 3
@@ -593,6 +580,7 @@ export class Pipeline {
   async dispose (): Promise<void> {
     if (this.disposed) return
     this.disposed = true
+    this.closing.abort()
     await this.queue
     this.rt.dispose()
   }

@@ -73,7 +73,7 @@ test.serial('bad options reject with PG25_INVALID_ARGUMENT before any work', asy
     [{ height: 0 }, /height must be a multiple of 8/],
     [{ steps: 0 }, /steps must be an integer/],
     [{ steps: 2.5 }, /steps must be an integer/],
-    [{ guidanceScale: -1 }, /guidanceScale must be a finite number/],
+    [{ guidanceScale: -1 }, /guidanceScale must be a number from 0 to 100/],
     [{ guidanceScale: Number.NaN }, /guidanceScale/],
     [{ guidanceScale: Infinity }, /guidanceScale/],
     [{ latents: new Float32Array(10) }, /latents must hold 1x4x16x16 = 1024 values, got 10/],

@@ -1,15 +1,10 @@
 // Reading a model directory's JSON files, with errors that name the file at fault.
 import { promises as fs } from 'node:fs'
 import { Pg25Error } from '../errors'
+import { readRegularFile } from '../io/regular-file'
 
 export async function readText (file: string, what: string): Promise<string> {
-  try {
-    return await fs.readFile(file, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new Pg25Error('PG25_NOT_FOUND', `${file}: ${what} is missing`)
-    throw new Pg25Error('PG25_NOT_FOUND', `${file}: cannot read ${what} (${(err as Error).message})`)
-  }
+  return (await readRegularFile(file, { what, code: 'PG25_NOT_FOUND' })).toString('utf8')
 }
 
 export function parseJson (text: string, file: string): unknown {

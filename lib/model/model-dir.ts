@@ -2,7 +2,8 @@
 // chosen the way diffusers chooses them (variant, sharded index, Paddle-format mirror files).
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
-import { Pg25Error } from '../errors'
+import { Pg25Error, type Pg25ErrorCode } from '../errors'
+import { requireRegularFile } from '../io/regular-file'
 import type { WeightAlias, WeightFile } from '../native'
 import { exists, readJsonObject, readText } from './files'
 
@@ -66,19 +67,27 @@ async function safeJoin (dir: string, name: string, indexFile: string): Promise<
     throw new Pg25Error('PG25_BAD_CONFIG', `${indexFile}: shard name ${JSON.stringify(name)} must be a plain file name inside ${dir}`)
   }
   const full = path.join(dir, name)
+  await requireInside(dir, full, `weight shard named in ${indexFile}`, 'PG25_BAD_WEIGHTS')
+  return full
+}
+
+/**
+ * Throws unless `full` resolves, through any symlinks, inside `dir`. Symlinks may also point into a
+ * Hugging Face cache's blobs/ folder, never elsewhere: nothing outside the model is read, so no
+ * byte of an unrelated file can reach an error message.
+ */
+export async function requireInside (dir: string, full: string, what: string, code: Pg25ErrorCode): Promise<void> {
   let real: string
   try {
     real = await fs.realpath(full)
   } catch {
-    throw new Pg25Error('PG25_NOT_FOUND', `${full}: weight shard named in ${indexFile} is missing`)
+    throw new Pg25Error('PG25_NOT_FOUND', `${full}: ${what} is missing`)
   }
-  // Symlinks may point into a Hugging Face cache's blobs/ folder, never elsewhere.
   const realDir = await fs.realpath(dir)
   const hfRepo = hfCacheRepoRoot(realDir)
   if (!real.startsWith(realDir + path.sep) && !(hfRepo !== null && real.startsWith(path.join(hfRepo, 'blobs') + path.sep))) {
-    throw new Pg25Error('PG25_BAD_WEIGHTS', `${full}: shard named in ${indexFile} resolves outside the model directory (${real})`)
+    throw new Pg25Error(code, `${full}: ${what} resolves outside the model directory (${real})`)
   }
-  return full
 }
 
 function hfCacheRepoRoot (dir: string): string | null {
@@ -96,7 +105,9 @@ async function filesFromIndex (dir: string, indexFile: string, paddle: boolean):
   const files: WeightFile[] = []
   for (const n of names) {
     if (typeof n !== 'string') throw new Pg25Error('PG25_BAD_CONFIG', `${indexFile}: "weight_map" values must be file names`)
-    files.push({ path: await safeJoin(dir, n, indexFile), paddle })
+    const file = await safeJoin(dir, n, indexFile)
+    await requireRegularFile(file, 'the weight shard', 'PG25_BAD_WEIGHTS')
+    files.push({ path: file, paddle })
   }
   return files
 }
@@ -112,7 +123,11 @@ export async function resolveWeightFiles (dir: string, library: string, variant:
     const sfx = v ? `.${v}` : ''
     for (const [s, paddle] of [[stem, false], [paddleStem, true]] as const) {
       const single = path.join(dir, `${s}${sfx}.safetensors`)
-      if (await exists(single)) return [{ path: single, paddle }]
+      if (await exists(single)) {
+        await requireInside(dir, single, 'weight file', 'PG25_BAD_WEIGHTS')
+        await requireRegularFile(single, 'the weight file', 'PG25_BAD_WEIGHTS')
+        return [{ path: single, paddle }]
+      }
       for (const idx of [`${s}.safetensors.index${sfx}.json`, `${s}${sfx}.safetensors.index.json`]) {
         const f = path.join(dir, idx)
         if (await exists(f)) return await filesFromIndex(dir, f, paddle)
@@ -137,6 +152,7 @@ export async function resolveWeightFiles (dir: string, library: string, variant:
 /** A component's class and config.json, without its weights. */
 export async function readComponentConfig (root: string, index: ModelIndex, name: string): Promise<ComponentSource> {
   const [, className] = requireComponent(index, name)
+  await requireInside(root, path.join(root, name), `the ${name} folder`, 'PG25_BAD_CONFIG')
   const configPath = path.join(root, name, 'config.json')
   const configText = await readText(configPath, `the ${name} config`)
   return { name, className, configPath, configText, files: [], variant: null }

@@ -1,0 +1,99 @@
+// Memory estimates made before any work: a model's weights and default working set when loading,
+// and each request's working set (latents, UNet activations at its size, the VAE's full-resolution
+// tensors) when generating, so that what cannot fit is refused with PG25_OUT_OF_MEMORY instead of
+// growing the process until the OOM killer ends it.
+import os from 'node:os'
+import { Pg25Error } from './errors'
+import type { ComponentSource } from './model/model-dir'
+import { componentManifest } from './native'
+
+const GiB = 2 ** 30
+export const fmtBytes = (bytes: number): string => `${(bytes / GiB).toFixed(2)} GiB`
+
+/** What a request's working set depends on, read from the UNet and VAE configs. */
+export interface CostModel {
+  bytesPer: number
+  latentChannels: number
+  /** per UNet resolution level: channels, resnets per block, and whether it has transformers */
+  levels: Array<{ channels: number, layers: number, cross: boolean }>
+  /** VAE: its channel counts, highest resolution first, and the latent-to-image scale */
+  vaeChannels: number[]
+  scale: number
+}
+
+const list = (v: unknown, n: number, fallback: number): number[] =>
+  Array.isArray(v) ? v.map(Number) : Array<number>(n).fill(typeof v === 'number' ? v : fallback)
+
+export function costModel (sources: ComponentSource[], device: string): CostModel {
+  const unet = JSON.parse(sources.find(s => s.name === 'unet')!.configText)
+  const vae = JSON.parse(sources.find(s => s.name === 'vae')!.configText)
+  const ch = (unet.block_out_channels as number[]).map(Number)
+  const layers = list(unet.layers_per_block, ch.length, 2)
+  const types = unet.down_block_types as string[]
+  const vaeChannels = (vae.block_out_channels as number[]).map(Number)
+  return {
+    bytesPer: device === 'cuda' ? 2 : 4,
+    latentChannels: Number(unet.in_channels),
+    levels: ch.map((c, i) => ({ channels: c, layers: layers[i], cross: types[i] === 'CrossAttnDownBlock2D' })),
+    vaeChannels,
+    scale: 2 ** (vaeChannels.length - 1)
+  }
+}
+
+/**
+ * Bytes a request needs at its peak: the larger of the UNet pass (its skip connections at every
+ * level plus the widest level's working tensors: a transformer's feed-forward is 8 x channels wide)
+ * and the VAE decoder (about six tensors alive at full resolution, as wide as the last upsampler),
+ * plus the latents and the RGB output. An estimate, within a small factor of what is measured.
+ */
+export function requestBytes (m: CostModel, width: number, height: number, count: number, guided: boolean): number {
+  const batch = count * (guided ? 2 : 1)
+  const h = height / m.scale
+  const w = width / m.scale
+  let skips = 0
+  let widest = 0
+  m.levels.forEach((l, i) => {
+    const px = Math.ceil(h / 2 ** i) * Math.ceil(w / 2 ** i)
+    skips += (l.layers + 1) * l.channels * px
+    widest = Math.max(widest, px * l.channels * (l.cross ? 12 : 4))
+  })
+  const unet = batch * (skips + widest)
+  const fullResChannels = Math.max(m.vaeChannels[0], m.vaeChannels[Math.min(1, m.vaeChannels.length - 1)])
+  const vae = 6 * count * fullResChannels * width * height
+  const latents = 4 * batch * m.latentChannels * h * w
+  return (Math.max(unet, vae) + latents) * m.bytesPer + count * width * height * 3 * 5
+}
+
+/** Refuses a request whose working set exceeds `available` bytes (the caller's limit or the free memory). */
+export function checkRequestMemory (m: CostModel, size: { width: number, height: number, count: number, guided: boolean }, device: string, limit: number, limitText: string): void {
+  const need = requestBytes(m, size.width, size.height, size.count, size.guided)
+  if (need > limit) {
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${size.count} image(s) of ${size.width}x${size.height} need about ${fmtBytes(need)} of working memory on the ${device}, but ${limitText}`)
+  }
+}
+
+/**
+ * Refuses a model that cannot fit before any weight is read: parameters from the graphs the configs
+ * describe (no allocation), at the backend's precision, plus the VAE decoder's working set at the
+ * default size (its widest full-resolution activations, about six alive at once).
+ */
+export function checkModelMemory (sources: ComponentSource[], device: string, limit: number | undefined): void {
+  const kinds = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
+  let params = 0
+  for (const src of sources) {
+    const kind = src.name === 'text_encoder_2' ? 'text_encoder' : src.name as 'text_encoder' | 'unet' | 'vae'
+    if (!kinds.includes(src.name as typeof kinds[number])) continue
+    const decl = componentManifest({ kind, className: src.className, configPath: src.configPath, configText: src.configText })
+    for (const d of decl) params += d.shape.reduce((a, b) => a * b, 1)
+  }
+  const bytesPer = device === 'cuda' ? 2 : 4
+  const unetCfg = JSON.parse(sources.find(s => s.name === 'unet')!.configText)
+  const vaeCfg = JSON.parse(sources.find(s => s.name === 'vae')!.configText)
+  const side = (unetCfg.sample_size ?? 128) * 2 ** ((vaeCfg.block_out_channels?.length ?? 4) - 1)
+  const working = 6 * (vaeCfg.block_out_channels?.[0] ?? 128) * side * side * bytesPer
+  const needed = params * bytesPer + working
+  const available = limit ?? os.freemem()
+  if (needed > available) {
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `the model needs about ${fmtBytes(needed)} on the ${device} (${params >= 1e9 ? `${(params / 1e9).toFixed(2)}B` : `${(params / 1e6).toFixed(1)}M`} parameters at ${bytesPer} bytes plus ${fmtBytes(working)} working memory) but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmtBytes(available)}${limit !== undefined ? '' : ' is available'}`)
+  }
+}

@@ -1,50 +1,44 @@
 // pg25 serve: a small HTTP server over one pipeline (Node's own http). POST /generate takes JSON and
 // answers with a PNG, or JSON with base64 PNGs; requests wait in a bounded queue (503 when full) and a
-// run is cancelled when its client disconnects. GET /health reports the queue.
+// run is cancelled, inside the native work, when its client disconnects. GET /health reports the queue.
+// No request may take the process down: every handler failure becomes an answer.
 import http from 'node:http'
-import { AbortError, Pg25Error } from './errors'
-import type { GenerateOptions, Pipeline } from './pipeline'
+import { AbortError } from './errors'
+import type { Pipeline } from './pipeline'
+import { checkCaller, HttpError, pathOf, readBody, send, sendError } from './server/http'
+import { parseRequest, requestPixels } from './server/request'
+import { RunQueue } from './server/run-queue'
+import { watchClient } from './server/client-watch'
+
+export type { GenerateRequest } from './server/request'
 
 export interface ServeOptions {
-  /** requests running or waiting at once; more get 503 (default 8) */
+  /** requests running or waiting at once; more get 503 (default 8). A request counts once its body is in. */
   queueLimit?: number
-  /** largest request body in bytes (default 1 MB) */
+  /** largest request body in bytes (default 1 MB); larger ones get 413 */
   maxBodyBytes?: number
+  /** most output pixels (width x height x count) one request may ask for (default 4 x 1024 x 1024); more get 413 */
+  maxPixels?: number
+  /** when set, POST /generate needs `Authorization: Bearer <token>` (401 without) */
+  token?: string
+  /** ms a client has to send its request headers (default 10 s) */
+  headersTimeoutMs?: number
+  /** ms a client has to send its whole request, body included (default 30 s); then 408 */
+  requestTimeoutMs?: number
 }
 
 export interface ServerStats { running: number, waiting: number, completed: number, cancelled: number, rejected: number }
 
-/** The JSON body of POST /generate: `prompt` plus any generate() option that JSON can carry. */
-export interface GenerateRequest extends Omit<GenerateOptions, 'onStep' | 'signal' | 'latents' | 'image'> {
-  prompt: string
-  /** base64 PNG/JPEG for image-to-image */
-  image?: string
-  /** 'png' (default: the first image as image/png) or 'json' (every image, base64, with the seed) */
-  response?: 'png' | 'json'
-  /** false leaves the parameters chunk out of the PNGs */
-  metadata?: boolean
+export type Pg25Server = http.Server & {
+  stats(): ServerStats
+  /**
+   * Stops accepting, cancels every queued and running request (they get 503), waits for their
+   * handlers up to `graceMs` (default 5 s), then closes every connection.
+   */
+  shutdown(graceMs?: number): Promise<void>
 }
 
-const ALLOWED = new Set(['prompt', 'negativePrompt', 'prompt2', 'negativePrompt2', 'width', 'height', 'steps', 'guidanceScale', 'scheduler',
-  'seed', 'count', 'strength', 'image', 'outputType', 'originalSize', 'cropTopLeft', 'targetSize', 'response', 'metadata'])
-
-function send (res: http.ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent || res.destroyed) return
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
-  res.end(text)
-}
-
-async function readBody (req: http.IncomingMessage, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > limit) throw new Pg25Error('PG25_INVALID_ARGUMENT', `request body exceeds ${limit} bytes`)
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks)
-}
+export const DEFAULT_MAX_PIXELS = 4 * 1024 * 1024
 
 /**
  * An http.Server answering /generate and /health for `pipe`. Listen on it yourself.
@@ -52,75 +46,97 @@ async function readBody (req: http.IncomingMessage, limit: number): Promise<Buff
  * ```ts
  * const server = createServer(await Pipeline.fromPretrained(dir), { queueLimit: 4 })
  * server.listen(8080)
- * // curl -s localhost:8080/generate -d '{"prompt":"a cat","seed":1}' > cat.png
+ * // curl -s localhost:8080/generate -H 'content-type: application/json' -d '{"prompt":"a cat","seed":1}' > cat.png
  * ```
  */
-export function createServer (pipe: Pipeline, options: ServeOptions = {}): http.Server & { stats(): ServerStats } {
+export function createServer (pipe: Pipeline, options: ServeOptions = {}): Pg25Server {
   const limit = options.queueLimit ?? 8
   const maxBody = options.maxBodyBytes ?? 1 << 20
-  const stats: ServerStats = { running: 0, waiting: 0, completed: 0, cancelled: 0, rejected: 0 }
-  let inFlight = 0
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS
+  const headersTimeout = options.headersTimeoutMs ?? 10_000
+  const requestTimeout = Math.max(options.requestTimeoutMs ?? 30_000, headersTimeout)
+  const stats = { completed: 0, cancelled: 0, rejected: 0 }
+  const queue = new RunQueue()
+  // Requests past their body: shutdown() cancels them, and waits for their handlers.
+  const live = new Map<AbortController, Promise<void>>()
+  let stopping = false
 
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost')
-    if (url.pathname === '/health' && req.method === 'GET') {
-      send(res, 200, { status: 'ok', device: pipe.device, queue: { running: stats.running, waiting: stats.waiting, limit }, completed: stats.completed })
-      return
+  const health = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', 'use GET', { allow: 'GET, HEAD' })
+    send(res, 200, { status: stopping ? 'stopping' : 'ok', device: pipe.device, queue: { running: queue.running, waiting: queue.waiting, limit }, completed: stats.completed })
+  }
+
+  const generate = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    if (req.method !== 'POST') throw new HttpError(405, 'METHOD_NOT_ALLOWED', 'use POST', { allow: 'POST' })
+    checkCaller(req, options.token)
+    const { prompt, options: opts, response, metadata } = parseRequest((await readBody(req, maxBody)).toString('utf8'))
+    const pixels = await requestPixels(opts, pipe.defaultSize)
+    if (pixels !== null && pixels > maxPixels) {
+      throw new HttpError(413, 'TOO_MANY_PIXELS', `the request asks for ${pixels} output pixels (width x height x count); this server allows ${maxPixels}`)
     }
-    if (url.pathname !== '/generate') { send(res, 404, { error: 'not found', code: 'NOT_FOUND' }); return }
-    if (req.method !== 'POST') { send(res, 405, { error: 'use POST', code: 'METHOD_NOT_ALLOWED' }); return }
-    if (inFlight >= limit) {
+    if (stopping) throw new HttpError(503, 'SHUTTING_DOWN', 'the server is shutting down')
+    if (queue.running + queue.waiting >= limit) {
       stats.rejected++
-      res.setHeader('retry-after', '1')
-      send(res, 503, { error: `the queue is full (${limit} requests)`, code: 'QUEUE_FULL' })
-      return
+      throw new HttpError(503, 'QUEUE_FULL', `the queue is full (${limit} requests)`, { 'retry-after': '1' })
     }
-    inFlight++
-    stats.waiting++
-    let started = false
     const ac = new AbortController()
-    // A client that goes away before its answer cancels its run (or its place in the queue).
-    res.on('close', () => { if (!res.writableFinished) ac.abort() })
+    const unwatch = watchClient(req, res, () => ac.abort())
+    let finished!: () => void
+    live.set(ac, new Promise(resolve => { finished = resolve }))
     try {
-      let body: GenerateRequest
+      await queue.turn(ac.signal)
       try {
-        body = JSON.parse((await readBody(req, maxBody)).toString('utf8'))
-      } catch (err) {
-        throw err instanceof Pg25Error ? err : new Pg25Error('PG25_INVALID_ARGUMENT', 'the body must be JSON')
+        const r = await pipe.generate(prompt, { ...opts, signal: ac.signal })
+        const pngs = await Promise.all(r.images.map(async img => await img.toPNG({ metadata })))
+        if (response === 'json' || pngs.length === 0) {
+          send(res, 200, { seed: r.seed, width: r.width, height: r.height, images: pngs.map(p => p.toString('base64')), latents: r.latents ? Buffer.from(r.latents.buffer).toString('base64') : undefined })
+        } else if (!res.destroyed) {
+          res.writeHead(200, { 'content-type': 'image/png', 'content-length': pngs[0].length, 'x-pg25-seed': String(r.seed) })
+          res.end(pngs[0])
+        }
+        stats.completed++
+      } finally {
+        queue.done()
       }
-      if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new Pg25Error('PG25_INVALID_ARGUMENT', 'the body must be a JSON object')
-      for (const k of Object.keys(body)) if (!ALLOWED.has(k)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `unknown field "${k}"`)
-      if (typeof body.prompt !== 'string') throw new Pg25Error('PG25_INVALID_ARGUMENT', '"prompt" must be a string')
-      const { prompt, response = 'png', image, metadata, ...opts } = body
-      if (response !== 'png' && response !== 'json') throw new Pg25Error('PG25_INVALID_ARGUMENT', '"response" must be "png" or "json"')
-      if (image !== undefined && typeof image !== 'string') throw new Pg25Error('PG25_INVALID_ARGUMENT', '"image" must be base64 text')
-      const r = await pipe.generate(prompt, {
-        ...opts,
-        image: image === undefined ? undefined : Buffer.from(image, 'base64'),
-        signal: ac.signal,
-        onStep: () => { if (!started) { started = true; stats.waiting--; stats.running++ } }
-      })
-      const pngs = await Promise.all(r.images.map(async img => await img.toPNG({ metadata: metadata !== false })))
-      if (response === 'json' || pngs.length === 0) {
-        send(res, 200, { seed: r.seed, width: r.width, height: r.height, images: pngs.map(p => p.toString('base64')), latents: r.latents ? Buffer.from(r.latents.buffer).toString('base64') : undefined })
-      } else if (!res.destroyed) {
-        res.writeHead(200, { 'content-type': 'image/png', 'content-length': pngs[0].length, 'x-pg25-seed': String(r.seed) })
-        res.end(pngs[0])
-      }
-      stats.completed++
     } catch (err) {
-      if (err instanceof AbortError) { stats.cancelled++; return }
-      const e = err as Pg25Error
-      const status = e.code === 'PG25_INVALID_ARGUMENT' ? 400 : e.code === 'PG25_OUT_OF_MEMORY' ? 507 : 500
-      send(res, status, { error: e.message, code: e.code ?? 'PG25_INTERNAL' })
+      if (!(err instanceof AbortError)) throw err
+      stats.cancelled++
+      if (stopping) throw new HttpError(503, 'SHUTTING_DOWN', 'the server shut down before this request finished')
     } finally {
-      inFlight--
-      if (started) stats.running--
-      else stats.waiting--
+      unwatch()
+      live.delete(ac)
+      finished()
     }
   }
 
-  const server = http.createServer((req, res) => { void handle(req, res) }) as http.Server & { stats(): ServerStats }
-  server.stats = () => ({ ...stats })
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const path = pathOf(req.url)
+    if (path === '/health') health(req, res)
+    else if (path === '/generate') await generate(req, res)
+    else throw new HttpError(404, 'NOT_FOUND', 'not found')
+  }
+
+  const server = http.createServer({ headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout / 2) }, (req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      try {
+        sendError(res, err)
+      } catch {
+        res.destroy()
+      }
+    })
+  }) as Pg25Server
+  // Keep answering a client that half-closed after its request (see server/client-watch.ts).
+  Object.assign(server, { httpAllowHalfOpen: true })
+  server.stats = () => ({ running: queue.running, waiting: queue.waiting, ...stats })
+  server.shutdown = async (graceMs = 5000) => {
+    stopping = true
+    server.close()
+    server.closeIdleConnections()
+    for (const ac of live.keys()) ac.abort()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([Promise.all(live.values()), new Promise(resolve => { timer = setTimeout(resolve, graceMs) })])
+    clearTimeout(timer)
+    server.closeAllConnections()
+  }
   return server
 }

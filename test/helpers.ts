@@ -2,6 +2,7 @@
 // (independent of the native loader under test), and error metrics.
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
+import { crc32, deflateSync } from 'node:zlib'
 
 export const REF = path.resolve(process.env.PG25_REFERENCE ?? path.join(__dirname, '..', '..', '..', 'shared', 'reference'))
 export const TINY = path.join(REF, 'tiny-pg25')
@@ -50,4 +51,20 @@ export function maxAbsDiff (a: ArrayLike<number>, b: ArrayLike<number>): number 
   let m = 0
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
   return m
+}
+
+/** A PNG that declares width x height in its header, with one row of pixel data: nothing to decode cheaply. */
+export function declaredPng (width: number, height: number): Buffer {
+  const chunk = (type: string, body: Buffer): Buffer => {
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(body.length)
+    const crc = Buffer.alloc(4)
+    crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type, 'latin1'), body])) >>> 0)
+    return Buffer.concat([len, Buffer.from(type, 'latin1'), body, crc])
+  }
+  const ihdr = Buffer.alloc(13)
+  ihdr.writeUInt32BE(width, 0)
+  ihdr.writeUInt32BE(height, 4)
+  ihdr.set([8, 2, 0, 0, 0], 8)
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1 + width * 3))), chunk('IEND', Buffer.alloc(0))])
 }

@@ -3,12 +3,11 @@ import { execFileSync } from 'node:child_process'
 import { constants, openSync, closeSync, promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { deflateSync, crc32 } from 'node:zlib'
 import sharp from 'sharp'
 import { Pg25Error, Pipeline, readPngText } from '../lib'
 import { syntheticWeights } from '../lib/demo/demo-model'
 import { writeSafetensors } from '../lib/io/safetensors-writer'
-import { TINY } from './helpers'
+import { TINY, declaredPng } from './helpers'
 
 // Careless and hostile inputs through the API: each one gets a Pg25Error naming what is wrong,
 // before any work it would waste, and never a hang, a NaN image or a process-sized allocation.
@@ -44,22 +43,6 @@ async function settlesWithin<T> (p: Promise<T>, ms: number): Promise<T> {
   } finally {
     clearTimeout(timer)
   }
-}
-
-/** A PNG that declares width x height in its header, with one row of pixel data: nothing to decode cheaply. */
-function declaredPng (width: number, height: number): Buffer {
-  const chunk = (type: string, body: Buffer): Buffer => {
-    const len = Buffer.alloc(4)
-    len.writeUInt32BE(body.length)
-    const crc = Buffer.alloc(4)
-    crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type, 'latin1'), body])) >>> 0)
-    return Buffer.concat([len, Buffer.from(type, 'latin1'), body, crc])
-  }
-  const ihdr = Buffer.alloc(13)
-  ihdr.writeUInt32BE(width, 0)
-  ihdr.writeUInt32BE(height, 4)
-  ihdr.set([8, 2, 0, 0, 0], 8)
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1 + width * 3))), chunk('IEND', Buffer.alloc(0))])
 }
 
 const rejectsWith = async (t: any, p: Promise<unknown>, code: string, re: RegExp): Promise<Pg25Error> => {

@@ -20,7 +20,7 @@ test.after.always(async () => {
 })
 
 const post = async (body: unknown, signal?: AbortSignal): Promise<Response> =>
-  await fetch(`${base}/generate`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), signal })
+  await fetch(`${base}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), signal })
 
 test.serial('GET /health reports the device and the queue', async t => {
   const r = await fetch(`${base}/health`)

@@ -1,0 +1,84 @@
+// HTTP plumbing for the server: answers, the status each failure gets, the request path, bounded
+// body reading, and the checks that keep a browser page from driving a localhost server.
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type http from 'node:http'
+import { Pg25Error } from '../errors'
+
+/** A refusal with its HTTP status and a stable code for the JSON body. */
+export class HttpError extends Error {
+  constructor (readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
+    super(message)
+  }
+}
+
+export function send (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) return
+  const text = JSON.stringify(body)
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/** The JSON answer for any failure: server refusals keep their status; Pg25Errors map by code. */
+export function sendError (res: http.ServerResponse, err: unknown): void {
+  if (err instanceof HttpError) { send(res, err.status, { error: err.message, code: err.code }, err.headers); return }
+  const e = err instanceof Pg25Error ? err : new Pg25Error('PG25_INTERNAL', (err as Error)?.message ?? String(err))
+  const status = e.code === 'PG25_INVALID_ARGUMENT' ? 400 : e.code === 'PG25_OUT_OF_MEMORY' ? 507 : e.code === 'PG25_DISPOSED' ? 503 : 500
+  send(res, status, { error: e.message, code: e.code })
+}
+
+/** The path of a request target, without parsing it as a URL (`//` or `http://x` are not URLs to refuse with a crash). */
+export function pathOf (target: string | undefined): string {
+  const raw = target ?? '/'
+  const q = raw.search(/[?#]/)
+  return q < 0 ? raw : raw.slice(0, q)
+}
+
+/**
+ * The whole body, or a 413 as soon as it is known to exceed `limit` (from Content-Length, before a
+ * byte is read). The connection closes after a 413, so the rest of an oversized body is never read.
+ */
+export async function readBody (req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  const tooLarge = (): HttpError => new HttpError(413, 'BODY_TOO_LARGE', `the request body exceeds ${limit} bytes`, { connection: 'close' })
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > limit) throw tooLarge()
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > limit) throw tooLarge()
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}
+
+const sha = (s: string): Buffer => createHash('sha256').update(s).digest()
+
+/**
+ * What a POST must show before its body is read: no cross-origin browser context (a web page
+ * could otherwise drive a server on 127.0.0.1), the bearer token when one is set, and a JSON body
+ * (a type no page can send without a CORS preflight, which this server never grants).
+ */
+export function checkCaller (req: http.IncomingMessage, token: string | undefined): void {
+  const origin = req.headers.origin
+  const site = req.headers['sec-fetch-site']
+  if ((site !== undefined && site !== 'same-origin' && site !== 'none') || (origin !== undefined && !sameOrigin(origin, req.headers.host))) {
+    throw new HttpError(403, 'CROSS_ORIGIN', 'cross-origin requests are refused')
+  }
+  if (token !== undefined) {
+    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')
+    // Hashes first: equal lengths for timingSafeEqual, and no timing on the token's length.
+    if (m === null || !timingSafeEqual(sha(m[1]), sha(token))) {
+      throw new HttpError(401, 'UNAUTHORIZED', 'a valid "Authorization: Bearer <token>" header is required', { 'www-authenticate': 'Bearer' })
+    }
+  }
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
+  if (type !== 'application/json') throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', `the body must be sent as application/json, not ${JSON.stringify(type || 'untyped')}`)
+}
+
+function sameOrigin (origin: string, host: string | undefined): boolean {
+  try {
+    return host !== undefined && new URL(origin).host === host
+  } catch {
+    return false
+  }
+}

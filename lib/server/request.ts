@@ -1,0 +1,72 @@
+// The JSON body of POST /generate: checked field by field, turned into generate() options, and sized
+// (output pixels) before it may take a place in the queue.
+import { Pg25Error } from '../errors'
+import { probeImage } from '../image'
+import { show } from '../options'
+import type { GenerateOptions, Size } from '../pipeline'
+
+/** The JSON body of POST /generate: `prompt` plus any generate() option that JSON can carry. */
+export interface GenerateRequest extends Omit<GenerateOptions, 'onStep' | 'signal' | 'latents' | 'image'> {
+  prompt: string
+  /** base64 PNG/JPEG for image-to-image */
+  image?: string
+  /** 'png' (default: the first image as image/png) or 'json' (every image, base64, with the seed) */
+  response?: 'png' | 'json'
+  /** false leaves the parameters chunk out of the PNGs */
+  metadata?: boolean
+}
+
+export interface ParsedRequest {
+  prompt: string
+  options: GenerateOptions
+  response: 'png' | 'json'
+  metadata: boolean
+}
+
+const ALLOWED = new Set(['prompt', 'negativePrompt', 'prompt2', 'negativePrompt2', 'width', 'height', 'steps', 'guidanceScale', 'scheduler',
+  'seed', 'count', 'strength', 'image', 'outputType', 'originalSize', 'cropTopLeft', 'targetSize', 'response', 'metadata'])
+
+// Standard base64 in whole quads: Buffer.from would quietly skip anything else.
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', msg) }
+
+/** Parses and checks a body; null for a field means its default, as in generate(). */
+export function parseRequest (text: string): ParsedRequest {
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    bad('the body must be JSON')
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) bad('the body must be a JSON object')
+  const fields = Object.fromEntries(Object.entries(body as Record<string, unknown>).filter(([, v]) => v !== null)) as Partial<GenerateRequest>
+  for (const k of Object.keys(fields)) if (!ALLOWED.has(k)) bad(`unknown field ${show(k)}`)
+  const { prompt, response = 'png', image, metadata = true, ...opts } = fields
+  if (typeof prompt !== 'string') bad(`"prompt" must be a string, got ${show(prompt)}`)
+  if (response !== 'png' && response !== 'json') bad(`"response" must be "png" or "json", got ${show(response)}`)
+  if (typeof metadata !== 'boolean') bad(`"metadata" must be true or false, got ${show(metadata)}`)
+  let bytes: Buffer | undefined
+  if (image !== undefined) {
+    if (typeof image !== 'string' || image === '' || !BASE64.test(image)) bad('"image" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP')
+    bytes = Buffer.from(image!, 'base64')
+  }
+  return { prompt: prompt!, options: { ...opts, image: bytes }, response, metadata }
+}
+
+/**
+ * Output pixels the request asks for (width x height x count), the size read from an input image's
+ * header when it has no width and height; null when the fields are malformed (generate() says how).
+ */
+export async function requestPixels (o: GenerateOptions, defaultSize: Size): Promise<number | null> {
+  let size: Size | null = null
+  if (o.image !== undefined && (o.width === undefined || o.height === undefined)) {
+    const probed = await probeImage(o.image)
+    size = { width: Math.floor(probed.width / 8) * 8, height: Math.floor(probed.height / 8) * 8 }
+  }
+  const width = o.width ?? size?.width ?? defaultSize.width
+  const height = o.height ?? size?.height ?? defaultSize.height
+  const count = o.count ?? 1
+  if (![width, height, count].every(v => typeof v === 'number' && Number.isFinite(v) && v > 0)) return null
+  return width * height * count
+}

@@ -1,0 +1,33 @@
+// The server's queue: one generation runs at a time (the pipeline runs one anyway), the rest wait in
+// order. A waiter whose client leaves gives its place up at once instead of holding it until its turn.
+import { AbortError } from '../errors'
+
+export class RunQueue {
+  private active = false
+  private readonly waiters: Array<() => void> = []
+
+  get running (): number { return this.active ? 1 : 0 }
+  get waiting (): number { return this.waiters.length }
+
+  /** Resolves when it is the caller's turn (call done() after); rejects with an AbortError if `signal` aborts first. */
+  async turn (signal: AbortSignal): Promise<void> {
+    if (signal.aborted) throw new AbortError()
+    if (!this.active) { this.active = true; return }
+    await new Promise<void>((resolve, reject) => {
+      const go = (): void => { signal.removeEventListener('abort', leave); resolve() }
+      const leave = (): void => {
+        this.waiters.splice(this.waiters.indexOf(go), 1)
+        reject(new AbortError())
+      }
+      this.waiters.push(go)
+      signal.addEventListener('abort', leave, { once: true })
+    })
+  }
+
+  /** Ends the current turn and starts the next waiter's. */
+  done (): void {
+    const next = this.waiters.shift()
+    if (next !== undefined) next()
+    else this.active = false
+  }
+}

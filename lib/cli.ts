@@ -1,21 +1,25 @@
 #!/usr/bin/env node
 // pg25: text to image from the command line. With no --model it runs the built-in demo model.
+import { randomInt } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { ensureDemoModel } from './demo/demo-model'
 import { Pg25Error } from './errors'
+import { openOutput } from './output-file'
 import { Pipeline, type GenerateOptions } from './pipeline'
 import type { Device } from './runtime'
-import { createServer } from './server'
+import { createServer, DEFAULT_MAX_PIXELS } from './server'
 
 const HELP = `Usage: pg25 "<prompt>" [options]
-       pg25 serve [--port 8080] [--host 127.0.0.1] [--queue 8] [--model DIR] [--device NAME] [--variant fp16]
+       pg25 serve [--port 8080] [--host 127.0.0.1] [--queue 8] [--max-pixels N] [--token T]
+                  [--headers-timeout S] [--request-timeout S] [--model DIR] [--device NAME] [--variant fp16]
 
 Generates an image with Playground v2.5 (or the built-in demo model) and writes a PNG.
 
 Options:
-  -o, --output FILE      PNG to write (default: pg25-<seed>.png)
+  -o, --output FILE      PNG to write (default: pg25-<seed>.png). An existing PNG there is replaced (atomically:
+                         a failed write leaves it as it was); any other existing file is refused, before loading
   -m, --model DIR        diffusers-format model directory (default: $PG25_MODEL, else the demo model)
   -n, --negative TEXT    negative prompt
       --steps N          denoising steps (default 50)
@@ -30,9 +34,14 @@ Options:
   -h, --help             this help
   -v, --version          the package version
 
-serve: POST /generate with a JSON body ({"prompt": "...", "seed": 1, ...}: the generate() options)
-answers with a PNG, or with JSON ({"seed", "images": [base64 PNG]}) when the body says "response": "json";
-requests beyond --queue get 503; a client that disconnects cancels its run; GET /health reports the queue.
+serve: POST /generate with a JSON body (Content-Type: application/json; {"prompt": "...", "seed": 1, ...}:
+the generate() options) answers with a PNG, or with JSON ({"seed", "images": [base64 PNG]}) when the body
+says "response": "json"; requests beyond --queue get 503; a client that disconnects cancels its run;
+GET /health reports the queue. SIGTERM or SIGINT stops it: running requests are cancelled, then it exits.
+      --max-pixels N       most output pixels (width x height x count) per request (default ${DEFAULT_MAX_PIXELS}); more get 413
+      --token T            require "Authorization: Bearer T" on /generate (default: $PG25_SERVER_TOKEN, else none)
+      --headers-timeout S  seconds a client has to send its headers (default 10)
+      --request-timeout S  seconds a client has to send its whole request (default 30); then 408
 
 Real weights: download playgroundai/playground-v2.5-1024px-aesthetic (diffusers format, fp16 files),
 then: pg25 "a cat in a spacesuit" --model ./playground-v2.5-1024px-aesthetic --variant fp16 -o cat.png
@@ -42,11 +51,18 @@ const DEMO_NOTICE = 'pg25: no --model given, so this runs the built-in demo mode
   'untrained synthetic weights. It draws noise-like pictures. For real images point --model (or PG25_MODEL) at the\n' +
   'diffusers-format playgroundai/playground-v2.5-1024px-aesthetic directory (see --help).\n'
 
+// Plain decimal only: Number() would take '' as 0 and '0x10' as 16.
 function int (name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined
   const n = Number(v)
-  if (!Number.isInteger(n)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${name} must be an integer, got ${JSON.stringify(v)}`)
+  if (!/^[+-]?\d+$/.test(v) || !Number.isSafeInteger(n)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${name} must be a decimal integer, got ${JSON.stringify(v)}`)
   return n
+}
+
+function num (name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${name} must be a decimal number, got ${JSON.stringify(v)}`)
+  return Number(v)
 }
 
 function bar (label: string, done: number, total: number): string {
@@ -55,7 +71,9 @@ function bar (label: string, done: number, total: number): string {
   return `\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`
 }
 
+/** --model, else $PG25_MODEL (empty counts as unset), else the demo model. An empty --model is a mistake, not the demo. */
 async function modelDir (given: string | undefined): Promise<string> {
+  if (given === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', '--model must name a model directory, got ""')
   const dir = given ?? process.env.PG25_MODEL
   if (dir !== undefined && dir !== '') return dir
   process.stderr.write(DEMO_NOTICE)
@@ -67,21 +85,40 @@ async function serve (values: Record<string, string | boolean | undefined>): Pro
   const host = (values.host as string | undefined) ?? '127.0.0.1'
   const queueLimit = int('queue', values.queue as string | undefined) ?? 8
   if (queueLimit < 1) throw new Pg25Error('PG25_INVALID_ARGUMENT', '--queue must be at least 1')
+  const maxPixels = int('max-pixels', values['max-pixels'] as string | undefined)
+  if (maxPixels !== undefined && maxPixels < 64) throw new Pg25Error('PG25_INVALID_ARGUMENT', '--max-pixels must be at least 64')
+  const seconds = (name: string): number | undefined => {
+    const s = num(name, values[name] as string | undefined)
+    if (s !== undefined && !(s > 0 && s <= 3600)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${name} must be from 0 to 3600 seconds`)
+    return s === undefined ? undefined : s * 1000
+  }
+  const headersTimeoutMs = seconds('headers-timeout')
+  const requestTimeoutMs = seconds('request-timeout')
+  const token = (values.token as string | undefined) ?? (process.env.PG25_SERVER_TOKEN || undefined)
+  if (token === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', '--token must not be empty')
   const pipe = await Pipeline.fromPretrained(await modelDir(values.model as string | undefined), {
     device: ((values.device as string | undefined) ?? 'auto') as Device,
     variant: values.variant as 'fp16' | undefined,
     onWarning: m => process.stderr.write(`${m}\n`)
   })
-  const server = createServer(pipe, { queueLimit })
+  const server = createServer(pipe, { queueLimit, maxPixels, token, headersTimeoutMs, requestTimeoutMs })
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve) })
   const addr = server.address()
-  process.stderr.write(`pg25 serve: listening on http://${host}:${typeof addr === 'object' && addr ? addr.port : port} (${pipe.device}, queue ${queueLimit})\n`)
+  process.stderr.write(`pg25 serve: listening on http://${host}:${typeof addr === 'object' && addr ? addr.port : port} (${pipe.device}, queue ${queueLimit}${token ? ', token required' : ''})\n`)
   await new Promise<void>(resolve => {
-    const stop = (): void => { server.close(() => resolve()) }
+    const stop = (signal: string): void => {
+      process.stderr.write(`pg25 serve: ${signal}: cancelling running requests and shutting down\n`)
+      // A second signal means now; and whatever happens, the process ends within a bound.
+      for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => process.exit(130))
+      setTimeout(() => { process.stderr.write('pg25 serve: shutdown took too long; exiting\n'); process.exit(1) }, 15_000).unref()
+      resolve()
+    }
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
   })
+  await server.shutdown(5000)
   await pipe.dispose()
+  process.stderr.write('pg25 serve: stopped\n')
   return 0
 }
 
@@ -104,6 +141,10 @@ export async function main (argv: string[]): Promise<number> {
       port: { type: 'string' },
       host: { type: 'string' },
       queue: { type: 'string' },
+      'max-pixels': { type: 'string' },
+      token: { type: 'string' },
+      'headers-timeout': { type: 'string' },
+      'request-timeout': { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' }
@@ -120,8 +161,7 @@ export async function main (argv: string[]): Promise<number> {
     return 2
   }
   const prompt = positionals[0]
-  const guidance = values.guidance === undefined ? undefined : Number(values.guidance)
-  if (guidance !== undefined && !Number.isFinite(guidance)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--guidance must be a number, got ${JSON.stringify(values.guidance)}`)
+  const guidance = num('guidance', values.guidance)
   if (values.variant !== undefined && values.variant !== 'fp16') throw new Pg25Error('PG25_INVALID_ARGUMENT', '--variant must be fp16')
   const showProgress = values.quiet !== true
   const tty = process.stderr.isTTY
@@ -130,32 +170,39 @@ export async function main (argv: string[]): Promise<number> {
     process.stderr.write(tty ? line + (end ? '\n' : '') : (end ? line.trimStart() + '\n' : ''))
   }
 
+  const opts: GenerateOptions = {
+    negativePrompt: values.negative,
+    steps: int('steps', values.steps),
+    guidanceScale: guidance,
+    width: int('width', values.width),
+    height: int('height', values.height),
+    seed: int('seed', values.seed),
+    scheduler: values.scheduler as GenerateOptions['scheduler'],
+    onStep: s => progress(bar('steps  ', s.step, s.steps), s.step === s.steps)
+  }
+  const seed = opts.seed ?? randomInt(0, 2 ** 32)
+  // The output is checked (and its temporary file made) before the model loads.
+  const outPath = values.output ?? `pg25-${seed}.png`
+  const out = await openOutput(outPath)
   const started = Date.now()
-  const pipe = await Pipeline.fromPretrained(await modelDir(values.model), {
-    device: (values.device ?? 'auto') as Device,
-    variant: values.variant as 'fp16' | undefined,
-    onWarning: m => process.stderr.write(`${m}\n`),
-    onProgress: p => progress(bar('loading', p.loaded, p.total), p.component === 'done')
-  })
+  let pipe: Pipeline | undefined
   try {
-    const opts: GenerateOptions = {
-      negativePrompt: values.negative,
-      steps: int('steps', values.steps),
-      guidanceScale: guidance,
-      width: int('width', values.width),
-      height: int('height', values.height),
-      seed: int('seed', values.seed),
-      scheduler: values.scheduler as GenerateOptions['scheduler'],
-      onStep: s => progress(bar('steps  ', s.step, s.steps), s.step === s.steps)
-    }
-    const r = await pipe.generate(prompt, opts)
-    const out = values.output ?? `pg25-${r.seed}.png`
-    await fs.writeFile(out, await r.images[0].toPNG())
+    const dir = await modelDir(values.model)
+    pipe = await Pipeline.fromPretrained(dir, {
+      device: (values.device ?? 'auto') as Device,
+      variant: values.variant as 'fp16' | undefined,
+      modelName: path.basename(path.resolve(dir)),
+      onWarning: m => process.stderr.write(`${m}\n`),
+      onProgress: p => progress(bar('loading', p.loaded, p.total), p.component === 'done')
+    })
+    const r = await pipe.generate(prompt, { ...opts, seed })
+    await out.commit(await r.images[0].toPNG())
     const secs = ((Date.now() - started) / 1000).toFixed(1)
-    process.stderr.write(`done in ${secs} s · seed ${r.seed} · ${r.width}x${r.height} on ${pipe.device} · ${out}\n`)
+    process.stderr.write(`done in ${secs} s · seed ${r.seed} · ${r.width}x${r.height} on ${pipe.device} · ${outPath}\n`)
     return 0
   } finally {
-    await pipe.dispose()
+    await out.discard()
+    await pipe?.dispose()
   }
 }
 

@@ -18,7 +18,7 @@ test.after.always(async () => { await fs.rm(tmp, { recursive: true, force: true 
 
 test('--help lists every option', async t => {
   const { stdout } = await run(process.execPath, [CLI, '--help'])
-  for (const opt of ['--output', '--model', '--negative', '--steps', '--guidance', '--width', '--height', '--seed', '--scheduler', '--device', '--variant', 'PG25_MODEL']) {
+  for (const opt of ['--output', '--model', '--negative', '--steps', '--guidance', '--width', '--height', '--seed', '--scheduler', '--device', '--variant', 'PG25_MODEL', '--max-pixels', '--token', 'PG25_SERVER_TOKEN', '--headers-timeout', '--request-timeout']) {
     t.true(stdout.includes(opt), opt)
   }
 })

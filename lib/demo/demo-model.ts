@@ -1,9 +1,11 @@
 // The built-in demo model: Playground v2.5's architecture at a tiny size, with a small vocabulary and
 // deterministic synthetic weights that this package generates itself. It is untrained: it draws
 // noise-like pictures, and exists so that the whole pipeline runs anywhere without a download.
+import { createHash } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { Pg25Error } from '../errors'
 import { componentManifest, type ComponentSpec } from '../native'
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors-writer'
 import { TorchGenerator } from '../random/torch-generator'
@@ -121,13 +123,47 @@ export function defaultDemoDir (): string {
   return path.join(cache, 'pg25', `demo-model-v${DEMO_VERSION}`)
 }
 
-/** The demo model directory, generated on first use (a few MB, deterministic, atomic). */
-export async function ensureDemoModel (dir = defaultDemoDir()): Promise<string> {
+// Lists every file of a finished demo model with its SHA-256; written last, checked on each use.
+const MANIFEST = 'pg25-demo-manifest.json'
+
+async function fileHashes (dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  for (const rel of (await fs.readdir(dir, { recursive: true, withFileTypes: true })).filter(e => e.isFile())) {
+    const file = path.join(rel.parentPath ?? rel.path, rel.name)
+    const name = path.relative(dir, file)
+    if (name !== MANIFEST) out[name] = createHash('sha256').update(await fs.readFile(file)).digest('hex')
+  }
+  return out
+}
+
+/** Whether `dir` holds a complete demo model whose files still match its manifest. */
+async function intact (dir: string): Promise<boolean> {
   try {
-    await fs.access(path.join(dir, 'model_index.json'))
-    return dir
-  } catch {}
+    const want = JSON.parse(await fs.readFile(path.join(dir, MANIFEST), 'utf8')) as Record<string, string>
+    const have = await fileHashes(dir)
+    return Object.keys(want).length > 0 && Object.entries(want).every(([f, h]) => have[f] === h)
+  } catch {
+    return false
+  }
+}
+
+/** A folder that is absent, empty, or a (damaged) demo model: anything else is not ours to delete. */
+async function replaceable (dir: string): Promise<boolean> {
+  const entries = await fs.readdir(dir).catch((): string[] => [])
+  if (entries.length === 0 || entries.includes(MANIFEST)) return true
+  const index = await fs.readFile(path.join(dir, 'model_index.json'), 'utf8').catch(() => '')
+  return index.includes('"_pg25_demo"')
+}
+
+/**
+ * The demo model directory, generated on first use (a few MB, deterministic, atomic). A cached copy
+ * whose files no longer match their recorded hashes (truncated, edited, half-deleted) is rebuilt.
+ */
+export async function ensureDemoModel (dir = defaultDemoDir()): Promise<string> {
+  if (await intact(dir)) return dir
   await fs.mkdir(path.dirname(dir), { recursive: true })
+  if (!await replaceable(dir)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `${dir}: exists and is not a demo model folder; refusing to replace it`)
+  await fs.rm(dir, { recursive: true, force: true })
   const tmp = await fs.mkdtemp(`${dir}.tmp-`)
   const { vocab, merges } = demoVocabulary()
   const cfgs = configs(Object.keys(vocab).length)
@@ -159,6 +195,7 @@ export async function ensureDemoModel (dir = defaultDemoDir()): Promise<string> 
     const spec = { kind: k.kind, className: k.cls, configPath, configText: JSON.stringify(cfgs[name]) }
     await writeSafetensors(path.join(tmp, name, k.file), syntheticWeights(spec, seed++))
   }
+  await fs.writeFile(path.join(tmp, MANIFEST), JSON.stringify(await fileHashes(tmp), null, 2) + '\n')
   try {
     await fs.rename(tmp, dir)
   } catch (err) {

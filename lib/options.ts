@@ -1,10 +1,125 @@
-// Checking generate() options before any work: every numeric option is bounded to what the model
-// can use (a 1e308 guidance scale or a 1e300 original size would only make NaN images), and messages
-// show the value as given (a string "64" is quoted, so it cannot pass for the number 64).
+// The options of loading and generating, and their checks before any work: every numeric option is
+// bounded to what the model can use (a 1e308 guidance scale or a 1e300 original size would only make
+// NaN images), and messages show the value as given (a string "64" is quoted, not taken for 64).
 import { randomInt } from 'node:crypto'
 import { Pg25Error } from './errors'
-import { MAX_SIDE } from './image'
-import type { GenerateOptions, Size } from './pipeline'
+import { MAX_SIDE, type GeneratedImage, type ImageInput, type RGBImage } from './image'
+import type { Device } from './runtime'
+import type { SchedulerName } from './scheduler'
+
+export interface LoadProgress {
+  /** the component being loaded */
+  component: string
+  /** components loaded so far, of `total` */
+  loaded: number
+  total: number
+}
+
+export interface LoadOptions {
+  /** 'auto' (default): the GPU when usable, else the CPU with a notice; 'cpu'; 'cuda' (rejects without a GPU) */
+  device?: Device
+  /** 'fp16' prefers the `*.fp16.safetensors` files (the default picks plain files, then fp16 ones) */
+  variant?: 'fp16'
+  signal?: AbortSignal
+  onProgress?: (p: LoadProgress) => void
+  /** receives notices (CPU fallback, truncated prompts, missing variants); default: process.emitWarning */
+  onWarning?: (message: string) => void
+  /**
+   * The most bytes the model may take (weights plus working memory at the default size). Loading is
+   * refused up front, naming both numbers, when the estimate exceeds it. Default: the memory the
+   * device has available (for the CPU, the host's available memory).
+   *
+   * ```ts
+   * await Pipeline.fromPretrained(dir, { device: 'cpu', memoryLimit: 8 * 2 ** 30 })
+   * ```
+   */
+  memoryLimit?: number
+  /**
+   * The model's name for the `Model:` field of PNG parameters (e.g. 'playground-v2.5-1024px-aesthetic').
+   * Default: none, so no local folder name reaches images a server sends out.
+   */
+  modelName?: string
+}
+
+export interface Size { width: number, height: number }
+
+export interface StepInfo {
+  /** steps done so far, 1-based */
+  step: number
+  steps: number
+  /** the noise level just stepped from */
+  sigma: number
+  /** with `preview: true`: a small RGB preview (H/8 x W/8) of each image's current estimate */
+  previews?: RGBImage[]
+}
+
+export interface GenerateOptions {
+  negativePrompt?: string
+  /** prompt for the second text encoder (default: `prompt`) */
+  prompt2?: string
+  negativePrompt2?: string
+  /** multiples of 8; default: the UNet's sample size x 8 (1024 for Playground v2.5), or the input image's size */
+  width?: number
+  height?: number
+  /** default 50 */
+  steps?: number
+  /** classifier-free guidance scale; default 3 (the model card's advice); <= 1 turns guidance off */
+  guidanceScale?: number
+  /** default: the model's scheduler_config.json ('dpmpp-2m' for Playground v2.5) */
+  scheduler?: SchedulerName
+  /** default: a random seed, returned as `result.seed` */
+  seed?: number
+  /**
+   * Images from one prompt, made in one batched run (default 1). Noise is drawn for the whole batch
+   * from one seeded generator, as diffusers draws it, so `seed` reproduces diffusers' batches.
+   *
+   * ```ts
+   * const { images } = await pipe.generate('a fox', { count: 4, seed: 1 })
+   * ```
+   */
+  count?: number
+  /** initial noise (count x 4 x H/8 x W/8, NCHW) instead of the seeded draw; scaled by the scheduler's init sigma */
+  latents?: Float32Array
+  /**
+   * Image-to-image: the starting picture (PNG/JPEG bytes, a path, or raw RGB). Its size, rounded down
+   * to a multiple of 8, is the default output size.
+   *
+   * ```ts
+   * const r = await pipe.generate('a watercolor of a cat', { image: 'cat.jpg', strength: 0.6 })
+   * ```
+   */
+  image?: ImageInput
+  /** with `image`: how much to change it, (0, 1]; default 0.3 (diffusers' default). 1 ignores the image's content. */
+  strength?: number
+  /** 'latent' returns `latents` and skips the VAE */
+  outputType?: 'image' | 'latent'
+  originalSize?: Size
+  cropTopLeft?: { top: number, left: number }
+  targetSize?: Size
+  /**
+   * Called after each step. With `preview: true` it also gets `previews`: a cheap linear projection of
+   * the current estimate to RGB, made on the backend without the VAE.
+   *
+   * ```ts
+   * await pipe.generate('a fox', { preview: true, onStep: ({ step, previews }) => show(step, previews![0]) })
+   * ```
+   */
+  onStep?: (info: StepInfo) => void
+  preview?: boolean
+  signal?: AbortSignal
+}
+
+export interface GenerateResult {
+  seed: number
+  images: GeneratedImage[]
+  /** the denoised latents before decoding (outputType 'latent'), count x 4 x H/8 x W/8 */
+  latents?: Float32Array
+  width: number
+  height: number
+}
+
+/** Bytes held by a pipeline: `host` and `device` by its backend (weights and live tensors), `rss` of the process. */
+export interface MemoryInfo { host: number, device: number, rss: number }
 
 /** What validation settles: the output size is null until an input image's header is read. */
 export interface Plan { width: number | null, height: number | null, steps: number, guidance: number, seed: number, count: number, strength: number }

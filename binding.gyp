@@ -8,6 +8,7 @@
         "native/io/safetensors.cc",
         "native/io/weights.cc",
         "native/backend/tensor.cc",
+        "native/backend/op_call.cc",
         "native/cpu/threadpool.cc",
         "native/cpu/gemm.cc",
         "native/cpu/cpu_backend.cc",

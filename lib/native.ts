@@ -50,19 +50,27 @@ export interface NativeAddon {
   readTensors(files: WeightFile[], requests: ParamRequest[], aliases?: WeightAlias[]): Promise<Float32Array[]>
   componentManifest(spec: ComponentSpec): ParamRequest[]
   timestepEmbedding(t: Float32Array, dim: number, flipSinToCos: boolean, freqShift: number): Float32Array
-  runtimeInfo(): { threads: number, cudaCompiled: boolean, cuda: string }
+  runtimeInfo(): { threads: number, cudaCompiled: boolean, cudaEmulated: boolean, cuda: string }
 }
 
 let addon: NativeAddon | undefined
 
+/** Whether PG25_CUDA_EMULATION=1 asks for the CUDA emulation build (tests and CI; never shipped). */
+export function emulationRequested (): boolean {
+  return process.env.PG25_CUDA_EMULATION === '1'
+}
+
 export function loadNative (): NativeAddon {
   if (addon) return addon
+  const root = path.join(__dirname, '..', '..')
+  // PG25_ADDON points at another build of the addon (the sanitizer builds of `npm run test:asan`);
+  // PG25_CUDA_EMULATION=1 loads the emulation build, whose 'cuda' device runs on the CPU (tests).
+  const override = process.env.PG25_ADDON ?? (emulationRequested() ? path.join(root, 'build-emu', 'Release', 'pg25.node') : undefined)
   try {
-    // PG25_ADDON points at another build of the addon (the sanitizer build of `npm run test:asan`).
-    const override = process.env.PG25_ADDON
-    addon = (override ? require(path.resolve(override)) : require('node-gyp-build')(path.join(__dirname, '..', '..'))) as NativeAddon
+    addon = (override ? require(path.resolve(override)) : require('node-gyp-build')(root)) as NativeAddon
   } catch (err) {
-    throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon could not be loaded (${(err as Error).message}); reinstall the package or run \`npm run build\``, { cause: err })
+    const fix = emulationRequested() ? 'run `npm run build:emu` (PG25_CUDA_EMULATION=1 is set)' : 'reinstall the package or run `npm run build`'
+    throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon could not be loaded (${(err as Error).message}); ${fix}`, { cause: err })
   }
   return addon
 }

@@ -28,7 +28,9 @@ export class Runtime {
     }
     if (device === 'cpu') return new Runtime(new addon.Engine('cpu'))
     try {
-      return new Runtime(new addon.Engine('cuda'))
+      const rt = new Runtime(new addon.Engine('cuda'))
+      if (addon.runtimeInfo().cudaEmulated) notice(`@pg25/native: device 'cuda' is the CPU emulation of CUDA (PG25_CUDA_EMULATION=1), for tests: correct, not fast`)
+      return rt
     } catch (err) {
       const e = fromNative(err)
       if (device === 'cuda') throw e

@@ -12,15 +12,20 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <variant>
 
 #include "backend/backend.h"
+#include "backend/op_call.h"
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/threadpool.h"
 #include "cuda/cuda_runtime_info.h"
 #ifdef PG25_WITH_CUDA
 #include "cuda/cuda_backend.h"
+#endif
+#ifdef PG25_CUDA_EMULATION
+#include "cuda/emu/runtime.h"
 #endif
 #include "io/safetensors.h"
 #include "models/clip.h"
@@ -55,14 +60,18 @@ auto guarded(Napi::Env env, F&& fn) -> decltype(fn()) {
 // A unit of work on a libuv thread: `work` runs off the main thread, `done` builds the JS result.
 class Job : public Napi::AsyncWorker {
  public:
-  Job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done)
-      : Napi::AsyncWorker(env, "pg25"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {}
+  Job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done, std::shared_ptr<Backend> device)
+      : Napi::AsyncWorker(env, "pg25"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)),
+        device_(std::move(device)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
     try {
       work_();
+      // A job is done when its device work is: a GPU backend waits here, off the main thread, so that
+      // later host reads (toHost, previews) never block the event loop behind queued kernels.
+      if (device_) device_->synchronize();
     } catch (const Error& e) {
       code_ = e.code();
       SetError(e.what());
@@ -88,11 +97,13 @@ class Job : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::function<void()> work_;
   std::function<Napi::Value(Napi::Env)> done_;
+  std::shared_ptr<Backend> device_;
   std::string code_ = "PG25_INTERNAL";
 };
 
-Napi::Promise run_job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done) {
-  auto* job = new Job(env, std::move(work), std::move(done));
+Napi::Promise run_job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
+                      std::shared_ptr<Backend> device = nullptr) {
+  auto* job = new Job(env, std::move(work), std::move(done), std::move(device));
   Napi::Promise p = job->promise();
   job->Queue();
   return p;
@@ -216,10 +227,14 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
     Napi::MemoryManagement::AdjustExternalMemory(env, w->bytes_);
     return o;
   }
-  static const Tensor& From(const Napi::Value& v, const char* what) {
+  // The tensor behind `v`, which must belong to `owner`: another engine's memory (host memory for a
+  // CPU engine, another stream's for a CUDA one) is never handed to a backend.
+  static const Tensor& From(const Napi::Value& v, const char* what, const Backend* owner) {
     if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be a Tensor");
     TensorWrap* w = Unwrap(v.As<Napi::Object>());
     if (!w->t_.defined()) throw Error("PG25_DISPOSED", std::string(what) + " was disposed");
+    if (w->be_.get() != owner)
+      throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " belongs to another engine (" + w->be_->name() + "); copy it with toHost/fromHost");
     return w->t_;
   }
   explicit TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
@@ -290,6 +305,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::Lincomb>("lincomb"),
                         InstanceMethod<&EngineWrap::Concat>("concat"),
                         InstanceMethod<&EngineWrap::Slice0>("slice0"),
+                        InstanceMethod<&EngineWrap::Op>("op"),
                         InstanceMethod<&EngineWrap::ComponentInfo>("componentInfo"),
                         InstanceMethod<&EngineWrap::BytesInUse>("bytesInUse"),
                         InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
@@ -325,6 +341,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (!be_) throw Error("PG25_DISPOSED", "the engine was disposed");
     return *be_;
   }
+  const Tensor& arg(const Napi::Value& v, const char* what) { return TensorWrap::From(v, what, &be()); }
   std::shared_ptr<Backend> be_ptr() {
     be();
     return be_;
@@ -368,7 +385,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             std::lock_guard<std::mutex> g(mu_);
             components_.push_back(loaded);
             return Napi::Number::New(env, double(components_.size() - 1));
-          });
+          }, be);
     });
   }
 
@@ -424,17 +441,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             o.Set("penultimate", TensorWrap::Wrap(env, out->penultimate, be));
             if (out->pooled.defined()) o.Set("pooled", TensorWrap::Wrap(env, out->pooled, be));
             return o;
-          });
+          }, be);
     });
   }
 
   Napi::Value RunUNet(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto [keep, m] = component<UNet>(info[0]);
-      Tensor sample = TensorWrap::From(info[1], "sample");
+      Tensor sample = arg(info[1], "sample");
       float t = float(info[2].ToNumber().DoubleValue());
-      Tensor ctx = TensorWrap::From(info[3], "encoderHiddenStates");
-      Tensor te = TensorWrap::From(info[4], "textEmbeds");
+      Tensor ctx = arg(info[3], "encoderHiddenStates");
+      Tensor te = arg(info[4], "textEmbeds");
       if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
         throw Error("PG25_INVALID_ARGUMENT", "timeIds must be a Float32Array");
       Napi::Float32Array tid = info[5].As<Napi::Float32Array>();
@@ -444,28 +461,28 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       auto out = std::make_shared<Tensor>();
       return run_job(
           info.Env(), [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out, cancel] { *out = m->forward(*be, sample, t, ctx, te, time_ids, cancel.get()); },
-          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); });
+          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
     });
   }
 
   Napi::Value VaeDecode(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto [keep, m] = component<VaeDecoder>(info[0]);
-      Tensor lat = TensorWrap::From(info[1], "latents");
+      Tensor lat = arg(info[1], "latents");
       bool unscale = info[2].ToBoolean().Value();
       auto cancel = CancelWrap::From(info[3]);
       auto be = be_ptr();
       auto out = std::make_shared<Tensor>();
       return run_job(
           info.Env(), [keep = keep, m = m, lat, unscale, be, out, cancel] { *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat, cancel.get()); },
-          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); });
+          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
     });
   }
 
   Napi::Value VaeEncode(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto [keep, m] = component<VaeEncoder>(info[0]);
-      Tensor image = TensorWrap::From(info[1], "image");
+      Tensor image = arg(info[1], "image");
       auto cancel = CancelWrap::From(info[2]);
       auto be = be_ptr();
       auto out = std::make_shared<VaeEncoder::Output>();
@@ -476,13 +493,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             o.Set("mean", TensorWrap::Wrap(env, out->mean, be));
             o.Set("std", TensorWrap::Wrap(env, out->std, be));
             return o;
-          });
+          }, be);
     });
   }
 
   Napi::Value ToRGB8(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      Tensor x = TensorWrap::From(info[0], "image");
+      Tensor x = arg(info[0], "image");
       if (x.rank() != 4 || x.dim(1) != 3) throw Error("PG25_INVALID_ARGUMENT", "image must be [B, 3, H, W]");
       auto be = be_ptr();
       auto out = std::make_shared<std::vector<uint8_t>>();
@@ -492,13 +509,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             Napi::Uint8Array a = Napi::Uint8Array::New(env, out->size());
             std::memcpy(a.Data(), out->data(), out->size());
             return a;
-          });
+          }, be);
     });
   }
 
   Napi::Value LatentPreview(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      const Tensor& x = TensorWrap::From(info[0], "latents");
+      const Tensor& x = arg(info[0], "latents");
       auto floats = [](const Napi::Value& v, const char* what) {
         if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
           throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be a Float32Array");
@@ -529,7 +546,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   Napi::Value ToHost(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      const Tensor& t = TensorWrap::From(info[0], "tensor");
+      const Tensor& t = arg(info[0], "tensor");
       Napi::Float32Array a = Napi::Float32Array::New(info.Env(), size_t(t.numel()));
       be().to_host(t, a.Data());
       return a;
@@ -548,7 +565,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) throw Error("PG25_INVALID_ARGUMENT", "lincomb takes [[coefficient, tensor], ...]");
         Napi::Array pair = e.As<Napi::Array>();
         if (!pair.Get(0u).IsNumber()) throw Error("PG25_INVALID_ARGUMENT", "lincomb coefficients must be numbers");
-        keep.push_back(TensorWrap::From(pair.Get(1u), "lincomb term"));
+        keep.push_back(arg(pair.Get(1u), "lincomb term"));
         t.emplace_back(pair.Get(0u).As<Napi::Number>().DoubleValue(), nullptr);
       }
       for (size_t i = 0; i < keep.size(); i++) t[i].second = &keep[i];
@@ -561,8 +578,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   Napi::Value Concat(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      const Tensor& a = TensorWrap::From(info[0], "a");
-      const Tensor& b = TensorWrap::From(info[1], "b");
+      const Tensor& a = arg(info[0], "a");
+      const Tensor& b = arg(info[1], "b");
       int axis = int(info[2].ToNumber().Int32Value());
       return TensorWrap::Wrap(info.Env(), be().concat(a, b, axis), be_ptr());
     });
@@ -570,10 +587,55 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   Napi::Value Slice0(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      const Tensor& a = TensorWrap::From(info[0], "tensor");
+      const Tensor& a = arg(info[0], "tensor");
       int64_t start = info[1].ToNumber().Int64Value(), count = info[2].ToNumber().Int64Value();
       if (start < 0 || count < 0 || start + count > a.dim(0)) throw Error("PG25_INVALID_ARGUMENT", "slice: range outside " + shape_str(a.shape));
       return TensorWrap::Wrap(info.Env(), be().slice0(a, start, count), be_ptr());
+    });
+  }
+
+  // op(name, inputs, attributes): any backend op by name, its arguments checked (native/backend/op_call.cc).
+  // Tests run one op on two backends with it; a null input is an absent bias.
+  Napi::Value Op(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      if (!info[0].IsString()) throw Error("PG25_INVALID_ARGUMENT", "op: the name must be a string");
+      if (!info[1].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "op: inputs must be an array");
+      std::string name = info[0].As<Napi::String>().Utf8Value();
+      Napi::Array ins = info[1].As<Napi::Array>();
+      std::vector<std::optional<Tensor>> inputs;
+      for (uint32_t i = 0; i < ins.Length(); i++) {
+        Napi::Value v = ins.Get(i);
+        if (v.IsNull() || v.IsUndefined()) inputs.emplace_back();
+        else inputs.emplace_back(arg(v, "op input"));
+      }
+      OpArgs attrs;
+      if (info.Length() > 2 && info[2].IsObject()) {
+        Napi::Object o = info[2].As<Napi::Object>();
+        Napi::Array keys = o.GetPropertyNames();
+        for (uint32_t i = 0; i < keys.Length(); i++) {
+          std::string key = keys.Get(i).As<Napi::String>().Utf8Value();
+          Napi::Value v = o.Get(key);
+          if (v.IsNumber() || v.IsBoolean()) {
+            attrs.num[key] = v.ToNumber().DoubleValue();
+          } else if (v.IsArray() || v.IsTypedArray()) {
+            Napi::Object a = v.As<Napi::Object>();
+            uint32_t n = a.Get("length").ToNumber().Uint32Value();
+            std::vector<double>& out = attrs.list[key];
+            for (uint32_t j = 0; j < n; j++) out.push_back(a.Get(j).ToNumber().DoubleValue());
+          } else {
+            throw Error("PG25_INVALID_ARGUMENT", "op " + name + ": attribute \"" + key + "\" must be a number or an array of numbers");
+          }
+        }
+      }
+      auto be = be_ptr();
+      auto out = std::make_shared<Tensor>();
+      return run_job(
+          info.Env(),
+          [be, name, inputs, attrs, out]() mutable {
+            for (auto& t : inputs) attrs.inputs.push_back(t ? &*t : nullptr);
+            *out = call_op(*be, name, attrs);
+          },
+          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
     });
   }
 
@@ -699,9 +761,36 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("threads", cpu::thread_count());
   o.Set("cudaCompiled", cuda::compiled());
+#ifdef PG25_CUDA_EMULATION
+  o.Set("cudaEmulated", true);
+#else
+  o.Set("cudaEmulated", false);
+#endif
   o.Set("cuda", cuda::describe_availability());
   return o;
 }
+
+#ifdef PG25_CUDA_EMULATION
+// What the CUDA emulation saw: misuse it caught, live device memory, queued work. `true` resets it.
+Napi::Value EmulationReport(const Napi::CallbackInfo& info) {
+  emu::Report r = emu::report(info.Length() > 0 && info[0].ToBoolean().Value());
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array misuse = Napi::Array::New(env, r.misuse.size());
+  for (size_t i = 0; i < r.misuse.size(); i++) misuse.Set(uint32_t(i), r.misuse[i]);
+  o.Set("misuse", misuse);
+  o.Set("misuseCount", double(r.misuse_count));
+  o.Set("liveAllocations", double(r.live_allocations));
+  o.Set("liveBytes", double(r.live_bytes));
+  o.Set("peakBytes", double(r.peak_bytes));
+  o.Set("queued", double(r.queued));
+  o.Set("launches", double(r.launches));
+  o.Set("matmuls", double(r.matmuls));
+  o.Set("poolTrims", double(r.pool_trims));
+  o.Set("minMatmulAlignment", double(r.min_matmul_alignment));
+  return o;
+}
+#endif
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", EngineWrap::Init(env));
@@ -712,6 +801,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("componentManifest", Napi::Function::New(env, ComponentManifest));
   exports.Set("timestepEmbedding", Napi::Function::New(env, TimestepEmbedding));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
+#ifdef PG25_CUDA_EMULATION
+  exports.Set("emulationReport", Napi::Function::New(env, EmulationReport));
+#endif
   return exports;
 }
 

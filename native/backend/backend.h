@@ -16,9 +16,12 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
 
-  // Memory. Weights arrive as float32 host data; a backend may store them in another precision.
+  // Memory. Weights arrive as float32 host data; a backend may store them in another precision
+  // (and refuses, naming the tensor, values that precision cannot hold).
   virtual Tensor from_host(const float* data, const Shape& shape) = 0;
-  virtual Tensor weight(const float* data, const Shape& shape) = 0;
+  virtual Tensor weight(const std::string& name, const float* data, const Shape& shape) = 0;
+  // Returns when the work queued so far has completed (a no-op where ops complete as they return).
+  virtual void synchronize() {}
   virtual void to_host(const Tensor& t, float* out) = 0;
   virtual size_t bytes_in_use() const = 0;
   // The most bytes held at once since the last reset (weights included).

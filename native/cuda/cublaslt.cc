@@ -33,16 +33,24 @@ constexpr int kLayoutBatchCount = 5, kLayoutStridedBatchOffset = 6;  // CUBLASLT
 constexpr int kPrefMaxWorkspace = 1;
 constexpr int kPrefMinAlignA = 5, kPrefMinAlignB = 6, kPrefMinAlignC = 7, kPrefMinAlignD = 8;
 
-// The largest power of two up to 256 that divides every pointer: offsets into tensors (slices, conv
-// column chunks) are often less aligned than the 256 bytes cuBLASLt's heuristic assumes by default.
-uint32_t alignment(std::initializer_list<const void*> ptrs) {
+// The largest power of two up to 256 that divides every pointer and every leading dimension in
+// bytes: offsets into tensors (slices, conv column chunks) and odd row lengths are often less aligned
+// than the 256 bytes cuBLASLt's heuristic assumes by default.
+uint32_t alignment(std::initializer_list<const void*> ptrs, std::initializer_list<int64_t> lds) {
   uintptr_t bits = 256;
   for (const void* p : ptrs)
     if (p) bits |= reinterpret_cast<uintptr_t>(p);
+  for (int64_t ld : lds) bits |= uintptr_t(ld) * 2;
   return uint32_t(bits & (~bits + 1));
 }
 
-struct Api {
+void check(Status s, const char* what) {
+  if (s != 0) throw Error("PG25_INTERNAL", std::string("cuBLASLt ") + what + " failed with status " + std::to_string(s));
+}
+
+}  // namespace
+
+struct CublasLt::Api {
   Status (*create)(Handle*);
   Status (*destroy)(Handle);
   Status (*desc_create)(Desc*, int, int);
@@ -58,13 +66,6 @@ struct Api {
   Status (*matmul)(Handle, Desc, const void*, const void*, Layout, const void*, Layout, const void*, const void*, Layout, void*, Layout,
                    const Algo*, void*, size_t, cudaStream_t);
 };
-Api api;
-
-void check(Status s, const char* what) {
-  if (s != 0) throw Error("PG25_INTERNAL", std::string("cuBLASLt ") + what + " failed with status " + std::to_string(s));
-}
-
-}  // namespace
 
 struct CublasLt::Plan {
   Desc desc = nullptr;
@@ -75,6 +76,8 @@ struct CublasLt::Plan {
 CublasLt::CublasLt() {
   lib_ = open_library("cublasLt", {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"});
   if (!lib_.handle) throw Error("PG25_NO_DEVICE", "cuBLASLt (libcublasLt.so) was not found; set PG25_CUDA_LIBS to its folder");
+  api_ = std::make_unique<Api>();
+  Api& api = *api_;
   auto sym = [&](const char* name) {
     void* p = lib_.symbol(name);
     if (!p) throw Error("PG25_NO_DEVICE", std::string("cuBLASLt at ") + lib_.path + " lacks " + name);
@@ -98,6 +101,8 @@ CublasLt::CublasLt() {
 }
 
 CublasLt::~CublasLt() {
+  if (!api_) return;
+  Api& api = *api_;
   for (auto& kv : plans_) {
     api.layout_destroy(kv.second->a);
     api.layout_destroy(kv.second->b);
@@ -115,6 +120,7 @@ const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int
   auto key = std::make_tuple(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias, align);
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
+  Api& api = *api_;
   Plan* p = new Plan();
   check(api.desc_create(&p->desc, kComputeF32, kR32F), "matmul descriptor");
   int opa = ta ? kOpT : kOpN, opb = tb ? kOpT : kOpN;
@@ -157,13 +163,14 @@ const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int
 
 void CublasLt::run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias,
                    cudaStream_t stream) {
-  if (bias) check(api.desc_set(p.desc, kDescBiasPointer, &bias, sizeof(bias)), "bias pointer");
-  check(api.matmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, d, p.c, &p.algo, workspace_, workspace_bytes_, stream), "matmul");
+  if (bias) check(api_->desc_set(p.desc, kDescBiasPointer, &bias, sizeof(bias)), "bias pointer");
+  check(api_->matmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, d, p.c, &p.algo, workspace_, workspace_bytes_, stream), "matmul");
 }
 
 void CublasLt::linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
   // Row-major Y[M,N] is column-major Y^T [N,M] = W (col-major K x N, transposed) * X^T (col-major K x M).
-  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr, alignment({x, w, y, bias}));
+  std::lock_guard<std::mutex> g(mu_);
+  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr, alignment({x, w, y, bias}, {K, N}));
   run(p, 1.f, 0.f, w, x, y, y, bias, stream);
 }
 
@@ -171,7 +178,9 @@ void CublasLt::gemm(const void* a, int64_t lda, int64_t stride_a, const void* b,
                     int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate,
                     cudaStream_t stream) {
   // Row-major C[M,N] = A[M,K] B[K,N] is column-major C^T[N,M] = B^T[N,K] A^T[K,M]: swap the operands.
-  const Plan& p = plan(b_trans, false, N, M, K, ldb, lda, ldc, batch, stride_b, stride_a, stride_c, false, alignment({a, b, c}));
+  std::lock_guard<std::mutex> g(mu_);
+  uint32_t align = alignment({a, b, c}, {lda, ldb, ldc, batch > 1 ? stride_a : 0, batch > 1 ? stride_b : 0, batch > 1 ? stride_c : 0});
+  const Plan& p = plan(b_trans, false, N, M, K, ldb, lda, ldc, batch, stride_b, stride_a, stride_c, false, align);
   run(p, alpha, accumulate ? 1.f : 0.f, b, a, c, c, nullptr, stream);
 }
 

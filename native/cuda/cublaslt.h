@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <tuple>
 
@@ -31,11 +33,16 @@ class CublasLt {
 
  private:
   struct Plan;
+  struct Api;
   const Plan& plan(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch,
                    int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align);
   void run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias, cudaStream_t stream);
 
   Library lib_;
+  std::unique_ptr<Api> api_;  // this instance's symbols: a second engine never rewrites them
+  // Engines run jobs on several threads at once (both text encoders, two pipelines): the plan cache
+  // and the descriptor that carries a call's bias pointer are one critical section with the enqueue.
+  std::mutex mu_;
   void* handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 32u << 20;

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -27,9 +28,20 @@ void check(cudaError_t e, const char* what) {
 
 MemoryCounter g_device_bytes;
 
+// The stream an engine's work runs on. Every buffer holds it, so it outlives the last of them
+// whatever order a job's captured references die in (an engine disposed during a job included).
+struct Stream {
+  Stream() { check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream creation"); }
+  ~Stream() {
+    cudaStreamSynchronize(s);
+    cudaStreamDestroy(s);
+  }
+  cudaStream_t s = nullptr;
+};
+
 // Device memory from the stream-ordered pool: cheap to take and give back on every op.
 struct CudaBuffer : Buffer {
-  CudaBuffer(size_t n, cudaStream_t s) : bytes_(std::max<size_t>(n, 16)), stream(s) {
+  CudaBuffer(size_t n, std::shared_ptr<Stream> st) : bytes_(std::max<size_t>(n, 16)), owner(std::move(st)), stream(owner->s) {
     if (cudaMallocAsync(&ptr, bytes_, stream) != cudaSuccess) {
       // Blocks cached in the pool may be what is missing: give them back and try once more.
       cudaGetLastError();
@@ -48,8 +60,14 @@ struct CudaBuffer : Buffer {
   size_t bytes() const override { return bytes_; }
   void* ptr = nullptr;
   size_t bytes_;
+  std::shared_ptr<Stream> owner;
   cudaStream_t stream;
 };
+
+// "13.0" from 13000.
+std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+// The oldest driver branch a CUDA runtime major version runs on (NVIDIA's compatibility table).
+const char* driver_branch(int runtime) { return runtime >= 13000 ? "R580" : runtime >= 12000 ? "R525" : "R520"; }
 
 void* P(const Tensor& t) { return static_cast<CudaBuffer*>(t.buf.get())->ptr; }
 
@@ -58,12 +76,22 @@ class CudaBackend final : public Backend {
   CudaBackend() {
     std::string why = cuda::describe_availability();
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaErrorInsufficientDriver) {
       cudaGetLastError();
-      throw Error("PG25_NO_DEVICE", "no usable NVIDIA GPU: " + why);
+      int driver = 0;
+      cudaDriverGetVersion(&driver);
+      throw Error("PG25_NO_DEVICE", std::string("the NVIDIA driver is too old: it supports CUDA ") + cuda_version(driver) + ", and this build's CUDA runtime " +
+                                        cuda_version(CUDART_VERSION) + " needs a driver for CUDA " + cuda_version(CUDART_VERSION / 1000 * 1000) + " or newer (" +
+                                        driver_branch(CUDART_VERSION) + "+); update the driver (" + cudaGetErrorString(e) + ")");
+    }
+    if (e != cudaSuccess || n == 0) {
+      cudaGetLastError();
+      throw Error("PG25_NO_DEVICE", "no usable NVIDIA GPU: " + why + (e != cudaSuccess ? std::string(" (") + cudaGetErrorString(e) + ")" : ""));
     }
     lt_ = std::make_unique<cuda::CublasLt>();  // first: a missing library must not leave a stream behind
-    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream creation");
+    stream_owner_ = std::make_shared<Stream>();
+    stream_ = stream_owner_->s;
     // Keep freed blocks in the stream-ordered pool: every op allocates, and the default threshold (0)
     // would hand memory back to the driver at each synchronisation.
     int dev = 0;
@@ -73,10 +101,10 @@ class CudaBackend final : public Backend {
     uint64_t keep = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "memory pool threshold");
   }
+  // The stream itself goes with the last buffer that holds it.
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     lt_.reset();
-    cudaStreamDestroy(stream_);
   }
 
   std::string name() const override { return "cuda"; }
@@ -84,24 +112,43 @@ class CudaBackend final : public Backend {
   Tensor make(const Shape& s) {
     Tensor t;
     t.shape = s;
-    t.buf = std::make_shared<CudaBuffer>(size_t(t.numel()) * 2, stream_);
+    t.buf = std::make_shared<CudaBuffer>(size_t(t.numel()) * 2, stream_owner_);
     return t;
   }
 
   Tensor from_host(const float* data, const Shape& shape) override {
     Tensor t = make(shape);
     size_t n = size_t(t.numel());
-    CudaBuffer staging(n * 4, stream_);
+    CudaBuffer staging(n * 4, stream_owner_);
     check(cudaMemcpyAsync(staging.ptr, data, n * 4, cudaMemcpyHostToDevice, stream_), "upload");
     cuda::f32_to_f16(static_cast<float*>(staging.ptr), P(t), int64_t(n), stream_);
     LAUNCHED("f32_to_f16");
     check(cudaStreamSynchronize(stream_), "upload");  // `data` may be freed by the caller after this returns
     return t;
   }
-  Tensor weight(const float* data, const Shape& shape) override { return from_host(data, shape); }
+  Tensor weight(const std::string& name, const float* data, const Shape& shape) override {
+    // fp16 holds magnitudes up to 65504: a larger weight would silently become infinity.
+    size_t n = 1;
+    for (int64_t d : shape) n *= size_t(d);
+    float peak = 0.f;
+    for (size_t i = 0; i < n; i++) peak = std::max(peak, std::fabs(data[i]));
+    if (!(peak <= 65504.f))
+      throw Error("PG25_UNSUPPORTED", "tensor \"" + name + "\" holds values up to " + std::to_string(peak) +
+                                          ", beyond float16's 65504: it cannot be stored in fp16 on the GPU");
+    return from_host(data, shape);
+  }
+  void synchronize() override {
+    // An event, not the whole stream: other jobs may be queueing work behind this one.
+    cudaEvent_t ev;
+    check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "event");
+    cudaError_t e = cudaEventRecord(ev, stream_);
+    if (e == cudaSuccess) e = cudaEventSynchronize(ev);
+    cudaEventDestroy(ev);
+    check(e, "the queued GPU work");
+  }
   void to_host(const Tensor& t, float* out) override {
     size_t n = size_t(t.numel());
-    CudaBuffer staging(n * 4, stream_);
+    CudaBuffer staging(n * 4, stream_owner_);
     cuda::f16_to_f32(P(t), static_cast<float*>(staging.ptr), int64_t(n), stream_);
     LAUNCHED("f16_to_f32");
     check(cudaMemcpyAsync(out, staging.ptr, n * 4, cudaMemcpyDeviceToHost, stream_), "download");
@@ -148,7 +195,7 @@ class CudaBackend final : public Backend {
   }
   Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
-    CudaBuffer params(size_t(2 * C) * 4, stream_);
+    CudaBuffer params(size_t(2 * C) * 4, stream_owner_);
     std::vector<float> host(scale);
     host.insert(host.end(), shift.begin(), shift.end());
     check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream_), "affine parameters");
@@ -180,10 +227,12 @@ class CudaBackend final : public Backend {
     int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1, P_ = Ho * Wo, K = Cin * kh * kw;
     Tensor y = make({B, Cout, Ho, Wo});
     bool pointwise = kh == 1 && kw == 1 && stride == 1 && pad == 0;
-    // im2col in column chunks that keep the buffer near 64 MB at any resolution.
-    int64_t chunk = std::max<int64_t>(256, std::min<int64_t>(P_, (int64_t(32) << 20) / std::max<int64_t>(1, K)));
+    // im2col in column chunks that keep the buffer near 64 MB at any resolution. A chunk is a multiple
+    // of 128 columns (256 bytes), so every chunk's column buffer and output offset keep cuBLASLt's
+    // alignment (all the more when the output row length P_ is itself a multiple of 8).
+    int64_t chunk = std::min<int64_t>(P_, std::max<int64_t>(256, (int64_t(32) << 20) / std::max<int64_t>(1, K)) / 128 * 128);
     std::unique_ptr<CudaBuffer> col;
-    if (!pointwise) col = std::make_unique<CudaBuffer>(size_t(K * chunk) * 2, stream_);
+    if (!pointwise) col = std::make_unique<CudaBuffer>(size_t(K * chunk) * 2, stream_owner_);
     for (int64_t n = 0; n < B; n++) {
       const char* xin = static_cast<const char*>(P(x)) + n * Cin * H * W * 2;
       char* out = static_cast<char*>(P(y)) + n * Cout * P_ * 2;
@@ -275,7 +324,7 @@ class CudaBackend final : public Backend {
     int64_t V = table.dim(0), C = table.dim(1), L = int64_t(ids.size()) / batch;
     for (int32_t id : ids)
       if (id < 0 || id >= V) throw Error("PG25_INVALID_ARGUMENT", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
-    CudaBuffer dev(ids.size() * 4, stream_);
+    CudaBuffer dev(ids.size() * 4, stream_owner_);
     check(cudaMemcpyAsync(dev.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, stream_), "token ids");
     Tensor y = make({batch, L, C});
     cuda::embedding(static_cast<int32_t*>(dev.ptr), P(table), P(y), int64_t(ids.size()), C, stream_);
@@ -293,7 +342,7 @@ class CudaBackend final : public Backend {
   }
   std::vector<uint8_t> latent_rgb(const Tensor& x, const std::vector<float>& m, const std::vector<float>& bias) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
-    CudaBuffer params((m.size() + 3) * 4, stream_), out(size_t(B * HW * 3), stream_);
+    CudaBuffer params((m.size() + 3) * 4, stream_owner_), out(size_t(B * HW * 3), stream_owner_);
     std::vector<float> host(m);
     host.insert(host.end(), bias.begin(), bias.end());
     check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream_), "preview parameters");
@@ -306,7 +355,7 @@ class CudaBackend final : public Backend {
   }
   std::vector<uint8_t> to_rgb8(const Tensor& x) override {
     int64_t B = x.dim(0), HW = x.dim(2) * x.dim(3);
-    CudaBuffer out(size_t(B * HW * 3), stream_);
+    CudaBuffer out(size_t(B * HW * 3), stream_owner_);
     cuda::to_rgb8(P(x), static_cast<uint8_t*>(out.ptr), B, HW, stream_);
     LAUNCHED("to_rgb8");
     std::vector<uint8_t> result(size_t(B * HW * 3));
@@ -316,6 +365,7 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  std::shared_ptr<Stream> stream_owner_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLt> lt_;
 };

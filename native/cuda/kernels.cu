@@ -1,6 +1,7 @@
 #include <cuda_fp16.h>
 
 #include "kernels.h"
+#include "launch.h"
 
 namespace pg25::cuda {
 namespace {
@@ -205,38 +206,38 @@ __global__ void k_latent_rgb(const h* x, const float* m, const float* bias, uint
 #define H(p) static_cast<const __half*>(p)
 #define HM(p) static_cast<__half*>(p)
 
-void f32_to_f16(const float* x, void* y, int64_t n, cudaStream_t s) { k_f32_to_f16<<<grid(n), 256, 0, s>>>(x, HM(y), n); }
-void f16_to_f32(const void* x, float* y, int64_t n, cudaStream_t s) { k_f16_to_f32<<<grid(n), 256, 0, s>>>(H(x), y, n); }
+void f32_to_f16(const float* x, void* y, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_f32_to_f16, grid(n), 256, 0, s)(x, HM(y), n); }
+void f16_to_f32(const void* x, float* y, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_f16_to_f32, grid(n), 256, 0, s)(H(x), y, n); }
 void lincomb(int terms, const void* const* x, const float* c, void* y, int64_t n, cudaStream_t s) {
   Terms t{};
   for (int i = 0; i < terms && i < 8; i++) {
     t.x[i] = H(x[i]);
     t.c[i] = c[i];
   }
-  k_lincomb<<<grid(n), 256, 0, s>>>(t, terms < 8 ? terms : 8, HM(y), n);
+  PG25_LAUNCH(k_lincomb, grid(n), 256, 0, s)(t, terms < 8 ? terms : 8, HM(y), n);
 }
-void add(const void* a, const void* b, void* y, int64_t n, cudaStream_t s) { k_add<<<grid(n), 256, 0, s>>>(H(a), H(b), HM(y), n); }
-void unary(Unary op, const void* x, void* y, int64_t n, cudaStream_t s) { k_unary<<<grid(n), 256, 0, s>>>(int(op), H(x), HM(y), n); }
-void geglu(const void* x, void* y, int64_t rows, int64_t n, cudaStream_t s) { k_geglu<<<grid(rows * n), 256, 0, s>>>(H(x), HM(y), rows, n); }
+void add(const void* a, const void* b, void* y, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_add, grid(n), 256, 0, s)(H(a), H(b), HM(y), n); }
+void unary(Unary op, const void* x, void* y, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_unary, grid(n), 256, 0, s)(int(op), H(x), HM(y), n); }
+void geglu(const void* x, void* y, int64_t rows, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_geglu, grid(rows * n), 256, 0, s)(H(x), HM(y), rows, n); }
 void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t C, int64_t HW, cudaStream_t s) {
-  k_channel_affine<<<grid(B * C * HW), 256, 0, s>>>(H(x), scale, shift, HM(y), C, HW, B * C * HW);
+  PG25_LAUNCH(k_channel_affine, grid(B * C * HW), 256, 0, s)(H(x), scale, shift, HM(y), C, HW, B * C * HW);
 }
 void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t C, int64_t HW, cudaStream_t s) {
-  k_add_channel_bias<<<grid(B * C * HW), 256, 0, s>>>(H(x), H(t), HM(y), HW, B * C * HW);
+  PG25_LAUNCH(k_add_channel_bias, grid(B * C * HW), 256, 0, s)(H(x), H(t), HM(y), HW, B * C * HW);
 }
 void add_row_bias(void* y, const void* bias, int64_t B, int64_t C, int64_t HW, cudaStream_t s) {
-  k_add_row_bias<<<grid(B * C * HW), 256, 0, s>>>(HM(y), H(bias), C, HW, B * C * HW);
+  PG25_LAUNCH(k_add_row_bias, grid(B * C * HW), 256, 0, s)(HM(y), H(bias), C, HW, B * C * HW);
 }
 void im2col(const void* x, void* col, int64_t C, int64_t Hh, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
             int64_t p0, int64_t pc, cudaStream_t s) {
-  k_im2col<<<grid(C * kh * kw * pc), 256, 0, s>>>(H(x), HM(col), C, Hh, W, kh, kw, stride, pad, Wo, p0, pc);
+  PG25_LAUNCH(k_im2col, grid(C * kh * kw * pc), 256, 0, s)(H(x), HM(col), C, Hh, W, kh, kw, stride, pad, Wo, p0, pc);
 }
 void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups, float eps,
                 bool silu, cudaStream_t s) {
-  k_group_norm<<<unsigned(B * groups), 512, 0, s>>>(H(x), H(gamma), H(beta), HM(y), C, HW, groups, eps, silu);
+  PG25_LAUNCH(k_group_norm, unsigned(B * groups), 512, 0, s)(H(x), H(gamma), H(beta), HM(y), C, HW, groups, eps, silu);
 }
 void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t C, float eps, cudaStream_t s) {
-  k_layer_norm<<<unsigned(rows), 256, 0, s>>>(H(x), H(gamma), H(beta), HM(y), C, eps);
+  PG25_LAUNCH(k_layer_norm, unsigned(rows), 256, 0, s)(H(x), H(gamma), H(beta), HM(y), C, eps);
 }
 void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal,
                cudaStream_t s) {
@@ -244,25 +245,25 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
   float scale = 1.f / sqrtf(float(d));
   int64_t warps = Nq * heads;
   dim3 g(unsigned((warps * 32 + 255) / 256), unsigned(B));
-  if (d <= 64) k_attention<2><<<g, 256, 0, s>>>(H(q), H(k), H(v), HM(y), Nq, Nk, C, heads, causal, scale);
-  else if (d <= 128) k_attention<4><<<g, 256, 0, s>>>(H(q), H(k), H(v), HM(y), Nq, Nk, C, heads, causal, scale);
-  else k_attention<16><<<g, 256, 0, s>>>(H(q), H(k), H(v), HM(y), Nq, Nk, C, heads, causal, scale);
+  if (d <= 64) PG25_LAUNCH(k_attention<2>, g, 256, 0, s)(H(q), H(k), H(v), HM(y), Nq, Nk, C, heads, causal, scale);
+  else if (d <= 128) PG25_LAUNCH(k_attention<4>, g, 256, 0, s)(H(q), H(k), H(v), HM(y), Nq, Nk, C, heads, causal, scale);
+  else PG25_LAUNCH(k_attention<16>, g, 256, 0, s)(H(q), H(k), H(v), HM(y), Nq, Nk, C, heads, causal, scale);
 }
 void upsample_nearest(const void* x, void* y, int64_t BC, int64_t Hh, int64_t W, int64_t oh, int64_t ow, cudaStream_t s) {
-  k_upsample<<<grid(BC * oh * ow), 256, 0, s>>>(H(x), HM(y), Hh, W, oh, ow, float(Hh) / float(oh), float(W) / float(ow), BC * oh * ow);
+  PG25_LAUNCH(k_upsample, grid(BC * oh * ow), 256, 0, s)(H(x), HM(y), Hh, W, oh, ow, float(Hh) / float(oh), float(W) / float(ow), BC * oh * ow);
 }
 void pad2d(const void* x, void* y, int64_t BC, int64_t Hh, int64_t W, int left, int top, int64_t Ho, int64_t Wo, cudaStream_t s) {
-  k_pad<<<grid(BC * Ho * Wo), 256, 0, s>>>(H(x), HM(y), Hh, W, left, top, Ho, Wo, BC * Ho * Wo);
+  PG25_LAUNCH(k_pad, grid(BC * Ho * Wo), 256, 0, s)(H(x), HM(y), Hh, W, left, top, Ho, Wo, BC * Ho * Wo);
 }
 void transpose_last2(const void* x, void* y, int64_t B, int64_t R, int64_t Cc, cudaStream_t s) {
-  k_transpose<<<grid(B * R * Cc), 256, 0, s>>>(H(x), HM(y), R, Cc, B * R * Cc);
+  PG25_LAUNCH(k_transpose, grid(B * R * Cc), 256, 0, s)(H(x), HM(y), R, Cc, B * R * Cc);
 }
 void embedding(const int32_t* ids, const void* table, void* y, int64_t n, int64_t C, cudaStream_t s) {
-  k_embedding<<<grid(n * C), 256, 0, s>>>(ids, H(table), HM(y), n, C);
+  PG25_LAUNCH(k_embedding, grid(n * C), 256, 0, s)(ids, H(table), HM(y), n, C);
 }
-void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, cudaStream_t s) { k_to_rgb8<<<grid(B * HW * 3), 256, 0, s>>>(H(x), y, HW, B * HW * 3); }
+void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, cudaStream_t s) { PG25_LAUNCH(k_to_rgb8, grid(B * HW * 3), 256, 0, s)(H(x), y, HW, B * HW * 3); }
 void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t C, int64_t HW, cudaStream_t s) {
-  k_latent_rgb<<<grid(B * HW * 3), 256, 0, s>>>(H(x), m, bias, y, C, HW, B * HW * 3);
+  PG25_LAUNCH(k_latent_rgb, grid(B * HW * 3), 256, 0, s)(H(x), m, bias, y, C, HW, B * HW * 3);
 }
 
 }  // namespace pg25::cuda

@@ -6,9 +6,19 @@
 #include <cstdlib>
 #include <sstream>
 
+#ifdef PG25_CUDA_EMULATION
+#include "emu/libraries.h"
+#endif
+
 namespace pg25::cuda {
 
-void* Library::symbol(const char* sym) const { return handle ? dlsym(handle, sym) : nullptr; }
+void* Library::symbol(const char* sym) const {
+#ifdef PG25_CUDA_EMULATION
+  return handle ? emu::library_symbol(name, sym) : nullptr;
+#else
+  return handle ? dlsym(handle, sym) : nullptr;
+#endif
+}
 
 static void split_into(const char* s, std::vector<std::string>& out) {
   if (!s) return;
@@ -62,6 +72,14 @@ std::vector<std::string> search_dirs() {
 Library open_library(const std::string& name, const std::vector<std::string>& sonames) {
   Library lib;
   lib.name = name;
+#ifdef PG25_CUDA_EMULATION
+  // The emulated libraries live in this binary; the handle only marks the library as found.
+  if (name == "cublasLt") {
+    lib.handle = reinterpret_cast<void*>(&emu::library_symbol);
+    lib.path = "the CPU emulation of " + name;
+  }
+  return lib;
+#endif
   for (const auto& dir : search_dirs()) {
     for (const auto& so : sonames) {
       std::string p = dir + "/" + so;

@@ -12,6 +12,9 @@ bool compiled() { return false; }
 #endif
 
 std::string describe_availability() {
+#ifdef PG25_CUDA_EMULATION
+  return "CUDA emulation on the CPU (a PG25_CUDA_EMULATION build: kernels, cudart and cuBLASLt emulated, for tests; not fast)";
+#endif
   if (!compiled()) return "CUDA was not compiled into this build (nvcc was not found when it was built)";
   // The driver API is enough to tell whether a usable GPU is present, without creating a context.
   Library drv = open_library("cuda driver", {"libcuda.so.1", "libcuda.so"});

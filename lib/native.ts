@@ -35,6 +35,8 @@ export interface NativeEngine {
   lincomb(terms: Array<[number, NativeTensor]>): NativeTensor
   concat(a: NativeTensor, b: NativeTensor, axis: number): NativeTensor
   slice0(t: NativeTensor, start: number, count: number): NativeTensor
+  /** Any backend op by name (tests compare backends with it); a null input is an absent bias. */
+  op(name: string, inputs: Array<NativeTensor | null>, attributes: Record<string, unknown>): Promise<NativeTensor>
   bytesInUse(): number
   peakBytes(reset?: boolean): number
   dispose(): void

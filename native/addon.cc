@@ -245,6 +245,7 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   void release(Napi::Env env) {
     if (t_.defined()) {
       t_.buf.reset();  // the shape stays readable after dispose
+      be_.reset();     // after the buffer: a disposed engine goes with its last live tensor, not its last handle
       Napi::MemoryManagement::AdjustExternalMemory(env, -bytes_);
       bytes_ = 0;
     }

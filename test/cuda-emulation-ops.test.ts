@@ -1,0 +1,136 @@
+// Every op of the CUDA backend, run in the CPU emulation of CUDA, against the CPU backend on fresh
+// random inputs over edge shapes. Device memory is poisoned (NaN) when allocated, so an output element
+// a kernel never writes fails the comparison; the emulation's own checks (copy ranges, cuBLASLt
+// alignment and extents, launch shapes, barriers) must report no misuse.
+import test from 'ava'
+import { Runtime } from '../lib'
+import type { NativeTensor } from '../lib/native'
+import { TorchGenerator } from '../lib'
+import { relativeError, maxAbsDiff } from './helpers'
+import { emulationReport, toHalf } from './emulation'
+
+const cpu = Runtime.open('cpu', () => {})
+const gpu = Runtime.open('cuda', () => {})
+const TOL = 2e-3 // float16 storage of inputs and outputs, float32 arithmetic
+let seed = 1
+
+function data (shape: number[], scale = 1): Float32Array {
+  const x = new TorchGenerator(seed++).randn(shape)
+  return x.map(v => toHalf(v * scale))
+}
+
+interface Case { op: string, inputs: Array<[number[], number] | null>, attrs?: Record<string, unknown>, tol?: number }
+
+async function compare (t: any, c: Case): Promise<void> {
+  const hosts = c.inputs.map(i => i === null ? null : { shape: i[0], data: data(i[0], i[1]) })
+  const run = async (rt: Runtime): Promise<Float32Array> => {
+    const ts = hosts.map(h => h === null ? null : rt.fromHost(h.data, h.shape))
+    const y = await rt.engine.op(c.op, ts, c.attrs ?? {})
+    const out = rt.toHost(y)
+    for (const x of [...ts, y]) x?.dispose()
+    return out
+  }
+  const [a, b] = [await run(cpu), await run(gpu)]
+  const err = a.every(v => v === 0) ? maxAbsDiff(b, a) : relativeError(b, a)
+  t.true(err <= (c.tol ?? TOL), `${c.op} ${JSON.stringify(c.inputs.map(i => i?.[0]))} ${JSON.stringify(c.attrs ?? {})}: relative error ${err}`)
+}
+
+const cases: Case[] = [
+  { op: 'add', inputs: [[[1], 1], [[1], 1]] },
+  { op: 'add', inputs: [[[2, 1, 33, 17], 1], [[2, 1, 33, 17], 1]] },
+  { op: 'silu', inputs: [[[3, 5, 7], 3]] },
+  { op: 'gelu', inputs: [[[1, 1, 1], 3]] },
+  { op: 'gelu', inputs: [[[2, 7, 129], 3]] },
+  { op: 'quick_gelu', inputs: [[[4, 77, 33], 3]] },
+  { op: 'geglu', inputs: [[[2, 5, 38], 2]] },
+  { op: 'lincomb', inputs: [[[2, 4, 9, 7], 1]], attrs: { coefficients: [0.7] } },
+  { op: 'lincomb', inputs: [[[2, 4, 9, 7], 1], [[2, 4, 9, 7], 1], [[2, 4, 9, 7], 1]], attrs: { coefficients: [1.5, -0.25, 3] } },
+  { op: 'lincomb', inputs: Array(8).fill([[1, 4, 3, 5], 1]), attrs: { coefficients: [1, 2, 3, 4, -1, -2, -3, 0.5] } },
+  { op: 'channel_affine', inputs: [[[2, 3, 5, 7], 1]], attrs: { scale: [0.5, -2, 3], shift: [1, 0, -0.25] } },
+  { op: 'add_channel_bias', inputs: [[[2, 3, 5, 7], 1], [[2, 3], 1]] },
+  { op: 'linear', inputs: [[[1, 1], 1], [[1, 1], 1]] },
+  { op: 'linear', inputs: [[[3, 7, 33], 1], [[17, 33], 0.2], [[17], 1]] },
+  { op: 'linear', inputs: [[[2, 77, 64], 1], [[129, 64], 0.2], null] },
+  { op: 'linear', inputs: [[[5, 1280], 1], [[3, 1280], 0.05], [[3], 1]] },
+  { op: 'conv2d', inputs: [[[1, 3, 9, 11], 1], [[5, 3, 3, 3], 0.3], [[5], 1]], attrs: { stride: 1, pad: 1 } },
+  { op: 'conv2d', inputs: [[[2, 4, 16, 15], 1], [[8, 4, 3, 3], 0.3], [[8], 1]], attrs: { stride: 2, pad: 1 } },
+  { op: 'conv2d', inputs: [[[2, 6, 7, 5], 1], [[3, 6, 1, 1], 0.3], null], attrs: { stride: 1, pad: 0 } },
+  { op: 'conv2d', inputs: [[[1, 2, 5, 5], 1], [[1, 2, 5, 5], 0.3], null], attrs: { stride: 1, pad: 0 } },
+  { op: 'group_norm', inputs: [[[2, 32, 9, 7], 2], [[32], 1], [[32], 1]], attrs: { groups: 8, eps: 1e-5, silu: 1 } },
+  { op: 'group_norm', inputs: [[[1, 64, 1, 1], 2], [[64], 1], [[64], 1]], attrs: { groups: 32, eps: 1e-6, silu: 0 } },
+  { op: 'group_norm', inputs: [[[2, 6, 33, 31], 2], [[6], 1], [[6], 1]], attrs: { groups: 3, eps: 1e-6, silu: 0 } },
+  { op: 'layer_norm', inputs: [[[3, 5, 33], 2], [[33], 1], [[33], 1]], attrs: { eps: 1e-5 } },
+  { op: 'layer_norm', inputs: [[[1, 1, 1], 2], [[1], 1], [[1], 1]], attrs: { eps: 1e-5 } },
+  { op: 'layer_norm', inputs: [[[2, 7, 1280], 2], [[1280], 1], [[1280], 1]], attrs: { eps: 1e-5 } },
+  { op: 'pad2d', inputs: [[[1, 3, 5, 6], 1]], attrs: { left: 1, right: 2, top: 0, bottom: 3 } },
+  { op: 'upsample_nearest', inputs: [[[2, 3, 5, 7], 1]], attrs: { oh: 10, ow: 14 } },
+  { op: 'upsample_nearest', inputs: [[[1, 2, 3, 7], 1]], attrs: { oh: 7, ow: 9 } },
+  { op: 'concat', inputs: [[[2, 3, 4], 1], [[1, 3, 4], 1]], attrs: { axis: 0 } },
+  { op: 'concat', inputs: [[[2, 3, 4], 1], [[2, 5, 4], 1]], attrs: { axis: 1 } },
+  { op: 'concat', inputs: [[[2, 77, 32], 1], [[2, 77, 64], 1]], attrs: { axis: -1 } },
+  { op: 'slice0', inputs: [[[4, 3, 5], 1]], attrs: { start: 1, count: 2 } },
+  { op: 'nchw_to_nlc', inputs: [[[2, 5, 3, 7], 1]] },
+  { op: 'nlc_to_nchw', inputs: [[[2, 21, 5], 1]], attrs: { h: 3, w: 7 } },
+  { op: 'embedding', inputs: [[[50, 12], 1]], attrs: { ids: [0, 49, 3, 3, 17, 1], batch: 2 } },
+  { op: 'gather_rows', inputs: [[[3, 7, 5], 1]], attrs: { rows: [6, 0, 3] } }
+]
+
+// Attention over head widths 40..512, cross and causal self-attention, batch 2, long sequences.
+for (const [B, Nq, Nk, C, heads, causal] of [[1, 1, 1, 40, 1, 0], [2, 64, 77, 80, 2, 0], [1, 77, 77, 64, 1, 1], [2, 33, 33, 160, 2, 1],
+  [1, 16, 16, 256, 2, 0], [1, 64, 64, 512, 1, 0], [1, 300, 257, 128, 1, 0], [1, 7, 300, 320, 5, 0]] as const) {
+  cases.push({ op: 'attention', inputs: [[[B, Nq, C], 1], [[B, Nk, C], 1], [[B, Nk, C], 1]], attrs: { heads, causal } })
+}
+
+for (const c of cases) {
+  test.serial(`${c.op} ${JSON.stringify(c.inputs.map(i => i?.[0] ?? null))} ${JSON.stringify(c.attrs ?? {})}`, async t => compare(t, c))
+}
+
+test.serial('a convolution in several im2col chunks keeps every cuBLASLt operand 16-byte aligned', async t => {
+  // K = 1624 * 9 columns per pixel: the 32 MB column budget splits the 48x48 output pixels into
+  // chunks (2295 columns each when the chunk was not rounded), so later chunks start at an offset.
+  emulationReport(true)
+  await compare(t, { op: 'conv2d', inputs: [[[1, 1624, 48, 48], 1], [[2, 1624, 3, 3], 0.02], [[2], 1]], attrs: { stride: 1, pad: 1 }, tol: 3e-3 })
+  const r = emulationReport()
+  t.true(r.matmuls >= 2, `${r.matmuls} matmuls`)
+  t.true(r.minMatmulAlignment >= 16, `smallest declared alignment ${r.minMatmulAlignment}`)
+})
+
+test.serial('previews and 8-bit images match the CPU backend byte for byte (within one level)', async t => {
+  const x = data([2, 4, 5, 3], 0.8)
+  const m = new Float32Array([0.3, -0.2, 0.1, 0.05, 0.2, 0.3, -0.1, 0.1, -0.25, 0.1, 0.4, 0.2])
+  const bias = new Float32Array([0.1, -0.1, 0.05])
+  const [pc, pg] = [cpu, gpu].map(rt => { const tx = rt.fromHost(x, [2, 4, 5, 3]); const p = rt.engine.latentPreview(tx, m, bias); tx.dispose(); return p })
+  t.is(pc.length, 2 * 15 * 3)
+  t.true(maxAbsDiff(pc, pg) <= 1, `preview ${maxAbsDiff(pc, pg)}`)
+  const img = data([2, 3, 6, 5], 0.7)
+  const [ic, ig] = await Promise.all([cpu, gpu].map(async rt => { const ti = rt.fromHost(img, [2, 3, 6, 5]); const b = await rt.engine.toRGB8(ti); ti.dispose(); return b }))
+  t.is(ic.length, 2 * 30 * 3)
+  t.true(maxAbsDiff(ic, ig) <= 1, `image ${maxAbsDiff(ic, ig)}`)
+})
+
+test.serial('bad op arguments are refused by name, on both backends', async t => {
+  for (const rt of [cpu, gpu]) {
+    const x = rt.fromHost(new Float32Array(6), [2, 3])
+    const w = rt.fromHost(new Float32Array(8), [2, 4])
+    const e1 = await t.throwsAsync(rt.engine.op('linear', [x, w], {}))
+    t.is((e1 as any).code, 'PG25_INVALID_ARGUMENT')
+    t.regex(e1!.message, /op linear: w \[2, 4\] does not take x \[2, 3\]/)
+    const e2 = await t.throwsAsync(rt.engine.op('attention', [x, x, x], { heads: 1 }))
+    t.regex(e2!.message, /op attention: q must have rank 3/)
+    const e3 = await t.throwsAsync(rt.engine.op('no_such_op', [x], {}))
+    t.regex(e3!.message, /unknown op "no_such_op"/)
+    x.dispose()
+    w.dispose()
+  }
+})
+
+test.after.always('the emulation saw no misuse, and disposing the engine leaves no device memory', t => {
+  cpu.dispose()
+  gpu.dispose()
+  const r = emulationReport()
+  t.deepEqual(r.misuse, [])
+  t.is(r.queued, 0)
+  t.is(r.liveAllocations, 0)
+})
+
+export type { NativeTensor }

@@ -90,7 +90,7 @@ async function serve (values: Record<string, string | boolean | undefined>): Pro
   const seconds = (name: string): number | undefined => {
     const s = num(name, values[name] as string | undefined)
     if (s !== undefined && !(s > 0 && s <= 3600)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${name} must be from 0 to 3600 seconds`)
-    return s === undefined ? undefined : s * 1000
+    return s === undefined ? undefined : Math.max(1, Math.round(s * 1000))
   }
   const headersTimeoutMs = seconds('headers-timeout')
   const requestTimeoutMs = seconds('request-timeout')

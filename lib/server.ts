@@ -3,7 +3,8 @@
 // run is cancelled, inside the native work, when its client disconnects. GET /health reports the queue.
 // No request may take the process down: every handler failure becomes an answer.
 import http from 'node:http'
-import { AbortError } from './errors'
+import { AbortError, Pg25Error } from './errors'
+import { show } from './options'
 import type { Pipeline } from './pipeline'
 import { checkCaller, HttpError, pathOf, readBody, send, sendError } from './server/http'
 import { parseRequest, requestPixels } from './server/request'
@@ -50,6 +51,11 @@ export const DEFAULT_MAX_PIXELS = 4 * 1024 * 1024
  * ```
  */
 export function createServer (pipe: Pipeline, options: ServeOptions = {}): Pg25Server {
+  for (const k of ['queueLimit', 'maxBodyBytes', 'maxPixels', 'headersTimeoutMs', 'requestTimeoutMs'] as const) {
+    const v = options[k]
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `${k} must be a positive integer, got ${show(v)}`)
+  }
+  if (options.token !== undefined && (typeof options.token !== 'string' || options.token === '')) throw new Pg25Error('PG25_INVALID_ARGUMENT', 'token must be a non-empty string')
   const limit = options.queueLimit ?? 8
   const maxBody = options.maxBodyBytes ?? 1 << 20
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS

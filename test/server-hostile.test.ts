@@ -159,6 +159,12 @@ test.serial('/health takes GET and HEAD only; null fields mean defaults; type er
   t.regex((await bad.json() as any).error, /got "64"/)
 })
 
+test('server options are checked', t => {
+  for (const bad of [{ queueLimit: 0 }, { maxPixels: -1 }, { headersTimeoutMs: 0.5 }, { token: '' }]) {
+    t.throws(() => createServer(pipe, bad), { code: 'PG25_INVALID_ARGUMENT' } as any, JSON.stringify(bad))
+  }
+})
+
 test.serial('only same-origin JSON is taken; a token, when set, is required', async t => {
   const plain = await post(small, { 'content-type': 'text/plain' })
   t.is(plain.status, 415)

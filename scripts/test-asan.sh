@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# npm run test:asan: the addon built with AddressSanitizer and UndefinedBehaviorSanitizer (CPU backend),
-# then the test files that exercise native code, run against it. Any sanitizer report fails the run.
+# npm run test:asan: the addon built with AddressSanitizer and UndefinedBehaviorSanitizer, twice: the
+# CPU build, and the CUDA emulation build (so an out-of-bounds index in a CUDA kernel is caught on the
+# CPU); then the test files that exercise native code, run against each. Any sanitizer report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
 node node_modules/cmake-js/bin/cmake-js compile --out build-asan --CDPG25_CUDA=OFF --CDCMAKE_BUILD_TYPE=RelWithDebInfo \
   --CDCMAKE_CXX_FLAGS="$flags" --CDCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined"
+node node_modules/cmake-js/bin/cmake-js compile --out build-asan-emu --CDPG25_CUDA_EMULATION=ON --CDCMAKE_BUILD_TYPE=RelWithDebInfo \
+  --CDCMAKE_CXX_FLAGS="$flags" --CDCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" --CDCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined"
 npx tsc -p tsconfig.json
 asan="$(gcc -print-file-name=libasan.so)"
 ubsan="$(gcc -print-file-name=libubsan.so)"
@@ -17,3 +20,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PG25_ADDON="$PWD/build-asan/Release/pg25.node"
 files=(test/safetensors.test.ts test/stages.test.ts test/pipeline.test.ts test/model-dir.test.ts test/single-file.test.ts test/features.test.ts test/mutations.test.ts)
 npx ava --serial --timeout=10m "${files[@]}"
+# The emulation: its own checks (run directly, sanitized), then the CUDA backend's tests on it.
+LD_PRELOAD= build-asan-emu/Release/pg25_emu_selftest
+export PG25_ADDON="$PWD/build-asan-emu/Release/pg25.node"
+npx ava --serial --timeout=20m test/cuda-emulation-ops.test.ts test/cuda-emulation-defects.test.ts test/cuda-emulation-stages.test.ts

@@ -11,6 +11,11 @@
 
 namespace pg25 {
 
+// How a component's tensors are stored where a backend has the choice: Default (fp16 on the GPU), or
+// Wide, float32's exponent range (bf16 on the GPU), for networks whose activations overflow fp16
+// (VAEs that set force_upcast). The CPU stores float32 either way.
+enum class Storage { Default, Wide };
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -19,7 +24,9 @@ class Backend {
   // Memory. Weights arrive as float32 host data; a backend may store them in another precision
   // (and refuses, naming the tensor, values that precision cannot hold).
   virtual Tensor from_host(const float* data, const Shape& shape) = 0;
-  virtual Tensor weight(const std::string& name, const float* data, const Shape& shape) = 0;
+  virtual Tensor weight(const std::string& name, const float* data, const Shape& shape, Storage storage) = 0;
+  // x stored as `storage` (x itself when it already is). Ops keep their inputs' storage.
+  virtual Tensor cast(const Tensor& x, Storage storage) = 0;
   // Returns when the work queued so far has completed (a no-op where ops complete as they return).
   virtual void synchronize() {}
   virtual void to_host(const Tensor& t, float* out) = 0;

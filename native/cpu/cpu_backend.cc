@@ -71,7 +71,8 @@ class CpuBackend final : public Backend {
     std::memcpy(D(t), data, size_t(t.numel()) * 4);
     return t;
   }
-  Tensor weight(const std::string&, const float* data, const Shape& shape) override { return from_host(data, shape); }
+  Tensor weight(const std::string&, const float* data, const Shape& shape, Storage) override { return from_host(data, shape); }
+  Tensor cast(const Tensor& x, Storage) override { return x; }
   void to_host(const Tensor& t, float* out) override { std::memcpy(out, D(t), size_t(t.numel()) * 4); }
   size_t bytes_in_use() const override { return g_bytes.bytes(); }
   size_t peak_bytes() const override { return g_bytes.peak(); }

@@ -25,7 +25,7 @@ struct HeuristicResult {
   int reserved[4];
 };
 constexpr int kComputeF32 = 68;     // CUBLAS_COMPUTE_32F
-constexpr int kR16F = 2, kR32F = 0;  // CUDA_R_16F, CUDA_R_32F
+constexpr int kR16F = 2, kR16BF = 14, kR32F = 0;  // CUDA_R_16F, CUDA_R_16BF, CUDA_R_32F
 constexpr int kOpN = 0, kOpT = 1;
 constexpr int kDescTransA = 3, kDescTransB = 4, kDescEpilogue = 7, kDescBiasPointer = 8;
 constexpr uint32_t kEpilogueDefault = 1, kEpilogueBias = 4;
@@ -116,8 +116,8 @@ CublasLt::~CublasLt() {
 
 // Plans are cached per shape: the heuristic query runs once, then every call (and graph replay) reuses it.
 const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
-                                     int64_t batch, int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align) {
-  auto key = std::make_tuple(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias, align);
+                                     int64_t batch, int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide) {
+  auto key = std::make_tuple(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias, align, wide);
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
   Api& api = *api_;
@@ -129,9 +129,10 @@ const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int
   uint32_t epi = bias ? kEpilogueBias : kEpilogueDefault;
   check(api.desc_set(p->desc, kDescEpilogue, &epi, sizeof(epi)), "epilogue");
   // Column-major layouts: A is (ta ? k x m : m x k), B is (tb ? n x k : k x n), C is m x n.
-  check(api.layout_create(&p->a, kR16F, ta ? k : m, ta ? m : k, lda), "layout A");
-  check(api.layout_create(&p->b, kR16F, tb ? n : k, tb ? k : n, ldb), "layout B");
-  check(api.layout_create(&p->c, kR16F, m, n, ldc), "layout C");
+  int type = wide ? kR16BF : kR16F;
+  check(api.layout_create(&p->a, type, ta ? k : m, ta ? m : k, lda), "layout A");
+  check(api.layout_create(&p->b, type, tb ? n : k, tb ? k : n, ldb), "layout B");
+  check(api.layout_create(&p->c, type, m, n, ldc), "layout C");
   if (batch > 1) {
     int32_t count = int32_t(batch);
     for (auto [l, s] : {std::make_pair(p->a, sa), std::make_pair(p->b, sb), std::make_pair(p->c, sc)}) {
@@ -167,20 +168,20 @@ void CublasLt::run(const Plan& p, float alpha, float beta, const void* a, const 
   check(api_->matmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, d, p.c, &p.algo, workspace_, workspace_bytes_, stream), "matmul");
 }
 
-void CublasLt::linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+void CublasLt::linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, bool wide, cudaStream_t stream) {
   // Row-major Y[M,N] is column-major Y^T [N,M] = W (col-major K x N, transposed) * X^T (col-major K x M).
   std::lock_guard<std::mutex> g(mu_);
-  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr, alignment({x, w, y, bias}, {K, N}));
+  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr, alignment({x, w, y, bias}, {K, N}), wide);
   run(p, 1.f, 0.f, w, x, y, y, bias, stream);
 }
 
 void CublasLt::gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c,
-                    int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate,
+                    int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate, bool wide,
                     cudaStream_t stream) {
   // Row-major C[M,N] = A[M,K] B[K,N] is column-major C^T[N,M] = B^T[N,K] A^T[K,M]: swap the operands.
   std::lock_guard<std::mutex> g(mu_);
   uint32_t align = alignment({a, b, c}, {lda, ldb, ldc, batch > 1 ? stride_a : 0, batch > 1 ? stride_b : 0, batch > 1 ? stride_c : 0});
-  const Plan& p = plan(b_trans, false, N, M, K, ldb, lda, ldc, batch, stride_b, stride_a, stride_c, false, align);
+  const Plan& p = plan(b_trans, false, N, M, K, ldb, lda, ldc, batch, stride_b, stride_a, stride_c, false, align, wide);
   run(p, alpha, accumulate ? 1.f : 0.f, b, a, c, c, nullptr, stream);
 }
 

@@ -22,12 +22,12 @@ class CublasLt {
   CublasLt(const CublasLt&) = delete;
   CublasLt& operator=(const CublasLt&) = delete;
 
-  // Y[M, N] = X[M, K] * W[N, K]^T (+ bias[N]), all fp16 row-major, on `stream`.
-  void linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, cudaStream_t stream);
+  // Y[M, N] = X[M, K] * W[N, K]^T (+ bias[N]), all fp16 (bf16 when `wide`) row-major, on `stream`.
+  void linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, bool wide, cudaStream_t stream);
   // C[M, N] = A[M, K] * B[K, N] (+ C when accumulate), fp16 row-major with leading dimensions, batched
   // over `batch` with the given strides (elements).
   void gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c,
-            int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate,
+            int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate, bool wide,
             cudaStream_t stream);
   const std::string& path() const { return lib_.path; }
 
@@ -35,7 +35,7 @@ class CublasLt {
   struct Plan;
   struct Api;
   const Plan& plan(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch,
-                   int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align);
+                   int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide);
   void run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias, cudaStream_t stream);
 
   Library lib_;
@@ -46,7 +46,7 @@ class CublasLt {
   void* handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 32u << 20;
-  std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, uint32_t>, Plan*> plans_;
+  std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, uint32_t, bool>, Plan*> plans_;
 };
 
 }  // namespace pg25::cuda

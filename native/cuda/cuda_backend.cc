@@ -62,6 +62,7 @@ struct CudaBuffer : Buffer {
   size_t bytes_;
   std::shared_ptr<Stream> owner;
   cudaStream_t stream;
+  bool wide = false;  // bf16 rather than fp16 (Storage::Wide)
 };
 
 // "13.0" from 13000.
@@ -70,6 +71,14 @@ std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::t
 const char* driver_branch(int runtime) { return runtime >= 13000 ? "R580" : runtime >= 12000 ? "R525" : "R520"; }
 
 void* P(const Tensor& t) { return static_cast<CudaBuffer*>(t.buf.get())->ptr; }
+bool W(const Tensor& t) { return static_cast<CudaBuffer*>(t.buf.get())->wide; }
+// Ops keep one storage type: a mix means the model forgot a cast, which would misread the bytes.
+bool same(const char* op, std::initializer_list<const Tensor*> ts) {
+  bool w = W(**ts.begin());
+  for (const Tensor* t : ts)
+    if (t && W(*t) != w) throw Error("PG25_INTERNAL", std::string(op) + ": inputs mix fp16 and bf16 storage");
+  return w;
+}
 
 class CudaBackend final : public Backend {
  public:
@@ -109,24 +118,28 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
 
-  Tensor make(const Shape& s) {
+  Tensor make(const Shape& s, bool wide) {
     Tensor t;
     t.shape = s;
-    t.buf = std::make_shared<CudaBuffer>(size_t(t.numel()) * 2, stream_owner_);
+    auto buf = std::make_shared<CudaBuffer>(size_t(t.numel()) * 2, stream_owner_);
+    buf->wide = wide;
+    t.buf = std::move(buf);
     return t;
   }
 
-  Tensor from_host(const float* data, const Shape& shape) override {
-    Tensor t = make(shape);
+  Tensor from_host(const float* data, const Shape& shape) override { return upload(data, shape, false); }
+  Tensor upload(const float* data, const Shape& shape, bool wide) {
+    Tensor t = make(shape, wide);
     size_t n = size_t(t.numel());
     CudaBuffer staging(n * 4, stream_owner_);
     check(cudaMemcpyAsync(staging.ptr, data, n * 4, cudaMemcpyHostToDevice, stream_), "upload");
-    cuda::f32_to_f16(static_cast<float*>(staging.ptr), P(t), int64_t(n), stream_);
-    LAUNCHED("f32_to_f16");
+    cuda::from_f32(static_cast<float*>(staging.ptr), P(t), int64_t(n), wide, stream_);
+    LAUNCHED("from_f32");
     check(cudaStreamSynchronize(stream_), "upload");  // `data` may be freed by the caller after this returns
     return t;
   }
-  Tensor weight(const std::string& name, const float* data, const Shape& shape) override {
+  Tensor weight(const std::string& name, const float* data, const Shape& shape, Storage storage) override {
+    if (storage == Storage::Wide) return upload(data, shape, true);
     // fp16 holds magnitudes up to 65504: a larger weight would silently become infinity.
     size_t n = 1;
     for (int64_t d : shape) n *= size_t(d);
@@ -135,7 +148,15 @@ class CudaBackend final : public Backend {
     if (!(peak <= 65504.f))
       throw Error("PG25_UNSUPPORTED", "tensor \"" + name + "\" holds values up to " + std::to_string(peak) +
                                           ", beyond float16's 65504: it cannot be stored in fp16 on the GPU");
-    return from_host(data, shape);
+    return upload(data, shape, false);
+  }
+  Tensor cast(const Tensor& x, Storage storage) override {
+    bool wide = storage == Storage::Wide;
+    if (W(x) == wide) return x;
+    Tensor y = make(x.shape, wide);
+    cuda::convert(P(x), W(x), P(y), y.numel(), stream_);
+    LAUNCHED("convert");
+    return y;
   }
   void synchronize() override {
     // An event, not the whole stream: other jobs may be queueing work behind this one.
@@ -149,8 +170,8 @@ class CudaBackend final : public Backend {
   void to_host(const Tensor& t, float* out) override {
     size_t n = size_t(t.numel());
     CudaBuffer staging(n * 4, stream_owner_);
-    cuda::f16_to_f32(P(t), static_cast<float*>(staging.ptr), int64_t(n), stream_);
-    LAUNCHED("f16_to_f32");
+    cuda::to_f32(P(t), static_cast<float*>(staging.ptr), int64_t(n), W(t), stream_);
+    LAUNCHED("to_f32");
     check(cudaMemcpyAsync(out, staging.ptr, n * 4, cudaMemcpyDeviceToHost, stream_), "download");
     check(cudaStreamSynchronize(stream_), "download");
   }
@@ -159,25 +180,31 @@ class CudaBackend final : public Backend {
   void reset_peak() override { g_device_bytes.reset_peak(); }
 
   Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
-    Tensor y = make(terms[0].second->shape);
+    bool wide = W(*terms[0].second);
+    Tensor y = make(terms[0].second->shape, wide);
     // Chains of eight terms at a time (the schedulers use at most three).
     std::vector<const void*> xs;
     std::vector<float> cs;
-    for (auto& t : terms) { xs.push_back(P(*t.second)); cs.push_back(float(t.first)); }
+    for (auto& t : terms) {
+      same("lincomb", {terms[0].second, t.second});
+      xs.push_back(P(*t.second));
+      cs.push_back(float(t.first));
+    }
     if (xs.size() > 8) throw Error("PG25_INVALID_ARGUMENT", "lincomb supports at most 8 terms on the GPU");
-    cuda::lincomb(int(xs.size()), xs.data(), cs.data(), P(y), y.numel(), stream_);
+    cuda::lincomb(int(xs.size()), xs.data(), cs.data(), P(y), y.numel(), wide, stream_);
     LAUNCHED("lincomb");
     return y;
   }
   Tensor add(const Tensor& a, const Tensor& b) override {
-    Tensor y = make(a.shape);
-    cuda::add(P(a), P(b), P(y), y.numel(), stream_);
+    bool wide = same("add", {&a, &b});
+    Tensor y = make(a.shape, wide);
+    cuda::add(P(a), P(b), P(y), y.numel(), wide, stream_);
     LAUNCHED("add");
     return y;
   }
   Tensor unary(cuda::Unary op, const Tensor& x) {
-    Tensor y = make(x.shape);
-    cuda::unary(op, P(x), P(y), y.numel(), stream_);
+    Tensor y = make(x.shape, W(x));
+    cuda::unary(op, P(x), P(y), y.numel(), W(x), stream_);
     LAUNCHED("unary");
     return y;
   }
@@ -188,8 +215,8 @@ class CudaBackend final : public Backend {
     Shape s = x.shape;
     int64_t n = s.back() / 2;
     s.back() = n;
-    Tensor y = make(s);
-    cuda::geglu(P(x), P(y), x.numel() / (2 * n), n, stream_);
+    Tensor y = make(s, W(x));
+    cuda::geglu(P(x), P(y), x.numel() / (2 * n), n, W(x), stream_);
     LAUNCHED("geglu");
     return y;
   }
@@ -199,16 +226,17 @@ class CudaBackend final : public Backend {
     std::vector<float> host(scale);
     host.insert(host.end(), shift.begin(), shift.end());
     check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream_), "affine parameters");
-    Tensor y = make(x.shape);
-    cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, stream_);
+    Tensor y = make(x.shape, W(x));
+    cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, W(x), stream_);
     LAUNCHED("channel_affine");
     check(cudaStreamSynchronize(stream_), "affine parameters");
     return y;
   }
   Tensor add_channel_bias(const Tensor& x, const Tensor& t) override {
     int64_t B = x.dim(0), C = x.dim(1);
-    Tensor y = make(x.shape);
-    cuda::add_channel_bias(P(x), P(t), P(y), B, C, x.numel() / (B * C), stream_);
+    bool wide = same("add_channel_bias", {&x, &t});
+    Tensor y = make(x.shape, wide);
+    cuda::add_channel_bias(P(x), P(t), P(y), B, C, x.numel() / (B * C), wide, stream_);
     LAUNCHED("add_channel_bias");
     return y;
   }
@@ -217,15 +245,17 @@ class CudaBackend final : public Backend {
     int64_t K = x.dim(-1), N = w.dim(0), M = x.numel() / K;
     Shape s = x.shape;
     s.back() = N;
-    Tensor y = make(s);
-    lt_->linear(P(x), P(w), bias ? P(*bias) : nullptr, P(y), M, N, K, stream_);
+    bool wide = same("linear", {&x, &w, bias});
+    Tensor y = make(s, wide);
+    lt_->linear(P(x), P(w), bias ? P(*bias) : nullptr, P(y), M, N, K, wide, stream_);
     return y;
   }
 
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad) override {
     int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
     int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1, P_ = Ho * Wo, K = Cin * kh * kw;
-    Tensor y = make({B, Cout, Ho, Wo});
+    bool wide = same("conv2d", {&x, &w, bias});
+    Tensor y = make({B, Cout, Ho, Wo}, wide);
     bool pointwise = kh == 1 && kw == 1 && stride == 1 && pad == 0;
     // im2col in column chunks that keep the buffer near 64 MB at any resolution. A chunk is a multiple
     // of 128 columns (256 bytes), so every chunk's column buffer and output offset keep cuBLASLt's
@@ -237,18 +267,18 @@ class CudaBackend final : public Backend {
       const char* xin = static_cast<const char*>(P(x)) + n * Cin * H * W * 2;
       char* out = static_cast<char*>(P(y)) + n * Cout * P_ * 2;
       if (pointwise) {
-        lt_->gemm(P(w), K, 0, xin, P_, 0, false, out, P_, 0, Cout, P_, K, 1, 1.f, false, stream_);
+        lt_->gemm(P(w), K, 0, xin, P_, 0, false, out, P_, 0, Cout, P_, K, 1, 1.f, false, wide, stream_);
         continue;
       }
       for (int64_t p0 = 0; p0 < P_; p0 += chunk) {
         int64_t pc = std::min(chunk, P_ - p0);
         cuda::im2col(xin, col->ptr, Cin, H, W, kh, kw, stride, pad, Wo, p0, pc, stream_);
         LAUNCHED("im2col");
-        lt_->gemm(P(w), K, 0, col->ptr, pc, 0, false, out + p0 * 2, P_, 0, Cout, pc, K, 1, 1.f, false, stream_);
+        lt_->gemm(P(w), K, 0, col->ptr, pc, 0, false, out + p0 * 2, P_, 0, Cout, pc, K, 1, 1.f, false, wide, stream_);
       }
     }
     if (bias) {
-      cuda::add_row_bias(P(y), P(*bias), B, Cout, P_, stream_);
+      cuda::add_row_bias(P(y), P(*bias), B, Cout, P_, wide, stream_);
       LAUNCHED("conv bias");
     }
     return y;
@@ -256,42 +286,45 @@ class CudaBackend final : public Backend {
 
   Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) override {
     int64_t B = x.dim(0), C = x.dim(1);
-    Tensor y = make(x.shape);
-    cuda::group_norm(P(x), P(gamma), P(beta), P(y), B, C, x.numel() / (B * C), groups, eps, silu, stream_);
+    bool wide = same("group_norm", {&x, &gamma, &beta});
+    Tensor y = make(x.shape, wide);
+    cuda::group_norm(P(x), P(gamma), P(beta), P(y), B, C, x.numel() / (B * C), groups, eps, silu, wide, stream_);
     LAUNCHED("group_norm");
     return y;
   }
   Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
     int64_t C = x.dim(-1);
-    Tensor y = make(x.shape);
-    cuda::layer_norm(P(x), P(gamma), P(beta), P(y), x.numel() / C, C, eps, stream_);
+    bool wide = same("layer_norm", {&x, &gamma, &beta});
+    Tensor y = make(x.shape, wide);
+    cuda::layer_norm(P(x), P(gamma), P(beta), P(y), x.numel() / C, C, eps, wide, stream_);
     LAUNCHED("layer_norm");
     return y;
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) override {
     int64_t C = q.dim(2);
     if (C / heads > 512) throw Error("PG25_UNSUPPORTED", "attention heads wider than 512 channels are not supported on the GPU");
-    Tensor y = make(q.shape);
-    cuda::attention(P(q), P(k), P(v), P(y), q.dim(0), q.dim(1), k.dim(1), C, heads, causal, stream_);
+    bool wide = same("attention", {&q, &k, &v});
+    Tensor y = make(q.shape, wide);
+    cuda::attention(P(q), P(k), P(v), P(y), q.dim(0), q.dim(1), k.dim(1), C, heads, causal, wide, stream_);
     LAUNCHED("attention");
     return y;
   }
   Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) override {
     int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
-    Tensor y = make({B, C, H + top + bottom, W + left + right});
+    Tensor y = make({B, C, H + top + bottom, W + left + right}, pg25::W(x));
     cuda::pad2d(P(x), P(y), B * C, H, W, left, top, H + top + bottom, W + left + right, stream_);
     LAUNCHED("pad2d");
     return y;
   }
   Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) override {
-    Tensor y = make({x.dim(0), x.dim(1), oh, ow});
+    Tensor y = make({x.dim(0), x.dim(1), oh, ow}, W(x));
     cuda::upsample_nearest(P(x), P(y), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), oh, ow, stream_);
     LAUNCHED("upsample");
     return y;
   }
   Tensor concat(const Tensor& a, const Tensor& b, int axis) override {
     ConcatPlan p = plan_concat(a, b, axis);
-    Tensor y = make(p.shape);
+    Tensor y = make(p.shape, same("concat", {&a, &b}));
     size_t ca = size_t(p.a_run) * 2, cb = size_t(p.b_run) * 2;
     check(cudaMemcpy2DAsync(P(y), ca + cb, P(a), ca, ca, size_t(p.outer), cudaMemcpyDeviceToDevice, stream_), "concat");
     check(cudaMemcpy2DAsync(static_cast<char*>(P(y)) + ca, ca + cb, P(b), cb, cb, size_t(p.outer), cudaMemcpyDeviceToDevice, stream_), "concat");
@@ -301,21 +334,21 @@ class CudaBackend final : public Backend {
   Tensor slice0(const Tensor& x, int64_t start, int64_t count) override {
     Shape s = x.shape;
     s[0] = count;
-    Tensor y = make(s);
+    Tensor y = make(s, W(x));
     int64_t per = x.numel() / x.dim(0);
     check(cudaMemcpyAsync(P(y), static_cast<const char*>(P(x)) + start * per * 2, size_t(count * per) * 2, cudaMemcpyDeviceToDevice, stream_), "slice");
     return y;
   }
   Tensor nchw_to_nlc(const Tensor& x) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
-    Tensor y = make({B, HW, C});
+    Tensor y = make({B, HW, C}, W(x));
     cuda::transpose_last2(P(x), P(y), B, C, HW, stream_);
     LAUNCHED("nchw_to_nlc");
     return y;
   }
   Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override {
     int64_t B = x.dim(0), C = x.dim(2);
-    Tensor y = make({B, C, h, w});
+    Tensor y = make({B, C, h, w}, W(x));
     cuda::transpose_last2(P(x), P(y), B, h * w, C, stream_);
     LAUNCHED("nlc_to_nchw");
     return y;
@@ -326,7 +359,7 @@ class CudaBackend final : public Backend {
       if (id < 0 || id >= V) throw Error("PG25_INVALID_ARGUMENT", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
     CudaBuffer dev(ids.size() * 4, stream_owner_);
     check(cudaMemcpyAsync(dev.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, stream_), "token ids");
-    Tensor y = make({batch, L, C});
+    Tensor y = make({batch, L, C}, W(table));
     cuda::embedding(static_cast<int32_t*>(dev.ptr), P(table), P(y), int64_t(ids.size()), C, stream_);
     LAUNCHED("embedding");
     check(cudaStreamSynchronize(stream_), "token ids");
@@ -334,7 +367,7 @@ class CudaBackend final : public Backend {
   }
   Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) override {
     int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
-    Tensor y = make({B, C});
+    Tensor y = make({B, C}, W(x));
     for (int64_t b = 0; b < B; b++)
       check(cudaMemcpyAsync(static_cast<char*>(P(y)) + b * C * 2, static_cast<const char*>(P(x)) + (b * L + rows[size_t(b)]) * C * 2, size_t(C) * 2,
                             cudaMemcpyDeviceToDevice, stream_), "gather_rows");
@@ -346,7 +379,7 @@ class CudaBackend final : public Backend {
     std::vector<float> host(m);
     host.insert(host.end(), bias.begin(), bias.end());
     check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream_), "preview parameters");
-    cuda::latent_rgb(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + m.size(), static_cast<uint8_t*>(out.ptr), B, C, HW, stream_);
+    cuda::latent_rgb(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + m.size(), static_cast<uint8_t*>(out.ptr), B, C, HW, W(x), stream_);
     LAUNCHED("latent_rgb");
     std::vector<uint8_t> result(size_t(B * HW * 3));
     check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream_), "preview download");
@@ -356,7 +389,7 @@ class CudaBackend final : public Backend {
   std::vector<uint8_t> to_rgb8(const Tensor& x) override {
     int64_t B = x.dim(0), HW = x.dim(2) * x.dim(3);
     CudaBuffer out(size_t(B * HW * 3), stream_owner_);
-    cuda::to_rgb8(P(x), static_cast<uint8_t*>(out.ptr), B, HW, stream_);
+    cuda::to_rgb8(P(x), static_cast<uint8_t*>(out.ptr), B, HW, W(x), stream_);
     LAUNCHED("to_rgb8");
     std::vector<uint8_t> result(size_t(B * HW * 3));
     check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream_), "image download");

@@ -1,3 +1,4 @@
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "kernels.h"
@@ -6,9 +7,14 @@
 namespace pg25::cuda {
 namespace {
 
+// Arithmetic kernels are templates over the 16-bit storage type T (__half, or __nv_bfloat16 for
+// components that need float32's exponent range); data movement copies 16-bit payloads as `h`.
 using h = __half;
+using bf = __nv_bfloat16;
 __device__ __forceinline__ float ld(const h* p, int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ float ld(const bf* p, int64_t i) { return __bfloat162float(p[i]); }
 __device__ __forceinline__ void st(h* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+__device__ __forceinline__ void st(bf* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
 __device__ __forceinline__ float silu_f(float v) { return v / (1.f + __expf(-v)); }
 __device__ __forceinline__ float gelu_f(float v) { return 0.5f * v * (1.f + erff(v * 0.70710678118654752f)); }
 
@@ -18,41 +24,53 @@ unsigned grid(int64_t n, int block = 256) {
 }
 #define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
-__global__ void k_f32_to_f16(const float* x, h* y, int64_t n) { GRID_STRIDE(i, n) y[i] = __float2half_rn(x[i]); }
-__global__ void k_f16_to_f32(const h* x, float* y, int64_t n) { GRID_STRIDE(i, n) y[i] = __half2float(x[i]); }
+template <class T>
+__global__ void k_from_f32(const float* x, T* y, int64_t n) { GRID_STRIDE(i, n) st(y, i, x[i]); }
+template <class T>
+__global__ void k_to_f32(const T* x, float* y, int64_t n) { GRID_STRIDE(i, n) y[i] = ld(x, i); }
+template <class A, class B>
+__global__ void k_convert(const A* x, B* y, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(x, i)); }
 
+template <class T>
 struct Terms {
-  const h* x[8];
+  const T* x[8];
   float c[8];
 };
-__global__ void k_lincomb(Terms t, int terms, h* y, int64_t n) {
+template <class T>
+__global__ void k_lincomb(Terms<T> t, int terms, T* y, int64_t n) {
   GRID_STRIDE(i, n) {
     float acc = 0.f;
     for (int k = 0; k < terms; k++) acc += t.c[k] * ld(t.x[k], i);
     st(y, i, acc);
   }
 }
-__global__ void k_add(const h* a, const h* b, h* y, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(a, i) + ld(b, i)); }
-__global__ void k_unary(int op, const h* x, h* y, int64_t n) {
+template <class T>
+__global__ void k_add(const T* a, const T* b, T* y, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(a, i) + ld(b, i)); }
+template <class T>
+__global__ void k_unary(int op, const T* x, T* y, int64_t n) {
   GRID_STRIDE(i, n) {
     float v = ld(x, i);
     st(y, i, op == 0 ? silu_f(v) : op == 1 ? gelu_f(v) : v / (1.f + __expf(-1.702f * v)));
   }
 }
-__global__ void k_geglu(const h* x, h* y, int64_t rows, int64_t n) {
+template <class T>
+__global__ void k_geglu(const T* x, T* y, int64_t rows, int64_t n) {
   GRID_STRIDE(i, rows * n) {
     int64_t r = i / n, j = i % n;
     st(y, i, ld(x, r * 2 * n + j) * gelu_f(ld(x, r * 2 * n + n + j)));
   }
 }
-__global__ void k_channel_affine(const h* x, const float* sc, const float* sh, h* y, int64_t C, int64_t HW, int64_t n) {
+template <class T>
+__global__ void k_channel_affine(const T* x, const float* sc, const float* sh, T* y, int64_t C, int64_t HW, int64_t n) {
   GRID_STRIDE(i, n) {
     int64_t c = (i / HW) % C;
     st(y, i, ld(x, i) * sc[c] + sh[c]);
   }
 }
-__global__ void k_add_channel_bias(const h* x, const h* t, h* y, int64_t HW, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(x, i) + ld(t, i / HW)); }
-__global__ void k_add_row_bias(h* y, const h* b, int64_t C, int64_t HW, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(y, i) + ld(b, (i / HW) % C)); }
+template <class T>
+__global__ void k_add_channel_bias(const T* x, const T* t, T* y, int64_t HW, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(x, i) + ld(t, i / HW)); }
+template <class T>
+__global__ void k_add_row_bias(T* y, const T* b, int64_t C, int64_t HW, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(y, i) + ld(b, (i / HW) % C)); }
 __global__ void k_im2col(const h* x, h* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
                          int64_t p0, int64_t pc) {
   GRID_STRIDE(i, C * kh * kw * pc) {
@@ -85,9 +103,10 @@ __device__ void reduce2(float& a, float& b) {
 }
 
 // One block per (batch, group); two passes over the group in fp32 (mean, then centred variance).
-__global__ void k_group_norm(const h* x, const h* g, const h* bt, h* y, int64_t C, int64_t HW, int groups, float eps, bool silu) {
+template <class T>
+__global__ void k_group_norm(const T* x, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int groups, float eps, bool silu) {
   int64_t bg = blockIdx.x, b = bg / groups, gi = bg % groups, cg = C / groups, n = cg * HW;
-  const h* src = x + (b * C + gi * cg) * HW;
+  const T* src = x + (b * C + gi * cg) * HW;
   float s = 0.f, dummy = 0.f;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += ld(src, i);
   reduce2(s, dummy);
@@ -97,7 +116,7 @@ __global__ void k_group_norm(const h* x, const h* g, const h* bt, h* y, int64_t 
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) { float d = ld(src, i) - mean; q += d * d; }
   reduce2(q, dummy);
   float rstd = rsqrtf(q / float(n) + eps);
-  h* dst = y + (b * C + gi * cg) * HW;
+  T* dst = y + (b * C + gi * cg) * HW;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     int64_t ch = gi * cg + i / HW;
     float v = (ld(src, i) - mean) * rstd * ld(g, ch) + ld(bt, ch);
@@ -105,8 +124,9 @@ __global__ void k_group_norm(const h* x, const h* g, const h* bt, h* y, int64_t 
   }
 }
 
-__global__ void k_layer_norm(const h* x, const h* g, const h* bt, h* y, int64_t C, float eps) {
-  const h* src = x + blockIdx.x * C;
+template <class T>
+__global__ void k_layer_norm(const T* x, const T* g, const T* bt, T* y, int64_t C, float eps) {
+  const T* src = x + blockIdx.x * C;
   float s = 0.f, dummy = 0.f;
   for (int64_t i = threadIdx.x; i < C; i += blockDim.x) s += ld(src, i);
   reduce2(s, dummy);
@@ -120,8 +140,8 @@ __global__ void k_layer_norm(const h* x, const h* g, const h* bt, h* y, int64_t 
 
 // One warp per query row and head; keys streamed with an online softmax, the output row kept in
 // registers (up to 16 floats per lane: head dims up to 512, the VAE's single head).
-template <int PER_LANE>
-__global__ void k_attention(const h* q, const h* k, const h* v, h* y, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal, float scale) {
+template <class T, int PER_LANE>
+__global__ void k_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal, float scale) {
   int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
   int lane = threadIdx.x % 32;
   int64_t d = C / heads;
@@ -129,7 +149,7 @@ __global__ void k_attention(const h* q, const h* k, const h* v, h* y, int64_t Nq
   int64_t b = blockIdx.y;
   if (warp >= Nq * heads || b >= B) return;
   int64_t qi = warp / heads, hd = warp % heads;
-  const h* qp = q + (b * Nq + qi) * C + hd * d;
+  const T* qp = q + (b * Nq + qi) * C + hd * d;
   float qr[PER_LANE], acc[PER_LANE];
   for (int j = 0; j < PER_LANE; j++) {
     int64_t c = lane + 32 * j;
@@ -139,7 +159,7 @@ __global__ void k_attention(const h* q, const h* k, const h* v, h* y, int64_t Nq
   float m = -INFINITY, l = 0.f;
   int64_t limit = causal ? (qi + 1 < Nk ? qi + 1 : Nk) : Nk;
   for (int64_t kj = 0; kj < limit; kj++) {
-    const h* kp = k + (b * Nk + kj) * C + hd * d;
+    const T* kp = k + (b * Nk + kj) * C + hd * d;
     float sdot = 0.f;
     for (int j = 0; j < PER_LANE; j++) {
       int64_t c = lane + 32 * j;
@@ -149,14 +169,14 @@ __global__ void k_attention(const h* q, const h* k, const h* v, h* y, int64_t Nq
     float mn = fmaxf(m, sdot);
     float corr = __expf(m - mn), p = __expf(sdot - mn);
     l = l * corr + p;
-    const h* vp = v + (b * Nk + kj) * C + hd * d;
+    const T* vp = v + (b * Nk + kj) * C + hd * d;
     for (int j = 0; j < PER_LANE; j++) {
       int64_t c = lane + 32 * j;
       acc[j] = acc[j] * corr + (c < d ? p * ld(vp, c) : 0.f);
     }
     m = mn;
   }
-  h* yp = y + (b * Nq + qi) * C + hd * d;
+  T* yp = y + (b * Nq + qi) * C + hd * d;
   for (int j = 0; j < PER_LANE; j++) {
     int64_t c = lane + 32 * j;
     if (c < d) st(yp, c, acc[j] / l);
@@ -183,7 +203,8 @@ __global__ void k_transpose(const h* x, h* y, int64_t R, int64_t Cc, int64_t n) 
   }
 }
 __global__ void k_embedding(const int32_t* ids, const h* table, h* y, int64_t n, int64_t C) { GRID_STRIDE(i, n * C) y[i] = table[int64_t(ids[i / C]) * C + i % C]; }
-__global__ void k_to_rgb8(const h* x, uint8_t* y, int64_t HW, int64_t n) {
+template <class T>
+__global__ void k_to_rgb8(const T* x, uint8_t* y, int64_t HW, int64_t n) {
   GRID_STRIDE(i, n) {  // i over B*HW*3 in NHWC order
     int64_t b = i / (HW * 3), p = (i / 3) % HW, c = i % 3;
     float v = ld(x, (b * 3 + c) * HW + p) / 2.f + 0.5f;
@@ -191,7 +212,8 @@ __global__ void k_to_rgb8(const h* x, uint8_t* y, int64_t HW, int64_t n) {
     y[i] = uint8_t(__float2int_rn(v * 255.f));
   }
 }
-__global__ void k_latent_rgb(const h* x, const float* m, const float* bias, uint8_t* y, int64_t C, int64_t HW, int64_t n) {
+template <class T>
+__global__ void k_latent_rgb(const T* x, const float* m, const float* bias, uint8_t* y, int64_t C, int64_t HW, int64_t n) {
   GRID_STRIDE(i, n) {
     int64_t b = i / (HW * 3), p = (i / 3) % HW, c = i % 3;
     float v = bias[c];
@@ -205,49 +227,75 @@ __global__ void k_latent_rgb(const h* x, const float* m, const float* bias, uint
 
 #define H(p) static_cast<const __half*>(p)
 #define HM(p) static_cast<__half*>(p)
+#define BY_COMMA ,  // a comma inside a macro argument (template arguments)
+#define C(p) static_cast<const T*>(p)
+#define M(p) static_cast<T*>(p)
+// Runs the statement with T = __nv_bfloat16 when `wide`, else __half.
+#define BY_TYPE(wide, ...)        \
+  do {                            \
+    if (wide) {                   \
+      using T = __nv_bfloat16;    \
+      __VA_ARGS__;                \
+    } else {                      \
+      using T = __half;           \
+      __VA_ARGS__;                \
+    }                             \
+  } while (0)
 
-void f32_to_f16(const float* x, void* y, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_f32_to_f16, grid(n), 256, 0, s)(x, HM(y), n); }
-void f16_to_f32(const void* x, float* y, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_f16_to_f32, grid(n), 256, 0, s)(H(x), y, n); }
-void lincomb(int terms, const void* const* x, const float* c, void* y, int64_t n, cudaStream_t s) {
-  Terms t{};
-  for (int i = 0; i < terms && i < 8; i++) {
-    t.x[i] = H(x[i]);
-    t.c[i] = c[i];
-  }
-  PG25_LAUNCH(k_lincomb, grid(n), 256, 0, s)(t, terms < 8 ? terms : 8, HM(y), n);
+void from_f32(const float* x, void* y, int64_t n, bool wide, cudaStream_t s) { BY_TYPE(wide, PG25_LAUNCH(k_from_f32<T>, grid(n), 256, 0, s)(x, M(y), n)); }
+void to_f32(const void* x, float* y, int64_t n, bool wide, cudaStream_t s) { BY_TYPE(wide, PG25_LAUNCH(k_to_f32<T>, grid(n), 256, 0, s)(C(x), y, n)); }
+void convert(const void* x, bool x_wide, void* y, int64_t n, cudaStream_t s) {
+  if (x_wide) PG25_LAUNCH(k_convert<__nv_bfloat16 BY_COMMA __half>, grid(n), 256, 0, s)(static_cast<const __nv_bfloat16*>(x), HM(y), n);
+  else PG25_LAUNCH(k_convert<__half BY_COMMA __nv_bfloat16>, grid(n), 256, 0, s)(H(x), static_cast<__nv_bfloat16*>(y), n);
 }
-void add(const void* a, const void* b, void* y, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_add, grid(n), 256, 0, s)(H(a), H(b), HM(y), n); }
-void unary(Unary op, const void* x, void* y, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_unary, grid(n), 256, 0, s)(int(op), H(x), HM(y), n); }
-void geglu(const void* x, void* y, int64_t rows, int64_t n, cudaStream_t s) { PG25_LAUNCH(k_geglu, grid(rows * n), 256, 0, s)(H(x), HM(y), rows, n); }
-void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t C, int64_t HW, cudaStream_t s) {
-  PG25_LAUNCH(k_channel_affine, grid(B * C * HW), 256, 0, s)(H(x), scale, shift, HM(y), C, HW, B * C * HW);
+void lincomb(int terms, const void* const* x, const float* c, void* y, int64_t n, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, {
+    Terms<T> t{};
+    for (int i = 0; i < terms && i < 8; i++) {
+      t.x[i] = C(x[i]);
+      t.c[i] = c[i];
+    }
+    PG25_LAUNCH(k_lincomb<T>, grid(n), 256, 0, s)(t, terms < 8 ? terms : 8, M(y), n);
+  });
 }
-void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t C, int64_t HW, cudaStream_t s) {
-  PG25_LAUNCH(k_add_channel_bias, grid(B * C * HW), 256, 0, s)(H(x), H(t), HM(y), HW, B * C * HW);
+void add(const void* a, const void* b, void* y, int64_t n, bool wide, cudaStream_t s) { BY_TYPE(wide, PG25_LAUNCH(k_add<T>, grid(n), 256, 0, s)(C(a), C(b), M(y), n)); }
+void unary(Unary op, const void* x, void* y, int64_t n, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_unary<T>, grid(n), 256, 0, s)(int(op), C(x), M(y), n));
 }
-void add_row_bias(void* y, const void* bias, int64_t B, int64_t C, int64_t HW, cudaStream_t s) {
-  PG25_LAUNCH(k_add_row_bias, grid(B * C * HW), 256, 0, s)(HM(y), H(bias), C, HW, B * C * HW);
+void geglu(const void* x, void* y, int64_t rows, int64_t n, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_geglu<T>, grid(rows * n), 256, 0, s)(C(x), M(y), rows, n));
 }
-void im2col(const void* x, void* col, int64_t C, int64_t Hh, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
+void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_channel_affine<T>, grid(B * Ch * HW), 256, 0, s)(C(x), scale, shift, M(y), Ch, HW, B * Ch * HW));
+}
+void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_add_channel_bias<T>, grid(B * Ch * HW), 256, 0, s)(C(x), C(t), M(y), HW, B * Ch * HW));
+}
+void add_row_bias(void* y, const void* bias, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_add_row_bias<T>, grid(B * Ch * HW), 256, 0, s)(M(y), C(bias), Ch, HW, B * Ch * HW));
+}
+void im2col(const void* x, void* col, int64_t Ch, int64_t Hh, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
             int64_t p0, int64_t pc, cudaStream_t s) {
-  PG25_LAUNCH(k_im2col, grid(C * kh * kw * pc), 256, 0, s)(H(x), HM(col), C, Hh, W, kh, kw, stride, pad, Wo, p0, pc);
+  PG25_LAUNCH(k_im2col, grid(Ch * kh * kw * pc), 256, 0, s)(H(x), HM(col), Ch, Hh, W, kh, kw, stride, pad, Wo, p0, pc);
 }
-void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups, float eps,
-                bool silu, cudaStream_t s) {
-  PG25_LAUNCH(k_group_norm, unsigned(B * groups), 512, 0, s)(H(x), H(gamma), H(beta), HM(y), C, HW, groups, eps, silu);
+void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW, int groups, float eps,
+                bool silu, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_group_norm<T>, unsigned(B * groups), 512, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, HW, groups, eps, silu));
 }
-void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t C, float eps, cudaStream_t s) {
-  PG25_LAUNCH(k_layer_norm, unsigned(rows), 256, 0, s)(H(x), H(gamma), H(beta), HM(y), C, eps);
+void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t Ch, float eps, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_layer_norm<T>, unsigned(rows), 256, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
 }
-void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal,
-               cudaStream_t s) {
-  int64_t d = C / heads;
+void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t Ch, int heads, bool causal,
+               bool wide, cudaStream_t s) {
+  int64_t d = Ch / heads;
   float scale = 1.f / sqrtf(float(d));
   int64_t warps = Nq * heads;
   dim3 g(unsigned((warps * 32 + 255) / 256), unsigned(B));
-  if (d <= 64) PG25_LAUNCH(k_attention<2>, g, 256, 0, s)(H(q), H(k), H(v), HM(y), Nq, Nk, C, heads, causal, scale);
-  else if (d <= 128) PG25_LAUNCH(k_attention<4>, g, 256, 0, s)(H(q), H(k), H(v), HM(y), Nq, Nk, C, heads, causal, scale);
-  else PG25_LAUNCH(k_attention<16>, g, 256, 0, s)(H(q), H(k), H(v), HM(y), Nq, Nk, C, heads, causal, scale);
+  BY_TYPE(wide, {
+    if (d <= 64) PG25_LAUNCH(k_attention<T BY_COMMA 2>, g, 256, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, causal, scale);
+    else if (d <= 128) PG25_LAUNCH(k_attention<T BY_COMMA 4>, g, 256, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, causal, scale);
+    else PG25_LAUNCH(k_attention<T BY_COMMA 16>, g, 256, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, causal, scale);
+  });
 }
 void upsample_nearest(const void* x, void* y, int64_t BC, int64_t Hh, int64_t W, int64_t oh, int64_t ow, cudaStream_t s) {
   PG25_LAUNCH(k_upsample, grid(BC * oh * ow), 256, 0, s)(H(x), HM(y), Hh, W, oh, ow, float(Hh) / float(oh), float(W) / float(ow), BC * oh * ow);
@@ -258,12 +306,14 @@ void pad2d(const void* x, void* y, int64_t BC, int64_t Hh, int64_t W, int left, 
 void transpose_last2(const void* x, void* y, int64_t B, int64_t R, int64_t Cc, cudaStream_t s) {
   PG25_LAUNCH(k_transpose, grid(B * R * Cc), 256, 0, s)(H(x), HM(y), R, Cc, B * R * Cc);
 }
-void embedding(const int32_t* ids, const void* table, void* y, int64_t n, int64_t C, cudaStream_t s) {
-  PG25_LAUNCH(k_embedding, grid(n * C), 256, 0, s)(ids, H(table), HM(y), n, C);
+void embedding(const int32_t* ids, const void* table, void* y, int64_t n, int64_t Ch, cudaStream_t s) {
+  PG25_LAUNCH(k_embedding, grid(n * Ch), 256, 0, s)(ids, H(table), HM(y), n, Ch);
 }
-void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, cudaStream_t s) { PG25_LAUNCH(k_to_rgb8, grid(B * HW * 3), 256, 0, s)(H(x), y, HW, B * HW * 3); }
-void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t C, int64_t HW, cudaStream_t s) {
-  PG25_LAUNCH(k_latent_rgb, grid(B * HW * 3), 256, 0, s)(H(x), m, bias, y, C, HW, B * HW * 3);
+void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_to_rgb8<T>, grid(B * HW * 3), 256, 0, s)(C(x), y, HW, B * HW * 3));
+}
+void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_latent_rgb<T>, grid(B * HW * 3), 256, 0, s)(C(x), m, bias, y, Ch, HW, B * HW * 3));
 }
 
 }  // namespace pg25::cuda

@@ -1,4 +1,4 @@
-// Launchers for the CUDA backend's kernels (fp16 storage, fp32 arithmetic). Each has a float32 twin
+// Launchers for the CUDA backend's kernels (16-bit storage, fp32 arithmetic). Each has a float32 twin
 // in native/cpu/cpu_backend.cc that the GPU check compares it against.
 #pragma once
 #include <cuda_runtime.h>
@@ -7,37 +7,41 @@
 
 namespace pg25::cuda {
 
-void f32_to_f16(const float* x, void* y, int64_t n, cudaStream_t s);
-void f16_to_f32(const void* x, float* y, int64_t n, cudaStream_t s);
+// `wide` selects bf16 storage (float32's exponent range) over fp16 for the arithmetic kernels; data
+// movement (im2col, pad, upsample, transpose, embedding) copies 16-bit values of either type.
+void from_f32(const float* x, void* y, int64_t n, bool wide, cudaStream_t s);
+void to_f32(const void* x, float* y, int64_t n, bool wide, cudaStream_t s);
+// fp16 <-> bf16; x_wide says which way.
+void convert(const void* x, bool x_wide, void* y, int64_t n, cudaStream_t s);
 // y = sum_k c[k] x[k], up to 8 terms.
-void lincomb(int terms, const void* const* x, const float* c, void* y, int64_t n, cudaStream_t s);
-void add(const void* a, const void* b, void* y, int64_t n, cudaStream_t s);
+void lincomb(int terms, const void* const* x, const float* c, void* y, int64_t n, bool wide, cudaStream_t s);
+void add(const void* a, const void* b, void* y, int64_t n, bool wide, cudaStream_t s);
 enum class Unary { Silu, Gelu, QuickGelu };
-void unary(Unary op, const void* x, void* y, int64_t n, cudaStream_t s);
-void geglu(const void* x, void* y, int64_t rows, int64_t n, cudaStream_t s);
+void unary(Unary op, const void* x, void* y, int64_t n, bool wide, cudaStream_t s);
+void geglu(const void* x, void* y, int64_t rows, int64_t n, bool wide, cudaStream_t s);
 // x [B, C, HW]: y = x * scale[c] + shift[c] (device float arrays)
-void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t C, int64_t HW, cudaStream_t s);
+void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
 // x [B, C, HW] + t [B, C]
-void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t C, int64_t HW, cudaStream_t s);
+void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
 // y [B, C, HW] += bias[C]
-void add_row_bias(void* y, const void* bias, int64_t B, int64_t C, int64_t HW, cudaStream_t s);
+void add_row_bias(void* y, const void* bias, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
 // Columns [K = C*kh*kw, P] for output pixels [p0, p0 + pc) of one image.
 void im2col(const void* x, void* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
             int64_t p0, int64_t pc, cudaStream_t s);
 void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups, float eps,
-                bool silu, cudaStream_t s);
-void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t C, float eps, cudaStream_t s);
+                bool silu, bool wide, cudaStream_t s);
+void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t C, float eps, bool wide, cudaStream_t s);
 // q [B, Nq, C], k and v [B, Nk, C], heads split C; online softmax, no score matrix in memory.
 void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal,
-               cudaStream_t s);
+               bool wide, cudaStream_t s);
 void upsample_nearest(const void* x, void* y, int64_t BC, int64_t H, int64_t W, int64_t oh, int64_t ow, cudaStream_t s);
 void pad2d(const void* x, void* y, int64_t BC, int64_t H, int64_t W, int left, int top, int64_t Ho, int64_t Wo, cudaStream_t s);
 // [B, C, HW] <-> [B, HW, C]
 void transpose_last2(const void* x, void* y, int64_t B, int64_t R, int64_t Cc, cudaStream_t s);
 void embedding(const int32_t* ids, const void* table, void* y, int64_t n, int64_t C, cudaStream_t s);
 // RGB bytes from [B, 3, H, W] in [-1, 1]
-void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, cudaStream_t s);
+void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, bool wide, cudaStream_t s);
 // RGB bytes from [B, C, H, W] through rgb = M x + bias (M 3 x C, device floats)
-void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t C, int64_t HW, cudaStream_t s);
+void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
 
 }  // namespace pg25::cuda

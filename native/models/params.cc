@@ -10,7 +10,7 @@ Tensor Params::get(const std::string& name, const Shape& shape, bool linear) {
   declared_.push_back({name, shape, linear});
   if (dry()) return Tensor{nullptr, shape};
   std::vector<float> data = store_->read(name, shape, linear);
-  return backend_->weight(name, data.data(), shape);
+  return backend_->weight(name, data.data(), shape, storage_);
 }
 
 std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }

@@ -22,12 +22,15 @@ class Params {
 
   Tensor get(const std::string& name, const Shape& shape, bool linear = false);
   Tensor linear_weight(const std::string& name, int64_t out, int64_t in) { return get(name, {out, in}, true); }
+  // How the weights asked for from now on are stored (a VAE with force_upcast asks for Wide first).
+  void set_storage(Storage s) { storage_ = s; }
   const std::vector<ParamSpec>& declared() const { return declared_; }
   bool dry() const { return backend_ == nullptr; }
 
  private:
   Backend* backend_;
   const WeightStore* store_;
+  Storage storage_ = Storage::Default;
   std::vector<ParamSpec> declared_;
 };
 

@@ -14,6 +14,7 @@ struct VaeShape {
   std::vector<int64_t> ch;
   int64_t latent_channels, layers;
   int groups;
+  Storage storage;  // force_upcast: the VAE's activations overflow fp16
 };
 
 static VaeShape read_vae_shape(const Config& cfg) {
@@ -31,6 +32,7 @@ static VaeShape read_vae_shape(const Config& cfg) {
   if (cfg.strings("up_block_types").size() != s.ch.size()) cfg.bad("up_block_types", "must have one entry per block_out_channels entry");
   if (cfg.strings("down_block_types").size() != s.ch.size()) cfg.bad("down_block_types", "must have one entry per block_out_channels entry");
   s.latent_channels = cfg.integer("latent_channels", 1, 64);
+  s.storage = cfg.boolean_or("force_upcast", false) ? Storage::Wide : Storage::Default;
   s.groups = int(cfg.integer_or("norm_num_groups", 32, 1, 1024));
   s.layers = cfg.integer_or("layers_per_block", 2, 1, 64);
   for (int64_t c : s.ch)
@@ -42,6 +44,8 @@ static VaeShape read_vae_shape(const Config& cfg) {
 
 VaeEncoder::VaeEncoder(const Config& cfg, Params& p) {
   VaeShape s = read_vae_shape(cfg);
+  storage_ = s.storage;
+  p.set_storage(storage_);
   latent_channels_ = s.latent_channels;
   groups_ = s.groups;
   size_t nb = s.ch.size();
@@ -72,7 +76,7 @@ VaeEncoder::VaeEncoder(const Config& cfg, Params& p) {
 
 VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image, const CancelFlag* cancel) const {
   if (image.rank() != 4 || image.dim(1) != 3) throw Error("PG25_INVALID_ARGUMENT", "vae encoder: image must be [B, 3, H, W], got " + shape_str(image.shape));
-  Tensor h = conv_in_(be, image);
+  Tensor h = conv_in_(be, be.cast(image, storage_));
   for (const Down& d : down_) {
     for (const auto& r : d.resnets) {
       check_cancel(cancel);
@@ -109,6 +113,8 @@ VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image, const Ca
 
 VaeDecoder::VaeDecoder(const Config& cfg, Params& p) {
   VaeShape s = read_vae_shape(cfg);
+  storage_ = s.storage;
+  p.set_storage(storage_);
   const std::vector<int64_t>& ch = s.ch;
   size_t nb = ch.size();
   latent_channels_ = s.latent_channels;
@@ -168,7 +174,7 @@ Tensor VaeDecoder::unscale(Backend& be, const Tensor& latents) const {
 
 Tensor VaeDecoder::decode(Backend& be, const Tensor& z, const CancelFlag* cancel) const {
   check_latents(z, latent_channels_);
-  Tensor h = post_quant_(be, z);
+  Tensor h = post_quant_(be, be.cast(z, storage_));
   h = conv_in_(be, h);
   check_cancel(cancel);
   h = mid_res0_(be, h, nullptr);

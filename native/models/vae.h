@@ -35,6 +35,7 @@ class VaeDecoder {
     std::optional<Conv> upsample;
   };
   int64_t latent_channels_;
+  Storage storage_;
   int groups_;
   int n_up_ = 0;
   double scaling_factor_;
@@ -61,6 +62,7 @@ class VaeEncoder {
     std::optional<Conv> downsample;  // stride 2 after a (0, 1, 0, 1) zero pad, as diffusers' Downsample2D(padding=0)
   };
   int64_t latent_channels_;
+  Storage storage_;
   int groups_;
   Conv conv_in_, conv_out_, quant_;
   std::vector<Down> down_;

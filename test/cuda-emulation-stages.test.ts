@@ -4,7 +4,7 @@
 import test from 'ava'
 import path from 'node:path'
 import { CLIPTokenizer, Pipeline, Runtime, TextEncoderModel, UNetModel, VAEModel, VAEEncoderModel, readModelIndex, resolveComponent } from '../lib'
-import { TINY, goldenCases, readGolden, relativeError } from './helpers'
+import { TINY, goldenCases, goldenUnet, readGolden, relativeError } from './helpers'
 import { emulationReport, psnr } from './emulation'
 
 const TOL = 2e-2
@@ -35,11 +35,8 @@ test.serial('text encoders in emulated CUDA: penultimate states, pooled projecti
 test.serial('unet in emulated CUDA: one batch-2 call', async t => {
   const rt = Runtime.open('cuda', () => {})
   const unet = await UNetModel.load(rt, await component('unet'))
-  const g = readGolden('unet.safetensors')
-  const out = await unet.predict(rt.fromHost(g.sample.data, g.sample.shape), g.timestep.data[0],
-    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape), rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data)
-  t.deepEqual(out.shape, g.out.shape)
-  const err = relativeError(rt.toHost(out), g.out.data)
+  const { shape, expected, err } = await goldenUnet(rt, unet)
+  t.deepEqual(shape, expected)
   t.true(err <= TOL, `unet: ${err}`)
   rt.dispose()
 })

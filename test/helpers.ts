@@ -2,6 +2,7 @@
 // (independent of the native loader under test), and error metrics.
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
+import type { Runtime, UNetModel } from '../lib'
 import { crc32, deflateSync } from 'node:zlib'
 
 export const REF = path.resolve(process.env.PG25_REFERENCE ?? path.join(__dirname, '..', '..', '..', 'shared', 'reference'))
@@ -67,4 +68,12 @@ export function declaredPng (width: number, height: number): Buffer {
   ihdr.writeUInt32BE(height, 4)
   ihdr.set([8, 2, 0, 0, 0], 8)
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1 + width * 3))), chunk('IEND', Buffer.alloc(0))])
+}
+
+/** The golden UNet call (unet.safetensors, batch 2) on `rt`: our output's shape, the reference's, and the relative error. */
+export async function goldenUnet (rt: Runtime, unet: UNetModel): Promise<{ shape: number[], expected: number[], err: number }> {
+  const g = readGolden('unet.safetensors')
+  const out = await unet.predict(rt.fromHost(g.sample.data, g.sample.shape), g.timestep.data[0],
+    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape), rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data)
+  return { shape: out.shape, expected: g.out.shape, err: relativeError(rt.toHost(out), g.out.data) }
 }

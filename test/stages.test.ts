@@ -1,7 +1,7 @@
 import test from 'ava'
 import path from 'node:path'
 import { CLIPTokenizer, Runtime, TextEncoderModel, UNetModel, VAEModel, VAEEncoderModel, readModelIndex, resolveComponent } from '../lib'
-import { TINY, goldenCases, readGolden, relativeError } from './helpers'
+import { TINY, goldenCases, goldenUnet, readGolden, relativeError } from './helpers'
 
 // Each network on the CPU backend against diffusers/transformers in float32 (relative 1e-4).
 const TOL = 1e-4
@@ -41,11 +41,8 @@ test('text encoders: penultimate states, pooled projection and concatenated embe
 
 test('unet: one batch-2 call as classifier-free guidance runs it', async t => {
   const { rt, unet } = await setup()
-  const g = readGolden('unet.safetensors')
-  const out = await unet.predict(rt.fromHost(g.sample.data, g.sample.shape), g.timestep.data[0],
-    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape), rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data)
-  t.deepEqual(out.shape, g.out.shape)
-  const err = relativeError(rt.toHost(out), g.out.data)
+  const { shape, expected, err } = await goldenUnet(rt, unet)
+  t.deepEqual(shape, expected)
   t.true(err <= TOL, `unet: ${err}`)
   rt.dispose()
 })

@@ -48,7 +48,7 @@ function checkRGB ({ width, height, data }: RGBImage, what: string): void {
 }
 
 /** An image input read and checked from its header alone: its declared size and what to decode. */
-export interface ProbedImage { input: Uint8Array | RGBImage, width: number, height: number }
+interface ProbedImage { input: Uint8Array | RGBImage, width: number, height: number }
 
 /**
  * Reads an image input's declared size without decoding it (a path is read as a regular file), and

@@ -124,14 +124,14 @@ export interface MemoryInfo { host: number, device: number, rss: number }
 /** What validation settles: the output size is null until an input image's header is read. */
 export interface Plan { width: number | null, height: number | null, steps: number, guidance: number, seed: number, count: number, strength: number }
 
-export const DEFAULT_STEPS = 50
-export const DEFAULT_GUIDANCE = 3
-export const MAX_STEPS = 1000
-export const MAX_COUNT = 64
+const DEFAULT_STEPS = 50
+const DEFAULT_GUIDANCE = 3
+const MAX_STEPS = 1000
+const MAX_COUNT = 64
 /** Classifier-free guidance past this only saturates the image (ComfyUI's upper bound too). */
-export const MAX_GUIDANCE = 100
+const MAX_GUIDANCE = 100
 /** SDXL micro-conditioning sizes and crops: twice the largest image is already far off the training data. */
-export const MAX_CONDITIONING = 2 * MAX_SIDE
+const MAX_CONDITIONING = 2 * MAX_SIDE
 
 /** A value as it should appear in a message: strings quoted, long values cut. */
 export function show (v: unknown): string {

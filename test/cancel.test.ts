@@ -55,9 +55,10 @@ test.serial('generate() aborted during its only step never completes that step',
   const pipe = await Pipeline.fromPretrained(TINY, { device: 'cpu' })
   const ac = new AbortController()
   let steps = 0
-  // One step at 512x512 is a single long UNet call; the abort lands inside it (after the text encoders).
-  const run = pipe.generate('a cat', { steps: 1, width: 512, height: 512, seed: 1, signal: ac.signal, onStep: () => { steps++ } })
-  setTimeout(() => ac.abort(), 300)
+  // One step at 1024x1024 is a single UNet call of seconds here; the abort lands inside it (the text
+  // encoders take milliseconds), and the call stops at its next block instead of finishing the step.
+  const run = pipe.generate('a cat', { steps: 1, width: 1024, height: 1024, seed: 1, signal: ac.signal, onStep: () => { steps++ } })
+  setTimeout(() => ac.abort(), 200)
   const err = await t.throwsAsync(run)
   t.true(err instanceof AbortError)
   t.is(steps, 0)

@@ -328,18 +328,20 @@ void note_matmul(uint32_t align) {
 Report report(bool reset) {
   State& s = S();
   std::lock_guard<std::mutex> g(s.mu);
+  // The streams' locks before the report's: misuse is noted with a stream's lock held (capturing()).
+  uint64_t queued = 0;
+  std::vector<CUstream_st*> all(s.streams.begin(), s.streams.end());
+  all.push_back(&s.legacy);
+  for (CUstream_st* st : all) {
+    std::lock_guard<std::mutex> q(st->mu);
+    queued += st->queue.size();
+  }
   std::lock_guard<std::mutex> rg(s.rep_mu);
   Report r = s.rep;
   r.live_allocations = s.allocs.size();
   r.live_bytes = s.in_use;
   r.peak_bytes = s.peak;
-  r.queued = 0;
-  std::vector<CUstream_st*> all(s.streams.begin(), s.streams.end());
-  all.push_back(&s.legacy);
-  for (CUstream_st* st : all) {
-    std::lock_guard<std::mutex> q(st->mu);
-    r.queued += st->queue.size();
-  }
+  r.queued = queued;
   if (reset) {
     s.rep = Report();
     s.peak = s.in_use;

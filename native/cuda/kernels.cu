@@ -1,20 +1,12 @@
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "kernels.h"
 #include "launch.h"
+#include "storage.h"
 
 namespace pg25::cuda {
 namespace {
 
 // Arithmetic kernels are templates over the 16-bit storage type T (__half, or __nv_bfloat16 for
 // components that need float32's exponent range); data movement copies 16-bit payloads as `h`.
-using h = __half;
-using bf = __nv_bfloat16;
-__device__ __forceinline__ float ld(const h* p, int64_t i) { return __half2float(p[i]); }
-__device__ __forceinline__ float ld(const bf* p, int64_t i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ void st(h* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
-__device__ __forceinline__ void st(bf* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
 __device__ __forceinline__ float silu_f(float v) { return v / (1.f + __expf(-v)); }
 __device__ __forceinline__ float gelu_f(float v) { return 0.5f * v * (1.f + erff(v * 0.70710678118654752f)); }
 
@@ -138,50 +130,6 @@ __global__ void k_layer_norm(const T* x, const T* g, const T* bt, T* y, int64_t 
   for (int64_t i = threadIdx.x; i < C; i += blockDim.x) st(y + blockIdx.x * C, i, (ld(src, i) - mean) * rstd * ld(g, i) + ld(bt, i));
 }
 
-// One warp per query row and head; keys streamed with an online softmax, the output row kept in
-// registers (up to 16 floats per lane: head dims up to 512, the VAE's single head).
-template <class T, int PER_LANE>
-__global__ void k_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal, float scale) {
-  int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
-  int lane = threadIdx.x % 32;
-  int64_t d = C / heads;
-  int64_t B = gridDim.y;
-  int64_t b = blockIdx.y;
-  if (warp >= Nq * heads || b >= B) return;
-  int64_t qi = warp / heads, hd = warp % heads;
-  const T* qp = q + (b * Nq + qi) * C + hd * d;
-  float qr[PER_LANE], acc[PER_LANE];
-  for (int j = 0; j < PER_LANE; j++) {
-    int64_t c = lane + 32 * j;
-    qr[j] = c < d ? ld(qp, c) * scale : 0.f;
-    acc[j] = 0.f;
-  }
-  float m = -INFINITY, l = 0.f;
-  int64_t limit = causal ? (qi + 1 < Nk ? qi + 1 : Nk) : Nk;
-  for (int64_t kj = 0; kj < limit; kj++) {
-    const T* kp = k + (b * Nk + kj) * C + hd * d;
-    float sdot = 0.f;
-    for (int j = 0; j < PER_LANE; j++) {
-      int64_t c = lane + 32 * j;
-      if (c < d) sdot += qr[j] * ld(kp, c);
-    }
-    for (int o = 16; o > 0; o >>= 1) sdot += __shfl_xor_sync(0xffffffff, sdot, o);
-    float mn = fmaxf(m, sdot);
-    float corr = __expf(m - mn), p = __expf(sdot - mn);
-    l = l * corr + p;
-    const T* vp = v + (b * Nk + kj) * C + hd * d;
-    for (int j = 0; j < PER_LANE; j++) {
-      int64_t c = lane + 32 * j;
-      acc[j] = acc[j] * corr + (c < d ? p * ld(vp, c) : 0.f);
-    }
-    m = mn;
-  }
-  T* yp = y + (b * Nq + qi) * C + hd * d;
-  for (int j = 0; j < PER_LANE; j++) {
-    int64_t c = lane + 32 * j;
-    if (c < d) st(yp, c, acc[j] / l);
-  }
-}
 
 __global__ void k_upsample(const h* x, h* y, int64_t H, int64_t W, int64_t oh, int64_t ow, float sy, float sx, int64_t n) {
   GRID_STRIDE(i, n) {
@@ -227,20 +175,8 @@ __global__ void k_latent_rgb(const T* x, const float* m, const float* bias, uint
 
 #define H(p) static_cast<const __half*>(p)
 #define HM(p) static_cast<__half*>(p)
-#define BY_COMMA ,  // a comma inside a macro argument (template arguments)
 #define C(p) static_cast<const T*>(p)
 #define M(p) static_cast<T*>(p)
-// Runs the statement with T = __nv_bfloat16 when `wide`, else __half.
-#define BY_TYPE(wide, ...)        \
-  do {                            \
-    if (wide) {                   \
-      using T = __nv_bfloat16;    \
-      __VA_ARGS__;                \
-    } else {                      \
-      using T = __half;           \
-      __VA_ARGS__;                \
-    }                             \
-  } while (0)
 
 void from_f32(const float* x, void* y, int64_t n, bool wide, cudaStream_t s) { BY_TYPE(wide, PG25_LAUNCH(k_from_f32<T>, grid(n), 256, 0, s)(x, M(y), n)); }
 void to_f32(const void* x, float* y, int64_t n, bool wide, cudaStream_t s) { BY_TYPE(wide, PG25_LAUNCH(k_to_f32<T>, grid(n), 256, 0, s)(C(x), y, n)); }
@@ -284,18 +220,6 @@ void group_norm(const void* x, const void* gamma, const void* beta, void* y, int
 }
 void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t Ch, float eps, bool wide, cudaStream_t s) {
   BY_TYPE(wide, PG25_LAUNCH(k_layer_norm<T>, unsigned(rows), 256, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
-}
-void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t Ch, int heads, bool causal,
-               bool wide, cudaStream_t s) {
-  int64_t d = Ch / heads;
-  float scale = 1.f / sqrtf(float(d));
-  int64_t warps = Nq * heads;
-  dim3 g(unsigned((warps * 32 + 255) / 256), unsigned(B));
-  BY_TYPE(wide, {
-    if (d <= 64) PG25_LAUNCH(k_attention<T BY_COMMA 2>, g, 256, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, causal, scale);
-    else if (d <= 128) PG25_LAUNCH(k_attention<T BY_COMMA 4>, g, 256, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, causal, scale);
-    else PG25_LAUNCH(k_attention<T BY_COMMA 16>, g, 256, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, causal, scale);
-  });
 }
 void upsample_nearest(const void* x, void* y, int64_t BC, int64_t Hh, int64_t W, int64_t oh, int64_t ow, cudaStream_t s) {
   PG25_LAUNCH(k_upsample, grid(BC * oh * ow), 256, 0, s)(H(x), HM(y), Hh, W, oh, ow, float(Hh) / float(oh), float(W) / float(ow), BC * oh * ow);

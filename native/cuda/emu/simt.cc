@@ -10,12 +10,14 @@
 
 #include "../../cpu/threadpool.h"
 #include "fiber.h"
+#include "include/cuda_bf16.h"
+#include "include/cuda_fp16.h"
 #include "include/cuda_runtime.h"
 
-thread_local uint3 threadIdx PG25_EMU_TLS;
-thread_local uint3 blockIdx PG25_EMU_TLS;
-thread_local dim3 blockDim PG25_EMU_TLS;
-thread_local dim3 gridDim PG25_EMU_TLS;
+thread_local uint3 threadIdx;
+thread_local uint3 blockIdx;
+thread_local dim3 blockDim;
+thread_local dim3 gridDim;
 
 namespace pg25::emu {
 namespace {
@@ -38,6 +40,7 @@ const char* op_name(WarpOp op) {
     case WarpOp::All: return "__all_sync";
     case WarpOp::Any: return "__any_sync";
     case WarpOp::Sync: return "__syncwarp";
+    case WarpOp::Mma: return "mma.sync.m16n8k16";
   }
   return "?";
 }
@@ -46,6 +49,43 @@ std::string hex(unsigned v) {
   char b[16];
   std::snprintf(b, sizeof b, "0x%08x", v);
   return b;
+}
+
+// One lane's operands of an emulated mma.sync (see native/cuda/mma.h for the layouts).
+struct MmaLane {
+  const uint32_t* a;
+  const uint32_t* b;
+  const float* c;
+  float* d;
+  bool bf16;
+};
+
+float half16(uint32_t reg, int hi, bool bf16) {
+  uint16_t v = uint16_t(hi ? reg >> 16 : reg & 0xffffu);
+  return bf16 ? bf16_bits_to_float(v) : half_bits_to_float(v);
+}
+
+// D = A B + C for a whole warp, the matrices assembled from each lane's registers by the PTX ISA's
+// fragment layouts for m16n8k16 with 16-bit inputs and fp32 accumulators.
+void mma_warp(const MmaLane* lanes[32]) {
+  float A[16][16], B[16][8], D[16][8];
+  for (int lane = 0; lane < 32; lane++) {
+    const MmaLane& l = *lanes[lane];
+    int g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 8; i++) A[g + ((i >> 1) & 1) * 8][2 * t + (i & 1) + (i >> 2) * 8] = half16(l.a[i >> 1], i & 1, l.bf16);
+    for (int i = 0; i < 4; i++) B[2 * t + (i & 1) + (i >> 1) * 8][g] = half16(l.b[i >> 1], i & 1, l.bf16);
+    for (int i = 0; i < 4; i++) D[g + (i >> 1) * 8][2 * t + (i & 1)] = l.c[i];
+  }
+  for (int r = 0; r < 16; r++)
+    for (int n = 0; n < 8; n++) {
+      float acc = D[r][n];
+      for (int k = 0; k < 16; k++) acc += A[r][k] * B[k][n];
+      D[r][n] = acc;
+    }
+  for (int lane = 0; lane < 32; lane++) {
+    int g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 4; i++) lanes[lane]->d[i] = D[g + (i >> 1) * 8][2 * t + (i & 1)];
+  }
 }
 
 struct Lane {
@@ -127,6 +167,10 @@ struct BlockRunner {
       error = std::string(op_name(l.op)) + " in thread " + describe(l) + ": width " + std::to_string(l.width) + " is not a power of two up to 32";
       return;
     }
+    if (l.op == WarpOp::Mma && (l.mask != 0xffffffffu || count < 32)) {
+      error = "mma.sync in thread " + describe(l) + " needs all 32 lanes of a full warp";
+      return;
+    }
     unsigned& arrived = warp_arrived[index / 32];
     arrived |= 1u << lane;
     if ((arrived & l.mask) != l.mask) return;  // others still to come
@@ -140,6 +184,14 @@ struct BlockRunner {
         return;
       }
       vote |= uint64_t(o.value != 0) << j;
+    }
+    if (l.op == WarpOp::Mma) {
+      const MmaLane* ops[32];
+      for (int j = 0; j < 32; j++) ops[j] = reinterpret_cast<const MmaLane*>(lanes[base + j].value);
+      mma_warp(ops);
+      arrived = 0;
+      for (int j = 0; j < 32; j++) lanes[base + j].state = Lane::Ready;
+      return;
     }
     for (int j = 0; j < 32; j++) {
       if (!(l.mask >> j & 1u)) continue;
@@ -242,7 +294,7 @@ struct BlockRunner {
 };
 
 // The runner of the block this CPU thread is running (set by run_grid), read by every collective.
-thread_local BlockRunner* tl_current PG25_EMU_TLS = nullptr;
+thread_local BlockRunner* tl_current = nullptr;
 BlockRunner& runner() { return *tl_current; }
 
 }  // namespace
@@ -260,6 +312,11 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
 }
 
 void syncthreads() { runner().yield(Lane::AtBarrier); }
+
+void mma_m16n8k16(float* d, const uint32_t* a, const uint32_t* b, const float* c, bool bf16) {
+  MmaLane self{a, b, c, d, bf16};
+  warp_collective(WarpOp::Mma, 0xffffffffu, reinterpret_cast<uint64_t>(&self), 0, warpSize);
+}
 
 unsigned active_mask() {
   BlockRunner& r = runner();

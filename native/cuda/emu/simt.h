@@ -29,16 +29,17 @@
 
 constexpr int warpSize = 32;
 
-// initial-exec: kernels read these constantly, and the general TLS model calls into the loader each time.
-#define PG25_EMU_TLS __attribute__((tls_model("initial-exec")))
-extern thread_local uint3 threadIdx PG25_EMU_TLS;
-extern thread_local uint3 blockIdx PG25_EMU_TLS;
-extern thread_local dim3 blockDim PG25_EMU_TLS;
-extern thread_local dim3 gridDim PG25_EMU_TLS;
+// Thread-locals of a dlopen()ed module: kept out of the static TLS model, which would have to hold every
+// kernel's shared memory too (the build uses TLS descriptors, which make these reads cheap).
+extern thread_local uint3 threadIdx;
+extern thread_local uint3 blockIdx;
+extern thread_local dim3 blockDim;
+extern thread_local dim3 gridDim;
 
 namespace pg25::emu {
 
-enum class WarpOp : uint8_t { ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, All, Any, Sync };
+// Mma is mma.sync.m16n8k16 (native/cuda/mma.h): its value points at the lane's fragments.
+enum class WarpOp : uint8_t { ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, All, Any, Sync, Mma };
 
 // Blocks the calling emulated thread until the warp lanes in `mask` have all arrived at the same
 // collective; returns this lane's result (the value read, or the vote).

@@ -1,0 +1,212 @@
+// Attention on the GPU: q [B, Nq, C], k and v [B, Nk, C], heads splitting C, scaled by 1/sqrt(C/heads),
+// with an online softmax so no Nq x Nk matrix is ever stored.
+#include <cstring>
+#include <type_traits>
+
+#include "kernels.h"
+#include "launch.h"
+#include "mma.h"
+#include "storage.h"
+
+namespace pg25::cuda {
+namespace {
+
+// Two 16-bit values as one register, the first in the low half (mma.h's fragment packing).
+template <class T>
+__device__ __forceinline__ uint32_t pack(T lo, T hi) {
+  uint16_t a, b;
+  memcpy(&a, &lo, 2);
+  memcpy(&b, &hi, 2);
+  return uint32_t(a) | (uint32_t(b) << 16);
+}
+template <class T>
+__device__ __forceinline__ uint32_t pack_f(float lo, float hi) {
+  T v[2];
+  st(v, 0, lo);
+  st(v, 1, hi);
+  return pack(v[0], v[1]);
+}
+
+constexpr int kRows = 64;  // query rows per block: four warps of 16
+constexpr int kPad = 8;    // shared rows padded by 16 bytes, so a fragment's 8 rows fall in different banks
+
+// Head dims up to 128 on tensor cores (FlashAttention-2's scheme): each warp holds 16 query rows' Q
+// fragments in registers, streams K and V tiles of BN keys through shared memory, computes S = Q K^T
+// with mma.sync, keeps a running row max and sum, and accumulates O += P V with P rounded to the
+// storage type. DP is the head dim padded to 64 or 128 (zeros beyond d).
+template <class T, int DP, int BN>
+__global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d, bool causal,
+                                  float scale) {
+  constexpr bool kBf16 = std::is_same<T, bf>::value;
+  __shared__ T sq[kRows][DP + kPad];
+  __shared__ T sk[BN][DP + kPad];
+  __shared__ T sv[BN][DP + kPad];
+  int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
+  int64_t b = blockIdx.y / heads, hd = blockIdx.y % heads, q0 = int64_t(blockIdx.x) * kRows;
+  const T* qb = q + b * Nq * C + hd * d;
+  const T* kb = k + b * Nk * C + hd * d;
+  const T* vb = v + b * Nk * C + hd * d;
+
+  for (int i = threadIdx.x; i < kRows * DP; i += blockDim.x) {
+    int r = i / DP, c = i % DP;
+    if (q0 + r < Nq && c < d) sq[r][c] = qb[(q0 + r) * C + c];
+    else st(&sq[r][0], c, 0.f);
+  }
+  __syncthreads();
+  const int row = warp * 16 + g;  // this lane's rows: row and row + 8
+  uint32_t qa[DP / 16][4];
+  for (int kk = 0; kk < DP / 16; kk++) {
+    int c = kk * 16 + 2 * t;
+    qa[kk][0] = pack(sq[row][c], sq[row][c + 1]);
+    qa[kk][1] = pack(sq[row + 8][c], sq[row + 8][c + 1]);
+    qa[kk][2] = pack(sq[row][c + 8], sq[row][c + 9]);
+    qa[kk][3] = pack(sq[row + 8][c + 8], sq[row + 8][c + 9]);
+  }
+
+  float o[DP / 8][4] = {};
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};  // running max and (this lane's partial) sum
+  int64_t kv_end = causal ? (q0 + kRows < Nk ? q0 + kRows : Nk) : Nk;
+  for (int64_t k0 = 0; k0 < kv_end; k0 += BN) {
+    __syncthreads();  // the previous tile is consumed
+    for (int i = threadIdx.x; i < BN * DP; i += blockDim.x) {
+      int r = i / DP, c = i % DP;
+      if (k0 + r < Nk && c < d) {
+        sk[r][c] = kb[(k0 + r) * C + c];
+        sv[r][c] = vb[(k0 + r) * C + c];
+      } else {
+        st(&sk[r][0], c, 0.f);
+        st(&sv[r][0], c, 0.f);
+      }
+    }
+    __syncthreads();
+
+    float s[BN / 8][4];
+    for (int j = 0; j < BN / 8; j++) {
+      for (int i = 0; i < 4; i++) s[j][i] = 0.f;
+      for (int kk = 0; kk < DP / 16; kk++) {
+        int c = kk * 16 + 2 * t;
+        uint32_t bk[2] = {pack(sk[j * 8 + g][c], sk[j * 8 + g][c + 1]), pack(sk[j * 8 + g][c + 8], sk[j * 8 + g][c + 9])};
+        mma_m16n8k16<kBf16>(s[j], qa[kk], bk, s[j]);
+      }
+    }
+    for (int r = 0; r < 2; r++) {
+      int64_t qi = q0 + row + 8 * r;
+      float mx = -INFINITY;
+      for (int j = 0; j < BN / 8; j++)
+        for (int e = 0; e < 2; e++) {
+          int64_t key = k0 + j * 8 + 2 * t + e;
+          float x = s[j][2 * r + e] * scale;
+          if (key >= Nk || (causal && key > qi)) x = -INFINITY;
+          s[j][2 * r + e] = x;
+          mx = fmaxf(mx, x);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      float mnew = fmaxf(mrow[r], mx);
+      float base = mnew == -INFINITY ? 0.f : mnew;  // a row with no key yet stays all zeros
+      float corr = __expf(mrow[r] - base);
+      mrow[r] = mnew;
+      lrow[r] *= corr;
+      for (int n = 0; n < DP / 8; n++) {
+        o[n][2 * r] *= corr;
+        o[n][2 * r + 1] *= corr;
+      }
+      for (int j = 0; j < BN / 8; j++)
+        for (int e = 0; e < 2; e++) {
+          float p = __expf(s[j][2 * r + e] - base);
+          s[j][2 * r + e] = p;
+          lrow[r] += p;
+        }
+    }
+    // O += P V: P's accumulator tiles 2kk and 2kk+1 are the A fragment of keys [16kk, 16kk + 16).
+    for (int kk = 0; kk < BN / 16; kk++) {
+      uint32_t pa[4] = {pack_f<T>(s[2 * kk][0], s[2 * kk][1]), pack_f<T>(s[2 * kk][2], s[2 * kk][3]), pack_f<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                        pack_f<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      int key = kk * 16 + 2 * t;
+      for (int n = 0; n < DP / 8; n++) {
+        int c = n * 8 + g;
+        uint32_t bv[2] = {pack(sv[key][c], sv[key + 1][c]), pack(sv[key + 8][c], sv[key + 9][c])};
+        mma_m16n8k16<kBf16>(o[n], pa, bv, o[n]);
+      }
+    }
+  }
+  for (int r = 0; r < 2; r++) {
+    float l = lrow[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    int64_t qi = q0 + row + 8 * r;
+    if (qi >= Nq) continue;
+    T* yp = y + (b * Nq + qi) * C + hd * d;
+    for (int n = 0; n < DP / 8; n++)
+      for (int e = 0; e < 2; e++) {
+        int c = n * 8 + 2 * t + e;
+        if (c < d) st(yp, c, o[n][2 * r + e] / l);
+      }
+  }
+}
+
+// Head dims above 128 (the VAE's single 512-wide head): one warp per query row and head on CUDA cores,
+// keys streamed with an online softmax, the output row kept in registers (16 floats per lane).
+template <class T, int PER_LANE>
+__global__ void k_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal, float scale) {
+  int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+  int lane = threadIdx.x % 32;
+  int64_t d = C / heads;
+  int64_t B = gridDim.y;
+  int64_t b = blockIdx.y;
+  if (warp >= Nq * heads || b >= B) return;
+  int64_t qi = warp / heads, hd = warp % heads;
+  const T* qp = q + (b * Nq + qi) * C + hd * d;
+  float qr[PER_LANE], acc[PER_LANE];
+  for (int j = 0; j < PER_LANE; j++) {
+    int64_t c = lane + 32 * j;
+    qr[j] = c < d ? ld(qp, c) * scale : 0.f;
+    acc[j] = 0.f;
+  }
+  float m = -INFINITY, l = 0.f;
+  int64_t limit = causal ? (qi + 1 < Nk ? qi + 1 : Nk) : Nk;
+  for (int64_t kj = 0; kj < limit; kj++) {
+    const T* kp = k + (b * Nk + kj) * C + hd * d;
+    float sdot = 0.f;
+    for (int j = 0; j < PER_LANE; j++) {
+      int64_t c = lane + 32 * j;
+      if (c < d) sdot += qr[j] * ld(kp, c);
+    }
+    for (int o = 16; o > 0; o >>= 1) sdot += __shfl_xor_sync(0xffffffff, sdot, o);
+    float mn = fmaxf(m, sdot);
+    float corr = __expf(m - mn), p = __expf(sdot - mn);
+    l = l * corr + p;
+    const T* vp = v + (b * Nk + kj) * C + hd * d;
+    for (int j = 0; j < PER_LANE; j++) {
+      int64_t c = lane + 32 * j;
+      acc[j] = acc[j] * corr + (c < d ? p * ld(vp, c) : 0.f);
+    }
+    m = mn;
+  }
+  T* yp = y + (b * Nq + qi) * C + hd * d;
+  for (int j = 0; j < PER_LANE; j++) {
+    int64_t c = lane + 32 * j;
+    if (c < d) st(yp, c, acc[j] / l);
+  }
+}
+
+}  // namespace
+
+#define C(p) static_cast<const T*>(p)
+#define M(p) static_cast<T*>(p)
+
+void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t Ch, int heads, bool causal,
+               bool wide, cudaStream_t s) {
+  int64_t d = Ch / heads;
+  float scale = 1.f / sqrtf(float(d));
+  dim3 flash(unsigned((Nq + kRows - 1) / kRows), unsigned(B * heads));
+  int64_t warps = Nq * heads;
+  dim3 g(unsigned((warps * 32 + 255) / 256), unsigned(B));
+  BY_TYPE(wide, {
+    if (d <= 64) PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (d <= 128) PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else PG25_LAUNCH(k_attention<T BY_COMMA 16>, g, 256, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, causal, scale);
+  });
+}
+
+}  // namespace pg25::cuda

@@ -59,6 +59,9 @@ const cases: Case[] = [
   { op: 'group_norm', inputs: [[[2, 32, 9, 7], 2], [[32], 1], [[32], 1]], attrs: { groups: 8, eps: 1e-5, silu: 1 } },
   { op: 'group_norm', inputs: [[[1, 64, 1, 1], 2], [[64], 1], [[64], 1]], attrs: { groups: 32, eps: 1e-6, silu: 0 } },
   { op: 'group_norm', inputs: [[[2, 6, 33, 31], 2], [[6], 1], [[6], 1]], attrs: { groups: 3, eps: 1e-6, silu: 0 } },
+  // Groups of thousands of values: reduced in several chunks, with 16-byte loads (HW a multiple of 8).
+  { op: 'group_norm', inputs: [[[1, 32, 64, 64], 2], [[32], 1], [[32], 1]], attrs: { groups: 32, eps: 1e-6, silu: 1 } },
+  { op: 'group_norm', inputs: [[[2, 16, 48, 48], 2], [[16], 1], [[16], 1]], attrs: { groups: 4, eps: 1e-5, silu: 0 } },
   { op: 'layer_norm', inputs: [[[3, 5, 33], 2], [[33], 1], [[33], 1]], attrs: { eps: 1e-5 } },
   { op: 'layer_norm', inputs: [[[1, 1, 1], 2], [[1], 1], [[1], 1]], attrs: { eps: 1e-5 } },
   { op: 'layer_norm', inputs: [[[2, 7, 1280], 2], [[1280], 1], [[1280], 1]], attrs: { eps: 1e-5 } },

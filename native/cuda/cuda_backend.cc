@@ -288,7 +288,10 @@ class CudaBackend final : public Backend {
     int64_t B = x.dim(0), C = x.dim(1);
     bool wide = same("group_norm", {&x, &gamma, &beta});
     Tensor y = make(x.shape, wide);
-    cuda::group_norm(P(x), P(gamma), P(beta), P(y), B, C, x.numel() / (B * C), groups, eps, silu, wide, stream_);
+    int64_t HW = x.numel() / (B * C);
+    cuda::GroupNormPlan plan = cuda::plan_group_norm(B, C, HW, groups);
+    CudaBuffer scratch(size_t(plan.scratch_floats) * 4, stream_owner_);
+    cuda::group_norm(P(x), P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream_);
     LAUNCHED("group_norm");
     return y;
   }

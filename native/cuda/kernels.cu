@@ -74,63 +74,6 @@ __global__ void k_im2col(const h* x, h* col, int64_t C, int64_t H, int64_t W, in
   }
 }
 
-// Block reduction of two floats.
-__device__ void reduce2(float& a, float& b) {
-  __shared__ float sa[32], sb[32];
-  for (int o = 16; o > 0; o >>= 1) {
-    a += __shfl_xor_sync(0xffffffff, a, o);
-    b += __shfl_xor_sync(0xffffffff, b, o);
-  }
-  int w = threadIdx.x / 32, l = threadIdx.x % 32;
-  __syncthreads();
-  if (l == 0) { sa[w] = a; sb[w] = b; }
-  __syncthreads();
-  int nw = (blockDim.x + 31) / 32;
-  a = l < nw ? sa[l] : 0.f;
-  b = l < nw ? sb[l] : 0.f;
-  for (int o = 16; o > 0; o >>= 1) {
-    a += __shfl_xor_sync(0xffffffff, a, o);
-    b += __shfl_xor_sync(0xffffffff, b, o);
-  }
-}
-
-// One block per (batch, group); two passes over the group in fp32 (mean, then centred variance).
-template <class T>
-__global__ void k_group_norm(const T* x, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int groups, float eps, bool silu) {
-  int64_t bg = blockIdx.x, b = bg / groups, gi = bg % groups, cg = C / groups, n = cg * HW;
-  const T* src = x + (b * C + gi * cg) * HW;
-  float s = 0.f, dummy = 0.f;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += ld(src, i);
-  reduce2(s, dummy);
-  float mean = s / float(n);
-  float q = 0.f;
-  dummy = 0.f;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) { float d = ld(src, i) - mean; q += d * d; }
-  reduce2(q, dummy);
-  float rstd = rsqrtf(q / float(n) + eps);
-  T* dst = y + (b * C + gi * cg) * HW;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    int64_t ch = gi * cg + i / HW;
-    float v = (ld(src, i) - mean) * rstd * ld(g, ch) + ld(bt, ch);
-    st(dst, i, silu ? silu_f(v) : v);
-  }
-}
-
-template <class T>
-__global__ void k_layer_norm(const T* x, const T* g, const T* bt, T* y, int64_t C, float eps) {
-  const T* src = x + blockIdx.x * C;
-  float s = 0.f, dummy = 0.f;
-  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) s += ld(src, i);
-  reduce2(s, dummy);
-  float mean = s / float(C), q = 0.f;
-  dummy = 0.f;
-  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) { float d = ld(src, i) - mean; q += d * d; }
-  reduce2(q, dummy);
-  float rstd = rsqrtf(q / float(C) + eps);
-  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) st(y + blockIdx.x * C, i, (ld(src, i) - mean) * rstd * ld(g, i) + ld(bt, i));
-}
-
-
 __global__ void k_upsample(const h* x, h* y, int64_t H, int64_t W, int64_t oh, int64_t ow, float sy, float sx, int64_t n) {
   GRID_STRIDE(i, n) {
     int64_t bc = i / (oh * ow), yy = (i / ow) % oh, xx = i % ow;
@@ -213,13 +156,6 @@ void add_row_bias(void* y, const void* bias, int64_t B, int64_t Ch, int64_t HW, 
 void im2col(const void* x, void* col, int64_t Ch, int64_t Hh, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
             int64_t p0, int64_t pc, cudaStream_t s) {
   PG25_LAUNCH(k_im2col, grid(Ch * kh * kw * pc), 256, 0, s)(H(x), HM(col), Ch, Hh, W, kh, kw, stride, pad, Wo, p0, pc);
-}
-void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW, int groups, float eps,
-                bool silu, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_group_norm<T>, unsigned(B * groups), 512, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, HW, groups, eps, silu));
-}
-void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t Ch, float eps, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_layer_norm<T>, unsigned(rows), 256, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
 }
 void upsample_nearest(const void* x, void* y, int64_t BC, int64_t Hh, int64_t W, int64_t oh, int64_t ow, cudaStream_t s) {
   PG25_LAUNCH(k_upsample, grid(BC * oh * ow), 256, 0, s)(H(x), HM(y), Hh, W, oh, ow, float(Hh) / float(oh), float(W) / float(ow), BC * oh * ow);

@@ -28,8 +28,16 @@ void add_row_bias(void* y, const void* bias, int64_t B, int64_t C, int64_t HW, b
 // Columns [K = C*kh*kw, P] for output pixels [p0, p0 + pc) of one image.
 void im2col(const void* x, void* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
             int64_t p0, int64_t pc, cudaStream_t s);
+// GroupNorm in three passes (partial moments per chunk of each group, their combination, the
+// normalisation), so a group of millions of values is spread over many blocks. The plan sizes the
+// chunks and the fp32 scratch the passes share.
+struct GroupNormPlan {
+  int chunks = 1;
+  int64_t len = 0, scratch_floats = 0;
+};
+GroupNormPlan plan_group_norm(int64_t B, int64_t C, int64_t HW, int groups);
 void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups, float eps,
-                bool silu, bool wide, cudaStream_t s);
+                bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
 void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t C, float eps, bool wide, cudaStream_t s);
 // q [B, Nq, C], k and v [B, Nk, C], heads split C; online softmax, no score matrix in memory.
 void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal,

@@ -60,6 +60,9 @@ typedef struct CUmemPoolHandle_st* cudaMemPool_t;
 struct uint3 {
   unsigned int x, y, z;
 };
+struct alignas(16) uint4 {
+  unsigned int x, y, z, w;
+};
 struct dim3 {
   unsigned int x, y, z;
   constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}

@@ -1,0 +1,204 @@
+// Normalisations on the GPU, in fp32 from 16-bit storage.
+#include <cstring>
+
+#include "kernels.h"
+#include "launch.h"
+#include "storage.h"
+
+namespace pg25::cuda {
+namespace {
+
+__device__ __forceinline__ float silu_n(float v) { return v / (1.f + __expf(-v)); }
+
+// Block reduction of two floats.
+__device__ void reduce2(float& a, float& b) {
+  __shared__ float sa[32], sb[32];
+  for (int o = 16; o > 0; o >>= 1) {
+    a += __shfl_xor_sync(0xffffffff, a, o);
+    b += __shfl_xor_sync(0xffffffff, b, o);
+  }
+  int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  __syncthreads();
+  if (l == 0) { sa[w] = a; sb[w] = b; }
+  __syncthreads();
+  int nw = (blockDim.x + 31) / 32;
+  a = l < nw ? sa[l] : 0.f;
+  b = l < nw ? sb[l] : 0.f;
+  for (int o = 16; o > 0; o >>= 1) {
+    a += __shfl_xor_sync(0xffffffff, a, o);
+    b += __shfl_xor_sync(0xffffffff, b, o);
+  }
+}
+
+// Partial moments (count, mean, M2) of one stretch of values, combined with Chan et al.'s pairwise
+// update, so any number of blocks can reduce one group without losing the variance to cancellation.
+struct Moments {
+  float n = 0.f, mean = 0.f, m2 = 0.f;
+};
+__device__ __forceinline__ Moments combine(Moments a, float nb, float mb, float m2b) {
+  float n = a.n + nb;
+  if (n == 0.f) return a;
+  float delta = mb - a.mean;
+  a.mean += delta * (nb / n);
+  a.m2 += m2b + delta * delta * (a.n * (nb / n));
+  a.n = n;
+  return a;
+}
+__device__ Moments block_moments(Moments m) {
+  __shared__ float sn[32], sm[32], s2[32];
+  for (int o = 16; o > 0; o >>= 1)
+    m = combine(m, __shfl_xor_sync(0xffffffffu, m.n, o), __shfl_xor_sync(0xffffffffu, m.mean, o), __shfl_xor_sync(0xffffffffu, m.m2, o));
+  int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  __syncthreads();
+  if (l == 0) {
+    sn[w] = m.n;
+    sm[w] = m.mean;
+    s2[w] = m.m2;
+  }
+  __syncthreads();
+  int nw = (blockDim.x + 31) / 32;
+  m = l < nw ? Moments{sn[l], sm[l], s2[l]} : Moments{};
+  for (int o = 16; o > 0; o >>= 1)
+    m = combine(m, __shfl_xor_sync(0xffffffffu, m.n, o), __shfl_xor_sync(0xffffffffu, m.mean, o), __shfl_xor_sync(0xffffffffu, m.m2, o));
+  return m;
+}
+
+// Eight consecutive 16-bit values in one 16-byte load.
+template <class T>
+__device__ __forceinline__ void load8(const T* p, float (&v)[8]) {
+  uint4 raw = *reinterpret_cast<const uint4*>(p);
+  T e[8];
+  memcpy(e, &raw, 16);
+  for (int i = 0; i < 8; i++) v[i] = ld(e, i);
+}
+
+// GroupNorm, pass 1: block (chunk, b * groups + g) reduces its stretch of the group to moments.
+// Values are summed shifted by the stretch's first value, which keeps the fp32 sums well conditioned.
+template <class T, bool VEC>
+__global__ void k_group_partial(const T* x, float* part, int64_t n, int64_t len) {
+  int64_t bg = blockIdx.y, c0 = int64_t(blockIdx.x) * len, c1 = c0 + len < n ? c0 + len : n;
+  const T* src = x + bg * n;
+  float shift = ld(src, c0), s = 0.f, s2 = 0.f, cnt = 0.f;
+  if (VEC) {
+    for (int64_t i = c0 + int64_t(threadIdx.x) * 8; i < c1; i += int64_t(blockDim.x) * 8) {
+      float v[8];
+      load8(src + i, v);
+      for (int e = 0; e < 8; e++) {
+        float d = v[e] - shift;
+        s += d;
+        s2 += d * d;
+      }
+      cnt += 8.f;
+    }
+  } else {
+    for (int64_t i = c0 + threadIdx.x; i < c1; i += blockDim.x) {
+      float d = ld(src, i) - shift;
+      s += d;
+      s2 += d * d;
+      cnt += 1.f;
+    }
+  }
+  Moments m;
+  if (cnt > 0.f) m = Moments{cnt, shift + s / cnt, fmaxf(0.f, s2 - s * s / cnt)};
+  m = block_moments(m);
+  if (threadIdx.x == 0) {
+    float* out = part + (bg * gridDim.x + blockIdx.x) * 3;
+    out[0] = m.n;
+    out[1] = m.mean;
+    out[2] = m.m2;
+  }
+}
+
+// Pass 2: each (batch, group) combines its chunks into mean and 1 / std.
+__global__ void k_group_finalize(const float* part, float* stats, int64_t groups_total, int chunks, float eps) {
+  int64_t bg = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (bg >= groups_total) return;
+  Moments m;
+  for (int c = 0; c < chunks; c++) {
+    const float* p = part + (bg * chunks + c) * 3;
+    m = combine(m, p[0], p[1], p[2]);
+  }
+  stats[bg * 2] = m.mean;
+  stats[bg * 2 + 1] = rsqrtf(m.m2 / m.n + eps);
+}
+
+// Pass 3: normalise, scale and shift per channel (+ SiLU), over every element at once.
+template <class T, bool VEC>
+__global__ void k_group_apply(const T* x, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int64_t cg, bool silu,
+                              int64_t total) {
+  constexpr int kStep = VEC ? 8 : 1;
+  for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * kStep; i < total; i += int64_t(gridDim.x) * blockDim.x * kStep) {
+    int64_t bc = i / HW, ch = bc % C, bg = bc / cg;  // b * groups + channel / cg
+    float mean = stats[bg * 2], rstd = stats[bg * 2 + 1], scale = rstd * ld(g, ch), shift = ld(bt, ch) - mean * scale;
+    if (VEC) {
+      float v[8];
+      load8(x + i, v);
+      T out[8];
+      for (int e = 0; e < 8; e++) {
+        float r = v[e] * scale + shift;
+        st(out, e, silu ? silu_n(r) : r);
+      }
+      memcpy(y + i, out, 16);
+    } else {
+      float r = ld(x, i) * scale + shift;
+      st(y, i, silu ? silu_n(r) : r);
+    }
+  }
+}
+
+template <class T>
+__global__ void k_layer_norm(const T* x, const T* g, const T* bt, T* y, int64_t C, float eps) {
+  const T* src = x + blockIdx.x * C;
+  float s = 0.f, dummy = 0.f;
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) s += ld(src, i);
+  reduce2(s, dummy);
+  float mean = s / float(C), q = 0.f;
+  dummy = 0.f;
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) { float d = ld(src, i) - mean; q += d * d; }
+  reduce2(q, dummy);
+  float rstd = rsqrtf(q / float(C) + eps);
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) st(y + blockIdx.x * C, i, (ld(src, i) - mean) * rstd * ld(g, i) + ld(bt, i));
+}
+
+
+}  // namespace
+
+#define C(p) static_cast<const T*>(p)
+#define M(p) static_cast<T*>(p)
+
+GroupNormPlan plan_group_norm(int64_t B, int64_t C, int64_t HW, int groups) {
+  GroupNormPlan p;
+  int64_t n = C / groups * HW, bg = B * groups;
+  // Enough blocks for about four per SM of an H100 (132 SMs), each with at least 2,048 values.
+  int64_t want = (4 * 132 + bg - 1) / bg, most = n / 2048 > 1 ? n / 2048 : 1;
+  p.chunks = int(want < most ? want : most);
+  p.len = ((n + p.chunks - 1) / p.chunks + 7) / 8 * 8;
+  p.chunks = int((n + p.len - 1) / p.len);
+  p.scratch_floats = bg * p.chunks * 3 + bg * 2;
+  return p;
+}
+
+void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW, int groups, float eps,
+                bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s) {
+  int64_t cg = Ch / groups, n = cg * HW, bg = B * groups, total = B * Ch * HW;
+  float* part = scratch;
+  float* stats = scratch + bg * plan.chunks * 3;
+  // 16-byte loads when every group, chunk and channel starts on a 16-byte boundary.
+  bool vec = HW % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  dim3 g1(unsigned(plan.chunks), unsigned(bg));
+  int64_t blocks = (total / (vec ? 8 : 1) + 255) / 256;
+  unsigned g3 = unsigned(blocks < 1 ? 1 : blocks > 65535 * 8 ? 65535 * 8 : blocks);
+  BY_TYPE(wide, {
+    if (vec) PG25_LAUNCH(k_group_partial<T BY_COMMA true>, g1, 256, 0, s)(C(x), part, n, plan.len);
+    else PG25_LAUNCH(k_group_partial<T BY_COMMA false>, g1, 256, 0, s)(C(x), part, n, plan.len);
+    PG25_LAUNCH(k_group_finalize, unsigned((bg + 127) / 128), 128, 0, s)(part, stats, bg, plan.chunks, eps);
+    if (vec) PG25_LAUNCH(k_group_apply<T BY_COMMA true>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
+    else PG25_LAUNCH(k_group_apply<T BY_COMMA false>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
+  });
+}
+
+void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t Ch, float eps, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_layer_norm<T>, unsigned(rows), 256, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
+}
+
+}  // namespace pg25::cuda

@@ -52,6 +52,8 @@ const cases: Case[] = [
   { op: 'linear', inputs: [[[3, 7, 33], 1], [[17, 33], 0.2], [[17], 1]] },
   { op: 'linear', inputs: [[[2, 77, 64], 1], [[129, 64], 0.2], null] },
   { op: 'linear', inputs: [[[5, 1280], 1], [[3, 1280], 0.05], [[3], 1]] },
+  { op: 'linear', inputs: [[[2, 9, 40], 1], [[24, 40], 0.2], [[24], 1], [[2, 9, 24], 1]] }, // + residual (cuBLASLt's C)
+  { op: 'linear', inputs: [[[7, 33], 1], [[5, 33], 0.2], null, [[7, 5], 1]] },
   { op: 'conv2d', inputs: [[[1, 3, 9, 11], 1], [[5, 3, 3, 3], 0.3], [[5], 1]], attrs: { stride: 1, pad: 1 } },
   { op: 'conv2d', inputs: [[[2, 4, 16, 15], 1], [[8, 4, 3, 3], 0.3], [[8], 1]], attrs: { stride: 2, pad: 1 } },
   { op: 'conv2d', inputs: [[[2, 6, 7, 5], 1], [[3, 6, 1, 1], 0.3], null], attrs: { stride: 1, pad: 0 } },

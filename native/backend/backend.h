@@ -48,7 +48,9 @@ class Backend {
   virtual Tensor add_channel_bias(const Tensor& x, const Tensor& t) = 0;
 
   // Layers.
-  virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) = 0;  // x [..., K], w [N, K]
+  // x [..., K], w [N, K] -> x w^T + bias (+ residual, of the output's shape: the skip connection, folded
+  // into the GEMM where a backend can)
+  virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual = nullptr) = 0;
   virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad) = 0;
   virtual Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) = 0;
   virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;

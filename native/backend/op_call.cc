@@ -87,13 +87,16 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     return be.add_channel_bias(c.in(0), c.in(1));
   }
   if (name == "linear") {
-    c.inputs(2, 3);
+    c.inputs(2, 4);
     const Tensor &x = c.in(0), &w = c.in(1);
     if (x.rank() < 2 || x.numel() == 0) c.fail("x must be [..., K]");
     c.rank(w, 2, "w");
     if (w.dim(1) != x.dim(-1)) c.fail("w " + shape_str(w.shape) + " does not take x " + shape_str(x.shape));
     c.vec(c.opt(2), w.dim(0), "bias");
-    return be.linear(x, w, c.opt(2));
+    Shape out = x.shape;
+    out.back() = w.dim(0);
+    if (c.opt(3) && c.opt(3)->shape != out) c.fail("residual " + shape_str(c.opt(3)->shape) + " is not the output's " + shape_str(out));
+    return be.linear(x, w, c.opt(2), c.opt(3));
   }
   if (name == "conv2d") {
     c.inputs(2, 3);

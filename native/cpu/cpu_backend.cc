@@ -155,13 +155,17 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) override {
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) override {
     int64_t K = x.dim(-1), N = w.dim(0), M = x.numel() / K;
     check(w.rank() == 2 && w.dim(1) == K, "linear", "input " + shape_str(x.shape) + " weight " + shape_str(w.shape));
     Shape s = x.shape;
     s.back() = N;
     Tensor y = make(s);
-    cpu::sgemm(M, N, K, D(x), K, D(w), K, true, D(y), N, false, bias ? D(*bias) : nullptr);
+    if (residual) {
+      check(residual->shape == s, "linear", "residual " + shape_str(residual->shape) + " for output " + shape_str(s));
+      std::memcpy(D(y), D(*residual), size_t(M * N) * 4);
+    }
+    cpu::sgemm(M, N, K, D(x), K, D(w), K, true, D(y), N, residual != nullptr, bias ? D(*bias) : nullptr);
     return y;
   }
 

@@ -168,11 +168,12 @@ void CublasLt::run(const Plan& p, float alpha, float beta, const void* a, const 
   check(api_->matmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, d, p.c, &p.algo, workspace_, workspace_bytes_, stream), "matmul");
 }
 
-void CublasLt::linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, bool wide, cudaStream_t stream) {
+void CublasLt::linear(const void* x, const void* w, const void* bias, const void* residual, void* y, int64_t M, int64_t N, int64_t K, bool wide,
+                      cudaStream_t stream) {
   // Row-major Y[M,N] is column-major Y^T [N,M] = W (col-major K x N, transposed) * X^T (col-major K x M).
   std::lock_guard<std::mutex> g(mu_);
-  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr, alignment({x, w, y, bias}, {K, N}), wide);
-  run(p, 1.f, 0.f, w, x, y, y, bias, stream);
+  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr, alignment({x, w, y, bias, residual}, {K, N}), wide);
+  run(p, 1.f, residual ? 1.f : 0.f, w, x, residual ? residual : y, y, bias, stream);
 }
 
 void CublasLt::gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c,

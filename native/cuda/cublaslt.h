@@ -22,8 +22,9 @@ class CublasLt {
   CublasLt(const CublasLt&) = delete;
   CublasLt& operator=(const CublasLt&) = delete;
 
-  // Y[M, N] = X[M, K] * W[N, K]^T (+ bias[N]), all fp16 (bf16 when `wide`) row-major, on `stream`.
-  void linear(const void* x, const void* w, const void* bias, void* y, int64_t M, int64_t N, int64_t K, bool wide, cudaStream_t stream);
+  // Y[M, N] = X[M, K] * W[N, K]^T (+ bias[N]) (+ R[M, N]), all fp16 (bf16 when `wide`) row-major, on `stream`.
+  void linear(const void* x, const void* w, const void* bias, const void* residual, void* y, int64_t M, int64_t N, int64_t K, bool wide,
+              cudaStream_t stream);
   // C[M, N] = A[M, K] * B[K, N] (+ C when accumulate), fp16 row-major with leading dimensions, batched
   // over `batch` with the given strides (elements).
   void gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c,

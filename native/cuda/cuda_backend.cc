@@ -241,13 +241,14 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) override {
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) override {
     int64_t K = x.dim(-1), N = w.dim(0), M = x.numel() / K;
     Shape s = x.shape;
     s.back() = N;
-    bool wide = same("linear", {&x, &w, bias});
+    bool wide = same("linear", {&x, &w, bias, residual});
     Tensor y = make(s, wide);
-    lt_->linear(P(x), P(w), bias ? P(*bias) : nullptr, P(y), M, N, K, wide, stream_);
+    // The residual is cuBLASLt's C with beta = 1: the skip connection costs no extra pass.
+    lt_->linear(P(x), P(w), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, P(y), M, N, K, wide, stream_);
     return y;
   }
 

@@ -55,9 +55,9 @@ Attention Attention::make(Params& p, const std::string& name, int64_t dim, int64
   return a;
 }
 
-Tensor Attention::operator()(Backend& be, const Tensor& x, const Tensor* context) const {
+Tensor Attention::operator()(Backend& be, const Tensor& x, const Tensor* context, const Tensor* residual) const {
   const Tensor& c = context ? *context : x;
-  return out(be, be.attention(q(be, x), k(be, c), v(be, c), heads, false));
+  return out(be, be.attention(q(be, x), k(be, c), v(be, c), heads, false), residual);
 }
 
 TransformerBlock TransformerBlock::make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads) {
@@ -74,10 +74,9 @@ TransformerBlock TransformerBlock::make(Params& p, const std::string& name, int6
 
 Tensor TransformerBlock::operator()(Backend& be, const Tensor& x, const Tensor& context) const {
   constexpr float kEps = 1e-5f;  // nn.LayerNorm default in BasicTransformerBlock
-  Tensor h = be.add(x, attn1(be, be.layer_norm(x, norm1.w, norm1.b, kEps), nullptr));
-  h = be.add(h, attn2(be, be.layer_norm(h, norm2.w, norm2.b, kEps), &context));
-  Tensor f = ff_out(be, be.geglu(ff_in(be, be.layer_norm(h, norm3.w, norm3.b, kEps))));
-  return be.add(h, f);
+  Tensor h = attn1(be, be.layer_norm(x, norm1.w, norm1.b, kEps), nullptr, &x);
+  h = attn2(be, be.layer_norm(h, norm2.w, norm2.b, kEps), &context, &h);
+  return ff_out(be, be.geglu(ff_in(be, be.layer_norm(h, norm3.w, norm3.b, kEps))), &h);
 }
 
 SpatialTransformer SpatialTransformer::make(Params& p, const std::string& name, int64_t channels, int64_t context_dim, int heads,

@@ -19,7 +19,7 @@ struct Linear {
   Tensor w, b;
   bool has_bias = true;
   static Linear make(Params& p, const std::string& name, int64_t out, int64_t in, bool bias = true);
-  Tensor operator()(Backend& be, const Tensor& x) const { return be.linear(x, w, has_bias ? &b : nullptr); }
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const { return be.linear(x, w, has_bias ? &b : nullptr, residual); }
 };
 
 struct Norm {
@@ -43,7 +43,8 @@ struct Attention {
   Linear q, k, v, out;
   int heads;
   static Attention make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads, bool qkv_bias);
-  Tensor operator()(Backend& be, const Tensor& x, const Tensor* context) const;
+  // `residual` is added to the output projection (the block's skip connection).
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* context, const Tensor* residual = nullptr) const;
 };
 
 struct TransformerBlock {

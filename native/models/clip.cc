@@ -73,12 +73,11 @@ ClipTextModel::Output ClipTextModel::forward(Backend& be, const std::vector<int3
     const Layer& l = layers_[i];
     Tensor h = be.layer_norm(x, l.ln1_w, l.ln1_b, eps_);
     Tensor q = be.linear(h, l.q_w, &l.q_b), k = be.linear(h, l.k_w, &l.k_b), v = be.linear(h, l.v_w, &l.v_b);
-    h = be.linear(be.attention(q, k, v, int(heads_), true), l.o_w, &l.o_b);
-    x = be.add(x, h);
+    x = be.linear(be.attention(q, k, v, int(heads_), true), l.o_w, &l.o_b, &x);
     h = be.layer_norm(x, l.ln2_w, l.ln2_b, eps_);
     h = be.linear(h, l.fc1_w, &l.fc1_b);
     h = quick_gelu_ ? be.quick_gelu(h) : be.gelu(h);
-    x = be.add(x, be.linear(h, l.fc2_w, &l.fc2_b));
+    x = be.linear(h, l.fc2_w, &l.fc2_b, &x);
   }
   if (!projection_) {
     out.penultimate = x;

@@ -1,8 +1,10 @@
 // npm run gpu:check — everything the CUDA backend must show, in one device call:
 //   1. golden: each stage of tiny-pg25 on the GPU within relative 2e-2 of diffusers, pipeline images at PSNR >= 35 dB;
 //   2. the full-size graph (real configs, synthetic weights from a seed) on the GPU against the CPU backend at 256x256;
-//   3. timings at 1024x1024: both text encoders, one UNet step (batch 2), VAE decode, 50 guided steps end to end, peak memory.
-// PG25_GPU_CHECK_DEVICE=cpu runs the same checks on the CPU backend (to test the script); PG25_GPU_CHECK_FULL=0 skips 2 and 3.
+//   3. timings at 1024x1024: both text encoders, one UNet step (batch 2), VAE decode, 50 guided steps end to end, peak memory;
+//   4. each op class at those shapes, ours beside PyTorch's (ratio ours / PyTorch).
+// PG25_GPU_CHECK_DEVICE=cpu runs the same checks on the CPU backend (to test the script); PG25_GPU_CHECK_FULL=0 skips 2, 3
+// and 4 (with PG25_CUDA_EMULATION=1 that runs section 1 on the CUDA emulation).
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -128,12 +130,43 @@ async function fullSize (): Promise<Full | null> {
   return { text_ms, unet_step_ms, vae_ms, generate_s, peak_gib }
 }
 
-function torchOps (): void {
+// 4. Each op class at the UNet's and VAE's 1024x1024 shapes, ours (through Engine.op) beside PyTorch's
+// own op on the same shapes (bench/torch_ops.py prints the same names), with the ratio.
+interface OpCase { name: string, op: string, inputs: number[][], attrs?: Record<string, unknown> }
+const OP_CASES: OpCase[] = [
+  ...[[320, 128], [640, 64], [1280, 32]].map(([ch, res]) => ({ name: `conv3x3 ${ch}ch ${res}x${res} b2`, op: 'conv2d', inputs: [[2, ch, res, res], [ch, ch, 3, 3]], attrs: { stride: 1, pad: 1 } })),
+  ...[[2 * 4096, 640, 640], [2 * 4096, 640, 5120], [2 * 4096, 2560, 640], [2 * 1024, 1280, 1280], [2 * 1024, 1280, 10240], [2 * 1024, 5120, 1280], [2 * 77, 2048, 1280]]
+    .map(([m, k, n]) => ({ name: `gemm ${m}x${k}x${n}`, op: 'linear', inputs: [[m, k], [n, k]] })),
+  ...[[4096, 10], [1024, 20]].map(([tokens, heads]) => ({ name: `sdpa ${tokens} tokens ${heads} heads`, op: 'attention', inputs: Array(3).fill([2, tokens, heads * 64]), attrs: { heads, causal: 0 } })),
+  { name: 'sdpa vae 16384 tokens d512', op: 'attention', inputs: Array(3).fill([1, 16384, 512]), attrs: { heads: 1, causal: 0 } },
+  { name: 'group_norm+silu 2x320x128x128 g32', op: 'group_norm', inputs: [[2, 320, 128, 128], [320], [320]], attrs: { groups: 32, eps: 1e-5, silu: 1 } },
+  { name: 'group_norm vae 1x128x1024x1024 g32', op: 'group_norm', inputs: [[1, 128, 1024, 1024], [128], [128]], attrs: { groups: 32, eps: 1e-6, silu: 0 } },
+  { name: 'layer_norm 2x4096x640', op: 'layer_norm', inputs: [[2, 4096, 640], [640], [640]], attrs: { eps: 1e-5 } }
+]
+
+async function opTimings (): Promise<Map<string, number>> {
+  const rt = Runtime.open(DEVICE, () => {})
+  const ours = new Map<string, number>()
+  for (const c of OP_CASES) {
+    const ts = c.inputs.map((shape, i) => rt.fromHost(new TorchGenerator(10 + i).randn(shape).map(v => v * 0.1), shape))
+    ours.set(c.name, await timeMs(async () => (await rt.engine.op(c.op, ts, c.attrs ?? {})).dispose(), 10))
+    for (const t of ts) t.dispose()
+  }
+  rt.dispose()
+  return ours
+}
+
+function torchOps (ours: Map<string, number>): void {
+  let peers = new Map<string, number>()
   try {
     const out = execFileSync('python3', [path.join(__dirname, '..', '..', 'bench', 'torch_ops.py')], { encoding: 'utf8', timeout: 300_000 })
-    for (const line of out.trim().split('\n')) { const [name, ms] = line.split('\t'); row(`pytorch ${name}`, `${ms} ms`) }
+    peers = new Map(out.trim().split('\n').map(line => { const [name, ms] = line.split('\t'); return [name, Number(ms)] }))
   } catch (err) {
     row('pytorch op timings', 'unavailable', String((err as Error).message).split('\n')[0])
+  }
+  for (const [name, ms] of ours) {
+    const peer = peers.get(name)
+    row(`op ${name}`, `${ms.toFixed(3)} ms`, peer === undefined ? '' : `pytorch ${peer.toFixed(3)} ms, ratio ${(ms / peer).toFixed(2)}`)
   }
 }
 
@@ -144,7 +177,7 @@ async function main (): Promise<void> {
   console.log(`gpu-check on ${device}, backend ${DEVICE}, commit ${commit}, ${new Date().toISOString()}`)
   const ok = await golden()
   const full = await fullSize()
-  if (DEVICE === 'cuda') torchOps()
+  if (DEVICE === 'cuda' && full !== null) torchOps(await opTimings())
   const f = (x: number | undefined, d = 1): string => (x === undefined ? 'n/a' : x.toFixed(d))
   console.log(`gpu-check: device=${device} commit=${commit} golden=${ok ? 'pass' : 'fail'} unet_step_ms=${f(full?.unet_step_ms)} vae_ms=${f(full?.vae_ms)} text_ms=${f(full?.text_ms)} generate_s=${f(full?.generate_s, 2)} peak_gib=${f(full?.peak_gib, 2)}`)
   if (!ok) process.exitCode = 1

@@ -1,4 +1,5 @@
-# PyTorch fp16 timings of the UNet's op shapes at 1024x1024 (batch 2), the peer numbers for gpu-check.
+# PyTorch fp16 timings of the UNet's and VAE's op shapes at 1024x1024 (batch 2), the peer numbers for gpu-check;
+# each line's name matches an op case in bench/gpu-check.ts.
 import torch
 import torch.nn.functional as F
 
@@ -35,3 +36,12 @@ for tokens, heads in [(4096, 10), (1024, 20)]:
     print(f"sdpa {tokens} tokens {heads} heads\t{bench(lambda: F.scaled_dot_product_attention(q, q, q)):.3f}")
 q = torch.randn(1, 1, 16384, 512, device=dev, dtype=torch.half)
 print(f"sdpa vae 16384 tokens d512\t{bench(lambda: F.scaled_dot_product_attention(q, q, q), 10):.3f}")
+x = torch.randn(2, 320, 128, 128, device=dev, dtype=torch.half)
+g, b = torch.ones(320, device=dev, dtype=torch.half), torch.zeros(320, device=dev, dtype=torch.half)
+print(f"group_norm+silu 2x320x128x128 g32\t{bench(lambda: F.silu(F.group_norm(x, 32, g, b, 1e-5))):.3f}")
+x = torch.randn(1, 128, 1024, 1024, device=dev, dtype=torch.half)
+g, b = torch.ones(128, device=dev, dtype=torch.half), torch.zeros(128, device=dev, dtype=torch.half)
+print(f"group_norm vae 1x128x1024x1024 g32\t{bench(lambda: F.group_norm(x, 32, g, b, 1e-6)):.3f}")
+x = torch.randn(2, 4096, 640, device=dev, dtype=torch.half)
+g, b = torch.ones(640, device=dev, dtype=torch.half), torch.zeros(640, device=dev, dtype=torch.half)
+print(f"layer_norm 2x4096x640\t{bench(lambda: F.layer_norm(x, (640,), g, b, 1e-5)):.3f}")

@@ -51,7 +51,8 @@ class Backend {
   // x [..., K], w [N, K] -> x w^T + bias (+ residual, of the output's shape: the skip connection, folded
   // into the GEMM where a backend can)
   virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual = nullptr) = 0;
-  virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad) = 0;
+  // (+ residual, of the output's shape: a ResNet block's skip connection, added in the bias pass)
+  virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual = nullptr) = 0;
   virtual Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) = 0;
   virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
   // q [B, Nq, C], k and v [B, Nk, C]; `heads` split C; scaled by 1/sqrt(C/heads).

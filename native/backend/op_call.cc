@@ -99,7 +99,7 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     return be.linear(x, w, c.opt(2), c.opt(3));
   }
   if (name == "conv2d") {
-    c.inputs(2, 3);
+    c.inputs(2, 4);
     const Tensor &x = c.in(0), &w = c.in(1);
     c.rank(x, 4, "x");
     c.rank(w, 4, "w");
@@ -107,7 +107,9 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     if (w.dim(1) != x.dim(1)) c.fail("w " + shape_str(w.shape) + " does not take x " + shape_str(x.shape));
     if (x.dim(2) + 2 * pad < w.dim(2) || x.dim(3) + 2 * pad < w.dim(3)) c.fail("the kernel is larger than the padded input");
     c.vec(c.opt(2), w.dim(0), "bias");
-    return be.conv2d(x, w, c.opt(2), stride, pad);
+    Shape out{x.dim(0), w.dim(0), (x.dim(2) + 2 * pad - w.dim(2)) / stride + 1, (x.dim(3) + 2 * pad - w.dim(3)) / stride + 1};
+    if (c.opt(3) && c.opt(3)->shape != out) c.fail("residual " + shape_str(c.opt(3)->shape) + " is not the output's " + shape_str(out));
+    return be.conv2d(x, w, c.opt(2), stride, pad, c.opt(3));
   }
   if (name == "group_norm") {
     c.inputs(3, 3);

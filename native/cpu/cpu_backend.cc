@@ -169,7 +169,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad) override {
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3);
     int64_t Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
     check(w.rank() == 4 && w.dim(1) == Cin, "conv2d", "input " + shape_str(x.shape) + " weight " + shape_str(w.shape));
@@ -207,6 +207,14 @@ class CpuBackend final : public Backend {
         cpu::sgemm(Cout, pc, K, wd, K, col.data(), pc, false, out + p0, P, false, nullptr);
       }
       if (bd) add_row_bias(out, bd, Cout, P);
+    }
+    if (residual) {
+      check(residual->shape == y.shape, "conv2d", "residual " + shape_str(residual->shape) + " for output " + shape_str(y.shape));
+      float* out = D(y);
+      const float* r = D(*residual);
+      cpu::parallel_for(y.numel(), 1 << 14, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; i++) out[i] += r[i];
+      });
     }
     return y;
   }

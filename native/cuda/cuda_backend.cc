@@ -252,7 +252,7 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad) override {
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
     int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1, P_ = Ho * Wo, K = Cin * kh * kw;
     bool wide = same("conv2d", {&x, &w, bias});
@@ -278,8 +278,9 @@ class CudaBackend final : public Backend {
         lt_->gemm(P(w), K, 0, col->ptr, pc, 0, false, out + p0 * 2, P_, 0, Cout, pc, K, 1, 1.f, false, wide, stream_);
       }
     }
-    if (bias) {
-      cuda::add_row_bias(P(y), P(*bias), B, Cout, P_, wide, stream_);
+    if (bias || residual) {
+      same("conv2d", {&x, residual});
+      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, B, Cout, P_, wide, stream_);
       LAUNCHED("conv bias");
     }
     return y;

@@ -62,7 +62,14 @@ __global__ void k_channel_affine(const T* x, const float* sc, const float* sh, T
 template <class T>
 __global__ void k_add_channel_bias(const T* x, const T* t, T* y, int64_t HW, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(x, i) + ld(t, i / HW)); }
 template <class T>
-__global__ void k_add_row_bias(T* y, const T* b, int64_t C, int64_t HW, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(y, i) + ld(b, (i / HW) % C)); }
+__global__ void k_conv_epilogue(T* y, const T* b, const T* r, int64_t C, int64_t HW, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float v = ld(y, i);
+    if (b) v += ld(b, (i / HW) % C);
+    if (r) v += ld(r, i);
+    st(y, i, v);
+  }
+}
 __global__ void k_im2col(const h* x, h* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
                          int64_t p0, int64_t pc) {
   GRID_STRIDE(i, C * kh * kw * pc) {
@@ -150,8 +157,8 @@ void channel_affine(const void* x, const float* scale, const float* shift, void*
 void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
   BY_TYPE(wide, PG25_LAUNCH(k_add_channel_bias<T>, grid(B * Ch * HW), 256, 0, s)(C(x), C(t), M(y), HW, B * Ch * HW));
 }
-void add_row_bias(void* y, const void* bias, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_add_row_bias<T>, grid(B * Ch * HW), 256, 0, s)(M(y), C(bias), Ch, HW, B * Ch * HW));
+void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_conv_epilogue<T>, grid(B * Ch * HW), 256, 0, s)(M(y), C(bias), C(residual), Ch, HW, B * Ch * HW));
 }
 void im2col(const void* x, void* col, int64_t Ch, int64_t Hh, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
             int64_t p0, int64_t pc, cudaStream_t s) {

@@ -23,8 +23,8 @@ void geglu(const void* x, void* y, int64_t rows, int64_t n, bool wide, cudaStrea
 void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
 // x [B, C, HW] + t [B, C]
 void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
-// y [B, C, HW] += bias[C]
-void add_row_bias(void* y, const void* bias, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
+// y [B, C, HW] += bias[C] (when given) + residual [B, C, HW] (when given): a convolution's one pass after its GEMMs.
+void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
 // Columns [K = C*kh*kw, P] for output pixels [p0, p0 + pc) of one image.
 void im2col(const void* x, void* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
             int64_t p0, int64_t pc, cudaStream_t s);

@@ -41,8 +41,9 @@ Tensor ResnetBlock::operator()(Backend& be, const Tensor& x, const Tensor* temb_
   h = conv1(be, h);
   if (time_emb_proj && temb_act) h = be.add_channel_bias(h, (*time_emb_proj)(be, *temb_act));
   h = be.group_norm(h, norm2.w, norm2.b, groups, eps, true);
-  h = conv2(be, h);
-  return be.add(shortcut ? (*shortcut)(be, x) : x, h);
+  if (!shortcut) return conv2(be, h, &x);
+  Tensor skip = (*shortcut)(be, x);
+  return conv2(be, h, &skip);
 }
 
 Attention Attention::make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads, bool qkv_bias) {

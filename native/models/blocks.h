@@ -12,7 +12,7 @@ struct Conv {
   Tensor w, b;
   int stride = 1, pad = 1;
   static Conv make(Params& p, const std::string& name, int64_t out, int64_t in, int64_t k, int stride = 1);
-  Tensor operator()(Backend& be, const Tensor& x) const { return be.conv2d(x, w, &b, stride, pad); }
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const { return be.conv2d(x, w, &b, stride, pad, residual); }
 };
 
 struct Linear {

@@ -1,5 +1,5 @@
-// Attention on the GPU: q [B, Nq, C], k and v [B, Nk, C], heads splitting C, scaled by 1/sqrt(C/heads),
-// with an online softmax so no Nq x Nk matrix is ever stored.
+// Attention on the GPU, on tensor cores at every head dim up to 512: q [B, Nq, C], k and v [B, Nk, C],
+// heads splitting C, scaled by 1/sqrt(C/heads), with an online softmax so no Nq x Nk matrix is stored.
 #include <cstring>
 #include <type_traits>
 
@@ -145,48 +145,115 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
   }
 }
 
-// Head dims above 128 (the VAE's single 512-wide head): one warp per query row and head on CUDA cores,
-// keys streamed with an online softmax, the output row kept in registers (16 floats per lane).
-template <class T, int PER_LANE>
-__global__ void k_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal, float scale) {
-  int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
-  int lane = threadIdx.x % 32;
-  int64_t d = C / heads;
-  int64_t B = gridDim.y;
-  int64_t b = blockIdx.y;
-  if (warp >= Nq * heads || b >= B) return;
-  int64_t qi = warp / heads, hd = warp % heads;
-  const T* qp = q + (b * Nq + qi) * C + hd * d;
-  float qr[PER_LANE], acc[PER_LANE];
-  for (int j = 0; j < PER_LANE; j++) {
-    int64_t c = lane + 32 * j;
-    qr[j] = c < d ? ld(qp, c) * scale : 0.f;
-    acc[j] = 0.f;
+
+// Head dims from 129 to 512 (the VAE's single 512-wide head): a block of four warps takes 16 query rows
+// and splits the head dim four ways (128 each, padded with zeros). Each warp multiplies its slice of Q
+// and K on tensor cores; the four partial score tiles are summed through shared memory, every warp runs
+// the same online softmax on the sum, and accumulates P V for its own 128 output dims.
+template <class T>
+__global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d, bool causal,
+                                       float scale) {
+  constexpr bool kBf16 = std::is_same<T, bf>::value;
+  constexpr int kBN = 16, kSlice = 128, kDP = 4 * kSlice;
+  __shared__ T sk[kBN][kDP + kPad];
+  __shared__ T sv[kBN][kDP + kPad];
+  __shared__ float sp[4][16][kBN + 1];
+  int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3, d0 = warp * kSlice;
+  int64_t b = blockIdx.y / heads, hd = blockIdx.y % heads, q0 = int64_t(blockIdx.x) * 16;
+  const T* qb = q + b * Nq * C + hd * d;
+  const T* kb = k + b * Nk * C + hd * d;
+  const T* vb = v + b * Nk * C + hd * d;
+
+  // This warp's Q fragments, read once from global memory (zero beyond Nq and d).
+  auto qval = [&](int64_t r, int c) { return q0 + r < Nq && c < d ? qb[(q0 + r) * C + c] : T(0.f); };
+  uint32_t qa[kSlice / 16][4];
+  for (int kk = 0; kk < kSlice / 16; kk++) {
+    int c = d0 + kk * 16 + 2 * t;
+    qa[kk][0] = pack(qval(g, c), qval(g, c + 1));
+    qa[kk][1] = pack(qval(g + 8, c), qval(g + 8, c + 1));
+    qa[kk][2] = pack(qval(g, c + 8), qval(g, c + 9));
+    qa[kk][3] = pack(qval(g + 8, c + 8), qval(g + 8, c + 9));
   }
-  float m = -INFINITY, l = 0.f;
-  int64_t limit = causal ? (qi + 1 < Nk ? qi + 1 : Nk) : Nk;
-  for (int64_t kj = 0; kj < limit; kj++) {
-    const T* kp = k + (b * Nk + kj) * C + hd * d;
-    float sdot = 0.f;
-    for (int j = 0; j < PER_LANE; j++) {
-      int64_t c = lane + 32 * j;
-      if (c < d) sdot += qr[j] * ld(kp, c);
+  float o[kSlice / 8][4] = {};
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+  int64_t kv_end = causal ? (q0 + 16 < Nk ? q0 + 16 : Nk) : Nk;
+  for (int64_t k0 = 0; k0 < kv_end; k0 += kBN) {
+    __syncthreads();  // the previous tile and its partial scores are consumed
+    for (int i = threadIdx.x; i < kBN * kDP; i += blockDim.x) {
+      int r = i / kDP, c = i % kDP;
+      if (k0 + r < Nk && c < d) {
+        sk[r][c] = kb[(k0 + r) * C + c];
+        sv[r][c] = vb[(k0 + r) * C + c];
+      } else {
+        st(&sk[r][0], c, 0.f);
+        st(&sv[r][0], c, 0.f);
+      }
     }
-    for (int o = 16; o > 0; o >>= 1) sdot += __shfl_xor_sync(0xffffffff, sdot, o);
-    float mn = fmaxf(m, sdot);
-    float corr = __expf(m - mn), p = __expf(sdot - mn);
-    l = l * corr + p;
-    const T* vp = v + (b * Nk + kj) * C + hd * d;
-    for (int j = 0; j < PER_LANE; j++) {
-      int64_t c = lane + 32 * j;
-      acc[j] = acc[j] * corr + (c < d ? p * ld(vp, c) : 0.f);
+    __syncthreads();
+    for (int j = 0; j < kBN / 8; j++) {
+      float part[4] = {0.f, 0.f, 0.f, 0.f};
+      for (int kk = 0; kk < kSlice / 16; kk++) {
+        int c = d0 + kk * 16 + 2 * t;
+        uint32_t bk[2] = {pack(sk[j * 8 + g][c], sk[j * 8 + g][c + 1]), pack(sk[j * 8 + g][c + 8], sk[j * 8 + g][c + 9])};
+        mma_m16n8k16<kBf16>(part, qa[kk], bk, part);
+      }
+      for (int i = 0; i < 4; i++) sp[warp][g + (i >> 1) * 8][j * 8 + 2 * t + (i & 1)] = part[i];
     }
-    m = mn;
+    __syncthreads();
+    float s[kBN / 8][4];
+    for (int j = 0; j < kBN / 8; j++)
+      for (int i = 0; i < 4; i++) {
+        int r = g + (i >> 1) * 8, key = j * 8 + 2 * t + (i & 1);
+        s[j][i] = sp[0][r][key] + sp[1][r][key] + sp[2][r][key] + sp[3][r][key];
+      }
+    for (int r = 0; r < 2; r++) {
+      int64_t qi = q0 + g + 8 * r;
+      float mx = -INFINITY;
+      for (int j = 0; j < kBN / 8; j++)
+        for (int e = 0; e < 2; e++) {
+          int64_t key = k0 + j * 8 + 2 * t + e;
+          float x = s[j][2 * r + e] * scale;
+          if (key >= Nk || (causal && key > qi)) x = -INFINITY;
+          s[j][2 * r + e] = x;
+          mx = fmaxf(mx, x);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      float mnew = fmaxf(mrow[r], mx);
+      float base = mnew == -INFINITY ? 0.f : mnew;
+      float corr = __expf(mrow[r] - base);
+      mrow[r] = mnew;
+      lrow[r] *= corr;
+      for (int n = 0; n < kSlice / 8; n++) {
+        o[n][2 * r] *= corr;
+        o[n][2 * r + 1] *= corr;
+      }
+      for (int j = 0; j < kBN / 8; j++)
+        for (int e = 0; e < 2; e++) {
+          float p = __expf(s[j][2 * r + e] - base);
+          s[j][2 * r + e] = p;
+          lrow[r] += p;
+        }
+    }
+    uint32_t pa[4] = {pack_f<T>(s[0][0], s[0][1]), pack_f<T>(s[0][2], s[0][3]), pack_f<T>(s[1][0], s[1][1]), pack_f<T>(s[1][2], s[1][3])};
+    for (int n = 0; n < kSlice / 8; n++) {
+      int c = d0 + n * 8 + g;
+      uint32_t bv[2] = {pack(sv[2 * t][c], sv[2 * t + 1][c]), pack(sv[2 * t + 8][c], sv[2 * t + 9][c])};
+      mma_m16n8k16<kBf16>(o[n], pa, bv, o[n]);
+    }
   }
-  T* yp = y + (b * Nq + qi) * C + hd * d;
-  for (int j = 0; j < PER_LANE; j++) {
-    int64_t c = lane + 32 * j;
-    if (c < d) st(yp, c, acc[j] / l);
+  for (int r = 0; r < 2; r++) {
+    float l = lrow[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    int64_t qi = q0 + g + 8 * r;
+    if (qi >= Nq) continue;
+    T* yp = y + (b * Nq + qi) * C + hd * d;
+    for (int n = 0; n < kSlice / 8; n++)
+      for (int e = 0; e < 2; e++) {
+        int c = d0 + n * 8 + 2 * t + e;
+        if (c < d) st(yp, c, o[n][2 * r + e] / l);
+      }
   }
 }
 
@@ -199,13 +266,11 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
                bool wide, cudaStream_t s) {
   int64_t d = Ch / heads;
   float scale = 1.f / sqrtf(float(d));
-  dim3 flash(unsigned((Nq + kRows - 1) / kRows), unsigned(B * heads));
-  int64_t warps = Nq * heads;
-  dim3 g(unsigned((warps * 32 + 255) / 256), unsigned(B));
+  dim3 flash(unsigned((Nq + kRows - 1) / kRows), unsigned(B * heads)), flash_wide(unsigned((Nq + 15) / 16), unsigned(B * heads));
   BY_TYPE(wide, {
     if (d <= 64) PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
     else if (d <= 128) PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else PG25_LAUNCH(k_attention<T BY_COMMA 16>, g, 256, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, causal, scale);
+    else PG25_LAUNCH(k_flash_attention_wide<T>, flash_wide, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
   });
 }
 

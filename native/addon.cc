@@ -788,6 +788,7 @@ Napi::Value EmulationReport(const Napi::CallbackInfo& info) {
   o.Set("launches", double(r.launches));
   o.Set("matmuls", double(r.matmuls));
   o.Set("poolTrims", double(r.pool_trims));
+  o.Set("hostToDeviceBytes", double(r.host_to_device_bytes));
   o.Set("minMatmulAlignment", double(r.min_matmul_alignment));
   return o;
 }

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Runtime, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
-import { loadNative } from '../lib/native'
+import { componentManifest, loadNative } from '../lib/native'
 import { writeSafetensors } from '../lib/io/safetensors-writer'
 import { TINY, readGolden, relativeError } from './helpers'
 import { emulationReport, psnr, toHalf } from './emulation'
@@ -135,6 +135,33 @@ test.serial('a VAE that sets force_upcast runs in bf16 storage: it decodes withi
   data[entries.findIndex(e => e.name === 'decoder.conv_in.bias')][0] = 1e5
   await write()
   await t.notThrowsAsync(VAEModel.load(gpu, await resolveComponent(dir, await readModelIndex(dir), 'vae', null, () => {})))
+  gpu.dispose()
+  await fs.rm(dir, { recursive: true })
+})
+
+test.serial('float16 weights go to the GPU as the file\'s bytes, with no float32 copy; an infinity among them is refused by name', async t => {
+  const gpu = Runtime.open('cuda', () => {})
+  const src = await resolveComponent(TINY, await readModelIndex(TINY), 'unet', null, () => {})
+  const spec = { kind: 'unet' as const, className: src.className, configPath: src.configPath, configText: src.configText }
+  const params = componentManifest(spec).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0)
+  emulationReport(true)
+  await UNetModel.load(gpu, src)
+  const sent = emulationReport().hostToDeviceBytes
+  t.true(sent >= 2 * params && sent < 2.05 * params, `${sent} bytes uploaded for ${params} parameters`) // 4 bytes each through float32
+
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-f16inf-'))
+  await fs.mkdir(path.join(dir, 'vae'))
+  await fs.copyFile(path.join(TINY, 'model_index.json'), path.join(dir, 'model_index.json'))
+  await fs.copyFile(path.join(TINY, 'vae', 'config.json'), path.join(dir, 'vae', 'config.json'))
+  const native = loadNative()
+  const file = path.join(TINY, 'vae', 'diffusion_pytorch_model.fp16.safetensors')
+  const entries = await native.inspectSafetensors(file)
+  const data = await native.readTensors([{ path: file, paddle: false }], entries.map(e => ({ name: e.name, shape: e.shape, linear: false })))
+  data[entries.findIndex(e => e.name === 'decoder.conv_out.weight')][5] = Infinity
+  await writeSafetensors(path.join(dir, 'vae', 'diffusion_pytorch_model.safetensors'), entries.map((e, i) => ({ name: e.name, dtype: 'F16' as const, shape: e.shape, data: data[i] })))
+  const e = await t.throwsAsync(VAEModel.load(gpu, await resolveComponent(dir, await readModelIndex(dir), 'vae', null, () => {})))
+  t.is((e as any).code, 'PG25_BAD_WEIGHTS')
+  t.regex(e!.message, /tensor "decoder\.conv_out\.weight" holds an infinity or NaN .* at element 5/)
   gpu.dispose()
   await fs.rm(dir, { recursive: true })
 })

@@ -15,6 +15,7 @@ export interface EmulationReport {
   launches: number
   matmuls: number
   poolTrims: number
+  hostToDeviceBytes: number
   minMatmulAlignment: number
 }
 

@@ -25,6 +25,9 @@ class Backend {
   // (and refuses, naming the tensor, values that precision cannot hold).
   virtual Tensor from_host(const float* data, const Shape& shape) = 0;
   virtual Tensor weight(const std::string& name, const float* data, const Shape& shape, Storage storage) = 0;
+  // A weight given as float16 bits (straight from the file): a backend that stores fp16 takes them
+  // as they are, with no float32 copy; others return an undefined tensor and get weight() instead.
+  virtual Tensor weight_f16(const std::string& name, const uint16_t* bits, const Shape& shape, Storage storage) { return {}; }
   // x stored as `storage` (x itself when it already is). Ops keep their inputs' storage.
   virtual Tensor cast(const Tensor& x, Storage storage) = 0;
   // Returns when the work queued so far has completed (a no-op where ops complete as they return).

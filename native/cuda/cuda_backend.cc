@@ -150,6 +150,18 @@ class CudaBackend final : public Backend {
                                           ", beyond float16's 65504: it cannot be stored in fp16 on the GPU");
     return upload(data, shape, false);
   }
+  Tensor weight_f16(const std::string& name, const uint16_t* bits, const Shape& shape, Storage storage) override {
+    if (storage != Storage::Default) return {};
+    Tensor t = make(shape, false);
+    size_t n = size_t(t.numel());
+    for (size_t i = 0; i < n; i++)
+      if ((bits[i] & 0x7c00u) == 0x7c00u)
+        throw Error("PG25_BAD_WEIGHTS", "tensor \"" + name + "\" holds an infinity or NaN (float16 bits " + std::to_string(bits[i]) + " at element " + std::to_string(i) + ")");
+    // The file's bytes go up as they are: no float32 copy on the host, half the transfer.
+    check(cudaMemcpyAsync(P(t), bits, n * 2, cudaMemcpyHostToDevice, stream_), "weight upload");
+    check(cudaStreamSynchronize(stream_), "weight upload");
+    return t;
+  }
   Tensor cast(const Tensor& x, Storage storage) override {
     bool wide = storage == Storage::Wide;
     if (W(x) == wide) return x;

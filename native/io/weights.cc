@@ -98,6 +98,15 @@ static std::vector<float> synthetic_tensor(uint64_t seed, const std::string& nam
   return out;
 }
 
+const uint16_t* WeightStore::raw_f16(const std::string& name, const Shape& shape, bool linear) const {
+  if (synthetic_ || aliases_.count(name)) return nullptr;
+  const Found* f = find(name);
+  if (!f || f->entry->dtype != DType::F16 || f->entry->shape != shape || (f->paddle && linear && shape.size() == 2)) return nullptr;
+  const uint8_t* p = f->file->data(*f->entry);
+  if (reinterpret_cast<uintptr_t>(p) % 2) return nullptr;  // the format does not promise aligned data
+  return reinterpret_cast<const uint16_t*>(p);
+}
+
 std::vector<float> WeightStore::read(const std::string& name, const Shape& shape, bool linear) const {
   if (synthetic_) return synthetic_tensor(seed_, name, shape);
   auto alias = aliases_.find(name);

@@ -43,6 +43,10 @@ class WeightStore {
   // Reads `name` as float32 in PyTorch layout, checking it against `shape`. `linear` marks an
   // nn.Linear weight (transposed when the file is Paddle-format).
   std::vector<float> read(const std::string& name, const Shape& shape, bool linear) const;
+  // The file's own float16 bits of `name` (in the mapped file, valid while the store lives) when they
+  // need no conversion: stored as F16 under that name, in `shape`, not transposed. Else null, and
+  // read() is the way.
+  const uint16_t* raw_f16(const std::string& name, const Shape& shape, bool linear) const;
   std::string describe() const;  // the file list, for error messages
   std::vector<std::string> names() const;
 

@@ -9,6 +9,10 @@ Tensor Params::get(const std::string& name, const Shape& shape, bool linear) {
     if (d <= 0) throw Error("PG25_BAD_CONFIG", "tensor \"" + name + "\" would have shape " + shape_str(shape));
   declared_.push_back({name, shape, linear});
   if (dry()) return Tensor{nullptr, shape};
+  if (const uint16_t* bits = store_->raw_f16(name, shape, linear)) {
+    Tensor t = backend_->weight_f16(name, bits, shape, storage_);
+    if (t.defined()) return t;
+  }
   std::vector<float> data = store_->read(name, shape, linear);
   return backend_->weight(name, data.data(), shape, storage_);
 }

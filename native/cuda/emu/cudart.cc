@@ -291,6 +291,10 @@ cudaError_t copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, siz
     for (size_t r = 0; r < height; r++) std::memcpy(static_cast<char*>(dst) + r * dpitch, from + r * spitch, width);
     return std::string();
   };
+  if (src_host && is_device_range(dst, dext)) {
+    std::lock_guard<std::mutex> g(S().rep_mu);
+    S().rep.host_to_device_bytes += uint64_t(width) * height;
+  }
   if (src_host && !captured) {
     auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + sext);
     push(st, [rows, staged] { return rows(staged->data()); });

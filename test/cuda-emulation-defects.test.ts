@@ -11,6 +11,26 @@ import { emulationReport, psnr, toHalf } from './emulation'
 
 const host = (shape: number[], seed: number, scale = 1): Float32Array => new TorchGenerator(seed).randn(shape).map(v => toHalf(v * scale))
 
+// A copy of tiny-pg25's model index and VAE in a temporary folder, written as `dtype`, with the
+// config patched and tensors edited: edit(data[name]) may change any tensor's values.
+async function vaeCopy (dtype: 'F16' | 'F32', config: object = {}, edit: (data: Record<string, Float32Array>) => void = () => {}): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-vae-'))
+  await fs.mkdir(path.join(dir, 'vae'))
+  await fs.copyFile(path.join(TINY, 'model_index.json'), path.join(dir, 'model_index.json'))
+  const cfg = JSON.parse(await fs.readFile(path.join(TINY, 'vae', 'config.json'), 'utf8'))
+  await fs.writeFile(path.join(dir, 'vae', 'config.json'), JSON.stringify({ ...cfg, ...config }))
+  const native = loadNative()
+  const src = path.join(TINY, 'vae', 'diffusion_pytorch_model.fp16.safetensors')
+  const entries = await native.inspectSafetensors(src)
+  const values = await native.readTensors([{ path: src, paddle: false }], entries.map(e => ({ name: e.name, shape: e.shape, linear: false })))
+  const data = Object.fromEntries(entries.map((e, i) => [e.name, values[i]]))
+  edit(data)
+  await writeSafetensors(path.join(dir, 'vae', 'diffusion_pytorch_model.safetensors'), entries.map(e => ({ name: e.name, dtype, shape: e.shape, data: data[e.name] })))
+  return dir
+}
+
+const vaeOf = async (dir: string): Promise<any> => await resolveComponent(dir, await readModelIndex(dir), 'vae', null, () => {})
+
 test.serial('concurrent same-shape linears on one engine keep their own bias (the plan cache is locked)', async t => {
   const gpu = Runtime.open('cuda', () => {})
   const cpu = Runtime.open('cpu', () => {})
@@ -88,43 +108,21 @@ test.serial('a job resolves when its device work has completed, not when it is q
 })
 
 test.serial('a float32 weight beyond float16 range is refused by name on the GPU (and loads on the CPU)', async t => {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-f16range-'))
-  await fs.mkdir(path.join(dir, 'vae'))
-  await fs.copyFile(path.join(TINY, 'model_index.json'), path.join(dir, 'model_index.json'))
-  await fs.copyFile(path.join(TINY, 'vae', 'config.json'), path.join(dir, 'vae', 'config.json'))
-  const native = loadNative()
-  const src = path.join(TINY, 'vae', 'diffusion_pytorch_model.fp16.safetensors')
-  const entries = await native.inspectSafetensors(src)
-  const data = await native.readTensors([{ path: src, paddle: false }], entries.map(e => ({ name: e.name, shape: e.shape, linear: false })))
-  const big = entries.findIndex(e => e.name === 'decoder.conv_in.bias')
-  data[big][0] = 1e5
-  await writeSafetensors(path.join(dir, 'vae', 'diffusion_pytorch_model.safetensors'), entries.map((e, i) => ({ name: e.name, dtype: 'F32' as const, shape: e.shape, data: data[i] })))
-  const vaeSrc = await resolveComponent(dir, await readModelIndex(dir), 'vae', null, () => {})
+  const dir = await vaeCopy('F32', {}, data => { data['decoder.conv_in.bias'][0] = 1e5 })
   const gpu = Runtime.open('cuda', () => {})
-  const e = await t.throwsAsync(VAEModel.load(gpu, vaeSrc))
+  const e = await t.throwsAsync(VAEModel.load(gpu, await vaeOf(dir)))
   t.is((e as any).code, 'PG25_UNSUPPORTED')
   t.regex(e!.message, /tensor "decoder\.conv_in\.bias" holds values up to 100000.*beyond float16's 65504/)
   const cpu = Runtime.open('cpu', () => {})
-  await t.notThrowsAsync(VAEModel.load(cpu, vaeSrc))
+  await t.notThrowsAsync(VAEModel.load(cpu, await vaeOf(dir)))
   for (const rt of [gpu, cpu]) rt.dispose()
   await fs.rm(dir, { recursive: true })
 })
 
 test.serial('a VAE that sets force_upcast runs in bf16 storage: it decodes within tolerance and holds weights beyond fp16 range', async t => {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-upcast-'))
-  await fs.mkdir(path.join(dir, 'vae'))
-  await fs.copyFile(path.join(TINY, 'model_index.json'), path.join(dir, 'model_index.json'))
-  const cfg = JSON.parse(await fs.readFile(path.join(TINY, 'vae', 'config.json'), 'utf8'))
-  await fs.writeFile(path.join(dir, 'vae', 'config.json'), JSON.stringify({ ...cfg, force_upcast: true }))
-  const native = loadNative()
-  const src = path.join(TINY, 'vae', 'diffusion_pytorch_model.fp16.safetensors')
-  const entries = await native.inspectSafetensors(src)
-  const data = await native.readTensors([{ path: src, paddle: false }], entries.map(e => ({ name: e.name, shape: e.shape, linear: false })))
-  const write = async (): Promise<void> => await writeSafetensors(path.join(dir, 'vae', 'diffusion_pytorch_model.safetensors'),
-    entries.map((e, i) => ({ name: e.name, dtype: 'F32' as const, shape: e.shape, data: data[i] })))
-  await write()
   const gpu = Runtime.open('cuda', () => {})
-  const vae = await VAEModel.load(gpu, await resolveComponent(dir, await readModelIndex(dir), 'vae', null, () => {}))
+  const dir = await vaeCopy('F32', { force_upcast: true })
+  const vae = await VAEModel.load(gpu, await vaeOf(dir))
   const g = readGolden('vae.safetensors')
   const img = await vae.decode(gpu.fromHost(g.latent.data, g.latent.shape), false)
   // bf16 keeps 8 mantissa bits to fp16's 10: the stage tolerance of ../shared/README.md is stated for
@@ -132,11 +130,10 @@ test.serial('a VAE that sets force_upcast runs in bf16 storage: it decodes withi
   const to8 = (x: ArrayLike<number>): number[] => Array.from(x, v => Math.round(Math.min(1, Math.max(0, v / 2 + 0.5)) * 255))
   const db = psnr(to8(gpu.toHost(img)), to8(g.image.data))
   t.true(db >= 35, `bf16 vae decode: ${db.toFixed(1)} dB (relative error ${relativeError(gpu.toHost(img), g.image.data)})`)
-  data[entries.findIndex(e => e.name === 'decoder.conv_in.bias')][0] = 1e5
-  await write()
-  await t.notThrowsAsync(VAEModel.load(gpu, await resolveComponent(dir, await readModelIndex(dir), 'vae', null, () => {})))
+  const big = await vaeCopy('F32', { force_upcast: true }, data => { data['decoder.conv_in.bias'][0] = 1e5 })
+  await t.notThrowsAsync(VAEModel.load(gpu, await vaeOf(big)))
   gpu.dispose()
-  await fs.rm(dir, { recursive: true })
+  for (const d of [dir, big]) await fs.rm(d, { recursive: true })
 })
 
 test.serial('float16 weights go to the GPU as the file\'s bytes, with no float32 copy; an infinity among them is refused by name', async t => {
@@ -149,17 +146,8 @@ test.serial('float16 weights go to the GPU as the file\'s bytes, with no float32
   const sent = emulationReport().hostToDeviceBytes
   t.true(sent >= 2 * params && sent < 2.05 * params, `${sent} bytes uploaded for ${params} parameters`) // 4 bytes each through float32
 
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-f16inf-'))
-  await fs.mkdir(path.join(dir, 'vae'))
-  await fs.copyFile(path.join(TINY, 'model_index.json'), path.join(dir, 'model_index.json'))
-  await fs.copyFile(path.join(TINY, 'vae', 'config.json'), path.join(dir, 'vae', 'config.json'))
-  const native = loadNative()
-  const file = path.join(TINY, 'vae', 'diffusion_pytorch_model.fp16.safetensors')
-  const entries = await native.inspectSafetensors(file)
-  const data = await native.readTensors([{ path: file, paddle: false }], entries.map(e => ({ name: e.name, shape: e.shape, linear: false })))
-  data[entries.findIndex(e => e.name === 'decoder.conv_out.weight')][5] = Infinity
-  await writeSafetensors(path.join(dir, 'vae', 'diffusion_pytorch_model.safetensors'), entries.map((e, i) => ({ name: e.name, dtype: 'F16' as const, shape: e.shape, data: data[i] })))
-  const e = await t.throwsAsync(VAEModel.load(gpu, await resolveComponent(dir, await readModelIndex(dir), 'vae', null, () => {})))
+  const dir = await vaeCopy('F16', {}, data => { data['decoder.conv_out.weight'][5] = Infinity })
+  const e = await t.throwsAsync(VAEModel.load(gpu, await vaeOf(dir)))
   t.is((e as any).code, 'PG25_BAD_WEIGHTS')
   t.regex(e!.message, /tensor "decoder\.conv_out\.weight" holds an infinity or NaN .* at element 5/)
   gpu.dispose()

@@ -30,6 +30,62 @@ __device__ __forceinline__ uint32_t pack_f(float lo, float hi) {
 constexpr int kRows = 64;  // query rows per block: four warps of 16
 constexpr int kPad = 8;    // shared rows padded by 16 bytes, so a fragment's 8 rows fall in different banks
 
+// One tile of the online softmax for this lane's two rows (row0 and row0 + 8), on the score tile s
+// (accumulator layout: NT tiles of 8 keys from key k0): scale and mask the scores, raise the running
+// max, rescale the running sum and the output accumulators o, and leave P = exp(S - max) in s.
+template <int NT, int NO>
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4], float (&mrow)[2], float (&lrow)[2], int64_t row0, int64_t k0,
+                                             int t, int64_t Nk, bool causal, float scale) {
+  for (int r = 0; r < 2; r++) {
+    int64_t qi = row0 + 8 * r;
+    float mx = -INFINITY;
+    for (int j = 0; j < NT; j++)
+      for (int e = 0; e < 2; e++) {
+        int64_t key = k0 + j * 8 + 2 * t + e;
+        float x = s[j][2 * r + e] * scale;
+        if (key >= Nk || (causal && key > qi)) x = -INFINITY;
+        s[j][2 * r + e] = x;
+        mx = fmaxf(mx, x);
+      }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the four lanes that share a row
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    float mnew = fmaxf(mrow[r], mx);
+    float base = mnew == -INFINITY ? 0.f : mnew;  // a row with no key yet stays all zeros
+    float corr = __expf(mrow[r] - base);
+    mrow[r] = mnew;
+    lrow[r] *= corr;
+    for (int n = 0; n < NO; n++) {
+      o[n][2 * r] *= corr;
+      o[n][2 * r + 1] *= corr;
+    }
+    for (int j = 0; j < NT; j++)
+      for (int e = 0; e < 2; e++) {
+        float p = __expf(s[j][2 * r + e] - base);
+        s[j][2 * r + e] = p;
+        lrow[r] += p;
+      }
+  }
+}
+
+// Divides this lane's output accumulators by the row sums (gathered from the row's four lanes) and
+// stores rows row0 and row0 + 8 (those below Nq), columns d0 + 8n + 2t + e (those below d), of y.
+template <int NO, class T>
+__device__ __forceinline__ void write_rows(const float (&o)[NO][4], const float (&lrow)[2], T* y, int64_t row0, int d0, int64_t Nq, int64_t C,
+                                           int d, int t) {
+  for (int r = 0; r < 2; r++) {
+    float l = lrow[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    int64_t qi = row0 + 8 * r;
+    if (qi >= Nq) continue;
+    for (int n = 0; n < NO; n++)
+      for (int e = 0; e < 2; e++) {
+        int c = d0 + n * 8 + 2 * t + e;
+        if (c < d) st(y + qi * C, c, o[n][2 * r + e] / l);
+      }
+  }
+}
+
 // Head dims up to 128 on tensor cores (FlashAttention-2's scheme): each warp holds 16 query rows' Q
 // fragments in registers, streams K and V tiles of BN keys through shared memory, computes S = Q K^T
 // with mma.sync, keeps a running row max and sum, and accumulates O += P V with P rounded to the
@@ -89,35 +145,7 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
         mma_m16n8k16<kBf16>(s[j], qa[kk], bk, s[j]);
       }
     }
-    for (int r = 0; r < 2; r++) {
-      int64_t qi = q0 + row + 8 * r;
-      float mx = -INFINITY;
-      for (int j = 0; j < BN / 8; j++)
-        for (int e = 0; e < 2; e++) {
-          int64_t key = k0 + j * 8 + 2 * t + e;
-          float x = s[j][2 * r + e] * scale;
-          if (key >= Nk || (causal && key > qi)) x = -INFINITY;
-          s[j][2 * r + e] = x;
-          mx = fmaxf(mx, x);
-        }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      float mnew = fmaxf(mrow[r], mx);
-      float base = mnew == -INFINITY ? 0.f : mnew;  // a row with no key yet stays all zeros
-      float corr = __expf(mrow[r] - base);
-      mrow[r] = mnew;
-      lrow[r] *= corr;
-      for (int n = 0; n < DP / 8; n++) {
-        o[n][2 * r] *= corr;
-        o[n][2 * r + 1] *= corr;
-      }
-      for (int j = 0; j < BN / 8; j++)
-        for (int e = 0; e < 2; e++) {
-          float p = __expf(s[j][2 * r + e] - base);
-          s[j][2 * r + e] = p;
-          lrow[r] += p;
-        }
-    }
+    softmax_step(s, o, mrow, lrow, q0 + row, k0, t, Nk, causal, scale);
     // O += P V: P's accumulator tiles 2kk and 2kk+1 are the A fragment of keys [16kk, 16kk + 16).
     for (int kk = 0; kk < BN / 16; kk++) {
       uint32_t pa[4] = {pack_f<T>(s[2 * kk][0], s[2 * kk][1]), pack_f<T>(s[2 * kk][2], s[2 * kk][3]), pack_f<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
@@ -130,19 +158,7 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
       }
     }
   }
-  for (int r = 0; r < 2; r++) {
-    float l = lrow[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    int64_t qi = q0 + row + 8 * r;
-    if (qi >= Nq) continue;
-    T* yp = y + (b * Nq + qi) * C + hd * d;
-    for (int n = 0; n < DP / 8; n++)
-      for (int e = 0; e < 2; e++) {
-        int c = n * 8 + 2 * t + e;
-        if (c < d) st(yp, c, o[n][2 * r + e] / l);
-      }
-  }
+  write_rows(o, lrow, y + b * Nq * C + hd * d, q0 + row, 0, Nq, C, d, t);
 }
 
 
@@ -206,35 +222,7 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
         int r = g + (i >> 1) * 8, key = j * 8 + 2 * t + (i & 1);
         s[j][i] = sp[0][r][key] + sp[1][r][key] + sp[2][r][key] + sp[3][r][key];
       }
-    for (int r = 0; r < 2; r++) {
-      int64_t qi = q0 + g + 8 * r;
-      float mx = -INFINITY;
-      for (int j = 0; j < kBN / 8; j++)
-        for (int e = 0; e < 2; e++) {
-          int64_t key = k0 + j * 8 + 2 * t + e;
-          float x = s[j][2 * r + e] * scale;
-          if (key >= Nk || (causal && key > qi)) x = -INFINITY;
-          s[j][2 * r + e] = x;
-          mx = fmaxf(mx, x);
-        }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      float mnew = fmaxf(mrow[r], mx);
-      float base = mnew == -INFINITY ? 0.f : mnew;
-      float corr = __expf(mrow[r] - base);
-      mrow[r] = mnew;
-      lrow[r] *= corr;
-      for (int n = 0; n < kSlice / 8; n++) {
-        o[n][2 * r] *= corr;
-        o[n][2 * r + 1] *= corr;
-      }
-      for (int j = 0; j < kBN / 8; j++)
-        for (int e = 0; e < 2; e++) {
-          float p = __expf(s[j][2 * r + e] - base);
-          s[j][2 * r + e] = p;
-          lrow[r] += p;
-        }
-    }
+    softmax_step(s, o, mrow, lrow, q0 + g, k0, t, Nk, causal, scale);
     uint32_t pa[4] = {pack_f<T>(s[0][0], s[0][1]), pack_f<T>(s[0][2], s[0][3]), pack_f<T>(s[1][0], s[1][1]), pack_f<T>(s[1][2], s[1][3])};
     for (int n = 0; n < kSlice / 8; n++) {
       int c = d0 + n * 8 + g;
@@ -242,19 +230,7 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
       mma_m16n8k16<kBf16>(o[n], pa, bv, o[n]);
     }
   }
-  for (int r = 0; r < 2; r++) {
-    float l = lrow[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    int64_t qi = q0 + g + 8 * r;
-    if (qi >= Nq) continue;
-    T* yp = y + (b * Nq + qi) * C + hd * d;
-    for (int n = 0; n < kSlice / 8; n++)
-      for (int e = 0; e < 2; e++) {
-        int c = d0 + n * 8 + 2 * t + e;
-        if (c < d) st(yp, c, o[n][2 * r + e] / l);
-      }
-  }
+  write_rows(o, lrow, y + b * Nq * C + hd * d, q0 + g, d0, Nq, C, d, t);
 }
 
 }  // namespace

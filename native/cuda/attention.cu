@@ -30,6 +30,22 @@ __device__ __forceinline__ uint32_t pack_f(float lo, float hi) {
 constexpr int kRows = 64;  // query rows per block: four warps of 16
 constexpr int kPad = 8;    // shared rows padded by 16 bytes, so a fragment's 8 rows fall in different banks
 
+// The block's K and V tile: rows k0.. of the head (zeros past Nk and past d), into padded shared rows.
+template <class T, int BN, int W>
+__device__ __forceinline__ void load_kv(T (&sk)[BN][W], T (&sv)[BN][W], const T* kb, const T* vb, int64_t k0, int64_t Nk, int64_t C, int d) {
+  constexpr int DP = W - kPad;
+  for (int i = threadIdx.x; i < BN * DP; i += blockDim.x) {
+    int r = i / DP, c = i % DP;
+    if (k0 + r < Nk && c < d) {
+      sk[r][c] = kb[(k0 + r) * C + c];
+      sv[r][c] = vb[(k0 + r) * C + c];
+    } else {
+      st(&sk[r][0], c, 0.f);
+      st(&sv[r][0], c, 0.f);
+    }
+  }
+}
+
 // One tile of the online softmax for this lane's two rows (row0 and row0 + 8), on the score tile s
 // (accumulator layout: NT tiles of 8 keys from key k0): scale and mask the scores, raise the running
 // max, rescale the running sum and the output accumulators o, and leave P = exp(S - max) in s.
@@ -124,16 +140,7 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
   int64_t kv_end = causal ? (q0 + kRows < Nk ? q0 + kRows : Nk) : Nk;
   for (int64_t k0 = 0; k0 < kv_end; k0 += BN) {
     __syncthreads();  // the previous tile is consumed
-    for (int i = threadIdx.x; i < BN * DP; i += blockDim.x) {
-      int r = i / DP, c = i % DP;
-      if (k0 + r < Nk && c < d) {
-        sk[r][c] = kb[(k0 + r) * C + c];
-        sv[r][c] = vb[(k0 + r) * C + c];
-      } else {
-        st(&sk[r][0], c, 0.f);
-        st(&sv[r][0], c, 0.f);
-      }
-    }
+    load_kv(sk, sv, kb, vb, k0, Nk, C, d);
     __syncthreads();
 
     float s[BN / 8][4];
@@ -195,16 +202,7 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
   int64_t kv_end = causal ? (q0 + 16 < Nk ? q0 + 16 : Nk) : Nk;
   for (int64_t k0 = 0; k0 < kv_end; k0 += kBN) {
     __syncthreads();  // the previous tile and its partial scores are consumed
-    for (int i = threadIdx.x; i < kBN * kDP; i += blockDim.x) {
-      int r = i / kDP, c = i % kDP;
-      if (k0 + r < Nk && c < d) {
-        sk[r][c] = kb[(k0 + r) * C + c];
-        sv[r][c] = vb[(k0 + r) * C + c];
-      } else {
-        st(&sk[r][0], c, 0.f);
-        st(&sv[r][0], c, 0.f);
-      }
-    }
+    load_kv(sk, sv, kb, vb, k0, Nk, C, d);
     __syncthreads();
     for (int j = 0; j < kBN / 8; j++) {
       float part[4] = {0.f, 0.f, 0.f, 0.f};

@@ -2,7 +2,6 @@
 // and each request's working set (latents, UNet activations at its size, the VAE's full-resolution
 // tensors) when generating, so that what cannot fit is refused with PG25_OUT_OF_MEMORY instead of
 // growing the process until the OOM killer ends it.
-import os from 'node:os'
 import { Pg25Error } from './errors'
 import type { ComponentSource } from './model/model-dir'
 import { componentManifest } from './native'
@@ -77,9 +76,10 @@ export function checkRequestMemory (m: CostModel, size: { width: number, height:
 /**
  * Refuses a model that cannot fit before any weight is read: parameters from the graphs the configs
  * describe (no allocation), at the backend's precision, plus the VAE decoder's working set at the
- * default size (its widest full-resolution activations, about six alive at once).
+ * default size (its widest full-resolution activations, about six alive at once). `free` is what the
+ * device has free (Runtime.freeMemory: the GPU's memory on CUDA), used when no `limit` is given.
  */
-export function checkModelMemory (sources: ComponentSource[], device: string, limit: number | undefined): void {
+export function checkModelMemory (sources: ComponentSource[], device: string, limit: number | undefined, free: number): void {
   const kinds = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
   let params = 0
   for (const src of sources) {
@@ -94,7 +94,7 @@ export function checkModelMemory (sources: ComponentSource[], device: string, li
   const side = (unetCfg.sample_size ?? 128) * 2 ** ((vaeCfg.block_out_channels?.length ?? 4) - 1)
   const working = 6 * (vaeCfg.block_out_channels?.[0] ?? 128) * side * side * bytesPer
   const needed = params * bytesPer + working
-  const available = limit ?? os.freemem()
+  const available = limit ?? free
   if (needed > available) {
     throw new Pg25Error('PG25_OUT_OF_MEMORY', `the model needs about ${fmtBytes(needed)} on the ${device} (${params >= 1e9 ? `${(params / 1e9).toFixed(2)}B` : `${(params / 1e6).toFixed(1)}M`} parameters at ${bytesPer} bytes plus ${fmtBytes(working)} working memory) but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmtBytes(available)}${limit !== undefined ? '' : ' is available'}`)
   }

@@ -38,6 +38,8 @@ export interface NativeEngine {
   /** Any backend op by name (tests compare backends with it); a null input is an absent bias. */
   op(name: string, inputs: Array<NativeTensor | null>, attributes: Record<string, unknown>): Promise<NativeTensor>
   bytesInUse(): number
+  /** The engine's own device memory (a GPU's), or null where it runs in host memory. */
+  deviceMemory(): { free: number, total: number } | null
   peakBytes(reset?: boolean): number
   dispose(): void
 }

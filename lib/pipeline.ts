@@ -1,4 +1,3 @@
-import os from 'node:os'
 import path from 'node:path'
 import { linkSignals } from './cancel'
 import { AbortError, Pg25Error, throwIfAborted } from './errors'
@@ -164,7 +163,7 @@ export class Pipeline {
     if (options.modelName !== undefined && typeof options.modelName !== 'string') throw new Pg25Error('PG25_INVALID_ARGUMENT', `modelName must be a string, got ${show(options.modelName)}`)
     const rt = Runtime.open(options.device ?? 'auto', prep.warn)
     try {
-      checkModelMemory(sources, rt.device, options.memoryLimit)
+      checkModelMemory(sources, rt.device, options.memoryLimit, rt.freeMemory())
       const step = async <T>(i: number, load: () => Promise<T>): Promise<T> => {
         throwIfAborted(signal)
         onProgress?.({ component: COMPONENTS[i], loaded: i, total: COMPONENTS.length })
@@ -231,8 +230,8 @@ export class Pipeline {
       const room = this.memoryLimit - this.rt.engine.bytesInUse()
       checkRequestMemory(this.cost, size, this.device, room, `memoryLimit leaves ${fmtBytes(room)} beside the model`)
     } else {
-      const free = os.freemem()
-      checkRequestMemory(this.cost, size, this.device, free, `only ${fmtBytes(free)} is available`)
+      const free = this.rt.freeMemory()
+      checkRequestMemory(this.cost, size, this.device, free, `only ${fmtBytes(free)} is available on the ${this.device}`)
     }
   }
 

@@ -1,5 +1,6 @@
 // One native engine (a backend and the components loaded into it), with the TensorOps the
 // schedulers use. Tensors are NativeTensor handles: their memory stays in the backend.
+import os from 'node:os'
 import { Pg25Error, fromNative, native } from './errors'
 import type { ComponentSource } from './model/model-dir'
 import { loadNative, type NativeEngine, type NativeTensor } from './native'
@@ -62,6 +63,11 @@ export class Runtime {
 
   fromHost (data: Float32Array, shape: number[]): NativeTensor {
     return this.call(() => this.engine.fromHost(data, shape))
+  }
+
+  /** Bytes free where this engine's tensors live: the GPU's memory, or the host's. */
+  freeMemory (): number {
+    return this.engine.deviceMemory()?.free ?? os.freemem()
   }
 
   toHost (t: NativeTensor): Float32Array {

@@ -309,6 +309,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::Op>("op"),
                         InstanceMethod<&EngineWrap::ComponentInfo>("componentInfo"),
                         InstanceMethod<&EngineWrap::BytesInUse>("bytesInUse"),
+                        InstanceMethod<&EngineWrap::DeviceMemory>("deviceMemory"),
                         InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
                         InstanceMethod<&EngineWrap::Dispose>("dispose"),
                         InstanceAccessor<&EngineWrap::GetDevice>("device")});
@@ -638,6 +639,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           },
           [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
     });
+  }
+
+  // deviceMemory(): { free, total } bytes of the engine's own device, or null where it uses host memory.
+  Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
+    size_t free = 0, total = 0;
+    if (!be_ || !be_->device_memory(free, total)) return info.Env().Null();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("free", double(free));
+    o.Set("total", double(total));
+    return o;
   }
 
   Napi::Value BytesInUse(const Napi::CallbackInfo& info) {

@@ -3,7 +3,7 @@ import test from 'ava'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { Runtime, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
+import { Pipeline, Runtime, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
 import { componentManifest, loadNative } from '../lib/native'
 import { writeSafetensors } from '../lib/io/safetensors-writer'
 import { TINY, readGolden, relativeError } from './helpers'
@@ -152,6 +152,21 @@ test.serial('float16 weights go to the GPU as the file\'s bytes, with no float32
   t.regex(e!.message, /tensor "decoder\.conv_out\.weight" holds an infinity or NaN .* at element 5/)
   gpu.dispose()
   await fs.rm(dir, { recursive: true })
+})
+
+test.serial('requests are checked against the GPU\'s free memory, not the host\'s', async t => {
+  process.env.PG25_EMU_DEVICE_MEMORY = String(256 << 20) // an emulated GPU with 256 MiB
+  try {
+    const pipe = await Pipeline.fromPretrained(TINY, { device: 'cuda', onWarning: () => {} })
+    const e = await t.throwsAsync(pipe.generate('a cat', { width: 2048, height: 2048, steps: 1, seed: 1 }))
+    t.is((e as any).code, 'PG25_OUT_OF_MEMORY')
+    t.regex(e!.message, /available on the cuda/)
+    const r = await pipe.generate('a cat', { width: 64, height: 64, steps: 1, seed: 1, outputType: 'latent' })
+    t.is(r.latents!.length, 4 * 8 * 8)
+    await pipe.dispose()
+  } finally {
+    delete process.env.PG25_EMU_DEVICE_MEMORY
+  }
 })
 
 test.serial('a driver older than the CUDA runtime is named, with the version it needs', t => {

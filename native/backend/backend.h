@@ -34,6 +34,8 @@ class Backend {
   virtual void synchronize() {}
   virtual void to_host(const Tensor& t, float* out) = 0;
   virtual size_t bytes_in_use() const = 0;
+  // The device's free and total bytes, where the backend has a device of its own (false: host memory).
+  virtual bool device_memory(size_t& free, size_t& total) { return false; }
   // The most bytes held at once since the last reset (weights included).
   virtual size_t peak_bytes() const = 0;
   virtual void reset_peak() = 0;

@@ -188,6 +188,14 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(stream_), "download");
   }
   size_t bytes_in_use() const override { return g_device_bytes.bytes(); }
+  bool device_memory(size_t& free, size_t& total) override {
+    // Blocks our pool keeps count as free: this engine can reuse them.
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return true;
+  }
   size_t peak_bytes() const override { return g_device_bytes.peak(); }
   void reset_peak() override { g_device_bytes.reset_peak(); }
 

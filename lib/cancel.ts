@@ -1,11 +1,8 @@
 // AbortSignal -> the addon's CancelToken, which native jobs check between blocks, so an abort stops
 // a UNet call, VAE pass or text encoder part-way instead of after it.
-import { loadNative, type NativeAddon } from './native'
+import { loadNative, type CancelToken } from './native'
 
-/** The addon's cancellation flag (an extra, optional last argument of the model calls). */
-export interface CancelToken { cancel(): void, readonly cancelled: boolean }
-
-type WithCancel = NativeAddon & { CancelToken: new () => CancelToken }
+export type { CancelToken }
 
 /**
  * Runs `fn` with a token that is cancelled when `signal` aborts (undefined without a signal). The
@@ -13,7 +10,7 @@ type WithCancel = NativeAddon & { CancelToken: new () => CancelToken }
  */
 export async function withCancel<T> (signal: AbortSignal | undefined, fn: (token: CancelToken | undefined) => Promise<T>): Promise<T> {
   if (signal === undefined) return await fn(undefined)
-  const token = new (loadNative() as WithCancel).CancelToken()
+  const token = new (loadNative()).CancelToken()
   const onAbort = (): void => { token.cancel() }
   if (signal.aborted) token.cancel()
   else signal.addEventListener('abort', onAbort, { once: true })

@@ -1,23 +1,14 @@
 // The pipeline's three networks as components on a Runtime: host arrays or backend tensors in,
 // backend tensors out. Useful alone for users who want the parts.
-import { withCancel, type CancelToken } from './cancel'
+import { withCancel } from './cancel'
 import { Pg25Error, native } from './errors'
 import type { ComponentSource } from './model/model-dir'
-import type { NativeTensor } from './native'
+import type { CancelToken, NativeEngine, NativeTensor } from './native'
 import type { Runtime } from './runtime'
 
-// The model calls take an optional CancelToken last; lib/native.ts does not list it yet.
-interface CancellableCalls {
-  encodeText(id: number, ids: Int32Array, batch: number, cancel?: CancelToken): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
-  unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, cancel?: CancelToken): Promise<NativeTensor>
-  vaeDecode(id: number, latents: NativeTensor, unscale: boolean, cancel?: CancelToken): Promise<NativeTensor>
-  vaeEncode(id: number, image: NativeTensor, cancel?: CancelToken): Promise<{ mean: NativeTensor, std: NativeTensor }>
-}
-const calls = (rt: Runtime): CancellableCalls => rt.engine
-
 /** Runs one native model call; `signal` aborting stops it between blocks with an AbortError. */
-async function cancellable<T> (rt: Runtime, signal: AbortSignal | undefined, fn: (c: CancellableCalls, token: CancelToken | undefined) => Promise<T>): Promise<T> {
-  return await withCancel(signal, async token => await native(async () => await rt.call(() => fn(calls(rt), token))))
+async function cancellable<T> (rt: Runtime, signal: AbortSignal | undefined, fn: (e: NativeEngine, token: CancelToken | undefined) => Promise<T>): Promise<T> {
+  return await withCancel(signal, async token => await native(async () => await rt.call(() => fn(rt.engine, token))))
 }
 
 /** A CLIP text encoder: ids -> penultimate hidden states (and the pooled projection for encoder 2). */

@@ -20,14 +20,17 @@ export interface ComponentSpec {
   configText: string
 }
 
+/** The addon's cancellation flag, checked by native jobs between blocks (the model calls' optional last argument). */
+export interface CancelToken { cancel(): void, readonly cancelled: boolean }
+
 export interface NativeEngine {
   readonly device: string
   loadComponent(spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[], options?: { syntheticSeed: number }): Promise<number>
   componentInfo(id: number): Record<string, any>
-  encodeText(id: number, ids: Int32Array, batch: number): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
-  unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array): Promise<NativeTensor>
-  vaeDecode(id: number, latents: NativeTensor, unscale: boolean): Promise<NativeTensor>
-  vaeEncode(id: number, image: NativeTensor): Promise<{ mean: NativeTensor, std: NativeTensor }>
+  encodeText(id: number, ids: Int32Array, batch: number, cancel?: CancelToken): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
+  unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, cancel?: CancelToken): Promise<NativeTensor>
+  vaeDecode(id: number, latents: NativeTensor, unscale: boolean, cancel?: CancelToken): Promise<NativeTensor>
+  vaeEncode(id: number, image: NativeTensor, cancel?: CancelToken): Promise<{ mean: NativeTensor, std: NativeTensor }>
   toRGB8(image: NativeTensor): Promise<Uint8Array>
   fromHost(data: Float32Array, shape: number[]): NativeTensor
   latentPreview(latents: NativeTensor, matrix: Float32Array, bias: Float32Array): Uint8Array
@@ -50,6 +53,7 @@ export interface ParamRequest { name: string, shape: number[], linear: boolean }
 export interface NativeAddon {
   Engine: new (device: string) => NativeEngine
   Tensor: Function
+  CancelToken: new () => CancelToken
   inspectSafetensors(path: string): Promise<SafetensorsEntry[]>
   readTensors(files: WeightFile[], requests: ParamRequest[], aliases?: WeightAlias[]): Promise<Float32Array[]>
   componentManifest(spec: ComponentSpec): ParamRequest[]

@@ -4,11 +4,14 @@
 # CPU); then the test files that exercise native code, run against each. Any sanitizer report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
-node node_modules/cmake-js/bin/cmake-js compile --out build-asan --CDPG25_CUDA=OFF --CDCMAKE_BUILD_TYPE=RelWithDebInfo \
-  --CDCMAKE_CXX_FLAGS="$flags" --CDCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined"
-node node_modules/cmake-js/bin/cmake-js compile --out build-asan-emu --CDPG25_CUDA_EMULATION=ON --CDCMAKE_BUILD_TYPE=RelWithDebInfo \
-  --CDCMAKE_CXX_FLAGS="$flags" --CDCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" --CDCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined"
+# Fresh build folders: a sanitized object must never link beside a stale one.
+rm -rf build-asan build-asan-emu
+node node_modules/cmake-js/bin/cmake-js compile --out build-asan --CDPG25_CUDA=OFF --CDPG25_SANITIZE=ON --CDCMAKE_BUILD_TYPE=RelWithDebInfo
+node node_modules/cmake-js/bin/cmake-js compile --out build-asan-emu --CDPG25_CUDA_EMULATION=ON --CDPG25_SANITIZE=ON --CDCMAKE_BUILD_TYPE=RelWithDebInfo
+# The addon must really be instrumented (cmake-js once dropped CMAKE_CXX_FLAGS silently).
+for lib in build-asan/Release/pg25.node build-asan-emu/Release/pg25.node; do
+  nm -D "$lib" | grep " __asan_" > /dev/null || { echo "$lib is not built with AddressSanitizer" >&2; exit 1; }
+done
 npx tsc -p tsconfig.json
 asan="$(gcc -print-file-name=libasan.so)"
 ubsan="$(gcc -print-file-name=libubsan.so)"

@@ -16,6 +16,7 @@ export interface EmulationReport {
   matmuls: number
   poolTrims: number
   hostToDeviceBytes: number
+  hostWaits: number
   minMatmulAlignment: number
 }
 

@@ -135,7 +135,8 @@ class CudaBackend final : public Backend {
     check(cudaMemcpyAsync(staging.ptr, data, n * 4, cudaMemcpyHostToDevice, stream_), "upload");
     cuda::from_f32(static_cast<float*>(staging.ptr), P(t), int64_t(n), wide, stream_);
     LAUNCHED("from_f32");
-    check(cudaStreamSynchronize(stream_), "upload");  // `data` may be freed by the caller after this returns
+    // No wait: an async copy from pageable memory returns once the source is staged (CUDA's documented
+    // synchronisation behaviour), so the caller may free `data`, and the host never stalls mid-step.
     return t;
   }
   Tensor weight(const std::string& name, const float* data, const Shape& shape, Storage storage) override {
@@ -249,7 +250,6 @@ class CudaBackend final : public Backend {
     Tensor y = make(x.shape, W(x));
     cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, W(x), stream_);
     LAUNCHED("channel_affine");
-    check(cudaStreamSynchronize(stream_), "affine parameters");
     return y;
   }
   Tensor add_channel_bias(const Tensor& x, const Tensor& t) override {
@@ -387,7 +387,6 @@ class CudaBackend final : public Backend {
     Tensor y = make({batch, L, C}, W(table));
     cuda::embedding(static_cast<int32_t*>(dev.ptr), P(table), P(y), int64_t(ids.size()), C, stream_);
     LAUNCHED("embedding");
-    check(cudaStreamSynchronize(stream_), "token ids");
     return y;
   }
   Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) override {

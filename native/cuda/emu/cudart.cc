@@ -163,6 +163,11 @@ cudaError_t take_failure(CUstream_st* st) {
   return cudaErrorLaunchFailure;
 }
 
+void count_wait() {
+  std::lock_guard<std::mutex> g(S().rep_mu);
+  S().rep.host_waits++;
+}
+
 cudaError_t finish(CUstream_st* st) {
   run(st, UINT64_MAX);
   return take_failure(st);
@@ -406,6 +411,7 @@ cudaError_t cudaRuntimeGetVersion(int* version) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize() {
+  count_wait();
   std::vector<CUstream_st*> all;
   {
     std::lock_guard<std::mutex> g(S().mu);
@@ -567,6 +573,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  count_wait();
   CUstream_st* st = stream_of(stream, "cudaStreamSynchronize");
   if (!st) return cudaErrorInvalidResourceHandle;
   if (capturing(st, "cudaStreamSynchronize")) return cudaErrorStreamCaptureUnsupported;
@@ -637,6 +644,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  count_wait();
   {
     std::lock_guard<std::mutex> g(S().mu);
     if (!S().events.count(event)) return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: not a live event");

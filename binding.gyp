@@ -19,6 +19,8 @@
         "native/models/vae.cc",
         "native/cuda/loader.cc",
         "native/cuda/runtime_info.cc",
+        "native/binding/binding.cc",
+        "native/binding/engine.cc",
         "native/addon.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -1,0 +1,152 @@
+// The binding's shared pieces: errors as JS errors, AsyncWorker jobs, argument conversion, component
+// construction, and the Tensor and CancelToken classes that JS holds. native/binding/engine.cc defines
+// the Engine class on them; native/addon.cc the module's free functions.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "../backend/backend.h"
+#include "../core/error.h"
+#include "../io/weights.h"
+#include "../models/cancel.h"
+#include "../models/clip.h"
+#include "../models/params.h"
+#include "../models/unet.h"
+#include "../models/vae.h"
+
+namespace pg25::binding {
+
+inline Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Value().Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+// Runs fn, converting any C++ exception into a thrown JS error.
+template <typename F>
+auto guarded(Napi::Env env, F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    throw make_error(env, e.code(), e.what());
+  } catch (const std::bad_alloc&) {
+    throw make_error(env, "PG25_OUT_OF_MEMORY", "out of host memory");
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw make_error(env, "PG25_INTERNAL", e.what());
+  }
+}
+
+
+// Queues `work` on a libuv thread; `done` builds the JS result on the main thread. With `device`, the
+// job completes only when that backend's queued device work has.
+Napi::Promise run_job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
+                      std::shared_ptr<Backend> device = nullptr);
+
+Shape shape_from_js(const Napi::Value& v, const char* what);
+Napi::Array shape_to_js(Napi::Env env, const Shape& s);
+std::string str_prop(const Napi::Object& o, const char* key);
+std::vector<WeightFileSpec> files_from_js(const Napi::Value& v);
+std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v);
+
+struct ComponentSpec {
+  std::string kind, class_name, config_path, config_text;
+};
+ComponentSpec spec_from_js(const Napi::Value& v);
+using Model = std::variant<std::monostate, std::unique_ptr<ClipTextModel>, std::unique_ptr<UNet>, std::unique_ptr<VaeDecoder>,
+                           std::unique_ptr<VaeEncoder>>;
+// The component's graph, asking `p` for its weights (a dry run when `p` has no backend).
+Model build(const ComponentSpec& s, Params& p);
+
+// ---- Engine and Tensor ------------------------------------------------------------------------
+
+class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+ public:
+  static Napi::FunctionReference ctor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "Tensor",
+                                   {InstanceAccessor<&TensorWrap::GetShape>("shape"), InstanceMethod<&TensorWrap::Dispose>("dispose"),
+                                    InstanceAccessor<&TensorWrap::GetDisposed>("disposed")});
+    ctor = Napi::Persistent(f);
+    return f;
+  }
+  static Napi::Object Wrap(Napi::Env env, Tensor t, const std::shared_ptr<Backend>& be) {
+    Napi::Object o = ctor.New({});
+    TensorWrap* w = Unwrap(o);
+    w->bytes_ = int64_t(t.buf ? t.buf->bytes() : 0);
+    w->t_ = std::move(t);
+    w->be_ = be;
+    Napi::MemoryManagement::AdjustExternalMemory(env, w->bytes_);
+    return o;
+  }
+  // The tensor behind `v`, which must belong to `owner`: another engine's memory (host memory for a
+  // CPU engine, another stream's for a CUDA one) is never handed to a backend.
+  static const Tensor& From(const Napi::Value& v, const char* what, const Backend* owner) {
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be a Tensor");
+    TensorWrap* w = Unwrap(v.As<Napi::Object>());
+    if (!w->t_.defined()) throw Error("PG25_DISPOSED", std::string(what) + " was disposed");
+    if (w->be_.get() != owner)
+      throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " belongs to another engine (" + w->be_->name() + "); copy it with toHost/fromHost");
+    return w->t_;
+  }
+  explicit TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
+  ~TensorWrap() override = default;
+  void Finalize(Napi::Env env) override { release(env); }
+
+ private:
+  void release(Napi::Env env) {
+    if (t_.defined()) {
+      t_.buf.reset();  // the shape stays readable after dispose
+      be_.reset();     // after the buffer: a disposed engine goes with its last live tensor, not its last handle
+      Napi::MemoryManagement::AdjustExternalMemory(env, -bytes_);
+      bytes_ = 0;
+    }
+  }
+  Napi::Value GetShape(const Napi::CallbackInfo& info) { return shape_to_js(info.Env(), t_.shape); }
+  Napi::Value GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !t_.defined()); }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release(info.Env());
+    return info.Env().Undefined();
+  }
+  Tensor t_;
+  std::shared_ptr<Backend> be_;  // keeps the backend alive while the tensor is
+  int64_t bytes_ = 0;
+};
+
+// new CancelToken(): cancel() sets a flag that jobs given the token check between blocks, so an
+// AbortSignal reaches native work already running (the job rejects with ABORT_ERR).
+class CancelWrap : public Napi::ObjectWrap<CancelWrap> {
+ public:
+  static Napi::FunctionReference ctor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "CancelToken", {InstanceMethod<&CancelWrap::Cancel>("cancel"), InstanceAccessor<&CancelWrap::GetCancelled>("cancelled")});
+    ctor = Napi::Persistent(f);
+    return f;
+  }
+  // The flag of an optional token argument (null when absent); jobs hold it, so it outlives the JS object.
+  static std::shared_ptr<CancelFlag> From(const Napi::Value& v) {
+    if (v.IsUndefined() || v.IsNull()) return nullptr;
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error("PG25_INVALID_ARGUMENT", "cancel must be a CancelToken");
+    return Unwrap(v.As<Napi::Object>())->flag_;
+  }
+  explicit CancelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CancelWrap>(info), flag_(std::make_shared<CancelFlag>(false)) {}
+
+ private:
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    flag_->store(true);
+    return info.Env().Undefined();
+  }
+  Napi::Value GetCancelled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), flag_->load()); }
+  std::shared_ptr<CancelFlag> flag_;
+};
+
+Napi::Function engine_class(Napi::Env env);
+
+}  // namespace pg25::binding

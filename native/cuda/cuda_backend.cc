@@ -3,8 +3,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cmath>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 
@@ -158,9 +158,9 @@ class CudaBackend final : public Backend {
     for (size_t i = 0; i < n; i++)
       if ((bits[i] & 0x7c00u) == 0x7c00u)
         throw Error("PG25_BAD_WEIGHTS", "tensor \"" + name + "\" holds an infinity or NaN (float16 bits " + std::to_string(bits[i]) + " at element " + std::to_string(i) + ")");
-    // The file's bytes go up as they are: no float32 copy on the host, half the transfer.
+    // The file's bytes go up as they are: no float32 copy on the host, half the transfer (and, as in
+    // upload(), no wait: the copy is staged before it returns).
     check(cudaMemcpyAsync(P(t), bits, n * 2, cudaMemcpyHostToDevice, stream_), "weight upload");
-    check(cudaStreamSynchronize(stream_), "weight upload");
     return t;
   }
   Tensor cast(const Tensor& x, Storage storage) override {
@@ -275,7 +275,7 @@ class CudaBackend final : public Backend {
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
     int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1, P_ = Ho * Wo, K = Cin * kh * kw;
-    bool wide = same("conv2d", {&x, &w, bias});
+    bool wide = same("conv2d", {&x, &w, bias, residual});
     Tensor y = make({B, Cout, Ho, Wo}, wide);
     bool pointwise = kh == 1 && kw == 1 && stride == 1 && pad == 0;
     // im2col in column chunks that keep the buffer near 64 MB at any resolution. A chunk is a multiple
@@ -299,7 +299,6 @@ class CudaBackend final : public Backend {
       }
     }
     if (bias || residual) {
-      same("conv2d", {&x, residual});
       cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, B, Cout, P_, wide, stream_);
       LAUNCHED("conv bias");
     }

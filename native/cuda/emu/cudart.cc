@@ -121,6 +121,13 @@ uintptr_t find(const void* p, size_t n, bool* overrun = nullptr) {
   return it->first;
 }
 
+// Whether `h` is one of the live handles in `handles` (events, executable graphs).
+template <class H>
+bool live(const std::set<H>& handles, H h) {
+  std::lock_guard<std::mutex> g(S().mu);
+  return handles.count(h) != 0;
+}
+
 void push(CUstream_st* st, std::function<std::string()> op) {
   std::lock_guard<std::mutex> g(st->mu);
   if (st->capture) st->capture->ops.push_back(std::move(op));
@@ -588,10 +595,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
   CUstream_st* st = stream_of(stream, "cudaStreamWaitEvent");
   if (!st) return cudaErrorInvalidResourceHandle;
-  {
-    std::lock_guard<std::mutex> g(S().mu);
-    if (!S().events.count(event)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: not a live event");
-  }
+  if (!live(S().events, event)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: not a live event");
   if (!event->cell || !event->stream) return cudaSuccess;
   push(st, [cell = event->cell, other = event->stream, seq = event->seq] {
     if (!cell->done) run(other, seq);
@@ -619,10 +623,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-  {
-    std::lock_guard<std::mutex> g(S().mu);
-    if (!S().events.count(event)) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: not a live event");
-  }
+  if (!live(S().events, event)) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: not a live event");
   CUstream_st* st = stream_of(stream, "cudaEventRecord");
   if (!st) return cudaErrorInvalidResourceHandle;
   auto cell = std::make_shared<EventCell>();
@@ -645,10 +646,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   count_wait();
-  {
-    std::lock_guard<std::mutex> g(S().mu);
-    if (!S().events.count(event)) return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: not a live event");
-  }
+  if (!live(S().events, event)) return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: not a live event");
   if (!event->cell || event->cell->done) return cudaSuccess;
   run(event->stream, event->seq);
   return take_failure(event->stream);
@@ -711,10 +709,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
   return cudaSuccess;
 }
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
-  {
-    std::lock_guard<std::mutex> g(S().mu);
-    if (!S().execs.count(exec)) return fail(cudaErrorInvalidValue, "cudaGraphLaunch: not a live executable graph");
-  }
+  if (!live(S().execs, exec)) return fail(cudaErrorInvalidValue, "cudaGraphLaunch: not a live executable graph");
   CUstream_st* st = stream_of(stream, "cudaGraphLaunch");
   if (!st) return cudaErrorInvalidResourceHandle;
   for (const auto& op : exec->ops) push(st, op);

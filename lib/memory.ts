@@ -31,7 +31,7 @@ export function costModel (sources: ComponentSource[], device: string): CostMode
   const types = unet.down_block_types as string[]
   const vaeChannels = (vae.block_out_channels as number[]).map(Number)
   return {
-    bytesPer: device === 'cuda' ? 2 : 4,
+    bytesPer: device.startsWith('cuda') ? 2 : 4,
     latentChannels: Number(unet.in_channels),
     levels: ch.map((c, i) => ({ channels: c, layers: layers[i], cross: types[i] === 'CrossAttnDownBlock2D' })),
     vaeChannels,
@@ -88,7 +88,7 @@ export function checkModelMemory (sources: ComponentSource[], device: string, li
     const decl = componentManifest({ kind, className: src.className, configPath: src.configPath, configText: src.configText })
     for (const d of decl) params += d.shape.reduce((a, b) => a * b, 1)
   }
-  const bytesPer = device === 'cuda' ? 2 : 4
+  const bytesPer = device.startsWith('cuda') ? 2 : 4
   const unetCfg = JSON.parse(sources.find(s => s.name === 'unet')!.configText)
   const vaeCfg = JSON.parse(sources.find(s => s.name === 'vae')!.configText)
   const side = (unetCfg.sample_size ?? 128) * 2 ** ((vaeCfg.block_out_channels?.length ?? 4) - 1)

@@ -186,7 +186,7 @@ export class Pipeline {
     }
   }
 
-  /** 'cpu' or 'cuda': where this pipeline runs. */
+  /** 'cpu', or 'cuda' (GPU 0) or 'cuda:N': where this pipeline runs. */
   get device (): string {
     return this.rt.device
   }
@@ -460,7 +460,7 @@ export class Pipeline {
    */
   memory (): MemoryInfo {
     const backend = this.disposed ? 0 : this.rt.engine.bytesInUse()
-    const onGpu = this.rt.device === 'cuda'
+    const onGpu = this.rt.device.startsWith('cuda')
     return { host: onGpu ? 0 : backend, device: onGpu ? backend : 0, rss: process.memoryUsage.rss() }
   }
 

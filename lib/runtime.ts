@@ -6,7 +6,10 @@ import type { ComponentSource } from './model/model-dir'
 import { loadNative, type NativeEngine, type NativeTensor } from './native'
 import type { TensorOps } from './scheduler/tensor-ops'
 
-export type Device = 'auto' | 'cpu' | 'cuda'
+/** 'auto' (the GPU when usable, else the CPU), 'cpu', 'cuda' (GPU 0) or 'cuda:N' (GPU N, as CUDA numbers them). */
+export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`
+
+const CUDA_INDEX = /^cuda:(0|[1-9]\d{0,2})$/
 
 export class Runtime {
   readonly engine: NativeEngine
@@ -21,20 +24,23 @@ export class Runtime {
     }
   }
 
-  /** Opens a backend. `auto` takes the GPU when usable, else the CPU with a notice of what was missing. */
+  /**
+   * Opens a backend. `auto` takes GPU 0 when usable, else the CPU with a notice of what was missing;
+   * 'cuda:N' pins GPU N and is refused, naming the GPUs there are, when N does not exist.
+   */
   static open (device: Device, notice: (msg: string) => void): Runtime {
     const addon = loadNative()
-    if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') {
-      throw new Pg25Error('PG25_INVALID_ARGUMENT', `device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
+    if (device !== 'auto' && device !== 'cpu' && device !== 'cuda' && !(typeof device === 'string' && CUDA_INDEX.test(device))) {
+      throw new Pg25Error('PG25_INVALID_ARGUMENT', `device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index), got ${JSON.stringify(device)}`)
     }
     if (device === 'cpu') return new Runtime(new addon.Engine('cpu'))
     try {
-      const rt = new Runtime(new addon.Engine('cuda'))
-      if (addon.runtimeInfo().cudaEmulated) notice(`@pg25/native: device 'cuda' is the CPU emulation of CUDA (PG25_CUDA_EMULATION=1), for tests: correct, not fast`)
+      const rt = new Runtime(new addon.Engine(device === 'auto' ? 'cuda' : device))
+      if (addon.runtimeInfo().cudaEmulated) notice(`@pg25/native: device '${rt.device}' is the CPU emulation of CUDA (PG25_CUDA_EMULATION=1), for tests: correct, not fast`)
       return rt
     } catch (err) {
       const e = fromNative(err)
-      if (device === 'cuda') throw e
+      if (device !== 'auto') throw e
       notice(`@pg25/native: running on the CPU (${e.message})`)
       return new Runtime(new addon.Engine('cpu'))
     }
@@ -53,11 +59,14 @@ export class Runtime {
     }
   }
 
-  /** Loads a component from its weight files, or, given `syntheticSeed`, on deterministic synthetic weights (no files). */
-  async load (kind: 'text_encoder' | 'unet' | 'vae' | 'vae_encoder', src: ComponentSource, syntheticSeed?: number): Promise<number> {
+  /**
+   * Loads a component from its weight files, or, given `syntheticSeed`, on deterministic synthetic weights (no files).
+   * `onBytes` gets the bytes read so far (as the files store them) after each tensor.
+   */
+  async load (kind: 'text_encoder' | 'unet' | 'vae' | 'vae_encoder', src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<number> {
     const spec = { kind, className: src.className, configPath: src.configPath, configText: src.configText }
     return await native(async () => syntheticSeed === undefined
-      ? await this.engine.loadComponent(spec, src.files, src.aliases)
+      ? await this.engine.loadComponent(spec, src.files, src.aliases, onBytes && { onBytes })
       : await this.engine.loadComponent(spec, [], [], { syntheticSeed }))
   }
 

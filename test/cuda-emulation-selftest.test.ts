@@ -37,6 +37,7 @@ const CHECKS = [
   'cudart_out_of_memory',
   'cudart_destroyed_stream',
   'cudart_old_driver',
+  'cudart_devices_per_thread',
   'cudart_invalid_launch_config',
   'cudart_report_concurrent',
   'cublaslt_gemm',

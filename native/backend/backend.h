@@ -20,6 +20,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // Makes the calling thread issue work to this backend's device (CUDA keeps the current device per
+  // thread, and a backend's calls arrive on the main thread and on libuv's). Called before every use.
+  virtual void bind_thread() {}
 
   // Memory. Weights arrive as float32 host data; a backend may store them in another precision
   // (and refuses, naming the tensor, values that precision cannot hold).

@@ -20,6 +20,7 @@ class Job : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
+      if (device_) device_->bind_thread();
       work_();
       // A job is done when its device work is: a GPU backend waits here, off the main thread, so that
       // later host reads (toHost, previews) never block the event loop behind queued kernels.

@@ -21,6 +21,44 @@
 namespace pg25::binding {
 namespace {
 
+// Load progress from a job's thread to a JS callback: the running byte total after each tensor,
+// through a thread-safe function (no callback given: nothing is sent). Released when the load ends,
+// however it ends, so the event loop is never held.
+class LoadProgress {
+ public:
+  LoadProgress(Napi::Env env, Napi::Value callback) {
+    if (!callback.IsUndefined() && !callback.IsFunction()) throw Error("PG25_INVALID_ARGUMENT", "onBytes must be a function");
+    if (callback.IsFunction()) tsfn_ = Napi::ThreadSafeFunction::New(env, callback.As<Napi::Function>(), "pg25-load-progress", 0, 1);
+  }
+  ~LoadProgress() { finish(); }
+  void attach(Params& p) {
+    if (!tsfn_) return;
+    p.on_loaded([this](int64_t bytes) {
+      total_ += bytes;
+      tsfn_.NonBlockingCall([v = double(total_)](Napi::Env env, Napi::Function cb) {
+        // The JS side never throws; were it to, the exception is dropped rather than left pending.
+        if (env != nullptr && cb != nullptr) {
+          try {
+            cb.Call({Napi::Number::New(env, v)});
+          } catch (const Napi::Error&) {
+          }
+        }
+      });
+    });
+  }
+  void finish() {
+    if (tsfn_ && !released_) {
+      released_ = true;
+      tsfn_.Release();
+    }
+  }
+
+ private:
+  Napi::ThreadSafeFunction tsfn_;
+  int64_t total_ = 0;
+  bool released_ = false;
+};
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -51,15 +89,20 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       std::string device = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu";
       if (device == "cpu") {
         be_ = std::shared_ptr<Backend>(make_cpu_backend().release());
-      } else if (device == "cuda") {
-#ifdef PG25_WITH_CUDA
-        be_ = std::shared_ptr<Backend>(make_cuda_backend().release());
-#else
-        throw Error("PG25_NO_DEVICE", "device \"cuda\": " + cuda::describe_availability());
-#endif
-      } else {
-        throw Error("PG25_INVALID_ARGUMENT", "device must be \"cpu\" or \"cuda\"");
+        return;
       }
+      // "cuda" is GPU 0; "cuda:N" GPU N (plain decimal, as CUDA numbers them).
+      int index = -1;
+      if (device == "cuda") index = 0;
+      else if (device.size() > 5 && device.size() <= 8 && device.compare(0, 5, "cuda:") == 0 &&
+               device.find_first_not_of("0123456789", 5) == std::string::npos && (device[5] != '0' || device.size() == 6))
+        index = std::stoi(device.substr(5));
+      if (index < 0) throw Error("PG25_INVALID_ARGUMENT", "device must be \"cpu\", \"cuda\" or \"cuda:N\", got \"" + device + "\"");
+#ifdef PG25_WITH_CUDA
+      be_ = std::shared_ptr<Backend>(make_cuda_backend(index).release());
+#else
+      throw Error("PG25_NO_DEVICE", "device \"" + device + "\": " + cuda::describe_availability());
+#endif
     });
   }
 
@@ -79,6 +122,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     be();
     return be_;
   }
+    be_->bind_thread();
   // A component and a reference that keeps it alive while a job uses it, even across dispose().
   template <typename T>
   std::pair<std::shared_ptr<Loaded>, const T*> component(const Napi::Value& v) {
@@ -374,12 +418,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // deviceMemory(): { free, total } bytes of the engine's own device, or null where it uses host memory.
   Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
-    size_t free = 0, total = 0;
-    if (!be_ || !be_->device_memory(free, total)) return info.Env().Null();
-    Napi::Object o = Napi::Object::New(info.Env());
-    o.Set("free", double(free));
-    o.Set("total", double(total));
-    return o;
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      size_t free = 0, total = 0;
+      if (!be_ || !be().device_memory(free, total)) return info.Env().Null();
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("free", double(free));
+      o.Set("total", double(total));
+      return o;
+    });
   }
 
   Napi::Value BytesInUse(const Napi::CallbackInfo& info) {

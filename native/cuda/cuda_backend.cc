@@ -26,44 +26,51 @@ void check(cudaError_t e, const char* what) {
 }
 #define LAUNCHED(what) check(cudaGetLastError(), what)
 
-MemoryCounter g_device_bytes;
+// Bytes held per device (an engine reports its own GPU's).
+constexpr int kMaxDevices = 64;
+MemoryCounter g_device_bytes[kMaxDevices];
 
 // The stream an engine's work runs on. Every buffer holds it, so it outlives the last of them
 // whatever order a job's captured references die in (an engine disposed during a job included).
 struct Stream {
-  Stream() { check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream creation"); }
+  explicit Stream(int dev) : device(dev) { check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream creation"); }
   ~Stream() {
     cudaStreamSynchronize(s);
     cudaStreamDestroy(s);
   }
   cudaStream_t s = nullptr;
+  int device;
 };
 
 // Device memory from the stream-ordered pool: cheap to take and give back on every op.
 struct CudaBuffer : Buffer {
-  CudaBuffer(size_t n, std::shared_ptr<Stream> st) : bytes_(std::max<size_t>(n, 16)), owner(std::move(st)), stream(owner->s) {
+  CudaBuffer(size_t n, std::shared_ptr<Stream> st) : bytes_(std::max<size_t>(n, 16)), owner(std::move(st)), stream(owner->s), counter(&g_device_bytes[owner->device]) {
     if (cudaMallocAsync(&ptr, bytes_, stream) != cudaSuccess) {
       // Blocks cached in the pool may be what is missing: give them back and try once more.
       cudaGetLastError();
       cudaStreamSynchronize(stream);
       int dev = 0;
       cudaMemPool_t pool;
-      if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
+      if (cudaDeviceGetDefaultMemPool(&pool, owner->device) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
       check(cudaMallocAsync(&ptr, bytes_, stream), ("allocation of " + std::to_string(bytes_ >> 20) + " MiB").c_str());
     }
-    g_device_bytes.add(int64_t(bytes_));
+    counter->add(int64_t(bytes_));
   }
   ~CudaBuffer() override {
     cudaFreeAsync(ptr, stream);
-    g_device_bytes.sub(int64_t(bytes_));
+    counter->sub(int64_t(bytes_));
   }
   size_t bytes() const override { return bytes_; }
   void* ptr = nullptr;
   size_t bytes_;
   std::shared_ptr<Stream> owner;
+  MemoryCounter* counter;
   cudaStream_t stream;
   bool wide = false;  // bf16 rather than fp16 (Storage::Wide)
 };
+// The device this thread last selected through a backend (all our cudaSetDevice calls go through it).
+thread_local int tl_current_device = -1;
+
 
 // "13.0" from 13000.
 std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
@@ -82,7 +89,7 @@ bool same(const char* op, std::initializer_list<const Tensor*> ts) {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend() {
+  explicit CudaBackend(int device) : device_(device) {
     std::string why = cuda::describe_availability();
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -97,26 +104,36 @@ class CudaBackend final : public Backend {
     if (e != cudaSuccess || n == 0) {
       cudaGetLastError();
       throw Error("PG25_NO_DEVICE", "no usable NVIDIA GPU: " + why + (e != cudaSuccess ? std::string(" (") + cudaGetErrorString(e) + ")" : ""));
+    if (device < 0 || device >= n || device >= kMaxDevices)
+      throw Error("PG25_NO_DEVICE", "device \"cuda:" + std::to_string(device) + "\" does not exist: this machine has " + std::to_string(n) + " GPU" +
+                                        (n == 1 ? " (cuda:0)" : "s (cuda:0 to cuda:" + std::to_string(n - 1) + ")"));
+    bind_thread();
     }
     lt_ = std::make_unique<cuda::CublasLt>();  // first: a missing library must not leave a stream behind
-    stream_owner_ = std::make_shared<Stream>();
+    stream_owner_ = std::make_shared<Stream>(device);
     stream_ = stream_owner_->s;
     // Keep freed blocks in the stream-ordered pool: every op allocates, and the default threshold (0)
     // would hand memory back to the driver at each synchronisation.
     int dev = 0;
     cudaMemPool_t pool;
-    check(cudaGetDevice(&dev), "device query");
-    check(cudaDeviceGetDefaultMemPool(&pool, dev), "memory pool");
+    check(cudaDeviceGetDefaultMemPool(&pool, device), "memory pool");
     uint64_t keep = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "memory pool threshold");
   }
+    bind_thread();
   // The stream itself goes with the last buffer that holds it.
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     lt_.reset();
   }
 
-  std::string name() const override { return "cuda"; }
+  // 'cuda' is GPU 0, as the API's device option names it.
+  std::string name() const override { return device_ == 0 ? "cuda" : "cuda:" + std::to_string(device_); }
+  void bind_thread() override {
+    if (tl_current_device == device_) return;  // cudaSetDevice is cheap, but not free
+    check(cudaSetDevice(device_), "selecting the GPU");
+    tl_current_device = device_;
+  }
 
   Tensor make(const Shape& s, bool wide) {
     Tensor t;
@@ -169,6 +186,12 @@ class CudaBackend final : public Backend {
     Tensor y = make(x.shape, wide);
     cuda::convert(P(x), W(x), P(y), y.numel(), stream_);
     LAUNCHED("convert");
+  // (LoRA merging, issue 15) A device-to-device copy on the stream: the weight keeps its address.
+  void copy_into(const Tensor& dst, const Tensor& src) override {
+    if (dst.numel() != src.numel()) throw Error("PG25_INTERNAL", "copy_into: " + shape_str(src.shape) + " into " + shape_str(dst.shape));
+    same("copy_into", {&dst, &src});
+    if (P(dst) != P(src)) check(cudaMemcpyAsync(P(dst), P(src), size_t(dst.numel()) * 2, cudaMemcpyDeviceToDevice, stream_), "copy_into");
+  }
     return y;
   }
   void synchronize() override {
@@ -188,7 +211,7 @@ class CudaBackend final : public Backend {
     check(cudaMemcpyAsync(out, staging.ptr, n * 4, cudaMemcpyDeviceToHost, stream_), "download");
     check(cudaStreamSynchronize(stream_), "download");
   }
-  size_t bytes_in_use() const override { return g_device_bytes.bytes(); }
+  size_t bytes_in_use() const override { return g_device_bytes[device_].bytes(); }
   bool device_memory(size_t& free, size_t& total) override {
     // Blocks our pool keeps count as free: this engine can reuse them.
     if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
@@ -197,8 +220,8 @@ class CudaBackend final : public Backend {
     }
     return true;
   }
-  size_t peak_bytes() const override { return g_device_bytes.peak(); }
-  void reset_peak() override { g_device_bytes.reset_peak(); }
+  size_t peak_bytes() const override { return g_device_bytes[device_].peak(); }
+  void reset_peak() override { g_device_bytes[device_].reset_peak(); }
 
   Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
     bool wide = W(*terms[0].second);
@@ -419,6 +442,7 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(stream_), "image download");
     return result;
   }
+  int device_;
 
  private:
   std::shared_ptr<Stream> stream_owner_;
@@ -428,6 +452,6 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
 
 }  // namespace pg25

@@ -7,7 +7,8 @@
 
 namespace pg25 {
 
-// Throws PG25_NO_DEVICE naming what is missing (driver, GPU, cuBLASLt) when the GPU cannot be used.
-std::unique_ptr<Backend> make_cuda_backend();
+// The backend on GPU `device` (CUDA's index). Throws PG25_NO_DEVICE naming what is missing (driver,
+// GPU, cuBLASLt) when the GPU cannot be used, or how many GPUs there are when `device` is not one.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 
 }  // namespace pg25

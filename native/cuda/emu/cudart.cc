@@ -23,6 +23,7 @@ struct CUgraphExec_st {
 };
 struct CUstream_st {
   unsigned flags = 0;
+  int device = 0;  // the device current when it was created: its kernels must launch there
   std::mutex mu;  // guards the queue, counters and capture
   std::deque<std::function<std::string()>> queue;
   uint64_t enqueued = 0, completed = 0;
@@ -93,6 +94,20 @@ uint64_t env_u64(const char* name, uint64_t fallback) {
 }
 uint64_t capacity() { return env_u64("PG25_EMU_DEVICE_MEMORY", uint64_t(80) << 30); }
 int driver_version() { return int(env_u64("PG25_EMU_DRIVER_VERSION", CUDART_VERSION)); }
+
+// The device this host thread has made current (cudaSetDevice), as CUDA keeps it per thread.
+thread_local int tl_device = 0;
+int device_count() { return int(env_u64("PG25_EMU_DEVICES", 1)); }
+
+// Work that runs on a stream's device (kernels, stream-ordered allocation) must be issued with that
+// device current: CUDA refuses it otherwise, so a backend that forgot cudaSetDevice on this thread is
+// reported here, not left to fail only on a multi-GPU machine.
+bool on_stream_device(CUstream_st* st, const char* what) {
+  if (!st || st == &S().legacy || st->device == tl_device) return true;  // each device has a legacy stream; one stands in for all
+  note_misuse(std::string(what) + ": a stream of device " + std::to_string(st->device) + " used while device " + std::to_string(tl_device) + " is current on this thread");
+  tl_last = cudaErrorInvalidResourceHandle;
+  return false;
+}
 
 // The live stream for a handle (NULL is the legacy default stream), or null after reporting.
 CUstream_st* stream_of(cudaStream_t s, const char* what) {
@@ -328,7 +343,7 @@ void note_misuse(const std::string& what) {
 
 bool enqueue(cudaStream_t stream, std::function<std::string()> op) {
   CUstream_st* st = stream_of(stream, "enqueue");
-  if (!st) return false;
+  if (!st || !on_stream_device(st, "a library call")) return false;
   push(st, std::move(op));
   return true;
 }
@@ -372,7 +387,7 @@ void enqueue_launch(const char* kernel, dim3 grid, dim3 block, size_t shared_byt
     return;
   }
   CUstream_st* st = stream_of(stream, kernel);
-  if (!st) return;
+  if (!st || !on_stream_device(st, kernel)) return;
   {
     std::lock_guard<std::mutex> g(S().rep_mu);
     S().rep.launches++;
@@ -388,18 +403,22 @@ cudaError_t cudaGetDeviceCount(int* count) {
   if (!count) return fail(cudaErrorInvalidValue, "cudaGetDeviceCount(nullptr)");
   *count = 0;
   if (driver_version() < CUDART_VERSION) return tl_last = cudaErrorInsufficientDriver;
-  *count = int(env_u64("PG25_EMU_DEVICES", 1));
+  *count = device_count();
   if (*count == 0) return tl_last = cudaErrorNoDevice;
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
   if (!device) return fail(cudaErrorInvalidValue, "cudaGetDevice(nullptr)");
-  *device = 0;
+  *device = tl_device;
   return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice, "cudaSetDevice(" + std::to_string(device) + ")"); }
+cudaError_t cudaSetDevice(int device) {
+  if (device < 0 || device >= device_count()) return fail(cudaErrorInvalidDevice, "cudaSetDevice(" + std::to_string(device) + ")");
+  tl_device = device;
+  return cudaSuccess;
+}
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
-  if (!value || device != 0) return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute");
+  if (!value || device < 0 || device >= device_count()) return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute");
   switch (attr) {  // an H100 SXM
     case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
     case cudaDevAttrComputeCapabilityMajor: *value = 9; return cudaSuccess;
@@ -480,7 +499,7 @@ cudaError_t cudaFree(void* p) {
 }
 cudaError_t cudaMallocAsync(void** p, size_t size, cudaStream_t stream) {
   CUstream_st* st = stream_of(stream, "cudaMallocAsync");
-  if (!st) return cudaErrorInvalidResourceHandle;
+  if (!st || !on_stream_device(st, "cudaMallocAsync")) return cudaErrorInvalidResourceHandle;
   CUgraph_st* graph;
   {
     std::lock_guard<std::mutex> g(st->mu);
@@ -515,7 +534,8 @@ cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
-  if (!pool || device != 0) return fail(cudaErrorInvalidValue, "cudaDeviceGetDefaultMemPool");
+  // Emulated devices share one memory (and so one pool and one cudaMemGetInfo).
+  if (!pool || device < 0 || device >= device_count()) return fail(cudaErrorInvalidValue, "cudaDeviceGetDefaultMemPool");
   *pool = &S().pool;
   return cudaSuccess;
 }
@@ -562,6 +582,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) 
   if (!stream) return fail(cudaErrorInvalidValue, "cudaStreamCreateWithFlags(nullptr)");
   auto* st = new CUstream_st();
   st->flags = flags;
+  st->device = tl_device;
   std::lock_guard<std::mutex> g(S().mu);
   S().streams.insert(st);
   *stream = st;

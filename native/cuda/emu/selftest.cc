@@ -1123,6 +1123,40 @@ void check_destroyed_stream() {
   EXPECT_NO_MISUSE();
 }
 
+// CUDA keeps the current device per host thread, and work for a stream must be issued with the
+// stream's device current: the multi-GPU backend relies on the emulation reporting it otherwise.
+void check_devices_per_thread() {
+  setenv("PG25_EMU_DEVICES", "2", 1);
+  int count = 0, dev = -1;
+  CUDA_OK(cudaGetDeviceCount(&count));
+  EXPECT(count == 2, "PG25_EMU_DEVICES=2 gave " << count << " devices");
+  CUDA_IS(cudaSetDevice(2), cudaErrorInvalidDevice);
+  EXPECT_MISUSE("cudaSetDevice(2)");
+  cudaGetLastError();
+  CUDA_OK(cudaSetDevice(1));
+  std::thread([&] { cudaGetDevice(&dev); }).join();
+  EXPECT(dev == 0, "a new thread starts on device " << dev << ", not 0");
+  cudaStream_t s1 = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));  // a stream of device 1
+  Dev<int> d(4);
+  std::vector<int> zeros(4, 0);
+  CUDA_OK(cudaMemcpy(d.p, zeros.data(), 16, cudaMemcpyHostToDevice));
+  PG25_LAUNCH(add_kernel, 1, 4, 0, s1)(d.p, 4, 1);
+  CUDA_OK(cudaGetLastError());
+  std::thread([&] {
+    PG25_LAUNCH(add_kernel, 1, 4, 0, s1)(d.p, 4, 10);  // device 0 current here
+    dev = int(cudaGetLastError());
+  }).join();
+  EXPECT(dev == int(cudaErrorInvalidResourceHandle), "a launch on another device's stream returned " << cudaGetErrorName(cudaError_t(dev)));
+  EXPECT_MISUSE("add_kernel", "stream of device 1", "device 0 is current");
+  CUDA_OK(cudaStreamSynchronize(s1));
+  EXPECT(d.download() == std::vector<int>(4, 1), "the wrong-device launch ran, or the right one did not");
+  CUDA_OK(cudaStreamDestroy(s1));
+  CUDA_OK(cudaSetDevice(0));
+  unsetenv("PG25_EMU_DEVICES");
+  EXPECT_NO_MISUSE();
+}
+
 void check_old_driver() {
   setenv("PG25_EMU_DRIVER_VERSION", "12080", 1);
   int count = -1, version = 0;
@@ -1586,6 +1620,7 @@ const Check kChecks[] = {
     {"cudart_out_of_memory", check_out_of_memory},
     {"cudart_destroyed_stream", check_destroyed_stream},
     {"cudart_old_driver", check_old_driver},
+    {"cudart_devices_per_thread", check_devices_per_thread},
     {"cudart_invalid_launch_config", check_launch_config},
     {"cudart_report_concurrent", check_report_concurrent},
     {"cublaslt_gemm", check_lt_gemm},

@@ -193,7 +193,7 @@ export async function main (argv: string[]): Promise<number> {
       variant: values.variant as 'fp16' | undefined,
       modelName: path.basename(path.resolve(dir)),
       onWarning: m => process.stderr.write(`${m}\n`),
-      onProgress: p => progress(bar('loading', p.loaded, p.total), p.component === 'done')
+      onProgress: p => progress(bar('loading', p.loadedBytes, p.totalBytes), p.loadedBytes === p.totalBytes && p.component === 'vae')
     })
     const r = await pipe.generate(prompt, { ...opts, seed })
     await out.commit(await r.images[0].toPNG())

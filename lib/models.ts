@@ -15,8 +15,8 @@ async function cancellable<T> (rt: Runtime, signal: AbortSignal | undefined, fn:
 export class TextEncoderModel {
   private constructor (private readonly rt: Runtime, private readonly id: number, readonly hiddenSize: number) {}
 
-  static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number): Promise<TextEncoderModel> {
-    const id = await rt.load('text_encoder', src, syntheticSeed)
+  static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<TextEncoderModel> {
+    const id = await rt.load('text_encoder', src, syntheticSeed, onBytes)
     return new TextEncoderModel(rt, id, rt.call(() => rt.engine.componentInfo(id)).hiddenSize)
   }
 
@@ -30,8 +30,8 @@ export class TextEncoderModel {
 export class UNetModel {
   private constructor (private readonly rt: Runtime, private readonly id: number, readonly info: { inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number }) {}
 
-  static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number): Promise<UNetModel> {
-    const id = await rt.load('unet', src, syntheticSeed)
+  static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<UNetModel> {
+    const id = await rt.load('unet', src, syntheticSeed, onBytes)
     const i = rt.call(() => rt.engine.componentInfo(id))
     return new UNetModel(rt, id, { inChannels: i.inChannels, sampleSize: i.sampleSize, crossAttentionDim: i.crossAttentionDim, textEmbedsDim: i.textEmbedsDim })
   }
@@ -48,8 +48,8 @@ export interface LatentStats { scalingFactor: number, mean: number[] | null, std
 export class VAEModel {
   private constructor (private readonly rt: Runtime, private readonly id: number, readonly latentChannels: number, readonly scaleFactor: number, readonly stats: LatentStats) {}
 
-  static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number): Promise<VAEModel> {
-    const id = await rt.load('vae', src, syntheticSeed)
+  static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<VAEModel> {
+    const id = await rt.load('vae', src, syntheticSeed, onBytes)
     const i = rt.call(() => rt.engine.componentInfo(id))
     const has = (i.latentsMean as number[]).length > 0
     return new VAEModel(rt, id, i.latentChannels, i.scaleFactor, { scalingFactor: i.scalingFactor, mean: has ? i.latentsMean : null, std: has ? i.latentsStd : null })

@@ -25,7 +25,8 @@ export interface CancelToken { cancel(): void, readonly cancelled: boolean }
 
 export interface NativeEngine {
   readonly device: string
-  loadComponent(spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[], options?: { syntheticSeed: number }): Promise<number>
+  /** `onBytes` gets the bytes loaded so far (as stored in the files) after each tensor, on the main thread. */
+  loadComponent(spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[], options?: { syntheticSeed: number } | { onBytes: (bytes: number) => void }): Promise<number>
   componentInfo(id: number): Record<string, any>
   encodeText(id: number, ids: Int32Array, batch: number, cancel?: CancelToken): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
   unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, cancel?: CancelToken): Promise<NativeTensor>

@@ -7,16 +7,28 @@ import { MAX_SIDE, type GeneratedImage, type ImageInput, type RGBImage } from '.
 import type { Device } from './runtime'
 import type { SchedulerName } from './scheduler'
 
+/**
+ * Progress of `fromPretrained`/`fromSingleFile`, in bytes. Phase 'download' (a Hub id not yet in the
+ * cache) names the `file` being fetched; phase 'load' names the `component` whose weights are being
+ * read. `totalBytes` is known from the start of each phase and `loadedBytes` grows to it.
+ *
+ * ```ts
+ * await Pipeline.fromPretrained(id, { onProgress: p => console.log(p.phase, p.component ?? p.file, `${p.loadedBytes}/${p.totalBytes}`) })
+ * ```
+ */
 export interface LoadProgress {
-  /** the component being loaded */
-  component: string
-  /** components loaded so far, of `total` */
-  loaded: number
-  total: number
+  phase: 'download' | 'load'
+  /** the file being downloaded (phase 'download') */
+  file?: string
+  /** the component being loaded (phase 'load'): text_encoder, text_encoder_2, unet, vae */
+  component?: string
+  /** bytes done so far in this phase, of `totalBytes` (for 'load': the weights' bytes as the files store them) */
+  loadedBytes: number
+  totalBytes: number
 }
 
 export interface LoadOptions {
-  /** 'auto' (default): the GPU when usable, else the CPU with a notice; 'cpu'; 'cuda' (rejects without a GPU) */
+  /** 'auto' (default): GPU 0 when usable, else the CPU with a notice; 'cpu'; 'cuda' or 'cuda:N' (GPU N; rejects without it) */
   device?: Device
   /** 'fp16' prefers the `*.fp16.safetensors` files (the default picks plain files, then fp16 ones) */
   variant?: 'fp16'
@@ -39,6 +51,10 @@ export interface LoadOptions {
    * Default: none, so no local folder name reaches images a server sends out.
    */
   modelName?: string
+  /** Hub ids: the branch, tag or commit to use (default 'main') */
+  revision?: string
+  /** Hub ids: an access token for gated or private models (default: $HF_TOKEN, else the token file under $HF_HOME) */
+  token?: string
 }
 
 export interface Size { width: number, height: number }
@@ -91,6 +107,23 @@ export interface GenerateOptions {
   image?: ImageInput
   /** with `image`: how much to change it, (0, 1]; default 0.3 (diffusers' default). 1 ignores the image's content. */
   strength?: number
+  /**
+   * Inpainting, with `image`: white (repaint) and black (keep) of the image's size, in the forms `image`
+   * takes. Only the white area is generated; the rest keeps the image (as the VAE reproduces it).
+   *
+   * ```ts
+   * const r = await pipe.generate('a red armchair', { image: 'room.png', mask: 'chair-mask.png', strength: 1 })
+   * ```
+   */
+  mask?: ImageInput
+  /**
+   * LoRA scales for this call only, by the names given to `loadLoRA` (others keep their scale; 0 turns one off).
+   *
+   * ```ts
+   * await pipe.generate('a cat, pixel art', { loras: { pixel: 0.8, detail: 0 } })
+   * ```
+   */
+  loras?: Record<string, number>
   /** 'latent' returns `latents` and skips the VAE */
   outputType?: 'image' | 'latent'
   originalSize?: Size
@@ -152,56 +185,177 @@ export function withoutNulls (o: GenerateOptions): GenerateOptions {
 
 const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', msg) }
 
-const intIn = (v: unknown, lo: number, hi: number): boolean => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi
+/** A value as a type error quotes it: numbers as they are, anything else with its type (`"3" (a string)`). */
+export function got (v: unknown): string {
+  if (typeof v === 'number') return show(v)
+  if (typeof v === 'function') return 'a function'
+  const type = Array.isArray(v) ? 'an array' : typeof v === 'object' ? (v === null ? 'null' : 'an object') : `a ${typeof v}`
+  return v === null ? 'null' : `${typeof v === 'symbol' ? String(v) : show(v)} (${type})`
+}
 
-function checkSize (k: string, s: Size | undefined): void {
-  if (s !== undefined && (typeof s !== 'object' || s === null || !intIn(s.width, 1, MAX_CONDITIONING) || !intIn(s.height, 1, MAX_CONDITIONING))) {
-    bad(`${k} must be { width, height } in integers from 1 to ${MAX_CONDITIONING}, got ${show(s)}`)
+/** One option's check: what it wants, in words, and the test. */
+interface Check { wants: string, ok: (v: unknown) => boolean }
+
+const intIn = (v: unknown, lo: number, hi: number): boolean => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi
+const check = (wants: string, ok: (v: unknown) => boolean): Check => ({ wants, ok })
+const aString = check('a string', v => typeof v === 'string')
+const aFunction = check('a function', v => typeof v === 'function')
+const aSignal = check('an AbortSignal', v => v instanceof AbortSignal)
+const integer = (lo: number, hi: number): Check => check(`an integer from ${lo} to ${hi}`, v => intIn(v, lo, hi))
+const oneOf = (...values: string[]): Check => check(values.map(x => `'${x}'`).join(' or '), v => values.includes(v as string))
+const side = check(`a multiple of 8 between 8 and ${MAX_SIDE}`, v => intIn(v, 8, MAX_SIDE) && (v as number) % 8 === 0)
+const size = check(`{ width, height } in integers from 1 to ${MAX_CONDITIONING}`, v => typeof v === 'object' && v !== null &&
+  intIn((v as Size).width, 1, MAX_CONDITIONING) && intIn((v as Size).height, 1, MAX_CONDITIONING))
+/** Checked where it is used (image: probeImage; latents: against the output size). */
+const later = check('', () => true)
+
+// The known options of each call, one line each, with their checks: unknown keys are refused, so an
+// option another library spells differently is never silently ignored. A key added to an options
+// interface must be added here too (the Record type makes tsc insist).
+const LOAD_OPTIONS: Record<keyof LoadOptions, Check> = {
+  device: check("'auto', 'cpu', 'cuda' or 'cuda:N'", v => typeof v === 'string'), // the value: Runtime.open
+  variant: oneOf('fp16'),
+  signal: aSignal,
+  onProgress: aFunction,
+  onWarning: aFunction,
+  memoryLimit: check('a positive number of bytes', v => typeof v === 'number' && v > 0),
+  modelName: aString,
+  revision: aString,
+  token: aString
+}
+const SINGLE_FILE_OPTIONS: Record<keyof LoadOptions | 'config', Check> = { ...LOAD_OPTIONS, config: aString }
+const GENERATE_OPTIONS: Record<keyof GenerateOptions, Check> = {
+  negativePrompt: aString,
+  prompt2: aString,
+  negativePrompt2: aString,
+  width: side,
+  height: side,
+  steps: integer(1, MAX_STEPS),
+  guidanceScale: check(`a number from 0 to ${MAX_GUIDANCE}`, v => typeof v === 'number' && v >= 0 && v <= MAX_GUIDANCE),
+  scheduler: oneOf('dpmpp-2m', 'euler'),
+  seed: check('a non-negative safe integer', v => Number.isSafeInteger(v) && (v as number) >= 0),
+  count: integer(1, MAX_COUNT),
+  latents: check('a Float32Array', v => v instanceof Float32Array),
+  image: later,
+  mask: later, // probeMask (lib/inpaint.ts)
+  loras: later, // checkScaleOverrides (lib/lora/lora.ts)
+  strength: check('in (0, 1]', v => typeof v === 'number' && v > 0 && v <= 1),
+  outputType: oneOf('image', 'latent'),
+  originalSize: size,
+  cropTopLeft: check(`{ top, left } in integers from 0 to ${MAX_CONDITIONING}`, v => typeof v === 'object' && v !== null &&
+    intIn((v as { top: number }).top, 0, MAX_CONDITIONING) && intIn((v as { left: number }).left, 0, MAX_CONDITIONING)),
+  targetSize: size,
+  onStep: aFunction,
+  preview: check('true or false', v => typeof v === 'boolean'),
+  signal: aSignal
+}
+
+/**
+ * Other libraries' option names (diffusers, transformers.js) and what to use here: one of our keys
+ * (named only once it is an option of that call), or why none is needed.
+ */
+const FOREIGN: Record<string, string | { none: string }> = {
+  num_inference_steps: 'steps',
+  guidance_scale: 'guidanceScale',
+  negative_prompt: 'negativePrompt',
+  negative_prompt_2: 'negativePrompt2',
+  prompt_2: 'prompt2',
+  num_images_per_prompt: 'count',
+  generator: 'seed',
+  output_type: 'outputType',
+  callback_on_step_end: 'onStep',
+  callback: 'onStep',
+  original_size: 'originalSize',
+  target_size: 'targetSize',
+  crops_coords_top_left: 'cropTopLeft',
+  mask_image: 'mask',
+  cross_attention_kwargs: 'loras',
+  device_map: 'device',
+  use_auth_token: 'token',
+  progress_callback: 'onProgress',
+  torch_dtype: { none: 'not needed: the CPU backend computes in float32 and CUDA in float16 (variant: \'fp16\' picks the fp16 files)' },
+  dtype: { none: 'not needed: the CPU backend computes in float32 and CUDA in float16 (variant: \'fp16\' picks the fp16 files)' },
+  use_safetensors: { none: 'not needed: only safetensors files are read' },
+  low_cpu_mem_usage: { none: 'not needed: weights are read from memory-mapped files, one tensor at a time' },
+  local_files_only: { none: 'set HF_HUB_OFFLINE=1 to use only the local cache' },
+  cache_dir: { none: 'set HF_HUB_CACHE (or HF_HOME) to choose the cache folder' }
+}
+
+/** Case and `_`/`-` ignored: `guidance_scale` is `guidanceScale`, `Steps` is `steps`. */
+const fold = (s: string): string => s.toLowerCase().replace(/[_-]/g, '')
+
+/** Edit distance with adjacent transpositions counted as one edit (`devcie` is one from `device`). */
+function distance (a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i === 0 ? j : j === 0 ? i : 0))
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1)
+    }
   }
+  return d[a.length][b.length]
+}
+
+/**
+ * The candidate `word` is most likely a misspelling of, or undefined: equal but for case and
+ * underscores, else within an edit distance of 1 (2 for words of 6 letters or more).
+ */
+export function closest (word: string, candidates: readonly string[]): string | undefined {
+  const w = fold(word)
+  let best: string | undefined
+  let bestD = w.length >= 6 ? 2 : 1
+  for (const c of candidates) {
+    const dist = distance(w, fold(c))
+    if (dist === 0) return c
+    if (dist <= bestD && (best === undefined || dist < bestD)) { best = c; bestD = dist }
+  }
+  return best
+}
+
+function unknownKey (call: string, key: string, known: string[]): never {
+  const hint = Object.hasOwn(FOREIGN, key) ? FOREIGN[key] : undefined
+  const head = `${call}: unknown option ${show(key)}`
+  if (typeof hint === 'object') bad(`${head}: ${hint.none}`)
+  if (typeof hint === 'string' && known.includes(hint)) bad(`${head}: this library calls it ${show(hint)}`)
+  const near = closest(key, known)
+  if (near !== undefined) bad(`${head}; did you mean ${show(near)}?`)
+  return bad(`${head} (the options are ${known.join(', ')})`)
+}
+
+/** Refuses unknown keys and values of the wrong type or out of range; null and undefined mean the default. */
+function checkKeys (call: string, o: unknown, table: Record<string, Check>): void {
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) bad(`${call}: options must be an object, got ${got(o)}`)
+  const known = Object.keys(table)
+  for (const [k, v] of Object.entries(o as object)) {
+    if (!Object.hasOwn(table, k)) unknownKey(call, k, known)
+    if (v !== undefined && v !== null && !table[k].ok(v)) bad(`${k} must be ${table[k].wants}, got ${got(v)}`)
+  }
+}
+
+/** Checks fromPretrained's (or, with `config`, fromSingleFile's) options before anything is read. */
+export function checkLoadOptions (call: 'fromPretrained' | 'fromSingleFile', o: unknown): void {
+  checkKeys(call, o, call === 'fromSingleFile' ? SINGLE_FILE_OPTIONS : LOAD_OPTIONS)
 }
 
 /** Every option checked, with the defaults filled in. `o` has had its nulls dropped. */
 export function validateOptions (prompt: unknown, o: GenerateOptions, model: { defaultSize: Size, latentChannels: number }): Plan {
-  if (typeof prompt !== 'string') bad('prompt must be a string')
-  if (o === null || typeof o !== 'object') bad('options must be an object')
-  for (const k of ['negativePrompt', 'prompt2', 'negativePrompt2'] as const) {
-    if (o[k] !== undefined && typeof o[k] !== 'string') bad(`${k} must be a string, got ${show(o[k])}`)
-  }
+  if (typeof prompt !== 'string') bad(`prompt must be a string, got ${got(prompt)}`)
+  checkKeys('generate', o, GENERATE_OPTIONS)
   const def = o.image === undefined ? model.defaultSize : null
   const width = o.width ?? def?.width ?? null
   const height = o.height ?? def?.height ?? null
-  for (const [k, v] of [['width', width], ['height', height]] as const) {
-    if (v !== null && (!intIn(v, 8, MAX_SIDE) || v % 8 !== 0)) bad(`${k} must be a multiple of 8 between 8 and ${MAX_SIDE}, got ${show(v)}`)
-  }
   const steps = o.steps ?? DEFAULT_STEPS
-  if (!intIn(steps, 1, MAX_STEPS)) bad(`steps must be an integer from 1 to ${MAX_STEPS}, got ${show(steps)}`)
   const guidance = o.guidanceScale ?? DEFAULT_GUIDANCE
-  if (typeof guidance !== 'number' || !(guidance >= 0 && guidance <= MAX_GUIDANCE)) bad(`guidanceScale must be a number from 0 to ${MAX_GUIDANCE}, got ${show(guidance)}`)
-  if (o.scheduler !== undefined && o.scheduler !== 'dpmpp-2m' && o.scheduler !== 'euler') bad(`scheduler must be 'dpmpp-2m' or 'euler', got ${show(o.scheduler)}`)
-  if (o.outputType !== undefined && o.outputType !== 'image' && o.outputType !== 'latent') bad(`outputType must be 'image' or 'latent', got ${show(o.outputType)}`)
-  if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) bad(`seed must be a non-negative safe integer, got ${show(o.seed)}`)
   const count = o.count ?? 1
-  if (!intIn(count, 1, MAX_COUNT)) bad(`count must be an integer from 1 to ${MAX_COUNT}, got ${show(count)}`)
   const strength = o.strength ?? 0.3
   if (o.strength !== undefined && o.image === undefined) bad('strength needs an image')
-  if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) bad(`strength must be in (0, 1], got ${show(strength)}`)
   if (o.image !== undefined && Math.min(Math.trunc(steps * strength), steps) < 1) bad(`steps x strength must be at least 1 (${steps} x ${strength} leaves no step to run)`)
   if (o.latents !== undefined) {
     if (o.image !== undefined) bad('latents and image cannot be combined')
-    if (!(o.latents instanceof Float32Array)) bad('latents must be a Float32Array')
     const n = count * model.latentChannels * (height! / 8) * (width! / 8)
-    if (o.latents!.length !== n) bad(`latents must hold ${count}x${model.latentChannels}x${height! / 8}x${width! / 8} = ${n} values, got ${o.latents!.length}`)
-    if (!o.latents!.every(Number.isFinite)) bad('latents must be finite (no NaN or infinity)')
+    if (o.latents.length !== n) bad(`latents must hold ${count}x${model.latentChannels}x${height! / 8}x${width! / 8} = ${n} values, got ${o.latents.length}`)
+    if (!o.latents.every(Number.isFinite)) bad('latents must be finite (no NaN or infinity)')
   }
-  checkSize('originalSize', o.originalSize)
-  checkSize('targetSize', o.targetSize)
-  const c = o.cropTopLeft
-  if (c !== undefined && (typeof c !== 'object' || c === null || !intIn(c.top, 0, MAX_CONDITIONING) || !intIn(c.left, 0, MAX_CONDITIONING))) {
-    bad(`cropTopLeft must be { top, left } in integers from 0 to ${MAX_CONDITIONING}, got ${show(c)}`)
-  }
-  if (o.onStep !== undefined && typeof o.onStep !== 'function') bad('onStep must be a function')
-  if (o.preview !== undefined && typeof o.preview !== 'boolean') bad(`preview must be true or false, got ${show(o.preview)}`)
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) bad('signal must be an AbortSignal')
   const seed = o.seed ?? randomInt(0, 2 ** 32)
   return { width, height, steps, guidance, seed, count, strength }
 }

@@ -9,7 +9,8 @@ import { singleFileSources } from './model/single-file'
 import { readJsonObject } from './model/files'
 import { TextEncoderModel, UNetModel, VAEEncoderModel, VAEModel } from './models'
 import type { NativeTensor } from './native'
-import { show, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions, type MemoryInfo, type Plan, type Size } from './options'
+import { LoadMeter } from './load-progress'
+import { checkLoadOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions, type MemoryInfo, type Plan, type Size } from './options'
 
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './options'
 import { TorchGenerator } from './random/torch-generator'
@@ -45,7 +46,6 @@ interface Prepared {
 
 /** What both loaders read from a diffusers-format folder: the index, scheduler and tokenizers. */
 async function prepare (dir: string, options: LoadOptions): Promise<Prepared> {
-  if (options.variant !== undefined && options.variant !== 'fp16') throw new Pg25Error('PG25_INVALID_ARGUMENT', `variant must be 'fp16', got ${JSON.stringify(options.variant)}`)
   const warn = options.onWarning ?? ((msg: string) => process.emitWarning(msg, { code: 'PG25_NOTICE' }))
   throwIfAborted(options.signal)
   const root = path.resolve(dir)
@@ -122,11 +122,12 @@ export class Pipeline {
    * Loads a diffusers-format model directory (model_index.json and its component folders).
    *
    * ```ts
-   * const pipe = await Pipeline.fromPretrained(dir, { device: 'cpu', onProgress: p => console.log(p.component) })
+   * const pipe = await Pipeline.fromPretrained(dir, { device: 'cpu', onProgress: p => console.log(p.component, p.loadedBytes, p.totalBytes) })
    * ```
    */
   static async fromPretrained (dir: string, options: LoadOptions = {}): Promise<Pipeline> {
     if (typeof dir !== 'string' || dir === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'fromPretrained needs a model directory path')
+    checkLoadOptions('fromPretrained', options)
     const prep = await prepare(dir, options)
     const sources: ComponentSource[] = []
     for (const n of COMPONENTS) sources.push(await resolveComponent(prep.root, prep.index, n, options.variant ?? null, prep.warn))
@@ -147,6 +148,7 @@ export class Pipeline {
     if (options === null || typeof options !== 'object' || typeof options.config !== 'string') {
       throw new Pg25Error('PG25_INVALID_ARGUMENT', 'fromSingleFile needs options.config: a diffusers-format folder with the model\'s configs and tokenizers')
     }
+    checkLoadOptions('fromSingleFile', options)
     await requireRegularFile(file, 'the checkpoint', 'PG25_NOT_FOUND')
     const prep = await prepare(options.config, options)
     const bases: ComponentSource[] = []
@@ -157,24 +159,19 @@ export class Pipeline {
   private static async assemble (prep: Prepared, sources: ComponentSource[], options: LoadOptions): Promise<Pipeline> {
     const { signal, onProgress } = options
     throwIfAborted(signal)
-    if (options.memoryLimit !== undefined && !(typeof options.memoryLimit === 'number' && options.memoryLimit > 0)) {
-      throw new Pg25Error('PG25_INVALID_ARGUMENT', `memoryLimit must be a positive number of bytes, got ${show(options.memoryLimit)}`)
-    }
-    if (options.modelName !== undefined && typeof options.modelName !== 'string') throw new Pg25Error('PG25_INVALID_ARGUMENT', `modelName must be a string, got ${show(options.modelName)}`)
     const rt = Runtime.open(options.device ?? 'auto', prep.warn)
     try {
       checkModelMemory(sources, rt.device, options.memoryLimit, rt.freeMemory())
-      const step = async <T>(i: number, load: () => Promise<T>): Promise<T> => {
+      const meter = onProgress == null ? undefined : await LoadMeter.create(sources, onProgress)
+      const step = async <T>(i: number, load: (onBytes?: (bytes: number) => void) => Promise<T>): Promise<T> => {
         throwIfAborted(signal)
-        onProgress?.({ component: COMPONENTS[i], loaded: i, total: COMPONENTS.length })
-        return await load()
+        return await (meter === undefined ? load() : meter.run(COMPONENTS[i], load))
       }
-      const te1 = await step(0, async () => await TextEncoderModel.load(rt, sources[0]))
-      const te2 = await step(1, async () => await TextEncoderModel.load(rt, sources[1]))
-      const unet = await step(2, async () => await UNetModel.load(rt, sources[2]))
-      const vae = await step(3, async () => await VAEModel.load(rt, sources[3]))
+      const te1 = await step(0, async b => await TextEncoderModel.load(rt, sources[0], undefined, b))
+      const te2 = await step(1, async b => await TextEncoderModel.load(rt, sources[1], undefined, b))
+      const unet = await step(2, async b => await UNetModel.load(rt, sources[2], undefined, b))
+      const vae = await step(3, async b => await VAEModel.load(rt, sources[3], undefined, b))
       throwIfAborted(signal)
-      onProgress?.({ component: 'done', loaded: COMPONENTS.length, total: COMPONENTS.length })
       if (te1.hiddenSize + te2.hiddenSize !== unet.info.crossAttentionDim) {
         throw new Pg25Error('PG25_BAD_CONFIG', `${sources[2].configPath}: cross_attention_dim ${unet.info.crossAttentionDim} differs from the text encoders' ${te1.hiddenSize} + ${te2.hiddenSize}`)
       }

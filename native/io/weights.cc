@@ -107,6 +107,13 @@ const uint16_t* WeightStore::raw_f16(const std::string& name, const Shape& shape
   return reinterpret_cast<const uint16_t*>(p);
 }
 
+int64_t WeightStore::stored_bytes(const std::string& name, const Shape& shape) const {
+  if (synthetic_) return 0;
+  auto alias = aliases_.find(name);
+  const Found* f = find(alias == aliases_.end() ? name : alias->second.source);
+  return f ? numel_of(shape) * int64_t(dtype_size(f->entry->dtype)) : 0;
+}
+
 std::vector<float> WeightStore::read(const std::string& name, const Shape& shape, bool linear) const {
   if (synthetic_) return synthetic_tensor(seed_, name, shape);
   auto alias = aliases_.find(name);

@@ -47,6 +47,9 @@ class WeightStore {
   // need no conversion: stored as F16 under that name, in `shape`, not transposed. Else null, and
   // read() is the way.
   const uint16_t* raw_f16(const std::string& name, const Shape& shape, bool linear) const;
+  // The bytes `name` (as `shape`) takes in its file, through any alias: what load progress counts.
+  // 0 for synthetic weights or a tensor that is not there.
+  int64_t stored_bytes(const std::string& name, const Shape& shape) const;
   std::string describe() const;  // the file list, for error messages
   std::vector<std::string> names() const;
 

@@ -2,6 +2,7 @@
 // in a dry run (no backend, no store) this only records names and shapes, which is how the graph built
 // from the real configs is checked against the real checkpoint manifest without the download.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@ class Params {
   // How the weights asked for from now on are stored (a VAE with force_upcast asks for Wide first).
   void set_storage(Storage s) { storage_ = s; }
   const std::vector<ParamSpec>& declared() const { return declared_; }
+  // Called after each weight is loaded with the bytes it took in its file (load progress).
+  void on_loaded(std::function<void(int64_t)> f) { on_loaded_ = std::move(f); }
   bool dry() const { return backend_ == nullptr; }
 
  private:
@@ -32,6 +35,7 @@ class Params {
   const WeightStore* store_;
   Storage storage_ = Storage::Default;
   std::vector<ParamSpec> declared_;
+  std::function<void(int64_t)> on_loaded_;
 };
 
 // Joins name parts with dots: P("down_blocks", 0, "resnets") -> "down_blocks.0.resnets".

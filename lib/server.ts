@@ -5,13 +5,29 @@
 import http from 'node:http'
 import { AbortError, Pg25Error } from './errors'
 import { show } from './options'
-import type { Pipeline } from './pipeline'
+import type { GenerateOptions, GenerateResult, Size } from './options'
 import { checkCaller, HttpError, pathOf, readBody, send, sendError } from './server/http'
 import { parseRequest, requestPixels } from './server/request'
 import { RunQueue } from './server/run-queue'
 import { watchClient } from './server/client-watch'
 
 export type { GenerateRequest } from './server/request'
+
+/**
+ * What the server runs requests on: a local Pipeline, or a GenerateQueue that hands them to a fleet
+ * of workers (`pg25 serve --redis`).
+ */
+export interface Runner {
+  generate(prompt: string, options: GenerateOptions): Promise<GenerateResult>
+  /** GET /health's device */
+  readonly device: string
+  /** the output size of a request without width and height, for the pixel limit */
+  readonly defaultSize: Size
+  /** requests run at once; the rest wait in the server's queue (default 1, as a pipeline runs one at a time) */
+  readonly parallel?: number
+  /** more fields for GET /health */
+  health?(): Promise<Record<string, unknown>>
+}
 
 export interface ServeOptions {
   /** requests running or waiting at once; more get 503 (default 8). A request counts once its body is in. */
@@ -42,7 +58,8 @@ export type Pg25Server = http.Server & {
 export const DEFAULT_MAX_PIXELS = 4 * 1024 * 1024
 
 /**
- * An http.Server answering /generate and /health for `pipe`. Listen on it yourself.
+ * An http.Server answering /generate and /health for `pipe` (a Pipeline, or a GenerateQueue to front
+ * a fleet). Listen on it yourself.
  *
  * ```ts
  * const server = createServer(await Pipeline.fromPretrained(dir), { queueLimit: 4 })
@@ -50,7 +67,7 @@ export const DEFAULT_MAX_PIXELS = 4 * 1024 * 1024
  * // curl -s localhost:8080/generate -H 'content-type: application/json' -d '{"prompt":"a cat","seed":1}' > cat.png
  * ```
  */
-export function createServer (pipe: Pipeline, options: ServeOptions = {}): Pg25Server {
+export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Server {
   for (const k of ['queueLimit', 'maxBodyBytes', 'maxPixels', 'headersTimeoutMs', 'requestTimeoutMs'] as const) {
     const v = options[k]
     if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `${k} must be a positive integer, got ${show(v)}`)
@@ -62,14 +79,15 @@ export function createServer (pipe: Pipeline, options: ServeOptions = {}): Pg25S
   const headersTimeout = options.headersTimeoutMs ?? 10_000
   const requestTimeout = Math.max(options.requestTimeoutMs ?? 30_000, headersTimeout)
   const stats = { completed: 0, cancelled: 0, rejected: 0 }
-  const queue = new RunQueue()
+  const queue = new RunQueue(pipe.parallel ?? 1)
   // Requests past their body: shutdown() cancels them, and waits for their handlers.
   const live = new Map<AbortController, Promise<void>>()
   let stopping = false
 
-  const health = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+  const health = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', 'use GET', { allow: 'GET, HEAD' })
-    send(res, 200, { status: stopping ? 'stopping' : 'ok', device: pipe.device, queue: { running: queue.running, waiting: queue.waiting, limit }, completed: stats.completed })
+    const more = await pipe.health?.()
+    send(res, 200, { status: stopping ? 'stopping' : 'ok', device: pipe.device, queue: { running: queue.running, waiting: queue.waiting, limit }, completed: stats.completed, ...more })
   }
 
   const generate = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
@@ -117,7 +135,7 @@ export function createServer (pipe: Pipeline, options: ServeOptions = {}): Pg25S
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const path = pathOf(req.url)
-    if (path === '/health') health(req, res)
+    if (path === '/health') await health(req, res)
     else if (path === '/generate') await generate(req, res)
     else throw new HttpError(404, 'NOT_FOUND', 'not found')
   }

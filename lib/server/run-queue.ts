@@ -1,18 +1,22 @@
-// The server's queue: one generation runs at a time (the pipeline runs one anyway), the rest wait in
-// order. A waiter whose client leaves gives its place up at once instead of holding it until its turn.
+// The server's queue: one generation runs at a time (the pipeline runs one anyway; a fleet front lets
+// more through), the rest wait in order. A waiter whose client leaves gives its place up at once
+// instead of holding it until its turn.
 import { AbortError } from '../errors'
 
 export class RunQueue {
-  private active = false
+  private active = 0
   private readonly waiters: Array<() => void> = []
 
-  get running (): number { return this.active ? 1 : 0 }
+  /** `slots`: runs at once */
+  constructor (private readonly slots = 1) {}
+
+  get running (): number { return this.active }
   get waiting (): number { return this.waiters.length }
 
   /** Resolves when it is the caller's turn (call done() after); rejects with an AbortError if `signal` aborts first. */
   async turn (signal: AbortSignal): Promise<void> {
     if (signal.aborted) throw new AbortError()
-    if (!this.active) { this.active = true; return }
+    if (this.active < this.slots) { this.active++; return }
     await new Promise<void>((resolve, reject) => {
       const go = (): void => { signal.removeEventListener('abort', leave); resolve() }
       const leave = (): void => {
@@ -28,6 +32,6 @@ export class RunQueue {
   done (): void {
     const next = this.waiters.shift()
     if (next !== undefined) next()
-    else this.active = false
+    else this.active--
   }
 }

@@ -17,6 +17,7 @@ export type Pg25ErrorCode =
   | 'PG25_NO_DEVICE' // device 'cuda' asked for where no usable GPU and libraries are
   | 'PG25_OUT_OF_MEMORY' // a model or request that the device's memory cannot hold (refused before running)
   | 'PG25_NON_FINITE' // a run produced NaN or infinite latents; no image is returned
+  | 'PG25_NO_BINARY' // no compiled addon for this platform: the install step was skipped or failed; `npm rebuild @pg25/native`
   | 'PG25_INTERNAL'
   | 'ABORT_ERR' // an AbortSignal fired (the error's name is 'AbortError')
 

@@ -1,4 +1,4 @@
-// Loads the addon (prebuilds/ first, then build/Release) and types what it exports.
+// Loads the addon (build/Release when there is one, else the prebuilt binary in prebuilds/) and types what it exports.
 import path from 'node:path'
 import { Pg25Error, fromNative } from './errors'
 
@@ -75,13 +75,41 @@ export function loadNative (): NativeAddon {
   // PG25_ADDON points at another build of the addon (the sanitizer builds of `npm run test:asan`);
   // PG25_CUDA_EMULATION=1 loads the emulation build, whose 'cuda' device runs on the CPU (tests).
   const override = process.env.PG25_ADDON ?? (emulationRequested() ? path.join(root, 'build-emu', 'Release', 'pg25.node') : undefined)
+  if (override === undefined) {
+    addon = loadAddonFrom(root)
+    return addon
+  }
   try {
-    addon = (override ? require(path.resolve(override)) : require('node-gyp-build')(root)) as NativeAddon
+    addon = require(path.resolve(override)) as NativeAddon
   } catch (err) {
-    const fix = emulationRequested() ? 'run `npm run build:emu` (PG25_CUDA_EMULATION=1 is set)' : 'reinstall the package or run `npm run build`'
-    throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon could not be loaded (${(err as Error).message}); ${fix}`, { cause: err })
+    const fix = emulationRequested() ? 'run `npm run build:emu` (PG25_CUDA_EMULATION=1 is set)' : 'build it or unset PG25_ADDON'
+    throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon ${override} could not be loaded (${(err as Error).message}); ${fix}`, { cause: err })
   }
   return addon
+}
+
+const REBUILD = 'run `npm rebuild @pg25/native` (with pnpm: `pnpm approve-builds`, then `pnpm rebuild @pg25/native`; in a clone of the repository: `npm run build`)'
+
+/**
+ * Loads the addon of the package at `root` as node-gyp-build finds it: build/Release (a build from source),
+ * else prebuilds/<platform>-<arch>. No binary at all means the install step never ran (pnpm 10 and
+ * `--ignore-scripts` skip it on platforms without a prebuilt binary): `PG25_NO_BINARY`.
+ */
+export function loadAddonFrom (root: string): NativeAddon {
+  let file: string
+  try {
+    file = require('node-gyp-build').resolve(root)
+  } catch (err) {
+    throw new Pg25Error('PG25_NO_BINARY', `@pg25/native has no compiled addon for ${process.platform}-${process.arch} in ${root} ` +
+      '(no build/Release/pg25.node and no matching prebuilds/ binary): its install step did not run or failed ' +
+      `(pnpm 10 and --ignore-scripts skip install steps). To build it, ${REBUILD}`, { cause: err })
+  }
+  try {
+    return require(file) as NativeAddon
+  } catch (err) {
+    throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon ${file} could not be loaded (${(err as Error).message}); ` +
+      `to build one from source, ${REBUILD}`, { cause: err })
+  }
 }
 
 /** The tensors a component's graph asks for, from its config alone (a dry build: nothing allocated). */

@@ -1,40 +1,136 @@
 #!/usr/bin/env node
-// npm install hook: use a prebuilt binary from prebuilds/ when one loads, else build from source
-// with cmake-js, else (no cmake) with plain node-gyp and binding.gyp (CPU backend only).
+// npm install hook: use the prebuilt binary in prebuilds/ when one loads, else build from source with
+// cmake-js (CUDA too when nvcc is found), else with plain node-gyp and binding.gyp (CPU backend only).
+// It says in one line what it did, and why when it builds. An installed package keeps only the .node file
+// of a build (the objects are ~14 MB); a clone of the repository keeps them for incremental builds.
 'use strict'
 const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
 const path = require('node:path')
 
 const root = path.join(__dirname, '..')
+const target = `${process.platform}-${process.arch}`
 
-function loads () {
+function say (line) {
+  console.log(`@pg25/native: ${line}`)
+}
+
+/** The addon's runtimeInfo() read in a child process (a failed load must not take this one down), or the error. */
+function probe (file) {
+  const r = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(file)}).runtimeInfo()))`], { encoding: 'utf8' })
+  if (r.status === 0) return { info: JSON.parse(r.stdout) }
+  return { error: (r.stderr.trim().split('\n').find(l => /Error/.test(l)) || r.stderr.trim() || `exit ${r.status}`) }
+}
+
+/** What the prebuilt binary's build recorded (scripts/prebuild.js): the CUDA toolkit it was compiled with. */
+function prebuildNotes (file) {
   try {
-    require('node-gyp-build')(root)
-    return true
+    return JSON.parse(fs.readFileSync(file.replace(/\.node$/, '.json'), 'utf8'))
   } catch {
-    return false
+    return {}
   }
 }
 
-function run (cmd, args) {
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' })
-  return r.status === 0
+/** The NVIDIA driver a statically linked CUDA runtime of this toolkit version needs. */
+function driverFor (cudaVersion) {
+  const major = Number(String(cudaVersion).split('.')[0])
+  if (major >= 13) return 'R580'
+  if (major === 12) return 'R525'
+  return 'R520'
+}
+
+function cudaPhrase (info, cudaVersion) {
+  if (!info.cudaCompiled) return 'without CUDA (CPU backend only)'
+  return cudaVersion ? `with CUDA ${cudaVersion} (GPUs need NVIDIA driver ${driverFor(cudaVersion)} or newer)` : 'with CUDA'
+}
+
+function prebuilt () {
+  const dir = path.join(root, 'prebuilds', target)
+  let names = []
+  try {
+    names = fs.readdirSync(dir).filter(n => n.endsWith('.node'))
+  } catch {}
+  return names.length ? path.join(dir, names[0]) : null
 }
 
 function has (cmd) {
-  return spawnSync(cmd, ['--version'], { stdio: 'ignore', shell: process.platform === 'win32' }).status === 0
+  return spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0
 }
 
-if (process.env.PG25_BUILD_FROM_SOURCE !== '1' && loads()) process.exit(0)
-const cmakeJs = path.join(path.dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js')
-if (has('cmake')) {
-  if (run(process.execPath, [cmakeJs, 'compile', '--out', 'build'])) process.exit(0)
-  console.error('@pg25/native: the cmake-js build failed; trying node-gyp (CPU backend only)')
+/** Runs a build quietly; its output is shown only when it fails. */
+function run (args) {
+  const r = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', maxBuffer: 256 << 20 })
+  if (r.status !== 0) process.stderr.write((r.stdout || '') + (r.stderr || ''))
+  return r.status === 0
 }
-let nodeGyp
-try {
-  nodeGyp = require.resolve('node-gyp/bin/node-gyp.js')
-} catch {
-  nodeGyp = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+
+/** Removes everything under build/ but build/Release/pg25.node (objects, CMake files, Makefiles). */
+function keepOnlyAddon (buildDir) {
+  for (const entry of fs.readdirSync(buildDir)) {
+    if (entry === 'Release') continue
+    fs.rmSync(path.join(buildDir, entry), { recursive: true, force: true })
+  }
+  const release = path.join(buildDir, 'Release')
+  for (const entry of fs.readdirSync(release)) {
+    if (entry !== 'pg25.node') fs.rmSync(path.join(release, entry), { recursive: true, force: true })
+  }
 }
-process.exit(run(process.execPath, [nodeGyp, 'rebuild']) ? 0 : 1)
+
+function nodeGypCli () {
+  try {
+    return require.resolve('node-gyp/bin/node-gyp.js')
+  } catch {
+    return path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+  }
+}
+
+function buildFromSource (why) {
+  say(`building from source for ${target}: ${why}`)
+  let how = 'cmake-js'
+  let built = false
+  if (has('cmake')) {
+    const cmakeJs = path.join(path.dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js')
+    built = run([cmakeJs, 'compile', '--out', 'build'])
+    if (!built) console.error('@pg25/native: the cmake-js build failed (its output is above); trying node-gyp, CPU backend only')
+  }
+  if (!built) {
+    how = has('cmake') ? 'node-gyp' : 'node-gyp (cmake was not found)'
+    built = run([nodeGypCli(), 'rebuild'])
+  }
+  if (!built) {
+    console.error('@pg25/native: the build from source failed (its output is above). It needs a C++17 compiler and CMake; see the README')
+    return false
+  }
+  const file = path.join(root, 'build', 'Release', 'pg25.node')
+  if (root.split(path.sep).includes('node_modules')) keepOnlyAddon(path.join(root, 'build'))
+  const { info, error } = probe(file)
+  if (!info) {
+    console.error(`@pg25/native: the addon built from source does not load: ${error}`)
+    return false
+  }
+  const cuda = info.cudaCompiled
+    ? 'with CUDA'
+    : `without CUDA (CPU backend only: ${how.startsWith('node-gyp') ? 'node-gyp builds the CPU backend only' : 'nvcc was not found'})`
+  say(`built from source with ${how} for ${target} ${cuda}`)
+  return true
+}
+
+function main () {
+  if (process.env.PG25_BUILD_FROM_SOURCE === '1') return buildFromSource('PG25_BUILD_FROM_SOURCE=1')
+  const existing = path.join(root, 'build', 'Release', 'pg25.node')
+  if (fs.existsSync(existing)) {
+    const { info } = probe(existing)
+    if (info) {
+      say(`using the existing build ${path.relative(root, existing)} ${cudaPhrase(info)}`)
+      return true
+    }
+  }
+  const file = prebuilt()
+  if (!file) return buildFromSource(`this package has no prebuilt binary for ${target}`)
+  const { info, error } = probe(file)
+  if (!info) return buildFromSource(`the prebuilt binary ${path.relative(root, file)} does not load here (${error})`)
+  say(`prebuilt binary loaded for ${target} ${cudaPhrase(info, prebuildNotes(file).cuda)}`)
+  return true
+}
+
+process.exitCode = main() ? 0 : 1

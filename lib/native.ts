@@ -45,6 +45,8 @@ export interface NativeEngine {
   /** The engine's own device memory (a GPU's), or null where it runs in host memory. */
   deviceMemory(): { free: number, total: number } | null
   peakBytes(reset?: boolean): number
+  /** One-line notices the backend has for the user (a missing optional library such as cuDNN), each returned once. */
+  takeNotices(): string[]
   dispose(): void
 }
 

@@ -37,6 +37,7 @@ export class Runtime {
     try {
       const rt = new Runtime(new addon.Engine(device === 'auto' ? 'cuda' : device))
       if (addon.runtimeInfo().cudaEmulated) notice(`@pg25/native: device '${rt.device}' is the CPU emulation of CUDA (PG25_CUDA_EMULATION=1), for tests: correct, not fast`)
+      for (const n of rt.engine.takeNotices()) notice(`@pg25/native: ${n}`)
       return rt
     } catch (err) {
       const e = fromNative(err)

@@ -23,6 +23,9 @@ class Backend {
   // Makes the calling thread issue work to this backend's device (CUDA keeps the current device per
   // thread, and a backend's calls arrive on the main thread and on libuv's). Called before every use.
   virtual void bind_thread() {}
+  // One-line notices for the user that arose while the backend started (a missing optional library),
+  // each handed out once.
+  virtual std::vector<std::string> take_notices() { return {}; }
 
   // Memory. Weights arrive as float32 host data; a backend may store them in another precision
   // (and refuses, naming the tensor, values that precision cannot hold).

@@ -111,6 +111,10 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     if (c.opt(3) && c.opt(3)->shape != out) c.fail("residual " + shape_str(c.opt(3)->shape) + " is not the output's " + shape_str(out));
     return be.conv2d(x, w, c.opt(2), stride, pad, c.opt(3));
   }
+  if (name == "cast") {  // to bf16 storage (wide: 1) or back (wide: 0) on the GPU; the CPU keeps float32
+    c.inputs(1, 1);
+    return be.cast(c.in(0), c.integer("wide", 0, 1) ? Storage::Wide : Storage::Default);
+  }
   if (name == "group_norm") {
     c.inputs(3, 3);
     const Tensor& x = c.in(0);

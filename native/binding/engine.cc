@@ -80,6 +80,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::BytesInUse>("bytesInUse"),
                         InstanceMethod<&EngineWrap::DeviceMemory>("deviceMemory"),
                         InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
+                        InstanceMethod<&EngineWrap::TakeNotices>("takeNotices"),
                         InstanceMethod<&EngineWrap::Dispose>("dispose"),
                         InstanceAccessor<&EngineWrap::GetDevice>("device")});
   }
@@ -433,6 +434,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // peakBytes(reset?): the high-water mark of backend memory; `true` starts a new window.
+  // takeNotices(): the backend's one-line notices for the user (e.g. a missing cuDNN), each given once.
+  Napi::Value TakeNotices(const Napi::CallbackInfo& info) {
+    std::vector<std::string> notes = be_ ? be_->take_notices() : std::vector<std::string>();
+    Napi::Array a = Napi::Array::New(info.Env(), notes.size());
+    for (size_t i = 0; i < notes.size(); i++) a.Set(uint32_t(i), notes[i]);
+    return a;
+  }
+
   Napi::Value PeakBytes(const Napi::CallbackInfo& info) {
     if (!be_) return Napi::Number::New(info.Env(), 0.0);
     double peak = double(be_->peak_bytes());

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -12,6 +13,7 @@
 #include "../core/error.h"
 #include "../io/safetensors.h"
 #include "cublaslt.h"
+#include "cudnn.h"
 #include "cuda_runtime_info.h"
 #include "kernels.h"
 
@@ -110,6 +112,7 @@ class CudaBackend final : public Backend {
     bind_thread();
     }
     lt_ = std::make_unique<cuda::CublasLt>();  // first: a missing library must not leave a stream behind
+    open_cudnn();
     stream_owner_ = std::make_shared<Stream>(device);
     stream_ = stream_owner_->s;
     // Keep freed blocks in the stream-ordered pool: every op allocates, and the default threshold (0)
@@ -124,6 +127,7 @@ class CudaBackend final : public Backend {
   // The stream itself goes with the last buffer that holds it.
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    dnn_.reset();
     lt_.reset();
   }
 
@@ -295,11 +299,41 @@ class CudaBackend final : public Backend {
     return y;
   }
 
+  // cuDNN when it loaded, PG25_DISABLE_CUDNN is unset, and it has a plan for the shape; the notice of a
+  // missing library goes to the first engine of the process only.
+  void open_cudnn() {
+    const char* off = std::getenv("PG25_DISABLE_CUDNN");
+    if (off && *off && std::strcmp(off, "0") != 0) return;
+    std::string why;
+    dnn_ = cuda::Cudnn::open(why);
+    static std::atomic<bool> told{false};
+    if (!dnn_ && !told.exchange(true))
+      notices_.push_back(why + ": convolutions run as im2col + cuBLASLt GEMMs, slower (set PG25_CUDA_LIBS to its folder, or install nvidia-cudnn-cu12/13)");
+  }
+  std::vector<std::string> take_notices() override { return std::move(notices_); }
+  // Through cuDNN when it has a plan for this shape: the convolution, bias and residual in one graph
+  // (or, where no engine fuses them, the convolution alone and our epilogue pass). All our tensors start
+  // at pool allocations (256-byte aligned), more than the 16 bytes the plans declare.
+  bool conv_cudnn(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y, bool wide) {
+    if (!dnn_) return false;
+    const cuda::Cudnn::Plan* p = dnn_->plan({x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), stride, pad, wide, bias != nullptr, residual != nullptr});
+    if (!p) return false;
+    std::unique_ptr<CudaBuffer> ws;
+    if (int64_t n = cuda::Cudnn::workspace_bytes(*p)) ws = std::make_unique<CudaBuffer>(size_t(n), stream_owner_);
+    dnn_->run(*p, P(x), P(w), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, P(y), ws ? ws->ptr : nullptr, stream());
+    if (!cuda::Cudnn::fused(*p) && (bias || residual)) {
+      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, y.dim(0), y.dim(1), y.dim(2) * y.dim(3), wide, stream());
+      LAUNCHED("conv bias");
+    }
+    return true;
+  }
+
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
     int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1, P_ = Ho * Wo, K = Cin * kh * kw;
     bool wide = same("conv2d", {&x, &w, bias, residual});
     Tensor y = make({B, Cout, Ho, Wo}, wide);
+    if (conv_cudnn(x, w, bias, stride, pad, residual, y, wide)) return y;
     bool pointwise = kh == 1 && kw == 1 && stride == 1 && pad == 0;
     // im2col in column chunks that keep the buffer near 64 MB at any resolution. A chunk is a multiple
     // of 128 columns (256 bytes), so every chunk's column buffer and output offset keep cuBLASLt's
@@ -448,6 +482,8 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Stream> stream_owner_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLt> lt_;
+  std::unique_ptr<cuda::Cudnn> dnn_;  // null without cuDNN 9 (or with PG25_DISABLE_CUDNN=1): convolutions go through im2col
+  std::vector<std::string> notices_;
 };
 
 }  // namespace

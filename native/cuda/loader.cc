@@ -74,7 +74,7 @@ Library open_library(const std::string& name, const std::vector<std::string>& so
   lib.name = name;
 #ifdef PG25_CUDA_EMULATION
   // The emulated libraries live in this binary; the handle only marks the library as found.
-  if (name == "cublasLt") {
+  if (emu::library_present(name)) {
     lib.handle = reinterpret_cast<void*>(&emu::library_symbol);
     lib.path = "the CPU emulation of " + name;
   }

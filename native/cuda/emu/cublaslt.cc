@@ -321,8 +321,7 @@ const Symbol kCublasLt[] = {
 
 }  // namespace
 
-void* library_symbol(const std::string& library, const char* symbol) {
-  if (library != "cublasLt") return nullptr;
+void* cublaslt_symbol(const char* symbol) {
   for (const Symbol& s : kCublasLt)
     if (std::strcmp(s.name, symbol) == 0) return s.fn;
   return nullptr;

@@ -19,6 +19,9 @@ export type Pg25ErrorCode =
   | 'PG25_NON_FINITE' // a run produced NaN or infinite latents; no image is returned
   | 'PG25_NO_BINARY' // no compiled addon for this platform: the install step was skipped or failed; `npm rebuild @pg25/native`
   | 'PG25_INTERNAL'
+  | 'PG25_HUB_AUTH' // the Hub refused a gated or private model: no token, or one without access
+  | 'PG25_HUB_NETWORK' // the Hub could not be reached, timed out, or answered with a server error
+  | 'PG25_HUB_CORRUPT' // a downloaded file's size or hash differs from what the Hub announced (it is not kept)
   | 'ABORT_ERR' // an AbortSignal fired (the error's name is 'AbortError')
 
 export class Pg25Error extends Error {

@@ -16,3 +16,5 @@ export { readModelIndex, resolveComponent, resolveWeightFiles } from './model/mo
 export { createServer } from './server'
 export type { Pg25Server, ServeOptions, ServerStats, GenerateRequest } from './server'
 export { ensureDemoModel } from './demo/demo-model'
+export { downloadModel } from './hub/resolve'
+export type { DownloadOptions, DownloadProgress } from './hub/resolve'

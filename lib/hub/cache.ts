@@ -1,0 +1,122 @@
+// The Hugging Face cache as Python's huggingface_hub lays it out, so that a model fetched by diffusers is
+// found here and one fetched here is found by diffusers:
+//   <cache>/models--<org>--<name>/blobs/<etag>             file contents, named by ETag (sha256 for LFS files)
+//   <cache>/models--<org>--<name>/refs/<revision>          the commit a branch or tag pointed at
+//   <cache>/models--<org>--<name>/snapshots/<commit>/<path> relative symlinks into blobs/
+import { randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { Pg25Error } from '../errors'
+
+/** Expands a leading `~` as Python's os.path.expanduser does. */
+function expandHome (p: string): string {
+  return p === '~' || p.startsWith('~/') ? path.join(os.homedir(), p.slice(1)) : p
+}
+
+function env (name: string, e: NodeJS.ProcessEnv): string | undefined {
+  const v = e[name]
+  return v === undefined || v === '' ? undefined : expandHome(v)
+}
+
+/** $HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface. */
+export function hfHome (e: NodeJS.ProcessEnv = process.env): string {
+  return env('HF_HOME', e) ?? path.join(env('XDG_CACHE_HOME', e) ?? path.join(os.homedir(), '.cache'), 'huggingface')
+}
+
+/** $HF_HUB_CACHE, else the legacy $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub. */
+export function hubCacheDir (e: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env('HF_HUB_CACHE', e) ?? env('HUGGINGFACE_HUB_CACHE', e) ?? path.join(hfHome(e), 'hub'))
+}
+
+/** HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) set to 1/ON/YES/TRUE, as huggingface_hub reads it. */
+export function isOffline (e: NodeJS.ProcessEnv = process.env): boolean {
+  const v = e.HF_HUB_OFFLINE || e.TRANSFORMERS_OFFLINE
+  return v !== undefined && ['1', 'ON', 'YES', 'TRUE'].includes(v.toUpperCase())
+}
+
+/** A full commit hash: such a revision needs no refs/ entry. */
+export function isCommitHash (revision: string): boolean {
+  return /^[0-9a-f]{40}$/.test(revision)
+}
+
+/** Hub model ids as huggingface_hub validates them: `org/name`, word characters, `-` and `.`, no `--` or `..`. */
+export function isHubId (s: string): boolean {
+  return s.length <= 96 && /^[A-Za-z0-9][\w.-]*\/[\w.-]*[A-Za-z0-9_]$/.test(s) && !s.includes('--') && !s.includes('..')
+}
+
+/** One model's folder in the cache. */
+export class RepoCache {
+  readonly dir: string
+  constructor (readonly cacheDir: string, readonly id: string) {
+    this.dir = path.join(cacheDir, `models--${id.replace('/', '--')}`)
+  }
+
+  blob (etag: string): string { return path.join(this.dir, 'blobs', etag) }
+  snapshot (commit: string): string { return path.join(this.dir, 'snapshots', commit) }
+  /** huggingface_hub keeps its lock files under <cache>/.locks/<repo folder>/; ours sit beside them under other names. */
+  lockFile (etag: string): string { return path.join(this.cacheDir, '.locks', path.basename(this.dir), `${etag}.pg25.lock`) }
+
+  /** The commit `revision` names in the cache: itself when it is a commit hash, else refs/<revision>, else null. */
+  async commitFor (revision: string): Promise<string | null> {
+    if (isCommitHash(revision)) return revision
+    try {
+      const commit = (await fs.readFile(path.join(this.dir, 'refs', revision), 'utf8')).trim()
+      return isCommitHash(commit) ? commit : null
+    } catch {
+      return null
+    }
+  }
+
+  /** Records that `revision` points at `commit` (atomically, as readers may be looking). */
+  async writeRef (revision: string, commit: string): Promise<void> {
+    if (revision === commit) return
+    const ref = path.join(this.dir, 'refs', revision)
+    if (await this.commitFor(revision) === commit) return
+    await fs.mkdir(path.dirname(ref), { recursive: true })
+    const tmp = `${ref}.${randomBytes(4).toString('hex')}.tmp`
+    await fs.writeFile(tmp, commit)
+    await fs.rename(tmp, ref)
+  }
+
+  /**
+   * Points snapshots/<commit>/<file> at blobs/<etag> with a relative symlink, as huggingface_hub does
+   * (the cache can be moved). Made under a temporary name and renamed, so concurrent writers agree.
+   */
+  async link (commit: string, file: string, etag: string): Promise<void> {
+    const pointer = path.join(this.snapshot(commit), ...file.split('/'))
+    await fs.mkdir(path.dirname(pointer), { recursive: true })
+    const tmp = `${pointer}.${randomBytes(4).toString('hex')}.tmp`
+    await fs.symlink(path.relative(path.dirname(pointer), this.blob(etag)), tmp)
+    await fs.rename(tmp, pointer)
+  }
+
+  /** Whether snapshots/<commit>/<file> resolves to a regular file. */
+  async has (commit: string, file: string): Promise<boolean> {
+    try {
+      return (await fs.stat(path.join(this.snapshot(commit), ...file.split('/')))).isFile()
+    } catch {
+      return false
+    }
+  }
+
+  /** Every file under snapshots/<commit>/, as repo paths with `/` separators. */
+  async listSnapshot (commit: string): Promise<string[]> {
+    const out: string[] = []
+    const walk = async (dir: string, prefix: string): Promise<void> => {
+      for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+        const rel = prefix + e.name
+        const full = path.join(dir, e.name)
+        const st = await fs.stat(full).catch(() => null)
+        if (st?.isDirectory()) await walk(full, rel + '/')
+        else if (st?.isFile()) out.push(rel)
+      }
+    }
+    try {
+      await walk(this.snapshot(commit), '')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Pg25Error('PG25_NOT_FOUND', `${this.snapshot(commit)}: cannot read the cached snapshot (${(err as Error).message})`)
+    }
+    return out.sort()
+  }
+}

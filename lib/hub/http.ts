@@ -1,0 +1,167 @@
+// Requests to the Hub with Node's fetch: every request has a deadline (no hang on a silent server),
+// redirects are followed by hand (the Hub's own headers sit on its 302, and the token must not travel
+// to the CDN), and refusals become Pg25Errors that say what to do.
+import { AbortError, Pg25Error } from '../errors'
+import { TOKEN_ADVICE } from './auth'
+
+export interface HubContext {
+  /** e.g. https://huggingface.co (no trailing slash) */
+  endpoint: string
+  id: string
+  revision: string
+  token?: string
+  signal?: AbortSignal
+  /** most milliseconds to wait for a response's headers, or between two chunks of a body */
+  timeoutMs: number
+}
+
+/** What the Hub says about a file on its resolve response (before any redirect). */
+export interface FileHeaders {
+  commit: string | null
+  /** the normalized ETag of the file's contents: the LFS sha256 (X-Linked-Etag), else the git blob id */
+  etag: string | null
+  /** X-Linked-Size, else Content-Length of an unredirected answer */
+  size: number | null
+}
+
+const USER_AGENT = `pg25-native; node/${process.versions.node}`
+
+/** $HF_ENDPOINT, else https://huggingface.co. */
+export function hubEndpoint (e: NodeJS.ProcessEnv = process.env): string {
+  return (e.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '')
+}
+
+/** Seconds from an environment variable (huggingface_hub's names), else `fallback`. */
+export function timeoutFrom (name: string, fallback: number, e: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(e[name])
+  return (e[name] !== undefined && v > 0 ? v : fallback) * 1000
+}
+
+/** `W/"abc"` or `"abc"` -> `abc`, as huggingface_hub names blobs. */
+export function normalizeEtag (etag: string | null): string | null {
+  return etag === null ? null : etag.replace(/^W\//, '').replace(/^"|"$/g, '')
+}
+
+/** One request (and its redirects) with a deadline that is re-armed for every chunk of the body. */
+export class HubRequest {
+  private readonly ac = new AbortController()
+  private timer: NodeJS.Timeout | undefined
+  private timedOut = false
+  private readonly onAbort = (): void => { this.ac.abort() }
+
+  constructor (private readonly ctx: HubContext, readonly url: string) {
+    if (ctx.signal?.aborted) this.ac.abort()
+    else ctx.signal?.addEventListener('abort', this.onAbort, { once: true })
+  }
+
+  private arm (): void {
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => { this.timedOut = true; this.ac.abort() }, this.ctx.timeoutMs)
+  }
+
+  private fail (err: unknown, url: string): Error {
+    if (this.ctx.signal?.aborted) return new AbortError(undefined, { cause: this.ctx.signal.reason })
+    if (this.timedOut) return new Pg25Error('PG25_HUB_NETWORK', `${url}: no answer from the Hub within ${this.ctx.timeoutMs / 1000} s (raise HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT on a slow network)`)
+    const cause = (err as { cause?: { code?: string, message?: string } }).cause
+    const why = cause?.code ?? cause?.message ?? (err as Error).message
+    return new Pg25Error('PG25_HUB_NETWORK', `${url}: cannot reach the Hub (${why}); check the network, or set HF_HUB_OFFLINE=1 to use only the cache`, { cause: err })
+  }
+
+  /**
+   * Sends the request and follows redirects (5 at most). The token goes only to the Hub's own origin.
+   * Returns the final response and the Hub's headers from the first answer.
+   */
+  async send (method: 'GET' | 'HEAD', headers: Record<string, string> = {}): Promise<{ res: Response, file: FileHeaders }> {
+    let url = this.url
+    let file: FileHeaders | undefined
+    const origin = new URL(this.ctx.endpoint).origin
+    for (let hop = 0; hop <= 5; hop++) {
+      const h: Record<string, string> = { 'user-agent': USER_AGENT, 'accept-encoding': 'identity', ...headers }
+      if (this.ctx.token !== undefined && new URL(url).origin === origin) h.authorization = `Bearer ${this.ctx.token}`
+      this.arm()
+      let res: Response
+      try {
+        res = await fetch(url, { method, headers: h, redirect: 'manual', signal: this.ac.signal })
+      } catch (err) {
+        this.close()
+        throw this.fail(err, url)
+      } finally {
+        clearTimeout(this.timer)
+      }
+      const redirected = res.status >= 300 && res.status < 400 && res.headers.has('location')
+      const size = res.headers.get('x-linked-size') ?? (redirected ? null : res.headers.get('content-length'))
+      file ??= {
+        commit: res.headers.get('x-repo-commit'),
+        etag: normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag')),
+        size: size === null ? null : Number(size)
+      }
+      if (!redirected) return { res, file }
+      await res.body?.cancel()
+      url = new URL(res.headers.get('location') as string, url).toString()
+    }
+    this.close()
+    throw new Pg25Error('PG25_HUB_NETWORK', `${this.url}: too many redirects`)
+  }
+
+  /** The body, chunk by chunk; a stall longer than the timeout or a cut connection throws PG25_HUB_NETWORK. */
+  async * body (res: Response): AsyncGenerator<Uint8Array> {
+    if (res.body === null) return
+    const reader = res.body.getReader()
+    try {
+      for (;;) {
+        this.arm()
+        let chunk: ReadableStreamReadResult<Uint8Array>
+        try {
+          chunk = await reader.read()
+        } catch (err) {
+          throw this.fail(err, this.url)
+        }
+        if (chunk.done) return
+        yield chunk.value
+      }
+    } finally {
+      clearTimeout(this.timer)
+      reader.cancel().catch(() => {})
+      this.close()
+    }
+  }
+
+  async json (res: Response): Promise<unknown> {
+    const parts: Uint8Array[] = []
+    for await (const c of this.body(res)) parts.push(c)
+    try {
+      return JSON.parse(Buffer.concat(parts).toString('utf8'))
+    } catch {
+      throw new Pg25Error('PG25_HUB_NETWORK', `${this.url}: the Hub answered with malformed JSON`)
+    }
+  }
+
+  close (): void {
+    clearTimeout(this.timer)
+    this.ctx.signal?.removeEventListener('abort', this.onAbort)
+  }
+
+  /** The error for a response that is not a success: 401/403 -> PG25_HUB_AUTH, 404 -> PG25_NOT_FOUND. */
+  async refusal (res: Response, file?: string): Promise<Pg25Error> {
+    await res.body?.cancel()
+    this.close()
+    const { ctx } = this
+    const code = res.headers.get('x-error-code')
+    const msg = res.headers.get('x-error-message')
+    const detail = `HTTP ${res.status}${msg ? `: ${msg}` : ''}`
+    // The Hub answers 401 RepoNotFound for a missing repo when no token is sent (so private repos stay hidden).
+    if (code === 'RepoNotFound') {
+      return new Pg25Error('PG25_NOT_FOUND', `${ctx.id}: no such model on ${ctx.endpoint} (${detail})${ctx.token === undefined ? `. If it is private, ${TOKEN_ADVICE}` : ''}`)
+    }
+    if (code === 'RevisionNotFound') return new Pg25Error('PG25_NOT_FOUND', `${ctx.id}: revision "${ctx.revision}" not found on ${ctx.endpoint} (${detail})`)
+    if (res.status === 404) {
+      return new Pg25Error('PG25_NOT_FOUND', file === undefined ? `${ctx.id}: not found on ${ctx.endpoint} (${detail})` : `${ctx.id}: ${file} not found at revision "${ctx.revision}" (${detail})`)
+    }
+    if (res.status === 401 || res.status === 403) {
+      return new Pg25Error('PG25_HUB_AUTH', ctx.token === undefined
+        ? `${ctx.id} is gated or private and no token was given (${detail}): ${TOKEN_ADVICE}. A gated model also needs its conditions accepted at ${ctx.endpoint}/${ctx.id}`
+        : `${ctx.id}: the Hub refused the token given (${detail}). Check that the token has read access and, for a gated model, that its account accepted the conditions at ${ctx.endpoint}/${ctx.id}`)
+    }
+    return new Pg25Error('PG25_HUB_NETWORK', `${this.url}: the Hub answered ${detail}`)
+  }
+}

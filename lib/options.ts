@@ -157,8 +157,10 @@ export interface MemoryInfo { host: number, device: number, rss: number }
 /** What validation settles: the output size is null until an input image's header is read. */
 export interface Plan { width: number | null, height: number | null, steps: number, guidance: number, seed: number, count: number, strength: number }
 
-const DEFAULT_STEPS = 50
-const DEFAULT_GUIDANCE = 3
+export const DEFAULT_STEPS = 50
+export const DEFAULT_GUIDANCE = 3
+/** diffusers' default for image-to-image */
+export const DEFAULT_STRENGTH = 0.3
 const MAX_STEPS = 1000
 const MAX_COUNT = 64
 /** Classifier-free guidance past this only saturates the image (ComfyUI's upper bound too). */
@@ -337,21 +339,31 @@ export function checkLoadOptions (call: 'fromPretrained' | 'fromSingleFile', o: 
   checkKeys(call, o, call === 'fromSingleFile' ? SINGLE_FILE_OPTIONS : LOAD_OPTIONS)
 }
 
-/** Every option checked, with the defaults filled in. `o` has had its nulls dropped. */
-export function validateOptions (prompt: unknown, o: GenerateOptions, model: { defaultSize: Size, latentChannels: number }): Plan {
+/**
+ * The checks that need no model: every key known and of the right type and range, and the options
+ * that go together (strength needs an image). The CLI runs them before it loads anything.
+ */
+export function checkGenerateOptions (prompt: unknown, o: GenerateOptions): void {
   if (typeof prompt !== 'string') bad(`prompt must be a string, got ${got(prompt)}`)
   checkKeys('generate', o, GENERATE_OPTIONS)
+  if (o.strength !== undefined && o.image === undefined) bad('strength needs an image')
+  const steps = o.steps ?? DEFAULT_STEPS
+  const strength = o.strength ?? DEFAULT_STRENGTH
+  if (o.image !== undefined && Math.min(Math.trunc(steps * strength), steps) < 1) bad(`steps x strength must be at least 1 (${steps} x ${strength} leaves no step to run)`)
+  if (o.latents !== undefined && o.image !== undefined) bad('latents and image cannot be combined')
+}
+
+/** Every option checked, with the defaults filled in. `o` has had its nulls dropped. */
+export function validateOptions (prompt: unknown, o: GenerateOptions, model: { defaultSize: Size, latentChannels: number }): Plan {
+  checkGenerateOptions(prompt, o)
   const def = o.image === undefined ? model.defaultSize : null
   const width = o.width ?? def?.width ?? null
   const height = o.height ?? def?.height ?? null
   const steps = o.steps ?? DEFAULT_STEPS
   const guidance = o.guidanceScale ?? DEFAULT_GUIDANCE
   const count = o.count ?? 1
-  const strength = o.strength ?? 0.3
-  if (o.strength !== undefined && o.image === undefined) bad('strength needs an image')
-  if (o.image !== undefined && Math.min(Math.trunc(steps * strength), steps) < 1) bad(`steps x strength must be at least 1 (${steps} x ${strength} leaves no step to run)`)
+  const strength = o.strength ?? DEFAULT_STRENGTH
   if (o.latents !== undefined) {
-    if (o.image !== undefined) bad('latents and image cannot be combined')
     const n = count * model.latentChannels * (height! / 8) * (width! / 8)
     if (o.latents.length !== n) bad(`latents must hold ${count}x${model.latentChannels}x${height! / 8}x${width! / 8} = ${n} values, got ${o.latents.length}`)
     if (!o.latents.every(Number.isFinite)) bad('latents must be finite (no NaN or infinity)')

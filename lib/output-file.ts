@@ -1,12 +1,51 @@
-// Where the CLI writes its PNG. Checked before any model is loaded (a bad -o must not cost a whole
+// Where the CLI writes its images. Checked before any model is loaded (a bad -o must not cost a whole
 // generation), written to a temporary file in the same folder and renamed over the target, so a full
-// disk or a crash never leaves a truncated PNG where a good one was.
+// disk or a crash never leaves a truncated image where a good one was. The extension picks the format.
 import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
+import sharp from 'sharp'
 import { Pg25Error } from './errors'
+import type { GeneratedImage } from './image'
 
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
+export type ImageFormat = 'png' | 'jpeg' | 'webp'
+
+const EXTENSIONS: Record<string, ImageFormat> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' }
+
+/** Whether the first bytes of a file are those of a PNG, JPEG or WebP image (what -o may replace). */
+function isImage (head: Buffer): boolean {
+  const png = head.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))
+  const jpeg = head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff
+  const webp = head.toString('latin1', 0, 4) === 'RIFF' && head.toString('latin1', 8, 12) === 'WEBP'
+  return png || jpeg || webp
+}
+
+const refuse = (file: string, why: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', `-o ${file}: ${why}`) }
+
+/** The format `file`'s extension names (.png, .jpg/.jpeg, .webp, any case); anything else is refused, naming it. */
+export function formatOf (file: string): ImageFormat {
+  const ext = path.extname(file)
+  const format = EXTENSIONS[ext.toLowerCase()]
+  if (format === undefined) refuse(file, `${ext === '' ? 'has no extension' : `the extension ${JSON.stringify(ext)} is not a format written here`}: use .png, .jpg, .jpeg or .webp`)
+  return format
+}
+
+/**
+ * The image's bytes in `format`. PNG keeps the generation parameters (a `parameters` text chunk);
+ * JPEG and WebP (quality 92) carry none.
+ */
+export async function encodeImage (image: GeneratedImage, format: ImageFormat): Promise<Buffer> {
+  if (format === 'png') return await image.toPNG()
+  const raw = sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), { raw: { width: image.width, height: image.height, channels: 3 } })
+  return await (format === 'jpeg' ? raw.jpeg({ quality: 92 }) : raw.webp({ quality: 92 })).toBuffer()
+}
+
+/** The files `--count n` writes: `file` first, then `name-2.ext`, `name-3.ext`, ... beside it. */
+export function numberedPaths (file: string, n: number): string[] {
+  const ext = path.extname(file)
+  const stem = file.slice(0, file.length - ext.length)
+  return Array.from({ length: n }, (_, i) => i === 0 ? file : `${stem}-${i + 1}${ext}`)
+}
 
 export interface OutputFile {
   /** Writes `bytes` to the temporary file and renames it over the target. */
@@ -15,12 +54,10 @@ export interface OutputFile {
   discard(): Promise<void>
 }
 
-const refuse = (file: string, why: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', `-o ${file}: ${why}`) }
-
 /**
  * Checks that `file` can be written: its folder exists and is writable, and the file is absent or an
- * existing PNG (which is replaced). Anything else that exists there (another kind of file, a folder,
- * a device such as /dev/full) is refused, so no file is lost to a mistyped -o.
+ * existing PNG, JPEG or WebP image (which is replaced). Anything else that exists there (another kind
+ * of file, a folder, a device such as /dev/full) is refused, so no file is lost to a mistyped -o.
  */
 export async function openOutput (file: string): Promise<OutputFile> {
   let existing
@@ -32,14 +69,14 @@ export async function openOutput (file: string): Promise<OutputFile> {
   if (existing !== undefined) {
     if (existing.isDirectory()) refuse(file, 'is a directory')
     if (!existing.isFile()) refuse(file, 'exists and is not a regular file')
-    const head = Buffer.alloc(8)
+    const head = Buffer.alloc(12)
     const fh = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK)
     try {
-      await fh.read(head, 0, 8, 0)
+      await fh.read(head, 0, 12, 0)
     } finally {
       await fh.close()
     }
-    if (!head.equals(PNG_SIGNATURE)) refuse(file, 'exists and is not a PNG; refusing to replace it (remove it or choose another name)')
+    if (!isImage(head)) refuse(file, 'exists and is not a PNG, JPEG or WebP image; refusing to replace it (remove it or choose another name)')
   }
   const dir = path.dirname(file)
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)

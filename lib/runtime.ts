@@ -11,6 +11,11 @@ export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`
 
 const CUDA_INDEX = /^cuda:(0|[1-9]\d{0,2})$/
 
+/** Whether `v` names a device `Runtime.open` takes (the CLI checks --device with it before loading). */
+export function isDevice (v: unknown): v is Device {
+  return v === 'auto' || v === 'cpu' || v === 'cuda' || (typeof v === 'string' && CUDA_INDEX.test(v))
+}
+
 export class Runtime {
   readonly engine: NativeEngine
   readonly ops: TensorOps<NativeTensor>
@@ -30,7 +35,7 @@ export class Runtime {
    */
   static open (device: Device, notice: (msg: string) => void): Runtime {
     const addon = loadNative()
-    if (device !== 'auto' && device !== 'cpu' && device !== 'cuda' && !(typeof device === 'string' && CUDA_INDEX.test(device))) {
+    if (!isDevice(device)) {
       throw new Pg25Error('PG25_INVALID_ARGUMENT', `device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index), got ${JSON.stringify(device)}`)
     }
     if (device === 'cpu') return new Runtime(new addon.Engine('cpu'))

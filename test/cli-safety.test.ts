@@ -8,8 +8,9 @@ import sharp from 'sharp'
 import { ensureDemoModel } from '../lib/demo/demo-model'
 import { TINY } from './helpers'
 
-// The CLI under careless use: a bad -o fails before any loading and never loses a file, numbers parse
-// strictly, and `serve` shuts down promptly on SIGTERM even mid-run.
+// The CLI under careless use: every option and -o fail before any loading (proven with a model that
+// does not exist: the option's error comes, not the model's), no file is ever lost, numbers parse
+// strictly, misspelled flags get a suggestion, and `serve` shuts down promptly on SIGTERM even mid-run.
 const run = promisify(execFile)
 const CLI = path.join(__dirname, '..', 'lib', 'cli.js')
 let tmp: string
@@ -20,24 +21,76 @@ test.after.always(async () => {
   await fs.rm(tmp, { recursive: true, force: true })
 })
 
+const MISSING = path.join(os.tmpdir(), 'pg25-no-such-model')
 const fails = async (t: any, args: string[], re: RegExp): Promise<void> => {
   const e = await t.throwsAsync(run(process.execPath, [CLI, ...args])) as any
   t.is(e.code, 1)
   t.regex(e.stderr, re)
 }
 
-test('-o is checked before the model loads: existing non-PNG files, folders, devices and missing folders', async t => {
+test('-o is checked before the model loads: format by extension, existing non-images, folders, devices and missing folders', async t => {
   const dir = await fs.mkdtemp(path.join(tmp, 'output-'))
-  const notes = path.join(dir, 'notes.txt')
+  const notes = path.join(dir, 'notes.png')
   await fs.writeFile(notes, 'keep me')
+  await fs.symlink('/dev/full', path.join(dir, 'device.png'))
   // --model points nowhere: the output is refused first, so nothing was loaded.
-  const missing = path.join(tmp, 'no-model')
-  await fails(t, ['x', '-q', '--model', missing, '-o', notes], /-o .*notes\.txt: exists and is not a PNG; refusing to replace it/)
+  await fails(t, ['x', '--model', MISSING, '-o', notes], /-o .*notes\.png: exists and is not a PNG, JPEG or WebP image; refusing to replace it/)
   t.is(await fs.readFile(notes, 'utf8'), 'keep me')
-  await fails(t, ['x', '-q', '--model', missing, '-o', dir], /is a directory/)
-  await fails(t, ['x', '-q', '--model', missing, '-o', '/dev/full'], /-o \/dev\/full: exists and is not a regular file/)
-  await fails(t, ['x', '-q', '--model', missing, '-o', path.join(dir, 'nope', 'a.png')], /the folder .*nope does not exist/)
-  t.deepEqual(await fs.readdir(dir), ['notes.txt'])
+  await fails(t, ['x', '--model', MISSING, '-o', path.join(dir, 'out.txt')], /-o .*out\.txt: the extension "\.txt" is not a format written here: use \.png, \.jpg, \.jpeg or \.webp/)
+  await fails(t, ['x', '--model', MISSING, '-o', path.join(dir, 'out')], /-o .*out: has no extension: use \.png/)
+  await fs.mkdir(path.join(dir, 'sub.png'))
+  await fails(t, ['x', '--model', MISSING, '-o', path.join(dir, 'sub.png')], /is a directory/)
+  await fails(t, ['x', '--model', MISSING, '-o', path.join(dir, 'device.png')], /device\.png: exists and is not a regular file/)
+  await fails(t, ['x', '--model', MISSING, '-o', path.join(dir, 'nope', 'a.png')], /the folder .*nope does not exist/)
+  // --count: every file it would write is checked; a refused second file leaves nothing behind.
+  await fs.writeFile(path.join(dir, 'pair-2.webp'), 'not an image')
+  await fails(t, ['x', '--model', MISSING, '--count', '3', '-o', path.join(dir, 'pair.webp')], /-o .*pair-2\.webp: exists and is not a PNG, JPEG or WebP image/)
+  t.deepEqual((await fs.readdir(dir)).sort(), ['device.png', 'notes.png', 'pair-2.webp', 'sub.png'])
+})
+
+test('every option is checked before the model loads, in the flags\' own names', async t => {
+  const bad = path.join(tmp, 'not-an-image.png')
+  await fs.writeFile(bad, 'text')
+  const cases: Array<[string[], RegExp]> = [
+    [['--steps', '0'], /^pg25: --steps must be an integer from 1 to 1000, got 0 \(PG25_INVALID_ARGUMENT\)\n$/],
+    [['--width', '100'], /--width must be a multiple of 8 between 8 and 8192, got 100/],
+    [['--guidance', '1000'], /--guidance must be a number from 0 to 100, got 1000/],
+    [['--scheduler', 'ddim'], /--scheduler must be 'dpmpp-2m' or 'euler', got "ddim" \(a string\)/],
+    [['--count', '0'], /--count must be an integer from 1 to 64, got 0/],
+    [['--count', '65'], /--count must be an integer from 1 to 64, got 65/],
+    [['--seed', '-1'], /--seed must be a non-negative safe integer, got -1/],
+    [['--strength', '0.5'], /--strength needs --image/],
+    [['--image', bad, '--strength', '0'], /--strength must be in \(0, 1\], got 0/],
+    [['--image', bad, '--steps', '2', '--strength', '0.1'], /steps x strength must be at least 1/],
+    [['--image', path.join(tmp, 'absent.png')], /--image .*absent\.png is missing/],
+    [['--image', bad], /--image .*not-an-image\.png: cannot decode/],
+    [['--device', 'gpu'], /--device must be auto, cpu, cuda or cuda:N, got "gpu"/],
+    [['--variant', 'fp32'], /--variant must be fp16, got "fp32"/],
+    [['--config', TINY], /--config goes with a single-file checkpoint/],
+    [['--model', 'x.safetensors'], /x\.safetensors is a single-file checkpoint: give --config/],
+    [['--stpes', '3'], /^pg25: unknown option --stpes; did you mean --steps\? \(see pg25 --help\)/],
+    [['--guidence', '3'], /did you mean --guidance\?/],
+    [['--outptu', 'a.png'], /did you mean --output\?/],
+    [['--frobnicate'], /unknown option --frobnicate \(see pg25 --help\)/],
+    [['--port', '80'], /--port is an option of pg25 serve/],
+    [['--negative', '--steps', '3'], /--negative needs a value, got the flag --steps/],
+    [['--steps'], /--steps needs a value/],
+    [['--quiet=yes'], /--quiet takes no value/],
+    [['--steps', '2', '--steps', '3'], /--steps is given twice/]
+  ]
+  for (const [args, re] of cases) {
+    // The model would fail to load (it does not exist) and the output is fine: the option error comes first, before any loading line.
+    const model = args.includes('--model') ? [] : ['--model', MISSING]
+    const e = await t.throwsAsync(run(process.execPath, [CLI, 'x', ...model, '-o', path.join(tmp, 'never.png'), ...args])) as any
+    t.is(e.code, 1, args.join(' '))
+    t.regex(e.stderr, re, args.join(' '))
+    t.notRegex(e.stderr, /loading|not found \(PG25_NOT_FOUND\)/, args.join(' '))
+  }
+  t.false(await fs.stat(path.join(tmp, 'never.png')).then(() => true, () => false))
+  // serve's flags too: checked before its model loads.
+  await fails(t, ['serve', '--model', MISSING, '--queue', '0'], /--queue must be at least 1/)
+  await fails(t, ['serve', '--model', MISSING, '--steps', '3'], /--steps is an option of pg25 "<prompt>", not of pg25 serve/)
+  await fails(t, ['serve', '--model', MISSING, '--prot', '3'], /did you mean --port\?/)
 })
 
 test('an existing PNG is replaced atomically: a write that fails leaves it whole, with no temporary file', async t => {
@@ -59,7 +112,8 @@ test('numbers parse strictly, and an empty --model is an error, not the demo', a
   await fails(t, ['x', '--guidance', ''], /--guidance must be a decimal number, got ""/)
   await fails(t, ['x', '--steps', '0x10'], /--steps must be a decimal integer, got "0x10"/)
   await fails(t, ['x', '--seed', '1e3'], /--seed must be a decimal integer/)
-  await fails(t, ['x', '-m', '', '-o', path.join(tmp, 'empty-model.png')], /--model must name a model directory, got ""/)
+  await fails(t, ['x', '--strength', '.5.'], /--strength must be a decimal number/)
+  await fails(t, ['x', '-m', '', '-o', path.join(tmp, 'empty-model.png')], /--model must name a model folder, Hub id or \.safetensors file, got ""/)
 })
 
 test('a damaged demo model cache is rebuilt, and a folder that is not one is left alone', async t => {

@@ -1,0 +1,76 @@
+// Which model a command loads, and how: --model (a diffusers folder, a Hub id, or a single-file
+// checkpoint with --config), else $PG25_MODEL, else the built-in demo model. The flags are checked
+// before anything is read, so a typo never waits for a load.
+import path from 'node:path'
+import { ensureDemoModel } from '../demo/demo-model'
+import { Pg25Error } from '../errors'
+import type { LoadOptions } from '../options'
+import { Pipeline } from '../pipeline'
+import { isDevice, type Device } from '../runtime'
+import { str, type Flags, type Values } from './args'
+
+export const MODEL_FLAGS: Flags = {
+  model: { type: 'string', short: 'm' },
+  config: { type: 'string' },
+  device: { type: 'string' },
+  variant: { type: 'string' }
+}
+
+export const MODEL_HELP = `  -m, --model DIR|ID|FILE  a diffusers-format model folder, a Hugging Face Hub id (org/name: downloaded once
+                           into the Hugging Face cache), or a single-file .safetensors checkpoint (with
+                           --config); default: $PG25_MODEL, else the built-in demo model
+      --config DIR|ID      for a single-file checkpoint: the diffusers-format folder or Hub id whose
+                           configs and tokenizers go with it (its weights are not read)
+      --device NAME        auto (default), cpu, cuda or cuda:N (GPU N)
+      --variant fp16       load the fp16 weight files`
+
+const DEMO_NOTICE = 'pg25: no --model given, so this runs the built-in demo model: Playground v2.5\'s architecture at a tiny size with\n' +
+  'untrained synthetic weights. It draws noise-like pictures. For real images point --model (or PG25_MODEL) at\n' +
+  'playgroundai/playground-v2.5-1024px-aesthetic (a Hub id or a downloaded folder; see --help).\n'
+
+const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', msg) }
+
+export interface ModelChoice {
+  /** the folder or Hub id, or the single-file checkpoint; undefined: the demo model */
+  model: string | undefined
+  /** with a single-file checkpoint: the folder or Hub id of its configs */
+  config: string | undefined
+  device: Device
+  variant: 'fp16' | undefined
+}
+
+/** Checks the model flags; reads nothing. An empty --model is a mistake, not the demo; an empty $PG25_MODEL is unset. */
+export function chooseModel (values: Values): ModelChoice {
+  const given = str(values.model)
+  if (given === '') bad('--model must name a model folder, Hub id or .safetensors file, got ""')
+  const model = given ?? (process.env.PG25_MODEL || undefined)
+  const config = str(values.config)
+  const single = model !== undefined && model.toLowerCase().endsWith('.safetensors')
+  if (single && (config === undefined || config === '')) bad(`--model ${model} is a single-file checkpoint: give --config, the diffusers-format folder or Hub id with its configs and tokenizers`)
+  if (!single && config !== undefined) bad('--config goes with a single-file checkpoint (--model file.safetensors)')
+  const device = str(values.device) ?? 'auto'
+  if (!isDevice(device)) bad(`--device must be auto, cpu, cuda or cuda:N, got ${JSON.stringify(device)}`)
+  const variant = str(values.variant)
+  if (variant !== undefined && variant !== 'fp16') bad(`--variant must be fp16, got ${JSON.stringify(variant)}`)
+  return { model, config, device: device as Device, variant: variant as 'fp16' | undefined }
+}
+
+/**
+ * Loads the chosen model (making the demo model first when none was chosen, with a notice). `named`
+ * puts the model's folder or file name into PNG parameters (the CLI's own files; a server leaves it out).
+ */
+export async function openPipeline (c: ModelChoice, options: { onProgress?: LoadOptions['onProgress'], named?: boolean } = {}): Promise<Pipeline> {
+  let model = c.model
+  if (model === undefined) {
+    process.stderr.write(DEMO_NOTICE)
+    model = await ensureDemoModel()
+  }
+  const load: LoadOptions = {
+    device: c.device,
+    variant: c.variant,
+    modelName: options.named === true ? path.basename(path.resolve(model)).replace(/\.safetensors$/i, '') : undefined,
+    onWarning: m => process.stderr.write(`${m}\n`),
+    onProgress: options.onProgress
+  }
+  return c.config !== undefined ? await Pipeline.fromSingleFile(model, { ...load, config: c.config }) : await Pipeline.fromPretrained(model, load)
+}

@@ -80,17 +80,22 @@ export async function workerCommand (argv: string[]): Promise<number> {
   const say = (line: string): void => { process.stderr.write(`pg25 worker: ${line}\n`) }
   const log = values.quiet === true ? (line: string) => { if (!line.startsWith('job ')) say(line) } : say
 
+  // Listening from the start: a signal while the model loads or the worker starts must not kill the process mid-way.
+  let signalled: string | undefined
+  const stop = new Promise<string>(resolve => {
+    const on = (s: string): void => { signalled ??= s; resolve(s) }
+    process.once('SIGTERM', () => on('SIGTERM'))
+    process.once('SIGINT', () => on('SIGINT'))
+  })
   const pipe = await Pipeline.fromPretrained(model, {
     device: (values.device ?? 'auto') as Device,
     variant: values.variant as 'fp16' | undefined,
     onWarning: say
   })
   try {
+    if (signalled !== undefined) { say(`${signalled} while loading: stopped`); return 0 }
     const worker = await startWorker(pipe, { redis, queue: values.queue, concurrency, maxPixels, lockDurationMs, stalledIntervalMs, log })
-    const signal = await new Promise<string>(resolve => {
-      process.once('SIGTERM', () => resolve('SIGTERM'))
-      process.once('SIGINT', () => resolve('SIGINT'))
-    })
+    const signal = await stop
     say(`${signal}: finishing ${worker.running} running job(s) (at most ${graceMs / 1000} s, then they go back to the queue)`)
     // A second signal gives the jobs back now; and whatever happens, the process ends within a bound.
     for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => { void worker.close(0) })

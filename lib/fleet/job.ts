@@ -39,11 +39,12 @@ const INPUT_IMAGE_BYTES = 64 * 2 ** 20
 /** The job data for `generate(prompt, options)`; refuses what JSON cannot carry (latents, callbacks). */
 export async function toJobData (prompt: string, options: GenerateOptions): Promise<FleetJobData> {
   if (options === null || typeof options !== 'object') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'options must be an object')
-  const { onStep, signal, preview, latents, image, ...rest } = options
+  const { onStep, signal, preview, latents, image, mask, ...rest } = options
   if (latents !== undefined && latents !== null) throw new Pg25Error('PG25_INVALID_ARGUMENT', 'latents cannot be sent to a fleet; pass a seed instead')
   if (preview !== undefined && preview !== null && typeof preview !== 'boolean') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'preview must be true or false')
   const data: FleetJobData = { ...rest, prompt }
   if (image !== undefined && image !== null) data.image = (await imageBytes(image)).toString('base64')
+  if (mask !== undefined && mask !== null) data.mask = (await imageBytes(mask)).toString('base64')
   // The worker checks every value; the field names and JSON shape are checked here, before queueing.
   parseRequest(JSON.stringify(data))
   if (preview === true) data.preview = true

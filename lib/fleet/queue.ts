@@ -78,6 +78,7 @@ export class GenerateQueue {
   private readonly events: Promise<QueueEvents>
   private readonly pending = new Map<string, Pending>()
   private readonly cancels = new Set<Promise<void>>()
+  private readonly reading = new Set<string>()
   private readonly keepDone: Required<KeepJobs>
   private readonly keepFailed: Required<KeepJobs>
   private readonly checker: NodeJS.Timeout
@@ -229,19 +230,25 @@ export class GenerateQueue {
     }
   }
 
-  /** A completed job: its images are taken out of Redis (read once, then deleted). */
+  /**
+   * A completed job: its images are read, then deleted. Two commands, not one GETDEL: a command cut
+   * off by a Redis restart is sent again on the reconnect, and only a plain read survives that.
+   */
   private finish (jobId: string, gone = false): void {
-    if (!this.pending.has(jobId)) return
+    // The event and the periodic look may both see the job finish: one of them reads it.
+    if (!this.pending.has(jobId) || this.reading.has(jobId)) return
+    this.reading.add(jobId)
     const key = this.keys.result(jobId)
-    this.redis.multi().get(key).del(key).exec().then(async replies => {
-      const text = replies?.[0]?.[1] as string | null | undefined
-      if (typeof text !== 'string') {
+    this.redis.get(key).then(async text => {
+      if (text !== null) this.redis.del(key).catch(() => {})
+      if (text === null) {
         throw new Pg25Error('PG25_QUEUE', gone
           ? `job ${jobId} is gone from Redis (flushed, or restarted without persistence); run it again`
           : `job ${jobId} finished but its images expired from Redis before they were read`)
       }
       this.settle(jobId, await fromResult(JSON.parse(text) as FleetResult))
     }).catch(err => { this.settle(jobId, err instanceof Pg25Error ? err : new Pg25Error('PG25_QUEUE', `reading job ${jobId}'s result: ${(err as Error).message}`)) })
+      .finally(() => this.reading.delete(jobId))
   }
 
   /** Stops a job: its cancel key (for a worker running it), then its removal (when it still waits). */

@@ -271,7 +271,7 @@ const FOREIGN: Record<string, string | { none: string }> = {
   target_size: 'targetSize',
   crops_coords_top_left: 'cropTopLeft',
   mask_image: 'mask',
-  cross_attention_kwargs: 'loras',
+  cross_attention_kwargs: { none: 'a LoRA\'s scale is set here by loadLoRA(file, { scale }), setLoRAScale, or per call with loras: { name: scale }' },
   device_map: 'device',
   use_auth_token: 'token',
   progress_callback: 'onProgress',

@@ -10,6 +10,7 @@ import { demoVocabulary, ensureDemoModel } from '../lib/demo/demo-model'
 import { readPngText } from '../lib/image'
 import { CLIPTokenizer } from '../lib/tokenizer/clip-tokenizer'
 import { TINY } from './helpers'
+import { MockHub } from './mock-hub'
 
 // The CLI end to end on the tiny model: the same images as the API for the same options, the format
 // the extension names, --count files, --json, image-to-image, and progress lines in a log.
@@ -131,6 +132,25 @@ test('loading and steps show progress in a log: one line per tenth, bytes growin
   t.is(loads.at(-1)![2], loads.at(-1)![4])
   const steps = [...stderr.matchAll(/^steps: (\d+)\/20 \((\d+)%\), [\d.]+ (it\/s|s\/it), ETA \d+:\d\d$/gm)].map(m => Number(m[1]))
   t.deepEqual(steps, [2, 4, 6, 8, 10, 12, 14, 16, 18, 20])
+})
+
+test('--model takes a Hub id: downloaded once with a byte bar, then loaded from the cache', async t => {
+  const hub = await MockHub.start([{ id: 'test-org/tiny-pg25', dir: TINY }])
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env, HF_HOME: path.join(tmp, 'hf-home'), HF_ENDPOINT: hub.url }
+    for (const v of ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HF_HUB_OFFLINE']) delete env[v]
+    const args = [CLI, 'a fox', '--model', 'test-org/tiny-pg25', '--variant', 'fp16', '--device', 'cpu', '--steps', '2', '--width', '64', '--height', '64', '--seed', '4', '--json']
+    const first = await run(process.execPath, [...args, '-o', path.join(tmp, 'hub-1.png')], { env })
+    t.regex(first.stderr, /^downloading: 100% \(([\d.]+ MiB) of \1\)\n(.*\n)*loading: 100% \(/m)
+    t.like(JSON.parse(first.stdout), { model: 'test-org/tiny-pg25', seed: 4 })
+    const second = await run(process.execPath, [...args, '-o', path.join(tmp, 'hub-2.png')], { env })
+    t.notRegex(second.stderr, /downloading/)
+    const r = await pipe.generate('a fox', { steps: 2, width: 64, height: 64, seed: 4 })
+    t.deepEqual(await pixels(path.join(tmp, 'hub-1.png')), r.images[0].data)
+    t.deepEqual(await pixels(path.join(tmp, 'hub-2.png')), r.images[0].data)
+  } finally {
+    await hub.close()
+  }
 })
 
 test('errors are one clear line and a non-zero exit, never a stack trace', async t => {

@@ -22,7 +22,7 @@ test('generate refuses diffusers\' option names, naming ours', async t => {
     ['num_inference_steps', 'steps'], ['guidance_scale', 'guidanceScale'], ['negative_prompt', 'negativePrompt'],
     ['negative_prompt_2', 'negativePrompt2'], ['prompt_2', 'prompt2'], ['num_images_per_prompt', 'count'], ['generator', 'seed'],
     ['output_type', 'outputType'], ['callback_on_step_end', 'onStep'], ['original_size', 'originalSize'],
-    ['target_size', 'targetSize'], ['crops_coords_top_left', 'cropTopLeft']
+    ['target_size', 'targetSize'], ['crops_coords_top_left', 'cropTopLeft'], ['mask_image', 'mask']
   ]
   for (const [theirs, ours] of cases) {
     await refuses(t, pipe.generate('x', { [theirs]: 2 } as any), new RegExp(`^generate: unknown option "${theirs}": this library calls it "${ours}"$`))
@@ -33,6 +33,7 @@ test('misspellings of our own keys get a "did you mean"; other unknown keys list
   for (const [typo, ours] of [['stpes', 'steps'], ['Steps', 'steps'], ['guidancescale', 'guidanceScale'], ['negativeprompt', 'negativePrompt'], ['seeed', 'seed'], ['widht', 'width'], ['schedular', 'scheduler']]) {
     await refuses(t, pipe.generate('x', { [typo]: 1 } as any), new RegExp(`unknown option "${typo}"; did you mean "${ours}"\\?$`))
   }
+  await refuses(t, pipe.generate('x', { cross_attention_kwargs: { scale: 0.5 } } as any), /unknown option "cross_attention_kwargs": a LoRA's scale is set here by loadLoRA/)
   await refuses(t, pipe.generate('x', { frobnicate: 1 } as any), /unknown option "frobnicate" \(the options are negativePrompt, prompt2, .*steps, guidanceScale/)
   // Unknown keys are refused even when their value is undefined, as a typo with any value is a typo.
   await refuses(t, pipe.generate('x', { num_inference_steps: undefined } as any), /"num_inference_steps"/)

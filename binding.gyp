@@ -17,6 +17,7 @@
         "native/models/clip.cc",
         "native/models/unet.cc",
         "native/models/vae.cc",
+        "native/models/lora.cc",
         "native/cuda/loader.cc",
         "native/cuda/runtime_info.cc",
         "native/binding/binding.cc",

@@ -13,7 +13,8 @@ async function cancellable<T> (rt: Runtime, signal: AbortSignal | undefined, fn:
 
 /** A CLIP text encoder: ids -> penultimate hidden states (and the pooled projection for encoder 2). */
 export class TextEncoderModel {
-  private constructor (private readonly rt: Runtime, private readonly id: number, readonly hiddenSize: number) {}
+  /** `id`: the component's number in the runtime's engine (LoRA merging addresses it) */
+  private constructor (private readonly rt: Runtime, readonly id: number, readonly hiddenSize: number) {}
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<TextEncoderModel> {
     const id = await rt.load('text_encoder', src, syntheticSeed, onBytes)
@@ -28,7 +29,8 @@ export class TextEncoderModel {
 }
 
 export class UNetModel {
-  private constructor (private readonly rt: Runtime, private readonly id: number, readonly info: { inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number }) {}
+  /** `id`: the component's number in the runtime's engine (LoRA merging addresses it) */
+  private constructor (private readonly rt: Runtime, readonly id: number, readonly info: { inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number }) {}
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<UNetModel> {
     const id = await rt.load('unet', src, syntheticSeed, onBytes)

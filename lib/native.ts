@@ -28,6 +28,10 @@ export interface NativeEngine {
   /** `onBytes` gets the bytes loaded so far (as stored in the files) after each tensor, on the main thread. */
   loadComponent(spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[], options?: { syntheticSeed: number } | { onBytes: (bytes: number) => void }): Promise<number>
   componentInfo(id: number): Record<string, any>
+  /** Every weight the component's graph holds: name -> shape. */
+  weightShapes(id: number): Record<string, number[]>
+  /** Sets each named weight to its original (read again from the files) plus up [out, rank] · down [rank, k]; rank 0: the original. */
+  mergeLoRA(id: number, updates: Array<{ name: string, rank: number, up?: Float32Array, down?: Float32Array }>): Promise<void>
   encodeText(id: number, ids: Int32Array, batch: number, cancel?: CancelToken): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
   unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, cancel?: CancelToken): Promise<NativeTensor>
   vaeDecode(id: number, latents: NativeTensor, unscale: boolean, cancel?: CancelToken): Promise<NativeTensor>

@@ -2,7 +2,9 @@ import path from 'node:path'
 import { linkSignals } from './cancel'
 import { AbortError, Pg25Error, throwIfAborted } from './errors'
 import { loadImage, makeImage, probeImage, type ImageInput, type RGBImage } from './image'
+import { Inpainting, probeMask } from './inpaint'
 import { requireRegularFile } from './io/regular-file'
+import { checkScale, checkScaleOverrides, LoRAs, type LoRAInfo, type LoRALoadOptions } from './lora/lora'
 import { checkModelMemory, checkRequestMemory, costModel, fmtBytes, type CostModel } from './memory'
 import { readComponentConfig, readModelIndex, requireComponent, requireInside, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
 import { singleFileSources } from './model/single-file'
@@ -93,6 +95,7 @@ export class Pipeline {
   private readonly memoryLimit: number | undefined
   private readonly modelName: string | undefined
   private queue: Promise<unknown> = Promise.resolve()
+  private readonly lora: LoRAs
   private disposed = false
   /** aborted by dispose(), so that a running call stops between blocks instead of finishing its step */
   private readonly closing = new AbortController()
@@ -116,6 +119,7 @@ export class Pipeline {
     this.cost = init.cost
     this.memoryLimit = init.memoryLimit
     this.modelName = init.modelName
+    this.lora = new LoRAs(init.rt, { text_encoder: init.encoders[0].id, text_encoder_2: init.encoders[1].id, unet: init.unet.id })
   }
 
   /**
@@ -206,18 +210,71 @@ export class Pipeline {
     const o = withoutNulls(options)
     const plan = validateOptions(prompt, o, { defaultSize: this.defaultSize, latentChannels: this.unet.info.inChannels })
     let image: ImageInput | undefined
+    let imageSize: Size | undefined
     if (o.image !== undefined) {
       // The output size from the image's header: nothing is decoded before it passes the limits.
       const probed = await probeImage(o.image)
       image = probed.input
+      imageSize = probed
       plan.width ??= Math.floor(probed.width / 8) * 8
       plan.height ??= Math.floor(probed.height / 8) * 8
       if (plan.width < 8 || plan.height < 8) throw new Pg25Error('PG25_INVALID_ARGUMENT', `image is ${probed.width}x${probed.height}; it must be at least 8x8`)
     }
+    const mask = o.mask === undefined ? undefined : await probeMask(o.mask, imageSize)
+    checkScaleOverrides(o.loras)
     this.checkRequestMemory(plan)
-    const run = this.queue.then(async () => await this.run(prompt, { ...o, image }, plan))
+    const run = this.queue.then(async () => await this.run(prompt, { ...o, image, mask }, plan))
     this.queue = run.catch(() => {})
     return await run
+  }
+
+  /** Runs `fn` in the call queue: after the calls queued before it, before those queued after. */
+  private async enqueue<T> (fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(async () => {
+      if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed')
+      return await fn()
+    })
+    this.queue = run.catch(() => {})
+    return await run
+  }
+
+  /**
+   * Loads a LoRA `.safetensors` (kohya/A1111 or diffusers/PEFT naming) and merges it into the UNet and
+   * both text encoders at `scale` (default 1); several stack. The file is checked against the model
+   * first: a key that matches no module, or a shape that disagrees, rejects with PG25_BAD_WEIGHTS and
+   * changes nothing. It applies between generate() calls: those queued before it run without it.
+   *
+   * ```ts
+   * await pipe.loadLoRA('./pixel-art-xl.safetensors', { name: 'pixel', scale: 0.8 })
+   * const { images } = await pipe.generate('a castle, pixel art')
+   * ```
+   */
+  async loadLoRA (file: string, options: LoRALoadOptions = {}): Promise<LoRAInfo> {
+    if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'loadLoRA() called after dispose()')
+    if (typeof file !== 'string' || file === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'loadLoRA needs a .safetensors path')
+    // Read and checked at once, added in call order: after the calls queued before this one.
+    const reading = this.lora.read(file, options)
+    reading.catch(() => {})
+    return await this.enqueue(async () => {
+      const lora = await reading
+      await this.lora.add(lora)
+      return this.loras.find(l => l.name === lora.name)!
+    })
+  }
+
+  /** Changes a loaded LoRA's scale (0 turns it off without unloading), from the next generate() call on. */
+  async setLoRAScale (name: string, scale: number): Promise<void> {
+    await this.enqueue(async () => await this.lora.setScale(name, checkScale(scale, 'the LoRA scale')))
+  }
+
+  /** Unloads a LoRA: the weights it changed are read again from the model's files (exactly the originals). */
+  async unloadLoRA (name: string): Promise<void> {
+    await this.enqueue(async () => await this.lora.remove(name))
+  }
+
+  /** The loaded LoRAs, in load order, with their scales. */
+  get loras (): LoRAInfo[] {
+    return this.lora.list()
   }
 
   /** Refuses, before queueing, a request whose working set exceeds memoryLimit's room or the free memory. */
@@ -346,7 +403,7 @@ export class Pipeline {
   }
 
   /** Starting latents: seeded noise x init sigma, or (image-to-image) the encoded image noised to the start sigma. */
-  private async startLatents (o: GenerateOptions, plan: Plan, scheduler: Scheduler, gen: TorchGenerator, signal: AbortSignal): Promise<{ x: NativeTensor, width: number, height: number, tStart: number }> {
+  private async startLatents (o: GenerateOptions, plan: Plan, scheduler: Scheduler, gen: TorchGenerator, signal: AbortSignal, inpaint?: Inpainting): Promise<{ x: NativeTensor, width: number, height: number, tStart: number }> {
     const { steps, count: n } = plan
     const C = this.unet.info.inChannels
     if (o.image !== undefined) {
@@ -354,6 +411,7 @@ export class Pipeline {
       const tStart = steps - Math.min(Math.trunc(steps * plan.strength), steps)
       const shape = [n, C, enc.height / 8, enc.width / 8]
       const noise = gen.randn(shape)
+      if (inpaint !== undefined) return { x: this.rt.fromHost(inpaint.start(enc.init, noise, scheduler, tStart, plan.strength, gen, shape), shape), width: enc.width, height: enc.height, tStart }
       const sigma = scheduler.sigmas[tStart]
       const start = new Float32Array(noise.length)
       for (let i = 0; i < start.length; i++) start[i] = enc.init[i % enc.init.length] + noise[i] * sigma
@@ -390,7 +448,9 @@ export class Pipeline {
     scheduler.setTimesteps(steps)
     const ops = this.rt.ops
     const gen = new TorchGenerator(seed)
-    const { x: start, width, height, tStart } = await this.startLatents(o, plan, scheduler, gen, signal)
+    await this.lora.apply(o.loras)
+    const inpaint = o.mask === undefined ? undefined : await Inpainting.load(o.mask, plan.width!, plan.height!, steps)
+    const { x: start, width, height, tStart } = await this.startLatents(o, plan, scheduler, gen, signal, inpaint)
     let x = start
     const held: Array<NativeTensor | undefined> = []
     try {
@@ -429,7 +489,7 @@ export class Pipeline {
         }
         const next = scheduler.step(ops, eps, i, x)
         release(eps, x)
-        x = next
+        x = inpaint === undefined ? next : inpaint.blend(this.rt, next, i, scheduler)
         o.onStep?.({ step: i - tStart + 1, steps: run, sigma: scheduler.sigmas[i], previews })
       }
       throwIfAborted(signal)

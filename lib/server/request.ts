@@ -6,10 +6,14 @@ import { show } from '../options'
 import type { GenerateOptions, Size } from '../pipeline'
 
 /** The JSON body of POST /generate: `prompt` plus any generate() option that JSON can carry. */
-export interface GenerateRequest extends Omit<GenerateOptions, 'onStep' | 'signal' | 'latents' | 'image'> {
+export interface GenerateRequest extends Omit<GenerateOptions, 'onStep' | 'signal' | 'latents' | 'image' | 'mask'> {
   prompt: string
   /** base64 PNG/JPEG for image-to-image */
   image?: string
+  /** base64 PNG/JPEG inpainting mask (white = repaint), with `image` */
+  mask?: string
+  /** { name: scale } for LoRAs the operator loaded (loadLoRA / --lora); names only, never files */
+  loras?: Record<string, number>
   /** 'png' (default: the first image as image/png) or 'json' (every image, base64, with the seed) */
   response?: 'png' | 'json'
   /** false leaves the parameters chunk out of the PNGs */
@@ -24,7 +28,7 @@ export interface ParsedRequest {
 }
 
 const ALLOWED = new Set(['prompt', 'negativePrompt', 'prompt2', 'negativePrompt2', 'width', 'height', 'steps', 'guidanceScale', 'scheduler',
-  'seed', 'count', 'strength', 'image', 'outputType', 'originalSize', 'cropTopLeft', 'targetSize', 'response', 'metadata'])
+  'seed', 'count', 'strength', 'image', 'mask', 'loras', 'outputType', 'originalSize', 'cropTopLeft', 'targetSize', 'response', 'metadata'])
 
 // Standard base64 in whole quads: Buffer.from would quietly skip anything else.
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
@@ -42,16 +46,16 @@ export function parseRequest (text: string): ParsedRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) bad('the body must be a JSON object')
   const fields = Object.fromEntries(Object.entries(body as Record<string, unknown>).filter(([, v]) => v !== null)) as Partial<GenerateRequest>
   for (const k of Object.keys(fields)) if (!ALLOWED.has(k)) bad(`unknown field ${show(k)}`)
-  const { prompt, response = 'png', image, metadata = true, ...opts } = fields
+  const { prompt, response = 'png', image, mask, metadata = true, ...opts } = fields
   if (typeof prompt !== 'string') bad(`"prompt" must be a string, got ${show(prompt)}`)
   if (response !== 'png' && response !== 'json') bad(`"response" must be "png" or "json", got ${show(response)}`)
   if (typeof metadata !== 'boolean') bad(`"metadata" must be true or false, got ${show(metadata)}`)
-  let bytes: Buffer | undefined
-  if (image !== undefined) {
-    if (typeof image !== 'string' || image === '' || !BASE64.test(image)) bad('"image" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP')
-    bytes = Buffer.from(image!, 'base64')
+  const decode = (name: string, v: unknown): Buffer | undefined => {
+    if (v === undefined) return undefined
+    if (typeof v !== 'string' || v === '' || !BASE64.test(v)) bad(`"${name}" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP`)
+    return Buffer.from(v as string, 'base64')
   }
-  return { prompt: prompt!, options: { ...opts, image: bytes }, response, metadata }
+  return { prompt: prompt!, options: { ...opts, image: decode('image', image), mask: decode('mask', mask) }, response, metadata }
 }
 
 /**

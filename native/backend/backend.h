@@ -36,6 +36,9 @@ class Backend {
   virtual Tensor weight_f16(const std::string& name, const uint16_t* bits, const Shape& shape, Storage storage) { return {}; }
   // x stored as `storage` (x itself when it already is). Ops keep their inputs' storage.
   virtual Tensor cast(const Tensor& x, Storage storage) = 0;
+  // Overwrites dst's values with src's (same element count and storage), in place: every holder of
+  // dst's buffer (a model's weight, a captured CUDA graph) sees the new values. LoRA merging uses it.
+  virtual void copy_into(const Tensor& dst, const Tensor& src) = 0;
   // Returns when the work queued so far has completed (a no-op where ops complete as they return).
   virtual void synchronize() {}
   virtual void to_host(const Tensor& t, float* out) = 0;

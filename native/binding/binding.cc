@@ -131,6 +131,35 @@ std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v) {
 }
 
 
+std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v) {
+  if (!v.IsArray()) throw Error("PG25_INVALID_ARGUMENT", "LoRA updates must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<LoraUpdate> out;
+  auto floats = [](const Napi::Object& o, const char* key) {
+    Napi::Value f = o.Get(key);
+    if (!f.IsTypedArray() || f.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Error("PG25_INVALID_ARGUMENT", std::string("LoRA update ") + key + " must be a Float32Array");
+    Napi::Float32Array t = f.As<Napi::Float32Array>();
+    return std::vector<float>(t.Data(), t.Data() + t.ElementLength());
+  };
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) throw Error("PG25_INVALID_ARGUMENT", "LoRA updates must be objects");
+    Napi::Object o = e.As<Napi::Object>();
+    LoraUpdate u;
+    u.name = str_prop(o, "name");
+    double r = o.Get("rank").ToNumber().DoubleValue();
+    if (!(r >= 0 && r <= double(1 << 20)) || r != double(int64_t(r))) throw Error("PG25_INVALID_ARGUMENT", "LoRA update of \"" + u.name + "\": rank must be a non-negative integer");
+    u.rank = int64_t(r);
+    if (u.rank > 0) {
+      u.up = floats(o, "up");
+      u.down = floats(o, "down");
+    }
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
 ComponentSpec spec_from_js(const Napi::Value& v) {
   if (!v.IsObject()) throw Error("PG25_INVALID_ARGUMENT", "component spec must be an object");
   Napi::Object o = v.As<Napi::Object>();

@@ -16,6 +16,7 @@
 #include "../io/weights.h"
 #include "../models/cancel.h"
 #include "../models/clip.h"
+#include "../models/lora.h"
 #include "../models/params.h"
 #include "../models/unet.h"
 #include "../models/vae.h"
@@ -55,6 +56,8 @@ Napi::Array shape_to_js(Napi::Env env, const Shape& s);
 std::string str_prop(const Napi::Object& o, const char* key);
 std::vector<WeightFileSpec> files_from_js(const Napi::Value& v);
 std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v);
+// [{ name, rank, up: Float32Array, down: Float32Array }] (sizes are checked against the weights later).
+std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v);
 
 struct ComponentSpec {
   std::string kind, class_name, config_path, config_text;

@@ -77,6 +77,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::Slice0>("slice0"),
                         InstanceMethod<&EngineWrap::Op>("op"),
                         InstanceMethod<&EngineWrap::ComponentInfo>("componentInfo"),
+                        InstanceMethod<&EngineWrap::WeightShapes>("weightShapes"),
+                        InstanceMethod<&EngineWrap::MergeLoRA>("mergeLoRA"),
                         InstanceMethod<&EngineWrap::BytesInUse>("bytesInUse"),
                         InstanceMethod<&EngineWrap::DeviceMemory>("deviceMemory"),
                         InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
@@ -112,10 +114,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     ComponentSpec spec;
     std::unique_ptr<Params> params;
     Model model;
+    // Where the weights came from, to read originals again (LoRA unmerging).
+    std::vector<WeightFileSpec> files;
+    std::map<std::string, WeightAlias> aliases;
+    std::optional<uint64_t> synthetic_seed;
+    WeightStore store() const { return synthetic_seed ? WeightStore::synthetic(*synthetic_seed) : WeightStore(files, aliases); }
   };
 
   Backend& be() {
     if (!be_) throw Error("PG25_DISPOSED", "the engine was disposed");
+    be_->bind_thread();
     return *be_;
   }
   const Tensor& arg(const Napi::Value& v, const char* what) { return TensorWrap::From(v, what, &be()); }
@@ -123,7 +131,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     be();
     return be_;
   }
-    be_->bind_thread();
   // A component and a reference that keeps it alive while a job uses it, even across dispose().
   template <typename T>
   std::pair<std::shared_ptr<Loaded>, const T*> component(const Napi::Value& v) {
@@ -152,6 +159,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       auto be = be_ptr();
       auto loaded = std::make_shared<Loaded>();
       loaded->spec = spec;
+      loaded->files = files;
+      loaded->aliases = aliases;
+      if (synthetic) loaded->synthetic_seed = seed;
       return run_job(
           info.Env(),
           [loaded, files, aliases, synthetic, seed, be] {
@@ -164,6 +174,36 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             components_.push_back(loaded);
             return Napi::Number::New(env, double(components_.size() - 1));
           }, be);
+    });
+  }
+
+  std::shared_ptr<Loaded> loaded(const Napi::Value& v) {
+    uint32_t id = v.ToNumber().Uint32Value();
+    std::lock_guard<std::mutex> g(mu_);
+    if (id >= components_.size() || !components_[id]) throw Error("PG25_DISPOSED", "component is not loaded");
+    return components_[id];
+  }
+
+  // weightShapes(id): { name: shape } of every weight the component's graph holds.
+  Napi::Value WeightShapes(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto c = loaded(info[0]);
+      Napi::Object o = Napi::Object::New(info.Env());
+      for (const ParamSpec& s : c->params->declared()) o.Set(s.name, shape_to_js(info.Env(), s.shape));
+      return o;
+    });
+  }
+
+  // mergeLoRA(id, [{ name, rank, up, down }]): each weight set to its original plus up · down (rank 0:
+  // the original), in place (native/models/lora.h). Run between model calls.
+  Napi::Value MergeLoRA(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto c = loaded(info[0]);
+      auto updates = std::make_shared<std::vector<LoraUpdate>>(lora_updates_from_js(info[1]));
+      auto be = be_ptr();
+      return run_job(
+          info.Env(), [c, updates, be] { apply_lora(*be, *c->params, c->store(), *updates); },
+          [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, be);
     });
   }
 

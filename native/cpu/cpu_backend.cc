@@ -73,6 +73,10 @@ class CpuBackend final : public Backend {
   }
   Tensor weight(const std::string&, const float* data, const Shape& shape, Storage) override { return from_host(data, shape); }
   Tensor cast(const Tensor& x, Storage) override { return x; }
+  void copy_into(const Tensor& dst, const Tensor& src) override {
+    check(dst.numel() == src.numel(), "copy_into", shape_str(src.shape) + " into " + shape_str(dst.shape));
+    if (D(dst) != D(src)) std::memcpy(D(dst), D(src), size_t(dst.numel()) * 4);
+  }
   void to_host(const Tensor& t, float* out) override { std::memcpy(out, D(t), size_t(t.numel()) * 4); }
   size_t bytes_in_use() const override { return g_bytes.bytes(); }
   size_t peak_bytes() const override { return g_bytes.peak(); }

@@ -190,13 +190,13 @@ class CudaBackend final : public Backend {
     Tensor y = make(x.shape, wide);
     cuda::convert(P(x), W(x), P(y), y.numel(), stream_);
     LAUNCHED("convert");
+    return y;
+  }
   // (LoRA merging, issue 15) A device-to-device copy on the stream: the weight keeps its address.
   void copy_into(const Tensor& dst, const Tensor& src) override {
     if (dst.numel() != src.numel()) throw Error("PG25_INTERNAL", "copy_into: " + shape_str(src.shape) + " into " + shape_str(dst.shape));
     same("copy_into", {&dst, &src});
     if (P(dst) != P(src)) check(cudaMemcpyAsync(P(dst), P(src), size_t(dst.numel()) * 2, cudaMemcpyDeviceToDevice, stream_), "copy_into");
-  }
-    return y;
   }
   void synchronize() override {
     // An event, not the whole stream: other jobs may be queueing work behind this one.

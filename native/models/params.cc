@@ -9,14 +9,24 @@ Tensor Params::get(const std::string& name, const Shape& shape, bool linear) {
     if (d <= 0) throw Error("PG25_BAD_CONFIG", "tensor \"" + name + "\" would have shape " + shape_str(shape));
   declared_.push_back({name, shape, linear});
   if (dry()) return Tensor{nullptr, shape};
-  Tensor t;
-  if (const uint16_t* bits = store_->raw_f16(name, shape, linear)) t = backend_->weight_f16(name, bits, shape, storage_);
-  if (!t.defined()) {
-    std::vector<float> data = store_->read(name, shape, linear);
-    t = backend_->weight(name, data.data(), shape, storage_);
-  }
+  Tensor t = load_weight(*backend_, *store_, name, shape, linear, storage_);
+  held_[name] = Held{t, linear, storage_};
   if (on_loaded_) on_loaded_(store_->stored_bytes(name, shape));
   return t;
+}
+
+const Params::Held* Params::held(const std::string& name) const {
+  auto it = held_.find(name);
+  return it == held_.end() ? nullptr : &it->second;
+}
+
+Tensor load_weight(Backend& backend, const WeightStore& store, const std::string& name, const Shape& shape, bool linear, Storage storage) {
+  if (const uint16_t* bits = store.raw_f16(name, shape, linear)) {
+    Tensor t = backend.weight_f16(name, bits, shape, storage);
+    if (t.defined()) return t;
+  }
+  std::vector<float> data = store.read(name, shape, linear);
+  return backend.weight(name, data.data(), shape, storage);
 }
 
 std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }

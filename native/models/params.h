@@ -3,6 +3,7 @@
 // from the real configs is checked against the real checkpoint manifest without the download.
 #pragma once
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,10 @@ struct ParamSpec {
   bool linear;
 };
 
+// A weight read from `store` onto `backend` as `storage`: the file's float16 bits as they are where the
+// backend takes them, else float32.
+Tensor load_weight(Backend& backend, const WeightStore& store, const std::string& name, const Shape& shape, bool linear, Storage storage);
+
 class Params {
  public:
   Params(Backend* backend, const WeightStore* store) : backend_(backend), store_(store) {}
@@ -30,12 +35,22 @@ class Params {
   void on_loaded(std::function<void(int64_t)> f) { on_loaded_ = std::move(f); }
   bool dry() const { return backend_ == nullptr; }
 
+  // A loaded weight: the tensor the graph holds (the same buffer, so writing into it changes the model)
+  // and how it was loaded (to load it again). LoRA merging (lora.cc) works through these.
+  struct Held {
+    Tensor tensor;
+    bool linear;
+    Storage storage;
+  };
+  const Held* held(const std::string& name) const;
+
  private:
   Backend* backend_;
   const WeightStore* store_;
   Storage storage_ = Storage::Default;
   std::vector<ParamSpec> declared_;
   std::function<void(int64_t)> on_loaded_;
+  std::map<std::string, Held> held_;
 };
 
 // Joins name parts with dots: P("down_blocks", 0, "resnets") -> "down_blocks.0.resnets".

@@ -1,0 +1,69 @@
+import test from 'ava'
+import path from 'node:path'
+import { Pipeline, Pg25Error } from '../lib'
+import { Inpainting } from '../lib/inpaint'
+import { GOLDEN, TINY, declaredPng, maxAbsDiff, readGolden, relativeError } from './helpers'
+
+// StableDiffusionXLInpaintPipeline (diffusers 0.36) on tiny-pg25 with its 4-channel UNet: golden/inpaint.
+const DIR = path.join(GOLDEN, 'inpaint')
+const IMAGE = path.join(DIR, 'input.png')
+const MASK = path.join(DIR, 'mask.png')
+const RUN = { image: IMAGE, mask: MASK, strength: 1, steps: 8, guidanceScale: 3, seed: 42 }
+
+let pipe: Pipeline
+test.before(async () => { pipe = await Pipeline.fromPretrained(TINY, { device: 'cpu' }) })
+test.after.always(async () => { await pipe?.dispose() })
+
+const g = readGolden(path.join(DIR, 'inpaint_s1.0.safetensors'))
+
+/** The largest difference from the golden encoded image over the latent cells the mask keeps, for each image of a batch. */
+function keptDiff (latents: Float32Array, mask: Float32Array): number {
+  const per = g.image_latents.data.length
+  let d = 0
+  for (let e = 0; e < latents.length; e++) if (mask[e % mask.length] === 0) d = Math.max(d, Math.abs(latents[e] - g.image_latents.data[e % per]))
+  return d
+}
+
+test.serial('the mask reaches the latent grid as diffusers samples it (the top-left pixel of each 8x8 block)', async t => {
+  const m = await Inpainting.load(MASK, 128, 128, 8)
+  t.deepEqual(Array.from(m.mask), Array.from(g.mask_latent.data))
+})
+
+test.serial('the golden inpaint case: latents within 1e-3 and the 8-bit image within 1 level of diffusers', async t => {
+  const lat = await pipe.generate('a photo of a cat', { ...RUN, outputType: 'latent' })
+  const err = relativeError(lat.latents!, g.latents.data)
+  t.true(err <= 1e-3, `latents: ${err}`)
+  const r = await pipe.generate('a photo of a cat', RUN)
+  const ref8 = Array.from(g.image.data, x => Math.round(Math.min(1, Math.max(0, x)) * 255))
+  const d = maxAbsDiff(r.images[0].data, ref8)
+  t.true(d <= 1, `image: ${d} levels`)
+  t.regex(r.images[0].parameters, /Denoising strength: 1/)
+})
+
+test.serial('the masked-out region keeps the encoded input; only the masked region follows the prompt', async t => {
+  const mask = g.mask_latent.data
+  const a = await pipe.generate('a photo of a cat', { ...RUN, steps: 4, outputType: 'latent' })
+  const b = await pipe.generate('a bowl of soup', { ...RUN, steps: 4, outputType: 'latent' })
+  t.true(keptDiff(a.latents!, mask) <= 1e-4, `kept cells differ from the encoded image by ${keptDiff(a.latents!, mask)}`)
+  let keptEqual = true
+  let repaintDiff = 0
+  for (let e = 0; e < a.latents!.length; e++) {
+    if (mask[e % mask.length] === 0) keptEqual &&= a.latents![e] === b.latents![e]
+    else repaintDiff = Math.max(repaintDiff, Math.abs(a.latents![e] - b.latents![e]))
+  }
+  t.true(keptEqual)
+  t.true(repaintDiff > 1e-2, `the prompt changes the repainted area (${repaintDiff})`)
+  // strength < 1 starts from the noised image and still ends on it outside the mask, for each image of a batch.
+  const c = await pipe.generate('a photo of a cat', { ...RUN, strength: 0.5, count: 2, outputType: 'latent' })
+  t.true(keptDiff(c.latents!, mask) <= 1e-4)
+})
+
+test.serial('refusals before any work: a mask of another size, a mask without an image, a mask that is not an image', async t => {
+  const reject = async (options: object, message: RegExp): Promise<void> => {
+    const err = await t.throwsAsync(pipe.generate('x', { steps: 4, ...options }), { instanceOf: Pg25Error, message })
+    t.is(err?.code, 'PG25_INVALID_ARGUMENT')
+  }
+  await reject({ image: IMAGE, mask: declaredPng(64, 128) }, /mask is 64x128; it must have the image's size, 128x128/)
+  await reject({ mask: MASK }, /mask needs an image/)
+  await reject({ image: IMAGE, mask: Buffer.from('not an image') }, /mask: cannot decode/)
+})

@@ -138,7 +138,9 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
   const stepping = stepReporter(process.stderr)
   let pipe: Pipeline | undefined
   try {
-    pipe = await openPipeline(choice, { named: true, onProgress: quiet ? undefined : p => loading.update(p) })
+    // A notice (CPU fallback, a truncated prompt) goes on a line of its own, not after a bar drawn in place.
+    const onWarning = (m: string): void => { loading.end(); stepping.end(); process.stderr.write(`${m}\n`) }
+    pipe = await openPipeline(choice, { named: true, onWarning, onProgress: quiet ? undefined : p => loading.update(p) })
     loading.end()
     const loaded = Date.now()
     const r = await pipe.generate(prompt, { ...opts, seed, onStep: quiet ? undefined : s => stepping.update(s) })

@@ -59,7 +59,7 @@ export function chooseModel (values: Values): ModelChoice {
  * Loads the chosen model (making the demo model first when none was chosen, with a notice). `named`
  * puts the model's folder or file name into PNG parameters (the CLI's own files; a server leaves it out).
  */
-export async function openPipeline (c: ModelChoice, options: { onProgress?: LoadOptions['onProgress'], named?: boolean } = {}): Promise<Pipeline> {
+export async function openPipeline (c: ModelChoice, options: { onProgress?: LoadOptions['onProgress'], onWarning?: LoadOptions['onWarning'], named?: boolean } = {}): Promise<Pipeline> {
   let model = c.model
   if (model === undefined) {
     process.stderr.write(DEMO_NOTICE)
@@ -69,7 +69,7 @@ export async function openPipeline (c: ModelChoice, options: { onProgress?: Load
     device: c.device,
     variant: c.variant,
     modelName: options.named === true ? path.basename(path.resolve(model)).replace(/\.safetensors$/i, '') : undefined,
-    onWarning: m => process.stderr.write(`${m}\n`),
+    onWarning: options.onWarning ?? (m => process.stderr.write(`${m}\n`)),
     onProgress: options.onProgress
   }
   return c.config !== undefined ? await Pipeline.fromSingleFile(model, { ...load, config: c.config }) : await Pipeline.fromPretrained(model, load)

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { CLIPTokenizer, EDMDPMSolverMultistepScheduler, Pipeline, Runtime, TextEncoderModel, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
-import type { NativeTensor } from '../lib/native'
+import { loadNative, type NativeTensor } from '../lib/native'
 import { FULL, GOLDEN, TINY, readGolden, relativeError } from '../test/helpers'
 
 const DEVICE = (process.env.PG25_GPU_CHECK_DEVICE ?? 'cuda') as 'cuda' | 'cpu'
@@ -132,9 +132,25 @@ async function fullSize (): Promise<Full | null> {
 
 // 4. Each op class at the UNet's and VAE's 1024x1024 shapes, ours (through Engine.op) beside PyTorch's
 // own op on the same shapes (bench/torch_ops.py prints the same names), with the ratio.
-interface OpCase { name: string, op: string, inputs: number[][], attrs?: Record<string, unknown> }
+// `im2col` cases run with PG25_DISABLE_CUDNN=1 (today's fallback) and are compared with the PyTorch op named by `peer`.
+interface OpCase { name: string, op: string, inputs: number[][], attrs?: Record<string, unknown>, im2col?: boolean, peer?: string }
+// Convolutions with their bias (and a ResNet's residual), as the UNet and VAE call them; PyTorch runs
+// them channels_last (bench/torch_ops.py has the same list).
+const CONVS: Array<{ name: string, x: number[], k: number, r: number, stride: number, residual?: boolean }> = [
+  { name: 'conv3x3 320ch 128x128 b2 +bias', x: [2, 320, 128, 128], k: 320, r: 3, stride: 1 },
+  { name: 'conv3x3 640ch 64x64 b2 +bias+residual', x: [2, 640, 64, 64], k: 640, r: 3, stride: 1, residual: true },
+  { name: 'conv3x3 1280ch 32x32 b2 +bias', x: [2, 1280, 32, 32], k: 1280, r: 3, stride: 1 },
+  { name: 'conv3x3 stride2 320ch 128x128 b2 +bias', x: [2, 320, 128, 128], k: 320, r: 3, stride: 2 },
+  { name: 'conv1x1 320->640ch 64x64 b2 +bias', x: [2, 320, 64, 64], k: 640, r: 1, stride: 1 },
+  { name: 'conv3x3 vae 128ch 1024x1024 +bias', x: [1, 128, 1024, 1024], k: 128, r: 3, stride: 1 }
+]
+const convCase = (c: typeof CONVS[number], im2col: boolean): OpCase => {
+  const pad = c.r === 3 ? 1 : 0
+  const out = [c.x[0], c.k, Math.floor((c.x[2] + 2 * pad - c.r) / c.stride) + 1, Math.floor((c.x[3] + 2 * pad - c.r) / c.stride) + 1]
+  return { name: im2col ? `${c.name} im2col` : c.name, peer: c.name, im2col, op: 'conv2d', inputs: [c.x, [c.k, c.x[1], c.r, c.r], [c.k], ...(c.residual === true ? [out] : [])], attrs: { stride: c.stride, pad } }
+}
 const OP_CASES: OpCase[] = [
-  ...[[320, 128], [640, 64], [1280, 32]].map(([ch, res]) => ({ name: `conv3x3 ${ch}ch ${res}x${res} b2`, op: 'conv2d', inputs: [[2, ch, res, res], [ch, ch, 3, 3]], attrs: { stride: 1, pad: 1 } })),
+  ...CONVS.flatMap(c => [convCase(c, false), convCase(c, true)]),
   ...[[2 * 4096, 640, 640], [2 * 4096, 640, 5120], [2 * 4096, 2560, 640], [2 * 1024, 1280, 1280], [2 * 1024, 1280, 10240], [2 * 1024, 5120, 1280], [2 * 77, 2048, 1280]]
     .map(([m, k, n]) => ({ name: `gemm ${m}x${k}x${n}`, op: 'linear', inputs: [[m, k], [n, k]] })),
   ...[[4096, 10], [1024, 20]].map(([tokens, heads]) => ({ name: `sdpa ${tokens} tokens ${heads} heads`, op: 'attention', inputs: Array(3).fill([2, tokens, heads * 64]), attrs: { heads, causal: 0 } })),
@@ -145,14 +161,22 @@ const OP_CASES: OpCase[] = [
 ]
 
 async function opTimings (): Promise<Map<string, number>> {
-  const rt = Runtime.open(DEVICE, () => {})
   const ours = new Map<string, number>()
-  for (const c of OP_CASES) {
-    const ts = c.inputs.map((shape, i) => rt.fromHost(new TorchGenerator(10 + i).randn(shape).map(v => v * 0.1), shape))
-    ours.set(c.name, await timeMs(async () => (await rt.engine.op(c.op, ts, c.attrs ?? {})).dispose(), 10))
-    for (const t of ts) t.dispose()
+  // Two engines: the default one (convolutions through cuDNN where it was found), and one opened with
+  // PG25_DISABLE_CUDNN=1 for the im2col cases.
+  const found = /; cuDNN (\S+)/.exec(loadNative().runtimeInfo().cuda) // "...; cuBLASLt <path>; cuDNN <path>" where both were found
+  row('cuDNN for convolutions', found !== null ? 'found' : 'missing', found?.[1] ?? 'im2col only: both rows of each conv time im2col')
+  for (const im2col of [false, true]) {
+    if (im2col) process.env.PG25_DISABLE_CUDNN = '1'
+    const rt = Runtime.open(DEVICE, () => {})
+    delete process.env.PG25_DISABLE_CUDNN
+    for (const c of OP_CASES.filter(c => (c.im2col === true) === im2col)) {
+      const ts = c.inputs.map((shape, i) => rt.fromHost(new TorchGenerator(10 + i).randn(shape).map(v => v * 0.1), shape))
+      ours.set(c.name, await timeMs(async () => (await rt.engine.op(c.op, ts, c.attrs ?? {})).dispose(), 10))
+      for (const t of ts) t.dispose()
+    }
+    rt.dispose()
   }
-  rt.dispose()
   return ours
 }
 
@@ -165,7 +189,7 @@ function torchOps (ours: Map<string, number>): void {
     row('pytorch op timings', 'unavailable', String((err as Error).message).split('\n')[0])
   }
   for (const [name, ms] of ours) {
-    const peer = peers.get(name)
+    const peer = peers.get(OP_CASES.find(c => c.name === name)?.peer ?? name)
     row(`op ${name}`, `${ms.toFixed(3)} ms`, peer === undefined ? '' : `pytorch ${peer.toFixed(3)} ms, ratio ${(ms / peer).toFixed(2)}`)
   }
 }

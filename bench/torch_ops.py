@@ -23,10 +23,25 @@ def bench(fn, reps=50):
     return sorted(times)[len(times) // 2]
 
 
-for ch, res in [(320, 128), (640, 64), (1280, 32)]:
-    x = torch.randn(2, ch, res, res, device=dev, dtype=torch.half)
-    w = torch.randn(ch, ch, 3, 3, device=dev, dtype=torch.half) * 0.02
-    print(f"conv3x3 {ch}ch {res}x{res} b2\t{bench(lambda: F.conv2d(x, w, padding=1)):.3f}")
+# Convolutions with their bias (and a ResNet's residual add), channels_last as PyTorch runs them best;
+# the names match CONVS in bench/gpu-check.ts.
+CL = torch.channels_last
+for name, (n, c, h, w_), k, r, stride, residual in [
+    ("conv3x3 320ch 128x128 b2 +bias", (2, 320, 128, 128), 320, 3, 1, False),
+    ("conv3x3 640ch 64x64 b2 +bias+residual", (2, 640, 64, 64), 640, 3, 1, True),
+    ("conv3x3 1280ch 32x32 b2 +bias", (2, 1280, 32, 32), 1280, 3, 1, False),
+    ("conv3x3 stride2 320ch 128x128 b2 +bias", (2, 320, 128, 128), 320, 3, 2, False),
+    ("conv1x1 320->640ch 64x64 b2 +bias", (2, 320, 64, 64), 640, 1, 1, False),
+    ("conv3x3 vae 128ch 1024x1024 +bias", (1, 128, 1024, 1024), 128, 3, 1, False),
+]:
+    pad = 1 if r == 3 else 0
+    x = torch.randn(n, c, h, w_, device=dev, dtype=torch.half).to(memory_format=CL)
+    w = (torch.randn(k, c, r, r, device=dev, dtype=torch.half) * 0.02).to(memory_format=CL)
+    b = torch.randn(k, device=dev, dtype=torch.half)
+    y = F.conv2d(x, w, b, stride, pad)
+    res = torch.randn_like(y) if residual else None
+    fn = (lambda: F.conv2d(x, w, b, stride, pad) + res) if residual else (lambda: F.conv2d(x, w, b, stride, pad))
+    print(f"{name}\t{bench(fn, 20 if n * c * h * w_ > 1e8 else 50):.3f}")
 for m, k, n in [(2 * 4096, 640, 640), (2 * 4096, 640, 5120), (2 * 4096, 2560, 640), (2 * 1024, 1280, 1280), (2 * 1024, 1280, 10240), (2 * 1024, 5120, 1280), (2 * 77, 2048, 1280)]:
     a = torch.randn(m, k, device=dev, dtype=torch.half)
     b = torch.randn(n, k, device=dev, dtype=torch.half)

@@ -33,6 +33,7 @@ const CHECKS = [
   'cudart_free_async',
   'cudart_events',
   'cudart_graph_capture',
+  'cudart_graph_memory_nodes',
   'cudart_capture_sync_invalidates',
   'cudart_out_of_memory',
   'cudart_destroyed_stream',

@@ -3,6 +3,8 @@
 // [batch, tokens, channels] for sequences; weights keep PyTorch's layouts.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +17,13 @@ namespace pg25 {
 // Wide, float32's exponent range (bf16 on the GPU), for networks whose activations overflow fp16
 // (VAEs that set force_upcast). The CPU stores float32 either way.
 enum class Storage { Default, Wide };
+
+// What a backend keeps to replay recorded work (CUDA graphs): made by make_recorder, owned by the
+// model whose work it records, so it goes when the model does.
+class Recorder {
+ public:
+  virtual ~Recorder() = default;
+};
 
 class Backend {
  public:
@@ -39,6 +48,16 @@ class Backend {
   // Overwrites dst's values with src's (same element count and storage), in place: every holder of
   // dst's buffer (a model's weight, a captured CUDA graph) sees the new values. LoRA merging uses it.
   virtual void copy_into(const Tensor& dst, const Tensor& src) = 0;
+  // Runs body(inputs), whose result has shape `out_shape`. A backend that records work (CUDA graphs)
+  // records body's ops once per input shapes into `rec` and replays them for later calls, with the
+  // inputs copied into the recording's own buffers: so body must depend on nothing but the inputs'
+  // values and the model's weights (no host data, no host reads), and must not keep any tensor it
+  // makes. Without a recorder (or on a backend that cannot record), body simply runs.
+  virtual std::unique_ptr<Recorder> make_recorder() { return nullptr; }
+  virtual Tensor run_recorded(Recorder* rec, const std::vector<Tensor>& inputs, const Shape& out_shape,
+                              const std::function<Tensor(const std::vector<Tensor>&)>& body) {
+    return body(inputs);
+  }
   // Returns when the work queued so far has completed (a no-op where ops complete as they return).
   virtual void synchronize() {}
   virtual void to_host(const Tensor& t, float* out) = 0;

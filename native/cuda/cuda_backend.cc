@@ -9,78 +9,32 @@
 #include <cstring>
 #include <mutex>
 
-#include "../backend/memory_counter.h"
 #include "../core/error.h"
 #include "../io/safetensors.h"
 #include "cublaslt.h"
 #include "cudnn.h"
 #include "cuda_runtime_info.h"
+#include "device_memory.h"
+#include "graphs.h"
 #include "kernels.h"
 
 namespace pg25 {
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return;
-  cudaGetLastError();  // clear a sticky launch error so later runs are not poisoned by it
-  if (e == cudaErrorMemoryAllocation) throw Error("PG25_OUT_OF_MEMORY", std::string("GPU out of memory in ") + what);
-  throw Error("PG25_INTERNAL", std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
-}
-#define LAUNCHED(what) check(cudaGetLastError(), what)
+using cuda::check;
+using cuda::CudaBuffer;
+using cuda::Stream;
 
-// Bytes held per device (an engine reports its own GPU's).
-constexpr int kMaxDevices = 64;
-MemoryCounter g_device_bytes[kMaxDevices];
-
-// The stream an engine's work runs on. Every buffer holds it, so it outlives the last of them
-// whatever order a job's captured references die in (an engine disposed during a job included).
-struct Stream {
-  explicit Stream(int dev) : device(dev) { check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream creation"); }
-  ~Stream() {
-    cudaStreamSynchronize(s);
-    cudaStreamDestroy(s);
-  }
-  cudaStream_t s = nullptr;
-  int device;
-};
-
-// Device memory from the stream-ordered pool: cheap to take and give back on every op.
-struct CudaBuffer : Buffer {
-  CudaBuffer(size_t n, std::shared_ptr<Stream> st) : bytes_(std::max<size_t>(n, 16)), owner(std::move(st)), stream(owner->s), counter(&g_device_bytes[owner->device]) {
-    if (cudaMallocAsync(&ptr, bytes_, stream) != cudaSuccess) {
-      // Blocks cached in the pool may be what is missing: give them back and try once more.
-      cudaGetLastError();
-      cudaStreamSynchronize(stream);
-      int dev = 0;
-      cudaMemPool_t pool;
-      if (cudaDeviceGetDefaultMemPool(&pool, owner->device) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
-      check(cudaMallocAsync(&ptr, bytes_, stream), ("allocation of " + std::to_string(bytes_ >> 20) + " MiB").c_str());
-    }
-    counter->add(int64_t(bytes_));
-  }
-  ~CudaBuffer() override {
-    cudaFreeAsync(ptr, stream);
-    counter->sub(int64_t(bytes_));
-  }
-  size_t bytes() const override { return bytes_; }
-  void* ptr = nullptr;
-  size_t bytes_;
-  std::shared_ptr<Stream> owner;
-  MemoryCounter* counter;
-  cudaStream_t stream;
-  bool wide = false;  // bf16 rather than fp16 (Storage::Wide)
-};
 // The device this thread last selected through a backend (all our cudaSetDevice calls go through it).
 thread_local int tl_current_device = -1;
-
 
 // "13.0" from 13000.
 std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
 // The oldest driver branch a CUDA runtime major version runs on (NVIDIA's compatibility table).
 const char* driver_branch(int runtime) { return runtime >= 13000 ? "R580" : runtime >= 12000 ? "R525" : "R520"; }
 
-void* P(const Tensor& t) { return static_cast<CudaBuffer*>(t.buf.get())->ptr; }
-bool W(const Tensor& t) { return static_cast<CudaBuffer*>(t.buf.get())->wide; }
+void* P(const Tensor& t) { return cuda::dev_ptr(t); }
+bool W(const Tensor& t) { return cuda::is_wide(t); }
 // Ops keep one storage type: a mix means the model forgot a cast, which would misread the bytes.
 bool same(const char* op, std::initializer_list<const Tensor*> ts) {
   bool w = W(**ts.begin());
@@ -106,26 +60,25 @@ class CudaBackend final : public Backend {
     if (e != cudaSuccess || n == 0) {
       cudaGetLastError();
       throw Error("PG25_NO_DEVICE", "no usable NVIDIA GPU: " + why + (e != cudaSuccess ? std::string(" (") + cudaGetErrorString(e) + ")" : ""));
-    if (device < 0 || device >= n || device >= kMaxDevices)
+    }
+    if (device < 0 || device >= n)
       throw Error("PG25_NO_DEVICE", "device \"cuda:" + std::to_string(device) + "\" does not exist: this machine has " + std::to_string(n) + " GPU" +
                                         (n == 1 ? " (cuda:0)" : "s (cuda:0 to cuda:" + std::to_string(n - 1) + ")"));
     bind_thread();
-    }
     lt_ = std::make_unique<cuda::CublasLt>();  // first: a missing library must not leave a stream behind
     open_cudnn();
     stream_owner_ = std::make_shared<Stream>(device);
     stream_ = stream_owner_->s;
     // Keep freed blocks in the stream-ordered pool: every op allocates, and the default threshold (0)
     // would hand memory back to the driver at each synchronisation.
-    int dev = 0;
     cudaMemPool_t pool;
     check(cudaDeviceGetDefaultMemPool(&pool, device), "memory pool");
     uint64_t keep = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "memory pool threshold");
   }
-    bind_thread();
   // The stream itself goes with the last buffer that holds it.
   ~CudaBackend() override {
+    bind_thread();
     cudaStreamSynchronize(stream_);
     dnn_.reset();
     lt_.reset();
@@ -139,6 +92,9 @@ class CudaBackend final : public Backend {
     tl_current_device = device_;
   }
 
+  // The stream this thread's work for this engine goes to (the recording stream while recording).
+  cudaStream_t stream() const { return cuda::stream_for(*stream_owner_); }
+
   Tensor make(const Shape& s, bool wide) {
     Tensor t;
     t.shape = s;
@@ -148,13 +104,25 @@ class CudaBackend final : public Backend {
     return t;
   }
 
+  // CUDA graphs, unless PG25_CUDA_GRAPHS=0 (then every call launches its kernels one by one).
+  std::unique_ptr<Recorder> make_recorder() override {
+    const char* env = std::getenv("PG25_CUDA_GRAPHS");
+    if (env && std::strcmp(env, "0") == 0) return nullptr;
+    return std::make_unique<cuda::GraphRecorder>(stream_owner_, [this](const Shape& s, bool wide) { return make(s, wide); });
+  }
+  Tensor run_recorded(Recorder* rec, const std::vector<Tensor>& inputs, const Shape& out_shape,
+                      const std::function<Tensor(const std::vector<Tensor>&)>& body) override {
+    if (!rec) return body(inputs);
+    return static_cast<cuda::GraphRecorder*>(rec)->run(inputs, out_shape, body);
+  }
+
   Tensor from_host(const float* data, const Shape& shape) override { return upload(data, shape, false); }
   Tensor upload(const float* data, const Shape& shape, bool wide) {
     Tensor t = make(shape, wide);
     size_t n = size_t(t.numel());
     CudaBuffer staging(n * 4, stream_owner_);
-    check(cudaMemcpyAsync(staging.ptr, data, n * 4, cudaMemcpyHostToDevice, stream_), "upload");
-    cuda::from_f32(static_cast<float*>(staging.ptr), P(t), int64_t(n), wide, stream_);
+    check(cudaMemcpyAsync(staging.ptr, data, n * 4, cudaMemcpyHostToDevice, stream()), "upload");
+    cuda::from_f32(static_cast<float*>(staging.ptr), P(t), int64_t(n), wide, stream());
     LAUNCHED("from_f32");
     // No wait: an async copy from pageable memory returns once the source is staged (CUDA's documented
     // synchronisation behaviour), so the caller may free `data`, and the host never stalls mid-step.
@@ -181,14 +149,14 @@ class CudaBackend final : public Backend {
         throw Error("PG25_BAD_WEIGHTS", "tensor \"" + name + "\" holds an infinity or NaN (float16 bits " + std::to_string(bits[i]) + " at element " + std::to_string(i) + ")");
     // The file's bytes go up as they are: no float32 copy on the host, half the transfer (and, as in
     // upload(), no wait: the copy is staged before it returns).
-    check(cudaMemcpyAsync(P(t), bits, n * 2, cudaMemcpyHostToDevice, stream_), "weight upload");
+    check(cudaMemcpyAsync(P(t), bits, n * 2, cudaMemcpyHostToDevice, stream()), "weight upload");
     return t;
   }
   Tensor cast(const Tensor& x, Storage storage) override {
     bool wide = storage == Storage::Wide;
     if (W(x) == wide) return x;
     Tensor y = make(x.shape, wide);
-    cuda::convert(P(x), W(x), P(y), y.numel(), stream_);
+    cuda::convert(P(x), W(x), P(y), y.numel(), stream());
     LAUNCHED("convert");
     return y;
   }
@@ -196,13 +164,13 @@ class CudaBackend final : public Backend {
   void copy_into(const Tensor& dst, const Tensor& src) override {
     if (dst.numel() != src.numel()) throw Error("PG25_INTERNAL", "copy_into: " + shape_str(src.shape) + " into " + shape_str(dst.shape));
     same("copy_into", {&dst, &src});
-    if (P(dst) != P(src)) check(cudaMemcpyAsync(P(dst), P(src), size_t(dst.numel()) * 2, cudaMemcpyDeviceToDevice, stream_), "copy_into");
+    if (P(dst) != P(src)) check(cudaMemcpyAsync(P(dst), P(src), size_t(dst.numel()) * 2, cudaMemcpyDeviceToDevice, stream()), "copy_into");
   }
   void synchronize() override {
     // An event, not the whole stream: other jobs may be queueing work behind this one.
     cudaEvent_t ev;
     check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "event");
-    cudaError_t e = cudaEventRecord(ev, stream_);
+    cudaError_t e = cudaEventRecord(ev, stream());
     if (e == cudaSuccess) e = cudaEventSynchronize(ev);
     cudaEventDestroy(ev);
     check(e, "the queued GPU work");
@@ -210,12 +178,12 @@ class CudaBackend final : public Backend {
   void to_host(const Tensor& t, float* out) override {
     size_t n = size_t(t.numel());
     CudaBuffer staging(n * 4, stream_owner_);
-    cuda::to_f32(P(t), static_cast<float*>(staging.ptr), int64_t(n), W(t), stream_);
+    cuda::to_f32(P(t), static_cast<float*>(staging.ptr), int64_t(n), W(t), stream());
     LAUNCHED("to_f32");
-    check(cudaMemcpyAsync(out, staging.ptr, n * 4, cudaMemcpyDeviceToHost, stream_), "download");
-    check(cudaStreamSynchronize(stream_), "download");
+    check(cudaMemcpyAsync(out, staging.ptr, n * 4, cudaMemcpyDeviceToHost, stream()), "download");
+    check(cudaStreamSynchronize(stream()), "download");
   }
-  size_t bytes_in_use() const override { return g_device_bytes[device_].bytes(); }
+  size_t bytes_in_use() const override { return cuda::device_bytes(device_).bytes(); }
   bool device_memory(size_t& free, size_t& total) override {
     // Blocks our pool keeps count as free: this engine can reuse them.
     if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
@@ -224,8 +192,8 @@ class CudaBackend final : public Backend {
     }
     return true;
   }
-  size_t peak_bytes() const override { return g_device_bytes[device_].peak(); }
-  void reset_peak() override { g_device_bytes[device_].reset_peak(); }
+  size_t peak_bytes() const override { return cuda::device_bytes(device_).peak(); }
+  void reset_peak() override { cuda::device_bytes(device_).reset_peak(); }
 
   Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
     bool wide = W(*terms[0].second);
@@ -239,20 +207,20 @@ class CudaBackend final : public Backend {
       cs.push_back(float(t.first));
     }
     if (xs.size() > 8) throw Error("PG25_INVALID_ARGUMENT", "lincomb supports at most 8 terms on the GPU");
-    cuda::lincomb(int(xs.size()), xs.data(), cs.data(), P(y), y.numel(), wide, stream_);
+    cuda::lincomb(int(xs.size()), xs.data(), cs.data(), P(y), y.numel(), wide, stream());
     LAUNCHED("lincomb");
     return y;
   }
   Tensor add(const Tensor& a, const Tensor& b) override {
     bool wide = same("add", {&a, &b});
     Tensor y = make(a.shape, wide);
-    cuda::add(P(a), P(b), P(y), y.numel(), wide, stream_);
+    cuda::add(P(a), P(b), P(y), y.numel(), wide, stream());
     LAUNCHED("add");
     return y;
   }
   Tensor unary(cuda::Unary op, const Tensor& x) {
     Tensor y = make(x.shape, W(x));
-    cuda::unary(op, P(x), P(y), y.numel(), W(x), stream_);
+    cuda::unary(op, P(x), P(y), y.numel(), W(x), stream());
     LAUNCHED("unary");
     return y;
   }
@@ -264,7 +232,7 @@ class CudaBackend final : public Backend {
     int64_t n = s.back() / 2;
     s.back() = n;
     Tensor y = make(s, W(x));
-    cuda::geglu(P(x), P(y), x.numel() / (2 * n), n, W(x), stream_);
+    cuda::geglu(P(x), P(y), x.numel() / (2 * n), n, W(x), stream());
     LAUNCHED("geglu");
     return y;
   }
@@ -273,9 +241,9 @@ class CudaBackend final : public Backend {
     CudaBuffer params(size_t(2 * C) * 4, stream_owner_);
     std::vector<float> host(scale);
     host.insert(host.end(), shift.begin(), shift.end());
-    check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream_), "affine parameters");
+    check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream()), "affine parameters");
     Tensor y = make(x.shape, W(x));
-    cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, W(x), stream_);
+    cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, W(x), stream());
     LAUNCHED("channel_affine");
     return y;
   }
@@ -283,7 +251,7 @@ class CudaBackend final : public Backend {
     int64_t B = x.dim(0), C = x.dim(1);
     bool wide = same("add_channel_bias", {&x, &t});
     Tensor y = make(x.shape, wide);
-    cuda::add_channel_bias(P(x), P(t), P(y), B, C, x.numel() / (B * C), wide, stream_);
+    cuda::add_channel_bias(P(x), P(t), P(y), B, C, x.numel() / (B * C), wide, stream());
     LAUNCHED("add_channel_bias");
     return y;
   }
@@ -295,7 +263,7 @@ class CudaBackend final : public Backend {
     bool wide = same("linear", {&x, &w, bias, residual});
     Tensor y = make(s, wide);
     // The residual is cuBLASLt's C with beta = 1: the skip connection costs no extra pass.
-    lt_->linear(P(x), P(w), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, P(y), M, N, K, wide, stream_);
+    lt_->linear(P(x), P(w), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, P(y), M, N, K, wide, stream());
     return y;
   }
 
@@ -345,18 +313,18 @@ class CudaBackend final : public Backend {
       const char* xin = static_cast<const char*>(P(x)) + n * Cin * H * W * 2;
       char* out = static_cast<char*>(P(y)) + n * Cout * P_ * 2;
       if (pointwise) {
-        lt_->gemm(P(w), K, 0, xin, P_, 0, false, out, P_, 0, Cout, P_, K, 1, 1.f, false, wide, stream_);
+        lt_->gemm(P(w), K, 0, xin, P_, 0, false, out, P_, 0, Cout, P_, K, 1, 1.f, false, wide, stream());
         continue;
       }
       for (int64_t p0 = 0; p0 < P_; p0 += chunk) {
         int64_t pc = std::min(chunk, P_ - p0);
-        cuda::im2col(xin, col->ptr, Cin, H, W, kh, kw, stride, pad, Wo, p0, pc, stream_);
+        cuda::im2col(xin, col->ptr, Cin, H, W, kh, kw, stride, pad, Wo, p0, pc, stream());
         LAUNCHED("im2col");
-        lt_->gemm(P(w), K, 0, col->ptr, pc, 0, false, out + p0 * 2, P_, 0, Cout, pc, K, 1, 1.f, false, wide, stream_);
+        lt_->gemm(P(w), K, 0, col->ptr, pc, 0, false, out + p0 * 2, P_, 0, Cout, pc, K, 1, 1.f, false, wide, stream());
       }
     }
     if (bias || residual) {
-      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, B, Cout, P_, wide, stream_);
+      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, B, Cout, P_, wide, stream());
       LAUNCHED("conv bias");
     }
     return y;
@@ -369,7 +337,7 @@ class CudaBackend final : public Backend {
     int64_t HW = x.numel() / (B * C);
     cuda::GroupNormPlan plan = cuda::plan_group_norm(B, C, HW, groups);
     CudaBuffer scratch(size_t(plan.scratch_floats) * 4, stream_owner_);
-    cuda::group_norm(P(x), P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream_);
+    cuda::group_norm(P(x), P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream());
     LAUNCHED("group_norm");
     return y;
   }
@@ -377,7 +345,7 @@ class CudaBackend final : public Backend {
     int64_t C = x.dim(-1);
     bool wide = same("layer_norm", {&x, &gamma, &beta});
     Tensor y = make(x.shape, wide);
-    cuda::layer_norm(P(x), P(gamma), P(beta), P(y), x.numel() / C, C, eps, wide, stream_);
+    cuda::layer_norm(P(x), P(gamma), P(beta), P(y), x.numel() / C, C, eps, wide, stream());
     LAUNCHED("layer_norm");
     return y;
   }
@@ -386,20 +354,20 @@ class CudaBackend final : public Backend {
     if (C / heads > 512) throw Error("PG25_UNSUPPORTED", "attention heads wider than 512 channels are not supported on the GPU");
     bool wide = same("attention", {&q, &k, &v});
     Tensor y = make(q.shape, wide);
-    cuda::attention(P(q), P(k), P(v), P(y), q.dim(0), q.dim(1), k.dim(1), C, heads, causal, wide, stream_);
+    cuda::attention(P(q), P(k), P(v), P(y), q.dim(0), q.dim(1), k.dim(1), C, heads, causal, wide, stream());
     LAUNCHED("attention");
     return y;
   }
   Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) override {
     int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
     Tensor y = make({B, C, H + top + bottom, W + left + right}, pg25::W(x));
-    cuda::pad2d(P(x), P(y), B * C, H, W, left, top, H + top + bottom, W + left + right, stream_);
+    cuda::pad2d(P(x), P(y), B * C, H, W, left, top, H + top + bottom, W + left + right, stream());
     LAUNCHED("pad2d");
     return y;
   }
   Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) override {
     Tensor y = make({x.dim(0), x.dim(1), oh, ow}, W(x));
-    cuda::upsample_nearest(P(x), P(y), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), oh, ow, stream_);
+    cuda::upsample_nearest(P(x), P(y), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), oh, ow, stream());
     LAUNCHED("upsample");
     return y;
   }
@@ -407,8 +375,8 @@ class CudaBackend final : public Backend {
     ConcatPlan p = plan_concat(a, b, axis);
     Tensor y = make(p.shape, same("concat", {&a, &b}));
     size_t ca = size_t(p.a_run) * 2, cb = size_t(p.b_run) * 2;
-    check(cudaMemcpy2DAsync(P(y), ca + cb, P(a), ca, ca, size_t(p.outer), cudaMemcpyDeviceToDevice, stream_), "concat");
-    check(cudaMemcpy2DAsync(static_cast<char*>(P(y)) + ca, ca + cb, P(b), cb, cb, size_t(p.outer), cudaMemcpyDeviceToDevice, stream_), "concat");
+    check(cudaMemcpy2DAsync(P(y), ca + cb, P(a), ca, ca, size_t(p.outer), cudaMemcpyDeviceToDevice, stream()), "concat");
+    check(cudaMemcpy2DAsync(static_cast<char*>(P(y)) + ca, ca + cb, P(b), cb, cb, size_t(p.outer), cudaMemcpyDeviceToDevice, stream()), "concat");
     return y;
   }
 
@@ -417,20 +385,20 @@ class CudaBackend final : public Backend {
     s[0] = count;
     Tensor y = make(s, W(x));
     int64_t per = x.numel() / x.dim(0);
-    check(cudaMemcpyAsync(P(y), static_cast<const char*>(P(x)) + start * per * 2, size_t(count * per) * 2, cudaMemcpyDeviceToDevice, stream_), "slice");
+    check(cudaMemcpyAsync(P(y), static_cast<const char*>(P(x)) + start * per * 2, size_t(count * per) * 2, cudaMemcpyDeviceToDevice, stream()), "slice");
     return y;
   }
   Tensor nchw_to_nlc(const Tensor& x) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
     Tensor y = make({B, HW, C}, W(x));
-    cuda::transpose_last2(P(x), P(y), B, C, HW, stream_);
+    cuda::transpose_last2(P(x), P(y), B, C, HW, stream());
     LAUNCHED("nchw_to_nlc");
     return y;
   }
   Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override {
     int64_t B = x.dim(0), C = x.dim(2);
     Tensor y = make({B, C, h, w}, W(x));
-    cuda::transpose_last2(P(x), P(y), B, h * w, C, stream_);
+    cuda::transpose_last2(P(x), P(y), B, h * w, C, stream());
     LAUNCHED("nlc_to_nchw");
     return y;
   }
@@ -439,9 +407,9 @@ class CudaBackend final : public Backend {
     for (int32_t id : ids)
       if (id < 0 || id >= V) throw Error("PG25_INVALID_ARGUMENT", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
     CudaBuffer dev(ids.size() * 4, stream_owner_);
-    check(cudaMemcpyAsync(dev.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, stream_), "token ids");
+    check(cudaMemcpyAsync(dev.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, stream()), "token ids");
     Tensor y = make({batch, L, C}, W(table));
-    cuda::embedding(static_cast<int32_t*>(dev.ptr), P(table), P(y), int64_t(ids.size()), C, stream_);
+    cuda::embedding(static_cast<int32_t*>(dev.ptr), P(table), P(y), int64_t(ids.size()), C, stream());
     LAUNCHED("embedding");
     return y;
   }
@@ -450,7 +418,7 @@ class CudaBackend final : public Backend {
     Tensor y = make({B, C}, W(x));
     for (int64_t b = 0; b < B; b++)
       check(cudaMemcpyAsync(static_cast<char*>(P(y)) + b * C * 2, static_cast<const char*>(P(x)) + (b * L + rows[size_t(b)]) * C * 2, size_t(C) * 2,
-                            cudaMemcpyDeviceToDevice, stream_), "gather_rows");
+                            cudaMemcpyDeviceToDevice, stream()), "gather_rows");
     return y;
   }
   std::vector<uint8_t> latent_rgb(const Tensor& x, const std::vector<float>& m, const std::vector<float>& bias) override {
@@ -458,27 +426,27 @@ class CudaBackend final : public Backend {
     CudaBuffer params((m.size() + 3) * 4, stream_owner_), out(size_t(B * HW * 3), stream_owner_);
     std::vector<float> host(m);
     host.insert(host.end(), bias.begin(), bias.end());
-    check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream_), "preview parameters");
-    cuda::latent_rgb(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + m.size(), static_cast<uint8_t*>(out.ptr), B, C, HW, W(x), stream_);
+    check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream()), "preview parameters");
+    cuda::latent_rgb(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + m.size(), static_cast<uint8_t*>(out.ptr), B, C, HW, W(x), stream());
     LAUNCHED("latent_rgb");
     std::vector<uint8_t> result(size_t(B * HW * 3));
-    check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream_), "preview download");
-    check(cudaStreamSynchronize(stream_), "preview download");
+    check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream()), "preview download");
+    check(cudaStreamSynchronize(stream()), "preview download");
     return result;
   }
   std::vector<uint8_t> to_rgb8(const Tensor& x) override {
     int64_t B = x.dim(0), HW = x.dim(2) * x.dim(3);
     CudaBuffer out(size_t(B * HW * 3), stream_owner_);
-    cuda::to_rgb8(P(x), static_cast<uint8_t*>(out.ptr), B, HW, W(x), stream_);
+    cuda::to_rgb8(P(x), static_cast<uint8_t*>(out.ptr), B, HW, W(x), stream());
     LAUNCHED("to_rgb8");
     std::vector<uint8_t> result(size_t(B * HW * 3));
-    check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream_), "image download");
-    check(cudaStreamSynchronize(stream_), "image download");
+    check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream()), "image download");
+    check(cudaStreamSynchronize(stream()), "image download");
     return result;
   }
-  int device_;
 
  private:
+  int device_;
   std::shared_ptr<Stream> stream_owner_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLt> lt_;

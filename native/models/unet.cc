@@ -143,17 +143,6 @@ UNet::UNet(const Config& cfg, Params& p) {
   conv_out_ = Conv::make(p, "conv_out", out_channels_, ch[0], 3);
 }
 
-Tensor UNet::time_embedding(Backend& be, float timestep, int64_t batch, const Tensor& text_embeds, const std::vector<float>& time_ids) const {
-  std::vector<float> t(size_t(batch), timestep);
-  std::vector<float> temb = timestep_embedding(t, conv_in_.w.dim(0), flip_sin_to_cos_, freq_shift_);
-  Tensor emb = time_2_(be, be.silu(time_1_(be, be.from_host(temb.data(), {batch, conv_in_.w.dim(0)}))));
-  std::vector<float> tid = timestep_embedding(time_ids, add_time_dim_, flip_sin_to_cos_, freq_shift_);
-  Tensor time_embeds = be.from_host(tid.data(), {batch, n_time_ids_ * add_time_dim_});
-  Tensor add = be.concat(text_embeds, time_embeds, 1);
-  Tensor aug = add_2_(be, be.silu(add_1_(be, add)));
-  return be.add(emb, aug);
-}
-
 Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Tensor& context, const Tensor& text_embeds,
                      const std::vector<float>& time_ids, const CancelFlag* cancel) const {
   int64_t B = sample.dim(0);
@@ -162,9 +151,24 @@ Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Te
   if (context.rank() != 3 || context.dim(0) != B || context.dim(2) != cross_dim_) throw fail("encoder_hidden_states must be [B, L, " + std::to_string(cross_dim_) + "], got " + shape_str(context.shape));
   if (text_embeds.rank() != 2 || text_embeds.dim(0) != B || text_embeds.dim(1) != text_embeds_dim_) throw fail("text_embeds must be [B, " + std::to_string(text_embeds_dim_) + "], got " + shape_str(text_embeds.shape));
   if (int64_t(time_ids.size()) != B * n_time_ids_) throw fail("time_ids must hold " + std::to_string(B * n_time_ids_) + " values");
-
   check_cancel(cancel);
-  Tensor temb = be.silu(time_embedding(be, timestep, B, text_embeds, time_ids));
+  // What comes from the host goes up first, so the rest depends on device tensors alone and a backend
+  // can record it once and replay it for every step (the timestep changes only these inputs' values).
+  std::vector<float> t(size_t(B), timestep);
+  std::vector<float> temb = timestep_embedding(t, conv_in_.w.dim(0), flip_sin_to_cos_, freq_shift_);
+  std::vector<float> tid = timestep_embedding(time_ids, add_time_dim_, flip_sin_to_cos_, freq_shift_);
+  std::vector<Tensor> in{sample, be.from_host(temb.data(), {B, conv_in_.w.dim(0)}), be.from_host(tid.data(), {B, n_time_ids_ * add_time_dim_}), context,
+                         text_embeds};
+  std::call_once(recorder_once_, [&] { recorder_ = be.make_recorder(); });
+  return be.run_recorded(recorder_.get(), in, {B, out_channels_, sample.dim(2), sample.dim(3)},
+                         [&](const std::vector<Tensor>& x) { return body(be, x[0], x[1], x[2], x[3], x[4], cancel); });
+}
+
+Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& context, const Tensor& text_embeds,
+                  const CancelFlag* cancel) const {
+  Tensor emb = time_2_(be, be.silu(time_1_(be, temb_in)));
+  Tensor aug = add_2_(be, be.silu(add_1_(be, be.concat(text_embeds, time_embeds, 1))));
+  Tensor temb = be.silu(be.add(emb, aug));
   Tensor h = conv_in_(be, sample);
   std::vector<Tensor> skips{h};
   for (const Down& d : down_) {

@@ -2,6 +2,8 @@
 // CrossAttnDownBlock2D, UNetMidBlock2DCrossAttn, CrossAttnUpBlock2D, UpBlock2D, text_time added
 // conditioning, per-block transformer depth and head counts.
 #pragma once
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "../core/config.h"
@@ -37,7 +39,10 @@ class UNet {
     std::vector<SpatialTransformer> attentions;
     std::optional<Conv> upsample;
   };
-  Tensor time_embedding(Backend& be, float timestep, int64_t batch, const Tensor& text_embeds, const std::vector<float>& time_ids) const;
+  // The pass on device tensors alone (what a backend may record and replay): temb_in and time_embeds
+  // are the sinusoidal embeddings of the timestep and of the time ids.
+  Tensor body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& context, const Tensor& text_embeds,
+              const CancelFlag* cancel) const;
 
   int64_t in_channels_, out_channels_, sample_size_, cross_dim_, time_dim_, add_time_dim_, text_embeds_dim_, n_time_ids_;
   int groups_;
@@ -51,6 +56,8 @@ class UNet {
   ResnetBlock mid_res0_, mid_res1_;
   SpatialTransformer mid_attn_;
   std::vector<Up> up_;
+  mutable std::once_flag recorder_once_;
+  mutable std::unique_ptr<Recorder> recorder_;  // the backend's recordings of body, per input shapes
 };
 
 // diffusers' get_timestep_embedding, in float32 as torch computes it.

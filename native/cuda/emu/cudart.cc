@@ -14,12 +14,22 @@
 
 #include "runtime.h"
 
+// The allocations a capture made (memory nodes), kept while the graph, an executable graph made from
+// it, or a launch of one still queued holds them: as CUDA frees an in-flight executable graph only
+// once it completes.
+struct GraphMemory {
+  std::vector<std::pair<void*, size_t>> owned;
+  std::set<void*> freed;  // those the capture also freed (free nodes)
+  ~GraphMemory();
+};
 struct CUgraph_st {
   std::vector<std::function<std::string()>> ops;
-  std::vector<void*> owned;  // allocations made while capturing: the graph's for its life
+  std::shared_ptr<GraphMemory> mem = std::make_shared<GraphMemory>();
 };
 struct CUgraphExec_st {
   std::vector<std::function<std::string()>> ops;
+  std::shared_ptr<GraphMemory> mem;
+  uint64_t launches = 0;
 };
 struct CUstream_st {
   unsigned flags = 0;
@@ -228,7 +238,7 @@ cudaError_t allocate(void** out, size_t size, CUgraph_st* graph) {
   std::lock_guard<std::mutex> g(s.mu);
   s.allocs[reinterpret_cast<uintptr_t>(p)] = {size, false};
   s.peak = std::max(s.peak, s.in_use);
-  if (graph) graph->owned.push_back(p);
+  if (graph) graph->mem->owned.emplace_back(p, size);
   *out = p;
   return cudaSuccess;
 }
@@ -399,6 +409,10 @@ void enqueue_launch(const char* kernel, dim3 grid, dim3 block, size_t shared_byt
 
 using namespace pg25::emu;
 
+GraphMemory::~GraphMemory() {
+  for (auto& a : owned) release(a.first);
+}
+
 cudaError_t cudaGetDeviceCount(int* count) {
   if (!count) return fail(cudaErrorInvalidValue, "cudaGetDeviceCount(nullptr)");
   *count = 0;
@@ -511,11 +525,26 @@ cudaError_t cudaFreeAsync(void* p, cudaStream_t stream) {
   if (!p) return cudaSuccess;
   CUstream_st* st = stream_of(stream, "cudaFreeAsync");
   if (!st) return cudaErrorInvalidResourceHandle;
+  size_t n = 0;
+  {
+    std::lock_guard<std::mutex> g(S().mu);
+    auto it = S().allocs.find(reinterpret_cast<uintptr_t>(p));
+    if (it != S().allocs.end()) n = it->second.size;
+  }
   {
     std::lock_guard<std::mutex> g(st->mu);
     if (st->capture) {
-      for (void* o : st->capture->owned)
-        if (o == p) return cudaSuccess;  // the graph keeps what it allocated until it is destroyed
+      // A free node: the graph keeps the memory until it is destroyed, but its contents are gone
+      // from this point of each replay (poisoned, so a later read in the graph cannot pass a test).
+      for (auto& o : st->capture->mem->owned)
+        if (o.first == p) {
+          st->capture->mem->freed.insert(p);
+          st->capture->ops.push_back([p, n] {
+            std::memset(p, 0xff, n);
+            return std::string();
+          });
+          return cudaSuccess;
+        }
       return fail(cudaErrorNotSupported, "cudaFreeAsync during capture of memory the graph did not allocate (not emulated)");
     }
   }
@@ -703,7 +732,6 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   bool invalid = st->capture_invalidated;
   g.unlock();
   if (invalid) {
-    for (void* p : gr->owned) release(p);
     delete gr;
     *graph = nullptr;
     tl_last = cudaErrorStreamCaptureInvalidated;
@@ -724,7 +752,7 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   std::lock_guard<std::mutex> g(S().mu);
   if (!exec || !S().graphs.count(graph)) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: not a live graph");
-  auto* x = new CUgraphExec_st{graph->ops};
+  auto* x = new CUgraphExec_st{graph->ops, graph->mem};
   S().execs.insert(x);
   *exec = x;
   return cudaSuccess;
@@ -732,8 +760,22 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (!live(S().execs, exec)) return fail(cudaErrorInvalidValue, "cudaGraphLaunch: not a live executable graph");
   CUstream_st* st = stream_of(stream, "cudaGraphLaunch");
-  if (!st) return cudaErrorInvalidResourceHandle;
+  if (!st || !on_stream_device(st, "cudaGraphLaunch")) return cudaErrorInvalidResourceHandle;
+  std::shared_ptr<GraphMemory> mem = exec->mem;
+  size_t held = 0;
+  for (auto& a : mem->owned)
+    if (!mem->freed.count(a.first)) held++;
+  // CUDA refuses to relaunch a graph whose allocations a previous launch still holds (unless it was
+  // instantiated to free them on launch, which we never ask for).
+  if (held && exec->launches > 0)
+    return fail(cudaErrorInvalidValue, "cudaGraphLaunch: " + std::to_string(held) + " allocation(s) of the previous launch are not freed within the graph");
+  exec->launches++;
+  push(st, [mem] {
+    for (auto& a : mem->owned) std::memset(a.first, 0xff, a.second);  // a memory node's contents start undefined
+    return std::string();
+  });
   for (const auto& op : exec->ops) push(st, op);
+  push(st, [mem] { return std::string(); });  // holds the memory until this launch has run
   return cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
@@ -742,12 +784,15 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
   delete exec;
   return cudaSuccess;
 }
+cudaError_t cudaDeviceGraphMemTrim(int device) {
+  if (device < 0 || device >= device_count()) return fail(cudaErrorInvalidDevice, "cudaDeviceGraphMemTrim(" + std::to_string(device) + ")");
+  return cudaSuccess;  // graph memory goes back when its graph is destroyed here
+}
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
   {
     std::lock_guard<std::mutex> g(S().mu);
     if (!S().graphs.erase(graph)) return tl_last = cudaErrorInvalidValue;
   }
-  for (void* p : graph->owned) release(p);
-  delete graph;
+  delete graph;  // its memory goes with the last executable graph or queued launch that holds it
   return cudaSuccess;
 }

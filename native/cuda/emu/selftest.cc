@@ -1046,6 +1046,52 @@ void check_graph_capture() {
 }
 
 // Synchronising a capturing stream is refused and invalidates the capture.
+// Memory nodes: allocations a capture makes belong to the graph. One freed within the graph can be
+// replayed any number of times, its contents undefined (poisoned) after its free node; one that is
+// not freed makes a relaunch fail; an executable graph destroyed while a launch is queued keeps its
+// memory until the launch has run (under ASan a use after free would show here).
+void check_graph_memory_nodes() {
+  Stream s;
+  Dev<int> out(2);
+  out.upload({0, 0});
+  auto record = [&](bool free_inside) {
+    int* tmp = nullptr;
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    CUDA_OK(cudaMallocAsync(reinterpret_cast<void**>(&tmp), 2 * sizeof(int), s));
+    CUDA_OK(cudaMemsetAsync(tmp, 0, 2 * sizeof(int), s));
+    PG25_LAUNCH(add_kernel, 1, 2, 0, s)(tmp, 2, 3);
+    CUDA_OK(cudaMemcpyAsync(out.p, tmp, sizeof(int), cudaMemcpyDeviceToDevice, s));
+    if (free_inside) CUDA_OK(cudaFreeAsync(tmp, s));
+    // Read after the free node: poisoned at each replay, so out[1] cannot hold the 3 written above.
+    CUDA_OK(cudaMemcpyAsync(out.p + 1, tmp, sizeof(int), cudaMemcpyDeviceToDevice, s));
+    CUDA_OK(cudaStreamEndCapture(s, &graph));
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    return std::make_pair(graph, exec);
+  };
+  auto [graph, exec] = record(true);
+  for (int i = 0; i < 3; i++) CUDA_OK(cudaGraphLaunch(exec, s));
+  CUDA_OK(cudaGraphDestroy(graph));  // the executable graph keeps the memory
+  CUDA_OK(cudaGraphLaunch(exec, s));
+  CUDA_OK(cudaGraphExecDestroy(exec));  // in flight: freed once the launch has run
+  CUDA_OK(cudaStreamSynchronize(s));
+  std::vector<int> got = out.download();
+  EXPECT(got[0] == 3, "a replayed graph gave " << got[0] << ", want 3 at every replay");
+  EXPECT(got[1] == -1, "a read after the graph's free node gave " << got[1] << ", not the poison");
+  auto [held, held_exec] = record(false);
+  CUDA_OK(cudaGraphLaunch(held_exec, s));
+  CUDA_IS(cudaGraphLaunch(held_exec, s), cudaErrorInvalidValue);
+  EXPECT_MISUSE("cudaGraphLaunch", "not freed within the graph");
+  cudaGetLastError();
+  CUDA_OK(cudaStreamSynchronize(s));
+  CUDA_OK(cudaGraphExecDestroy(held_exec));
+  CUDA_OK(cudaGraphDestroy(held));
+  CUDA_OK(cudaDeviceGraphMemTrim(0));
+  EXPECT(report(false).live_allocations == 1, "graph memory outlived its graphs: " << report(false).live_allocations << " allocations live, want 1");
+  EXPECT_NO_MISUSE();
+}
+
 void check_capture_sync_invalidates() {
   Stream s;
   Dev<int> d(1);
@@ -1616,6 +1662,7 @@ const Check kChecks[] = {
     {"cudart_free_async", check_free_async},
     {"cudart_events", check_events},
     {"cudart_graph_capture", check_graph_capture},
+    {"cudart_graph_memory_nodes", check_graph_memory_nodes},
     {"cudart_capture_sync_invalidates", check_capture_sync_invalidates},
     {"cudart_out_of_memory", check_out_of_memory},
     {"cudart_destroyed_stream", check_destroyed_stream},

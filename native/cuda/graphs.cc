@@ -1,0 +1,97 @@
+#include "graphs.h"
+
+#include <cstring>
+
+#include "../core/error.h"
+
+namespace pg25::cuda {
+namespace {
+
+std::string key_of(const std::vector<Tensor>& inputs) {
+  std::string k;
+  for (const Tensor& t : inputs) k += shape_str(t.shape) + (is_wide(t) ? "w" : "h");
+  return k;
+}
+
+void copy(const Tensor& dst, const Tensor& src, cudaStream_t s, const char* what) {
+  check(cudaMemcpyAsync(dev_ptr(dst), dev_ptr(src), size_t(src.numel()) * 2, cudaMemcpyDeviceToDevice, s), what);
+}
+
+// Ends this thread's recording, however the recording ends.
+struct RecordingScope {
+  RecordingScope(const Stream* engine, cudaStream_t s, std::atomic<int64_t>* live) { recording() = {engine, s, live}; }
+  ~RecordingScope() { recording() = {}; }
+};
+
+}  // namespace
+
+GraphRecorder::GraphRecorder(std::shared_ptr<Stream> engine, Make make) : engine_(std::move(engine)), make_(std::move(make)) {
+  check(cudaStreamCreateWithFlags(&capture_, cudaStreamNonBlocking), "graph recording stream");
+}
+
+GraphRecorder::~GraphRecorder() {
+  // No wait for replays still queued: CUDA frees an executable graph in flight once it completes.
+  for (auto& [key, g] : graphs_) {
+    cudaGraphExecDestroy(g.exec);
+    cudaGraphDestroy(g.graph);
+  }
+  graphs_.clear();
+  cudaDeviceGraphMemTrim(engine_->device);  // the graphs' memory back to the device
+  cudaStreamDestroy(capture_);
+}
+
+GraphRecorder::Graph GraphRecorder::record(const std::vector<Tensor>& inputs, const Shape& out_shape,
+                                           const std::function<Tensor(const std::vector<Tensor>&)>& body) {
+  Graph g;
+  for (const Tensor& t : inputs) g.in.push_back(make_(t.shape, is_wide(t)));
+  g.out = make_(out_shape, inputs.empty() ? false : is_wide(inputs[0]));
+  std::atomic<int64_t> live{0};
+  {
+    RecordingScope scope(engine_.get(), capture_, &live);
+    // Thread-local mode: only this thread's calls are captured (and checked), so other engines and
+    // other jobs of this engine go on meanwhile.
+    check(cudaStreamBeginCapture(capture_, cudaStreamCaptureModeThreadLocal), "beginning a graph recording");
+    try {
+      Tensor y = body(g.in);
+      if (y.shape != out_shape || is_wide(y) != is_wide(g.out))
+        throw Error("PG25_INTERNAL", "recorded work returned " + shape_str(y.shape) + ", not " + shape_str(out_shape));
+      copy(g.out, y, capture_, "a recorded result");
+    } catch (...) {
+      cudaGraph_t discard = nullptr;
+      cudaStreamEndCapture(capture_, &discard);
+      if (discard) cudaGraphDestroy(discard);
+      cudaGetLastError();
+      throw;
+    }
+    check(cudaStreamEndCapture(capture_, &g.graph), "ending a graph recording");
+  }
+  // Every buffer the body took is given back within the graph: then the graph can be replayed any
+  // number of times (CUDA refuses to relaunch a graph whose allocations are still held).
+  if (live.load() != 0) {
+    cudaGraphDestroy(g.graph);
+    throw Error("PG25_INTERNAL", std::to_string(live.load()) + " tensor(s) made while recording outlived the recording");
+  }
+  cudaError_t e = cudaGraphInstantiate(&g.exec, g.graph, 0);
+  if (e != cudaSuccess) {
+    cudaGraphDestroy(g.graph);
+    check(e, "instantiating a graph");
+  }
+  return g;
+}
+
+Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string key = key_of(inputs);
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) it = graphs_.emplace(key, record(inputs, out_shape, body)).first;
+  Graph& g = it->second;
+  // Inputs in, replay, result out: all on the engine's stream, so in order with the work around them
+  // and with any other replay of this graph.
+  for (size_t i = 0; i < inputs.size(); i++) copy(g.in[i], inputs[i], engine_->s, "a recorded input");
+  check(cudaGraphLaunch(g.exec, engine_->s), "replaying a graph");
+  Tensor y = make_(out_shape, is_wide(g.out));
+  copy(y, g.out, engine_->s, "a recorded result");
+  return y;
+}
+
+}  // namespace pg25::cuda

@@ -1,0 +1,43 @@
+// CUDA graphs for the CUDA backend: a model call's kernels recorded once per input shapes and replayed,
+// so a UNet call costs one launch instead of ~1,800.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../backend/backend.h"
+#include "device_memory.h"
+
+namespace pg25::cuda {
+
+class GraphRecorder final : public Recorder {
+ public:
+  // `make` takes a device tensor of a shape and storage (wide: bf16) on the engine's stream.
+  using Make = std::function<Tensor(const Shape&, bool wide)>;
+  GraphRecorder(std::shared_ptr<Stream> engine, Make make);
+  ~GraphRecorder() override;
+  // body(inputs), as Backend::run_recorded defines it: recorded the first time these input shapes
+  // are seen, replayed after. The result is a tensor of its own (the recording's output buffer is
+  // copied out, so a later replay never changes it).
+  Tensor run(const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body);
+
+ private:
+  struct Graph {
+    std::vector<Tensor> in;  // fixed input buffers: each call's inputs are copied here before replay
+    Tensor out;              // the fixed output buffer the recording writes last
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+  };
+  Graph record(const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body);
+
+  std::shared_ptr<Stream> engine_;
+  Make make_;
+  cudaStream_t capture_ = nullptr;  // recording happens here, off the engine's stream
+  std::mutex mu_;                   // one recording or replay enqueue at a time: they share the fixed buffers
+  std::map<std::string, Graph> graphs_;
+};
+
+}  // namespace pg25::cuda

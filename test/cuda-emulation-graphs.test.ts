@@ -1,0 +1,85 @@
+// CUDA graphs: a UNet call is recorded once per input shapes and replayed. Shown in the CPU emulation
+// of CUDA, whose graphs give each replay fresh (NaN-poisoned) memory for the graph's allocations and
+// poison what the graph frees at the point it frees it, so a replay that missed a new input value, or
+// read a buffer after its free node, gives a wrong answer here.
+import test from 'ava'
+import { Runtime, TorchGenerator, UNetModel, readModelIndex, resolveComponent } from '../lib'
+import { TINY, goldenUnet } from './helpers'
+import { emulationReport, toHalf } from './emulation'
+
+const component = async (name: string): Promise<any> => await resolveComponent(TINY, await readModelIndex(TINY), name, null, () => {})
+
+interface Call { sample: Float32Array, shape: number[], t: number, ctx: Float32Array, te: Float32Array, ids: Float32Array }
+
+function calls (unet: UNetModel, sizes: number[]): Call[] {
+  const { inChannels, crossAttentionDim, textEmbedsDim } = unet.info
+  return sizes.map((side, i) => {
+    const g = new TorchGenerator(100 + i)
+    const half = (shape: number[]): Float32Array => g.randn(shape).map(toHalf)
+    return {
+      sample: half([2, inChannels, side, side]),
+      shape: [2, inChannels, side, side],
+      t: 0.25 * Math.log(0.5 + 3 * i),
+      ctx: half([2, 77, crossAttentionDim]),
+      te: half([2, textEmbedsDim]),
+      ids: Float32Array.from([side * 8, side * 8, 0, 0, side * 8, side * 8, side * 8, side * 8, 0, 0, side * 8, side * 8])
+    }
+  })
+}
+
+async function predict (rt: Runtime, unet: UNetModel, c: Call): Promise<{ out: Float32Array, launches: number }> {
+  const inputs = [rt.fromHost(c.sample, c.shape), rt.fromHost(c.ctx, [2, 77, unet.info.crossAttentionDim]), rt.fromHost(c.te, [2, unet.info.textEmbedsDim])]
+  emulationReport(true)
+  const y = await unet.predict(inputs[0], c.t, inputs[1], inputs[2], c.ids)
+  const launches = emulationReport().launches // the call's own launches
+  const out = rt.toHost(y)
+  for (const x of [...inputs, y]) x.dispose()
+  return { out, launches }
+}
+
+async function load (graphs: boolean): Promise<{ rt: Runtime, unet: UNetModel }> {
+  const rt = Runtime.open('cuda', () => {})
+  const unet = await UNetModel.load(rt, await component('unet'))
+  // The choice is made at a UNet's first call.
+  process.env.PG25_CUDA_GRAPHS = graphs ? '1' : '0'
+  return { rt, unet }
+}
+
+test.serial('replayed UNet calls equal calls launched kernel by kernel, for new inputs and new shapes', async t => {
+  const eager = await load(false)
+  const expected = []
+  const cs = calls(eager.unet, [8, 8, 12, 8, 12])
+  for (const c of cs) expected.push(await predict(eager.rt, eager.unet, c))
+  const graphed = await load(true)
+  const got = []
+  for (const c of cs) got.push(await predict(graphed.rt, graphed.unet, c))
+  for (let i = 0; i < cs.length; i++) {
+    let worst = 0
+    for (let j = 0; j < got[i].out.length; j++) worst = Math.max(worst, Math.abs(got[i].out[j] - expected[i].out[j]))
+    t.is(worst, 0, `call ${i}: the replay differs from the eager call by up to ${worst}`)
+    t.false(got[i].out.some(Number.isNaN), `call ${i} read memory nothing wrote`)
+  }
+  // Calls 0 and 2 record (8x8, then 12x12 latents); 1, 3 and 4 replay: no kernel launched one by one but
+  // the two conversions of the host-made time embeddings.
+  for (const i of [0, 2]) t.true(got[i].launches > 100, `call ${i} recorded ${got[i].launches} launches`)
+  for (const i of [1, 3, 4]) t.true(got[i].launches <= 2, `call ${i} launched ${got[i].launches} kernels`)
+  for (const i of [0, 1, 2, 3, 4]) t.true(expected[i].launches > 100)
+  // Distinct inputs really gave distinct outputs (a replay stuck on its first inputs would not).
+  t.notDeepEqual(got[0].out, got[1].out)
+  const r = emulationReport()
+  t.deepEqual(r.misuse, [])
+  eager.rt.dispose()
+  graphed.rt.dispose()
+  t.is(emulationReport().liveAllocations, 0, 'the graphs\' memory goes with the engine')
+})
+
+test.serial('a replayed UNet call matches diffusers (golden stage, twice)', async t => {
+  const { rt, unet } = await load(true)
+  for (let i = 0; i < 2; i++) {
+    const { shape, expected, err } = await goldenUnet(rt, unet)
+    t.deepEqual(shape, expected)
+    t.true(err <= 2e-2, `call ${i}: ${err}`)
+  }
+  t.deepEqual(emulationReport().misuse, [])
+  rt.dispose()
+})

@@ -5,7 +5,7 @@ import anyTest, { type TestFn } from 'ava'
 import { createHash } from 'node:crypto'
 import { promises as fs, readFileSync } from 'node:fs'
 import path from 'node:path'
-import { downloadModel, Pipeline, type DownloadProgress } from '../lib'
+import { downloadModel, Pipeline, type DownloadProgress, type LoadProgress } from '../lib'
 import { TINY } from './helpers'
 import { ID, UNNEEDED, repoDir, useMockHub } from './hub-fixture'
 
@@ -38,10 +38,17 @@ test.serial('a Hub id loads into the Python cache layout and generates the same 
   const { hub, cache } = env()
   const repo = repoDir(cache)
   const { commit, files } = hub.repos.get(ID)!
-  const pipe = await Pipeline.fromPretrained(ID, { device: 'cpu' })
+  const events: LoadProgress[] = []
+  const pipe = await Pipeline.fromPretrained(ID, { device: 'cpu', onProgress: p => events.push(p) })
   let fromHub: Uint8Array
   try {
     t.is(pipe.dir, path.join(repo, 'snapshots', commit))
+    // Download events come first and end at their total; then the load's own.
+    const firstLoad = events.findIndex(e => e.phase === 'load')
+    t.true(firstLoad > 0 && events.slice(firstLoad).every(e => e.phase === 'load'))
+    const lastDownload = events[firstLoad - 1]
+    t.is(lastDownload.phase, 'download')
+    t.is(lastDownload.loadedBytes, lastDownload.totalBytes)
     fromHub = (await pipe.generate('a cat in a spacesuit', GEN)).images[0].data
   } finally {
     await pipe.dispose()
@@ -176,4 +183,17 @@ test.serial('a local folder named like an id is a folder; other strings are not 
   // An existing relative folder of the form org/name (dist/test: the compiled tests) is read from disk.
   await t.throwsAsync(Pipeline.fromPretrained('dist/test', { device: 'cpu' }), { code: 'PG25_NOT_FOUND', message: /model_index\.json/ })
   t.deepEqual(hub.requests, [])
+})
+
+test.serial('when the Hub cannot be reached, a usable cached copy is loaded with a notice', async t => {
+  env()
+  const dir = await downloadModel(ID) // without a variant: the full-precision UNet, fp16 files elsewhere
+  // The fp16 UNet is not cached, so loading with variant fp16 asks the Hub, which is down.
+  process.env.HF_ENDPOINT = 'http://127.0.0.1:9' // the discard port: nothing listens
+  const notices: string[] = []
+  const pipe = await Pipeline.fromPretrained(ID, { device: 'cpu', variant: 'fp16', onWarning: m => notices.push(m) })
+  await pipe.dispose()
+  t.is(pipe.dir, dir)
+  t.true(notices.some(m => m.includes('cannot reach the Hub') && m.includes(`using the cached copy of ${ID}`)), notices.join('\n'))
+  t.true(notices.some(m => m.includes("no 'fp16' variant weights")), notices.join('\n'))
 })

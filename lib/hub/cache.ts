@@ -81,13 +81,20 @@ export class RepoCache {
 
   /**
    * Points snapshots/<commit>/<file> at blobs/<etag> with a relative symlink, as huggingface_hub does
-   * (the cache can be moved). Made under a temporary name and renamed, so concurrent writers agree.
+   * (the cache can be moved); where symlinks are not allowed (Windows without developer mode) the
+   * blob is copied, as huggingface_hub also does. Made under a temporary name and renamed, so
+   * concurrent writers agree.
    */
   async link (commit: string, file: string, etag: string): Promise<void> {
     const pointer = path.join(this.snapshot(commit), ...file.split('/'))
     await fs.mkdir(path.dirname(pointer), { recursive: true })
     const tmp = `${pointer}.${randomBytes(4).toString('hex')}.tmp`
-    await fs.symlink(path.relative(path.dirname(pointer), this.blob(etag)), tmp)
+    try {
+      await fs.symlink(path.relative(path.dirname(pointer), this.blob(etag)), tmp)
+    } catch (err) {
+      if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err
+      await fs.copyFile(this.blob(etag), tmp)
+    }
     await fs.rename(tmp, pointer)
   }
 

@@ -69,7 +69,7 @@ export class HubRequest {
 
   /**
    * Sends the request and follows redirects (5 at most). The token goes only to the Hub's own origin.
-   * Returns the final response and the Hub's headers from the first answer.
+   * Returns the final response and the Hub's file headers (from its answer, before any CDN redirect).
    */
   async send (method: 'GET' | 'HEAD', headers: Record<string, string> = {}): Promise<{ res: Response, file: FileHeaders }> {
     let url = this.url
@@ -89,15 +89,20 @@ export class HubRequest {
         clearTimeout(this.timer)
       }
       const redirected = res.status >= 300 && res.status < 400 && res.headers.has('location')
-      const size = res.headers.get('x-linked-size') ?? (redirected ? null : res.headers.get('content-length'))
-      file ??= {
-        commit: res.headers.get('x-repo-commit'),
-        etag: normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag')),
-        size: size === null ? null : Number(size)
+      const next = redirected ? new URL(res.headers.get('location') as string, url) : null
+      // The file headers are the Hub's answer: not a CDN's (whose ETag is its own), nor a relative redirect
+      // before it (a renamed repo), unless that already carries X-Repo-Commit.
+      if (file === undefined && new URL(url).origin === origin && (next === null || next.origin !== origin || res.headers.has('x-repo-commit'))) {
+        const size = res.headers.get('x-linked-size') ?? (redirected ? null : res.headers.get('content-length'))
+        file = {
+          commit: res.headers.get('x-repo-commit'),
+          etag: normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag')),
+          size: size === null ? null : Number(size)
+        }
       }
-      if (!redirected) return { res, file }
+      if (next === null) return { res, file: file ?? { commit: null, etag: null, size: null } }
       await res.body?.cancel()
-      url = new URL(res.headers.get('location') as string, url).toString()
+      url = next.toString()
     }
     this.close()
     throw new Pg25Error('PG25_HUB_NETWORK', `${this.url}: too many redirects`)

@@ -189,10 +189,10 @@ const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT
 
 /** A value as a type error quotes it: numbers as they are, anything else with its type (`"3" (a string)`). */
 export function got (v: unknown): string {
-  if (typeof v === 'number') return show(v)
+  if (typeof v === 'number' || v === null || v === undefined) return String(v)
   if (typeof v === 'function') return 'a function'
-  const type = Array.isArray(v) ? 'an array' : typeof v === 'object' ? (v === null ? 'null' : 'an object') : `a ${typeof v}`
-  return v === null ? 'null' : `${typeof v === 'symbol' ? String(v) : show(v)} (${type})`
+  const type = Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`
+  return `${typeof v === 'symbol' ? String(v) : show(v)} (${type})`
 }
 
 /** One option's check: what it wants, in words, and the test. */

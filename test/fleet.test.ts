@@ -1,8 +1,10 @@
 // The fleet against a real Redis: worker processes sharing jobs, results equal to local runs, bad jobs
 // failing alone, cancellation, result removal, and the HTTP front (createServer over a GenerateQueue).
 import test from 'ava'
+import { spawn } from 'node:child_process'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import path from 'node:path'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import sharp from 'sharp'
@@ -210,4 +212,31 @@ test.serial('createServer over a GenerateQueue: the same endpoints and answers, 
   t.true(await until(async () => await bull.getJobState(activeId!) === 'failed'))
   t.is((await bull.getJob(activeId!))!.failedReason, 'ABORT_ERR: cancelled by its client')
   t.like(server.stats(), { cancelled: 1 })
+})
+
+test.serial('pg25 serve --redis fronts the fleet over HTTP, and stops on SIGTERM', async t => {
+  const queue = 'serve-cli'
+  const worker = await startWorker(pipe, { redis: redis.url, queue })
+  t.teardown(async () => { await worker.close() })
+  const server = spawn(process.execPath, [path.join(__dirname, '..', 'lib', 'cli.js'), 'serve', '--redis', redis.url, '--redis-queue', queue, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const exited = new Promise(resolve => server.once('exit', code => resolve(code)))
+  t.teardown(async () => { if (server.exitCode === null) server.kill('SIGKILL'); await exited })
+  let log = ''
+  const port = await new Promise<number>((resolve, reject) => {
+    server.stderr!.on('data', (d: Buffer) => {
+      log += d.toString()
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+) \(fleet/.exec(log)
+      if (m !== null) resolve(Number(m[1]))
+    })
+    server.once('exit', code => reject(new Error(`pg25 serve exited (${code}): ${log}`)))
+  })
+  const r = await fetch(`http://127.0.0.1:${port}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'over http', steps: 2, width: 64, height: 64, seed: 8, response: 'json' }) })
+  t.is(r.status, 200)
+  const j = await r.json() as any
+  const { data } = await sharp(Buffer.from(j.images[0], 'base64')).raw().toBuffer({ resolveWithObject: true })
+  t.deepEqual(new Uint8Array(data), (await pipe.generate('over http', { steps: 2, width: 64, height: 64, seed: 8 })).images[0].data)
+  const health = await (await fetch(`http://127.0.0.1:${port}/health`)).json() as any
+  t.deepEqual(health.fleet.workers.map((w: any) => w.id), [worker.id])
+  server.kill('SIGTERM')
+  t.is(await exited, 0)
 })

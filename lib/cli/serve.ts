@@ -3,6 +3,7 @@ import { Pg25Error } from '../errors'
 import { createServer, DEFAULT_MAX_PIXELS } from '../server'
 import { int, num, parseFlags, str, type Flags, type Values } from './args'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'
+import { FLEET_HELP, openFleet } from './fleet'
 
 export const SERVE_FLAGS: Flags = {
   ...MODEL_FLAGS,
@@ -13,6 +14,8 @@ export const SERVE_FLAGS: Flags = {
   token: { type: 'string' },
   'headers-timeout': { type: 'string' },
   'request-timeout': { type: 'string' },
+  redis: { type: 'string' },
+  'redis-queue': { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 }
 
@@ -31,6 +34,7 @@ GET /health reports the queue. SIGTERM or SIGINT stops it: running requests are 
       --headers-timeout S  seconds a client has to send its headers (default 10)
       --request-timeout S  seconds a client has to send its whole request (default 30); then 408
 ${MODEL_HELP}
+${FLEET_HELP('redis-queue')}
 `
 
 /** The server's settings from its flags, all checked before the model loads. */
@@ -57,7 +61,7 @@ export async function serveCommand (argv: string[], elsewhere: Record<string, st
   if (values.help === true) { process.stdout.write(SERVE_HELP); return 0 }
   if (positionals.length > 0) throw new Pg25Error('PG25_INVALID_ARGUMENT', `pg25 serve takes no prompt (got ${JSON.stringify(positionals[0])}); prompts come in the requests`)
   const { port, host, ...options } = settings(values)
-  const pipe = await openPipeline(chooseModel(values))
+  const pipe = await openFleet(values, 'redis-queue') ?? await openPipeline(chooseModel(values))
   const server = createServer(pipe, options)
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve) })
   const addr = server.address()

@@ -205,6 +205,11 @@ export class GenerateQueue {
     await within(this.redis.quit(), 2000, 'closing').catch(() => this.redis.disconnect())
   }
 
+  /** close(), by the name Pipeline uses: a server or CLI ends either runner alike. */
+  async dispose (): Promise<void> {
+    await this.close()
+  }
+
   async [Symbol.asyncDispose] (): Promise<void> {
     await this.close()
   }

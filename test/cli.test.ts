@@ -1,6 +1,6 @@
 import test from 'ava'
 import { execFile } from 'node:child_process'
-import { promises as fs } from 'node:fs'
+import { existsSync, promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -151,6 +151,20 @@ test('--model takes a Hub id: downloaded once with a byte bar, then loaded from 
   } finally {
     await hub.close()
   }
+})
+
+// `script` runs the CLI on a pseudo-terminal, as a user's shell would.
+;(existsSync('/usr/bin/script') ? test : test.skip)('on a terminal: bars redrawn in place, bytes for loading, it/s and ETA for steps', async t => {
+  const out = path.join(tmp, 'tty.png')
+  const cmd = [process.execPath, CLI, 'x', '--model', TINY, '--device', 'cpu', '--width', '64', '--height', '64', '--steps', '20', '-o', out].map(a => `'${a}'`).join(' ')
+  const { stdout } = await run('script', ['-qfec', cmd, '/dev/null'])
+  t.notRegex(stdout, /loading: |steps: /) // no log lines
+  const frames = stdout.split('\r')
+  const loads = frames.filter(f => f.startsWith('loading '))
+  t.regex(loads.at(-1)!, /^loading +\[#{24}\] ([\d.]+ MiB) \/ \1 {2}vae\x1b\[K/)
+  t.regex(frames.find(f => f.startsWith('steps '))!, /^steps +\[[#.]{24}\] \d+\/20/)
+  t.regex(frames.filter(f => f.startsWith('steps ')).at(-1)!, /^steps +\[#{24}\] 20\/20 {2}[\d.]+ (it\/s|s\/it) {2}ETA 0:00\x1b\[K/)
+  t.regex(stdout, /done in [\d.]+ s · seed \d+ · 64x64 on cpu/)
 })
 
 test('errors are one clear line and a non-zero exit, never a stack trace', async t => {

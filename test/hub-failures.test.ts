@@ -77,6 +77,14 @@ test.serial('corrupt bytes are refused naming the file, and nothing of them stay
   t.true(readFileSync(path.join(dir, VAE)).equals(vae))
 })
 
+test.serial('a Hub answer that contradicts the file listing (another commit) is refused before any byte is kept', async t => {
+  const { hub, cache } = env()
+  hub.knobs.commit = 'f'.repeat(40)
+  const err = await t.throwsAsync(downloadModel(ID, { variant: 'fp16' }), { code: 'PG25_HUB_CORRUPT' })
+  t.regex(err!.message, new RegExp(`^${ID}: model_index\\.json: the Hub's answer does not match its file listing \\(commit f{40}, expected ${hub.repos.get(ID)!.commit}\\)`))
+  await t.throwsAsync(fs.stat(path.join(repoDir(cache), 'snapshots')))
+})
+
 test.serial('a gated repo: PG25_HUB_AUTH saying how to pass a token; the option, HF_TOKEN and the login file all work, and the token never reaches the CDN', async t => {
   const { hub, home } = env()
   const err = await t.throwsAsync(downloadModel(GATED, { variant: 'fp16' }), { instanceOf: Pg25Error, code: 'PG25_HUB_AUTH' })

@@ -179,6 +179,8 @@ test.serial('a local folder named like an id is a folder; other strings are not 
   await t.throwsAsync(downloadModel('no-slash'), { code: 'PG25_INVALID_ARGUMENT', message: /not a Hub model id/ })
   await t.throwsAsync(downloadModel('a/b/c'), { code: 'PG25_INVALID_ARGUMENT' })
   await t.throwsAsync(downloadModel(ID, { revision: '../x' }), { code: 'PG25_INVALID_ARGUMENT', message: /revision/ })
+  await t.throwsAsync(downloadModel(ID, { revison: 'main' } as any), { code: 'PG25_INVALID_ARGUMENT', message: /unknown option "revison"/ })
+  await t.throwsAsync(downloadModel(ID, { token: '' }), { code: 'PG25_INVALID_ARGUMENT', message: /token must be a non-empty string/ })
   t.deepEqual(hub.requests, [])
   // An existing relative folder of the form org/name (dist/test: the compiled tests) is read from disk.
   await t.throwsAsync(Pipeline.fromPretrained('dist/test', { device: 'cpu' }), { code: 'PG25_NOT_FOUND', message: /model_index\.json/ })

@@ -41,6 +41,8 @@ export interface MockKnobs {
   stall?: Set<string>
   /** send CDN bodies in 64 KiB pieces this many ms apart */
   slowMs?: number
+  /** answer resolve requests with this X-Repo-Commit (as if the branch moved under a download) */
+  commit?: string
 }
 
 const gitBlobId = (data: Buffer): string => createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex')
@@ -111,7 +113,7 @@ export class MockHub {
   }
 
   /** The repo and commit a request may see, or undefined after answering with the Hub's refusal. */
-  private access (req: http.IncomingMessage, res: http.ServerResponse, id: string, rev: string, api: boolean): { repo: MockRepo } | undefined {
+  private access (req: http.IncomingMessage, res: http.ServerResponse, id: string, rev: string, api: boolean): MockRepo | undefined {
     const repo = this.repos.get(id)
     const auth = req.headers.authorization
     if (repo === undefined) {
@@ -127,7 +129,7 @@ export class MockHub {
       this.refuse(res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`)
       return undefined
     }
-    return { repo }
+    return repo
   }
 
   private handle (req: http.IncomingMessage, res: http.ServerResponse, cdn: boolean): void {
@@ -143,9 +145,8 @@ export class MockHub {
   }
 
   private serveInfo (req: http.IncomingMessage, res: http.ServerResponse, id: string, rev: string, blobs: boolean): void {
-    const a = this.access(req, res, id, rev, true)
-    if (a === undefined) return
-    const { repo } = a
+    const repo = this.access(req, res, id, rev, true)
+    if (repo === undefined) return
     const siblings = [...repo.files.values()].map(f => blobs
       ? { rfilename: f.path, blobId: f.lfs ? gitBlobId(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${f.data.length}\n`)) : f.blobId, size: f.data.length, ...(f.lfs ? { lfs: { sha256: f.sha256, size: f.data.length, pointerSize: 134 } } : {}) }
       : { rfilename: f.path })
@@ -154,15 +155,14 @@ export class MockHub {
   }
 
   private serveResolve (req: http.IncomingMessage, res: http.ServerResponse, id: string, rev: string, file: string): void {
-    const a = this.access(req, res, id, rev, false)
-    if (a === undefined) return
-    const { repo } = a
+    const repo = this.access(req, res, id, rev, false)
+    if (repo === undefined) return
     const f = repo.files.get(file)
     if (f === undefined) { this.refuse(res, 404, 'EntryNotFound', `${file} does not exist on "${rev}"`, repo.commit); return }
     if (f.lfs) {
       res.writeHead(302, {
         location: `${this.cdnBase}/cdn/${f.sha256}?file=${encodeURIComponent(file)}&expires=${Date.now() + 3600_000}`,
-        'x-repo-commit': repo.commit,
+        'x-repo-commit': this.knobs.commit ?? repo.commit,
         'x-linked-etag': `"${f.sha256}"`,
         'x-linked-size': String(f.data.length),
         etag: `"${f.sha256}"`,
@@ -171,7 +171,7 @@ export class MockHub {
       res.end()
       return
     }
-    this.sendBytes(req, res, this.bytesOf(f), { etag: `"${f.blobId}"`, 'x-repo-commit': repo.commit })
+    this.sendBytes(req, res, this.bytesOf(f), { etag: `"${f.blobId}"`, 'x-repo-commit': this.knobs.commit ?? repo.commit })
   }
 
   private bytesOf (f: MockFile): Buffer {

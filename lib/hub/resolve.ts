@@ -28,6 +28,7 @@ export interface DownloadOptions {
 }
 
 const INDEX = 'model_index.json'
+const OPTION_KEYS = new Set(['revision', 'variant', 'token', 'onProgress', 'signal', 'onWarning'])
 
 interface Target { id: string, revision: string, variant: string | null, weights: boolean, cache: RepoCache }
 
@@ -131,6 +132,11 @@ async function fetchSnapshot (t: Target, o: DownloadOptions): Promise<string> {
  * ```
  */
 export async function downloadModel (id: string, options: DownloadOptions = {}): Promise<string> {
+  if (options !== null && typeof options !== 'object') throw new Pg25Error('PG25_INVALID_ARGUMENT', `downloadModel options must be an object, got ${typeof options}`)
+  for (const [k, v] of Object.entries(options ?? {})) {
+    if (!OPTION_KEYS.has(k)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `downloadModel: unknown option "${k}" (known: ${[...OPTION_KEYS].join(', ')})`)
+    if ((k === 'onProgress' || k === 'onWarning') && v !== undefined && typeof v !== 'function') throw new Pg25Error('PG25_INVALID_ARGUMENT', `downloadModel: ${k} must be a function`)
+  }
   const t = target(id, options ?? {}, true)
   return isOffline() ? await offlineSnapshot(t) : await fetchSnapshot(t, options ?? {})
 }

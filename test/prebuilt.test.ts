@@ -43,13 +43,14 @@ async function project (name: string, env: NodeJS.ProcessEnv, ...flags: string[]
   return app
 }
 
-/** A PATH with node, npm and sh only: no cmake, nvcc or C++ compiler. */
+/** A PATH with node, npm, npx and sh only: no cmake, nvcc or C++ compiler. */
 async function bareEnv (t: { throwsAsync: Function }): Promise<NodeJS.ProcessEnv> {
   const bin = path.join(await tmp, 'bin')
   await fs.mkdir(bin, { recursive: true })
   const npmCli = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js')
   await fs.symlink(process.execPath, path.join(bin, 'node')).catch(() => {})
   await fs.writeFile(path.join(bin, 'npm'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli}" "$@"\n`, { mode: 0o755 })
+  await fs.writeFile(path.join(bin, 'npx'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli.replace(/npm-cli\.js$/, 'npx-cli.js')}" "$@"\n`, { mode: 0o755 })
   await fs.symlink('/bin/sh', path.join(bin, 'sh')).catch(() => {})
   const env = { ...process.env, PATH: bin, PG25_DEMO_DIR: path.join(await tmp, 'demo-model'), npm_config_nodedir: '' }
   for (const tool of ['cmake', 'nvcc', 'g++', 'c++', 'make']) {
@@ -123,6 +124,10 @@ test('installed with no compiler and no install scripts, the prebuilt CUDA binar
   t.is(name, '@pg25/native')
   t.is(deep, 'ERR_PACKAGE_PATH_NOT_EXPORTED')
   t.is(result, '256 true')
+
+  // The CLI resolves in the project, as the README says: `npx pg25`.
+  const { stdout: version } = await run(path.join(env.PATH!, 'npx'), ['--offline', 'pg25', '--version'], { cwd: app, env })
+  t.is(version.trim(), JSON.parse(await fs.readFile(path.join(ROOT, 'package.json'), 'utf8')).version)
 
   // ESM: named imports, and the same names as CommonJS sees.
   const esm = `

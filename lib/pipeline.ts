@@ -11,6 +11,7 @@ import { singleFileSources } from './model/single-file'
 import { readJsonObject } from './model/files'
 import { TextEncoderModel, UNetModel, VAEEncoderModel, VAEModel } from './models'
 import type { NativeTensor } from './native'
+import { resolveModelDir } from './hub/resolve'
 import { LoadMeter } from './load-progress'
 import { checkLoadOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions, type MemoryInfo, type Plan, type Size } from './options'
 
@@ -123,16 +124,18 @@ export class Pipeline {
   }
 
   /**
-   * Loads a diffusers-format model directory (model_index.json and its component folders).
+   * Loads a diffusers-format model directory (model_index.json and its component folders), or a Hub
+   * model id (`org/name`, not an existing path): fetched once into the Hugging Face cache, then loaded from it.
    *
    * ```ts
-   * const pipe = await Pipeline.fromPretrained(dir, { device: 'cpu', onProgress: p => console.log(p.component, p.loadedBytes, p.totalBytes) })
+   * const pipe = await Pipeline.fromPretrained('playgroundai/playground-v2.5-1024px-aesthetic', { variant: 'fp16' })
+   * const local = await Pipeline.fromPretrained(dir, { device: 'cpu', onProgress: p => console.log(p.component, p.loadedBytes, p.totalBytes) })
    * ```
    */
   static async fromPretrained (dir: string, options: LoadOptions = {}): Promise<Pipeline> {
     if (typeof dir !== 'string' || dir === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'fromPretrained needs a model directory path')
     checkLoadOptions('fromPretrained', options)
-    const prep = await prepare(dir, options)
+    const prep = await prepare(await resolveModelDir(dir, options), options) // a Hub id -> its cached snapshot, fetched if needed
     const sources: ComponentSource[] = []
     for (const n of COMPONENTS) sources.push(await resolveComponent(prep.root, prep.index, n, options.variant ?? null, prep.warn))
     return await Pipeline.assemble(prep, sources, options)
@@ -154,7 +157,7 @@ export class Pipeline {
     }
     checkLoadOptions('fromSingleFile', options)
     await requireRegularFile(file, 'the checkpoint', 'PG25_NOT_FOUND')
-    const prep = await prepare(options.config, options)
+    const prep = await prepare(await resolveModelDir(options.config, options, false), options)
     const bases: ComponentSource[] = []
     for (const n of COMPONENTS) bases.push(await readComponentConfig(prep.root, prep.index, n))
     return await Pipeline.assemble(prep, await singleFileSources(path.resolve(file), bases), options)

@@ -31,13 +31,14 @@ export function formatOf (file: string): ImageFormat {
 }
 
 /**
- * The image's bytes in `format`. PNG keeps the generation parameters (a `parameters` text chunk);
- * JPEG and WebP (quality 92) carry none.
+ * The image's bytes in `format`, with the generation parameters: in a `parameters` text chunk for
+ * PNG; for JPEG and WebP (quality 92) in the EXIF UserComment, where A1111 puts them (libvips writes
+ * it as ASCII, so characters outside it are approximated there).
  */
 export async function encodeImage (image: GeneratedImage, format: ImageFormat): Promise<Buffer> {
   if (format === 'png') return await image.toPNG()
   const raw = sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), { raw: { width: image.width, height: image.height, channels: 3 } })
-  return await (format === 'jpeg' ? raw.jpeg({ quality: 92 }) : raw.webp({ quality: 92 })).toBuffer()
+  return await (format === 'jpeg' ? raw.jpeg({ quality: 92 }) : raw.webp({ quality: 92 })).withExif({ IFD2: { UserComment: image.parameters } }).toBuffer()
 }
 
 /** The files `--count n` writes: `file` first, then `name-2.ext`, `name-3.ext`, ... beside it. */

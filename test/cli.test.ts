@@ -67,7 +67,7 @@ test('--model DIR with options gives the same image as the API, and the PNG keep
   t.regex(params, /^a photo of a cat\nNegative prompt: blurry, low quality\nSteps: 4, Sampler: Euler Karras, CFG scale: 3, Seed: 7, Size: 128x64, Model: tiny-pg25/)
 })
 
-test('the extension picks the format: JPEG and WebP through sharp, PNG in any case of .png', async t => {
+test('the extension picks the format: JPEG and WebP through sharp, PNG in any case of .png; each keeps the parameters', async t => {
   for (const [name, format, magic] of [['a.jpg', 'jpeg', 'ffd8ff'], ['b.JPEG', 'jpeg', 'ffd8ff'], ['c.webp', 'webp', '52494646'], ['d.PNG', 'png', '89504e47']] as const) {
     const out = path.join(tmp, name)
     await run(process.execPath, [CLI, 'a cat', ...SMALL, '--seed', '3', '-q', '-o', out])
@@ -77,6 +77,8 @@ test('the extension picks the format: JPEG and WebP through sharp, PNG in any ca
     const meta = await sharp(out).metadata()
     t.is(meta.format, format, name)
     t.is(meta.width, 64)
+    const params = format === 'png' ? readPngText(bytes).parameters : meta.exif?.toString('latin1')
+    t.true(params?.includes('a cat\nSteps: 2, Sampler: DPM++ 2M Karras, CFG scale: 3, Seed: 3, Size: 64x64, Model: tiny-pg25'), name)
   }
   // Lossy, but the same picture as the PNG: close to the API's pixels on average.
   const r = await pipe.generate('a cat', { steps: 2, width: 64, height: 64, seed: 3 })

@@ -7,7 +7,8 @@ import { promises as fs, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { downloadModel, Pipeline, type DownloadProgress, type LoadProgress } from '../lib'
 import { TINY } from './helpers'
-import { ID, UNNEEDED, repoDir, useMockHub } from './hub-fixture'
+import { resolveModelDir } from '../lib/hub/resolve'
+import { FP16_WEIGHTS, ID, UNNEEDED, repoDir, useMockHub } from './hub-fixture'
 
 const test = anyTest as TestFn
 const env = useMockHub(test)
@@ -198,4 +199,16 @@ test.serial('when the Hub cannot be reached, a usable cached copy is loaded with
   t.is(pipe.dir, dir)
   t.true(notices.some(m => m.includes('cannot reach the Hub') && m.includes(`using the cached copy of ${ID}`)), notices.join('\n'))
   t.true(notices.some(m => m.includes("no 'fp16' variant weights")), notices.join('\n'))
+})
+
+test.serial('for a single-file checkpoint\'s config, a Hub id brings configs and tokenizers only', async t => {
+  const { hub } = env()
+  const dir = await resolveModelDir(ID, {}, false)
+  const got = (await tinyFiles(dir)).sort()
+  t.deepEqual(got, (await tinyFiles()).filter(f => !f.endsWith('.safetensors')).sort())
+  t.is(hub.count('.safetensors'), 0)
+  // The weights are fetched when a full load asks for them; the configs are not fetched again.
+  hub.requests.length = 0
+  await downloadModel(ID, { variant: 'fp16' })
+  t.deepEqual(hub.requests.filter(r => r.path.includes('/resolve/')).map(r => r.path.split('/').slice(5).join('/')).sort(), [...FP16_WEIGHTS].sort())
 })

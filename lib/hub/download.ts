@@ -15,7 +15,10 @@ import type { RepoCache } from './cache'
 import { HubRequest, type FileHeaders, type HubContext } from './http'
 import { acquireLock } from './lock'
 
-/** A progress event while files are fetched; `loadedBytes`/`totalBytes` count the whole download, not one file. */
+/**
+ * A progress event while files are fetched. `loadedBytes`/`totalBytes` count all the files this call
+ * transfers, not one file (model_index.json and shard indexes, read first to plan, are not counted).
+ */
 export interface DownloadProgress {
   phase: 'download'
   /** the repo path of the file being transferred, e.g. 'unet/diffusion_pytorch_model.fp16.safetensors' */

@@ -2,7 +2,9 @@
 // once. Node has no flock(), so the lock is a file created exclusively (O_EXCL) holding its owner's pid
 // and host; the owner refreshes its mtime while it works, and a waiter takes over a lock whose owner
 // is dead (same host) or that nobody refreshed for STALE_MS (another host, or a frozen process).
-// The sha256 check after each download is the last line of defence should a lock ever be broken.
+// The sha256 check after each download is the last line of defence should a lock ever be broken, or
+// should an old huggingface_hub (which flocks its own lock file and also writes `<etag>.incomplete`)
+// fetch the same blob at the same moment.
 import { randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'

@@ -347,6 +347,7 @@ export function checkGenerateOptions (prompt: unknown, o: GenerateOptions): void
   if (typeof prompt !== 'string') bad(`prompt must be a string, got ${got(prompt)}`)
   checkKeys('generate', o, GENERATE_OPTIONS)
   if (o.strength !== undefined && o.image === undefined) bad('strength needs an image')
+  if (o.mask !== undefined && o.image === undefined) bad('mask needs an image')
   const steps = o.steps ?? DEFAULT_STEPS
   const strength = o.strength ?? DEFAULT_STRENGTH
   if (o.image !== undefined && Math.min(Math.trunc(steps * strength), steps) < 1) bad(`steps x strength must be at least 1 (${steps} x ${strength} leaves no step to run)`)

@@ -1,6 +1,11 @@
 import test from 'ava'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
-import { Pipeline, Pg25Error } from '../lib'
+import { promisify } from 'node:util'
+import sharp from 'sharp'
+import { Pipeline, Pg25Error, createServer } from '../lib'
 import { Inpainting } from '../lib/inpaint'
 import { GOLDEN, TINY, declaredPng, maxAbsDiff, readGolden, relativeError } from './helpers'
 
@@ -15,6 +20,7 @@ test.before(async () => { pipe = await Pipeline.fromPretrained(TINY, { device: '
 test.after.always(async () => { await pipe?.dispose() })
 
 const g = readGolden(path.join(DIR, 'inpaint_s1.0.safetensors'))
+const golden8 = Array.from(g.image.data, x => Math.round(Math.min(1, Math.max(0, x)) * 255))
 
 /** The largest difference from the golden encoded image over the latent cells the mask keeps, for each image of a batch. */
 function keptDiff (latents: Float32Array, mask: Float32Array): number {
@@ -34,8 +40,7 @@ test.serial('the golden inpaint case: latents within 1e-3 and the 8-bit image wi
   const err = relativeError(lat.latents!, g.latents.data)
   t.true(err <= 1e-3, `latents: ${err}`)
   const r = await pipe.generate('a photo of a cat', RUN)
-  const ref8 = Array.from(g.image.data, x => Math.round(Math.min(1, Math.max(0, x)) * 255))
-  const d = maxAbsDiff(r.images[0].data, ref8)
+  const d = maxAbsDiff(r.images[0].data, golden8)
   t.true(d <= 1, `image: ${d} levels`)
   t.regex(r.images[0].parameters, /Denoising strength: 1/)
 })
@@ -66,4 +71,33 @@ test.serial('refusals before any work: a mask of another size, a mask without an
   await reject({ image: IMAGE, mask: declaredPng(64, 128) }, /mask is 64x128; it must have the image's size, 128x128/)
   await reject({ mask: MASK }, /mask needs an image/)
   await reject({ image: IMAGE, mask: Buffer.from('not an image') }, /mask: cannot decode/)
+})
+
+test.serial('the server takes a base64 mask with the image; the CLI takes --mask', async t => {
+  const server = createServer(pipe)
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const url = `http://127.0.0.1:${(server.address() as any).port}/generate`
+  const b64 = (f: string): string => readFileSync(f).toString('base64')
+  const body = { prompt: 'a photo of a cat', ...RUN, image: b64(IMAGE), mask: b64(MASK) }
+  try {
+    const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    t.is(r.status, 200)
+    const { data } = await sharp(Buffer.from(await r.arrayBuffer())).raw().toBuffer({ resolveWithObject: true })
+    t.true(maxAbsDiff(data, golden8) <= 1)
+    const bad = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, mask: 'not base64!' }) })
+    t.is(bad.status, 400)
+  } finally {
+    await server.shutdown(1000)
+  }
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'pg25-inpaint-'))
+  try {
+    const out = path.join(tmp, 'out.png')
+    const cli = path.join(__dirname, '..', 'lib', 'cli.js')
+    await promisify(execFile)(process.execPath, [cli, 'a photo of a cat', '--model', TINY, '--device', 'cpu', '--image', IMAGE, '--mask', MASK, '--strength', '1',
+      '--steps', '8', '--guidance', '3', '--seed', '42', '-o', out, '-q'])
+    const { data } = await sharp(readFileSync(out)).raw().toBuffer({ resolveWithObject: true })
+    t.true(maxAbsDiff(data, golden8) <= 1)
+  } finally {
+    rmSync(tmp, { recursive: true, force: true })
+  }
 })

@@ -1,8 +1,11 @@
 import test from 'ava'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { Pipeline, Pg25Error } from '../lib'
+import { promisify } from 'node:util'
+import sharp from 'sharp'
+import { Pipeline, Pg25Error, createServer } from '../lib'
 import { writeSafetensors, type TensorToWrite } from '../lib/io/safetensors-writer'
 import { GOLDEN, TINY, maxAbsDiff, readGolden, relativeError } from './helpers'
 
@@ -131,4 +134,37 @@ test.serial('refusals change nothing: unknown keys, disagreeing shapes, another 
   t.deepEqual(pipe.loras.map(l => [l.name, l.scale]), [['k', 1]])
   await matches(t, 'lora_p1_scale1.0.safetensors')
   await pipe.unloadLoRA('k')
+})
+
+test.serial('the server takes LoRA scales by name for LoRAs the operator loaded; unknown names and paths are refused', async t => {
+  await pipe.loadLoRA(KOHYA, { name: 'k' })
+  const server = createServer(pipe)
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const url = `http://127.0.0.1:${(server.address() as any).port}/generate`
+  const post = async (body: object): Promise<Response> => await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: PROMPT, ...RUN, ...body }) })
+  try {
+    const r = await post({ loras: { k: 0.6 }, response: 'json' })
+    t.is(r.status, 200)
+    const { data } = await sharp(Buffer.from((await r.json()).images[0], 'base64')).raw().toBuffer({ resolveWithObject: true })
+    const d = maxAbsDiff(data, golden('lora_p1_scale0.6.safetensors').image8)
+    t.true(d <= 1, `image differs by ${d} levels`)
+    for (const loras of [{ nope: 1 }, { [KOHYA]: 1 }, { k: '1' }]) {
+      const bad = await post({ loras })
+      t.is(bad.status, 400, JSON.stringify(loras))
+    }
+  } finally {
+    await server.shutdown(1000)
+    await pipe.unloadLoRA('k')
+  }
+})
+
+test.serial('pg25 --lora FILE:SCALE, repeated, stacks LoRAs on the command line', async t => {
+  const out = path.join(tmp, 'cli.png')
+  const cli = path.join(__dirname, '..', 'lib', 'cli.js')
+  const { stdout } = await promisify(execFile)(process.execPath, [cli, PROMPT, '--model', TINY, '--device', 'cpu', '--steps', '8', '--guidance', '3', '--seed', '42',
+    '--lora', `${KOHYA}:0.3`, '--lora', `${PEFT}:0.3`, '-o', out, '--json', '-q'])
+  t.deepEqual(JSON.parse(stdout).loras, { lora_kohya: 0.3, lora_peft: 0.3 })
+  const { data } = await sharp(readFileSync(out)).raw().toBuffer({ resolveWithObject: true })
+  const d = maxAbsDiff(data, golden('lora_p1_scale0.6.safetensors').image8)
+  t.true(d <= 1, `image differs by ${d} levels`)
 })

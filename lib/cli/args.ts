@@ -5,7 +5,8 @@ import { parseArgs } from 'node:util'
 import { Pg25Error } from '../errors'
 import { closest } from '../options'
 
-export interface Flag { type: 'string' | 'boolean', short?: string }
+/** `multiple`: may be given several times (`--lora a --lora b`); its values, in order, are in `lists` */
+export interface Flag { type: 'string' | 'boolean', short?: string, multiple?: boolean }
 export type Flags = Record<string, Flag>
 export type Values = Record<string, string | boolean | undefined>
 
@@ -16,10 +17,11 @@ const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT
  * Refuses unknown flags, a string flag without a value (or whose value is another flag), a boolean
  * flag given a value, and a flag given twice.
  */
-export function parseFlags (command: 'pg25' | `pg25 ${string}`, argv: string[], flags: Flags, elsewhere: Record<string, string> = {}): { values: Values, positionals: string[] } {
+export function parseFlags (command: 'pg25' | `pg25 ${string}`, argv: string[], flags: Flags, elsewhere: Record<string, string> = {}): { values: Values, positionals: string[], lists: Record<string, string[]> } {
   const { tokens } = parseArgs({ args: argv, options: flags, allowPositionals: true, strict: false, tokens: true })
   const values: Values = {}
   const positionals: string[] = []
+  const lists: Record<string, string[]> = {}
   for (const t of tokens) {
     if (t.kind === 'positional') { positionals.push(t.value); continue }
     if (t.kind !== 'option') continue
@@ -30,7 +32,7 @@ export function parseFlags (command: 'pg25' | `pg25 ${string}`, argv: string[], 
       const near = t.rawName.startsWith('--') ? closest(t.name, Object.keys(flags)) : undefined
       bad(`unknown option ${t.rawName}${near !== undefined ? `; did you mean --${near}?` : ''} (${help})`)
     }
-    if (values[t.name] !== undefined) bad(`--${t.name} is given twice`)
+    if (values[t.name] !== undefined && flag.multiple !== true) bad(`--${t.name} is given twice`)
     if (flag.type === 'boolean') {
       if (t.value !== undefined) bad(`--${t.name} takes no value, got ${JSON.stringify(t.value)}`)
       values[t.name] = true
@@ -39,9 +41,10 @@ export function parseFlags (command: 'pg25' | `pg25 ${string}`, argv: string[], 
       // `--negative --steps 4` is a forgotten value, not a prompt; `--negative=--x` passes one that starts with "--".
       if (!t.inlineValue && t.value!.startsWith('--')) bad(`--${t.name} needs a value, got the flag ${t.value} (write --${t.name}=${t.value} to mean it)`)
       values[t.name] = t.value
+      if (flag.multiple === true) (lists[t.name] ??= []).push(t.value!)
     }
   }
-  return { values, positionals }
+  return { values, positionals, lists }
 }
 
 /** A plain decimal integer: Number() would take '' as 0 and '0x10' as 16. */

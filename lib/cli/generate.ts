@@ -5,6 +5,8 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { Pg25Error } from '../errors'
 import { probeImage } from '../image'
+import { probeMask } from '../inpaint'
+import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
 import { checkGenerateOptions, DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH, type GenerateOptions } from '../options'
 import { encodeImage, formatOf, numberedPaths, openOutput, type OutputFile } from '../output-file'
 import type { Pipeline } from '../pipeline'
@@ -27,6 +29,8 @@ export const GENERATE_FLAGS: Flags = {
   count: { type: 'string' },
   image: { type: 'string' },
   strength: { type: 'string' },
+  mask: { type: 'string' },
+  lora: { type: 'string', multiple: true },
   json: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -51,6 +55,8 @@ Options:
       --image FILE         image-to-image: start from this PNG, JPEG or WebP (its size, rounded down to
                            a multiple of 8, is the default output size)
       --strength X         with --image: how much to change it, in (0, 1] (default 0.3)
+      --mask FILE          with --image: inpaint; repaint the white area of this mask (the image's size)
+${LORA_HELP}
       --steps N            denoising steps (default 50)
       --guidance X         classifier-free guidance scale (default 3)
       --width N            image width, a multiple of 8 (default: the model's, 1024 for Playground v2.5)
@@ -96,7 +102,7 @@ async function openAll (files: string[]): Promise<OutputFile[]> {
 
 /** Runs `pg25 "<prompt>" ...`; resolves to the exit code. */
 export async function generateCommand (argv: string[], help: string, elsewhere: Record<string, string> = {}): Promise<number> {
-  const { values, positionals } = parseFlags('pg25', argv, GENERATE_FLAGS, elsewhere)
+  const { values, positionals, lists } = parseFlags('pg25', argv, GENERATE_FLAGS, elsewhere)
   if (values.help === true) { process.stdout.write(help); return 0 }
   if (values.version === true) { process.stdout.write(`${await version()}\n`); return 0 }
   if (positionals.length !== 1) {
@@ -118,14 +124,17 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
     scheduler: str(values.scheduler) as GenerateOptions['scheduler'],
     count: int('count', values.count),
     image,
-    strength: num('strength', values.strength)
+    strength: num('strength', values.strength),
+    mask: str(values.mask)
   }
   try {
     checkGenerateOptions(prompt, opts)
   } catch (err) {
     throw asFlags(err)
   }
-  if (image !== undefined) await probeImage(image, `--image ${image}`)
+  const probed = image !== undefined ? await probeImage(image, `--image ${image}`) : undefined
+  if (opts.mask !== undefined) await probeMask(opts.mask, probed)
+  const loras = await parseLoRAFlags(lists.lora ?? [])
   const choice = chooseModel(values)
   const seed = opts.seed ?? randomInt(0, 2 ** 32)
   const outPath = str(values.output) ?? `pg25-${seed}.png`
@@ -142,6 +151,7 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
     const onWarning = (m: string): void => { loading.end(); stepping.end(); process.stderr.write(`${m}\n`) }
     pipe = await openPipeline(choice, { named: true, onWarning, onProgress: quiet ? undefined : p => loading.update(p) })
     loading.end()
+    await loadLoRAFlags(pipe, loras)
     const loaded = Date.now()
     const r = await pipe.generate(prompt, { ...opts, seed, onStep: quiet ? undefined : s => stepping.update(s) })
     stepping.end()
@@ -159,6 +169,8 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
         steps: opts.steps ?? DEFAULT_STEPS,
         guidanceScale: opts.guidanceScale ?? DEFAULT_GUIDANCE,
         ...(image !== undefined ? { image: path.resolve(image), strength: opts.strength ?? DEFAULT_STRENGTH } : {}),
+        ...(opts.mask !== undefined ? { mask: path.resolve(opts.mask as string) } : {}),
+        ...(loras.length > 0 ? { loras: Object.fromEntries(loras.map(l => [l.name, l.scale])) } : {}),
         count: r.images.length,
         device: pipe.device,
         model: choice.model ?? 'demo',

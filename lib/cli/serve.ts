@@ -4,6 +4,7 @@ import { createServer, DEFAULT_MAX_PIXELS } from '../server'
 import { int, num, parseFlags, str, type Flags, type Values } from './args'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'
 import { FLEET_HELP, openFleet } from './fleet'
+import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
 
 export const SERVE_FLAGS: Flags = {
   ...MODEL_FLAGS,
@@ -16,6 +17,7 @@ export const SERVE_FLAGS: Flags = {
   'request-timeout': { type: 'string' },
   redis: { type: 'string' },
   'redis-queue': { type: 'string' },
+  lora: { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' }
 }
 
@@ -34,6 +36,7 @@ GET /health reports the queue. SIGTERM or SIGINT stops it: running requests are 
       --headers-timeout S  seconds a client has to send its headers (default 10)
       --request-timeout S  seconds a client has to send its whole request (default 30); then 408
 ${MODEL_HELP}
+${LORA_HELP} (requests set scales with "loras": {"NAME": 0.6})
 ${FLEET_HELP('redis-queue')}
 `
 
@@ -57,11 +60,13 @@ function settings (values: Values): { port: number, host: string, queueLimit: nu
 
 /** Runs `pg25 serve ...` until SIGTERM or SIGINT; resolves to the exit code. */
 export async function serveCommand (argv: string[], elsewhere: Record<string, string> = {}): Promise<number> {
-  const { values, positionals } = parseFlags('pg25 serve', argv, SERVE_FLAGS, elsewhere)
+  const { values, positionals, lists } = parseFlags('pg25 serve', argv, SERVE_FLAGS, elsewhere)
   if (values.help === true) { process.stdout.write(SERVE_HELP); return 0 }
   if (positionals.length > 0) throw new Pg25Error('PG25_INVALID_ARGUMENT', `pg25 serve takes no prompt (got ${JSON.stringify(positionals[0])}); prompts come in the requests`)
   const { port, host, ...options } = settings(values)
+  const loras = await parseLoRAFlags(lists.lora ?? [])
   const pipe = await openFleet(values, 'redis-queue') ?? await openPipeline(chooseModel(values))
+  await loadLoRAFlags(pipe, loras)
   const server = createServer(pipe, options)
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve) })
   const addr = server.address()

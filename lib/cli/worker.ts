@@ -1,6 +1,7 @@
 // pg25 worker: one fleet worker process (one per GPU), taking generate jobs from a BullMQ queue on Redis.
 import { Pg25Error } from '../errors'
 import { startWorker } from '../fleet/worker'
+import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
 import { int, num, parseFlags, str, type Flags } from './args'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'
 
@@ -13,6 +14,7 @@ export const WORKER_FLAGS: Flags = {
   grace: { type: 'string' },
   'lock-duration': { type: 'string' },
   'stalled-interval': { type: 'string' },
+  lora: { type: 'string', multiple: true },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' }
 }
@@ -34,6 +36,7 @@ Options:
                             on (default 60)
       --stalled-interval S  seconds between checks for jobs whose worker died (default 30)
 ${MODEL_HELP}
+${LORA_HELP} (jobs set scales with "loras")
   -q, --quiet               no line per job
   -h, --help                this help
 
@@ -57,7 +60,7 @@ function ms (name: string, v: string | boolean | undefined): number | undefined 
 
 /** Runs `pg25 worker ...` until SIGTERM or SIGINT; resolves to the exit code. */
 export async function workerCommand (argv: string[], elsewhere: Record<string, string> = {}): Promise<number> {
-  const { values, positionals } = parseFlags('pg25 worker', argv, WORKER_FLAGS, elsewhere)
+  const { values, positionals, lists } = parseFlags('pg25 worker', argv, WORKER_FLAGS, elsewhere)
   if (values.help === true) { process.stdout.write(WORKER_HELP); return 0 }
   if (positionals.length > 0) bad(`pg25 worker takes no prompt (got ${JSON.stringify(positionals[0])}); prompts come in the jobs`)
   const choice = chooseModel(values)
@@ -69,6 +72,7 @@ export async function workerCommand (argv: string[], elsewhere: Record<string, s
   const graceMs = ms('grace', values.grace) ?? 60_000
   const lockDurationMs = ms('lock-duration', values['lock-duration'])
   const stalledIntervalMs = ms('stalled-interval', values['stalled-interval'])
+  const loras = await parseLoRAFlags(lists.lora ?? [])
   const say = (line: string): void => { process.stderr.write(`pg25 worker: ${line}\n`) }
   const log = values.quiet === true ? (line: string) => { if (!line.startsWith('job ')) say(line) } : say
 
@@ -82,6 +86,7 @@ export async function workerCommand (argv: string[], elsewhere: Record<string, s
   const pipe = await openPipeline(choice)
   try {
     if (signalled !== undefined) { say(`${signalled} while loading: stopped`); return 0 }
+    await loadLoRAFlags(pipe, loras)
     const worker = await startWorker(pipe, { redis: redis!, queue: str(values.queue), concurrency, maxPixels, lockDurationMs, stalledIntervalMs, log })
     const signal = await stop
     say(`${signal}: finishing ${worker.running} running job(s) (at most ${graceMs / 1000} s, then they go back to the queue)`)

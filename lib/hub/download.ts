@@ -146,7 +146,7 @@ interface Transfer { hash: Hash, have: number }
 
 /** One GET from byte `st.have` onwards, appended to `partial`. */
 async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial: string, st: Transfer, meter: Meter | undefined, onBytes: () => void): Promise<void> {
-  const req = new HubRequest(ctx, fileUrl(ctx, commit, f.path))
+  const req = new HubRequest(ctx, fileUrl(ctx, commit, f.path), f.path)
   const { res, file } = await req.send('GET', st.have > 0 ? { range: `bytes=${st.have}-` } : {})
   if (res.status !== 200 && res.status !== 206) throw await req.refusal(res, f.path)
   try {
@@ -158,7 +158,7 @@ async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial
   }
   const start = res.status === 206 ? Number(/^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1]) : 0
   if (start !== st.have) {
-    if (start !== 0) { req.close(); await res.body?.cancel(); throw new Pg25Error('PG25_HUB_NETWORK', `${req.url}: asked for bytes from ${st.have}, got a range from ${start}`) }
+    if (start !== 0) { req.close(); await res.body?.cancel(); throw new Pg25Error('PG25_HUB_NETWORK', `${ctx.id}: ${f.path}: asked for bytes from ${st.have}, got a range from ${start}`) }
     // The server ignored the Range header: start over.
     st.hash = createHash('sha256')
     st.have = 0
@@ -181,7 +181,7 @@ async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial
 async function fetchSmall (ctx: HubContext, cache: RepoCache, commit: string, f: RemoteFile, meter?: Meter): Promise<void> {
   let got = 0
   const body = await withRetries(async () => {
-    const req = new HubRequest(ctx, fileUrl(ctx, commit, f.path))
+    const req = new HubRequest(ctx, fileUrl(ctx, commit, f.path), f.path)
     const { res, file } = await req.send('GET')
     if (res.status !== 200) throw await req.refusal(res, f.path)
     const parts: Buffer[] = []

@@ -47,9 +47,13 @@ export class HubRequest {
   private readonly ac = new AbortController()
   private timer: NodeJS.Timeout | undefined
   private timedOut = false
+  /** where the last hop went (a CDN, after a redirect) */
+  private at: string
   private readonly onAbort = (): void => { this.ac.abort() }
 
-  constructor (private readonly ctx: HubContext, readonly url: string) {
+  /** `file`: the repo path fetched, named in messages instead of URLs (a CDN's carry signatures). */
+  constructor (private readonly ctx: HubContext, readonly url: string, private readonly file?: string) {
+    this.at = url
     if (ctx.signal?.aborted) this.ac.abort()
     else ctx.signal?.addEventListener('abort', this.onAbort, { once: true })
   }
@@ -59,12 +63,17 @@ export class HubRequest {
     this.timer = setTimeout(() => { this.timedOut = true; this.ac.abort() }, this.ctx.timeoutMs)
   }
 
+  private get label (): string {
+    return this.file !== undefined ? `${this.ctx.id}: ${this.file}` : this.url.replace(/\?.*$/, '')
+  }
+
   private fail (err: unknown, url: string): Error {
     if (this.ctx.signal?.aborted) return new AbortError(undefined, { cause: this.ctx.signal.reason })
-    if (this.timedOut) return new Pg25Error('PG25_HUB_NETWORK', `${url}: no answer from the Hub within ${this.ctx.timeoutMs / 1000} s (raise HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT on a slow network)`)
+    const where = `${this.label}${new URL(url).origin !== new URL(this.url).origin ? ` (from ${new URL(url).origin})` : ''}`
+    if (this.timedOut) return new Pg25Error('PG25_HUB_NETWORK', `${where}: no answer from the Hub within ${this.ctx.timeoutMs / 1000} s (raise HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT on a slow network)`)
     const cause = (err as { cause?: { code?: string, message?: string } }).cause
     const why = cause?.code ?? cause?.message ?? (err as Error).message
-    return new Pg25Error('PG25_HUB_NETWORK', `${url}: cannot reach the Hub (${why}); check the network, or set HF_HUB_OFFLINE=1 to use only the cache`, { cause: err })
+    return new Pg25Error('PG25_HUB_NETWORK', `${where}: cannot reach the Hub (${why}); check the network, or set HF_HUB_OFFLINE=1 to use only the cache`, { cause: err })
   }
 
   /**
@@ -102,10 +111,10 @@ export class HubRequest {
       }
       if (next === null) return { res, file: file ?? { commit: null, etag: null, size: null } }
       await res.body?.cancel()
-      url = next.toString()
+      url = this.at = next.toString()
     }
     this.close()
-    throw new Pg25Error('PG25_HUB_NETWORK', `${this.url}: too many redirects`)
+    throw new Pg25Error('PG25_HUB_NETWORK', `${this.label}: too many redirects`)
   }
 
   /** The body, chunk by chunk; a stall longer than the timeout or a cut connection throws PG25_HUB_NETWORK. */
@@ -119,7 +128,7 @@ export class HubRequest {
         try {
           chunk = await reader.read()
         } catch (err) {
-          throw this.fail(err, this.url)
+          throw this.fail(err, this.at)
         }
         if (chunk.done) return
         yield chunk.value
@@ -137,7 +146,7 @@ export class HubRequest {
     try {
       return JSON.parse(Buffer.concat(parts).toString('utf8'))
     } catch {
-      throw new Pg25Error('PG25_HUB_NETWORK', `${this.url}: the Hub answered with malformed JSON`)
+      throw new Pg25Error('PG25_HUB_NETWORK', `${this.label}: the Hub answered with malformed JSON`)
     }
   }
 
@@ -167,6 +176,6 @@ export class HubRequest {
         ? `${ctx.id} is gated or private and no token was given (${detail}): ${TOKEN_ADVICE}. A gated model also needs its conditions accepted at ${ctx.endpoint}/${ctx.id}`
         : `${ctx.id}: the Hub refused the token given (${detail}). Check that the token has read access and, for a gated model, that its account accepted the conditions at ${ctx.endpoint}/${ctx.id}`)
     }
-    return new Pg25Error('PG25_HUB_NETWORK', `${this.url}: the Hub answered ${detail}`)
+    return new Pg25Error('PG25_HUB_NETWORK', `${this.label}: the Hub answered ${detail}`)
   }
 }

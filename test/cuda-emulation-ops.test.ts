@@ -43,6 +43,8 @@ const cases: Case[] = [
   { op: 'gelu', inputs: [[[2, 7, 129], 3]] },
   { op: 'quick_gelu', inputs: [[[4, 77, 33], 3]] },
   { op: 'geglu', inputs: [[[2, 5, 38], 2]] },
+  { op: 'geglu', inputs: [[[2, 9, 80], 2]] }, // 16-byte loads of both halves
+  { op: 'geglu', inputs: [[[1, 3, 16], 2]] },
   { op: 'lincomb', inputs: [[[2, 4, 9, 7], 1]], attrs: { coefficients: [0.7] } },
   { op: 'lincomb', inputs: [[[2, 4, 9, 7], 1], [[2, 4, 9, 7], 1], [[2, 4, 9, 7], 1]], attrs: { coefficients: [1.5, -0.25, 3] } },
   { op: 'lincomb', inputs: Array(8).fill([[1, 4, 3, 5], 1]), attrs: { coefficients: [1, 2, 3, 4, -1, -2, -3, 0.5] } },
@@ -69,6 +71,12 @@ const cases: Case[] = [
   { op: 'layer_norm', inputs: [[[3, 5, 33], 2], [[33], 1], [[33], 1]], attrs: { eps: 1e-5 } },
   { op: 'layer_norm', inputs: [[[1, 1, 1], 2], [[1], 1], [[1], 1]], attrs: { eps: 1e-5 } },
   { op: 'layer_norm', inputs: [[[2, 7, 1280], 2], [[1280], 1], [[1280], 1]], attrs: { eps: 1e-5 } },
+  // Rows kept in registers: one and two 16-byte loads per thread, partly idle threads, the largest row;
+  // then a row too long for registers (strided passes).
+  { op: 'layer_norm', inputs: [[[3, 4, 640], 2], [[640], 1], [[640], 1]], attrs: { eps: 1e-5 } },
+  { op: 'layer_norm', inputs: [[[2, 5, 24], 2], [[24], 1], [[24], 1]], attrs: { eps: 1e-6 } },
+  { op: 'layer_norm', inputs: [[[2, 3, 2048], 3], [[2048], 1], [[2048], 1]], attrs: { eps: 1e-5 } },
+  { op: 'layer_norm', inputs: [[[2, 3, 2056], 2], [[2056], 1], [[2056], 1]], attrs: { eps: 1e-5 } },
   { op: 'pad2d', inputs: [[[1, 3, 5, 6], 1]], attrs: { left: 1, right: 2, top: 0, bottom: 3 } },
   { op: 'upsample_nearest', inputs: [[[2, 3, 5, 7], 1]], attrs: { oh: 10, ow: 14 } },
   { op: 'upsample_nearest', inputs: [[[1, 2, 3, 7], 1]], attrs: { oh: 7, ow: 9 } },

@@ -66,9 +66,8 @@ __device__ Moments block_moments(Moments m) {
 // Eight consecutive 16-bit values in one 16-byte load.
 template <class T>
 __device__ __forceinline__ void load8(const T* p, float (&v)[8]) {
-  uint4 raw = *reinterpret_cast<const uint4*>(p);
   T e[8];
-  memcpy(e, &raw, 16);
+  load16(p, e);
   for (int i = 0; i < 8; i++) v[i] = ld(e, i);
 }
 
@@ -138,7 +137,7 @@ __global__ void k_group_apply(const T* x, const float* stats, const T* g, const 
         float r = v[e] * scale + shift;
         st(out, e, silu ? silu_n(r) : r);
       }
-      memcpy(y + i, out, 16);
+      store16(y + i, out);
     } else {
       float r = ld(x, i) * scale + shift;
       st(y, i, silu ? silu_n(r) : r);
@@ -146,6 +145,41 @@ __global__ void k_group_apply(const T* x, const float* stats, const T* g, const 
   }
 }
 
+// LayerNorm of rows of at most 128 x 8 x K values, read once with 16-byte loads and kept in registers
+// for both moments (an exact two-pass variance without a second read), one row per block.
+template <class T, int K>
+__global__ void k_layer_norm_vec(const T* x, const T* g, const T* bt, T* y, int64_t C, float eps) {
+  const T* src = x + blockIdx.x * C;
+  float v[K][8];
+  float s = 0.f, unused = 0.f;
+  for (int k = 0; k < K; k++) {
+    int64_t i = (int64_t(k) * blockDim.x + threadIdx.x) * 8;
+    if (i < C) {
+      load8(src + i, v[k]);
+      for (int e = 0; e < 8; e++) s += v[k][e];
+    }
+  }
+  reduce2(s, unused);
+  float mean = s / float(C), q = 0.f;
+  for (int k = 0; k < K; k++)
+    if ((int64_t(k) * blockDim.x + threadIdx.x) * 8 < C)
+      for (int e = 0; e < 8; e++) q += (v[k][e] - mean) * (v[k][e] - mean);
+  unused = 0.f;
+  reduce2(q, unused);
+  float rstd = rsqrtf(q / float(C) + eps);
+  for (int k = 0; k < K; k++) {
+    int64_t i = (int64_t(k) * blockDim.x + threadIdx.x) * 8;
+    if (i >= C) continue;
+    float gg[8], bb[8];
+    load8(g + i, gg);
+    load8(bt + i, bb);
+    T out[8];
+    for (int e = 0; e < 8; e++) st(out, e, (v[k][e] - mean) * rstd * gg[e] + bb[e]);
+    store16(y + blockIdx.x * C + i, out);
+  }
+}
+
+// Any row length or alignment: three strided passes.
 template <class T>
 __global__ void k_layer_norm(const T* x, const T* g, const T* bt, T* y, int64_t C, float eps) {
   const T* src = x + blockIdx.x * C;
@@ -198,7 +232,14 @@ void group_norm(const void* x, const void* gamma, const void* beta, void* y, int
 }
 
 void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t Ch, float eps, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_layer_norm<T>, unsigned(rows), 256, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
+  auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  bool vec = Ch % 8 == 0 && Ch <= 2048 && a16(x) && a16(y) && a16(gamma) && a16(beta);
+  if (vec && Ch <= 1024)
+    BY_TYPE(wide, PG25_LAUNCH(k_layer_norm_vec<T BY_COMMA 1>, unsigned(rows), 128, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
+  else if (vec)
+    BY_TYPE(wide, PG25_LAUNCH(k_layer_norm_vec<T BY_COMMA 2>, unsigned(rows), 128, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
+  else
+    BY_TYPE(wide, PG25_LAUNCH(k_layer_norm<T>, unsigned(rows), 256, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
 }
 
 }  // namespace pg25::cuda

@@ -69,7 +69,7 @@ async function golden (): Promise<boolean> {
   return ok
 }
 
-interface Full { text_ms: number, unet_step_ms: number, vae_ms: number, generate_s: number, peak_gib: number }
+interface Full { text_ms: number, unet_step_ms: number, unet_eager_ms: number, vae_ms: number, generate_s: number, peak_gib: number }
 
 async function fullSize (): Promise<Full | null> {
   if (process.env.PG25_GPU_CHECK_FULL === '0') return null
@@ -126,8 +126,14 @@ async function fullSize (): Promise<Full | null> {
   await vae.toRGB8(await vae.decode(xt)) // the image bytes on the host end the timed run
   const generate_s = (performance.now() - t0) / 1000
   const peak_gib = rt.engine.peakBytes() / 2 ** 30
+  // The same UNet step launched kernel by kernel (no CUDA graph: PG25_CUDA_GRAPHS=0 when a UNet first
+  // runs), to show what the recording saves. After the peak is read: this loads a second UNet.
+  process.env.PG25_CUDA_GRAPHS = '0'
+  const eager = await UNetModel.load(rt, cfg('unet'), 1)
+  const unet_eager_ms = await timeMs(async () => (await eager.predict(x, 0.5, c, p, tid)).dispose(), 5)
+  delete process.env.PG25_CUDA_GRAPHS
   rt.dispose()
-  return { text_ms, unet_step_ms, vae_ms, generate_s, peak_gib }
+  return { text_ms, unet_step_ms, unet_eager_ms, vae_ms, generate_s, peak_gib }
 }
 
 // 4. Each op class at the UNet's and VAE's 1024x1024 shapes, ours (through Engine.op) beside PyTorch's
@@ -203,7 +209,7 @@ async function main (): Promise<void> {
   const full = await fullSize()
   if (DEVICE === 'cuda' && full !== null) torchOps(await opTimings())
   const f = (x: number | undefined, d = 1): string => (x === undefined ? 'n/a' : x.toFixed(d))
-  console.log(`gpu-check: device=${device} commit=${commit} golden=${ok ? 'pass' : 'fail'} unet_step_ms=${f(full?.unet_step_ms)} vae_ms=${f(full?.vae_ms)} text_ms=${f(full?.text_ms)} generate_s=${f(full?.generate_s, 2)} peak_gib=${f(full?.peak_gib, 2)}`)
+  console.log(`gpu-check: device=${device} commit=${commit} golden=${ok ? 'pass' : 'fail'} unet_step_ms=${f(full?.unet_step_ms)} unet_no_graph_ms=${f(full?.unet_eager_ms)} vae_ms=${f(full?.vae_ms)} text_ms=${f(full?.text_ms)} generate_s=${f(full?.generate_s, 2)} peak_gib=${f(full?.peak_gib, 2)}`)
   if (!ok) process.exitCode = 1
 }
 

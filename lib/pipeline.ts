@@ -255,14 +255,18 @@ export class Pipeline {
   async loadLoRA (file: string, options: LoRALoadOptions = {}): Promise<LoRAInfo> {
     if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'loadLoRA() called after dispose()')
     if (typeof file !== 'string' || file === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'loadLoRA needs a .safetensors path')
-    // Read and checked at once, added in call order: after the calls queued before this one.
+    // Read and checked at once (a refusal comes now, not after the calls queued before), added in
+    // call order: after the calls queued before this one, before those queued after.
     const reading = this.lora.read(file, options)
-    reading.catch(() => {})
-    return await this.enqueue(async () => {
-      const lora = await reading
+    const added = this.enqueue(async () => {
+      const lora = await reading.catch(() => undefined)
+      if (lora === undefined) return undefined
       await this.lora.add(lora)
-      return this.loras.find(l => l.name === lora.name)!
+      return this.loras.find(l => l.name === lora.name)
     })
+    added.catch(() => {})
+    await reading
+    return (await added)!
   }
 
   /** Changes a loaded LoRA's scale (0 turns it off without unloading), from the next generate() call on. */

@@ -140,6 +140,23 @@ test('installed with no compiler and no install scripts, the prebuilt CUDA binar
   await fs.writeFile(path.join(app, 'esm.mjs'), esm)
   const { stdout: esmOut } = await run(path.join(env.PATH!, 'node'), ['esm.mjs'], { cwd: app, env })
   t.is(esmOut.trim(), 'function PG25_NOT_FOUND [] true')
+
+  // TypeScript finds the types through the exports map, for ESM and CommonJS files (the @ts-expect-error
+  // lines fail the check if the types resolve to `any`).
+  const typed = (style: string): string => `${style}
+    const ok: GenerateOptions = { steps: 2, guidanceScale: 3 }
+    // @ts-expect-error diffusers' name is not ours
+    const bad: GenerateOptions = { num_inference_steps: 2 }
+    // @ts-expect-error fromPretrained takes a string
+    void Pipeline.fromPretrained(42)
+    export { ok, bad }
+`
+  await fs.writeFile(path.join(app, 'types.mts'), typed("import { Pipeline, type GenerateOptions } from '@pg25/native'"))
+  await fs.writeFile(path.join(app, 'types.cts'), typed("import { Pipeline, type GenerateOptions } from '@pg25/native'\nimport pkg = require('@pg25/native')\nvoid pkg.Pg25Error"))
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+  const checked = await run(process.execPath, [tsc, '--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', 'types.mts', 'types.cts'], { cwd: app, env })
+    .then(() => 'ok', (err: { stdout: string }) => err.stdout)
+  t.is(checked, 'ok')
 })
 
 // The fallback a user without a prebuilt binary gets: a build from source, here with cmake and g++ but no nvcc.

@@ -2,8 +2,10 @@
 // failing alone, cancellation, result removal, and the HTTP front (createServer over a GenerateQueue).
 import test from 'ava'
 import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
@@ -239,4 +241,33 @@ test.serial('pg25 serve --redis fronts the fleet over HTTP, and stops on SIGTERM
   t.deepEqual(health.fleet.workers.map((w: any) => w.id), [worker.id])
   server.kill('SIGTERM')
   t.is(await exited, 0)
+})
+
+test.serial('pg25 "<prompt>" --redis submits to the fleet and writes the result', async t => {
+  const queue = 'cli-submit'
+  const worker = await startWorker(pipe, { redis: redis.url, queue })
+  t.teardown(async () => { await worker.close() })
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pg25-fleet-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const out = path.join(dir, 'out.png')
+  const cli = path.join(__dirname, '..', 'lib', 'cli.js')
+  // Not spawnSync: the worker runs in this process's event loop.
+  const run = async (args: string[]): Promise<{ status: number | null, stdout: string, stderr: string }> => await new Promise(resolve => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    child.once('close', status => { clearTimeout(timer); resolve({ status, stdout, stderr }) })
+  })
+  const r = await run(['a fleet cat', '--redis', redis.url, '--queue', queue, '--steps', '2', '--width', '64', '--height', '64', '--seed', '3', '-o', out, '-q', '--json'])
+  t.is(r.status, 0, String(r.stderr))
+  t.like(JSON.parse(String(r.stdout)), { seed: 3, width: 64, device: 'fleet', model: 'fleet' })
+  const { data } = await sharp(readFileSync(out)).raw().toBuffer({ resolveWithObject: true })
+  t.deepEqual(new Uint8Array(data), (await pipe.generate('a fleet cat', { steps: 2, width: 64, height: 64, seed: 3 })).images[0].data)
+  t.regex(readPngText(readFileSync(out)).parameters, /Seed: 3/)
+  const refused = await run(['x', '--redis', redis.url, '--model', TINY, '-o', path.join(dir, 'no.png')])
+  t.is(refused.status, 1)
+  t.regex(String(refused.stderr), /--model does not apply with --redis/)
 })

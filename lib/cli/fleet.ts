@@ -16,7 +16,8 @@ export async function openFleet (values: Values, queueFlag: string, flags: Flags
     if (values[queueFlag] !== undefined) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${queueFlag} goes with --redis`)
     return undefined
   }
-  for (const f of Object.keys(flags)) {
+  // LoRAs too are the workers' to load (pg25 worker --lora); requests pick them by name.
+  for (const f of [...Object.keys(flags), 'lora']) {
     if (values[f] !== undefined) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${f} does not apply with --redis: the fleet's workers load the model (pg25 worker --model ...)`)
   }
   const { GenerateQueue } = await import('../fleet/queue')

@@ -9,8 +9,10 @@ import { probeMask } from '../inpaint'
 import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
 import { checkGenerateOptions, DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH, type GenerateOptions } from '../options'
 import { encodeImage, formatOf, numberedPaths, openOutput, type OutputFile } from '../output-file'
+import type { GenerateQueue } from '../fleet/queue'
 import type { Pipeline } from '../pipeline'
 import { int, num, parseFlags, str, type Flags } from './args'
+import { FLEET_HELP, openFleet } from './fleet'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'
 import { loadReporter, stepReporter } from './progress'
 
@@ -31,6 +33,8 @@ export const GENERATE_FLAGS: Flags = {
   strength: { type: 'string' },
   mask: { type: 'string' },
   lora: { type: 'string', multiple: true },
+  redis: { type: 'string' },
+  queue: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -64,6 +68,7 @@ ${LORA_HELP}
       --seed N             random seed (default: random; printed at the end)
       --scheduler NAME     dpmpp-2m (the model's default) or euler
 ${MODEL_HELP}
+${FLEET_HELP('queue')}
       --json               print a summary as JSON on stdout (files, seed, size, steps, timings, device);
                            nothing else goes to stdout
   -q, --quiet              no progress bars
@@ -145,13 +150,14 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
   const quiet = values.quiet === true
   const loading = loadReporter(process.stderr)
   const stepping = stepReporter(process.stderr)
-  let pipe: Pipeline | undefined
+  let pipe: Pipeline | GenerateQueue | undefined
   try {
     // A notice (CPU fallback, a truncated prompt) goes on a line of its own, not after a bar drawn in place.
     const onWarning = (m: string): void => { loading.end(); stepping.end(); process.stderr.write(`${m}\n`) }
-    pipe = await openPipeline(choice, { named: true, onWarning, onProgress: quiet ? undefined : p => loading.update(p) })
+    const fleet = await openFleet(values, 'queue')
+    pipe = fleet ?? await openPipeline(choice, { named: true, onWarning, onProgress: quiet ? undefined : p => loading.update(p) })
     loading.end()
-    await loadLoRAFlags(pipe, loras)
+    await loadLoRAFlags(pipe, loras) // refuses a fleet: its workers load LoRAs (pg25 worker --lora)
     const loaded = Date.now()
     const r = await pipe.generate(prompt, { ...opts, seed, onStep: quiet ? undefined : s => stepping.update(s) })
     stepping.end()
@@ -173,7 +179,7 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
         ...(loras.length > 0 ? { loras: Object.fromEntries(loras.map(l => [l.name, l.scale])) } : {}),
         count: r.images.length,
         device: pipe.device,
-        model: choice.model ?? 'demo',
+        model: pipe.device === 'fleet' ? 'fleet' : choice.model ?? 'demo',
         timings: { loadMs: loaded - started, generateMs: generated - loaded, writeMs: done - generated, totalMs: done - started }
       }) + '\n')
     }

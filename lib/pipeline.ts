@@ -271,7 +271,8 @@ export class Pipeline {
 
   /** Changes a loaded LoRA's scale (0 turns it off without unloading), from the next generate() call on. */
   async setLoRAScale (name: string, scale: number): Promise<void> {
-    await this.enqueue(async () => await this.lora.setScale(name, checkScale(scale, 'the LoRA scale')))
+    const s = checkScale(scale, 'the LoRA scale')
+    await this.enqueue(async () => await this.lora.setScale(name, s))
   }
 
   /** Unloads a LoRA: the weights it changed are read again from the model's files (exactly the originals). */

@@ -105,7 +105,7 @@ export interface GenerateOptions {
    * ```
    */
   image?: ImageInput
-  /** with `image`: how much to change it, (0, 1]; default 0.3 (diffusers' default). 1 ignores the image's content. */
+  /** with `image`: how much to change it, (0, 1]; default 0.3 (diffusers' default; 0.9999 with `mask`, as its inpainting). 1 ignores the image's content. */
   strength?: number
   /**
    * Inpainting, with `image`: white (repaint) and black (keep) of the image's size, in the forms `image`
@@ -161,6 +161,10 @@ export const DEFAULT_STEPS = 50
 export const DEFAULT_GUIDANCE = 3
 /** diffusers' default for image-to-image */
 export const DEFAULT_STRENGTH = 0.3
+/** diffusers' default for inpainting (StableDiffusionXLInpaintPipeline): the masked area starts almost from noise */
+export const DEFAULT_INPAINT_STRENGTH = 0.9999
+/** The strength a call runs at: its own, else the default for inpainting (with a mask) or image-to-image. */
+export const strengthOf = (o: GenerateOptions): number => o.strength ?? (o.mask !== undefined ? DEFAULT_INPAINT_STRENGTH : DEFAULT_STRENGTH)
 const MAX_STEPS = 1000
 const MAX_COUNT = 64
 /** Classifier-free guidance past this only saturates the image (ComfyUI's upper bound too). */
@@ -349,7 +353,7 @@ export function checkGenerateOptions (prompt: unknown, o: GenerateOptions): void
   if (o.strength !== undefined && o.image === undefined) bad('strength needs an image')
   if (o.mask !== undefined && o.image === undefined) bad('mask needs an image')
   const steps = o.steps ?? DEFAULT_STEPS
-  const strength = o.strength ?? DEFAULT_STRENGTH
+  const strength = strengthOf(o)
   if (o.image !== undefined && Math.min(Math.trunc(steps * strength), steps) < 1) bad(`steps x strength must be at least 1 (${steps} x ${strength} leaves no step to run)`)
   if (o.latents !== undefined && o.image !== undefined) bad('latents and image cannot be combined')
 }
@@ -363,7 +367,7 @@ export function validateOptions (prompt: unknown, o: GenerateOptions, model: { d
   const steps = o.steps ?? DEFAULT_STEPS
   const guidance = o.guidanceScale ?? DEFAULT_GUIDANCE
   const count = o.count ?? 1
-  const strength = o.strength ?? DEFAULT_STRENGTH
+  const strength = strengthOf(o)
   if (o.latents !== undefined) {
     const n = count * model.latentChannels * (height! / 8) * (width! / 8)
     if (o.latents.length !== n) bad(`latents must hold ${count}x${model.latentChannels}x${height! / 8}x${width! / 8} = ${n} values, got ${o.latents.length}`)

@@ -63,6 +63,13 @@ test.serial('the masked-out region keeps the encoded input; only the masked regi
   t.true(keptDiff(c.latents!, mask) <= 1e-4)
 })
 
+test.serial('without a strength, inpainting runs at diffusers\' inpainting default, 0.9999 (7 of 8 steps)', async t => {
+  const steps: number[] = []
+  const r = await pipe.generate('a photo of a cat', { image: IMAGE, mask: MASK, steps: 8, seed: 42, onStep: s => steps.push(s.steps) })
+  t.deepEqual(steps, Array(7).fill(7))
+  t.regex(r.images[0].parameters, /Denoising strength: 0.9999/)
+})
+
 test.serial('refusals before any work: a mask of another size, a mask without an image, a mask that is not an image', async t => {
   const reject = async (options: object, message: RegExp): Promise<void> => {
     const err = await t.throwsAsync(pipe.generate('x', { steps: 4, ...options }), { instanceOf: Pg25Error, message })

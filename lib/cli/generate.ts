@@ -7,7 +7,7 @@ import { Pg25Error } from '../errors'
 import { probeImage } from '../image'
 import { probeMask } from '../inpaint'
 import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
-import { checkGenerateOptions, DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH, type GenerateOptions } from '../options'
+import { checkGenerateOptions, DEFAULT_GUIDANCE, DEFAULT_STEPS, strengthOf, type GenerateOptions } from '../options'
 import { encodeImage, formatOf, numberedPaths, openOutput, type OutputFile } from '../output-file'
 import type { GenerateQueue } from '../fleet/queue'
 import type { Pipeline } from '../pipeline'
@@ -59,7 +59,8 @@ Options:
       --image FILE         image-to-image: start from this PNG, JPEG or WebP (its size, rounded down to
                            a multiple of 8, is the default output size)
       --strength X         with --image: how much to change it, in (0, 1] (default 0.3)
-      --mask FILE          with --image: inpaint; repaint the white area of this mask (the image's size)
+      --mask FILE          with --image: inpaint; repaint the white area of this mask (the image's size;
+                           --strength then defaults to 0.9999, as in diffusers)
 ${LORA_HELP}
       --steps N            denoising steps (default 50)
       --guidance X         classifier-free guidance scale (default 3)
@@ -174,7 +175,7 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
         height: r.height,
         steps: opts.steps ?? DEFAULT_STEPS,
         guidanceScale: opts.guidanceScale ?? DEFAULT_GUIDANCE,
-        ...(image !== undefined ? { image: path.resolve(image), strength: opts.strength ?? DEFAULT_STRENGTH } : {}),
+        ...(image !== undefined ? { image: path.resolve(image), strength: strengthOf(opts) } : {}),
         ...(opts.mask !== undefined ? { mask: path.resolve(opts.mask as string) } : {}),
         ...(loras.length > 0 ? { loras: Object.fromEntries(loras.map(l => [l.name, l.scale])) } : {}),
         count: r.images.length,

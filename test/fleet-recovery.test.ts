@@ -106,11 +106,13 @@ test.serial('Redis restarted mid-run (with persistence): every job still complet
   for (const w of workers) t.is(w.child.exitCode, null, 'workers outlive the restart')
 })
 
-test.serial('Redis restarted empty mid-run: the lost job is reported, and the fleet carries on', async t => {
+test.serial('Redis restarted empty mid-run: the lost job is reported and stopped, and the fleet carries on', async t => {
   const { redis, fleet, workers } = await setup(t)
-  workers.push(await spawnWorker(redis.url))
+  // A short lock, renewed often: the worker soon learns that its job is gone.
+  const w = await spawnWorker(redis.url, ['--lock-duration', '2'])
+  workers.push(w)
   const seen = stepsSeen(2)
-  const lost = fleet.generate('lost', { ...LONG, steps: 150, onStep: seen.onStep })
+  const lost = fleet.generate('lost', { ...LONG, steps: 400, onStep: seen.onStep })
   await seen.reached
   await redis.restart()
   const err = await t.throwsAsync(lost)
@@ -118,4 +120,5 @@ test.serial('Redis restarted empty mid-run: the lost job is reported, and the fl
   t.regex(err!.message, /gone from Redis/)
   const o = { width: 64, height: 64, steps: 3, seed: 2 }
   t.true(await equalsLocal(await fleet.generate('carry on', o), 'carry on', o))
+  t.true(w.lines.some(l => /stopped: lost: the job is gone from Redis/.test(l)), w.lines.join('\n'))
 })

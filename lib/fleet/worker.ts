@@ -69,6 +69,7 @@ export interface FleetWorker {
 // Why a run's controller aborted: its client cancelled it, or the worker is shutting down past its bound.
 const CANCELLED = 'cancelled by its client'
 const GIVE_BACK = 'given back: the worker is shutting down'
+const LOST = 'lost: the job is gone from Redis, or another worker took it over'
 
 const positive = (k: string, v: unknown): void => {
   if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 1)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `${k} must be a positive integer, got ${show(v)}`)
@@ -137,6 +138,11 @@ export async function startWorker (pipe: Pipeline, options: WorkerOptions): Prom
       log(`job ${jobId}: done in ${((Date.now() - started) / 1000).toFixed(1)} s (seed ${r.seed}, ${r.width}x${r.height}${r.images.length > 1 ? ` x ${r.images.length}` : ''})`)
       return { seed: r.seed, width: r.width, height: r.height, images: result.images.length, result: keys.result(jobId) }
     } catch (err) {
+      if (ac.signal.reason === LOST) {
+        // Nothing to report to: BullMQ finds the lock gone and leaves the job to whoever holds it now.
+        log(`job ${jobId}: stopped: ${LOST}`)
+        throw new Error(LOST)
+      }
       if (ac.signal.reason === GIVE_BACK) {
         // Past the shutdown bound: back to the queue for another worker (BullMQ's manual move-to-wait).
         await job.moveToWait(token)
@@ -177,6 +183,8 @@ export async function startWorker (pipe: Pipeline, options: WorkerOptions): Prom
     autorun: false
   })
   worker.on('error', err => errors.onError(err))
+  // Redis says the lock is not ours (not merely unreachable): running on would be wasted work.
+  worker.on('lockRenewalFailed', (ids: string[]) => { for (const j of ids) active.get(j)?.abort(LOST) })
 
   const info = (): WorkerInfo => ({
     id,

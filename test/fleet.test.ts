@@ -1,7 +1,7 @@
 // The fleet against a real Redis: worker processes sharing jobs, results equal to local runs, bad jobs
 // failing alone, cancellation, result removal, and the HTTP front (createServer over a GenerateQueue).
 import test from 'ava'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -252,15 +252,16 @@ test.serial('pg25 "<prompt>" --redis submits to the fleet and writes the result'
   const out = path.join(dir, 'out.png')
   const cli = path.join(__dirname, '..', 'lib', 'cli.js')
   // Not spawnSync: the worker runs in this process's event loop.
-  const run = async (args: string[]): Promise<{ status: number | null, stdout: string, stderr: string }> => await new Promise(resolve => {
+  const start = (args: string[]): { child: ChildProcess, done: Promise<{ status: number | null, stdout: string, stderr: string }> } => {
     const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.stdout!.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    child.once('close', status => { clearTimeout(timer); resolve({ status, stdout, stderr }) })
-  })
+    return { child, done: new Promise(resolve => child.once('close', status => { clearTimeout(timer); resolve({ status, stdout, stderr }) })) }
+  }
+  const run = async (args: string[]): ReturnType<typeof start>['done'] => await start(args).done
   const r = await run(['a fleet cat', '--redis', redis.url, '--queue', queue, '--steps', '2', '--width', '64', '--height', '64', '--seed', '3', '-o', out, '-q', '--json'])
   t.is(r.status, 0, String(r.stderr))
   t.like(JSON.parse(String(r.stdout)), { seed: 3, width: 64, device: 'fleet', model: 'fleet' })
@@ -270,4 +271,15 @@ test.serial('pg25 "<prompt>" --redis submits to the fleet and writes the result'
   const refused = await run(['x', '--redis', redis.url, '--model', TINY, '-o', path.join(dir, 'no.png')])
   t.is(refused.status, 1)
   t.regex(String(refused.stderr), /--model does not apply with --redis/)
+
+  // Ctrl-C while the fleet runs the job cancels it there.
+  const bull = new Queue(queue, { connection: { port: redis.port, host: '127.0.0.1' } })
+  t.teardown(async () => { await bull.close() })
+  const long = start(['a long one', '--redis', redis.url, '--queue', queue, '--steps', '400', '--width', '128', '--height', '128', '-o', path.join(dir, 'long.png'), '-q'])
+  let activeId: string | undefined
+  t.true(await until(async () => { activeId = (await bull.getActive())[0]?.id; return activeId !== undefined }))
+  long.child.kill('SIGINT')
+  t.is((await long.done).status, 1)
+  t.true(await until(async () => await bull.getJobState(activeId!) === 'failed'))
+  t.is((await bull.getJob(activeId!))!.failedReason, 'ABORT_ERR: cancelled by its client')
 })

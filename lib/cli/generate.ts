@@ -155,7 +155,7 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
   try {
     // A notice (CPU fallback, a truncated prompt) goes on a line of its own, not after a bar drawn in place.
     const onWarning = (m: string): void => { loading.end(); stepping.end(); process.stderr.write(`${m}\n`) }
-    const fleet = await openFleet(values, 'queue')
+    const fleet = await openFleet(values, 'queue', { cancelOnSignal: true })
     pipe = fleet ?? await openPipeline(choice, { named: true, onWarning, onProgress: quiet ? undefined : p => loading.update(p) })
     loading.end()
     await loadLoRAFlags(pipe, loras) // refuses a fleet: its workers load LoRAs (pg25 worker --lora)

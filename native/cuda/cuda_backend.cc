@@ -280,10 +280,13 @@ class CudaBackend final : public Backend {
   }
   std::vector<std::string> take_notices() override { return std::move(notices_); }
   // Through cuDNN when it has a plan for this shape: the convolution, bias and residual in one graph
-  // (or, where no engine fuses them, the convolution alone and our epilogue pass). All our tensors start
-  // at pool allocations (256-byte aligned), more than the 16 bytes the plans declare.
+  // (or, where no engine fuses them, the convolution alone and our epilogue pass). The plans declare
+  // 16-byte alignment, which our pool allocations (256 bytes) give; anything less takes im2col.
   bool conv_cudnn(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y, bool wide) {
     if (!dnn_) return false;
+    uintptr_t bits = reinterpret_cast<uintptr_t>(P(x)) | reinterpret_cast<uintptr_t>(P(w)) | reinterpret_cast<uintptr_t>(P(y)) |
+                     (bias ? reinterpret_cast<uintptr_t>(P(*bias)) : 0) | (residual ? reinterpret_cast<uintptr_t>(P(*residual)) : 0);
+    if (bits % 16) return false;
     const cuda::Cudnn::Plan* p = dnn_->plan({x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), stride, pad, wide, bias != nullptr, residual != nullptr});
     if (!p) return false;
     std::unique_ptr<CudaBuffer> ws;

@@ -2,7 +2,7 @@
 // Redis restarted mid-run (with persistence: the fleet carries on; without: the lost job is reported
 // and the fleet carries on with new ones). Workers are `pg25 worker` processes; Redis is real.
 import test from 'ava'
-import { GenerateQueue, Pipeline, type GenerateOptions, type GenerateResult } from '../lib'
+import { AbortError, GenerateQueue, Pipeline, type GenerateOptions, type GenerateResult } from '../lib'
 import { spawnWorker, type WorkerProcess } from './fleet-procs'
 import { TINY } from './helpers'
 import { startRedis, type TestRedis } from './redis'
@@ -121,4 +121,19 @@ test.serial('Redis restarted empty mid-run: the lost job is reported and stopped
   const o = { width: 64, height: 64, steps: 3, seed: 2 }
   t.true(await equalsLocal(await fleet.generate('carry on', o), 'carry on', o))
   t.true(w.lines.some(l => /stopped: lost: the job is gone from Redis/.test(l)), w.lines.join('\n'))
+})
+
+test.serial('with Redis down, health says so and a call with a signal still ends', async t => {
+  const redis = await startRedis()
+  const fleet = new GenerateQueue({ redis: redis.url })
+  t.teardown(async () => { await fleet.close(); await redis.stop() })
+  t.is((await fleet.health() as any).fleet.redis, 'ok')
+  const url = redis.url
+  await redis.stop()
+  t.like(await fleet.health(), { fleet: { redis: 'unreachable', pending: 0 } })
+  await t.throwsAsync(fleet.generate('x', { steps: 1, signal: AbortSignal.timeout(300) }), { instanceOf: AbortError })
+  // A client made while Redis is down waits for it to connect, and a signal ends that wait too.
+  const late = new GenerateQueue({ redis: url })
+  t.teardown(async () => { await late.close() })
+  await t.throwsAsync(late.generate('x', { steps: 1, signal: AbortSignal.timeout(300) }), { instanceOf: AbortError })
 })

@@ -140,8 +140,13 @@ export class GenerateQueue {
     const { signal, onStep } = options
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw new Pg25Error('PG25_INVALID_ARGUMENT', 'signal must be an AbortSignal')
     if (onStep !== undefined && typeof onStep !== 'function') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'onStep must be a function')
-    if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason })
-    await this.events
+    // Connecting waits out a Redis that is down; the signal still ends the call.
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => { reject(new AbortError(undefined, { cause: signal!.reason })) }
+      if (signal?.aborted) { onAbort(); return }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.events.then(() => { signal?.removeEventListener('abort', onAbort); resolve() }, reject)
+    })
     // The id is ours, so the job is waited for before it exists: no event can come before its listener.
     const jobId = randomUUID()
     const entry = { added: false } as Pending
@@ -152,13 +157,11 @@ export class GenerateQueue {
       if (entry.added) this.cancel(jobId)
     }
     signal?.addEventListener('abort', onAbort, { once: true })
-    try {
-      await this.queue.add('generate', data, { jobId, attempts: 1, removeOnComplete: this.keepDone, removeOnFail: this.keepFailed })
+    // Not awaited: with Redis down the add waits for it, and the signal must still end the call.
+    this.queue.add('generate', data, { jobId, attempts: 1, removeOnComplete: this.keepDone, removeOnFail: this.keepFailed }).then(() => {
       entry.added = true
-      if (signal?.aborted) this.cancel(jobId)
-    } catch (err) {
-      this.settle(jobId, err instanceof Pg25Error ? err : new Pg25Error('PG25_QUEUE', `queueing the job: ${(err as Error).message}`))
-    }
+      if (signal?.aborted === true || !this.pending.has(jobId)) this.cancel(jobId)
+    }, (err: Error) => { this.settle(jobId, new Pg25Error('PG25_QUEUE', `queueing the job: ${err.message}`)) })
     try {
       return await done
     } finally {
@@ -179,13 +182,16 @@ export class GenerateQueue {
     return { waiting: c.waiting + c.prioritized, active: c.active, delayed: c.delayed, failed: c.failed, completed: c.completed }
   }
 
-  /** For GET /health: the queue's depth and the live workers; `redis: 'unreachable'` when Redis does not answer in 2 s. */
+  /**
+   * For GET /health: the queue's depth, this client's calls waiting for their jobs (`pending`) and the
+   * live workers; `redis: 'unreachable'` when Redis does not answer in 2 s.
+   */
   async health (): Promise<Record<string, unknown>> {
     try {
       const [counts, workers] = await within(Promise.all([this.counts(), this.workers()]), 2000, 'GET /health')
-      return { fleet: { queue: this.name, redis: 'ok', ...counts, waitingHere: this.pending.size, workers } }
+      return { fleet: { queue: this.name, redis: 'ok', ...counts, pending: this.pending.size, workers } }
     } catch {
-      return { fleet: { queue: this.name, redis: 'unreachable', waitingHere: this.pending.size } }
+      return { fleet: { queue: this.name, redis: 'unreachable', pending: this.pending.size } }
     }
   }
 

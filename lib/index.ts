@@ -25,3 +25,5 @@ export type { FleetJobData, FleetProgress, FleetResult, FleetReturn } from './fl
 export { ensureDemoModel } from './demo/demo-model'
 export { downloadModel } from './hub/resolve'
 export type { DownloadOptions, DownloadProgress } from './hub/resolve'
+export { downloadFile } from './hub/repo-file'
+export type { DownloadFileOptions } from './hub/repo-file'

@@ -6,6 +6,8 @@ import { Pg25Error } from './errors'
 import { MAX_SIDE, type GeneratedImage, type ImageInput, type RGBImage } from './image'
 import type { Device } from './runtime'
 import type { SchedulerName } from './scheduler'
+import type { DownloadFileOptions } from './hub/repo-file'
+import type { LoRALoadOptions } from './lora/lora'
 
 /**
  * Progress of `fromPretrained`/`fromSingleFile`, in bytes. Phase 'download' (a Hub id not yet in the
@@ -230,6 +232,19 @@ const LOAD_OPTIONS: Record<keyof LoadOptions, Check> = {
   token: aString
 }
 const SINGLE_FILE_OPTIONS: Record<keyof LoadOptions | 'config', Check> = { ...LOAD_OPTIONS, config: aString }
+const LORA_OPTIONS: Record<keyof LoRALoadOptions, Check> = {
+  name: later, // LoRAs.read (lib/lora/lora.ts)
+  scale: later, // checkScale (lib/lora/lora.ts)
+  weightName: aString,
+  revision: aString,
+  token: aString
+}
+const DOWNLOAD_FILE_OPTIONS: Record<keyof DownloadFileOptions, Check> = {
+  revision: aString,
+  token: aString,
+  onProgress: aFunction,
+  signal: aSignal
+}
 const GENERATE_OPTIONS: Record<keyof GenerateOptions, Check> = {
   negativePrompt: aString,
   prompt2: aString,
@@ -341,6 +356,16 @@ function checkKeys (call: string, o: unknown, table: Record<string, Check>): voi
 /** Checks fromPretrained's (or, with `config`, fromSingleFile's) options before anything is read. */
 export function checkLoadOptions (call: 'fromPretrained' | 'fromSingleFile', o: unknown): void {
   checkKeys(call, o, call === 'fromSingleFile' ? SINGLE_FILE_OPTIONS : LOAD_OPTIONS)
+}
+
+/** Checks loadLoRA's options before anything is read or fetched. */
+export function checkLoRAOptions (o: unknown): void {
+  checkKeys('loadLoRA', o, LORA_OPTIONS)
+}
+
+/** Checks downloadFile's options before anything is fetched. */
+export function checkDownloadFileOptions (o: unknown): void {
+  checkKeys('downloadFile', o, DOWNLOAD_FILE_OPTIONS)
 }
 
 /**

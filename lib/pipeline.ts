@@ -5,6 +5,7 @@ import { loadImage, makeImage, probeImage, type ImageInput, type RGBImage } from
 import { Inpainting, probeMask } from './inpaint'
 import { requireRegularFile } from './io/regular-file'
 import { checkScale, checkScaleOverrides, LoRAs, type LoRAInfo, type LoRALoadOptions } from './lora/lora'
+import { resolveLoRASource } from './lora/source'
 import { checkModelMemory, checkRequestMemory, costModel, fmtBytes, type CostModel } from './memory'
 import { readComponentConfig, readModelIndex, requireComponent, requireInside, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
 import { singleFileSources } from './model/single-file'
@@ -13,7 +14,7 @@ import { TextEncoderModel, UNetModel, VAEEncoderModel, VAEModel } from './models
 import type { NativeTensor } from './native'
 import { resolveModelDir } from './hub/resolve'
 import { LoadMeter } from './load-progress'
-import { checkLoadOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions, type MemoryInfo, type Plan, type Size } from './options'
+import { checkLoadOptions, checkLoRAOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions, type MemoryInfo, type Plan, type Size } from './options'
 
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './options'
 import { TorchGenerator } from './random/torch-generator'
@@ -243,21 +244,26 @@ export class Pipeline {
 
   /**
    * Loads a LoRA `.safetensors` (kohya/A1111 or diffusers/PEFT naming) and merges it into the UNet and
-   * both text encoders at `scale` (default 1); several stack. The file is checked against the model
-   * first: a key that matches no module, or a shape that disagrees, rejects with PG25_BAD_WEIGHTS and
-   * changes nothing. It applies between generate() calls: those queued before it run without it.
+   * both text encoders at `scale` (default 1); several stack. `fileOrId` is a path, or a Hub id
+   * (`org/name`, when no such file exists) whose LoRA file is fetched into the Hugging Face cache as
+   * models are (`weightName` picks one of several; a cached one loads without a request). The file is
+   * checked against the model first: a key that matches no module, or a shape that disagrees, rejects
+   * with PG25_BAD_WEIGHTS and changes nothing. It applies between generate() calls: those queued before
+   * it run without it.
    *
    * ```ts
    * await pipe.loadLoRA('./pixel-art-xl.safetensors', { name: 'pixel', scale: 0.8 })
+   * await pipe.loadLoRA('nerijs/pixel-art-xl', { weightName: 'pixel-art-xl.safetensors' }) // named 'pixel-art-xl'
    * const { images } = await pipe.generate('a castle, pixel art')
    * ```
    */
-  async loadLoRA (file: string, options: LoRALoadOptions = {}): Promise<LoRAInfo> {
+  async loadLoRA (fileOrId: string, options: LoRALoadOptions = {}): Promise<LoRAInfo> {
     if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'loadLoRA() called after dispose()')
-    if (typeof file !== 'string' || file === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'loadLoRA needs a .safetensors path')
+    if (typeof fileOrId !== 'string' || fileOrId === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'loadLoRA needs a .safetensors path or a Hub id')
+    checkLoRAOptions(options)
     // Read and checked at once (a refusal comes now, not after the calls queued before), added in
     // call order: after the calls queued before this one, before those queued after.
-    const reading = this.lora.read(file, options)
+    const reading = resolveLoRASource(fileOrId, options).then(async src => await this.lora.read(src.file, { name: options.name ?? src.name, scale: options.scale }))
     const added = this.enqueue(async () => {
       const lora = await reading.catch(() => undefined)
       if (lora === undefined) return undefined

@@ -7,7 +7,7 @@ import path from 'node:path'
 import type { TestFn } from 'ava'
 import { serializeSafetensors, type TensorToWrite } from '../lib/io/safetensors-writer'
 import { TINY } from './helpers'
-import { MockHub } from './mock-hub'
+import { MockHub, type MockRepoSpec } from './mock-hub'
 
 export const ID = 'test-org/tiny-pg25'
 export const GATED = 'test-org/gated-pg25'
@@ -45,15 +45,16 @@ const HF_VARS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'XDG_CACHE_
 
 export interface HubTest { hub: MockHub, home: string, cache: string }
 
-/** Starts the mock Hub for a test file and gives each test a fresh HF_HOME with HF_ENDPOINT set. */
-export function useMockHub (test: TestFn): () => HubTest {
+/** Starts the mock Hub for a test file and gives each test a fresh HF_HOME with HF_ENDPOINT set; `more` repos beside tiny-pg25's. */
+export function useMockHub (test: TestFn, more: MockRepoSpec[] = []): () => HubTest {
   let hub: MockHub
   let home = ''
   test.before(async () => {
     hub = await MockHub.start([
       // A full-precision UNet beside the fp16 one (as the real repo has; fetched only without a variant) and files the pipeline never needs.
       { id: ID, dir: TINY, branches: ['v2.5'], extra: { 'README.md': Buffer.from('# tiny-pg25\n'), 'unet/diffusion_pytorch_model.safetensors': toFloat32File(await fs.readFile(path.join(TINY, 'unet/diffusion_pytorch_model.fp16.safetensors'))), 'text_encoder/model.bin': Buffer.alloc(1000, 7) } },
-      { id: GATED, dir: TINY, token: GATED_TOKEN }
+      { id: GATED, dir: TINY, token: GATED_TOKEN },
+      ...more
     ])
   })
   test.beforeEach(async () => {

@@ -30,9 +30,10 @@ export interface DownloadOptions {
 const INDEX = 'model_index.json'
 const OPTION_KEYS = new Set(['revision', 'variant', 'token', 'onProgress', 'signal', 'onWarning'])
 
-interface Target { id: string, revision: string, variant: string | null, weights: boolean, cache: RepoCache }
+export interface Target { id: string, revision: string, variant: string | null, weights: boolean, cache: RepoCache }
 
-function target (id: string, o: DownloadOptions, weights: boolean): Target {
+/** A Hub id and its options, checked, with the cache folder they name. */
+export function target (id: string, o: Pick<DownloadOptions, 'revision' | 'variant'>, weights: boolean): Target {
   if (typeof id !== 'string' || !isHubId(id)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `${JSON.stringify(id)} is not a Hub model id (org/name, e.g. playgroundai/playground-v2.5-1024px-aesthetic)`)
   const revision = o.revision ?? 'main'
   if (typeof revision !== 'string' || revision === '' || revision.split('/').some(s => s === '' || s === '.' || s === '..') || /[\\\0]/.test(revision)) {
@@ -53,11 +54,17 @@ async function missingFromCache (t: Target, commit: string, strictVariant: boole
   return sel.missing
 }
 
+/** The cached commit of `t.revision` for HF_HUB_OFFLINE=1, or PG25_NOT_FOUND saying how to fetch it (`how`). */
+export async function offlineCommit (t: Target, how: string): Promise<string> {
+  const commit = await t.cache.commitFor(t.revision)
+  if (commit === null || !await fs.stat(t.cache.snapshot(commit)).then(() => true, () => false)) throw new Pg25Error('PG25_NOT_FOUND', `${t.id} (revision ${t.revision}) is not in the Hugging Face cache (${t.cache.dir}) and ${how}`)
+  return commit
+}
+
 /** The cached snapshot for HF_HUB_OFFLINE=1: complete, or an error naming what is missing. */
 async function offlineSnapshot (t: Target): Promise<string> {
-  const commit = await t.cache.commitFor(t.revision)
   const how = `HF_HUB_OFFLINE=1 forbids downloading; run \`pg25 download ${t.id}${t.revision !== 'main' ? ` --revision ${t.revision}` : ''}${t.variant !== null ? ` --variant ${t.variant}` : ''}\` while online`
-  if (commit === null || !await fs.stat(t.cache.snapshot(commit)).then(() => true, () => false)) throw new Pg25Error('PG25_NOT_FOUND', `${t.id} (revision ${t.revision}) is not in the Hugging Face cache (${t.cache.dir}) and ${how}`)
+  const commit = await offlineCommit(t, how)
   const missing = await missingFromCache(t, commit, false)
   if (missing.length > 0) throw new Pg25Error('PG25_NOT_FOUND', `${t.id}: the cached snapshot ${t.cache.snapshot(commit)} lacks ${missing.join(', ')}, and ${how}`)
   return t.cache.snapshot(commit)
@@ -84,21 +91,36 @@ function parseListing (ctx: HubContext, url: string, raw: unknown): { commit: st
   return { commit: info.sha, files }
 }
 
-/** Asks the Hub what `t.revision` holds, then fetches what the pipeline needs and is not cached. */
-async function fetchSnapshot (t: Target, o: DownloadOptions): Promise<string> {
+/** What `t.revision` holds now, as the Hub lists it. */
+export interface Listing {
+  commit: string
+  files: Map<string, RemoteFile>
+  /** the context for fetching its files (the download timeout) */
+  dl: HubContext
+  /** a listed file, or PG25_NOT_FOUND naming it */
+  remote: (p: string) => RemoteFile
+}
+
+/** Asks the Hub for the commit `t.revision` names and its files (sizes, blob ids, LFS sha256). */
+export async function listRevision (t: Target, o: Pick<DownloadOptions, 'token' | 'signal'>): Promise<Listing> {
   const ctx: HubContext = { endpoint: hubEndpoint(), id: t.id, revision: t.revision, token: resolveToken(o.token), signal: o.signal, timeoutMs: timeoutFrom('HF_HUB_ETAG_TIMEOUT', 10) }
   const url = `${ctx.endpoint}/api/models/${t.id}/revision/${encodeURIComponent(t.revision)}?blobs=true`
   const req = new HubRequest(ctx, url)
   const { res } = await req.send('GET')
   if (res.status !== 200) throw await req.refusal(res)
   const { commit, files } = parseListing(ctx, url, await req.json(res))
-  const dl: HubContext = { ...ctx, timeoutMs: timeoutFrom('HF_HUB_DOWNLOAD_TIMEOUT', 10) }
-  const dir = t.cache.snapshot(commit)
   const remote = (p: string): RemoteFile => {
     const f = files.get(p)
     if (f === undefined) throw new Pg25Error('PG25_NOT_FOUND', `${t.id}: ${p} not found at revision "${t.revision}"`)
     return f
   }
+  return { commit, files, remote, dl: { ...ctx, timeoutMs: timeoutFrom('HF_HUB_DOWNLOAD_TIMEOUT', 10) } }
+}
+
+/** Asks the Hub what `t.revision` holds, then fetches what the pipeline needs and is not cached. */
+async function fetchSnapshot (t: Target, o: DownloadOptions): Promise<string> {
+  const { commit, files, dl, remote } = await listRevision(t, o)
+  const dir = t.cache.snapshot(commit)
   // model_index.json and shard indexes first: they say which other files are needed.
   const small = async (p: string): Promise<string> => {
     if (!await t.cache.has(commit, p)) await fetchFile(dl, t.cache, commit, remote(p))

@@ -1,15 +1,16 @@
 // `--lora FILE[:SCALE]` (repeatable) for pg25, pg25 serve and pg25 worker: parsed and the files checked
-// before the model loads, then loaded into the pipeline, each named by its file name (requests to a
-// server name them so: {"loras": {"pixel-art-xl": 0.6}}).
-import path from 'node:path'
+// (a Hub id fetched) before the model loads, then loaded into the pipeline, each named by its file name
+// or Hub repo name (requests to a server name them so: {"loras": {"pixel-art-xl": 0.6}}).
 import { Pg25Error } from '../errors'
 import { requireRegularFile } from '../io/regular-file'
 import { checkScale } from './lora'
+import { resolveLoRASource } from './source'
 
 export interface LoRAFlag { file: string, scale: number, name: string }
 
 export const LORA_HELP = `      --lora FILE[:SCALE]  merge a LoRA .safetensors (kohya/A1111 or diffusers/PEFT) at SCALE (default 1);
-                           repeat it to stack several. Its name is the file name without .safetensors`
+                           repeat it to stack several. Its name is the file name without .safetensors.
+                           FILE may be a Hub id (org/name, its only .safetensors file), named by its repo name`
 
 /** The flags' values, checked: files that are regular files, scales in range, names unique. */
 export async function parseLoRAFlags (values: string[]): Promise<LoRAFlag[]> {
@@ -19,10 +20,12 @@ export async function parseLoRAFlags (values: string[]): Promise<LoRAFlag[]> {
     const m = /^(.+):([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)$/i.exec(v)
     const file = m === null ? v : m[1]
     const scale = checkScale(m === null ? 1 : Number(m[2]), `--lora ${v}: the scale`)
-    await requireRegularFile(file, `--lora file`, 'PG25_NOT_FOUND')
-    const name = path.basename(file).replace(/\.safetensors$/i, '')
+    // A Hub id (org/name, never a colon) is fetched now, before the model loads, as a file is checked now.
+    const src = await resolveLoRASource(file)
+    await requireRegularFile(src.file, `--lora file`, 'PG25_NOT_FOUND')
+    const name = src.name
     if (out.some(l => l.name === name)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--lora ${v}: another --lora has the name ${JSON.stringify(name)}; rename one of the files`)
-    out.push({ file, scale, name })
+    out.push({ file: src.file, scale, name })
   }
   return out
 }

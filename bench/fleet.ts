@@ -11,6 +11,7 @@ import { TINY } from '../test/helpers'
 import { startRedis } from '../test/redis'
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 24)
+const ROUNDS = 3
 const OPTIONS = { width: 128, height: 128, steps: 10 }
 const CLI = path.join(__dirname, '..', 'lib', 'cli.js')
 
@@ -44,7 +45,7 @@ async function main (): Promise<void> {
   const children: ChildProcess[] = []
   try {
     console.log(`fleet throughput: ${JOBS} jobs of ${OPTIONS.width}x${OPTIONS.height}, ${OPTIONS.steps} steps, model ${path.basename(model)}, ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}`)
-    console.log('| workers | wall (s) | jobs/s | speed-up |\n| --- | --- | --- | --- |')
+    console.log('| workers | best wall of 3 rounds (s) | jobs/s | speed-up |\n| --- | --- | --- | --- |')
     let base = 0
     for (const n of [1, 2, 3]) {
       const queue = `bench-${n}`
@@ -52,12 +53,17 @@ async function main (): Promise<void> {
       const fleet = new GenerateQueue({ redis: redis.url, queue })
       // One job per worker first: the first run of a process pays for its lazy setup.
       await Promise.all(Array.from({ length: n }, async (_, i) => await fleet.generate('warm up', { ...OPTIONS, seed: i })))
-      const t0 = process.hrtime.bigint()
-      await Promise.all(Array.from({ length: JOBS }, async (_, i) => await fleet.generate(`a cat ${i}`, { ...OPTIONS, seed: i })))
-      const secs = Number(process.hrtime.bigint() - t0) / 1e9
+      // The best of ROUNDS rounds: on a shared machine the others' load only ever slows a round down.
+      const walls: number[] = []
+      for (let round = 0; round < ROUNDS; round++) {
+        const t0 = process.hrtime.bigint()
+        await Promise.all(Array.from({ length: JOBS }, async (_, i) => await fleet.generate(`a cat ${i}`, { ...OPTIONS, seed: i })))
+        walls.push(Number(process.hrtime.bigint() - t0) / 1e9)
+      }
+      const secs = Math.min(...walls)
       const rate = JOBS / secs
       if (n === 1) base = rate
-      console.log(`| ${n} | ${secs.toFixed(2)} | ${rate.toFixed(2)} | ${(rate / base).toFixed(2)}x |`)
+      console.log(`| ${n} | ${secs.toFixed(2)} (rounds: ${walls.map(w => w.toFixed(2)).join(', ')}) | ${rate.toFixed(2)} | ${(rate / base).toFixed(2)}x |`)
       await fleet.close()
       await stopWorkers(children.splice(0))
     }

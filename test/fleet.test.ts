@@ -283,3 +283,28 @@ test.serial('pg25 "<prompt>" --redis submits to the fleet and writes the result'
   t.true(await until(async () => await bull.getJobState(activeId!) === 'failed'))
   t.is((await bull.getJob(activeId!))!.failedReason, 'ABORT_ERR: cancelled by its client')
 })
+
+test.serial('progress carries previews when asked, and latent output comes back as latents', async t => {
+  const queue = 'preview'
+  const worker = await startWorker(pipe, { redis: redis.url, queue })
+  const fleet = new GenerateQueue({ redis: redis.url, queue })
+  t.teardown(async () => { await fleet.close(); await worker.close() })
+  const o = { width: 64, height: 64, steps: 3, seed: 6, count: 2 }
+  const remote: any[] = []
+  const local: any[] = []
+  await fleet.generate('previews', { ...o, preview: true, onStep: s => remote.push(s) })
+  await pipe.generate('previews', { ...o, preview: true, onStep: s => local.push(s) })
+  t.is(remote.length, 3)
+  for (let i = 0; i < 3; i++) {
+    t.like(remote[i], { step: local[i].step, steps: 3, sigma: local[i].sigma })
+    t.is(remote[i].previews.length, 2)
+    t.deepEqual(remote[i].previews.map((p: any) => [p.width, p.height, Buffer.from(p.data)]), local[i].previews.map((p: any) => [p.width, p.height, Buffer.from(p.data)]))
+  }
+  const steps: any[] = []
+  await fleet.generate('no previews', { ...o, onStep: s => steps.push(s) })
+  t.is(steps.length, 3)
+  t.is(steps[0].previews, undefined)
+  const latent = await fleet.generate('latent', { ...o, outputType: 'latent' })
+  t.deepEqual(latent.images, [])
+  t.deepEqual(latent.latents, (await pipe.generate('latent', { ...o, outputType: 'latent' })).latents)
+})

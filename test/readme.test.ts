@@ -4,7 +4,7 @@ import { promises as fs, readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import ts from 'typescript'
-import { TINY } from './helpers'
+import { GOLDEN, TINY } from './helpers'
 import { MockHub } from './mock-hub'
 
 // Every code block of README.md, run as written: JavaScript as an ES module (or CommonJS when it calls
@@ -77,10 +77,16 @@ async function listening (port: number, server: ChildProcess, log: () => string)
 }
 
 test('every README block runs as written', async t => {
-  const hub = await MockHub.start([{ id: 'playgroundai/playground-v2.5-1024px-aesthetic', dir: TINY }])
+  // The LoRA section's Hub id serves the golden kohya LoRA (made for tiny-pg25) under the file name it names.
+  const loraRepo = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-readme-lora-'))
+  await fs.copyFile(path.join(GOLDEN, 'lora', 'lora_kohya.safetensors'), path.join(loraRepo, 'pixel-art-xl.safetensors'))
+  const hub = await MockHub.start([{ id: 'playgroundai/playground-v2.5-1024px-aesthetic', dir: TINY }, { id: 'nerijs/pixel-art-xl', dir: loraRepo }])
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-readme-'))
   const servers: ChildProcess[] = []
   try {
+    // The files a user of the inpainting section has: a photo and its mask (the golden inpainting case's).
+    await fs.copyFile(path.join(GOLDEN, 'inpaint', 'input.png'), path.join(dir, 'room.png'))
+    await fs.copyFile(path.join(GOLDEN, 'inpaint', 'mask.png'), path.join(dir, 'mask.png'))
     await fs.writeFile(path.join(dir, 'package.json'), JSON.stringify({ name: 'readme-app', version: '1.0.0', private: true }))
     await fs.mkdir(path.join(dir, 'node_modules', '@pg25'), { recursive: true })
     await fs.mkdir(path.join(dir, 'node_modules', '.bin'))
@@ -137,11 +143,14 @@ test('every README block runs as written', async t => {
     t.true(hub.requests.some(r => r.path.includes('playgroundai/playground-v2.5-1024px-aesthetic')))
     const snapshots = path.join(dir, 'hf-home', 'hub', 'models--playgroundai--playground-v2.5-1024px-aesthetic', 'snapshots')
     t.is((await fs.readdir(snapshots)).length, 1)
+    const lora = path.join(dir, 'hf-home', 'hub', 'models--nerijs--pixel-art-xl', 'snapshots', hub.repos.get('nerijs/pixel-art-xl')!.commit, 'pixel-art-xl.safetensors')
+    t.deepEqual(await fs.readFile(lora), await fs.readFile(path.join(loraRepo, 'pixel-art-xl.safetensors')))
   } finally {
     for (const s of servers) {
       if (s.exitCode === null && s.pid !== undefined) process.kill(-s.pid, 'SIGTERM')
     }
     await hub.close()
     await fs.rm(dir, { recursive: true, force: true })
+    await fs.rm(loraRepo, { recursive: true, force: true })
   }
 })

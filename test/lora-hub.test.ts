@@ -85,6 +85,21 @@ test.serial('several .safetensors without weightName are refused, naming them, a
   await refused(t, pipe.loadLoRA(ONE, { weightName: '../x.safetensors' }), 'PG25_INVALID_ARGUMENT', '../x.safetensors')
 })
 
+test.serial('downloadFile resumes a cut transfer with a Range request, reports bytes up to the size, and verifies the sha256', async t => {
+  const { hub } = env()
+  const size = readFileSync(KOHYA).length
+  hub.knobs = { cut: { file: 'lora_kohya.safetensors', bytes: 100_000, times: 1 } }
+  const seen: number[] = []
+  const file = await downloadFile(ONE, undefined, { onProgress: p => { t.is(p.totalBytes, size); seen.push(p.loadedBytes) } })
+  t.deepEqual(readFileSync(file), readFileSync(KOHYA))
+  t.is(seen.at(-1), size)
+  t.deepEqual(hub.requests.filter(r => r.cdn).map(r => r.range), [undefined, 'bytes=100000-'])
+  // Bytes that do not match the listing's sha256 are never kept.
+  hub.knobs = { corrupt: new Set(['peft.safetensors']) }
+  await refused(t, downloadFile(TWO, 'peft.safetensors'), 'PG25_HUB_CORRUPT', 'peft.safetensors')
+  await refused(t, downloadFile(TWO, 'peft.safetensors', { retries: 1 } as any), 'PG25_INVALID_ARGUMENT', 'retries')
+})
+
 test.serial('diffusers\' choice of the LoRA file when none is named', t => {
   t.is(pickLoRAFile('o/n', ['README.md', 'pytorch_lora_weights.safetensors', 'other.safetensors', 'checkpoint-500/pytorch_lora_weights.safetensors']), 'pytorch_lora_weights.safetensors')
   t.is(pickLoRAFile('o/n', ['a.safetensors', 'scheduler.safetensors', 'optimizer.safetensors', 'model.bin']), 'a.safetensors')

@@ -145,8 +145,9 @@ export class GenerateQueue {
       const onAbort = (): void => { reject(new AbortError(undefined, { cause: signal!.reason })) }
       if (signal?.aborted) { onAbort(); return }
       signal?.addEventListener('abort', onAbort, { once: true })
-      this.events.then(() => { signal?.removeEventListener('abort', onAbort); resolve() }, reject)
+      this.events.then(() => resolve(), reject).finally(() => signal?.removeEventListener('abort', onAbort))
     })
+    if (this.closed) throw new Pg25Error('PG25_DISPOSED', 'the GenerateQueue was closed before this call was queued')
     // The id is ours, so the job is waited for before it exists: no event can come before its listener.
     const jobId = randomUUID()
     const entry = { added: false } as Pending
@@ -272,8 +273,12 @@ export class GenerateQueue {
     this.cancels.add(p)
   }
 
-  /** Looks at each waited-for job: settles those whose events were missed, and those gone from Redis. */
+  /**
+   * Looks at each waited-for job: settles those whose events were missed, and those gone from Redis.
+   * Also keeps defaultSize to what the live workers announce.
+   */
   private async check (): Promise<void> {
+    await this.workers()
     for (const [jobId, p] of [...this.pending]) {
       if (!p.added) continue
       const state = await this.queue.getJobState(jobId)

@@ -47,7 +47,7 @@ const LONG = { width: 64, height: 64, steps: 80, seed: 11 }
 test.serial('a worker SIGKILLed during a job: another worker finishes it', async t => {
   const { redis, fleet, workers } = await setup(t)
   // Short locks, so the dead worker's job moves on within seconds (production keeps 60 s).
-  const fast = ['--lock-duration', '3', '--stalled-interval', '1']
+  const fast = ['--lock-duration', '5', '--stalled-interval', '1']
   workers.push(...await Promise.all([0, 1].map(async () => await spawnWorker(redis.url, fast))))
   const seen = stepsSeen(2)
   const pending = fleet.generate('killed mid-run', { ...LONG, onStep: seen.onStep })

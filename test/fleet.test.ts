@@ -308,3 +308,20 @@ test.serial('progress carries previews when asked, and latent output comes back 
   t.deepEqual(latent.images, [])
   t.deepEqual(latent.latents, (await pipe.generate('latent', { ...o, outputType: 'latent' })).latents)
 })
+
+test.serial('bad fleet options and calls are refused by name, before anything is queued', async t => {
+  const code = { code: 'PG25_INVALID_ARGUMENT' } as const
+  t.throws(() => new GenerateQueue({ redis: 'http://127.0.0.1:6379' }), { ...code, message: /redis must be a redis:\/\/ or rediss:\/\/ URL/ })
+  t.throws(() => new GenerateQueue({ redis: redis.url, queue: 'a b' }), { ...code, message: /queue must be 1 to 100 letters/ })
+  t.throws(() => new GenerateQueue({ redis: redis.url, removeOnComplete: { age: 0 } }), { ...code, message: /removeOnComplete must be/ })
+  await t.throwsAsync(startWorker(pipe, { redis: redis.url, concurrency: 0 }), { ...code, message: /concurrency must be a positive integer/ })
+  await t.throwsAsync(startWorker(pipe, { redis: redis.url, maxStalledCount: -1 }), { ...code, message: /maxStalledCount/ })
+  const queue = 'refusals'
+  const fleet = new GenerateQueue({ redis: redis.url, queue })
+  const bull = new Queue(queue, { connection: { port: redis.port, host: '127.0.0.1' } })
+  t.teardown(async () => { await fleet.close(); await bull.close() })
+  await t.throwsAsync(fleet.generate('x', { latents: new Float32Array(4) }), { ...code, message: /latents cannot be sent to a fleet/ })
+  await t.throwsAsync(fleet.generate('x', { bogus: 1 } as any), { ...code, message: /unknown field "bogus"/ })
+  await t.throwsAsync(fleet.generate('x', { image: '/nonexistent/cat.png' }), { ...code, message: /image is missing/ })
+  t.is((await bull.getJobCounts('waiting')).waiting, 0)
+})

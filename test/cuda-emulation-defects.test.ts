@@ -186,6 +186,18 @@ test.serial('a driver older than the CUDA runtime is named, with the version it 
   }
 })
 
+test.serial('no driver at all is said as such, not as a driver for CUDA 0.0', t => {
+  process.env.PG25_EMU_DRIVER_VERSION = '0' // what cudaDriverGetVersion answers where no driver is installed
+  try {
+    const e = t.throws(() => Runtime.open('cuda', () => {}))
+    t.is((e as any).code, 'PG25_NO_DEVICE')
+    t.regex(e!.message, /^no usable NVIDIA GPU: /)
+    t.notRegex(e!.message, /too old|CUDA 0\.0/)
+  } finally {
+    delete process.env.PG25_EMU_DRIVER_VERSION
+  }
+})
+
 test.after.always('the emulation saw no misuse of CUDA', t => {
   t.deepEqual(emulationReport().misuse, [])
 })

@@ -130,7 +130,6 @@ std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v) {
   return out;
 }
 
-
 std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v) {
   if (!v.IsArray()) throw Error("PG25_INVALID_ARGUMENT", "LoRA updates must be an array");
   Napi::Array a = v.As<Napi::Array>();

@@ -156,6 +156,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       bool synthetic = info.Length() > 3 && info[3].IsObject() && info[3].As<Napi::Object>().Has("syntheticSeed");
       uint64_t seed = synthetic ? uint64_t(info[3].As<Napi::Object>().Get("syntheticSeed").ToNumber().Int64Value()) : 0;
       if (!synthetic && files.empty()) throw Error("PG25_NOT_FOUND", spec.config_path + ": no weight files given");
+      // { onBytes }: called on the main thread with the bytes loaded so far, after each tensor.
+      auto progress = std::make_shared<LoadProgress>(info.Env(), info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>().Get("onBytes") : info.Env().Undefined());
       auto be = be_ptr();
       auto loaded = std::make_shared<Loaded>();
       loaded->spec = spec;
@@ -164,10 +166,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       if (synthetic) loaded->synthetic_seed = seed;
       return run_job(
           info.Env(),
-          [loaded, files, aliases, synthetic, seed, be] {
+          [loaded, files, aliases, synthetic, seed, be, progress] {
             WeightStore store = synthetic ? WeightStore::synthetic(seed) : WeightStore(files, aliases);
             loaded->params = std::make_unique<Params>(be.get(), &store);
+            progress->attach(*loaded->params);
             loaded->model = build(loaded->spec, *loaded->params);
+            loaded->params->on_loaded(nullptr);
+            progress->finish();
           },
           [this, loaded](Napi::Env env) -> Napi::Value {
             std::lock_guard<std::mutex> g(mu_);

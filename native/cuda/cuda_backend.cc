@@ -49,10 +49,11 @@ class CudaBackend final : public Backend {
     std::string why = cuda::describe_availability();
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
-    if (e == cudaErrorInsufficientDriver) {
+    int driver = 0;
+    if (e == cudaErrorInsufficientDriver) cudaDriverGetVersion(&driver);
+    // Driver version 0 is CUDA's answer where no driver is installed at all: that is the plain case below.
+    if (e == cudaErrorInsufficientDriver && driver > 0) {
       cudaGetLastError();
-      int driver = 0;
-      cudaDriverGetVersion(&driver);
       throw Error("PG25_NO_DEVICE", std::string("the NVIDIA driver is too old: it supports CUDA ") + cuda_version(driver) + ", and this build's CUDA runtime " +
                                         cuda_version(CUDART_VERSION) + " needs a driver for CUDA " + cuda_version(CUDART_VERSION / 1000 * 1000) + " or newer (" +
                                         driver_branch(CUDART_VERSION) + "+); update the driver (" + cudaGetErrorString(e) + ")");

@@ -1,4 +1,4 @@
-// The CUDA emulation's own self-test (native/cuda/emu/selftest.cc, built by `npm run build:emu` as
+// The CUDA emulation's own self-test (native/cuda/emu/selftest_*.cc, built by `npm run build:emu` as
 // build-emu/Release/pg25_emu_selftest): fp16/bf16 rounding against independent references, SIMT
 // semantics of kernels, failure detection (never a hang), and the cudart and cuBLASLt stand-ins. The
 // other emulation tests trust the emulation; this one checks it. Every check is listed here by name, so

@@ -19,19 +19,11 @@
 #include "include/cuda_fp16.h"
 #include "libraries.h"
 #include "runtime.h"
+#include "selftest.h"
 
 namespace {
 
 using namespace pg25::cuda::dnn;
-std::vector<std::string> g_failures;
-#define EXPECT(cond, msg)                                                                  \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::ostringstream o_;                                                               \
-      o_ << "line " << __LINE__ << ": " << msg;                                            \
-      if (g_failures.size() < 8) g_failures.push_back(o_.str());                           \
-    }                                                                                      \
-  } while (0)
 #define IS(expr, want)                                                                     \
   do {                                                                                     \
     Status s_ = (expr);                                                                    \
@@ -334,10 +326,7 @@ void check_shapes_and_pointers() {
   api.destroy(h);
 }
 
-struct Check {
-  const char* name;
-  void (*fn)();
-};
+using selftest::Check;
 const Check kChecks[] = {
     {"cudnn_graphs_match_reference", check_graphs},
     {"cudnn_attributes_checked", check_attributes},
@@ -358,16 +347,9 @@ int main() {
   load(api.execute, "cudnnBackendExecute");
   int failed = 0;
   for (const Check& c : kChecks) {
-    g_failures.clear();
+    selftest::begin_check();
     c.fn();
-    if (g_failures.empty()) {
-      std::printf("ok %s\n", c.name);
-    } else {
-      failed++;
-      std::string all;
-      for (const auto& f : g_failures) all += (all.empty() ? "" : " | ") + f;
-      std::printf("FAIL %s: %s\n", c.name, all.c_str());
-    }
+    failed += !selftest::print_outcome(c.name);
   }
   pg25::emu::Report r = pg25::emu::report(false);
   std::printf("%s live allocations %llu\n", r.live_allocations == 0 ? "ok" : "FAIL", static_cast<unsigned long long>(r.live_allocations));

@@ -7,42 +7,32 @@
 #include <cstring>
 #include <new>
 
-#include "../backend/memory_counter.h"
 #include "../core/error.h"
+#include "cpu_buffer.h"
 #include "gemm.h"
+#include "gemm_kernels.h"
 #include "threadpool.h"
+#include "vec_math.h"
 
 namespace pg25 {
 namespace {
 
-MemoryCounter g_bytes;
+using cpu::CpuBuffer;
+using cpu::g_bytes;
 
-struct CpuBuffer : Buffer {
-  explicit CpuBuffer(size_t n) : count(n) {
-    size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
-    data = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!data) throw Error("PG25_OUT_OF_MEMORY", "CPU backend: cannot allocate " + std::to_string(n * 4) + " bytes");
-    g_bytes.add(int64_t(bytes));
-    alloc_bytes = bytes;
-  }
-  ~CpuBuffer() override {
-    std::free(data);
-    g_bytes.sub(int64_t(alloc_bytes));
-  }
-  size_t bytes() const override { return alloc_bytes; }
-  float* data;
-  size_t count;
-  size_t alloc_bytes;
-};
-
-Tensor make(const Shape& shape) {
+Tensor make(const Shape& shape, bool weight = false) {
   Tensor t;
   t.shape = shape;
-  t.buf = std::make_shared<CpuBuffer>(size_t(t.numel()));
+  t.buf = std::make_shared<CpuBuffer>(size_t(t.numel()), weight);
   return t;
 }
 
-float* D(const Tensor& t) { return static_cast<CpuBuffer*>(t.buf.get())->data; }
+CpuBuffer* buf(const Tensor& t) { return static_cast<CpuBuffer*>(t.buf.get()); }
+float* D(const Tensor& t) { return buf(t)->plain(); }
+
+// Items per parallel chunk for items of `per_item` values: a chunk of fewer than ~32K values costs less
+// than waking a worker (~5 us).
+int64_t grain(int64_t per_item) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, per_item)); }
 
 void check(bool ok, const char* op, const std::string& what) {
   if (!ok) throw Error("PG25_INTERNAL", std::string("cpu backend ") + op + ": " + what);
@@ -60,10 +50,11 @@ Tensor map(const Tensor& x, F f) {
 }
 
 inline float gelu_erf(float v) { return 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f)); }
-inline float silu_f(float v) { return v / (1.f + std::exp(-v)); }
 
 class CpuBackend final : public Backend {
  public:
+  CpuBackend() { cpu::backend_opened(); }
+  ~CpuBackend() override { cpu::backend_closed(); }
   std::string name() const override { return "cpu"; }
 
   Tensor from_host(const float* data, const Shape& shape) override {
@@ -71,13 +62,23 @@ class CpuBackend final : public Backend {
     std::memcpy(D(t), data, size_t(t.numel()) * 4);
     return t;
   }
-  Tensor weight(const std::string&, const float* data, const Shape& shape, Storage) override { return from_host(data, shape); }
+  Tensor weight(const std::string&, const float* data, const Shape& shape, Storage) override {
+    Tensor t = make(shape, true);
+    std::memcpy(D(t), data, size_t(t.numel()) * 4);
+    return t;
+  }
   Tensor cast(const Tensor& x, Storage) override { return x; }
   void copy_into(const Tensor& dst, const Tensor& src) override {
     check(dst.numel() == src.numel(), "copy_into", shape_str(src.shape) + " into " + shape_str(dst.shape));
-    if (D(dst) != D(src)) std::memcpy(D(dst), D(src), size_t(dst.numel()) * 4);
+    CpuBuffer *d = buf(dst), *s = buf(src);
+    if (d == s) return;
+    if (s->layout == cpu::Layout::Plain) return d->write_plain(s->data);
+    if (d->layout == cpu::Layout::Plain) return s->read_plain(d->data);
+    std::vector<float> tmp(s->count);
+    s->read_plain(tmp.data());
+    d->write_plain(tmp.data());
   }
-  void to_host(const Tensor& t, float* out) override { std::memcpy(out, D(t), size_t(t.numel()) * 4); }
+  void to_host(const Tensor& t, float* out) override { buf(t)->read_plain(out); }
   size_t bytes_in_use() const override { return g_bytes.bytes(); }
   size_t peak_bytes() const override { return g_bytes.peak(); }
   void reset_peak() override { g_bytes.reset_peak(); }
@@ -112,7 +113,13 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor silu(const Tensor& x) override { return map(x, silu_f); }
+  Tensor silu(const Tensor& x) override {
+    Tensor y = make(x.shape);
+    const float* a = D(x);
+    float* o = D(y);
+    cpu::parallel_for(x.numel(), 1 << 14, [&](int64_t b, int64_t e) { cpu::silu(a + b, o + b, e - b); });
+    return y;
+  }
   Tensor gelu(const Tensor& x) override { return map(x, gelu_erf); }
   Tensor quick_gelu(const Tensor& x) override {
     return map(x, [](float v) { return v / (1.f + std::exp(-1.702f * v)); });
@@ -126,9 +133,9 @@ class CpuBackend final : public Backend {
     Tensor y = make(s);
     const float* a = D(x);
     float* o = D(y);
-    cpu::parallel_for(rows, 16, [&](int64_t b, int64_t e) {
+    cpu::parallel_for(rows, grain(n2), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; r++)
-        for (int64_t j = 0; j < n; j++) o[r * n + j] = a[r * n2 + j] * gelu_erf(a[r * n2 + n + j]);
+        cpu::geglu(a + r * n2, a + r * n2 + n, o + r * n, n);
     });
     return y;
   }
@@ -152,7 +159,7 @@ class CpuBackend final : public Backend {
     Tensor y = make(x.shape);
     const float *a = D(x), *v = D(t);
     float* o = D(y);
-    cpu::parallel_for(B * C, 4, [&](int64_t s, int64_t e) {
+    cpu::parallel_for(B * C, grain(HW), [&](int64_t s, int64_t e) {
       for (int64_t bc = s; bc < e; bc++)
         for (int64_t i = 0; i < HW; i++) o[bc * HW + i] = a[bc * HW + i] + v[bc];
     });
@@ -165,14 +172,29 @@ class CpuBackend final : public Backend {
     Shape s = x.shape;
     s.back() = N;
     Tensor y = make(s);
+    cpu::Epilogue e;
     if (residual) {
       check(residual->shape == s, "linear", "residual " + shape_str(residual->shape) + " for output " + shape_str(s));
-      std::memcpy(D(y), D(*residual), size_t(M * N) * 4);
+      e.residual = D(*residual);
     }
-    cpu::sgemm(M, N, K, D(x), K, D(w), K, true, D(y), N, residual != nullptr, bias ? D(*bias) : nullptr);
+    e.col_bias = bias ? D(*bias) : nullptr;
+    cpu::OperandA a;
+    a.plain = D(x);
+    a.ld = K;
+    cpu::OperandB b;
+    b.packed = buf(w)->panels(cpu::Layout::PanelsB, N, K);
+    if (!b.packed) {
+      b.plain = D(w);
+      b.ld = K;
+      b.trans = true;
+    }
+    cpu::gemm(M, N, K, a, b, D(y), N, e);
     return y;
   }
 
+  // Per image: out[Cout, P] = W[Cout, K] x im2col(x)[K, P], with the im2col columns packed tile by tile
+  // straight from the image (1x1 convolutions read the image as the matrix it already is); bias and
+  // residual are added as each tile is stored.
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3);
     int64_t Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
@@ -180,54 +202,31 @@ class CpuBackend final : public Backend {
     int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
     int64_t P = Ho * Wo, K = Cin * kh * kw;
     Tensor y = make({B, Cout, Ho, Wo});
-    const float* wd = D(w);
-    const float* bd = bias ? D(*bias) : nullptr;
+    if (residual)
+      check(residual->shape == y.shape, "conv2d", "residual " + shape_str(residual->shape) + " for output " + shape_str(y.shape));
+    cpu::OperandA a;
+    a.packed = buf(w)->panels(cpu::Layout::PanelsA, Cout, K);
+    if (!a.packed) {
+      a.plain = D(w);
+      a.ld = K;
+    }
+    bool pointwise = kh == 1 && kw == 1 && stride == 1 && pad == 0;
     for (int64_t n = 0; n < B; n++) {
       const float* xin = D(x) + n * Cin * H * W;
-      float* out = D(y) + n * Cout * P;
-      if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {
-        // out[Cout, P] = W[Cout, Cin] x[Cin, P] + b: bias is per row here, add it after.
-        cpu::sgemm(Cout, P, K, wd, K, xin, P, false, out, P, false, nullptr);
-        if (bd) add_row_bias(out, bd, Cout, P);
-        continue;
+      cpu::ConvInput cv{xin, Cin, H, W, kh, kw, stride, pad, Ho, Wo};
+      cpu::OperandB b;
+      if (pointwise) {
+        b.plain = xin;
+        b.ld = P;
+      } else {
+        b.conv = &cv;
       }
-      // im2col over column chunks so the buffer stays bounded at any image size.
-      int64_t chunk = std::max<int64_t>(64, std::min<int64_t>(P, (int64_t(4) << 20) / std::max<int64_t>(1, K)));
-      std::vector<float> col(size_t(K * chunk));
-      for (int64_t p0 = 0; p0 < P; p0 += chunk) {
-        int64_t pc = std::min(chunk, P - p0);
-        cpu::parallel_for(K, 8, [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; r++) {
-            int64_t c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw;
-            float* dst = col.data() + r * pc;
-            const float* src = xin + c * H * W;
-            for (int64_t p = 0; p < pc; p++) {
-              int64_t oy = (p0 + p) / Wo, ox = (p0 + p) % Wo;
-              int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
-              dst[p] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? src[iy * W + ix] : 0.f;
-            }
-          }
-        });
-        cpu::sgemm(Cout, pc, K, wd, K, col.data(), pc, false, out + p0, P, false, nullptr);
-      }
-      if (bd) add_row_bias(out, bd, Cout, P);
-    }
-    if (residual) {
-      check(residual->shape == y.shape, "conv2d", "residual " + shape_str(residual->shape) + " for output " + shape_str(y.shape));
-      float* out = D(y);
-      const float* r = D(*residual);
-      cpu::parallel_for(y.numel(), 1 << 14, [&](int64_t s, int64_t e) {
-        for (int64_t i = s; i < e; i++) out[i] += r[i];
-      });
+      cpu::Epilogue e;
+      e.row_bias = bias ? D(*bias) : nullptr;
+      e.residual = residual ? D(*residual) + n * Cout * P : nullptr;
+      cpu::gemm(Cout, P, K, a, b, D(y) + n * Cout * P, P, e);
     }
     return y;
-  }
-
-  static void add_row_bias(float* out, const float* b, int64_t rows, int64_t cols) {
-    cpu::parallel_for(rows, 1, [&](int64_t s, int64_t e) {
-      for (int64_t r = s; r < e; r++)
-        for (int64_t j = 0; j < cols; j++) out[r * cols + j] += b[r];
-    });
   }
 
   Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) override {
@@ -237,23 +236,18 @@ class CpuBackend final : public Backend {
     Tensor y = make(x.shape);
     const float *a = D(x), *g = D(gamma), *bt = D(beta);
     float* o = D(y);
-    cpu::parallel_for(B * groups, 1, [&](int64_t s, int64_t e) {
+    cpu::parallel_for(B * groups, grain(cg * HW), [&](int64_t s, int64_t e) {
       for (int64_t bg = s; bg < e; bg++) {
         int64_t b = bg / groups, gi = bg % groups;
         const float* src = a + (b * C + gi * cg) * HW;
         int64_t n = cg * HW;
-        double sum = 0, sq = 0;
-        for (int64_t i = 0; i < n; i++) sum += src[i];
-        double mean = sum / double(n);
-        for (int64_t i = 0; i < n; i++) { double d = src[i] - mean; sq += d * d; }
-        double rstd = 1.0 / std::sqrt(sq / double(n) + eps);
+        double mean, var;
+        cpu::moments(src, n, mean, var);
+        double rstd = 1.0 / std::sqrt(var + eps);
         for (int64_t c = 0; c < cg; c++) {
           int64_t ch = gi * cg + c;
           float sc = float(rstd) * g[ch], sh = bt[ch] - float(mean * rstd) * g[ch];
-          const float* sp = src + c * HW;
-          float* dp = o + (b * C + ch) * HW;
-          if (silu) for (int64_t i = 0; i < HW; i++) dp[i] = silu_f(sp[i] * sc + sh);
-          else for (int64_t i = 0; i < HW; i++) dp[i] = sp[i] * sc + sh;
+          cpu::affine(src + c * HW, o + (b * C + ch) * HW, HW, sc, sh, silu);
         }
       }
     });
@@ -265,15 +259,12 @@ class CpuBackend final : public Backend {
     Tensor y = make(x.shape);
     const float *a = D(x), *g = D(gamma), *bt = D(beta);
     float* o = D(y);
-    cpu::parallel_for(rows, 8, [&](int64_t s, int64_t e) {
+    cpu::parallel_for(rows, grain(C), [&](int64_t s, int64_t e) {
       for (int64_t r = s; r < e; r++) {
         const float* src = a + r * C;
-        double sum = 0, sq = 0;
-        for (int64_t i = 0; i < C; i++) sum += src[i];
-        double mean = sum / double(C);
-        for (int64_t i = 0; i < C; i++) { double d = src[i] - mean; sq += d * d; }
-        float rstd = float(1.0 / std::sqrt(sq / double(C) + eps)), m = float(mean);
-        for (int64_t i = 0; i < C; i++) o[r * C + i] = (src[i] - m) * rstd * g[i] + bt[i];
+        double mean, var;
+        cpu::moments(src, C, mean, var);
+        cpu::normalize(src, o + r * C, C, float(mean), float(1.0 / std::sqrt(var + eps)), g, bt);
       }
     });
     return y;
@@ -286,32 +277,42 @@ class CpuBackend final : public Backend {
     int64_t d = C / heads;
     float scale = 1.f / std::sqrt(float(d));
     Tensor y = make(q.shape);
-    // Query blocks keep the score buffer at QB x Nk per task, never Nq x Nk.
-    const int64_t QB = 32;
-    int64_t qblocks = (Nq + QB - 1) / QB;
+    // One task per (batch, head): its keys and values are packed once for the kernel, then query blocks
+    // of QB rows go through scores, softmax and the product with V, so the score buffer is QB x Nk,
+    // never Nq x Nk.
+    const int64_t QB = 64;
+    const int nr = cpu::micro_kernel().nr;
     const float *Q = D(q), *Kd = D(k), *V = D(v);
     float* O = D(y);
-    cpu::parallel_for(B * heads * qblocks, 1, [&](int64_t s, int64_t e) {
-      std::vector<float> S(size_t(QB * Nk));
+    cpu::parallel_for(B * heads, 1, [&](int64_t s, int64_t e) {
+      std::vector<float> S(size_t(QB * Nk)), kp(cpu::packed_floats(Nk, d, nr)), vp(cpu::packed_floats(d, Nk, nr));
       for (int64_t t = s; t < e; t++) {
-        int64_t b = t / (heads * qblocks), h = (t / qblocks) % heads, qb = t % qblocks;
-        int64_t q0 = qb * QB, nq = std::min(QB, Nq - q0);
-        const float* qp = Q + (b * Nq + q0) * C + h * d;
-        const float* kp = Kd + b * Nk * C + h * d;
-        const float* vp = V + b * Nk * C + h * d;
-        cpu::sgemm(nq, Nk, d, qp, C, kp, C, true, S.data(), Nk, false, nullptr, false);
-        for (int64_t i = 0; i < nq; i++) {
-          float* row = S.data() + i * Nk;
-          int64_t limit = causal ? std::min(Nk, q0 + i + 1) : Nk;
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < limit; j++) { row[j] *= scale; mx = std::max(mx, row[j]); }
-          double sum = 0;
-          for (int64_t j = 0; j < limit; j++) { row[j] = std::exp(row[j] - mx); sum += row[j]; }
-          float inv = float(1.0 / sum);
-          for (int64_t j = 0; j < limit; j++) row[j] *= inv;
-          for (int64_t j = limit; j < Nk; j++) row[j] = 0.f;
+        int64_t b = t / heads, h = t % heads;
+        cpu::OperandB kb, vb;
+        kb.plain = Kd + b * Nk * C + h * d;
+        kb.ld = C;
+        kb.trans = true;
+        cpu::pack_b_full(kb, Nk, d, kp.data());
+        vb.plain = V + b * Nk * C + h * d;
+        vb.ld = C;
+        cpu::pack_b_full(vb, d, Nk, vp.data());
+        kb = {};
+        kb.packed = kp.data();
+        vb = {};
+        vb.packed = vp.data();
+        for (int64_t q0 = 0; q0 < Nq; q0 += QB) {
+          int64_t nq = std::min(QB, Nq - q0);
+          cpu::OperandA qa;
+          qa.plain = Q + (b * Nq + q0) * C + h * d;
+          qa.ld = C;
+          cpu::gemm(nq, Nk, d, qa, kb, S.data(), Nk, {}, false);
+          for (int64_t i = 0; i < nq; i++)
+            cpu::softmax(S.data() + i * Nk, Nk, causal ? std::min(Nk, q0 + i + 1) : Nk, scale);
+          cpu::OperandA sa;
+          sa.plain = S.data();
+          sa.ld = Nk;
+          cpu::gemm(nq, d, Nk, sa, vb, O + (b * Nq + q0) * C + h * d, C, {}, false);
         }
-        cpu::sgemm(nq, d, Nk, S.data(), Nk, vp, C, false, O + (b * Nq + q0) * C + h * d, C, false, nullptr, false);
       }
     });
     return y;
@@ -338,7 +339,7 @@ class CpuBackend final : public Backend {
     std::vector<int64_t> ys(static_cast<size_t>(oh)), xs(static_cast<size_t>(ow));
     for (int64_t i = 0; i < oh; i++) ys[size_t(i)] = std::min(H - 1, int64_t(float(i) * sy));
     for (int64_t i = 0; i < ow; i++) xs[size_t(i)] = std::min(W - 1, int64_t(float(i) * sx));
-    cpu::parallel_for(B * C, 1, [&](int64_t s, int64_t e) {
+    cpu::parallel_for(B * C, grain(oh * ow), [&](int64_t s, int64_t e) {
       for (int64_t bc = s; bc < e; bc++)
         for (int64_t yy = 0; yy < oh; yy++)
           for (int64_t xx = 0; xx < ow; xx++) o[(bc * oh + yy) * ow + xx] = a[(bc * H + ys[size_t(yy)]) * W + xs[size_t(xx)]];
@@ -372,7 +373,7 @@ class CpuBackend final : public Backend {
     Tensor y = make({B, HW, C});
     const float* a = D(x);
     float* o = D(y);
-    cpu::parallel_for(B * HW, 64, [&](int64_t s, int64_t e) {
+    cpu::parallel_for(B * HW, grain(C), [&](int64_t s, int64_t e) {
       for (int64_t t = s; t < e; t++) {
         int64_t b = t / HW, p = t % HW;
         for (int64_t c = 0; c < C; c++) o[t * C + c] = a[(b * C + c) * HW + p];
@@ -387,7 +388,7 @@ class CpuBackend final : public Backend {
     Tensor y = make({B, C, h, w});
     const float* a = D(x);
     float* o = D(y);
-    cpu::parallel_for(B * C, 1, [&](int64_t s, int64_t e) {
+    cpu::parallel_for(B * C, grain(HW), [&](int64_t s, int64_t e) {
       for (int64_t bc = s; bc < e; bc++) {
         int64_t b = bc / C, c = bc % C;
         for (int64_t p = 0; p < HW; p++) o[bc * HW + p] = a[(b * HW + p) * C + c];

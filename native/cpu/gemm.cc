@@ -4,123 +4,162 @@
 #include <cstring>
 #include <vector>
 
+#include "gemm_kernels.h"
 #include "threadpool.h"
 
 namespace pg25::cpu {
 namespace {
 
-constexpr int MR = 6, NR = 16;
-constexpr int64_t KC = 256, MC = 96, NC = 512;
+// Blocking: a KC-deep B micro-panel (32 x 256 floats = 32 KiB with AVX-512) stays in L1 while the
+// MC x KC block of A (~170 KiB) is read from L2; NC columns of B per pass.
+constexpr int64_t KC = 256, NC = 512;
 
-typedef float v8 __attribute__((vector_size(32)));
+// The packing loops are compiled for each instruction set too (function multiversioning).
+#define PG25_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+int64_t mc_for(int mr) { return int64_t(mr) * (168 / mr); }
 
-// acc[MR x NR] = sum_k a[k][0..MR) x b[k][0..NR) over packed panels. Always inlined, so each
-// target-specific wrapper below compiles it with its own instruction set.
-__attribute__((always_inline)) inline void micro_kernel_impl(int64_t kc, const float* __restrict a, const float* __restrict b,
-                                                             float* __restrict out) {
-  v8 c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {}, c40 = {}, c41 = {}, c50 = {}, c51 = {};
-  for (int64_t k = 0; k < kc; k++) {
-    v8 b0, b1;
-    std::memcpy(&b0, b + k * NR, 32);
-    std::memcpy(&b1, b + k * NR + 8, 32);
-    const float* ak = a + k * MR;
-    v8 a0 = ak[0] - (v8){}, a1 = ak[1] - (v8){}, a2 = ak[2] - (v8){};
-    c00 += a0 * b0; c01 += a0 * b1;
-    c10 += a1 * b0; c11 += a1 * b1;
-    c20 += a2 * b0; c21 += a2 * b1;
-    v8 a3 = ak[3] - (v8){}, a4 = ak[4] - (v8){}, a5 = ak[5] - (v8){};
-    c30 += a3 * b0; c31 += a3 * b1;
-    c40 += a4 * b0; c41 += a4 * b1;
-    c50 += a5 * b0; c51 += a5 * b1;
-  }
-  v8 c[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  for (int i = 0; i < MR; i++) {
-    std::memcpy(out + i * NR, &c[i][0], 32);
-    std::memcpy(out + i * NR + 8, &c[i][1], 32);
-  }
-}
-
-__attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float* a, const float* b, float* out) {
-  micro_kernel_impl(kc, a, b, out);
-}
-void micro_generic(int64_t kc, const float* a, const float* b, float* out) { micro_kernel_impl(kc, a, b, out); }
-
-using MicroFn = void (*)(int64_t, const float*, const float*, float*);
-MicroFn pick_micro() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return micro_avx2;
-  return micro_generic;
-}
-const MicroFn micro = pick_micro();
-
-void pack_a(const float* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
-  for (int64_t i0 = 0; i0 < mc; i0 += MR) {
-    int64_t mr = std::min<int64_t>(MR, mc - i0);
-    for (int64_t k = 0; k < kc; k++) {
-      for (int64_t i = 0; i < MR; i++) dst[k * MR + i] = i < mr ? A[(m0 + i0 + i) * lda + k0 + k] : 0.f;
+// Rows [i0, i0 + mc) x K-slice [k0, k0 + kc) of plain A into panels of mr, k-major.
+PG25_CLONES void pack_a_plain(const float* A, int64_t lda, int64_t M, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr, float* dst) {
+  for (int64_t p = 0; p < mc; p += mr, dst += kc * mr) {
+    int64_t rows = std::min<int64_t>(mr, M - (i0 + p));
+    for (int64_t i = 0; i < mr; i++) {
+      if (i < rows) {
+        const float* src = A + (i0 + p + i) * lda + k0;
+        for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
+      } else {
+        for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = 0.f;
+      }
     }
-    dst += kc * MR;
   }
 }
 
-void pack_b(const float* B, int64_t ldb, bool trans, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* dst) {
-  for (int64_t j0 = 0; j0 < nc; j0 += NR) {
-    int64_t nr = std::min<int64_t>(NR, nc - j0);
-    if (!trans) {
+PG25_CLONES void pack_b_plain(const OperandB& b, int64_t N, int64_t j0, int64_t nc, int64_t k0, int64_t kc, int nr, float* dst) {
+  for (int64_t p = 0; p < nc; p += nr, dst += kc * nr) {
+    int64_t cols = std::min<int64_t>(nr, N - (j0 + p));
+    if (!b.trans) {
       for (int64_t k = 0; k < kc; k++) {
-        const float* src = B + (k0 + k) * ldb + n0 + j0;
-        float* d = dst + k * NR;
+        const float* src = b.plain + (k0 + k) * b.ld + j0 + p;
+        float* d = dst + k * nr;
         int64_t j = 0;
-        for (; j < nr; j++) d[j] = src[j];
-        for (; j < NR; j++) d[j] = 0.f;
+        for (; j < cols; j++) d[j] = src[j];
+        for (; j < nr; j++) d[j] = 0.f;
       }
     } else {
-      for (int64_t j = 0; j < NR; j++) {
-        if (j < nr) {
-          const float* src = B + (n0 + j0 + j) * ldb + k0;
-          for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = src[k];
+      for (int64_t j = 0; j < nr; j++) {
+        if (j < cols) {
+          const float* src = b.plain + (j0 + p + j) * b.ld + k0;
+          for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = src[k];
         } else {
-          for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = 0.f;
+          for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = 0.f;
         }
       }
     }
-    dst += kc * NR;
   }
 }
 
-// One tile of C: rows [m0, m0+mt), columns [n0, n0+nt).
-void gemm_tile(int64_t m0, int64_t mt, int64_t n0, int64_t nt, int64_t K, const float* A, int64_t lda, const float* B,
-               int64_t ldb, bool b_trans, float* C, int64_t ldc, bool accumulate, const float* bias) {
-  thread_local std::vector<float> apack, bpack;
-  apack.resize(size_t(MC + MR) * KC);
-  bpack.resize(size_t(NC + NR) * KC);
-  alignas(32) float out[MR * NR];
+// im2col columns [j0, j0 + nc) x rows [k0, k0 + kc) packed straight from the image. A panel's columns
+// fall into runs along output rows, found once per panel; within a run, stride-1 reads are one
+// contiguous span with zeros at the borders.
+PG25_CLONES void pack_b_conv(const ConvInput& cv, int64_t N, int64_t j0, int64_t nc, int64_t k0, int64_t kc, int nr, float* dst) {
+  struct Run { int64_t at, len, iy, ix; };  // panel offset, length, input row/column of the first tap
+  Run runs[64];
+  for (int64_t p = 0; p < nc; p += nr, dst += kc * nr) {
+    int64_t cols = std::min<int64_t>(nr, N - (j0 + p)), nruns = 0;
+    for (int64_t j = 0; j < cols;) {
+      int64_t q = j0 + p + j, oy = q / cv.Wo, ox = q % cv.Wo, len = std::min(cols - j, cv.Wo - ox);
+      runs[nruns++] = {j, len, oy * cv.stride - cv.pad, ox * cv.stride - cv.pad};
+      j += len;
+    }
+    int64_t c = k0 / (cv.kh * cv.kw), ky = (k0 / cv.kw) % cv.kh, kx = k0 % cv.kw;
+    for (int64_t k = 0; k < kc; k++) {
+      const float* src = cv.x + c * cv.H * cv.W;
+      float* d = dst + k * nr;
+      for (int64_t r = 0; r < nruns; r++) {
+        const Run& run = runs[r];
+        float* o = d + run.at;
+        int64_t iy = run.iy + ky, ix0 = run.ix + kx;
+        if (iy < 0 || iy >= cv.H) {
+          for (int64_t t = 0; t < run.len; t++) o[t] = 0.f;
+          continue;
+        }
+        const float* row = src + iy * cv.W;
+        if (cv.stride == 1) {
+          int64_t lo = std::clamp<int64_t>(-ix0, 0, run.len), hi = std::clamp<int64_t>(cv.W - ix0, lo, run.len);
+          for (int64_t t = 0; t < lo; t++) o[t] = 0.f;
+          for (int64_t t = lo; t < hi; t++) o[t] = row[ix0 + t];
+          for (int64_t t = hi; t < run.len; t++) o[t] = 0.f;
+        } else {
+          for (int64_t t = 0; t < run.len; t++) {
+            int64_t ix = ix0 + t * cv.stride;
+            o[t] = ix >= 0 && ix < cv.W ? row[ix] : 0.f;
+          }
+        }
+      }
+      for (int64_t j = cols; j < nr; j++) d[j] = 0.f;
+      if (++kx == cv.kw) {
+        kx = 0;
+        if (++ky == cv.kh) ky = 0, c++;
+      }
+    }
+  }
+}
+
+struct Job {
+  int64_t M, N, K;
+  const OperandA& a;
+  const OperandB& b;
+  float* C;
+  int64_t ldc;
+  const Epilogue& e;
+};
+
+// One tile of C: rows [m0, m0 + mt), columns [n0, n0 + nt); m0 and n0 are multiples of the panel widths.
+void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
+  const MicroKernel& mk = micro_kernel();
+  const int mr = mk.mr, nr = mk.nr;
+  const int64_t MC = mc_for(mr);
+  thread_local std::vector<float> abuf, bbuf;
+  if (!job.a.packed) abuf.resize(size_t(MC + mr) * KC);
+  if (!job.b.packed) bbuf.resize(size_t(NC + nr) * KC);
   for (int64_t jc = n0; jc < n0 + nt; jc += NC) {
     int64_t nc = std::min(NC, n0 + nt - jc);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      int64_t kc = std::min(KC, K - pc);
-      bool first = pc == 0;
-      pack_b(B, ldb, b_trans, pc, kc, jc, nc, bpack.data());
+    for (int64_t pc = 0; pc < job.K; pc += KC) {
+      int64_t kc = std::min(KC, job.K - pc);
+      const bool first = pc == 0;
+      const Epilogue& e = job.e;
+      // B panel jr of this block starts at bp + (jr / nr) * bstride.
+      const float* bp;
+      int64_t bstride;
+      if (job.b.packed) {
+        bp = job.b.packed + (jc / nr) * job.K * nr + pc * nr;
+        bstride = job.K * nr;
+      } else {
+        if (job.b.conv) pack_b_conv(*job.b.conv, job.N, jc, nc, pc, kc, nr, bbuf.data());
+        else pack_b_plain(job.b, job.N, jc, nc, pc, kc, nr, bbuf.data());
+        bp = bbuf.data();
+        bstride = kc * nr;
+      }
       for (int64_t ic = m0; ic < m0 + mt; ic += MC) {
         int64_t mc = std::min(MC, m0 + mt - ic);
-        pack_a(A, lda, ic, mc, pc, kc, apack.data());
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          int64_t nr = std::min<int64_t>(NR, nc - jr);
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            int64_t mr = std::min<int64_t>(MR, mc - ir);
-            micro(kc, apack.data() + (ir / MR) * kc * MR, bpack.data() + (jr / NR) * kc * NR, out);
-            for (int64_t i = 0; i < mr; i++) {
-              float* crow = C + (ic + ir + i) * ldc + jc + jr;
-              const float* o = out + i * NR;
-              if (first && !accumulate) {
-                if (bias) for (int64_t j = 0; j < nr; j++) crow[j] = o[j] + bias[jc + jr + j];
-                else for (int64_t j = 0; j < nr; j++) crow[j] = o[j];
-              } else if (first && bias) {
-                for (int64_t j = 0; j < nr; j++) crow[j] += o[j] + bias[jc + jr + j];
-              } else {
-                for (int64_t j = 0; j < nr; j++) crow[j] += o[j];
-              }
-            }
+        const float* ap;
+        int64_t astride;
+        if (job.a.packed) {
+          ap = job.a.packed + (ic / mr) * job.K * mr + pc * mr;
+          astride = job.K * mr;
+        } else {
+          pack_a_plain(job.a.plain, job.a.ld, job.M, ic, mc, pc, kc, mr, abuf.data());
+          ap = abuf.data();
+          astride = kc * mr;
+        }
+        for (int64_t jr = 0; jr < nc; jr += nr) {
+          int64_t cols = std::min<int64_t>(nr, nc - jr);
+          const float* bpanel = bp + (jr / nr) * bstride;
+          for (int64_t ir = 0; ir < mc; ir += mr) {
+            int64_t i0 = ic + ir, j0 = jc + jr;
+            Tile t{job.C + i0 * job.ldc + j0, job.ldc, int(std::min<int64_t>(mr, mc - ir)), int(cols), !first || e.accumulate,
+                   first && e.row_bias ? e.row_bias + i0 : nullptr, first && e.col_bias ? e.col_bias + j0 : nullptr,
+                   first && e.residual ? e.residual + i0 * job.ldc + j0 : nullptr};
+            mk.run(kc, ap + (ir / mr) * astride, bpanel, t);
           }
         }
       }
@@ -130,31 +169,88 @@ void gemm_tile(int64_t m0, int64_t mt, int64_t n0, int64_t nt, int64_t K, const 
 
 }  // namespace
 
-void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_trans,
-           float* C, int64_t ldc, bool accumulate, const float* bias, bool threaded) {
+size_t packed_floats(int64_t rows, int64_t K, int width) { return size_t((rows + width - 1) / width * width * K); }
+
+void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst) {
+  int64_t panels = (rows + width - 1) / width;
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      float* d = dst + p * K * width;
+      for (int64_t i = 0; i < width; i++) {
+        int64_t r = p * width + i;
+        if (r < rows) for (int64_t k = 0; k < K; k++) d[k * width + i] = src[r * K + k];
+        else for (int64_t k = 0; k < K; k++) d[k * width + i] = 0.f;
+      }
+    }
+  });
+}
+
+void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* s = packed + (r / width) * K * width + r % width;
+    for (int64_t k = 0; k < K; k++) dst[r * K + k] = s[k * width];
+  }
+}
+
+void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b, float* C, int64_t ldc, const Epilogue& e,
+          bool threaded) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     for (int64_t i = 0; i < M; i++)
-      for (int64_t j = 0; j < N; j++) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
+      for (int64_t j = 0; j < N; j++) {
+        float& c = C[i * ldc + j];
+        c = (e.accumulate ? c : 0.f) + (e.row_bias ? e.row_bias[i] : 0.f) + (e.col_bias ? e.col_bias[j] : 0.f) +
+            (e.residual ? e.residual[i * ldc + j] : 0.f);
+      }
     return;
   }
-  // Tiles: whole NC column blocks, rows split so that every thread gets work.
-  int64_t threads = threaded ? thread_count() : 1;
-  int64_t ntiles_n = (N + NC - 1) / NC;
-  int64_t want = threads * 3;
-  int64_t ntiles_m = std::max<int64_t>(1, std::min<int64_t>((M + MR - 1) / MR, (want + ntiles_n - 1) / ntiles_n));
-  int64_t mstep = ((M + ntiles_m - 1) / ntiles_m + MR - 1) / MR * MR;
+  const MicroKernel& mk = micro_kernel();
+  Job job{M, N, K, a, b, C, ldc, e};
+  // Tiles in whole panels. The operand packed per call is packed once per tile that needs it, so the
+  // split runs along that operand's other side first: along N when A is prepacked or B is packed per
+  // call (convolutions, whose im2col columns are the costly packing), along M when B is prepacked.
+  int64_t threads = threaded && double(M) * N * K >= double(1 << 20) ? thread_count() : 1;
+  int64_t want = threads == 1 ? 1 : threads * 3;
+  int64_t mpanels = (M + mk.mr - 1) / mk.mr, npanels = (N + mk.nr - 1) / mk.nr;
+  int64_t ntiles_m, ntiles_n;
+  if (b.packed) {
+    ntiles_m = std::min(mpanels, want);
+    ntiles_n = std::min(npanels, (want + ntiles_m - 1) / ntiles_m);
+  } else {
+    ntiles_n = std::min(npanels, want);
+    ntiles_m = std::min(mpanels, (want + ntiles_n - 1) / ntiles_n);
+  }
+  int64_t mstep = (mpanels + ntiles_m - 1) / ntiles_m * mk.mr, nstep = (npanels + ntiles_n - 1) / ntiles_n * mk.nr;
   ntiles_m = (M + mstep - 1) / mstep;
+  ntiles_n = (N + nstep - 1) / nstep;
   int64_t total = ntiles_m * ntiles_n;
   auto run = [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
-      int64_t tm = t / ntiles_n, tn = t % ntiles_n;
-      int64_t m0 = tm * mstep, n0 = tn * NC;
-      gemm_tile(m0, std::min(mstep, M - m0), n0, std::min(NC, N - n0), K, A, lda, B, ldb, b_trans, C, ldc, accumulate, bias);
+      int64_t m0 = (t / ntiles_n) * mstep, n0 = (t % ntiles_n) * nstep;
+      gemm_tile(job, m0, std::min(mstep, M - m0), n0, std::min(nstep, N - n0));
     }
   };
-  if (threaded && total > 1 && double(M) * N * K > 1e5) parallel_for(total, 1, run);
+  if (total > 1) parallel_for(total, 1, run);
   else run(0, total);
+}
+
+void pack_b_full(const OperandB& b, int64_t N, int64_t K, float* dst) {
+  pack_b_plain(b, N, 0, N, 0, K, micro_kernel().nr, dst);
+}
+
+void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_trans,
+           float* C, int64_t ldc, bool accumulate, const float* bias, bool threaded) {
+  OperandA a;
+  a.plain = A;
+  a.ld = lda;
+  OperandB b;
+  b.plain = B;
+  b.ld = ldb;
+  b.trans = b_trans;
+  Epilogue e;
+  e.col_bias = bias;
+  e.accumulate = accumulate;
+  gemm(M, N, K, a, b, C, ldc, e, threaded);
 }
 
 }  // namespace pg25::cpu

@@ -1,13 +1,61 @@
-// Single-precision matrix product for the CPU backend: packed, cache-blocked, multi-threaded, with an
-// AVX2/FMA micro-kernel chosen at run time (a portable one otherwise).
+// Single-precision matrix product for the CPU backend: cache-blocked and multi-threaded over the
+// micro-kernel picked for this processor (gemm_kernels.h). Either operand may be packed once ahead of
+// time (the model's weights), and B may be read straight from an NCHW image as im2col columns, packed
+// tile by tile, so no full im2col matrix is ever built.
+//
+// The sum over K runs in the same order whatever the thread count or tiling (blocks of KC, in order),
+// so results do not depend on PG25_THREADS.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace pg25::cpu {
 
-// C[M, N] = A[M, K] * B + (accumulate ? C : 0) + bias[j]
-// A(i, k) = A[i * lda + k]; B(k, j) = b_trans ? B[j * ldb + k] : B[k * ldb + j]; C(i, j) = C[i * ldc + j].
-// `bias` (length N, may be null) is added once per element; `threaded` splits the work over the pool.
+// A row-major [rows, K] matrix in the kernel's panel layout: panels of `width` rows (the last one
+// zero-padded), each stored k-major ([K][width]). Width mr makes an A operand, nr a B operand given
+// as B^T (a linear layer's weight [N, K]).
+size_t packed_floats(int64_t rows, int64_t K, int width);
+void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst);
+void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst);
+
+// The im2col view of one image x [C, H, W] for a kh x kw convolution: B(k, p) with k = (c, ky, kx)
+// and p = (oy, ox) over the Ho x Wo output.
+struct ConvInput {
+  const float* x;
+  int64_t C, H, W, kh, kw, stride, pad, Ho, Wo;
+};
+
+// A(i, k): prepacked panels of width mr (`packed`), or A[i * ld + k].
+struct OperandA {
+  const float* plain = nullptr;
+  int64_t ld = 0;
+  const float* packed = nullptr;
+};
+// B(k, j): prepacked panels of width nr (`packed`), a convolution's input (`conv`), or plain:
+// trans ? B[j * ld + k] : B[k * ld + j].
+struct OperandB {
+  const float* plain = nullptr;
+  int64_t ld = 0;
+  bool trans = false;
+  const float* packed = nullptr;
+  const ConvInput* conv = nullptr;
+};
+// C = A B + (accumulate ? C : 0) + row_bias[i] + col_bias[j] + residual[i * ldc + j] (each optional).
+struct Epilogue {
+  const float* row_bias = nullptr;
+  const float* col_bias = nullptr;
+  const float* residual = nullptr;
+  bool accumulate = false;
+};
+
+void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b, float* C, int64_t ldc, const Epilogue& epi,
+          bool threaded = true);
+
+// All of a plain B (N columns, K rows) in the prepacked layout (packed_floats(N, K, nr) floats), for
+// an operand that several products read (attention's keys and values, one head at a time).
+void pack_b_full(const OperandB& b, int64_t N, int64_t K, float* dst);
+
+// The plain form: C[M, N] = A[M, K] * B + (accumulate ? C : 0) + bias[j].
 void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_trans,
            float* C, int64_t ldc, bool accumulate, const float* bias, bool threaded = true);
 

@@ -1,0 +1,37 @@
+// The peer comparison's work items and the peers' recorded times (2 threads each, median of 3 after a
+// warm-up; the tiny UNet median of 10), measured on the development machine (AMD EPYC, 2 vCPUs, AVX-512
+// + AVX512-BF16) in quiet windows with torch 2.13.0+cpu, diffusers 0.36.0 and onnxruntime 1.30.0.
+// How they were run: BENCHMARKS.md, "CPU backend vs PyTorch and ONNX Runtime". `npm run bench:peers`
+// measures them again when PG25_PEERS_PYTHON names the peers' Python.
+
+export type WorkItem = 'unet32' | 'unet64' | 'vae' | 'pipeline' | 'tinyunet'
+
+export interface PeerRow {
+  item: WorkItem
+  what: string
+  /** milliseconds */
+  pytorch: number
+  onnxruntime?: number
+  /** the target ratio ours / peer, per peer */
+  target: { pytorch: number, onnxruntime?: number }
+}
+
+export const PEER_ROWS: PeerRow[] = [
+  { item: 'unet32', what: 'full-size UNet, batch 2, 32x32 latents', pytorch: 6390, target: { pytorch: 1 } },
+  { item: 'unet64', what: 'full-size UNet, batch 2, 64x64 latents', pytorch: 18200, target: { pytorch: 1 } },
+  { item: 'vae', what: 'full-size VAE decode to 256x256', pytorch: 3990, target: { pytorch: 1 } },
+  { item: 'pipeline', what: 'tiny-pg25 generate(), 128x128, 30 steps', pytorch: 830, target: { pytorch: 1 } },
+  { item: 'tinyunet', what: 'tiny-pg25 UNet call, batch 2, 16x16', pytorch: 20.6, onnxruntime: 7.7, target: { pytorch: 1, onnxruntime: 1.5 } }
+]
+
+/** "12.3 s" or "45.6 ms" */
+export function fmtMs (ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`
+}
+
+/** One table row: our time beside a peer's, the ratio and whether the target is met. */
+export function ratioCell (ours: number, peer: number | undefined, target: number | undefined): string {
+  if (peer === undefined || target === undefined) return '–'
+  const r = ours / peer
+  return `${r.toFixed(2)} (${r <= target ? 'met' : 'not met'}, target ≤ ${target})`
+}

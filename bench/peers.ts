@@ -1,0 +1,121 @@
+// npm run bench:peers [-- ITEM...]: our CPU backend against PyTorch (diffusers) and ONNX Runtime on the
+// same work, 2 threads each, one after another. Items: unet32 unet64 vae pipeline tinyunet (default: all).
+// Our side runs here, each item in a child process of its own (the full-size UNet holds ~10 GiB). The
+// peers' side runs bench/peers.py under the Python named by PG25_PEERS_PYTHON (a venv built as
+// BENCHMARKS.md says); without it, the recorded peer numbers (bench/peer-numbers.ts) stand in.
+// Each side prints `RESULT <who> <item> <median ms> <runs...>` lines, one warm-up call and then N timed calls.
+import { execFileSync, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { Pipeline, Runtime, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
+import type { ComponentSource } from '../lib/model/model-dir'
+import { fmtMs, PEER_ROWS, ratioCell, type WorkItem } from './peer-numbers'
+
+const ROOT = path.join(__dirname, '..', '..')
+const REF = path.resolve(process.env.PG25_REFERENCE ?? path.join(ROOT, '..', 'shared', 'reference'))
+const FULL = path.join(REF, 'full')
+const TINY = path.join(REF, 'tiny-pg25')
+const THREADS = process.env.PG25_THREADS ?? '2'
+const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]
+
+async function timed (item: string, reps: number, fn: () => Promise<unknown>): Promise<void> {
+  await fn()
+  const runs: number[] = []
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now()
+    await fn()
+    runs.push(performance.now() - t0)
+  }
+  console.log(`RESULT ours ${item} ${median(runs).toFixed(1)} ${runs.map(r => r.toFixed(1)).join(' ')}`)
+}
+
+function fullConfig (name: string): ComponentSource {
+  const index = JSON.parse(fs.readFileSync(path.join(FULL, 'model_index.json'), 'utf8'))
+  const configPath = path.join(FULL, name, 'config.json')
+  return { name, className: index[name][1], configPath, configText: fs.readFileSync(configPath, 'utf8'), files: [], variant: null }
+}
+
+/** Our side of one item, in this process. The full-size models get synthetic weights (seeded). */
+async function runOurs (item: WorkItem): Promise<void> {
+  const g = new TorchGenerator(5)
+  if (item === 'unet32' || item === 'unet64') {
+    const res = item === 'unet32' ? 32 : 64
+    const rt = Runtime.open('cpu', () => {})
+    const unet = await UNetModel.load(rt, fullConfig('unet'), 1)
+    const ctx = rt.fromHost(g.randn([2, 77, 2048]), [2, 77, 2048])
+    const te = rt.fromHost(g.randn([2, 1280]), [2, 1280])
+    const sample = rt.fromHost(g.randn([2, 4, res, res]), [2, 4, res, res])
+    const px = res * 8
+    const ids = Float32Array.from([px, px, 0, 0, px, px, px, px, 0, 0, px, px])
+    await timed(item, 3, async () => (await unet.predict(sample, 0.5, ctx, te, ids)).dispose())
+    rt.dispose()
+  } else if (item === 'vae') {
+    const rt = Runtime.open('cpu', () => {})
+    const vae = await VAEModel.load(rt, fullConfig('vae'), 4)
+    const lat = rt.fromHost(g.randn([1, 4, 32, 32]), [1, 4, 32, 32])
+    await timed(item, 3, async () => (await vae.decode(lat, false)).dispose())
+    rt.dispose()
+  } else if (item === 'pipeline') {
+    const pipe = await Pipeline.fromPretrained(TINY, { device: 'cpu' })
+    await timed(item, 3, async () => await pipe.generate('a cat', { steps: 30, seed: 1, width: 128, height: 128, guidanceScale: 3 }))
+    await pipe.dispose()
+  } else {
+    const rt = Runtime.open('cpu', () => {})
+    const idx = await readModelIndex(TINY)
+    const unet = await UNetModel.load(rt, await resolveComponent(TINY, idx, 'unet', null, () => {}))
+    const sample = rt.fromHost(g.randn([2, 4, 16, 16]), [2, 4, 16, 16])
+    const ctx = rt.fromHost(g.randn([2, 77, 64]), [2, 77, 64])
+    const te = rt.fromHost(g.randn([2, 32]), [2, 32])
+    const ids = Float32Array.from([128, 128, 0, 0, 128, 128, 128, 128, 0, 0, 128, 128])
+    await timed(item, 10, async () => (await unet.predict(sample, 0.5, ctx, te, ids)).dispose())
+    rt.dispose()
+  }
+}
+
+/** RESULT lines of a child's output: who -> median ms. */
+function results (out: string, item: string): Map<string, number> {
+  const m = new Map<string, number>()
+  for (const line of out.split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f[0] === 'RESULT' && f[2] === item) m.set(f[1], Number(f[3]))
+  }
+  return m
+}
+
+function runChild (cmd: string, args: string[], env: NodeJS.ProcessEnv): string {
+  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 24 })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stderr}`)
+  process.stdout.write(r.stdout.split('\n').filter(l => l.startsWith('RESULT') || l.startsWith('#')).map(l => `  ${l}\n`).join(''))
+  return r.stdout
+}
+
+async function main (): Promise<void> {
+  const [flag, one] = process.argv.slice(2)
+  if (flag === '--ours') return await runOurs(one as WorkItem)
+  const items = process.argv.slice(2) as WorkItem[]
+  const rows = PEER_ROWS.filter(r => items.length === 0 || items.includes(r.item))
+  const python = process.env.PG25_PEERS_PYTHON
+  const env = { PG25_THREADS: THREADS, OMP_NUM_THREADS: THREADS, MKL_NUM_THREADS: THREADS, PG25_REFERENCE: REF }
+  let load = ''
+  try { load = execFileSync('uptime', { encoding: 'utf8' }).trim() } catch {}
+  console.log(`bench:peers · ${THREADS} threads each · peers ${python ? `measured now with ${python}` : 'as recorded (set PG25_PEERS_PYTHON to measure them)'} · ${load}`)
+  const table: string[] = []
+  for (const row of rows) {
+    console.log(`== ${row.item}: ${row.what}`)
+    const ours = results(runChild(process.execPath, [__filename, '--ours', row.item], env), row.item).get('ours')
+    let torch = row.pytorch
+    let ort = row.onnxruntime
+    if (python) {
+      const peer = results(runChild(python, [path.join(ROOT, 'bench', 'peers.py'), row.item], env), row.item)
+      torch = peer.get('pytorch') ?? torch
+      ort = peer.get('onnxruntime') ?? ort
+    }
+    if (ours === undefined) throw new Error(`no result for ${row.item}`)
+    table.push(`| ${row.what} | ${fmtMs(ours)} | ${fmtMs(torch)} | ${ort !== undefined ? fmtMs(ort) : '–'} | ${ratioCell(ours, torch, row.target.pytorch)} | ${ratioCell(ours, ort, row.target.onnxruntime)} |`)
+  }
+  console.log('\n| work | ours | PyTorch | ONNX Runtime | ours / PyTorch | ours / ONNX Runtime |\n| --- | --- | --- | --- | --- | --- |')
+  console.log(table.join('\n'))
+}
+
+main().catch(err => { console.error(err); process.exitCode = 1 })

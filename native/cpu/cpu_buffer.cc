@@ -1,0 +1,139 @@
+#include "cpu_buffer.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "../core/error.h"
+#include "gemm.h"
+#include "gemm_kernels.h"
+
+namespace pg25::cpu {
+
+MemoryCounter g_bytes;
+
+namespace {
+
+float* allocate(size_t n, size_t& bytes) {
+  bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
+  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!p) throw Error("PG25_OUT_OF_MEMORY", "CPU backend: cannot allocate " + std::to_string(n * 4) + " bytes");
+  g_bytes.add(int64_t(bytes));
+  return p;
+}
+
+// Freed activation buffers of 256 KiB and more, kept by size for the next op that asks for that size
+// (a model's calls repeat the same shapes): a fresh large allocation is fresh pages from the kernel,
+// zeroed on first touch, which took 11% of a full-size UNet call. At most 512 MiB is held; all of it
+// goes back when the last CPU backend closes.
+class BufferCache {
+ public:
+  static constexpr size_t kMin = size_t(256) << 10, kMax = size_t(512) << 20;
+  float* take(size_t bytes) {
+    if (bytes < kMin) return nullptr;
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = free_.find(bytes);
+    if (it == free_.end()) return nullptr;
+    float* p = it->second;
+    free_.erase(it);
+    held_ -= bytes;
+    return p;
+  }
+  bool put(float* p, size_t bytes) {
+    if (bytes < kMin) return false;
+    std::lock_guard<std::mutex> g(mu_);
+    if (held_ + bytes > kMax || backends_ == 0) return false;
+    free_.emplace(bytes, p);
+    held_ += bytes;
+    return true;
+  }
+  void backend_opened() {
+    std::lock_guard<std::mutex> g(mu_);
+    backends_++;
+  }
+  void backend_closed() {
+    std::lock_guard<std::mutex> g(mu_);
+    if (--backends_ > 0) return;
+    for (auto& [bytes, p] : free_) std::free(p);
+    free_.clear();
+    held_ = 0;
+  }
+
+ private:
+  std::mutex mu_;
+  std::multimap<size_t, float*> free_;
+  size_t held_ = 0;
+  int backends_ = 0;
+};
+
+BufferCache& cache() {
+  static BufferCache* c = new BufferCache;  // never destroyed: buffers may outlive static destruction
+  return *c;
+}
+
+}  // namespace
+
+void backend_opened() { cache().backend_opened(); }
+void backend_closed() { cache().backend_closed(); }
+
+CpuBuffer::CpuBuffer(size_t n, bool w) : count(n), weight(w) {
+  size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
+  data = w ? nullptr : cache().take(bytes);
+  if (data) {
+    alloc_bytes = bytes;
+    g_bytes.add(int64_t(bytes));
+  } else {
+    data = allocate(n, alloc_bytes);
+  }
+}
+
+CpuBuffer::~CpuBuffer() {
+  g_bytes.sub(int64_t(alloc_bytes));
+  if (weight || !cache().put(data, alloc_bytes)) std::free(data);
+}
+
+void CpuBuffer::packed_read_as_plain() {
+  throw Error("PG25_INTERNAL", "cpu backend: a weight packed for the GEMM was read as a plain tensor");
+}
+
+const float* CpuBuffer::panels(Layout want, int64_t r, int64_t c) {
+  if (!weight || size_t(r * c) != count) return nullptr;
+  Layout now = layout.load(std::memory_order_acquire);
+  if (now == Layout::Plain) {
+    std::lock_guard<std::mutex> g(pack_mu_);
+    now = layout.load(std::memory_order_acquire);
+    if (now == Layout::Plain) {
+      const MicroKernel& mk = micro_kernel();
+      int w = want == Layout::PanelsA ? mk.mr : mk.nr;
+      size_t bytes;
+      float* p = allocate(packed_floats(r, c, w), bytes);
+      pack_panels(data, r, c, w, p);
+      std::free(data);
+      g_bytes.sub(int64_t(alloc_bytes));
+      data = p;
+      alloc_bytes = bytes;
+      rows = r;
+      cols = c;
+      width = w;
+      layout.store(want, std::memory_order_release);
+      return data;
+    }
+  }
+  if (now != want || rows != r)
+    throw Error("PG25_INTERNAL", "cpu backend: a packed weight was used as another operand than the one it was packed for");
+  return data;
+}
+
+void CpuBuffer::write_plain(const float* src) {
+  if (layout.load(std::memory_order_acquire) == Layout::Plain) std::memcpy(data, src, count * 4);
+  else pack_panels(src, rows, cols, width, data);
+}
+
+void CpuBuffer::read_plain(float* dst) const {
+  if (layout.load(std::memory_order_acquire) == Layout::Plain) std::memcpy(dst, data, count * 4);
+  else unpack_panels(data, rows, cols, width, dst);
+}
+
+}  // namespace pg25::cpu

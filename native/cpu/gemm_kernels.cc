@@ -1,0 +1,134 @@
+#include "gemm_kernels.h"
+
+#include <immintrin.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace pg25::cpu {
+namespace {
+
+void store_scalar(const float* sum, int nr, const Tile& t) {
+  for (int i = 0; i < t.rows; i++) {
+    float* row = t.c + i * t.ldc;
+    for (int j = 0; j < t.cols; j++) {
+      float v = sum[i * nr + j];
+      if (t.add_c) v = row[j] + v;
+      if (t.row_bias) v += t.row_bias[i];
+      if (t.col_bias) v += t.col_bias[j];
+      if (t.residual) v += t.residual[i * t.ldc + j];
+      row[j] = v;
+    }
+  }
+}
+
+// AVX-512: 14 rows x 32 columns, 28 accumulators + 2 B vectors in the 32 zmm registers; A values
+// are broadcast straight from memory. Each k is 28 FMAs for 2 loads of B and 14 broadcasts, so the two
+// FMA pipes, not the loads, set the pace.
+__attribute__((target("avx512f,fma"))) void micro_avx512(int64_t kc, const float* a, const float* b, const Tile& t) {
+  constexpr int MR = 14;
+  __m512 c[MR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_loadu_ps(b + k * 32), b1 = _mm512_loadu_ps(b + k * 32 + 16);
+    const float* ak = a + k * MR;
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      __m512 ai = _mm512_set1_ps(ak[i]);
+      c[i][0] = _mm512_fmadd_ps(ai, b0, c[i][0]);
+      c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
+    }
+  }
+  // Masked loads and stores cover a tile cut short by the matrix's edge.
+  __mmask16 m[2] = {__mmask16(t.cols >= 16 ? 0xffff : (1u << t.cols) - 1),
+                    __mmask16(t.cols >= 32 ? 0xffff : t.cols > 16 ? (1u << (t.cols - 16)) - 1 : 0)};
+  __m512 cb[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+  if (t.col_bias)
+    for (int h = 0; h < 2; h++) cb[h] = _mm512_maskz_loadu_ps(m[h], t.col_bias + 16 * h);
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) {
+    if (i >= t.rows) break;
+    float* row = t.c + i * t.ldc;
+    for (int h = 0; h < 2; h++) {
+      __m512 v = c[i][h];
+      if (t.add_c) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m[h], row + 16 * h), v);
+      if (t.row_bias) v = _mm512_add_ps(v, _mm512_set1_ps(t.row_bias[i]));
+      if (t.col_bias) v = _mm512_add_ps(v, cb[h]);
+      if (t.residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[h], t.residual + i * t.ldc + 16 * h));
+      _mm512_mask_storeu_ps(row + 16 * h, m[h], v);
+    }
+  }
+}
+
+// AVX2: 6 x 16, 12 accumulators + 2 B vectors + 1 broadcast in the 16 ymm registers.
+__attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float* a, const float* b, const Tile& t) {
+  constexpr int MR = 6;
+  __m256 c[MR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    __m256 b0 = _mm256_loadu_ps(b + k * 16), b1 = _mm256_loadu_ps(b + k * 16 + 8);
+    const float* ak = a + k * MR;
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+      __m256 ai = _mm256_broadcast_ss(ak + i);
+      c[i][0] = _mm256_fmadd_ps(ai, b0, c[i][0]);
+      c[i][1] = _mm256_fmadd_ps(ai, b1, c[i][1]);
+    }
+  }
+  if (t.cols < 16) {  // the matrix's edge: through a buffer
+    alignas(32) float out[MR * 16];
+    for (int i = 0; i < MR; i++) {
+      _mm256_store_ps(out + i * 16, c[i][0]);
+      _mm256_store_ps(out + i * 16 + 8, c[i][1]);
+    }
+    store_scalar(out, 16, t);
+    return;
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; i++) {
+    if (i >= t.rows) break;
+    float* row = t.c + i * t.ldc;
+    for (int h = 0; h < 2; h++) {
+      __m256 v = c[i][h];
+      if (t.add_c) v = _mm256_add_ps(_mm256_loadu_ps(row + 8 * h), v);
+      if (t.row_bias) v = _mm256_add_ps(v, _mm256_set1_ps(t.row_bias[i]));
+      if (t.col_bias) v = _mm256_add_ps(v, _mm256_loadu_ps(t.col_bias + 8 * h));
+      if (t.residual) v = _mm256_add_ps(v, _mm256_loadu_ps(t.residual + i * t.ldc + 8 * h));
+      _mm256_storeu_ps(row + 8 * h, v);
+    }
+  }
+}
+
+// Any processor: 4 x 8, plain loops the compiler vectorises for the baseline instruction set.
+void micro_generic(int64_t kc, const float* a, const float* b, const Tile& t) {
+  float c[4][8] = {};
+  for (int64_t k = 0; k < kc; k++)
+    for (int i = 0; i < 4; i++)
+      for (int j = 0; j < 8; j++) c[i][j] += a[k * 4 + i] * b[k * 8 + j];
+  store_scalar(&c[0][0], 8, t);
+}
+
+const MicroKernel kAvx512{"avx512", 14, 32, micro_avx512};
+const MicroKernel kAvx2{"avx2", 6, 16, micro_avx2};
+const MicroKernel kGeneric{"generic", 4, 8, micro_generic};
+
+const MicroKernel& pick() {
+  __builtin_cpu_init();
+  const char* want = std::getenv("PG25_CPU_ISA");
+  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  bool avx512 = avx2 && __builtin_cpu_supports("avx512f");
+  if (want && std::strcmp(want, "generic") == 0) return kGeneric;
+  if (want && std::strcmp(want, "avx2") == 0) return avx2 ? kAvx2 : kGeneric;
+  return avx512 ? kAvx512 : avx2 ? kAvx2 : kGeneric;
+}
+
+}  // namespace
+
+const MicroKernel& micro_kernel() {
+  static const MicroKernel& k = pick();
+  return k;
+}
+
+}  // namespace pg25::cpu

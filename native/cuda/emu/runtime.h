@@ -1,4 +1,4 @@
-// What the emulated CUDA runtime (cudart.cc) offers the other emulated libraries and the tests:
+// What the emulated CUDA runtime (cudart*.cc) offers the other emulated libraries and the tests:
 // stream-ordered host work, device-range checks, and a report of every misuse it caught.
 #pragma once
 #include <cstddef>

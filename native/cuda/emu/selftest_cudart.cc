@@ -1,4 +1,4 @@
-// The cudart stand-in (cudart.cc): streams, copies, events, graphs, memory and devices, checked by
+// The cudart stand-in (cudart*.cc): streams, copies, events, graphs, memory and devices, checked by
 // selftest_main.cc.
 #include <atomic>
 #include <chrono>

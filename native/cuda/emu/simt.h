@@ -52,7 +52,7 @@ void* dynamic_shared();
 std::string check_launch(dim3 grid, dim3 block, size_t shared_bytes);
 // Runs body() as every thread of every block of the grid; returns a failure description or empty.
 std::string run_grid(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
-// Queues a launch on a stream (cudart.cc): a bad configuration or stream is a launch error, as on a GPU.
+// Queues a launch on a stream (cudart_streams.cc): a bad configuration or stream is a launch error, as on a GPU.
 void enqueue_launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, std::function<void()> body);
 
 template <class T>

@@ -1,6 +1,6 @@
 // CUDA emulation (PG25_CUDA_EMULATION builds only): stands in for the CUDA runtime header, so the CUDA
 // backend and its kernels compile as host C++ and run on the CPU. It declares exactly the cudart subset
-// our code calls, with the signatures and enum values of the CUDA 13 runtime API; native/cuda/emu/cudart.cc
+// our code calls, with the signatures and enum values of the CUDA 13 runtime API; native/cuda/emu/cudart*.cc
 // implements them. Kernel code also sees the SIMT built-ins (threadIdx, __syncthreads, shuffles, ...).
 #pragma once
 #include <cstddef>

@@ -6,22 +6,21 @@ import { Inpainting, probeMask } from './inpaint'
 import { requireRegularFile } from './io/regular-file'
 import { checkScale, checkScaleOverrides, LoRAs, type LoRAInfo, type LoRALoadOptions } from './lora/lora'
 import { resolveLoRASource } from './lora/source'
-import { checkModelMemory, checkRequestMemory, costModel, fmtBytes, type CostModel } from './memory'
-import { readComponentConfig, readModelIndex, requireComponent, requireInside, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
+import { checkRequestMemory, fmtBytes, type CostModel } from './memory'
+import { COMPONENTS, loadModels, prepare, type Prepared } from './model/load'
+import { readComponentConfig, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
 import { singleFileSources } from './model/single-file'
-import { readJsonObject } from './model/files'
-import { TextEncoderModel, UNetModel, VAEEncoderModel, VAEModel } from './models'
+import { VAEEncoderModel, type TextEncoderModel, type UNetModel, type VAEModel } from './models'
 import type { NativeTensor } from './native'
 import { resolveModelDir } from './hub/resolve'
-import { LoadMeter } from './load-progress'
 import { checkLoadOptions, checkLoRAOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions, type MemoryInfo, type Plan, type Size } from './options'
 
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './options'
 import { TorchGenerator } from './random/torch-generator'
-import { release, Runtime } from './runtime'
+import { release, type Runtime } from './runtime'
 import { createScheduler, type Scheduler, type SchedulerName } from './scheduler'
 import type { RawConfig } from './scheduler/edm-config'
-import { CLIPTokenizer } from './tokenizer/clip-tokenizer'
+import type { CLIPTokenizer } from './tokenizer/clip-tokenizer'
 
 
 // SDXL latent-to-RGB factors for previews (as used by common UIs), applied to VAE latents x 0.13025.
@@ -35,39 +34,6 @@ function quoteCut (text: string): string {
   const ends = 100
   if (text.length <= 3 * ends) return JSON.stringify(text)
   return `${JSON.stringify(text.slice(0, ends))} … ${JSON.stringify(text.slice(-ends))} (${text.length} characters)`
-}
-
-const COMPONENTS = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
-
-interface Prepared {
-  root: string
-  index: ModelIndex
-  schedulerConfig: RawConfig
-  schedulerSource: string
-  tokenizers: [CLIPTokenizer, CLIPTokenizer]
-  warn: (msg: string) => void
-}
-
-/** What both loaders read from a diffusers-format folder: the index, scheduler and tokenizers. */
-async function prepare (dir: string, options: LoadOptions): Promise<Prepared> {
-  const warn = options.onWarning ?? ((msg: string) => process.emitWarning(msg, { code: 'PG25_NOTICE' }))
-  throwIfAborted(options.signal)
-  const root = path.resolve(dir)
-  const index = await readModelIndex(root)
-  const schedulerSource = path.join(root, 'scheduler', 'scheduler_config.json')
-  requireComponent(index, 'scheduler')
-  for (const name of ['scheduler', 'tokenizer', 'tokenizer_2']) await requireInside(root, path.join(root, name), `the ${name} folder`, 'PG25_BAD_CONFIG')
-  const schedulerConfig = await readJsonObject(schedulerSource, 'the scheduler config')
-  createScheduler(schedulerConfig, schedulerSource) // refuse an unsupported scheduler before loading weights
-  for (const name of ['tokenizer', 'tokenizer_2']) {
-    const [, cls] = requireComponent(index, name)
-    if (cls !== 'CLIPTokenizer' && cls !== 'CLIPTokenizerFast') throw new Pg25Error('PG25_UNSUPPORTED', `${index.file}: tokenizer class "${cls}" is not supported (CLIPTokenizer)`)
-  }
-  const tokenizers = await Promise.all([
-    CLIPTokenizer.fromPretrained(path.join(root, 'tokenizer')),
-    CLIPTokenizer.fromPretrained(path.join(root, 'tokenizer_2'))
-  ]) as [CLIPTokenizer, CLIPTokenizer]
-  return { root, index, schedulerConfig, schedulerSource, tokenizers, warn }
 }
 
 /**
@@ -165,30 +131,8 @@ export class Pipeline {
   }
 
   private static async assemble (prep: Prepared, sources: ComponentSource[], options: LoadOptions): Promise<Pipeline> {
-    const { signal, onProgress } = options
-    throwIfAborted(signal)
-    const rt = Runtime.open(options.device ?? 'auto', prep.warn)
-    try {
-      checkModelMemory(sources, rt.device, options.memoryLimit, rt.freeMemory())
-      const meter = onProgress == null ? undefined : await LoadMeter.create(sources, onProgress)
-      const step = async <T>(i: number, load: (onBytes?: (bytes: number) => void) => Promise<T>): Promise<T> => {
-        throwIfAborted(signal)
-        return await (meter === undefined ? load() : meter.run(COMPONENTS[i], load))
-      }
-      const te1 = await step(0, async b => await TextEncoderModel.load(rt, sources[0], undefined, b))
-      const te2 = await step(1, async b => await TextEncoderModel.load(rt, sources[1], undefined, b))
-      const unet = await step(2, async b => await UNetModel.load(rt, sources[2], undefined, b))
-      const vae = await step(3, async b => await VAEModel.load(rt, sources[3], undefined, b))
-      throwIfAborted(signal)
-      if (te1.hiddenSize + te2.hiddenSize !== unet.info.crossAttentionDim) {
-        throw new Pg25Error('PG25_BAD_CONFIG', `${sources[2].configPath}: cross_attention_dim ${unet.info.crossAttentionDim} differs from the text encoders' ${te1.hiddenSize} + ${te2.hiddenSize}`)
-      }
-      const cost = costModel(sources, rt.device)
-      return new Pipeline({ ...prep, dir: prep.root, rt, encoders: [te1, te2], unet, vae, vaeSource: sources[3], cost, memoryLimit: options.memoryLimit, modelName: options.modelName })
-    } catch (err) {
-      rt.dispose()
-      throw err
-    }
+    const models = await loadModels(prep, sources, options)
+    return new Pipeline({ ...prep, ...models, dir: prep.root, memoryLimit: options.memoryLimit, modelName: options.modelName })
   }
 
   /** 'cpu', or 'cuda' (GPU 0) or 'cuda:N': where this pipeline runs. */

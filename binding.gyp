@@ -25,6 +25,7 @@
         "native/cuda/runtime_info.cc",
         "native/binding/binding.cc",
         "native/binding/engine.cc",
+        "native/binding/engine_tensors.cc",
         "native/addon.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

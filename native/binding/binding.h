@@ -1,5 +1,5 @@
 // The binding's shared pieces: errors as JS errors, AsyncWorker jobs, argument conversion, component
-// construction, and the Tensor and CancelToken classes that JS holds. native/binding/engine.cc defines
+// construction, and the Tensor and CancelToken classes that JS holds. native/binding/engine.h defines
 // the Engine class on them; native/addon.cc the module's free functions.
 #pragma once
 #include <napi.h>

@@ -1,22 +1,17 @@
-// The Engine class JS holds: a backend and the model components loaded into it, with the model calls
-// and tensor ops; heavy work runs as jobs off the main thread.
+// The Engine class (engine.h): construction on a device, component loading with its progress, the
+// model calls, memory and disposal.
 #include <napi.h>
 
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
-#include <cstring>
-#include <mutex>
-#include <optional>
-
-#include "../backend/op_call.h"
 #include "../cpu/cpu_backend.h"
 #include "../cuda/cuda_runtime_info.h"
 #ifdef PG25_WITH_CUDA
 #include "../cuda/cuda_backend.h"
 #endif
-#include "binding.h"
+#include "engine.h"
 
 namespace pg25::binding {
 namespace {
@@ -59,461 +54,270 @@ class LoadProgress {
   bool released_ = false;
 };
 
-class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
- public:
-  static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "Engine",
-                       {InstanceMethod<&EngineWrap::LoadComponent>("loadComponent"),
-                        InstanceMethod<&EngineWrap::EncodeText>("encodeText"),
-                        InstanceMethod<&EngineWrap::RunUNet>("unet"),
-                        InstanceMethod<&EngineWrap::VaeDecode>("vaeDecode"),
-                        InstanceMethod<&EngineWrap::VaeEncode>("vaeEncode"),
-                        InstanceMethod<&EngineWrap::ToRGB8>("toRGB8"),
-                        InstanceMethod<&EngineWrap::FromHost>("fromHost"),
-                        InstanceMethod<&EngineWrap::LatentPreview>("latentPreview"),
-                        InstanceMethod<&EngineWrap::ToHost>("toHost"),
-                        InstanceMethod<&EngineWrap::Lincomb>("lincomb"),
-                        InstanceMethod<&EngineWrap::Concat>("concat"),
-                        InstanceMethod<&EngineWrap::Slice0>("slice0"),
-                        InstanceMethod<&EngineWrap::Op>("op"),
-                        InstanceMethod<&EngineWrap::ComponentInfo>("componentInfo"),
-                        InstanceMethod<&EngineWrap::WeightShapes>("weightShapes"),
-                        InstanceMethod<&EngineWrap::MergeLoRA>("mergeLoRA"),
-                        InstanceMethod<&EngineWrap::BytesInUse>("bytesInUse"),
-                        InstanceMethod<&EngineWrap::DeviceMemory>("deviceMemory"),
-                        InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
-                        InstanceMethod<&EngineWrap::TakeNotices>("takeNotices"),
-                        InstanceMethod<&EngineWrap::Dispose>("dispose"),
-                        InstanceAccessor<&EngineWrap::GetDevice>("device")});
-  }
+}  // namespace
 
-  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
-    guarded(info.Env(), [&] {
-      std::string device = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu";
-      if (device == "cpu") {
-        be_ = std::shared_ptr<Backend>(make_cpu_backend().release());
-        return;
-      }
-      // "cuda" is GPU 0; "cuda:N" GPU N (plain decimal, as CUDA numbers them).
-      int index = -1;
-      if (device == "cuda") index = 0;
-      else if (device.size() > 5 && device.size() <= 8 && device.compare(0, 5, "cuda:") == 0 &&
-               device.find_first_not_of("0123456789", 5) == std::string::npos && (device[5] != '0' || device.size() == 6))
-        index = std::stoi(device.substr(5));
-      if (index < 0) throw Error("PG25_INVALID_ARGUMENT", "device must be \"cpu\", \"cuda\" or \"cuda:N\", got \"" + device + "\"");
+Napi::Function EngineWrap::Init(Napi::Env env) {
+  return DefineClass(env, "Engine",
+                     {InstanceMethod<&EngineWrap::LoadComponent>("loadComponent"),
+                      InstanceMethod<&EngineWrap::EncodeText>("encodeText"),
+                      InstanceMethod<&EngineWrap::RunUNet>("unet"),
+                      InstanceMethod<&EngineWrap::VaeDecode>("vaeDecode"),
+                      InstanceMethod<&EngineWrap::VaeEncode>("vaeEncode"),
+                      InstanceMethod<&EngineWrap::ToRGB8>("toRGB8"),
+                      InstanceMethod<&EngineWrap::FromHost>("fromHost"),
+                      InstanceMethod<&EngineWrap::LatentPreview>("latentPreview"),
+                      InstanceMethod<&EngineWrap::ToHost>("toHost"),
+                      InstanceMethod<&EngineWrap::Lincomb>("lincomb"),
+                      InstanceMethod<&EngineWrap::Concat>("concat"),
+                      InstanceMethod<&EngineWrap::Slice0>("slice0"),
+                      InstanceMethod<&EngineWrap::Op>("op"),
+                      InstanceMethod<&EngineWrap::ComponentInfo>("componentInfo"),
+                      InstanceMethod<&EngineWrap::WeightShapes>("weightShapes"),
+                      InstanceMethod<&EngineWrap::MergeLoRA>("mergeLoRA"),
+                      InstanceMethod<&EngineWrap::BytesInUse>("bytesInUse"),
+                      InstanceMethod<&EngineWrap::DeviceMemory>("deviceMemory"),
+                      InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
+                      InstanceMethod<&EngineWrap::TakeNotices>("takeNotices"),
+                      InstanceMethod<&EngineWrap::Dispose>("dispose"),
+                      InstanceAccessor<&EngineWrap::GetDevice>("device")});
+}
+
+EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+  guarded(info.Env(), [&] {
+    std::string device = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu";
+    if (device == "cpu") {
+      be_ = std::shared_ptr<Backend>(make_cpu_backend().release());
+      return;
+    }
+    // "cuda" is GPU 0; "cuda:N" GPU N (plain decimal, as CUDA numbers them).
+    int index = -1;
+    if (device == "cuda") index = 0;
+    else if (device.size() > 5 && device.size() <= 8 && device.compare(0, 5, "cuda:") == 0 &&
+             device.find_first_not_of("0123456789", 5) == std::string::npos && (device[5] != '0' || device.size() == 6))
+      index = std::stoi(device.substr(5));
+    if (index < 0) throw Error("PG25_INVALID_ARGUMENT", "device must be \"cpu\", \"cuda\" or \"cuda:N\", got \"" + device + "\"");
 #ifdef PG25_WITH_CUDA
-      be_ = std::shared_ptr<Backend>(make_cuda_backend(index).release());
+    be_ = std::shared_ptr<Backend>(make_cuda_backend(index).release());
 #else
-      throw Error("PG25_NO_DEVICE", "device \"" + device + "\": " + cuda::describe_availability());
+    throw Error("PG25_NO_DEVICE", "device \"" + device + "\": " + cuda::describe_availability());
 #endif
-    });
-  }
+  });
+}
 
- private:
-  struct Loaded {
-    ComponentSpec spec;
-    std::unique_ptr<Params> params;
-    Model model;
-    // Where the weights came from, to read originals again (LoRA unmerging).
-    std::vector<WeightFileSpec> files;
-    std::map<std::string, WeightAlias> aliases;
-    std::optional<uint64_t> synthetic_seed;
-    WeightStore store() const { return synthetic_seed ? WeightStore::synthetic(*synthetic_seed) : WeightStore(files, aliases); }
-  };
+Napi::Value EngineWrap::GetDevice(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), be_ ? be_->name() : "disposed");
+}
 
-  Backend& be() {
-    if (!be_) throw Error("PG25_DISPOSED", "the engine was disposed");
-    be_->bind_thread();
-    return *be_;
-  }
-  const Tensor& arg(const Napi::Value& v, const char* what) { return TensorWrap::From(v, what, &be()); }
-  std::shared_ptr<Backend> be_ptr() {
-    be();
-    return be_;
-  }
-  // A component and a reference that keeps it alive while a job uses it, even across dispose().
-  template <typename T>
-  std::pair<std::shared_ptr<Loaded>, const T*> component(const Napi::Value& v) {
-    if (!v.IsNumber()) throw Error("PG25_INVALID_ARGUMENT", "component id must be a number");
-    uint32_t id = v.As<Napi::Number>().Uint32Value();
-    std::lock_guard<std::mutex> g(mu_);
-    if (id >= components_.size() || !components_[id]) throw Error("PG25_DISPOSED", "component " + std::to_string(id) + " is not loaded");
-    auto* p = std::get_if<std::unique_ptr<T>>(&components_[id]->model);
-    if (!p) throw Error("PG25_INVALID_ARGUMENT", "component " + std::to_string(id) + " is a " + components_[id]->spec.kind);
-    return {components_[id], p->get()};
-  }
+Napi::Value EngineWrap::LoadComponent(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    ComponentSpec spec = spec_from_js(info[0]);
+    std::vector<WeightFileSpec> files = files_from_js(info[1]);
+    std::map<std::string, WeightAlias> aliases = aliases_from_js(info[2]);
+    // A fourth argument { syntheticSeed } builds the graph on generated weights instead of files.
+    bool synthetic = info.Length() > 3 && info[3].IsObject() && info[3].As<Napi::Object>().Has("syntheticSeed");
+    uint64_t seed = synthetic ? uint64_t(info[3].As<Napi::Object>().Get("syntheticSeed").ToNumber().Int64Value()) : 0;
+    if (!synthetic && files.empty()) throw Error("PG25_NOT_FOUND", spec.config_path + ": no weight files given");
+    // { onBytes }: called on the main thread with the bytes loaded so far, after each tensor.
+    auto progress = std::make_shared<LoadProgress>(info.Env(), info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>().Get("onBytes") : info.Env().Undefined());
+    auto be = be_ptr();
+    auto loaded = std::make_shared<Loaded>();
+    loaded->spec = spec;
+    loaded->files = files;
+    loaded->aliases = aliases;
+    if (synthetic) loaded->synthetic_seed = seed;
+    return run_job(
+        info.Env(),
+        [loaded, files, aliases, synthetic, seed, be, progress] {
+          WeightStore store = synthetic ? WeightStore::synthetic(seed) : WeightStore(files, aliases);
+          loaded->params = std::make_unique<Params>(be.get(), &store);
+          progress->attach(*loaded->params);
+          loaded->model = build(loaded->spec, *loaded->params);
+          loaded->params->on_loaded(nullptr);
+          progress->finish();
+        },
+        [this, loaded](Napi::Env env) -> Napi::Value {
+          std::lock_guard<std::mutex> g(mu_);
+          components_.push_back(loaded);
+          return Napi::Number::New(env, double(components_.size() - 1));
+        }, be);
+  });
+}
 
-  Napi::Value GetDevice(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), be_ ? be_->name() : "disposed");
-  }
+// weightShapes(id): { name: shape } of every weight the component's graph holds.
+Napi::Value EngineWrap::WeightShapes(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto c = loaded(info[0]);
+    Napi::Object o = Napi::Object::New(info.Env());
+    for (const ParamSpec& s : c->params->declared()) o.Set(s.name, shape_to_js(info.Env(), s.shape));
+    return o;
+  });
+}
 
-  Napi::Value LoadComponent(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      ComponentSpec spec = spec_from_js(info[0]);
-      std::vector<WeightFileSpec> files = files_from_js(info[1]);
-      std::map<std::string, WeightAlias> aliases = aliases_from_js(info[2]);
-      // A fourth argument { syntheticSeed } builds the graph on generated weights instead of files.
-      bool synthetic = info.Length() > 3 && info[3].IsObject() && info[3].As<Napi::Object>().Has("syntheticSeed");
-      uint64_t seed = synthetic ? uint64_t(info[3].As<Napi::Object>().Get("syntheticSeed").ToNumber().Int64Value()) : 0;
-      if (!synthetic && files.empty()) throw Error("PG25_NOT_FOUND", spec.config_path + ": no weight files given");
-      // { onBytes }: called on the main thread with the bytes loaded so far, after each tensor.
-      auto progress = std::make_shared<LoadProgress>(info.Env(), info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>().Get("onBytes") : info.Env().Undefined());
-      auto be = be_ptr();
-      auto loaded = std::make_shared<Loaded>();
-      loaded->spec = spec;
-      loaded->files = files;
-      loaded->aliases = aliases;
-      if (synthetic) loaded->synthetic_seed = seed;
-      return run_job(
-          info.Env(),
-          [loaded, files, aliases, synthetic, seed, be, progress] {
-            WeightStore store = synthetic ? WeightStore::synthetic(seed) : WeightStore(files, aliases);
-            loaded->params = std::make_unique<Params>(be.get(), &store);
-            progress->attach(*loaded->params);
-            loaded->model = build(loaded->spec, *loaded->params);
-            loaded->params->on_loaded(nullptr);
-            progress->finish();
-          },
-          [this, loaded](Napi::Env env) -> Napi::Value {
-            std::lock_guard<std::mutex> g(mu_);
-            components_.push_back(loaded);
-            return Napi::Number::New(env, double(components_.size() - 1));
-          }, be);
-    });
-  }
+// mergeLoRA(id, [{ name, rank, up, down }]): each weight set to its original plus up · down (rank 0:
+// the original), in place (native/models/lora.h). Run between model calls.
+Napi::Value EngineWrap::MergeLoRA(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto c = loaded(info[0]);
+    auto updates = std::make_shared<std::vector<LoraUpdate>>(lora_updates_from_js(info[1]));
+    auto be = be_ptr();
+    return run_job(
+        info.Env(), [c, updates, be] { apply_lora(*be, *c->params, c->store(), *updates); },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, be);
+  });
+}
 
-  std::shared_ptr<Loaded> loaded(const Napi::Value& v) {
-    uint32_t id = v.ToNumber().Uint32Value();
+Napi::Value EngineWrap::ComponentInfo(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    uint32_t id = info[0].ToNumber().Uint32Value();
     std::lock_guard<std::mutex> g(mu_);
     if (id >= components_.size() || !components_[id]) throw Error("PG25_DISPOSED", "component is not loaded");
-    return components_[id];
-  }
-
-  // weightShapes(id): { name: shape } of every weight the component's graph holds.
-  Napi::Value WeightShapes(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      auto c = loaded(info[0]);
-      Napi::Object o = Napi::Object::New(info.Env());
-      for (const ParamSpec& s : c->params->declared()) o.Set(s.name, shape_to_js(info.Env(), s.shape));
-      return o;
-    });
-  }
-
-  // mergeLoRA(id, [{ name, rank, up, down }]): each weight set to its original plus up · down (rank 0:
-  // the original), in place (native/models/lora.h). Run between model calls.
-  Napi::Value MergeLoRA(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      auto c = loaded(info[0]);
-      auto updates = std::make_shared<std::vector<LoraUpdate>>(lora_updates_from_js(info[1]));
-      auto be = be_ptr();
-      return run_job(
-          info.Env(), [c, updates, be] { apply_lora(*be, *c->params, c->store(), *updates); },
-          [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, be);
-    });
-  }
-
-  Napi::Value ComponentInfo(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      Napi::Env env = info.Env();
-      Napi::Object o = Napi::Object::New(env);
-      uint32_t id = info[0].ToNumber().Uint32Value();
-      std::lock_guard<std::mutex> g(mu_);
-      if (id >= components_.size() || !components_[id]) throw Error("PG25_DISPOSED", "component is not loaded");
-      const Model& m = components_[id]->model;
-      if (auto* u = std::get_if<std::unique_ptr<UNet>>(&m)) {
-        o.Set("inChannels", double((*u)->in_channels()));
-        o.Set("sampleSize", double((*u)->sample_size()));
-        o.Set("crossAttentionDim", double((*u)->cross_attention_dim()));
-        o.Set("textEmbedsDim", double((*u)->text_embeds_dim()));
-      } else if (auto* v = std::get_if<std::unique_ptr<VaeDecoder>>(&m)) {
-        o.Set("latentChannels", double((*v)->latent_channels()));
-        o.Set("scaleFactor", double((*v)->scale_factor()));
-        o.Set("scalingFactor", (*v)->scaling_factor());
-        Napi::Array mean = Napi::Array::New(env), sd = Napi::Array::New(env);
-        for (size_t i = 0; i < (*v)->latents_mean().size(); i++) {
-          mean.Set(uint32_t(i), double((*v)->latents_mean()[i]));
-          sd.Set(uint32_t(i), double((*v)->latents_std()[i]));
-        }
-        o.Set("latentsMean", mean);
-        o.Set("latentsStd", sd);
-      } else if (auto* c = std::get_if<std::unique_ptr<ClipTextModel>>(&m)) {
-        o.Set("hiddenSize", double((*c)->hidden_size()));
-        o.Set("maxPositions", double((*c)->max_positions()));
+    const Model& m = components_[id]->model;
+    if (auto* u = std::get_if<std::unique_ptr<UNet>>(&m)) {
+      o.Set("inChannels", double((*u)->in_channels()));
+      o.Set("sampleSize", double((*u)->sample_size()));
+      o.Set("crossAttentionDim", double((*u)->cross_attention_dim()));
+      o.Set("textEmbedsDim", double((*u)->text_embeds_dim()));
+    } else if (auto* v = std::get_if<std::unique_ptr<VaeDecoder>>(&m)) {
+      o.Set("latentChannels", double((*v)->latent_channels()));
+      o.Set("scaleFactor", double((*v)->scale_factor()));
+      o.Set("scalingFactor", (*v)->scaling_factor());
+      Napi::Array mean = Napi::Array::New(env), sd = Napi::Array::New(env);
+      for (size_t i = 0; i < (*v)->latents_mean().size(); i++) {
+        mean.Set(uint32_t(i), double((*v)->latents_mean()[i]));
+        sd.Set(uint32_t(i), double((*v)->latents_std()[i]));
       }
-      return o;
-    });
-  }
-
-  Napi::Value EncodeText(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      auto [keep, m] = component<ClipTextModel>(info[0]);
-      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-        throw Error("PG25_INVALID_ARGUMENT", "ids must be an Int32Array");
-      Napi::Int32Array ids = info[1].As<Napi::Int32Array>();
-      int64_t batch = info[2].ToNumber().Int64Value();
-      if (batch < 1 || ids.ElementLength() == 0 || ids.ElementLength() % size_t(batch) != 0)
-        throw Error("PG25_INVALID_ARGUMENT", "ids length must be a multiple of the batch size");
-      std::vector<int32_t> v(ids.Data(), ids.Data() + ids.ElementLength());
-      auto cancel = CancelWrap::From(info[3]);
-      auto be = be_ptr();
-      auto out = std::make_shared<ClipTextModel::Output>();
-      return run_job(
-          info.Env(), [keep = keep, m = m, v, batch, be, out, cancel] { *out = m->forward(*be, v, batch, cancel.get()); },
-          [be, out](Napi::Env env) -> Napi::Value {
-            Napi::Object o = Napi::Object::New(env);
-            o.Set("penultimate", TensorWrap::Wrap(env, out->penultimate, be));
-            if (out->pooled.defined()) o.Set("pooled", TensorWrap::Wrap(env, out->pooled, be));
-            return o;
-          }, be);
-    });
-  }
-
-  Napi::Value RunUNet(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      auto [keep, m] = component<UNet>(info[0]);
-      Tensor sample = arg(info[1], "sample");
-      float t = float(info[2].ToNumber().DoubleValue());
-      Tensor ctx = arg(info[3], "encoderHiddenStates");
-      Tensor te = arg(info[4], "textEmbeds");
-      if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw Error("PG25_INVALID_ARGUMENT", "timeIds must be a Float32Array");
-      Napi::Float32Array tid = info[5].As<Napi::Float32Array>();
-      std::vector<float> time_ids(tid.Data(), tid.Data() + tid.ElementLength());
-      auto cancel = CancelWrap::From(info[6]);
-      auto be = be_ptr();
-      auto out = std::make_shared<Tensor>();
-      return run_job(
-          info.Env(), [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out, cancel] { *out = m->forward(*be, sample, t, ctx, te, time_ids, cancel.get()); },
-          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
-    });
-  }
-
-  Napi::Value VaeDecode(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      auto [keep, m] = component<VaeDecoder>(info[0]);
-      Tensor lat = arg(info[1], "latents");
-      bool unscale = info[2].ToBoolean().Value();
-      auto cancel = CancelWrap::From(info[3]);
-      auto be = be_ptr();
-      auto out = std::make_shared<Tensor>();
-      return run_job(
-          info.Env(), [keep = keep, m = m, lat, unscale, be, out, cancel] { *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat, cancel.get()); },
-          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
-    });
-  }
-
-  Napi::Value VaeEncode(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      auto [keep, m] = component<VaeEncoder>(info[0]);
-      Tensor image = arg(info[1], "image");
-      auto cancel = CancelWrap::From(info[2]);
-      auto be = be_ptr();
-      auto out = std::make_shared<VaeEncoder::Output>();
-      return run_job(
-          info.Env(), [keep = keep, m = m, image, be, out, cancel] { *out = m->encode(*be, image, cancel.get()); },
-          [be, out](Napi::Env env) -> Napi::Value {
-            Napi::Object o = Napi::Object::New(env);
-            o.Set("mean", TensorWrap::Wrap(env, out->mean, be));
-            o.Set("std", TensorWrap::Wrap(env, out->std, be));
-            return o;
-          }, be);
-    });
-  }
-
-  Napi::Value ToRGB8(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      Tensor x = arg(info[0], "image");
-      if (x.rank() != 4 || x.dim(1) != 3) throw Error("PG25_INVALID_ARGUMENT", "image must be [B, 3, H, W]");
-      auto be = be_ptr();
-      auto out = std::make_shared<std::vector<uint8_t>>();
-      return run_job(
-          info.Env(), [x, be, out] { *out = be->to_rgb8(x); },
-          [out](Napi::Env env) -> Napi::Value {
-            Napi::Uint8Array a = Napi::Uint8Array::New(env, out->size());
-            std::memcpy(a.Data(), out->data(), out->size());
-            return a;
-          }, be);
-    });
-  }
-
-  Napi::Value LatentPreview(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      const Tensor& x = arg(info[0], "latents");
-      auto floats = [](const Napi::Value& v, const char* what) {
-        if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-          throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be a Float32Array");
-        Napi::Float32Array a = v.As<Napi::Float32Array>();
-        return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
-      };
-      std::vector<float> m = floats(info[1], "matrix"), bias = floats(info[2], "bias");
-      if (x.rank() != 4 || int64_t(m.size()) != 3 * x.dim(1) || bias.size() != 3) throw Error("PG25_INVALID_ARGUMENT", "preview: matrix must be 3 x channels");
-      std::vector<uint8_t> out = be().latent_rgb(x, m, bias);
-      Napi::Uint8Array a = Napi::Uint8Array::New(info.Env(), out.size());
-      std::memcpy(a.Data(), out.data(), out.size());
-      return a;
-    });
-  }
-
-  Napi::Value FromHost(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw Error("PG25_INVALID_ARGUMENT", "data must be a Float32Array");
-      Napi::Float32Array a = info[0].As<Napi::Float32Array>();
-      Shape s = shape_from_js(info[1], "shape");
-      Tensor t{nullptr, s};
-      if (size_t(t.numel()) != a.ElementLength())
-        throw Error("PG25_INVALID_ARGUMENT", "data holds " + std::to_string(a.ElementLength()) + " values; shape " + shape_str(s) + " needs " + std::to_string(t.numel()));
-      return TensorWrap::Wrap(info.Env(), be().from_host(a.Data(), s), be_ptr());
-    });
-  }
-
-  Napi::Value ToHost(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      const Tensor& t = arg(info[0], "tensor");
-      Napi::Float32Array a = Napi::Float32Array::New(info.Env(), size_t(t.numel()));
-      be().to_host(t, a.Data());
-      return a;
-    });
-  }
-
-  Napi::Value Lincomb(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      if (!info[0].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "lincomb takes [[coefficient, tensor], ...]");
-      Napi::Array terms = info[0].As<Napi::Array>();
-      std::vector<Tensor> keep;
-      std::vector<std::pair<double, const Tensor*>> t;
-      keep.reserve(terms.Length());
-      for (uint32_t i = 0; i < terms.Length(); i++) {
-        Napi::Value e = terms.Get(i);
-        if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) throw Error("PG25_INVALID_ARGUMENT", "lincomb takes [[coefficient, tensor], ...]");
-        Napi::Array pair = e.As<Napi::Array>();
-        if (!pair.Get(0u).IsNumber()) throw Error("PG25_INVALID_ARGUMENT", "lincomb coefficients must be numbers");
-        keep.push_back(arg(pair.Get(1u), "lincomb term"));
-        t.emplace_back(pair.Get(0u).As<Napi::Number>().DoubleValue(), nullptr);
-      }
-      for (size_t i = 0; i < keep.size(); i++) t[i].second = &keep[i];
-      if (t.empty()) throw Error("PG25_INVALID_ARGUMENT", "lincomb needs at least one term");
-      for (auto& p : t)
-        if (p.second->shape != t[0].second->shape) throw Error("PG25_INVALID_ARGUMENT", "lincomb terms must share one shape");
-      return TensorWrap::Wrap(info.Env(), be().lincomb(t), be_ptr());
-    });
-  }
-
-  Napi::Value Concat(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      const Tensor& a = arg(info[0], "a");
-      const Tensor& b = arg(info[1], "b");
-      int axis = int(info[2].ToNumber().Int32Value());
-      return TensorWrap::Wrap(info.Env(), be().concat(a, b, axis), be_ptr());
-    });
-  }
-
-  Napi::Value Slice0(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      const Tensor& a = arg(info[0], "tensor");
-      int64_t start = info[1].ToNumber().Int64Value(), count = info[2].ToNumber().Int64Value();
-      if (start < 0 || count < 0 || start + count > a.dim(0)) throw Error("PG25_INVALID_ARGUMENT", "slice: range outside " + shape_str(a.shape));
-      return TensorWrap::Wrap(info.Env(), be().slice0(a, start, count), be_ptr());
-    });
-  }
-
-  // op(name, inputs, attributes): any backend op by name, its arguments checked (native/backend/op_call.cc).
-  // Tests run one op on two backends with it; a null input is an absent bias.
-  Napi::Value Op(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      if (!info[0].IsString()) throw Error("PG25_INVALID_ARGUMENT", "op: the name must be a string");
-      if (!info[1].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "op: inputs must be an array");
-      std::string name = info[0].As<Napi::String>().Utf8Value();
-      Napi::Array ins = info[1].As<Napi::Array>();
-      std::vector<std::optional<Tensor>> inputs;
-      for (uint32_t i = 0; i < ins.Length(); i++) {
-        Napi::Value v = ins.Get(i);
-        if (v.IsNull() || v.IsUndefined()) inputs.emplace_back();
-        else inputs.emplace_back(arg(v, "op input"));
-      }
-      OpArgs attrs;
-      if (info.Length() > 2 && info[2].IsObject()) {
-        Napi::Object o = info[2].As<Napi::Object>();
-        Napi::Array keys = o.GetPropertyNames();
-        for (uint32_t i = 0; i < keys.Length(); i++) {
-          std::string key = keys.Get(i).As<Napi::String>().Utf8Value();
-          Napi::Value v = o.Get(key);
-          if (v.IsNumber() || v.IsBoolean()) {
-            attrs.num[key] = v.ToNumber().DoubleValue();
-          } else if (v.IsArray() || v.IsTypedArray()) {
-            Napi::Object a = v.As<Napi::Object>();
-            uint32_t n = a.Get("length").ToNumber().Uint32Value();
-            std::vector<double>& out = attrs.list[key];
-            for (uint32_t j = 0; j < n; j++) out.push_back(a.Get(j).ToNumber().DoubleValue());
-          } else {
-            throw Error("PG25_INVALID_ARGUMENT", "op " + name + ": attribute \"" + key + "\" must be a number or an array of numbers");
-          }
-        }
-      }
-      auto be = be_ptr();
-      auto out = std::make_shared<Tensor>();
-      return run_job(
-          info.Env(),
-          [be, name, inputs, attrs, out]() mutable {
-            for (auto& t : inputs) attrs.inputs.push_back(t ? &*t : nullptr);
-            *out = call_op(*be, name, attrs);
-          },
-          [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
-    });
-  }
-
-  // deviceMemory(): { free, total } bytes of the engine's own device, or null where it uses host memory.
-  Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      size_t free = 0, total = 0;
-      if (!be_ || !be().device_memory(free, total)) return info.Env().Null();
-      Napi::Object o = Napi::Object::New(info.Env());
-      o.Set("free", double(free));
-      o.Set("total", double(total));
-      return o;
-    });
-  }
-
-  Napi::Value BytesInUse(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), be_ ? double(be_->bytes_in_use()) : 0.0);
-  }
-
-  // peakBytes(reset?): the high-water mark of backend memory; `true` starts a new window.
-  // takeNotices(): the backend's one-line notices for the user (e.g. a missing cuDNN), each given once.
-  Napi::Value TakeNotices(const Napi::CallbackInfo& info) {
-    std::vector<std::string> notes = be_ ? be_->take_notices() : std::vector<std::string>();
-    Napi::Array a = Napi::Array::New(info.Env(), notes.size());
-    for (size_t i = 0; i < notes.size(); i++) a.Set(uint32_t(i), notes[i]);
-    return a;
-  }
-
-  Napi::Value PeakBytes(const Napi::CallbackInfo& info) {
-    if (!be_) return Napi::Number::New(info.Env(), 0.0);
-    double peak = double(be_->peak_bytes());
-    if (info.Length() > 0 && info[0].ToBoolean().Value()) be_->reset_peak();
-    return Napi::Number::New(info.Env(), peak);
-  }
-
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      components_.clear();
-      be_.reset();
+      o.Set("latentsMean", mean);
+      o.Set("latentsStd", sd);
+    } else if (auto* c = std::get_if<std::unique_ptr<ClipTextModel>>(&m)) {
+      o.Set("hiddenSize", double((*c)->hidden_size()));
+      o.Set("maxPositions", double((*c)->max_positions()));
     }
-#ifdef __GLIBC__
-    // Weights are gigabytes of freed heap: hand it back to the OS now rather than keep it in malloc's arenas.
-    malloc_trim(0);
-#endif
-    return info.Env().Undefined();
+    return o;
+  });
+}
+
+Napi::Value EngineWrap::EncodeText(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto [keep, m] = component<ClipTextModel>(info[0]);
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw Error("PG25_INVALID_ARGUMENT", "ids must be an Int32Array");
+    Napi::Int32Array ids = info[1].As<Napi::Int32Array>();
+    int64_t batch = info[2].ToNumber().Int64Value();
+    if (batch < 1 || ids.ElementLength() == 0 || ids.ElementLength() % size_t(batch) != 0)
+      throw Error("PG25_INVALID_ARGUMENT", "ids length must be a multiple of the batch size");
+    std::vector<int32_t> v(ids.Data(), ids.Data() + ids.ElementLength());
+    auto cancel = CancelWrap::From(info[3]);
+    auto be = be_ptr();
+    auto out = std::make_shared<ClipTextModel::Output>();
+    return run_job(
+        info.Env(), [keep = keep, m = m, v, batch, be, out, cancel] { *out = m->forward(*be, v, batch, cancel.get()); },
+        [be, out](Napi::Env env) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("penultimate", TensorWrap::Wrap(env, out->penultimate, be));
+          if (out->pooled.defined()) o.Set("pooled", TensorWrap::Wrap(env, out->pooled, be));
+          return o;
+        }, be);
+  });
+}
+
+Napi::Value EngineWrap::RunUNet(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto [keep, m] = component<UNet>(info[0]);
+    Tensor sample = arg(info[1], "sample");
+    float t = float(info[2].ToNumber().DoubleValue());
+    Tensor ctx = arg(info[3], "encoderHiddenStates");
+    Tensor te = arg(info[4], "textEmbeds");
+    if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Error("PG25_INVALID_ARGUMENT", "timeIds must be a Float32Array");
+    Napi::Float32Array tid = info[5].As<Napi::Float32Array>();
+    std::vector<float> time_ids(tid.Data(), tid.Data() + tid.ElementLength());
+    auto cancel = CancelWrap::From(info[6]);
+    auto be = be_ptr();
+    auto out = std::make_shared<Tensor>();
+    return run_job(
+        info.Env(), [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out, cancel] { *out = m->forward(*be, sample, t, ctx, te, time_ids, cancel.get()); },
+        [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
+  });
+}
+
+Napi::Value EngineWrap::VaeDecode(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto [keep, m] = component<VaeDecoder>(info[0]);
+    Tensor lat = arg(info[1], "latents");
+    bool unscale = info[2].ToBoolean().Value();
+    auto cancel = CancelWrap::From(info[3]);
+    auto be = be_ptr();
+    auto out = std::make_shared<Tensor>();
+    return run_job(
+        info.Env(), [keep = keep, m = m, lat, unscale, be, out, cancel] { *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat, cancel.get()); },
+        [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
+  });
+}
+
+Napi::Value EngineWrap::VaeEncode(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto [keep, m] = component<VaeEncoder>(info[0]);
+    Tensor image = arg(info[1], "image");
+    auto cancel = CancelWrap::From(info[2]);
+    auto be = be_ptr();
+    auto out = std::make_shared<VaeEncoder::Output>();
+    return run_job(
+        info.Env(), [keep = keep, m = m, image, be, out, cancel] { *out = m->encode(*be, image, cancel.get()); },
+        [be, out](Napi::Env env) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("mean", TensorWrap::Wrap(env, out->mean, be));
+          o.Set("std", TensorWrap::Wrap(env, out->std, be));
+          return o;
+        }, be);
+  });
+}
+
+// deviceMemory(): { free, total } bytes of the engine's own device, or null where it uses host memory.
+Napi::Value EngineWrap::DeviceMemory(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    size_t free = 0, total = 0;
+    if (!be_ || !be().device_memory(free, total)) return info.Env().Null();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("free", double(free));
+    o.Set("total", double(total));
+    return o;
+  });
+}
+
+Napi::Value EngineWrap::BytesInUse(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), be_ ? double(be_->bytes_in_use()) : 0.0);
+}
+
+// takeNotices(): the backend's one-line notices for the user (e.g. a missing cuDNN), each given once.
+Napi::Value EngineWrap::TakeNotices(const Napi::CallbackInfo& info) {
+  std::vector<std::string> notes = be_ ? be_->take_notices() : std::vector<std::string>();
+  Napi::Array a = Napi::Array::New(info.Env(), notes.size());
+  for (size_t i = 0; i < notes.size(); i++) a.Set(uint32_t(i), notes[i]);
+  return a;
+}
+
+// peakBytes(reset?): the high-water mark of backend memory; `true` starts a new window.
+Napi::Value EngineWrap::PeakBytes(const Napi::CallbackInfo& info) {
+  if (!be_) return Napi::Number::New(info.Env(), 0.0);
+  double peak = double(be_->peak_bytes());
+  if (info.Length() > 0 && info[0].ToBoolean().Value()) be_->reset_peak();
+  return Napi::Number::New(info.Env(), peak);
+}
+
+Napi::Value EngineWrap::Dispose(const Napi::CallbackInfo& info) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    components_.clear();
+    be_.reset();
   }
-
-  std::shared_ptr<Backend> be_;
-  std::mutex mu_;
-  std::vector<std::shared_ptr<Loaded>> components_;
-};
-
-
-}  // namespace
+#ifdef __GLIBC__
+  // Weights are gigabytes of freed heap: hand it back to the OS now rather than keep it in malloc's arenas.
+  malloc_trim(0);
+#endif
+  return info.Env().Undefined();
+}
 
 Napi::Function engine_class(Napi::Env env) { return EngineWrap::Init(env); }
 

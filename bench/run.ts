@@ -1,10 +1,12 @@
 // npm run bench: tokenizer throughput, scheduler overhead, CPU GEMM rate and the tiny-model pipeline
 // stages on the CPU backend. Speed lives here, never in the tests.
+import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { CLIPTokenizer, EDMDPMSolverMultistepScheduler, hostOps, Pipeline, Runtime, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
 import { loadNative } from '../lib/native'
 import { ensureDemoModel } from '../lib/demo/demo-model'
+import { fmtMs, PEER_ROWS, ratioCell } from './peer-numbers'
 
 const REF = path.resolve(process.env.PG25_REFERENCE ?? path.join(__dirname, '..', '..', '..', 'shared', 'reference'))
 const rows: Array<[string, string]> = []
@@ -57,6 +59,20 @@ async function main (): Promise<void> {
   const demo = await Pipeline.fromPretrained(await ensureDemoModel(), { device: 'cpu' })
   report('demo model generate(), 256x256, 50 steps, CFG (CPU)', `${(await time(() => demo.generate('a cat', { seed: 1 }), 1)).toFixed(0)} ms`)
   await demo.dispose()
+
+  // Our CPU rows of the peer comparison (the work of bench/peers.ts, each in a child process) beside the
+  // peers' recorded times. The full-size rows generate 10 GiB of weights each: PG25_BENCH_FULL=1 adds them.
+  const full = process.env.PG25_BENCH_FULL === '1'
+  console.log(`\nvs PyTorch / ONNX Runtime (recorded, 2 threads; BENCHMARKS.md)${full ? '' : ' · PG25_BENCH_FULL=1 adds the full-size rows'}`)
+  for (const row of PEER_ROWS.filter(r => full || r.item === 'tinyunet' || r.item === 'pipeline')) {
+    const env = { ...process.env, PG25_THREADS: process.env.PG25_THREADS ?? '2' }
+    const r = spawnSync(process.execPath, [path.join(__dirname, 'peers.js'), '--ours', row.item], { env, encoding: 'utf8', maxBuffer: 1 << 24 })
+    const line = r.stdout.split('\n').find(l => l.startsWith('RESULT ours'))
+    if (line === undefined) throw new Error(`bench/peers.js --ours ${row.item} failed:\n${r.stderr}`)
+    const ours = Number(line.split(/\s+/)[3])
+    report(`${row.what} (CPU)`, `${fmtMs(ours)} · PyTorch ${fmtMs(row.pytorch)}: ${ratioCell(ours, row.pytorch, row.target.pytorch)}` +
+      (row.onnxruntime !== undefined ? ` · ONNX Runtime ${fmtMs(row.onnxruntime)}: ${ratioCell(ours, row.onnxruntime, row.target.onnxruntime)}` : ''))
+  }
 }
 
 main().catch(err => { console.error(err); process.exitCode = 1 })

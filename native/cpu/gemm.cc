@@ -121,8 +121,11 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
   thread_local std::vector<float> abuf, bbuf;
   if (!job.a.packed) abuf.resize(size_t(MC + mr) * KC);
   if (!job.b.packed) bbuf.resize(size_t(NC + nr) * KC);
-  for (int64_t jc = n0; jc < n0 + nt; jc += NC) {
-    int64_t nc = std::min(NC, n0 + nt - jc);
+  // With B prepacked nothing is packed per column block, so one block spans the tile: A is then packed
+  // once per (K block, row block) instead of once per NC columns (a 10240-wide GEGLU projection: 20x).
+  const int64_t ncb = job.b.packed ? nt : NC;
+  for (int64_t jc = n0; jc < n0 + nt; jc += ncb) {
+    int64_t nc = std::min(ncb, n0 + nt - jc);
     for (int64_t pc = 0; pc < job.K; pc += KC) {
       int64_t kc = std::min(KC, job.K - pc);
       const bool first = pc == 0;

@@ -26,8 +26,8 @@ float* allocate(size_t n, size_t& bytes) {
 
 // Freed activation buffers of 256 KiB and more, kept by size for the next op that asks for that size
 // (a model's calls repeat the same shapes): a fresh large allocation is fresh pages from the kernel,
-// zeroed on first touch, which took 11% of a full-size UNet call. At most 512 MiB is held; all of it
-// goes back when the last CPU backend closes.
+// zeroed on first touch, which took 11% of a full-size UNet call. At most 512 MiB is held (the newest
+// buffers); all of it goes back when the last CPU backend closes.
 class BufferCache {
  public:
   static constexpr size_t kMin = size_t(256) << 10, kMax = size_t(512) << 20;
@@ -44,7 +44,15 @@ class BufferCache {
   bool put(float* p, size_t bytes) {
     if (bytes < kMin) return false;
     std::lock_guard<std::mutex> g(mu_);
-    if (held_ + bytes > kMax || backends_ == 0) return false;
+    if (bytes > kMax || backends_ == 0) return false;
+    // Full: the smallest buffers go first (re-faulting costs by the byte, so any order costs the same
+    // per byte, and this keeps the few large ones that a model's widest layers reuse).
+    while (held_ + bytes > kMax) {
+      auto it = free_.begin();
+      held_ -= it->first;
+      std::free(it->second);
+      free_.erase(it);
+    }
     free_.emplace(bytes, p);
     held_ += bytes;
     return true;

@@ -21,9 +21,11 @@ export LD_PRELOAD="$asan:$ubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_odr_violation=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PG25_ADDON="$PWD/build-asan/Release/pg25.node"
-files=(test/safetensors.test.ts test/stages.test.ts test/pipeline.test.ts test/model-dir.test.ts test/single-file.test.ts test/features.test.ts test/mutations.test.ts test/cancel.test.ts test/hostile-input.test.ts)
+files=(test/safetensors.test.ts test/stages.test.ts test/pipeline.test.ts test/model-dir.test.ts test/single-file.test.ts test/features.test.ts test/mutations.test.ts test/cancel.test.ts test/hostile-input.test.ts test/lora.test.ts test/inpaint.test.ts)
 npx ava --serial --timeout=10m "${files[@]}"
 # The emulation: its own checks (run directly, sanitized), then the CUDA backend's tests on it.
 LD_PRELOAD= build-asan-emu/Release/pg25_emu_selftest
+LD_PRELOAD= build-asan-emu/Release/pg25_emu_cudnn_selftest
 export PG25_ADDON="$PWD/build-asan-emu/Release/pg25.node"
-npx ava --serial --timeout=20m test/cuda-emulation-ops.test.ts test/cuda-emulation-defects.test.ts test/cuda-emulation-stages.test.ts
+npx ava --serial --timeout=20m test/cuda-emulation-ops.test.ts test/cuda-emulation-defects.test.ts test/cuda-emulation-stages.test.ts \
+  test/cuda-emulation-graphs.test.ts test/cuda-emulation-devices.test.ts test/cuda-emulation-conv.test.ts test/lora-emulation.test.ts test/inpaint-emulation.test.ts

@@ -23,7 +23,8 @@ inline float exp_poly(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.f;
-  int32_t bits = (int32_t(n) + 127) << 23;
+  // Unsigned: a NaN x gives a meaningless n here, and p is NaN anyway (the shift must not be UB).
+  uint32_t bits = uint32_t(int32_t(n) + 127) << 23;
   float scale;
   __builtin_memcpy(&scale, &bits, 4);
   return p * scale;

@@ -1,6 +1,7 @@
-// The peer comparison's work items and the peers' recorded times (2 threads each, median of 3 after a
-// warm-up; the tiny UNet median of 10), measured on the development machine (AMD EPYC, 2 vCPUs, AVX-512
-// + AVX512-BF16) in quiet windows with torch 2.13.0+cpu, diffusers 0.36.0 and onnxruntime 1.30.0.
+// The peer comparison's work items and the peers' recorded times: for each, the fastest median the peer
+// showed in three measurements on the development machine (AMD EPYC, 2 vCPUs, AVX-512 + AVX512-BF16),
+// 2 threads each, median of 3 after a warm-up (the tiny UNet median of 10), torch 2.13.0+cpu, diffusers
+// 0.36.0 and onnxruntime 1.30.0: the quiet-window run of issue 16 and two runs of `npm run bench:peers`.
 // How they were run: BENCHMARKS.md, "CPU backend vs PyTorch and ONNX Runtime". `npm run bench:peers`
 // measures them again when PG25_PEERS_PYTHON names the peers' Python.
 
@@ -18,10 +19,10 @@ export interface PeerRow {
 
 export const PEER_ROWS: PeerRow[] = [
   { item: 'unet32', what: 'full-size UNet, batch 2, 32x32 latents', pytorch: 6390, target: { pytorch: 1 } },
-  { item: 'unet64', what: 'full-size UNet, batch 2, 64x64 latents', pytorch: 18200, target: { pytorch: 1 } },
-  { item: 'vae', what: 'full-size VAE decode to 256x256', pytorch: 3990, target: { pytorch: 1 } },
-  { item: 'pipeline', what: 'tiny-pg25 generate(), 128x128, 30 steps', pytorch: 830, target: { pytorch: 1 } },
-  { item: 'tinyunet', what: 'tiny-pg25 UNet call, batch 2, 16x16', pytorch: 20.6, onnxruntime: 7.7, target: { pytorch: 1, onnxruntime: 1.5 } }
+  { item: 'unet64', what: 'full-size UNet, batch 2, 64x64 latents', pytorch: 15620, target: { pytorch: 1 } },
+  { item: 'vae', what: 'full-size VAE decode to 256x256', pytorch: 2090, target: { pytorch: 1 } },
+  { item: 'pipeline', what: 'tiny-pg25 generate(), 128x128, 30 steps', pytorch: 413, target: { pytorch: 1 } },
+  { item: 'tinyunet', what: 'tiny-pg25 UNet call, batch 2, 16x16', pytorch: 12.4, onnxruntime: 3.9, target: { pytorch: 1, onnxruntime: 1.5 } }
 ]
 
 /** "12.3 s" or "45.6 ms" */

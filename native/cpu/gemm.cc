@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gemm_kernels.h"
+#include "multiversion.h"
 #include "threadpool.h"
 
 namespace pg25::cpu {
@@ -13,9 +14,6 @@ namespace {
 // Blocking: a KC-deep B micro-panel (32 x 256 floats = 32 KiB with AVX-512) stays in L1 while the
 // MC x KC block of A (~170 KiB) is read from L2; NC columns of B per pass.
 constexpr int64_t KC = 256, NC = 512;
-
-// The packing loops are compiled for each instruction set too (function multiversioning).
-#define PG25_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 int64_t mc_for(int mr) { return int64_t(mr) * (168 / mr); }
 
 // Rows [i0, i0 + mc) x K-slice [k0, k0 + kc) of plain A into panels of mr, k-major.

@@ -1,9 +1,12 @@
 #include "gemm_kernels.h"
 
-#include <immintrin.h>
-
 #include <cstdlib>
 #include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define PG25_X86 1
+#endif
 
 namespace pg25::cpu {
 namespace {
@@ -22,6 +25,7 @@ void store_scalar(const float* sum, int nr, const Tile& t) {
   }
 }
 
+#ifdef PG25_X86
 // AVX-512: 14 rows x 32 columns, 28 accumulators + 2 B vectors in the 32 zmm registers; A values
 // are broadcast straight from memory. Each k is 28 FMAs for 2 loads of B and 14 broadcasts, so the two
 // FMA pipes, not the loads, set the pace.
@@ -101,6 +105,8 @@ __attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float* a, 
   }
 }
 
+#endif
+
 // Any processor: 4 x 8, plain loops the compiler vectorises for the baseline instruction set.
 void micro_generic(int64_t kc, const float* a, const float* b, const Tile& t) {
   float c[4][8] = {};
@@ -110,9 +116,10 @@ void micro_generic(int64_t kc, const float* a, const float* b, const Tile& t) {
   store_scalar(&c[0][0], 8, t);
 }
 
+const MicroKernel kGeneric{"generic", 4, 8, micro_generic};
+#ifdef PG25_X86
 const MicroKernel kAvx512{"avx512", 14, 32, micro_avx512};
 const MicroKernel kAvx2{"avx2", 6, 16, micro_avx2};
-const MicroKernel kGeneric{"generic", 4, 8, micro_generic};
 
 const MicroKernel& pick() {
   __builtin_cpu_init();
@@ -123,6 +130,9 @@ const MicroKernel& pick() {
   if (want && std::strcmp(want, "avx2") == 0) return avx2 ? kAvx2 : kGeneric;
   return avx512 ? kAvx512 : avx2 ? kAvx2 : kGeneric;
 }
+#else
+const MicroKernel& pick() { return kGeneric; }
+#endif
 
 }  // namespace
 

@@ -1,12 +1,12 @@
 #include "vec_math.h"
 
+#include "multiversion.h"
+
 #include <algorithm>
 #include <cmath>
 
 namespace pg25::cpu {
 namespace {
-
-#define PG25_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 
 // exp(x) to about 2 ulp, in plain arithmetic the compiler vectorises: x = n ln2 + r, |r| <= ln2/2,
 // a degree-6 polynomial for exp(r) and 2^n built in the exponent bits.

@@ -23,7 +23,13 @@ using cpu::g_bytes;
 Tensor make(const Shape& shape, bool weight = false) {
   Tensor t;
   t.shape = shape;
-  t.buf = std::make_shared<CpuBuffer>(size_t(t.numel()), weight);
+  size_t room = 0;
+  if (weight && t.rank() >= 2 && t.numel() > 0) {
+    const cpu::MicroKernel& mk = cpu::micro_kernel();
+    int64_t rows = t.dim(0), cols = t.numel() / rows;
+    room = std::max(cpu::packed_floats(rows, cols, mk.mr), cpu::packed_floats(rows, cols, mk.nr));
+  }
+  t.buf = std::make_shared<CpuBuffer>(size_t(t.numel()), weight, room);
   return t;
 }
 

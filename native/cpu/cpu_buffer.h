@@ -1,7 +1,8 @@
 // Host buffers of the CPU backend. A weight's buffer is packed, in place of its plain float32 form, the
 // first time a linear layer or a convolution uses it: into the GEMM kernel's panel layout, as B for a
 // linear weight [N, K] and as A for a convolution kernel [Cout, Cin*kh*kw], so no call repacks it and
-// memory does not double. Weights that other ops read (embedding tables, LoRA's originals, norms)
+// memory does not double. A weight's buffer is made with room for either layout's padding (its rows
+// rounded up to the panel widths: well under 1% for real layers), so packing happens in place. Weights that other ops read (embedding tables, LoRA's originals, norms)
 // are never used that way and stay plain.
 #pragma once
 #include <atomic>
@@ -23,7 +24,8 @@ void backend_opened();
 void backend_closed();
 
 struct CpuBuffer : Buffer {
-  CpuBuffer(size_t n, bool weight);
+  // n floats, allocated with room for at least `room` (a weight's packed form).
+  CpuBuffer(size_t n, bool weight, size_t room = 0);
   ~CpuBuffer() override;
   size_t bytes() const override { return alloc_bytes; }
 
@@ -41,6 +43,7 @@ struct CpuBuffer : Buffer {
 
   float* data;
   size_t count;
+  size_t capacity;
   size_t alloc_bytes;
   const bool weight;
   std::atomic<Layout> layout{Layout::Plain};

@@ -65,7 +65,7 @@ export interface NativeAddon {
   readTensors(files: WeightFile[], requests: ParamRequest[], aliases?: WeightAlias[]): Promise<Float32Array[]>
   componentManifest(spec: ComponentSpec): ParamRequest[]
   timestepEmbedding(t: Float32Array, dim: number, flipSinToCos: boolean, freqShift: number): Float32Array
-  runtimeInfo(): { threads: number, cudaCompiled: boolean, cudaEmulated: boolean, cuda: string }
+  runtimeInfo(): { threads: number, cpuKernel: 'avx512' | 'avx2' | 'generic', cudaCompiled: boolean, cudaEmulated: boolean, cuda: string }
 }
 
 let addon: NativeAddon | undefined

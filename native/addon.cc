@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "binding/binding.h"
+#include "cpu/gemm_kernels.h"
 #include "cpu/threadpool.h"
 #include "cuda/cuda_runtime_info.h"
 #ifdef PG25_CUDA_EMULATION
@@ -112,6 +113,7 @@ Napi::Value TimestepEmbedding(const Napi::CallbackInfo& info) {
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("threads", cpu::thread_count());
+  o.Set("cpuKernel", cpu::micro_kernel().name);  // the GEMM kernel this CPU runs (PG25_CPU_ISA narrows it)
   o.Set("cudaCompiled", cuda::compiled());
 #ifdef PG25_CUDA_EMULATION
   o.Set("cudaEmulated", true);

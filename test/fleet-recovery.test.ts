@@ -81,13 +81,14 @@ test.serial('SIGTERM past --grace gives the job back; another worker runs it', a
   const leaving = await spawnWorker(redis.url, ['--grace', '0.3'])
   workers.push(leaving)
   const seen = stepsSeen(2)
-  const pending = fleet.generate('give me back', { ...LONG, steps: 150, onStep: seen.onStep })
+  const pending = fleet.generate('give me back', { ...LONG, steps: 200, onStep: seen.onStep })
   await seen.reached
+  leaving.child.kill('SIGTERM')
+  // Started only now, so the job waits for it in the queue once it is given back.
   const spare = await spawnWorker(redis.url)
   workers.push(spare)
-  leaving.child.kill('SIGTERM')
   const r = await pending
-  t.true(await equalsLocal(r, 'give me back', { ...LONG, steps: 150 }))
+  t.true(await equalsLocal(r, 'give me back', { ...LONG, steps: 200 }))
   t.is(await leaving.exited, 0)
   t.true(leaving.lines.some(l => /given back to the queue/.test(l)), leaving.lines.join('\n'))
   t.is(spare.done().length, 1)

@@ -67,7 +67,8 @@ test.serial('bad requests get 400 with the error code; unknown paths 404; wrong 
 })
 
 test.serial('a full queue answers 503, and a client that disconnects cancels its run', async t => {
-  const slow = { prompt: 'a cat', steps: 400, width: 64, height: 64, seed: 1 }
+  // Runs of seconds even on a fast CPU (1,000 steps of the tiny UNet at 128x128), so both are still going when aborted.
+  const slow = { prompt: 'a cat', steps: 1000, width: 128, height: 128, seed: 1 }
   const a1 = new AbortController()
   const a2 = new AbortController()
   const r1 = post(slow, a1.signal).catch(e => e)
@@ -81,7 +82,7 @@ test.serial('a full queue answers 503, and a client that disconnects cancels its
   a2.abort()
   await r1
   await r2
-  // Both runs end early: the queue drains long before 400 steps x 2 could finish.
+  // Both runs end early: the queue drains long before 1,000 steps x 2 could finish.
   const start = Date.now()
   while (server.stats().cancelled < before.cancelled + 2 && Date.now() - start < 20000) await new Promise(resolve => setTimeout(resolve, 50))
   const after = server.stats()

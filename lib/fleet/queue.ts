@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis'
 import { AbortError, Pg25Error } from '../errors'
 import { show, type GenerateOptions, type GenerateResult, type Size, type StepInfo } from '../options'
 import { fromFailure, fromProgress, fromResult, toJobData, type FleetResult } from './job'
-import { checkName, connect, DEFAULT_PREFIX, DEFAULT_QUEUE, FleetKeys, quietErrors, within, type RedisTarget } from './redis'
+import { checkName, connect, DEFAULT_PREFIX, DEFAULT_QUEUE, FleetKeys, hangUp, quietErrors, within, type RedisTarget } from './redis'
 import { liveWorkers, type WorkerInfo } from './registry'
 
 /** How long finished jobs stay in Redis: seconds since they finished, and/or how many are kept. */
@@ -83,6 +83,7 @@ export class GenerateQueue {
   private readonly keepFailed: Required<KeepJobs>
   private readonly checker: NodeJS.Timeout
   private size: Size | undefined
+  private reader: Redis | undefined
   private closed = false
 
   constructor (options: GenerateQueueOptions) {
@@ -112,7 +113,12 @@ export class GenerateQueue {
   /** Reads the event stream from its current end, found before the reader starts, so no event falls in between. */
   private async listen (prefix: string, onError: (err: Error) => void): Promise<QueueEvents> {
     const last = await this.redis.xrevrange(`${prefix}:${this.name}:events`, '+', '-', 'COUNT', 1)
-    const events = new QueueEvents(this.name, { connection: this.redis, prefix, lastEventId: last[0]?.[0] ?? '0-0' })
+    // QueueEvents reads on a duplicate of the connection it is given: this one is ours, so close() can
+    // hang it up for certain (BullMQ's own close can leave it reconnecting to a Redis that is down).
+    this.reader = this.redis.duplicate()
+    const reader = this.reader
+    const source = new Proxy(this.redis, { get: (target, key) => key === 'duplicate' ? () => reader : Reflect.get(target, key) })
+    const events = new QueueEvents(this.name, { connection: source, prefix, lastEventId: last[0]?.[0] ?? '0-0' })
     events.on('error', onError)
     events.on('progress', ({ jobId, data }) => { this.step(jobId, data) })
     events.on('completed', ({ jobId }) => { this.finish(jobId) })
@@ -207,9 +213,11 @@ export class GenerateQueue {
     }
     await within(Promise.all(this.cancels), 5000, 'cancelling jobs').catch(() => {})
     const events = await within(this.events, 1000, 'connecting').catch(() => undefined)
-    await events?.close()
+    await within(events?.close() ?? Promise.resolve(), 2000, 'closing').catch(() => {})
+    if (this.reader !== undefined) hangUp(this.reader)
     await this.queue.close()
-    await within(this.redis.quit(), 2000, 'closing').catch(() => this.redis.disconnect())
+    await within(this.redis.quit(), 2000, 'closing').catch(() => {})
+    hangUp(this.redis)
   }
 
   /** close(), by the name Pipeline uses: a server or CLI ends either runner alike. */

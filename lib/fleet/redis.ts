@@ -35,6 +35,16 @@ export function connect (target: RedisTarget, onError: (err: Error) => void): Re
 }
 
 /**
+ * Ends a connection for good. Its retry strategy goes first: a disconnect() that lands while a
+ * reconnect attempt is under way can otherwise be outlived by that attempt, which then retries forever
+ * (and keeps the process alive).
+ */
+export function hangUp (client: Redis): void {
+  client.options.retryStrategy = () => null
+  client.disconnect()
+}
+
+/**
  * A log for connection errors that says each distinct message once until the connection is back:
  * a Redis that is down for a minute must not write a line per reconnect attempt.
  */

@@ -10,7 +10,7 @@ import type { Pipeline } from '../pipeline'
 import { DEFAULT_MAX_PIXELS } from '../server'
 import { requestPixels } from '../server/request'
 import { failureReason, readJobData, toProgress, toResult, type FleetReturn } from './job'
-import { checkName, connect, DEFAULT_PREFIX, DEFAULT_QUEUE, DEFAULT_RESULT_AGE, FleetKeys, quietErrors, within, type RedisTarget } from './redis'
+import { checkName, connect, DEFAULT_PREFIX, DEFAULT_QUEUE, DEFAULT_RESULT_AGE, FleetKeys, hangUp, quietErrors, within, type RedisTarget } from './redis'
 import { announce, type WorkerInfo } from './registry'
 
 export interface WorkerOptions {
@@ -227,7 +227,8 @@ export async function startWorker (pipe: Pipeline, options: WorkerOptions): Prom
           clearInterval(poll)
         }
         await registry.stop()
-        await within(redis.quit(), 5000, 'closing the Redis connection').catch(() => redis.disconnect())
+        await within(redis.quit(), 5000, 'closing the Redis connection').catch(() => {})
+        hangUp(redis)
       })()
       await closing
     }

@@ -1,7 +1,8 @@
 // `pg25 download <id>`: fetches a Hub model into the Hugging Face cache and prints its local folder.
 import { parseArgs } from 'node:util'
 import { Pg25Error } from '../errors'
-import { downloadModel, type DownloadProgress } from '../hub/resolve'
+import { downloadModel } from '../hub/resolve'
+import { loadReporter } from './progress'
 
 const USAGE = `Usage: pg25 download <org/name> [--revision R] [--variant fp16] [--token T] [--quiet]
 
@@ -14,32 +15,6 @@ Progress goes to stderr. An interrupted download resumes where it stopped.
       --token T      access token for gated or private models (default: $HF_TOKEN, else \`huggingface-cli login\`'s)
   -q, --quiet        no progress
 `
-
-function fmt (bytes: number): string {
-  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`
-}
-
-/** Progress on stderr: a bar redrawn in place on a terminal, else one line every 10%. */
-function reporter (tty: boolean): { update: (p: DownloadProgress) => void, end: () => void, seen: () => boolean } {
-  let tenth = -1
-  let any = false
-  return {
-    update: p => {
-      any = true
-      const frac = p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 1
-      if (tty) {
-        const filled = Math.round(frac * 24)
-        const name = p.file.length > 40 ? `…${p.file.slice(-39)}` : p.file
-        process.stderr.write(`\rdownloading [${'#'.repeat(filled)}${'.'.repeat(24 - filled)}] ${fmt(p.loadedBytes)} / ${fmt(p.totalBytes)}  ${name}\x1b[K`)
-      } else if (Math.floor(frac * 10) > tenth) {
-        tenth = Math.floor(frac * 10)
-        process.stderr.write(`downloading: ${tenth * 10}% (${fmt(p.loadedBytes)} of ${fmt(p.totalBytes)})\n`)
-      }
-    },
-    end: () => { if (tty && any) process.stderr.write('\n') },
-    seen: () => any
-  }
-}
 
 /**
  * Runs `pg25 download`; `argv` holds the arguments after `download`. Resolves to the exit code: 0 (the
@@ -79,7 +54,9 @@ export async function downloadCommand (argv: string[]): Promise<number> {
     return 2
   }
   const id = positionals[0]
-  const progress = reporter(process.stderr.isTTY === true)
+  // The same bar as the CLI's own download phase; `seen` tells an up-to-date cache from a download.
+  const progress = loadReporter(process.stderr)
+  let seen = false
   const ac = new AbortController()
   const onSigint = (): void => { ac.abort() }
   process.once('SIGINT', onSigint)
@@ -89,11 +66,11 @@ export async function downloadCommand (argv: string[]): Promise<number> {
       variant: values.variant as 'fp16' | undefined,
       token: values.token,
       signal: ac.signal,
-      onProgress: values.quiet === true ? undefined : progress.update,
+      onProgress: values.quiet === true ? undefined : p => { seen = true; progress.update(p) },
       onWarning: m => process.stderr.write(`pg25 download: ${m}\n`)
     })
     progress.end()
-    if (values.quiet !== true && !progress.seen()) process.stderr.write(`pg25 download: ${id} is already in the cache\n`)
+    if (values.quiet !== true && !seen) process.stderr.write(`pg25 download: ${id} is already in the cache\n`)
     process.stdout.write(`${dir}\n`)
     return 0
   } catch (err) {

@@ -2,7 +2,9 @@
 //   1. golden: each stage of tiny-pg25 on the GPU within relative 2e-2 of diffusers, pipeline images at PSNR >= 35 dB;
 //   2. the full-size graph (real configs, synthetic weights from a seed) on the GPU against the CPU backend at 256x256;
 //   3. timings at 1024x1024: both text encoders, one UNet step (batch 2), VAE decode, 50 guided steps end to end, peak memory;
-//   4. each op class at those shapes, ours beside PyTorch's (ratio ours / PyTorch).
+//      the UNet step without CUDA graphs, and the UNet step and VAE decode with NCHW activations (PG25_CUDA_LAYOUT=nchw);
+//   4. each op class at those shapes, ours beside PyTorch's (ratio ours / PyTorch); convolutions and GroupNorm in NHWC
+//      (the backend's layout) and NCHW.
 // PG25_GPU_CHECK_DEVICE=cpu runs the same checks on the CPU backend (to test the script); PG25_GPU_CHECK_FULL=0 skips 2, 3
 // and 4 (with PG25_CUDA_EMULATION=1 that runs section 1 on the CUDA emulation).
 import { execFileSync } from 'node:child_process'
@@ -69,7 +71,7 @@ async function golden (): Promise<boolean> {
   return ok
 }
 
-interface Full { text_ms: number, unet_step_ms: number, unet_eager_ms: number, vae_ms: number, generate_s: number, peak_gib: number }
+interface Full { text_ms: number, unet_step_ms: number, unet_eager_ms: number, unet_nchw_ms: number, vae_ms: number, vae_nchw_ms: number, generate_s: number, peak_gib: number }
 
 async function fullSize (): Promise<Full | null> {
   if (process.env.PG25_GPU_CHECK_FULL === '0') return null
@@ -133,13 +135,25 @@ async function fullSize (): Promise<Full | null> {
   const unet_eager_ms = await timeMs(async () => (await eager.predict(x, 0.5, c, p, tid)).dispose(), 5)
   delete process.env.PG25_CUDA_GRAPHS
   rt.dispose()
-  return { text_ms, unet_step_ms, unet_eager_ms, vae_ms, generate_s, peak_gib }
+  // The same UNet step and decode with activations kept NCHW (the layout is chosen when an engine opens).
+  process.env.PG25_CUDA_LAYOUT = 'nchw'
+  const nchw = Runtime.open(DEVICE, () => {})
+  delete process.env.PG25_CUDA_LAYOUT
+  const unetN = await UNetModel.load(nchw, cfg('unet'), 1)
+  const [xn, cn, pn] = [[2, 4, 128, 128], [2, 77, 2048], [2, 1280]].map((s, i) => nchw.fromHost(new TorchGenerator(1 + i).randn(s), s))
+  const unet_nchw_ms = await timeMs(async () => (await unetN.predict(xn, 0.5, cn, pn, tid)).dispose(), 5)
+  const vaeN = await VAEModel.load(nchw, cfg('vae'), 4)
+  const latN = nchw.fromHost(new TorchGenerator(4).randn([1, 4, 128, 128]), [1, 4, 128, 128])
+  const vae_nchw_ms = await timeMs(async () => (await vaeN.decode(latN)).dispose(), 3)
+  nchw.dispose()
+  return { text_ms, unet_step_ms, unet_eager_ms, unet_nchw_ms, vae_ms, vae_nchw_ms, generate_s, peak_gib }
 }
 
 // 4. Each op class at the UNet's and VAE's 1024x1024 shapes, ours (through Engine.op) beside PyTorch's
 // own op on the same shapes (bench/torch_ops.py prints the same names), with the ratio.
-// `im2col` cases run with PG25_DISABLE_CUDNN=1 (today's fallback) and are compared with the PyTorch op named by `peer`.
-interface OpCase { name: string, op: string, inputs: number[][], attrs?: Record<string, unknown>, im2col?: boolean, peer?: string }
+// `im2col` cases run with PG25_DISABLE_CUDNN=1 (the fallback) and are compared with the PyTorch op named by `peer`;
+// `nhwc` cases take their rank-4 inputs channels last (the GPU's image layout), the ' nchw' rows the same op in NCHW.
+interface OpCase { name: string, op: string, inputs: number[][], attrs?: Record<string, unknown>, im2col?: boolean, peer?: string, nhwc?: boolean }
 // Convolutions with their bias (and a ResNet's residual), as the UNet and VAE call them; PyTorch runs
 // them channels_last (bench/torch_ops.py has the same list).
 const CONVS: Array<{ name: string, x: number[], k: number, r: number, stride: number, residual?: boolean }> = [
@@ -150,19 +164,22 @@ const CONVS: Array<{ name: string, x: number[], k: number, r: number, stride: nu
   { name: 'conv1x1 320->640ch 64x64 b2 +bias', x: [2, 320, 64, 64], k: 640, r: 1, stride: 1 },
   { name: 'conv3x3 vae 128ch 1024x1024 +bias', x: [1, 128, 1024, 1024], k: 128, r: 3, stride: 1 }
 ]
-const convCase = (c: typeof CONVS[number], im2col: boolean): OpCase => {
+const convCase = (c: typeof CONVS[number], im2col: boolean, nhwc: boolean): OpCase => {
   const pad = c.r === 3 ? 1 : 0
   const out = [c.x[0], c.k, Math.floor((c.x[2] + 2 * pad - c.r) / c.stride) + 1, Math.floor((c.x[3] + 2 * pad - c.r) / c.stride) + 1]
-  return { name: im2col ? `${c.name} im2col` : c.name, peer: c.name, im2col, op: 'conv2d', inputs: [c.x, [c.k, c.x[1], c.r, c.r], [c.k], ...(c.residual === true ? [out] : [])], attrs: { stride: c.stride, pad } }
+  const name = `${c.name}${im2col ? ' im2col' : ''}${nhwc ? '' : ' nchw'}`
+  return { name, peer: c.name, im2col, nhwc, op: 'conv2d', inputs: [c.x, [c.k, c.x[1], c.r, c.r], [c.k], ...(c.residual === true ? [out] : [])], attrs: { stride: c.stride, pad } }
 }
+// Each GroupNorm case in NHWC and (' nchw') NCHW.
+const bothLayouts = (c: OpCase): OpCase[] => [{ ...c, nhwc: true }, { ...c, name: `${c.name} nchw`, peer: c.name }]
 const OP_CASES: OpCase[] = [
-  ...CONVS.flatMap(c => [convCase(c, false), convCase(c, true)]),
+  ...CONVS.flatMap(c => [convCase(c, false, true), convCase(c, false, false), convCase(c, true, true), convCase(c, true, false)]),
   ...[[2 * 4096, 640, 640], [2 * 4096, 640, 5120], [2 * 4096, 2560, 640], [2 * 1024, 1280, 1280], [2 * 1024, 1280, 10240], [2 * 1024, 5120, 1280], [2 * 77, 2048, 1280]]
     .map(([m, k, n]) => ({ name: `gemm ${m}x${k}x${n}`, op: 'linear', inputs: [[m, k], [n, k]] })),
   ...[[4096, 10], [1024, 20]].map(([tokens, heads]) => ({ name: `sdpa ${tokens} tokens ${heads} heads`, op: 'attention', inputs: Array(3).fill([2, tokens, heads * 64]), attrs: { heads, causal: 0 } })),
   { name: 'sdpa vae 16384 tokens d512', op: 'attention', inputs: Array(3).fill([1, 16384, 512]), attrs: { heads: 1, causal: 0 } },
-  { name: 'group_norm+silu 2x320x128x128 g32', op: 'group_norm', inputs: [[2, 320, 128, 128], [320], [320]], attrs: { groups: 32, eps: 1e-5, silu: 1 } },
-  { name: 'group_norm vae 1x128x1024x1024 g32', op: 'group_norm', inputs: [[1, 128, 1024, 1024], [128], [128]], attrs: { groups: 32, eps: 1e-6, silu: 0 } },
+  ...bothLayouts({ name: 'group_norm+silu 2x320x128x128 g32', op: 'group_norm', inputs: [[2, 320, 128, 128], [320], [320]], attrs: { groups: 32, eps: 1e-5, silu: 1 } }),
+  ...bothLayouts({ name: 'group_norm vae 1x128x1024x1024 g32', op: 'group_norm', inputs: [[1, 128, 1024, 1024], [128], [128]], attrs: { groups: 32, eps: 1e-6, silu: 0 } }),
   { name: 'layer_norm 2x4096x640', op: 'layer_norm', inputs: [[2, 4096, 640], [640], [640]], attrs: { eps: 1e-5 } }
 ]
 
@@ -177,7 +194,13 @@ async function opTimings (): Promise<Map<string, number>> {
     const rt = Runtime.open(DEVICE, () => {})
     delete process.env.PG25_DISABLE_CUDNN
     for (const c of OP_CASES.filter(c => (c.im2col === true) === im2col)) {
-      const ts = c.inputs.map((shape, i) => rt.fromHost(new TorchGenerator(10 + i).randn(shape).map(v => v * 0.1), shape))
+      const ts = await Promise.all(c.inputs.map(async (shape, i) => {
+        const t = rt.fromHost(new TorchGenerator(10 + i).randn(shape).map(v => v * 0.1), shape)
+        if (c.nhwc !== true || shape.length !== 4) return t
+        const y = await rt.engine.op('to_layout', [t], { nhwc: 1 })
+        t.dispose()
+        return y
+      }))
       ours.set(c.name, await timeMs(async () => (await rt.engine.op(c.op, ts, c.attrs ?? {})).dispose(), 10))
       for (const t of ts) t.dispose()
     }
@@ -209,7 +232,7 @@ async function main (): Promise<void> {
   const full = await fullSize()
   if (DEVICE === 'cuda' && full !== null) torchOps(await opTimings())
   const f = (x: number | undefined, d = 1): string => (x === undefined ? 'n/a' : x.toFixed(d))
-  console.log(`gpu-check: device=${device} commit=${commit} golden=${ok ? 'pass' : 'fail'} unet_step_ms=${f(full?.unet_step_ms)} unet_no_graph_ms=${f(full?.unet_eager_ms)} vae_ms=${f(full?.vae_ms)} text_ms=${f(full?.text_ms)} generate_s=${f(full?.generate_s, 2)} peak_gib=${f(full?.peak_gib, 2)}`)
+  console.log(`gpu-check: device=${device} commit=${commit} golden=${ok ? 'pass' : 'fail'} unet_step_ms=${f(full?.unet_step_ms)} unet_no_graph_ms=${f(full?.unet_eager_ms)} unet_nchw_ms=${f(full?.unet_nchw_ms)} vae_ms=${f(full?.vae_ms)} vae_nchw_ms=${f(full?.vae_nchw_ms)} text_ms=${f(full?.text_ms)} generate_s=${f(full?.generate_s, 2)} peak_gib=${f(full?.peak_gib, 2)}`)
   if (!ok) process.exitCode = 1
 }
 

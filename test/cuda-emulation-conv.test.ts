@@ -4,7 +4,9 @@
 // residual, fp16 and bf16 storage. Each case runs four ways: the fused graph (convolution + bias +
 // residual in one cuDNN plan), the convolution alone in cuDNN with our epilogue (engines that fuse
 // nothing: PG25_EMU_CUDNN=conv-only), no cuDNN plan for any shape (PG25_EMU_CUDNN=none) and im2col
-// forced (PG25_DISABLE_CUDNN=1). The emulation's counters tell which path ran: the fused graph issues no
+// forced (PG25_DISABLE_CUDNN=1); then the first three again with NHWC activations and KRSC kernels (the
+// GPU's layout: cuDNN reads them through strides; without a plan, im2col rows and one GEMM with the bias
+// and residual in its epilogue). The emulation's counters tell which path ran: the fused graph issues no
 // kernel and no cuBLASLt matmul; im2col issues matmuls. Without cuDNN a one-line notice names it.
 import test from 'ava'
 import { Runtime } from '../lib'
@@ -51,13 +53,14 @@ const inputs = cases.map((c, i) => {
 })
 
 interface Run { out: Float32Array, matmuls: number, launches: number, misuse: string[] }
-async function run (rt: Runtime, i: number): Promise<Run> {
+async function run (rt: Runtime, i: number, nhwc = false): Promise<Run> {
   const c = cases[i]
-  const ts = inputs[i].map(h => {
+  const ts = inputs[i].map(async h => {
     if (h === null) return null
-    const t = rt.fromHost(h.data, h.shape)
-    if (c.wide !== true) return t
-    return rt.engine.op('cast', [t], { wide: 1 }).finally(() => t.dispose())
+    let t = rt.fromHost(h.data, h.shape)
+    if (c.wide === true) { const w = await rt.engine.op('cast', [t], { wide: 1 }); t.dispose(); t = w }
+    if (nhwc && h.shape.length === 4) { const l = await rt.engine.op('to_layout', [t], { nhwc: 1 }); t.dispose(); t = l }
+    return t
   })
   const args = await Promise.all(ts)
   const before = emulationReport(true) // the counters from here count this op alone
@@ -77,13 +80,13 @@ async function expected (i: number): Promise<Float32Array> {
 
 // Opens a GPU runtime with `env` set while it runs all cases (plans are built on first use, so the
 // emulated heuristics see the variable), and gives each run to `check`.
-async function eachCase (t: any, env: Record<string, string>, check: (c: Case, r: Run) => void): Promise<string[]> {
+async function eachCase (t: any, env: Record<string, string>, check: (c: Case, r: Run) => void, nhwc = false): Promise<string[]> {
   const notices: string[] = []
   Object.assign(process.env, env)
   try {
     const gpu = Runtime.open('cuda', msg => notices.push(msg))
     for (let i = 0; i < cases.length; i++) {
-      const r = await run(gpu, i)
+      const r = await run(gpu, i, nhwc)
       const err = relativeError(r.out, await expected(i))
       t.true(err <= (cases[i].wide === true ? 1e-2 : 2e-3), `${label(cases[i])}: relative error ${err}`)
       t.deepEqual(r.misuse, [], label(cases[i]))
@@ -128,6 +131,29 @@ test.serial('without cuDNN: im2col, and a one-line notice naming the library, on
   t.false(notices[0].includes('\n'))
   const again = await eachCase(t, { PG25_EMU_CUDNN: 'missing' }, () => {})
   t.deepEqual(again, [], 'the second engine of the process is not told again')
+})
+
+test.serial('NHWC: cuDNN fuses convolution, bias and residual over channels-last tensors', async t => {
+  await eachCase(t, {}, (c, r) => {
+    t.is(r.matmuls, 0, `${label(c)}: cuBLASLt matmuls`)
+    t.is(r.launches, 0, `${label(c)}: kernel launches`)
+  }, true)
+})
+
+test.serial('NHWC: the convolution alone in cuDNN, then our channels-last bias/residual pass', async t => {
+  await eachCase(t, { PG25_EMU_CUDNN: 'conv-only' }, (c, r) => {
+    t.is(r.matmuls, 0, `${label(c)}: cuBLASLt matmuls`)
+    t.is(r.launches, c.bias || c.residual ? 1 : 0, `${label(c)}: kernel launches`)
+  }, true)
+})
+
+test.serial('NHWC without a cuDNN plan: im2col rows and one GEMM each, the bias and residual in its epilogue', async t => {
+  await eachCase(t, { PG25_EMU_CUDNN: 'none' }, (c, r) => {
+    t.true(r.matmuls >= 1, `${label(c)}: ${r.matmuls} matmuls`)
+    const pointwise = c.w[2] === 1 && c.w[3] === 1 && c.stride === 1 && c.pad === 0
+    // im2col's launches only: no separate bias pass; a 1x1 kernel is a GEMM over x itself.
+    t.is(r.launches, pointwise ? 0 : r.matmuls, `${label(c)}: kernel launches`)
+  }, true)
 })
 
 test.after.always('the emulation saw no misuse of cuDNN, cuBLASLt or the runtime, and no device memory is left', t => {

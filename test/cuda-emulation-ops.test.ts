@@ -84,8 +84,8 @@ const cases: Case[] = [
   { op: 'concat', inputs: [[[2, 3, 4], 1], [[2, 5, 4], 1]], attrs: { axis: 1 } },
   { op: 'concat', inputs: [[[2, 77, 32], 1], [[2, 77, 64], 1]], attrs: { axis: -1 } },
   { op: 'slice0', inputs: [[[4, 3, 5], 1]], attrs: { start: 1, count: 2 } },
-  { op: 'nchw_to_nlc', inputs: [[[2, 5, 3, 7], 1]] },
-  { op: 'nlc_to_nchw', inputs: [[[2, 21, 5], 1]], attrs: { h: 3, w: 7 } },
+  { op: 'image_to_tokens', inputs: [[[2, 5, 3, 7], 1]] },
+  { op: 'tokens_to_image', inputs: [[[2, 21, 5], 1]], attrs: { h: 3, w: 7 } },
   { op: 'embedding', inputs: [[[50, 12], 1]], attrs: { ids: [0, 49, 3, 3, 17, 1], batch: 2 } },
   { op: 'gather_rows', inputs: [[[3, 7, 5], 1]], attrs: { rows: [6, 0, 3] } }
 ]

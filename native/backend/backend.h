@@ -1,6 +1,8 @@
 // The ops interface: one model graph (native/models) is written against it; the CPU backend
-// (native/cpu) and the CUDA backend (native/cuda) implement it. Layout is NCHW for images and
-// [batch, tokens, channels] for sequences; weights keep PyTorch's layouts.
+// (native/cpu) and the CUDA backend (native/cuda) implement it. Shapes read [N, C, H, W] for images and
+// [batch, tokens, channels] for sequences; weights keep PyTorch's shapes. Each backend keeps images in
+// the layout it says (image_layout(): NCHW on the CPU, the reference; NHWC on the GPU): models convert
+// their image input to it once and their output back to NCHW, and image ops keep their input's layout.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -58,8 +60,13 @@ class Backend {
                               const std::function<Tensor(const std::vector<Tensor>&)>& body) {
     return body(inputs);
   }
+  // The layout image activations and convolution weights are kept in on this backend.
+  virtual Layout image_layout() const { return Layout::NCHW; }
+  // x laid out as `layout` (x itself when it already is, or when it is not rank 4).
+  virtual Tensor to_layout(const Tensor& x, Layout layout) = 0;
   // Returns when the work queued so far has completed (a no-op where ops complete as they return).
   virtual void synchronize() {}
+  // t's values in its shape's row-major order (NCHW whatever its layout).
   virtual void to_host(const Tensor& t, float* out) = 0;
   virtual size_t bytes_in_use() const = 0;
   // The device's free and total bytes, where the backend has a device of its own (false: host memory).
@@ -98,8 +105,10 @@ class Backend {
   // Shape movement.
   virtual Tensor concat(const Tensor& a, const Tensor& b, int axis) = 0;
   virtual Tensor slice0(const Tensor& x, int64_t start, int64_t count) = 0;  // along the batch axis
-  virtual Tensor nchw_to_nlc(const Tensor& x) = 0;                             // [B,C,H,W] -> [B,HW,C]
-  virtual Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) = 0;
+  // Image [B, C, H, W] -> tokens [B, HW, C], and back to an image in the backend's image layout (for
+  // NHWC images both are views of the same buffer: no copy).
+  virtual Tensor image_to_tokens(const Tensor& x) = 0;
+  virtual Tensor tokens_to_image(const Tensor& x, int64_t h, int64_t w) = 0;
   // ids [B*L] -> table rows [B, L, C]
   virtual Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) = 0;
   // x [B, L, C] -> [B, C], row rows[b] of each batch entry

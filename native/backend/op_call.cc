@@ -40,6 +40,7 @@ struct Call {
   }
   void same(const Tensor& x, const Tensor& y) const {
     if (x.shape != y.shape) fail(shape_str(x.shape) + " and " + shape_str(y.shape) + " differ");
+    if (x.layout != y.layout) fail("the inputs are in different layouts (NCHW and NHWC)");
   }
   void vec(const Tensor* t, int64_t n, const char* what) const {
     if (t && (t->rank() != 1 || t->dim(0) != n)) fail(std::string(what) + " must be [" + std::to_string(n) + "], got " + shape_str(t->shape));
@@ -109,6 +110,7 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     c.vec(c.opt(2), w.dim(0), "bias");
     Shape out{x.dim(0), w.dim(0), (x.dim(2) + 2 * pad - w.dim(2)) / stride + 1, (x.dim(3) + 2 * pad - w.dim(3)) / stride + 1};
     if (c.opt(3) && c.opt(3)->shape != out) c.fail("residual " + shape_str(c.opt(3)->shape) + " is not the output's " + shape_str(out));
+    if (c.opt(3) && c.opt(3)->layout != x.layout) c.fail("the residual is not in x's layout");
     return be.conv2d(x, w, c.opt(2), stride, pad, c.opt(3));
   }
   if (name == "cast") {  // to bf16 storage (wide: 1) or back (wide: 0) on the GPU; the CPU keeps float32
@@ -155,6 +157,7 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
   }
   if (name == "concat") {
     c.inputs(2, 2);
+    if (c.in(0).layout != c.in(1).layout) c.fail("the inputs are in different layouts (NCHW and NHWC)");
     return be.concat(c.in(0), c.in(1), int(c.integer("axis", -8, 7)));
   }
   if (name == "slice0") {
@@ -163,17 +166,21 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     int64_t start = c.integer("start", 0, c.in(0).dim(0)), count = c.integer("count", 1, c.in(0).dim(0) - start);
     return be.slice0(c.in(0), start, count);
   }
-  if (name == "nchw_to_nlc") {
+  if (name == "image_to_tokens") {
     c.inputs(1, 1);
     c.rank(c.in(0), 4, "x");
-    return be.nchw_to_nlc(c.in(0));
+    return be.image_to_tokens(c.in(0));
   }
-  if (name == "nlc_to_nchw") {
+  if (name == "tokens_to_image") {
     c.inputs(1, 1);
     c.rank(c.in(0), 3, "x");
     int64_t h = c.integer("h", 1, 1 << 16), w = c.integer("w", 1, 1 << 16);
     if (h * w != c.in(0).dim(1)) c.fail("h * w must equal the sequence length");
-    return be.nlc_to_nchw(c.in(0), h, w);
+    return be.tokens_to_image(c.in(0), h, w);
+  }
+  if (name == "to_layout") {  // nhwc: 1 for channels last (the GPU's image layout), 0 for NCHW
+    c.inputs(1, 1);
+    return be.to_layout(c.in(0), c.integer("nhwc", 0, 1) ? Layout::NHWC : Layout::NCHW);
   }
   if (name == "embedding") {
     c.inputs(1, 1);

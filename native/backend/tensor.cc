@@ -1,5 +1,7 @@
 #include "tensor.h"
 
+#include <algorithm>
+
 #include "../core/error.h"
 
 namespace pg25 {
@@ -16,11 +18,17 @@ ConcatPlan plan_concat(const Tensor& a, const Tensor& b, int axis) {
   bool ok = b.rank() == r && axis >= 0 && axis < r;
   for (int i = 0; ok && i < r; i++) ok = i == axis || a.dim(i) == b.dim(i);
   if (!ok) throw Error("PG25_INVALID_ARGUMENT", "concat: " + shape_str(a.shape) + " and " + shape_str(b.shape) + " do not join on axis " + std::to_string(axis));
+  if (a.layout != b.layout) throw Error("PG25_INTERNAL", "concat: the inputs are in different layouts (NCHW and NHWC)");
   ConcatPlan p{a.shape, 1, 1, 1};
   p.shape[axis] += b.dim(axis);
+  // The dimensions in memory order, and where `axis` lies among them.
+  std::vector<int> order(static_cast<size_t>(r));
+  for (int i = 0; i < r; i++) order[size_t(i)] = i;
+  if (r == 4 && a.layout == Layout::NHWC) order = {0, 2, 3, 1};
+  int at = int(std::find(order.begin(), order.end(), axis) - order.begin());
   int64_t inner = 1;
-  for (int i = 0; i < axis; i++) p.outer *= a.dim(i);
-  for (int i = axis + 1; i < r; i++) inner *= a.dim(i);
+  for (int i = 0; i < at; i++) p.outer *= a.dim(order[size_t(i)]);
+  for (int i = at + 1; i < r; i++) inner *= a.dim(order[size_t(i)]);
   p.a_run = a.dim(axis) * inner;
   p.b_run = b.dim(axis) * inner;
   return p;

@@ -15,9 +15,15 @@ struct Buffer {
   virtual size_t bytes() const = 0;
 };
 
+// How a rank-4 tensor [N, C, H, W] (an image batch, or a convolution's weight [K, C, R, S]) lies in
+// memory: NCHW, row-major as its shape reads, or NHWC, channels last (the layout tensor-core
+// convolutions want). The shape always reads [N, C, H, W]; tensors of other ranks are row-major.
+enum class Layout : uint8_t { NCHW, NHWC };
+
 struct Tensor {
   std::shared_ptr<Buffer> buf;
   Shape shape;
+  Layout layout = Layout::NCHW;
 
   bool defined() const { return buf != nullptr; }
   int64_t numel() const {
@@ -32,8 +38,9 @@ struct Tensor {
 std::string shape_str(const Shape& s);
 
 // How two tensors join along `axis`: the output shape, and the copy pattern shared by every backend
-// (`outer` repetitions of a run of `a_run` elements of a, then `b_run` of b). Checks ranks and the
-// other dimensions; a negative axis counts from the end.
+// (`outer` repetitions of a run of `a_run` elements of a, then `b_run` of b, in memory order: for NHWC
+// tensors, the channel axis is the innermost). Checks ranks, layouts and the other dimensions; a
+// negative axis counts from the end.
 struct ConcatPlan {
   Shape shape;
   int64_t outer, a_run, b_run;

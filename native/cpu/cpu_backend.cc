@@ -85,6 +85,11 @@ class CpuBackend final : public Backend {
     d->write_plain(tmp.data());
   }
   void to_host(const Tensor& t, float* out) override { buf(t)->read_plain(out); }
+  // The CPU is the NCHW reference: no NHWC tensor is ever made here.
+  Tensor to_layout(const Tensor& x, Layout layout) override {
+    check(layout == Layout::NCHW, "to_layout", "the CPU backend keeps images NCHW");
+    return x;
+  }
   size_t bytes_in_use() const override { return g_bytes.bytes(); }
   size_t peak_bytes() const override { return g_bytes.peak(); }
   void reset_peak() override { g_bytes.reset_peak(); }
@@ -374,7 +379,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor nchw_to_nlc(const Tensor& x) override {
+  Tensor image_to_tokens(const Tensor& x) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
     Tensor y = make({B, HW, C});
     const float* a = D(x);
@@ -388,9 +393,9 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override {
+  Tensor tokens_to_image(const Tensor& x, int64_t h, int64_t w) override {
     int64_t B = x.dim(0), HW = x.dim(1), C = x.dim(2);
-    check(HW == h * w, "nlc_to_nchw", "token count");
+    check(HW == h * w, "tokens_to_image", "token count");
     Tensor y = make({B, C, h, w});
     const float* a = D(x);
     float* o = D(y);

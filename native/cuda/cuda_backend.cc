@@ -35,6 +35,22 @@ const char* driver_branch(int runtime) { return runtime >= 13000 ? "R580" : runt
 
 void* P(const Tensor& t) { return cuda::dev_ptr(t); }
 bool W(const Tensor& t) { return cuda::is_wide(t); }
+bool NHWC(const Tensor& t) { return t.rank() == 4 && t.layout == Layout::NHWC; }
+// Image ops keep one layout: a mix means the model forgot a conversion.
+Layout one_layout(const char* op, std::initializer_list<const Tensor*> ts) {
+  Layout l = (*ts.begin())->layout;
+  for (const Tensor* t : ts)
+    if (t && t->rank() == 4 && t->layout != l) throw Error("PG25_INTERNAL", std::string(op) + ": inputs mix NCHW and NHWC layouts");
+  return l;
+}
+
+// PG25_CUDA_LAYOUT: nhwc (the default: what cuDNN's tensor-core convolutions read) or nchw.
+Layout layout_from_env() {
+  const char* env = std::getenv("PG25_CUDA_LAYOUT");
+  if (!env || !*env || std::strcmp(env, "nhwc") == 0) return Layout::NHWC;
+  if (std::strcmp(env, "nchw") == 0) return Layout::NCHW;
+  throw Error("PG25_INVALID_ARGUMENT", std::string("PG25_CUDA_LAYOUT must be \"nhwc\" or \"nchw\", got \"") + env + "\"");
+}
 // Ops keep one storage type: a mix means the model forgot a cast, which would misread the bytes.
 bool same(const char* op, std::initializer_list<const Tensor*> ts) {
   bool w = W(**ts.begin());
@@ -45,7 +61,7 @@ bool same(const char* op, std::initializer_list<const Tensor*> ts) {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : device_(device) {
+  explicit CudaBackend(int device) : device_(device), layout_(layout_from_env()) {
     std::string why = cuda::describe_availability();
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -96,9 +112,10 @@ class CudaBackend final : public Backend {
   // The stream this thread's work for this engine goes to (the recording stream while recording).
   cudaStream_t stream() const { return cuda::stream_for(*stream_owner_); }
 
-  Tensor make(const Shape& s, bool wide) {
+  Tensor make(const Shape& s, bool wide, Layout layout = Layout::NCHW) {
     Tensor t;
     t.shape = s;
+    t.layout = s.size() == 4 ? layout : Layout::NCHW;
     auto buf = std::make_shared<CudaBuffer>(size_t(t.numel()) * 2, stream_owner_);
     buf->wide = wide;
     t.buf = std::move(buf);
@@ -156,7 +173,7 @@ class CudaBackend final : public Backend {
   Tensor cast(const Tensor& x, Storage storage) override {
     bool wide = storage == Storage::Wide;
     if (W(x) == wide) return x;
-    Tensor y = make(x.shape, wide);
+    Tensor y = make(x.shape, wide, x.layout);
     cuda::convert(P(x), W(x), P(y), y.numel(), stream());
     LAUNCHED("convert");
     return y;
@@ -164,6 +181,7 @@ class CudaBackend final : public Backend {
   // (LoRA merging, issue 15) A device-to-device copy on the stream: the weight keeps its address.
   void copy_into(const Tensor& dst, const Tensor& src) override {
     if (dst.numel() != src.numel()) throw Error("PG25_INTERNAL", "copy_into: " + shape_str(src.shape) + " into " + shape_str(dst.shape));
+    if (NHWC(dst) != NHWC(src)) throw Error("PG25_INTERNAL", "copy_into: the tensors are in different layouts");
     same("copy_into", {&dst, &src});
     if (P(dst) != P(src)) check(cudaMemcpyAsync(P(dst), P(src), size_t(dst.numel()) * 2, cudaMemcpyDeviceToDevice, stream()), "copy_into");
   }
@@ -176,7 +194,19 @@ class CudaBackend final : public Backend {
     cudaEventDestroy(ev);
     check(e, "the queued GPU work");
   }
-  void to_host(const Tensor& t, float* out) override {
+  Layout image_layout() const override { return layout_; }
+  // A transpose of the last two axes of [N, C, HW] (to NHWC) or [N, HW, C] (back).
+  Tensor to_layout(const Tensor& x, Layout layout) override {
+    if (x.rank() != 4 || x.layout == layout) return x;
+    int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+    Tensor y = make(x.shape, W(x), layout);
+    if (layout == Layout::NHWC) cuda::transpose_last2(P(x), P(y), N, C, HW, stream());
+    else cuda::transpose_last2(P(x), P(y), N, HW, C, stream());
+    LAUNCHED("to_layout");
+    return y;
+  }
+  void to_host(const Tensor& t_in, float* out) override {
+    Tensor t = to_layout(t_in, Layout::NCHW);
     size_t n = size_t(t.numel());
     CudaBuffer staging(n * 4, stream_owner_);
     cuda::to_f32(P(t), static_cast<float*>(staging.ptr), int64_t(n), W(t), stream());
@@ -198,12 +228,13 @@ class CudaBackend final : public Backend {
 
   Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
     bool wide = W(*terms[0].second);
-    Tensor y = make(terms[0].second->shape, wide);
+    Tensor y = make(terms[0].second->shape, wide, terms[0].second->layout);
     // Chains of eight terms at a time (the schedulers use at most three).
     std::vector<const void*> xs;
     std::vector<float> cs;
     for (auto& t : terms) {
       same("lincomb", {terms[0].second, t.second});
+      one_layout("lincomb", {terms[0].second, t.second});
       xs.push_back(P(*t.second));
       cs.push_back(float(t.first));
     }
@@ -214,13 +245,13 @@ class CudaBackend final : public Backend {
   }
   Tensor add(const Tensor& a, const Tensor& b) override {
     bool wide = same("add", {&a, &b});
-    Tensor y = make(a.shape, wide);
+    Tensor y = make(a.shape, wide, one_layout("add", {&a, &b}));
     cuda::add(P(a), P(b), P(y), y.numel(), wide, stream());
     LAUNCHED("add");
     return y;
   }
   Tensor unary(cuda::Unary op, const Tensor& x) {
-    Tensor y = make(x.shape, W(x));
+    Tensor y = make(x.shape, W(x), x.layout);
     cuda::unary(op, P(x), P(y), y.numel(), W(x), stream());
     LAUNCHED("unary");
     return y;
@@ -243,16 +274,16 @@ class CudaBackend final : public Backend {
     std::vector<float> host(scale);
     host.insert(host.end(), shift.begin(), shift.end());
     check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream()), "affine parameters");
-    Tensor y = make(x.shape, W(x));
-    cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, W(x), stream());
+    Tensor y = make(x.shape, W(x), x.layout);
+    cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, NHWC(x), W(x), stream());
     LAUNCHED("channel_affine");
     return y;
   }
   Tensor add_channel_bias(const Tensor& x, const Tensor& t) override {
     int64_t B = x.dim(0), C = x.dim(1);
     bool wide = same("add_channel_bias", {&x, &t});
-    Tensor y = make(x.shape, wide);
-    cuda::add_channel_bias(P(x), P(t), P(y), B, C, x.numel() / (B * C), wide, stream());
+    Tensor y = make(x.shape, wide, x.layout);
+    cuda::add_channel_bias(P(x), P(t), P(y), B, C, x.numel() / (B * C), NHWC(x), wide, stream());
     LAUNCHED("add_channel_bias");
     return y;
   }
@@ -288,25 +319,34 @@ class CudaBackend final : public Backend {
     uintptr_t bits = reinterpret_cast<uintptr_t>(P(x)) | reinterpret_cast<uintptr_t>(P(w)) | reinterpret_cast<uintptr_t>(P(y)) |
                      (bias ? reinterpret_cast<uintptr_t>(P(*bias)) : 0) | (residual ? reinterpret_cast<uintptr_t>(P(*residual)) : 0);
     if (bits % 16) return false;
-    const cuda::Cudnn::Plan* p = dnn_->plan({x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), stride, pad, wide, bias != nullptr, residual != nullptr});
+    const cuda::Cudnn::Plan* p =
+        dnn_->plan({x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), stride, pad, wide, bias != nullptr, residual != nullptr, NHWC(x)});
     if (!p) return false;
     std::unique_ptr<CudaBuffer> ws;
     if (int64_t n = cuda::Cudnn::workspace_bytes(*p)) ws = std::make_unique<CudaBuffer>(size_t(n), stream_owner_);
     dnn_->run(*p, P(x), P(w), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, P(y), ws ? ws->ptr : nullptr, stream());
     if (!cuda::Cudnn::fused(*p) && (bias || residual)) {
-      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, y.dim(0), y.dim(1), y.dim(2) * y.dim(3), wide, stream());
+      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, y.dim(0), y.dim(1), y.dim(2) * y.dim(3), NHWC(y), wide,
+                          stream());
       LAUNCHED("conv bias");
     }
     return true;
   }
 
-  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
-    int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+  Tensor conv2d(const Tensor& x, const Tensor& w_in, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
+    int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w_in.dim(0), kh = w_in.dim(2), kw = w_in.dim(3);
     int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1, P_ = Ho * Wo, K = Cin * kh * kw;
-    bool wide = same("conv2d", {&x, &w, bias, residual});
-    Tensor y = make({B, Cout, Ho, Wo}, wide);
+    bool wide = same("conv2d", {&x, &w_in, bias, residual});
+    Layout layout = one_layout("conv2d", {&x, residual});
+    // The kernel in the activations' layout (KRSC beside NHWC): models load it so, other callers' is converted here.
+    Tensor w = to_layout(w_in, layout);
+    Tensor y = make({B, Cout, Ho, Wo}, wide, layout);
     if (conv_cudnn(x, w, bias, stride, pad, residual, y, wide)) return y;
     bool pointwise = kh == 1 && kw == 1 && stride == 1 && pad == 0;
+    if (layout == Layout::NHWC) {
+      conv_nhwc_im2col(x, w, bias, stride, pad, residual, y, wide, pointwise);
+      return y;
+    }
     // im2col in column chunks that keep the buffer near 64 MB at any resolution. A chunk is a multiple
     // of 128 columns (256 bytes), so every chunk's column buffer and output offset keep cuBLASLt's
     // alignment (all the more when the output row length P_ is itself a multiple of 8).
@@ -328,17 +368,50 @@ class CudaBackend final : public Backend {
       }
     }
     if (bias || residual) {
-      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, B, Cout, P_, wide, stream());
+      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, B, Cout, P_, false, wide, stream());
       LAUNCHED("conv bias");
     }
     return y;
+  }
+  // NHWC without a cuDNN plan: the output's rows are pixels, so the convolution is a linear layer over
+  // im2col's rows (over x itself for a 1x1 kernel), with the bias and the residual in cuBLASLt's
+  // epilogue. Chunks of rows keep the column buffer near 64 MB; a chunk is a multiple of 128 rows, so
+  // every chunk's operands keep their 16-byte alignment.
+  void conv_nhwc_im2col(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y, bool wide,
+                        bool pointwise) {
+    int64_t Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3), Ho = y.dim(2), Wo = y.dim(3);
+    int64_t rows = y.dim(0) * Ho * Wo, K = Cin * kh * kw;
+    const void* b = bias ? P(*bias) : nullptr;
+    if (pointwise) {
+      lt_->linear(P(x), P(w), b, residual ? P(*residual) : nullptr, P(y), rows, Cout, K, wide, stream());
+      return;
+    }
+    int64_t chunk = std::min<int64_t>(rows, std::max<int64_t>(256, (int64_t(32) << 20) / std::max<int64_t>(1, K)) / 128 * 128);
+    CudaBuffer col(size_t(K * chunk) * 2, stream_owner_);
+    for (int64_t p0 = 0; p0 < rows; p0 += chunk) {
+      int64_t pc = std::min(chunk, rows - p0);
+      cuda::im2col_nhwc(P(x), col.ptr, Cin, H, W, kh, kw, stride, pad, Ho, Wo, p0, pc, stream());
+      LAUNCHED("im2col");
+      const char* r = residual ? static_cast<const char*>(P(*residual)) + p0 * Cout * 2 : nullptr;
+      lt_->linear(col.ptr, P(w), b, r, static_cast<char*>(P(y)) + p0 * Cout * 2, pc, Cout, K, wide, stream());
+    }
   }
 
   Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) override {
     int64_t B = x.dim(0), C = x.dim(1);
     bool wide = same("group_norm", {&x, &gamma, &beta});
-    Tensor y = make(x.shape, wide);
     int64_t HW = x.numel() / (B * C);
+    if (NHWC(x)) {
+      // Wider than the kernel's shared memory holds: through NCHW (no model here has such a layer).
+      if (C > cuda::kGroupNormNhwcMaxChannels) return to_layout(group_norm(to_layout(x, Layout::NCHW), gamma, beta, groups, eps, silu), Layout::NHWC);
+      Tensor y = make(x.shape, wide, Layout::NHWC);
+      cuda::GroupNormPlan plan = cuda::plan_group_norm_nhwc(B, C, HW, groups);
+      CudaBuffer scratch(size_t(plan.scratch_floats) * 4, stream_owner_);
+      cuda::group_norm_nhwc(P(x), P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream());
+      LAUNCHED("group_norm");
+      return y;
+    }
+    Tensor y = make(x.shape, wide);
     cuda::GroupNormPlan plan = cuda::plan_group_norm(B, C, HW, groups);
     CudaBuffer scratch(size_t(plan.scratch_floats) * 4, stream_owner_);
     cuda::group_norm(P(x), P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream());
@@ -364,20 +437,20 @@ class CudaBackend final : public Backend {
   }
   Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) override {
     int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
-    Tensor y = make({B, C, H + top + bottom, W + left + right}, pg25::W(x));
-    cuda::pad2d(P(x), P(y), B * C, H, W, left, top, H + top + bottom, W + left + right, stream());
+    Tensor y = make({B, C, H + top + bottom, W + left + right}, pg25::W(x), x.layout);
+    cuda::pad2d(P(x), P(y), B, C, H, W, left, top, H + top + bottom, W + left + right, NHWC(x), stream());
     LAUNCHED("pad2d");
     return y;
   }
   Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) override {
-    Tensor y = make({x.dim(0), x.dim(1), oh, ow}, W(x));
-    cuda::upsample_nearest(P(x), P(y), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), oh, ow, stream());
+    Tensor y = make({x.dim(0), x.dim(1), oh, ow}, W(x), x.layout);
+    cuda::upsample_nearest(P(x), P(y), x.dim(0), x.dim(1), x.dim(2), x.dim(3), oh, ow, NHWC(x), stream());
     LAUNCHED("upsample");
     return y;
   }
   Tensor concat(const Tensor& a, const Tensor& b, int axis) override {
     ConcatPlan p = plan_concat(a, b, axis);
-    Tensor y = make(p.shape, same("concat", {&a, &b}));
+    Tensor y = make(p.shape, same("concat", {&a, &b}), a.layout);
     size_t ca = size_t(p.a_run) * 2, cb = size_t(p.b_run) * 2;
     check(cudaMemcpy2DAsync(P(y), ca + cb, P(a), ca, ca, size_t(p.outer), cudaMemcpyDeviceToDevice, stream()), "concat");
     check(cudaMemcpy2DAsync(static_cast<char*>(P(y)) + ca, ca + cb, P(b), cb, cb, size_t(p.outer), cudaMemcpyDeviceToDevice, stream()), "concat");
@@ -387,23 +460,26 @@ class CudaBackend final : public Backend {
   Tensor slice0(const Tensor& x, int64_t start, int64_t count) override {
     Shape s = x.shape;
     s[0] = count;
-    Tensor y = make(s, W(x));
+    Tensor y = make(s, W(x), x.layout);
     int64_t per = x.numel() / x.dim(0);
     check(cudaMemcpyAsync(P(y), static_cast<const char*>(P(x)) + start * per * 2, size_t(count * per) * 2, cudaMemcpyDeviceToDevice, stream()), "slice");
     return y;
   }
-  Tensor nchw_to_nlc(const Tensor& x) override {
+  // NHWC images are token sequences already: both directions are views.
+  Tensor image_to_tokens(const Tensor& x) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+    if (NHWC(x)) return Tensor{x.buf, {B, HW, C}};
     Tensor y = make({B, HW, C}, W(x));
     cuda::transpose_last2(P(x), P(y), B, C, HW, stream());
-    LAUNCHED("nchw_to_nlc");
+    LAUNCHED("image_to_tokens");
     return y;
   }
-  Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override {
+  Tensor tokens_to_image(const Tensor& x, int64_t h, int64_t w) override {
     int64_t B = x.dim(0), C = x.dim(2);
+    if (layout_ == Layout::NHWC) return Tensor{x.buf, {B, C, h, w}, Layout::NHWC};
     Tensor y = make({B, C, h, w}, W(x));
     cuda::transpose_last2(P(x), P(y), B, h * w, C, stream());
-    LAUNCHED("nlc_to_nchw");
+    LAUNCHED("tokens_to_image");
     return y;
   }
   Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) override {
@@ -431,7 +507,7 @@ class CudaBackend final : public Backend {
     std::vector<float> host(m);
     host.insert(host.end(), bias.begin(), bias.end());
     check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream()), "preview parameters");
-    cuda::latent_rgb(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + m.size(), static_cast<uint8_t*>(out.ptr), B, C, HW, W(x), stream());
+    cuda::latent_rgb(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + m.size(), static_cast<uint8_t*>(out.ptr), B, C, HW, NHWC(x), W(x), stream());
     LAUNCHED("latent_rgb");
     std::vector<uint8_t> result(size_t(B * HW * 3));
     check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream()), "preview download");
@@ -441,7 +517,7 @@ class CudaBackend final : public Backend {
   std::vector<uint8_t> to_rgb8(const Tensor& x) override {
     int64_t B = x.dim(0), HW = x.dim(2) * x.dim(3);
     CudaBuffer out(size_t(B * HW * 3), stream_owner_);
-    cuda::to_rgb8(P(x), static_cast<uint8_t*>(out.ptr), B, HW, W(x), stream());
+    cuda::to_rgb8(P(x), static_cast<uint8_t*>(out.ptr), B, HW, NHWC(x), W(x), stream());
     LAUNCHED("to_rgb8");
     std::vector<uint8_t> result(size_t(B * HW * 3));
     check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream()), "image download");
@@ -451,6 +527,7 @@ class CudaBackend final : public Backend {
 
  private:
   int device_;
+  Layout layout_;  // of images and convolution kernels
   std::shared_ptr<Stream> stream_owner_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLt> lt_;

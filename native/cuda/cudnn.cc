@@ -59,11 +59,11 @@ struct Builder {
   void finalize(Desc d) {
     if (status == kSuccess) status = finalize_fn(d);
   }
-  // NCHW strides: cuDNN takes any strides, so our NCHW tensors go in as they are. NHWC activations
-  // would spare its engines the internal transposes (the layout its tensor-core kernels want): the
-  // next step, once the backend keeps activations NHWC.
-  Desc tensor(int64_t uid, int32_t type, std::array<int64_t, 4> dims, bool is_virtual) {
+  // cuDNN takes dimensions in NCHW order and the layout as strides: NHWC (and KRSC kernels) is what its
+  // tensor-core engines read without transposing; NCHW tensors go in as they are.
+  Desc tensor(int64_t uid, int32_t type, std::array<int64_t, 4> dims, bool is_virtual, bool nhwc) {
     std::array<int64_t, 4> strides{dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1};
+    if (nhwc) strides = {dims[1] * dims[2] * dims[3], 1, dims[3] * dims[1], dims[1]};
     int64_t align = 16;
     Desc t = make(kTensorDesc);
     set(t, kAttrTensorUniqueId, kTypeInt64, 1, &uid);
@@ -160,10 +160,10 @@ Cudnn::Plan* Cudnn::build(const ConvShape& s, bool fuse) {
   plan->bias = fuse && s.bias;
   plan->residual = fuse && s.residual;
   int adds = int(plan->bias) + int(plan->residual);
-  Desc x = b.tensor(kX, io, {s.n, s.c, s.h, s.w}, false);
-  Desc w = b.tensor(kW, io, {s.k, s.c, s.r, s.s}, false);
-  Desc y = b.tensor(kY, io, {s.n, s.k, ho, wo}, false);
-  Desc conv_out = adds ? b.tensor(kConvOut, kDataFloat, {s.n, s.k, ho, wo}, true) : y;
+  Desc x = b.tensor(kX, io, {s.n, s.c, s.h, s.w}, false, s.nhwc);
+  Desc w = b.tensor(kW, io, {s.k, s.c, s.r, s.s}, false, s.nhwc);
+  Desc y = b.tensor(kY, io, {s.n, s.k, ho, wo}, false, s.nhwc);
+  Desc conv_out = adds ? b.tensor(kConvOut, kDataFloat, {s.n, s.k, ho, wo}, true, s.nhwc) : y;
 
   Desc conv = b.make(kConvolutionDesc);
   int32_t comp = kDataFloat, mode = kCrossCorrelation;
@@ -188,13 +188,13 @@ Cudnn::Plan* Cudnn::build(const ConvShape& s, bool fuse) {
   std::vector<Desc> ops{fwd};
   Desc last = conv_out;
   if (plan->bias) {
-    Desc bias = b.tensor(kBias, io, {1, s.k, 1, 1}, false);
-    Desc out = plan->residual ? b.tensor(kBiasOut, kDataFloat, {s.n, s.k, ho, wo}, true) : y;
+    Desc bias = b.tensor(kBias, io, {1, s.k, 1, 1}, false, s.nhwc);
+    Desc out = plan->residual ? b.tensor(kBiasOut, kDataFloat, {s.n, s.k, ho, wo}, true, s.nhwc) : y;
     ops.push_back(b.add(last, bias, out));
     last = out;
   }
   if (plan->residual) {
-    Desc res = b.tensor(kResidual, io, {s.n, s.k, ho, wo}, false);
+    Desc res = b.tensor(kResidual, io, {s.n, s.k, ho, wo}, false, s.nhwc);
     ops.push_back(b.add(last, res, y));
   }
   Desc graph = b.make(kOperationGraphDesc);

@@ -63,11 +63,12 @@ using GetAttributeFn = Status (*)(Desc, int32_t name, int32_t type, int64_t requ
 using ExecuteFn = Status (*)(Handle, Desc plan, Desc variant_pack);
 }  // namespace dnn
 
-// One convolution's shape and storage: the key of its cached plan.
+// One convolution's shape, storage and layout (NHWC activations with a KRSC kernel, or NCHW with KCRS):
+// the key of its cached plan.
 struct ConvShape {
   int64_t n, c, h, w, k, r, s, stride, pad;
-  bool wide, bias, residual;
-  auto key() const { return std::make_tuple(n, c, h, w, k, r, s, stride, pad, wide, bias, residual); }
+  bool wide, bias, residual, nhwc;
+  auto key() const { return std::make_tuple(n, c, h, w, k, r, s, stride, pad, wide, bias, residual, nhwc); }
 };
 
 class Cudnn {

@@ -1,3 +1,5 @@
+#include <type_traits>
+
 #include "kernels.h"
 #include "launch.h"
 #include "storage.h"
@@ -10,6 +12,7 @@ namespace {
 __device__ __forceinline__ float silu_f(float v) { return v / (1.f + __expf(-v)); }
 __device__ __forceinline__ float gelu_f(float v) { return 0.5f * v * (1.f + erff(v * 0.70710678118654752f)); }
 
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 unsigned grid(int64_t n, int block = 256) {
   int64_t g = (n + block - 1) / block;
   return unsigned(g < 1 ? 1 : (g > 65535 * 8 ? 65535 * 8 : g));
@@ -65,22 +68,41 @@ __global__ void k_geglu_vec(const T* x, T* y, int64_t rows, int64_t n) {
     store16(y + r * n + j, out);
   }
 }
+// Per-channel kernels take `inner`, the distance between channels in elements: HW for NCHW, 1 for NHWC,
+// so element i is channel (i / inner) % C of image i / (C * HW) either way.
 template <class T>
-__global__ void k_channel_affine(const T* x, const float* sc, const float* sh, T* y, int64_t C, int64_t HW, int64_t n) {
+__global__ void k_channel_affine(const T* x, const float* sc, const float* sh, T* y, int64_t C, int64_t inner, int64_t n) {
   GRID_STRIDE(i, n) {
-    int64_t c = (i / HW) % C;
+    int64_t c = (i / inner) % C;
     st(y, i, ld(x, i) * sc[c] + sh[c]);
   }
 }
 template <class T>
-__global__ void k_add_channel_bias(const T* x, const T* t, T* y, int64_t HW, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(x, i) + ld(t, i / HW)); }
+__global__ void k_add_channel_bias(const T* x, const T* t, T* y, int64_t C, int64_t HW, int64_t inner, int64_t n) {
+  GRID_STRIDE(i, n) st(y, i, ld(x, i) + ld(t, i / (C * HW) * C + (i / inner) % C));
+}
 template <class T>
-__global__ void k_conv_epilogue(T* y, const T* b, const T* r, int64_t C, int64_t HW, int64_t n) {
+__global__ void k_conv_epilogue(T* y, const T* b, const T* r, int64_t C, int64_t inner, int64_t n) {
   GRID_STRIDE(i, n) {
     float v = ld(y, i);
-    if (b) v += ld(b, (i / HW) % C);
+    if (b) v += ld(b, (i / inner) % C);
     if (r) v += ld(r, i);
     st(y, i, v);
+  }
+}
+// NHWC columns: row p (an output pixel of the batch) holds its receptive field as (ky, kx, c), the order
+// of a KRSC kernel's rows, so the GEMM against the kernel needs no reordering and the reads of x run
+// along channels. V is one 16-bit value, or eight (uint4) when C % 8 == 0; C counts V's.
+template <class V>
+__global__ void k_im2col_nhwc(const V* x, V* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
+                              int64_t Ho, int64_t Wo, int64_t p0, int64_t n) {
+  int64_t K = kh * kw * C;
+  GRID_STRIDE(i, n) {
+    int64_t p = p0 + i / K, r = i % K;
+    int64_t c = r % C, kx = (r / C) % kw, ky = r / (C * kw);
+    int64_t b = p / (Ho * Wo), oy = (p / Wo) % Ho, ox = p % Wo;
+    int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+    col[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? x[((b * H + iy) * W + ix) * C + c] : V{};
   }
 }
 __global__ void k_im2col(const h* x, h* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
@@ -94,17 +116,23 @@ __global__ void k_im2col(const h* x, h* col, int64_t C, int64_t H, int64_t W, in
   }
 }
 
-__global__ void k_upsample(const h* x, h* y, int64_t H, int64_t W, int64_t oh, int64_t ow, float sy, float sx, int64_t n) {
+// Spatial moves copy runs of `inner` V's per pixel: one value of one plane (NCHW, planes = B * C,
+// inner = 1), or a pixel's channels (NHWC, planes = B, inner = C, eight at a time when C % 8 == 0).
+template <class V>
+__global__ void k_upsample(const V* x, V* y, int64_t H, int64_t W, int64_t oh, int64_t ow, float sy, float sx, int64_t inner, int64_t n) {
   GRID_STRIDE(i, n) {
-    int64_t bc = i / (oh * ow), yy = (i / ow) % oh, xx = i % ow;
+    int64_t e = i % inner, q = i / inner;
+    int64_t bc = q / (oh * ow), yy = (q / ow) % oh, xx = q % ow;
     int64_t iy = min(H - 1, int64_t(float(yy) * sy)), ix = min(W - 1, int64_t(float(xx) * sx));
-    y[i] = x[(bc * H + iy) * W + ix];
+    y[i] = x[((bc * H + iy) * W + ix) * inner + e];
   }
 }
-__global__ void k_pad(const h* x, h* y, int64_t H, int64_t W, int left, int top, int64_t Ho, int64_t Wo, int64_t n) {
+template <class V>
+__global__ void k_pad(const V* x, V* y, int64_t H, int64_t W, int left, int top, int64_t Ho, int64_t Wo, int64_t inner, int64_t n) {
   GRID_STRIDE(i, n) {
-    int64_t bc = i / (Ho * Wo), yy = (i / Wo) % Ho - top, xx = i % Wo - left;
-    y[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? x[(bc * H + yy) * W + xx] : __float2half(0.f);
+    int64_t e = i % inner, q = i / inner;
+    int64_t bc = q / (Ho * Wo), yy = (q / Wo) % Ho - top, xx = q % Wo - left;
+    y[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? x[((bc * H + yy) * W + xx) * inner + e] : V{};
   }
 }
 __global__ void k_transpose(const h* x, h* y, int64_t R, int64_t Cc, int64_t n) {
@@ -115,20 +143,20 @@ __global__ void k_transpose(const h* x, h* y, int64_t R, int64_t Cc, int64_t n) 
 }
 __global__ void k_embedding(const int32_t* ids, const h* table, h* y, int64_t n, int64_t C) { GRID_STRIDE(i, n * C) y[i] = table[int64_t(ids[i / C]) * C + i % C]; }
 template <class T>
-__global__ void k_to_rgb8(const T* x, uint8_t* y, int64_t HW, int64_t n) {
+__global__ void k_to_rgb8(const T* x, uint8_t* y, int64_t HW, bool nhwc, int64_t n) {
   GRID_STRIDE(i, n) {  // i over B*HW*3 in NHWC order
     int64_t b = i / (HW * 3), p = (i / 3) % HW, c = i % 3;
-    float v = ld(x, (b * 3 + c) * HW + p) / 2.f + 0.5f;
+    float v = ld(x, nhwc ? i : (b * 3 + c) * HW + p) / 2.f + 0.5f;
     v = isnan(v) ? 0.f : fminf(1.f, fmaxf(0.f, v));
     y[i] = uint8_t(__float2int_rn(v * 255.f));
   }
 }
 template <class T>
-__global__ void k_latent_rgb(const T* x, const float* m, const float* bias, uint8_t* y, int64_t C, int64_t HW, int64_t n) {
+__global__ void k_latent_rgb(const T* x, const float* m, const float* bias, uint8_t* y, int64_t C, int64_t HW, bool nhwc, int64_t n) {
   GRID_STRIDE(i, n) {
     int64_t b = i / (HW * 3), p = (i / 3) % HW, c = i % 3;
     float v = bias[c];
-    for (int64_t k = 0; k < C; k++) v += m[c * C + k] * ld(x, (b * C + k) * HW + p);
+    for (int64_t k = 0; k < C; k++) v += m[c * C + k] * ld(x, nhwc ? (b * HW + p) * C + k : (b * C + k) * HW + p);
     v = isnan(v) ? 0.f : fminf(1.f, fmaxf(0.f, (v + 1.f) / 2.f));
     y[i] = uint8_t(__float2int_rn(v * 255.f));
   }
@@ -167,24 +195,50 @@ void geglu(const void* x, void* y, int64_t rows, int64_t n, bool wide, cudaStrea
   else
     BY_TYPE(wide, PG25_LAUNCH(k_geglu<T>, grid(rows * n), 256, 0, s)(C(x), M(y), rows, n));
 }
-void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_channel_affine<T>, grid(B * Ch * HW), 256, 0, s)(C(x), scale, shift, M(y), Ch, HW, B * Ch * HW));
+void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide,
+                    cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_channel_affine<T>, grid(B * Ch * HW), 256, 0, s)(C(x), scale, shift, M(y), Ch, nhwc ? 1 : HW, B * Ch * HW));
 }
-void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_add_channel_bias<T>, grid(B * Ch * HW), 256, 0, s)(C(x), C(t), M(y), HW, B * Ch * HW));
+void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_add_channel_bias<T>, grid(B * Ch * HW), 256, 0, s)(C(x), C(t), M(y), Ch, HW, nhwc ? 1 : HW, B * Ch * HW));
 }
-void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_conv_epilogue<T>, grid(B * Ch * HW), 256, 0, s)(M(y), C(bias), C(residual), Ch, HW, B * Ch * HW));
+void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_conv_epilogue<T>, grid(B * Ch * HW), 256, 0, s)(M(y), C(bias), C(residual), Ch, nhwc ? 1 : HW, B * Ch * HW));
+}
+void im2col_nhwc(const void* x, void* col, int64_t Ch, int64_t Hh, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Ho,
+                 int64_t Wo, int64_t p0, int64_t pc, cudaStream_t s) {
+  if (Ch % 8 == 0 && aligned16(x) && aligned16(col)) {
+    int64_t n = pc * kh * kw * Ch / 8;
+    PG25_LAUNCH(k_im2col_nhwc<uint4>, grid(n), 256, 0, s)(static_cast<const uint4*>(x), static_cast<uint4*>(col), Ch / 8, Hh, W, kh, kw, stride, pad, Ho, Wo, p0, n);
+  } else {
+    int64_t n = pc * kh * kw * Ch;
+    PG25_LAUNCH(k_im2col_nhwc<h>, grid(n), 256, 0, s)(H(x), HM(col), Ch, Hh, W, kh, kw, stride, pad, Ho, Wo, p0, n);
+  }
 }
 void im2col(const void* x, void* col, int64_t Ch, int64_t Hh, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
             int64_t p0, int64_t pc, cudaStream_t s) {
   PG25_LAUNCH(k_im2col, grid(Ch * kh * kw * pc), 256, 0, s)(H(x), HM(col), Ch, Hh, W, kh, kw, stride, pad, Wo, p0, pc);
 }
-void upsample_nearest(const void* x, void* y, int64_t BC, int64_t Hh, int64_t W, int64_t oh, int64_t ow, cudaStream_t s) {
-  PG25_LAUNCH(k_upsample, grid(BC * oh * ow), 256, 0, s)(H(x), HM(y), Hh, W, oh, ow, float(Hh) / float(oh), float(W) / float(ow), BC * oh * ow);
+// Runs `launch(x, y, inner, n)` over `count` runs of `inner` 16-bit values each: as uint4's, eight values
+// at a time, where the runs and both pointers allow 16-byte accesses.
+template <class Launch>
+void by_run(const void* x, void* y, int64_t count, int64_t inner, Launch launch) {
+  if (inner % 8 == 0 && aligned16(x) && aligned16(y)) launch(static_cast<const uint4*>(x), static_cast<uint4*>(y), inner / 8, count * inner / 8);
+  else launch(H(x), HM(y), inner, count * inner);
 }
-void pad2d(const void* x, void* y, int64_t BC, int64_t Hh, int64_t W, int left, int top, int64_t Ho, int64_t Wo, cudaStream_t s) {
-  PG25_LAUNCH(k_pad, grid(BC * Ho * Wo), 256, 0, s)(H(x), HM(y), Hh, W, left, top, Ho, Wo, BC * Ho * Wo);
+template <class P>
+using Elem = std::remove_const_t<std::remove_pointer_t<P>>;
+
+void upsample_nearest(const void* x, void* y, int64_t B, int64_t Ch, int64_t Hh, int64_t W, int64_t oh, int64_t ow, bool nhwc, cudaStream_t s) {
+  float sy = float(Hh) / float(oh), sx = float(W) / float(ow);
+  by_run(x, y, (nhwc ? B : B * Ch) * oh * ow, nhwc ? Ch : 1, [&](auto xv, auto yv, int64_t inner, int64_t n) {
+    PG25_LAUNCH(k_upsample<Elem<decltype(xv)>>, grid(n), 256, 0, s)(xv, yv, Hh, W, oh, ow, sy, sx, inner, n);
+  });
+}
+void pad2d(const void* x, void* y, int64_t B, int64_t Ch, int64_t Hh, int64_t W, int left, int top, int64_t Ho, int64_t Wo, bool nhwc, cudaStream_t s) {
+  by_run(x, y, (nhwc ? B : B * Ch) * Ho * Wo, nhwc ? Ch : 1, [&](auto xv, auto yv, int64_t inner, int64_t n) {
+    PG25_LAUNCH(k_pad<Elem<decltype(xv)>>, grid(n), 256, 0, s)(xv, yv, Hh, W, left, top, Ho, Wo, inner, n);
+  });
 }
 void transpose_last2(const void* x, void* y, int64_t B, int64_t R, int64_t Cc, cudaStream_t s) {
   PG25_LAUNCH(k_transpose, grid(B * R * Cc), 256, 0, s)(H(x), HM(y), R, Cc, B * R * Cc);
@@ -192,11 +246,11 @@ void transpose_last2(const void* x, void* y, int64_t B, int64_t R, int64_t Cc, c
 void embedding(const int32_t* ids, const void* table, void* y, int64_t n, int64_t Ch, cudaStream_t s) {
   PG25_LAUNCH(k_embedding, grid(n * Ch), 256, 0, s)(ids, H(table), HM(y), n, Ch);
 }
-void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_to_rgb8<T>, grid(B * HW * 3), 256, 0, s)(C(x), y, HW, B * HW * 3));
+void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, bool nhwc, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_to_rgb8<T>, grid(B * HW * 3), 256, 0, s)(C(x), y, HW, nhwc, B * HW * 3));
 }
-void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t Ch, int64_t HW, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_latent_rgb<T>, grid(B * HW * 3), 256, 0, s)(C(x), m, bias, y, Ch, HW, B * HW * 3));
+void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_latent_rgb<T>, grid(B * HW * 3), 256, 0, s)(C(x), m, bias, y, Ch, HW, nhwc, B * HW * 3));
 }
 
 }  // namespace pg25::cuda

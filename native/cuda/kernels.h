@@ -19,13 +19,19 @@ void add(const void* a, const void* b, void* y, int64_t n, bool wide, cudaStream
 enum class Unary { Silu, Gelu, QuickGelu };
 void unary(Unary op, const void* x, void* y, int64_t n, bool wide, cudaStream_t s);
 void geglu(const void* x, void* y, int64_t rows, int64_t n, bool wide, cudaStream_t s);
-// x [B, C, HW]: y = x * scale[c] + shift[c] (device float arrays)
-void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
-// x [B, C, HW] + t [B, C]
-void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
-// y [B, C, HW] += bias[C] (when given) + residual [B, C, HW] (when given): a convolution's one pass after its GEMMs.
-void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
-// Columns [K = C*kh*kw, P] for output pixels [p0, p0 + pc) of one image.
+// Image kernels take `nhwc`: images [B, C, HW] when false, [B, HW, C] (channels last) when true.
+// y = x * scale[c] + shift[c] (device float arrays)
+void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t C, int64_t HW, bool nhwc, bool wide,
+                    cudaStream_t s);
+// x + t [B, C]
+void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t C, int64_t HW, bool nhwc, bool wide, cudaStream_t s);
+// y += bias[C] (when given) + residual (when given): a convolution's one pass after its GEMMs.
+void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t C, int64_t HW, bool nhwc, bool wide, cudaStream_t s);
+// NHWC columns [pc, kh * kw * C] (rows (ky, kx, c), a KRSC kernel's order) for output pixels
+// [p0, p0 + pc) of the whole batch (Ho x Wo per image).
+void im2col_nhwc(const void* x, void* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Ho,
+                 int64_t Wo, int64_t p0, int64_t pc, cudaStream_t s);
+// NCHW columns [K = C*kh*kw, P] for output pixels [p0, p0 + pc) of one image.
 void im2col(const void* x, void* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
             int64_t p0, int64_t pc, cudaStream_t s);
 // GroupNorm in three passes (partial moments per chunk of each group, their combination, the
@@ -38,18 +44,26 @@ struct GroupNormPlan {
 GroupNormPlan plan_group_norm(int64_t B, int64_t C, int64_t HW, int groups);
 void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups, float eps,
                 bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
+// GroupNorm of NHWC x [B, HW, C]: pass 1 reduces a stretch of rows (pixels) of one image per block, each
+// thread along its own channels, to per-group moments; passes 2 and 3 as above.
+// (at most this many channels: larger images take the NCHW kernels through a transpose)
+constexpr int64_t kGroupNormNhwcMaxChannels = 2048;
+GroupNormPlan plan_group_norm_nhwc(int64_t B, int64_t C, int64_t HW, int groups);
+void group_norm_nhwc(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups, float eps,
+                     bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
 void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t C, float eps, bool wide, cudaStream_t s);
 // q [B, Nq, C], k and v [B, Nk, C], heads split C; online softmax, no score matrix in memory.
 void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal,
                bool wide, cudaStream_t s);
-void upsample_nearest(const void* x, void* y, int64_t BC, int64_t H, int64_t W, int64_t oh, int64_t ow, cudaStream_t s);
-void pad2d(const void* x, void* y, int64_t BC, int64_t H, int64_t W, int left, int top, int64_t Ho, int64_t Wo, cudaStream_t s);
+void upsample_nearest(const void* x, void* y, int64_t B, int64_t C, int64_t H, int64_t W, int64_t oh, int64_t ow, bool nhwc, cudaStream_t s);
+void pad2d(const void* x, void* y, int64_t B, int64_t C, int64_t H, int64_t W, int left, int top, int64_t Ho, int64_t Wo, bool nhwc, cudaStream_t s);
 // [B, C, HW] <-> [B, HW, C]
 void transpose_last2(const void* x, void* y, int64_t B, int64_t R, int64_t Cc, cudaStream_t s);
 void embedding(const int32_t* ids, const void* table, void* y, int64_t n, int64_t C, cudaStream_t s);
-// RGB bytes from [B, 3, H, W] in [-1, 1]
-void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, bool wide, cudaStream_t s);
-// RGB bytes from [B, C, H, W] through rgb = M x + bias (M 3 x C, device floats)
-void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t C, int64_t HW, bool wide, cudaStream_t s);
+// RGB bytes from an image of 3 channels in [-1, 1]
+void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, bool nhwc, bool wide, cudaStream_t s);
+// RGB bytes from C channels through rgb = M x + bias (M 3 x C, device floats)
+void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t C, int64_t HW, bool nhwc, bool wide,
+                cudaStream_t s);
 
 }  // namespace pg25::cuda

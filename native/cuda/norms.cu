@@ -145,6 +145,83 @@ __global__ void k_group_apply(const T* x, const float* stats, const T* g, const 
   }
 }
 
+// The NHWC GroupNorm's shared memory: moments of every channel for each row lane of a block.
+constexpr int kNhwcSlots = int(kGroupNormNhwcMaxChannels);
+
+// NHWC GroupNorm, pass 1: block (chunk, b) reduces rows [chunk * len, +len) of image b. Its threads form
+// `rows_per` row lanes of `tpr` threads; a thread owns VEC consecutive channels (one 16-byte load when
+// VEC is 8) and steps down the rows of its lane, summing each channel shifted by its first value. The
+// per-channel moments meet in shared memory, where one thread per group combines its channels.
+template <class T, int VEC>
+__global__ void k_group_partial_nhwc(const T* x, float* part, int64_t C, int64_t HW, int64_t len, int groups, int tpr) {
+  __shared__ float sm[kNhwcSlots * 3];
+  int64_t b = blockIdx.y, r0 = int64_t(blockIdx.x) * len, r1 = r0 + len < HW ? r0 + len : HW;
+  int rows_per = int(blockDim.x) / tpr, col = int(threadIdx.x) % tpr, ry = int(threadIdx.x) / tpr;
+  int64_t lanes = C / VEC;
+  const T* img = x + b * HW * C;
+  for (int64_t v = col; v < lanes; v += tpr) {
+    float shift[VEC], s[VEC], s2[VEC], cnt = 0.f;
+    for (int e = 0; e < VEC; e++) shift[e] = s[e] = s2[e] = 0.f;
+    for (int64_t r = r0 + ry; r < r1; r += rows_per) {
+      float val[VEC];
+      if (VEC == 8) {
+        T e8[8];
+        load16(img + r * C + v * 8, e8);
+        for (int e = 0; e < VEC; e++) val[e] = ld(e8, e);
+      } else {
+        for (int e = 0; e < VEC; e++) val[e] = ld(img, r * C + v * VEC + e);
+      }
+      if (cnt == 0.f)
+        for (int e = 0; e < VEC; e++) shift[e] = val[e];
+      for (int e = 0; e < VEC; e++) {
+        float d = val[e] - shift[e];
+        s[e] += d;
+        s2[e] += d * d;
+      }
+      cnt += 1.f;
+    }
+    for (int e = 0; e < VEC; e++) {
+      float* o = sm + (int64_t(ry) * C + v * VEC + e) * 3;
+      o[0] = cnt;
+      o[1] = cnt > 0.f ? shift[e] + s[e] / cnt : 0.f;
+      o[2] = cnt > 0.f ? fmaxf(0.f, s2[e] - s[e] * s[e] / cnt) : 0.f;
+    }
+  }
+  __syncthreads();
+  int64_t cg = C / groups;
+  for (int g = int(threadIdx.x); g < groups; g += int(blockDim.x)) {
+    Moments m;
+    for (int l = 0; l < rows_per; l++)
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) {
+        const float* o = sm + (int64_t(l) * C + c) * 3;
+        m = combine(m, o[0], o[1], o[2]);
+      }
+    float* out = part + ((b * groups + g) * gridDim.x + blockIdx.x) * 3;
+    out[0] = m.n;
+    out[1] = m.mean;
+    out[2] = m.m2;
+  }
+}
+
+// NHWC pass 3: element i is channel i % C of image i / (HW * C); VEC consecutive channels per step.
+template <class T, int VEC>
+__global__ void k_group_apply_nhwc(const T* x, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int64_t cg, int groups,
+                                   bool silu, int64_t total) {
+  for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * VEC; i < total; i += int64_t(gridDim.x) * blockDim.x * VEC) {
+    int64_t ch0 = i % C, b = i / (HW * C);
+    T in[8], out[8];
+    if (VEC == 8) load16(x + i, in);
+    else for (int e = 0; e < VEC; e++) in[e] = x[i + e];
+    for (int e = 0; e < VEC; e++) {
+      int64_t ch = ch0 + e, bg = b * groups + ch / cg;
+      float r = (ld(in, e) - stats[bg * 2]) * stats[bg * 2 + 1] * ld(g, ch) + ld(bt, ch);
+      st(out, e, silu ? silu_n(r) : r);
+    }
+    if (VEC == 8) store16(y + i, out);
+    else for (int e = 0; e < VEC; e++) y[i + e] = out[e];
+  }
+}
+
 // LayerNorm of rows of at most 128 x 8 x K values, read once with 16-byte loads and kept in registers
 // for both moments (an exact two-pass variance without a second read), one row per block.
 template <class T, int K>
@@ -228,6 +305,41 @@ void group_norm(const void* x, const void* gamma, const void* beta, void* y, int
     PG25_LAUNCH(k_group_finalize, unsigned((bg + 127) / 128), 128, 0, s)(part, stats, bg, plan.chunks, eps);
     if (vec) PG25_LAUNCH(k_group_apply<T BY_COMMA true>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
     else PG25_LAUNCH(k_group_apply<T BY_COMMA false>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
+  });
+}
+
+GroupNormPlan plan_group_norm_nhwc(int64_t B, int64_t C, int64_t HW, int groups) {
+  GroupNormPlan p;
+  // About four blocks per SM of an H100 over the batch, each with at least 4,096 values.
+  int64_t want = (4 * 132 + B - 1) / B, most = HW * C / 4096 > 1 ? HW * C / 4096 : 1;
+  p.chunks = int(want < most ? (want < HW ? want : HW) : (most < HW ? most : HW));
+  p.len = (HW + p.chunks - 1) / p.chunks;
+  p.chunks = int((HW + p.len - 1) / p.len);
+  p.scratch_floats = B * groups * p.chunks * 3 + B * groups * 2;
+  return p;
+}
+
+void group_norm_nhwc(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW, int groups, float eps,
+                     bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s) {
+  int64_t cg = Ch / groups, bg = B * groups, total = B * Ch * HW;
+  float* part = scratch;
+  float* stats = scratch + bg * plan.chunks * 3;
+  bool vec = Ch % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  int64_t lanes = vec ? Ch / 8 : Ch;
+  int tpr = int(lanes < 256 ? lanes : 256);
+  int64_t rows_per = 256 / tpr, room = kNhwcSlots / Ch;  // the caller keeps Ch <= kNhwcSlots
+  if (rows_per > room) rows_per = room;
+  if (rows_per < 1) rows_per = 1;
+  unsigned threads = unsigned(tpr * rows_per);
+  dim3 g1(unsigned(plan.chunks), unsigned(B));
+  int64_t blocks = (total / (vec ? 8 : 1) + 255) / 256;
+  unsigned g3 = unsigned(blocks < 1 ? 1 : blocks > 65535 * 8 ? 65535 * 8 : blocks);
+  BY_TYPE(wide, {
+    if (vec) PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 8>, g1, threads, 0, s)(C(x), part, Ch, HW, plan.len, groups, tpr);
+    else PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 1>, g1, threads, 0, s)(C(x), part, Ch, HW, plan.len, groups, tpr);
+    PG25_LAUNCH(k_group_finalize, unsigned((bg + 127) / 128), 128, 0, s)(part, stats, bg, plan.chunks, eps);
+    if (vec) PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 8>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups, silu, total);
+    else PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 1>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups, silu, total);
   });
 }
 

@@ -4,7 +4,7 @@ namespace pg25 {
 
 Conv Conv::make(Params& p, const std::string& name, int64_t out, int64_t in, int64_t k, int stride) {
   Conv c;
-  c.w = p.get(name + ".weight", {out, in, k, k});
+  c.w = p.conv_weight(name + ".weight", {out, in, k, k});
   c.b = p.get(name + ".bias", {out});
   c.stride = stride;
   c.pad = int(k / 2);
@@ -95,11 +95,11 @@ SpatialTransformer SpatialTransformer::make(Params& p, const std::string& name, 
 Tensor SpatialTransformer::operator()(Backend& be, const Tensor& x, const Tensor& context) const {
   int64_t H = x.dim(2), W = x.dim(3);
   // Transformer2DModel's GroupNorm uses eps 1e-6 whatever the UNet's norm_eps.
-  Tensor h = be.nchw_to_nlc(be.group_norm(x, norm.w, norm.b, groups, 1e-6f, false));
+  Tensor h = be.image_to_tokens(be.group_norm(x, norm.w, norm.b, groups, 1e-6f, false));
   h = proj_in(be, h);
   for (const auto& b : blocks) h = b(be, h, context);
   h = proj_out(be, h);
-  return be.add(be.nlc_to_nchw(h, H, W), x);
+  return be.add(be.tokens_to_image(h, H, W), x);
 }
 
 }  // namespace pg25

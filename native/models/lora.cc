@@ -26,7 +26,7 @@ void apply_lora(Backend& be, const Params& params, const WeightStore& originals,
     const Tensor& w = h.tensor;
     Tensor orig = load_weight(be, originals, u.name, w.shape, h.linear, h.storage);
     if (u.rank == 0) {
-      be.copy_into(w, orig);
+      be.copy_into(w, be.to_layout(orig, w.layout));
       continue;
     }
     int64_t out = w.dim(0), k = w.numel() / out, r = u.rank;
@@ -39,7 +39,7 @@ void apply_lora(Backend& be, const Params& params, const WeightStore& originals,
     Tensor down_tt = be.cast(be.from_host(down_t.data(), {k, r}), h.storage);
     Tensor base{orig.buf, {out, k}};
     Tensor merged = be.linear(up_t, down_tt, nullptr, &base);
-    be.copy_into(w, Tensor{merged.buf, w.shape});
+    be.copy_into(w, be.to_layout(Tensor{merged.buf, w.shape}, w.layout));
   }
 }
 

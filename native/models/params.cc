@@ -15,6 +15,14 @@ Tensor Params::get(const std::string& name, const Shape& shape, bool linear) {
   return t;
 }
 
+Tensor Params::conv_weight(const std::string& name, const Shape& shape) {
+  Tensor t = get(name, shape);
+  if (dry() || t.layout == backend_->image_layout()) return t;
+  Held& h = held_[name];
+  h.tensor = backend_->to_layout(t, backend_->image_layout());
+  return h.tensor;
+}
+
 const Params::Held* Params::held(const std::string& name) const {
   auto it = held_.find(name);
   return it == held_.end() ? nullptr : &it->second;

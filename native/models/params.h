@@ -28,6 +28,8 @@ class Params {
 
   Tensor get(const std::string& name, const Shape& shape, bool linear = false);
   Tensor linear_weight(const std::string& name, int64_t out, int64_t in) { return get(name, {out, in}, true); }
+  // A convolution kernel [K, C, R, S], laid out as the backend keeps images (KRSC beside NHWC).
+  Tensor conv_weight(const std::string& name, const Shape& shape);
   // How the weights asked for from now on are stored (a VAE with force_upcast asks for Wide first).
   void set_storage(Storage s) { storage_ = s; }
   const std::vector<ParamSpec>& declared() const { return declared_; }

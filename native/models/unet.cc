@@ -169,7 +169,8 @@ Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, cons
   Tensor emb = time_2_(be, be.silu(time_1_(be, temb_in)));
   Tensor aug = add_2_(be, be.silu(add_1_(be, be.concat(text_embeds, time_embeds, 1))));
   Tensor temb = be.silu(be.add(emb, aug));
-  Tensor h = conv_in_(be, sample);
+  // Images stay in the backend's layout from conv_in to conv_out (NHWC on the GPU).
+  Tensor h = conv_in_(be, be.to_layout(sample, be.image_layout()));
   std::vector<Tensor> skips{h};
   for (const Down& d : down_) {
     for (size_t j = 0; j < d.resnets.size(); j++) {
@@ -202,7 +203,7 @@ Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, cons
     }
   }
   h = be.group_norm(h, norm_out_.w, norm_out_.b, groups_, eps_, true);
-  return conv_out_(be, h);
+  return be.to_layout(conv_out_(be, h), Layout::NCHW);
 }
 
 }  // namespace pg25

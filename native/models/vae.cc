@@ -76,7 +76,7 @@ VaeEncoder::VaeEncoder(const Config& cfg, Params& p) {
 
 VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image, const CancelFlag* cancel) const {
   if (image.rank() != 4 || image.dim(1) != 3) throw Error("PG25_INVALID_ARGUMENT", "vae encoder: image must be [B, 3, H, W], got " + shape_str(image.shape));
-  Tensor h = conv_in_(be, be.cast(image, storage_));
+  Tensor h = conv_in_(be, be.to_layout(be.cast(image, storage_), be.image_layout()));
   for (const Down& d : down_) {
     for (const auto& r : d.resnets) {
       check_cancel(cancel);
@@ -88,12 +88,12 @@ VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image, const Ca
   h = mid_res0_(be, h, nullptr);
   {
     int64_t H = h.dim(2), W = h.dim(3);
-    Tensor a = be.nchw_to_nlc(be.group_norm(h, mid_norm_.w, mid_norm_.b, groups_, kVaeEps, false));
-    h = be.add(be.nlc_to_nchw(mid_attn_(be, a, nullptr), H, W), h);
+    Tensor a = be.image_to_tokens(be.group_norm(h, mid_norm_.w, mid_norm_.b, groups_, kVaeEps, false));
+    h = be.add(be.tokens_to_image(mid_attn_(be, a, nullptr), H, W), h);
   }
   h = mid_res1_(be, h, nullptr);
   h = be.group_norm(h, norm_out_.w, norm_out_.b, groups_, kVaeEps, true);
-  Tensor moments = quant_(be, conv_out_(be, h));
+  Tensor moments = be.to_layout(quant_(be, conv_out_(be, h)), Layout::NCHW);
   // moments = [mean | logvar] on the channel axis; std = exp(0.5 * clamp(logvar, -30, 20)).
   int64_t B = moments.dim(0);
   Tensor mean, logvar;
@@ -174,14 +174,14 @@ Tensor VaeDecoder::unscale(Backend& be, const Tensor& latents) const {
 
 Tensor VaeDecoder::decode(Backend& be, const Tensor& z, const CancelFlag* cancel) const {
   check_latents(z, latent_channels_);
-  Tensor h = post_quant_(be, be.cast(z, storage_));
+  Tensor h = post_quant_(be, be.to_layout(be.cast(z, storage_), be.image_layout()));
   h = conv_in_(be, h);
   check_cancel(cancel);
   h = mid_res0_(be, h, nullptr);
   {
     int64_t H = h.dim(2), W = h.dim(3);
-    Tensor a = be.nchw_to_nlc(be.group_norm(h, mid_attn_.norm.w, mid_attn_.norm.b, groups_, kVaeEps, false));
-    h = be.add(be.nlc_to_nchw(mid_attn_.attn(be, a, nullptr), H, W), h);
+    Tensor a = be.image_to_tokens(be.group_norm(h, mid_attn_.norm.w, mid_attn_.norm.b, groups_, kVaeEps, false));
+    h = be.add(be.tokens_to_image(mid_attn_.attn(be, a, nullptr), H, W), h);
   }
   h = mid_res1_(be, h, nullptr);
   for (const Up& u : up_) {
@@ -192,7 +192,7 @@ Tensor VaeDecoder::decode(Backend& be, const Tensor& z, const CancelFlag* cancel
     if (u.upsample) h = (*u.upsample)(be, be.upsample_nearest(h, h.dim(2) * 2, h.dim(3) * 2));
   }
   h = be.group_norm(h, norm_out_.w, norm_out_.b, groups_, kVaeEps, true);
-  return conv_out_(be, h);
+  return be.to_layout(conv_out_(be, h), Layout::NCHW);
 }
 
 }  // namespace pg25

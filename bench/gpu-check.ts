@@ -118,11 +118,10 @@ async function fullSize (): Promise<Full | null> {
   let xt: NativeTensor = rt.ops.lincomb([[sched.initNoiseSigma, lat]])
   for (let i = 0; i < 50; i++) {
     const s = sched.scaleModelInput(rt.ops, xt, i)
-    const inp = rt.engine.concat(s, s, 0)
-    const out = await unet.predict(inp, sched.timesteps[i], embeds, e2.pooled!, tid)
+    const out = await unet.predict(s, sched.timesteps[i], embeds, e2.pooled!, tid) // one latent for both halves, as generate() passes it
     const eps = rt.ops.lincomb([[-2, rt.engine.slice0(out, 0, 1)], [3, rt.engine.slice0(out, 1, 1)]])
     const next = sched.step(rt.ops, eps, i, xt)
-    for (const t of [s, inp, out, eps, xt]) t.dispose()
+    for (const t of [s, out, eps, xt]) t.dispose()
     xt = next
   }
   await vae.toRGB8(await vae.decode(xt)) // the image bytes on the host end the timed run

@@ -38,7 +38,11 @@ export class UNetModel {
     return new UNetModel(rt, id, { inChannels: i.inChannels, sampleSize: i.sampleSize, crossAttentionDim: i.crossAttentionDim, textEmbedsDim: i.textEmbedsDim })
   }
 
-  /** One UNet call: noise prediction for `sample` [B, C, h, w] at `timestep` (0.25 ln sigma). */
+  /**
+   * One UNet call: noise prediction [B, C, h, w] at `timestep` (0.25 ln sigma) for `sample` [B, C, h, w],
+   * or [B / k, C, h, w] taken k times over, for conditioning of batch B (classifier-free guidance passes
+   * one latent for the unconditional and conditional halves).
+   */
   async predict (sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, signal?: AbortSignal): Promise<NativeTensor> {
     return await cancellable(this.rt, signal, async (c, token) => await c.unet(this.id, sample, timestep, encoderHiddenStates, textEmbeds, timeIds, token))
   }

@@ -426,9 +426,10 @@ export class Pipeline {
         throwIfAborted(signal)
         if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
         const scaled = scheduler.scaleModelInput(ops, x, i)
-        const input = cfg ? this.concat(scaled, scaled, 0) : scaled
-        const out = await this.unet.predict(input, scheduler.timesteps[i], embeds, pooled, timeIds, signal)
-          .finally(() => release(scaled, cfg ? input : undefined))
+        // With guidance the UNet takes the one latent for both halves of the conditioning (no
+        // concatenated copy), and its output's halves are read in place (views on the GPU).
+        const out = await this.unet.predict(scaled, scheduler.timesteps[i], embeds, pooled, timeIds, signal)
+          .finally(() => release(scaled))
         let eps = out
         if (cfg) {
           const uncond = this.rt.call(() => this.rt.engine.slice0(out, 0, n))

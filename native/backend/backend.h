@@ -64,6 +64,9 @@ class Backend {
   virtual Layout image_layout() const { return Layout::NCHW; }
   // x laid out as `layout` (x itself when it already is, or when it is not rank 4).
   virtual Tensor to_layout(const Tensor& x, Layout layout) = 0;
+  // x's batch `times` over ([x; x] for classifier-free guidance's two halves), laid out as `layout`:
+  // where that changes the layout, the one pass that converts it writes every copy.
+  virtual Tensor repeat_batch(const Tensor& x, int64_t times, Layout layout) = 0;
   // Returns when the work queued so far has completed (a no-op where ops complete as they return).
   virtual void synchronize() {}
   // t's values in its shape's row-major order (NCHW whatever its layout).
@@ -104,7 +107,8 @@ class Backend {
 
   // Shape movement.
   virtual Tensor concat(const Tensor& a, const Tensor& b, int axis) = 0;
-  virtual Tensor slice0(const Tensor& x, int64_t start, int64_t count) = 0;  // along the batch axis
+  // Along the batch axis; a backend may return a view of x's memory (ops never write into their inputs).
+  virtual Tensor slice0(const Tensor& x, int64_t start, int64_t count) = 0;
   // Image [B, C, H, W] -> tokens [B, HW, C], and back to an image in the backend's image layout (for
   // NHWC images both are views of the same buffer: no copy).
   virtual Tensor image_to_tokens(const Tensor& x) = 0;

@@ -178,6 +178,11 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     if (h * w != c.in(0).dim(1)) c.fail("h * w must equal the sequence length");
     return be.tokens_to_image(c.in(0), h, w);
   }
+  if (name == "repeat_batch") {  // times over, in NHWC (nhwc: 1) or NCHW
+    c.inputs(1, 1);
+    if (c.in(0).rank() < 1) c.fail("x has no batch axis");
+    return be.repeat_batch(c.in(0), c.integer("times", 1, 64), c.integer("nhwc", 0, 1) ? Layout::NHWC : Layout::NCHW);
+  }
   if (name == "to_layout") {  // nhwc: 1 for channels last (the GPU's image layout), 0 for NCHW
     c.inputs(1, 1);
     return be.to_layout(c.in(0), c.integer("nhwc", 0, 1) ? Layout::NHWC : Layout::NCHW);

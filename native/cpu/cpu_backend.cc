@@ -90,6 +90,15 @@ class CpuBackend final : public Backend {
     check(layout == Layout::NCHW, "to_layout", "the CPU backend keeps images NCHW");
     return x;
   }
+  Tensor repeat_batch(const Tensor& x, int64_t times, Layout layout) override {
+    to_layout(x, layout);
+    if (times == 1) return x;
+    Shape s = x.shape;
+    s[0] *= times;
+    Tensor y = make(s);
+    for (int64_t k = 0; k < times; k++) buf(x)->read_plain(D(y) + k * x.numel());
+    return y;
+  }
   size_t bytes_in_use() const override { return g_bytes.bytes(); }
   size_t peak_bytes() const override { return g_bytes.peak(); }
   void reset_peak() override { g_bytes.reset_peak(); }

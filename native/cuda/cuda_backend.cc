@@ -200,9 +200,26 @@ class CudaBackend final : public Backend {
     if (x.rank() != 4 || x.layout == layout) return x;
     int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
     Tensor y = make(x.shape, W(x), layout);
-    if (layout == Layout::NHWC) cuda::transpose_last2(P(x), P(y), N, C, HW, stream());
-    else cuda::transpose_last2(P(x), P(y), N, HW, C, stream());
+    if (layout == Layout::NHWC) cuda::transpose_last2(P(x), P(y), N, N, C, HW, stream());
+    else cuda::transpose_last2(P(x), P(y), N, N, HW, C, stream());
     LAUNCHED("to_layout");
+    return y;
+  }
+  Tensor repeat_batch(const Tensor& x, int64_t times, Layout layout) override {
+    if (times == 1) return to_layout(x, layout);
+    Shape s = x.shape;
+    int64_t B = x.dim(0), per = x.numel() / B;
+    s[0] = B * times;
+    Tensor y = make(s, W(x), layout);
+    if (x.rank() == 4 && x.layout != layout) {
+      int64_t C = x.dim(1), HW = x.dim(2) * x.dim(3);
+      if (layout == Layout::NHWC) cuda::transpose_last2(P(x), P(y), B * times, B, C, HW, stream());
+      else cuda::transpose_last2(P(x), P(y), B * times, B, HW, C, stream());
+      LAUNCHED("repeat_batch");
+      return y;
+    }
+    for (int64_t k = 0; k < times; k++)
+      check(cudaMemcpyAsync(static_cast<char*>(P(y)) + k * B * per * 2, P(x), size_t(B * per) * 2, cudaMemcpyDeviceToDevice, stream()), "repeat_batch");
     return y;
   }
   void to_host(const Tensor& t_in, float* out) override {
@@ -460,8 +477,15 @@ class CudaBackend final : public Backend {
   Tensor slice0(const Tensor& x, int64_t start, int64_t count) override {
     Shape s = x.shape;
     s[0] = count;
-    Tensor y = make(s, W(x), x.layout);
     int64_t per = x.numel() / x.dim(0);
+    // A view where it keeps the pool's 256-byte alignment (which the kernels' 16-byte accesses and
+    // cuDNN's plans rely on): guidance's two halves of a UNet output are read in place.
+    size_t offset = size_t(start * per) * 2;
+    if (offset % 256 == 0) {
+      auto view = std::make_shared<CudaBuffer>(std::static_pointer_cast<CudaBuffer>(x.buf), offset, size_t(count * per) * 2);
+      return Tensor{std::move(view), s, x.layout};
+    }
+    Tensor y = make(s, W(x), x.layout);
     check(cudaMemcpyAsync(P(y), static_cast<const char*>(P(x)) + start * per * 2, size_t(count * per) * 2, cudaMemcpyDeviceToDevice, stream()), "slice");
     return y;
   }
@@ -470,7 +494,7 @@ class CudaBackend final : public Backend {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
     if (NHWC(x)) return Tensor{x.buf, {B, HW, C}};
     Tensor y = make({B, HW, C}, W(x));
-    cuda::transpose_last2(P(x), P(y), B, C, HW, stream());
+    cuda::transpose_last2(P(x), P(y), B, B, C, HW, stream());
     LAUNCHED("image_to_tokens");
     return y;
   }
@@ -478,7 +502,7 @@ class CudaBackend final : public Backend {
     int64_t B = x.dim(0), C = x.dim(2);
     if (layout_ == Layout::NHWC) return Tensor{x.buf, {B, C, h, w}, Layout::NHWC};
     Tensor y = make({B, C, h, w}, W(x));
-    cuda::transpose_last2(P(x), P(y), B, h * w, C, stream());
+    cuda::transpose_last2(P(x), P(y), B, B, h * w, C, stream());
     LAUNCHED("tokens_to_image");
     return y;
   }

@@ -50,7 +50,11 @@ CudaBuffer::CudaBuffer(size_t n, std::shared_ptr<Stream> st)
   }
 }
 
+CudaBuffer::CudaBuffer(std::shared_ptr<CudaBuffer> of, size_t offset, size_t n)
+    : ptr(static_cast<char*>(of->ptr) + offset), bytes_(n), owner(of->owner), stream(of->stream), counter(nullptr), wide(of->wide), base(std::move(of)) {}
+
 CudaBuffer::~CudaBuffer() {
+  if (base) return;
   cudaFreeAsync(ptr, stream);
   counter->sub(int64_t(bytes_));
   if (recorded) --*recorded;

@@ -43,6 +43,9 @@ inline cudaStream_t stream_for(const Stream& owner) { return recording().engine 
 // recording, it is the graph's memory, given back within the graph.
 struct CudaBuffer : Buffer {
   CudaBuffer(size_t n, std::shared_ptr<Stream> st);
+  // A view of `n` bytes at `offset` into `of` (a batch entry of a tensor): no memory of its own; `of`
+  // lives as long as the view.
+  CudaBuffer(std::shared_ptr<CudaBuffer> of, size_t offset, size_t n);
   ~CudaBuffer() override;
   size_t bytes() const override { return bytes_; }
   void* ptr = nullptr;
@@ -52,6 +55,7 @@ struct CudaBuffer : Buffer {
   MemoryCounter* counter;
   std::atomic<int64_t>* recorded = nullptr;
   bool wide = false;  // bf16 rather than fp16 (Storage::Wide)
+  std::shared_ptr<CudaBuffer> base;  // what a view looks into
 };
 
 inline void* dev_ptr(const Tensor& t) { return static_cast<CudaBuffer*>(t.buf.get())->ptr; }

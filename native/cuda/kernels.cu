@@ -135,10 +135,11 @@ __global__ void k_pad(const V* x, V* y, int64_t H, int64_t W, int left, int top,
     y[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? x[((bc * H + yy) * W + xx) * inner + e] : V{};
   }
 }
-__global__ void k_transpose(const h* x, h* y, int64_t R, int64_t Cc, int64_t n) {
+// y[b, c, r] = x[b % src_batches, r, c], over the outputs (writes coalesced).
+__global__ void k_transpose(const h* x, h* y, int64_t R, int64_t Cc, int64_t src_batches, int64_t n) {
   GRID_STRIDE(i, n) {
-    int64_t b = i / (R * Cc), r = (i / Cc) % R, c = i % Cc;  // y[b, c, r] = x[b, r, c]
-    y[(b * Cc + c) * R + r] = x[i];
+    int64_t b = i / (R * Cc), c = (i / R) % Cc, r = i % R;
+    y[i] = x[((b % src_batches) * R + r) * Cc + c];
   }
 }
 __global__ void k_embedding(const int32_t* ids, const h* table, h* y, int64_t n, int64_t C) { GRID_STRIDE(i, n * C) y[i] = table[int64_t(ids[i / C]) * C + i % C]; }
@@ -240,8 +241,8 @@ void pad2d(const void* x, void* y, int64_t B, int64_t Ch, int64_t Hh, int64_t W,
     PG25_LAUNCH(k_pad<Elem<decltype(xv)>>, grid(n), 256, 0, s)(xv, yv, Hh, W, left, top, Ho, Wo, inner, n);
   });
 }
-void transpose_last2(const void* x, void* y, int64_t B, int64_t R, int64_t Cc, cudaStream_t s) {
-  PG25_LAUNCH(k_transpose, grid(B * R * Cc), 256, 0, s)(H(x), HM(y), R, Cc, B * R * Cc);
+void transpose_last2(const void* x, void* y, int64_t B, int64_t src_batches, int64_t R, int64_t Cc, cudaStream_t s) {
+  PG25_LAUNCH(k_transpose, grid(B * R * Cc), 256, 0, s)(H(x), HM(y), R, Cc, src_batches, B * R * Cc);
 }
 void embedding(const int32_t* ids, const void* table, void* y, int64_t n, int64_t Ch, cudaStream_t s) {
   PG25_LAUNCH(k_embedding, grid(n * Ch), 256, 0, s)(ids, H(table), HM(y), n, Ch);

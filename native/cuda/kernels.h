@@ -57,8 +57,9 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
                bool wide, cudaStream_t s);
 void upsample_nearest(const void* x, void* y, int64_t B, int64_t C, int64_t H, int64_t W, int64_t oh, int64_t ow, bool nhwc, cudaStream_t s);
 void pad2d(const void* x, void* y, int64_t B, int64_t C, int64_t H, int64_t W, int left, int top, int64_t Ho, int64_t Wo, bool nhwc, cudaStream_t s);
-// [B, C, HW] <-> [B, HW, C]
-void transpose_last2(const void* x, void* y, int64_t B, int64_t R, int64_t Cc, cudaStream_t s);
+// x [src_batches, R, Cc] -> y [B, Cc, R], output batch b from input batch b % src_batches (B a multiple
+// of it: the batch repeated). [B, C, HW] <-> [B, HW, C].
+void transpose_last2(const void* x, void* y, int64_t B, int64_t src_batches, int64_t R, int64_t Cc, cudaStream_t s);
 void embedding(const int32_t* ids, const void* table, void* y, int64_t n, int64_t C, cudaStream_t s);
 // RGB bytes from an image of 3 channels in [-1, 1]
 void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, bool nhwc, bool wide, cudaStream_t s);

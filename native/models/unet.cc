@@ -145,9 +145,12 @@ UNet::UNet(const Config& cfg, Params& p) {
 
 Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Tensor& context, const Tensor& text_embeds,
                      const std::vector<float>& time_ids, const CancelFlag* cancel) const {
-  int64_t B = sample.dim(0);
   auto fail = [](const std::string& what) { return Error("PG25_INVALID_ARGUMENT", "unet: " + what); };
   if (sample.rank() != 4 || sample.dim(1) != in_channels_) throw fail("sample must be [B, " + std::to_string(in_channels_) + ", h, w], got " + shape_str(sample.shape));
+  // The conditioning's batch is B; the sample's may be B / k, taken k times over (classifier-free
+  // guidance: one latent for the unconditional and the conditional halves, with no concatenated copy).
+  int64_t B = context.rank() == 3 ? context.dim(0) : sample.dim(0);
+  if (B % sample.dim(0)) throw fail("the sample's batch " + std::to_string(sample.dim(0)) + " does not divide encoder_hidden_states' batch " + std::to_string(B));
   if (context.rank() != 3 || context.dim(0) != B || context.dim(2) != cross_dim_) throw fail("encoder_hidden_states must be [B, L, " + std::to_string(cross_dim_) + "], got " + shape_str(context.shape));
   if (text_embeds.rank() != 2 || text_embeds.dim(0) != B || text_embeds.dim(1) != text_embeds_dim_) throw fail("text_embeds must be [B, " + std::to_string(text_embeds_dim_) + "], got " + shape_str(text_embeds.shape));
   if (int64_t(time_ids.size()) != B * n_time_ids_) throw fail("time_ids must hold " + std::to_string(B * n_time_ids_) + " values");
@@ -169,8 +172,9 @@ Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, cons
   Tensor emb = time_2_(be, be.silu(time_1_(be, temb_in)));
   Tensor aug = add_2_(be, be.silu(add_1_(be, be.concat(text_embeds, time_embeds, 1))));
   Tensor temb = be.silu(be.add(emb, aug));
-  // Images stay in the backend's layout from conv_in to conv_out (NHWC on the GPU).
-  Tensor h = conv_in_(be, be.to_layout(sample, be.image_layout()));
+  // Images stay in the backend's layout from conv_in to conv_out (NHWC on the GPU); the conversion
+  // writes the sample's repeats for guidance.
+  Tensor h = conv_in_(be, be.repeat_batch(sample, temb_in.dim(0) / sample.dim(0), be.image_layout()));
   std::vector<Tensor> skips{h};
   for (const Down& d : down_) {
     for (size_t j = 0; j < d.resnets.size(); j++) {

@@ -16,8 +16,9 @@ class UNet {
  public:
   UNet(const Config& cfg, Params& p);
 
-  // sample [B, C, h, w]; timestep: the value fed to the time embedding (0.25 ln sigma for EDM);
-  // context [B, L, cross_attention_dim]; text_embeds [B, E]; time_ids: B x n_time_ids host values.
+  // sample [B, C, h, w], or [B / k, C, h, w] taken k times over (guidance's halves share one latent);
+  // timestep: the value fed to the time embedding (0.25 ln sigma for EDM); context [B, L,
+  // cross_attention_dim]; text_embeds [B, E]; time_ids: B x n_time_ids host values. Returns [B, ...].
   // `cancel`, when set, stops the pass between blocks with ABORT_ERR.
   Tensor forward(Backend& be, const Tensor& sample, float timestep, const Tensor& context, const Tensor& text_embeds,
                  const std::vector<float>& time_ids, const CancelFlag* cancel = nullptr) const;

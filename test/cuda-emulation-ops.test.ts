@@ -94,7 +94,9 @@ const cases: Case[] = [
 // self-attention, batch 2, sequences that end inside a tile, several query blocks and key tiles.
 for (const [B, Nq, Nk, C, heads, causal] of [[1, 1, 1, 40, 1, 0], [2, 64, 77, 80, 2, 0], [1, 77, 77, 64, 1, 1], [2, 33, 33, 160, 2, 1],
   [1, 16, 16, 256, 2, 0], [1, 64, 64, 512, 1, 0], [1, 300, 257, 128, 1, 0], [1, 7, 300, 320, 5, 0], [2, 150, 150, 192, 3, 1],
-  [1, 130, 70, 96, 1, 0], [1, 5, 3, 8, 1, 0], [1, 129, 129, 128, 1, 1], [1, 40, 37, 512, 1, 0], [2, 20, 19, 260, 2, 1]] as const) {
+  [1, 130, 70, 96, 1, 0], [1, 5, 3, 8, 1, 0], [1, 129, 129, 128, 1, 1], [1, 40, 37, 512, 1, 0], [2, 20, 19, 260, 2, 1],
+  // head dims that are not a multiple of 8: one value per load, tile by tile (the others move 16 bytes at a time, the next tile in flight)
+  [2, 70, 145, 36, 3, 0], [1, 33, 100, 100, 1, 1]] as const) {
   cases.push({ op: 'attention', inputs: [[[B, Nq, C], 1], [[B, Nk, C], 1], [[B, Nk, C], 1]], attrs: { heads, causal } })
 }
 

@@ -30,6 +30,37 @@ __device__ __forceinline__ uint32_t pack_f(float lo, float hi) {
 constexpr int kRows = 64;  // query rows per block: four warps of 16
 constexpr int kPad = 8;    // shared rows padded by 16 bytes, so a fragment's 8 rows fall in different banks
 
+// Two consecutive 16-bit values of a shared row (an even column: rows are 16-byte aligned) as one
+// fragment register, in one 32-bit shared load.
+template <class T>
+__device__ __forceinline__ uint32_t lds32(const T* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// A block's share of a K and V tile (BN rows of DP dims) in 16-byte pieces, held in registers between
+// the global loads and the shared stores, so the next tile's loads are in flight while the tensor
+// cores work on this one. Needs d % 8 == 0 and 16-byte aligned rows (VEC in the kernel).
+template <int BN, int DP, int THREADS>
+struct KvStage {
+  static constexpr int kPieces = BN * DP / 8 / THREADS;
+  uint4 k[kPieces], v[kPieces];
+  template <class T>
+  __device__ __forceinline__ void load(const T* kb, const T* vb, int64_t k0, int64_t Nk, int64_t C, int d) {
+    for (int i = 0; i < kPieces; i++) {
+      int idx = int(threadIdx.x) + i * THREADS, r = idx / (DP / 8), c = idx % (DP / 8) * 8;
+      bool in = k0 + r < Nk && c < d;
+      k[i] = in ? *reinterpret_cast<const uint4*>(kb + (k0 + r) * C + c) : uint4{0u, 0u, 0u, 0u};
+      v[i] = in ? *reinterpret_cast<const uint4*>(vb + (k0 + r) * C + c) : uint4{0u, 0u, 0u, 0u};
+    }
+  }
+  template <class T>
+  __device__ __forceinline__ void store(T (&sk)[BN][DP + kPad], T (&sv)[BN][DP + kPad]) const {
+    for (int i = 0; i < kPieces; i++) {
+      int idx = int(threadIdx.x) + i * THREADS, r = idx / (DP / 8), c = idx % (DP / 8) * 8;
+      *reinterpret_cast<uint4*>(&sk[r][c]) = k[i];
+      *reinterpret_cast<uint4*>(&sv[r][c]) = v[i];
+    }
+  }
+};
+
 // The block's K and V tile: rows k0.. of the head (zeros past Nk and past d), into padded shared rows.
 template <class T, int BN, int W>
 __device__ __forceinline__ void load_kv(T (&sk)[BN][W], T (&sv)[BN][W], const T* kb, const T* vb, int64_t k0, int64_t Nk, int64_t C, int d) {
@@ -105,42 +136,59 @@ __device__ __forceinline__ void write_rows(const float (&o)[NO][4], const float 
 // Head dims up to 128 on tensor cores (FlashAttention-2's scheme): each warp holds 16 query rows' Q
 // fragments in registers, streams K and V tiles of BN keys through shared memory, computes S = Q K^T
 // with mma.sync, keeps a running row max and sum, and accumulates O += P V with P rounded to the
-// storage type. DP is the head dim padded to 64 or 128 (zeros beyond d).
-template <class T, int DP, int BN>
+// storage type. DP is the head dim padded to 64 or 128 (zeros beyond d). VEC (d and C multiples of 8,
+// 16-byte aligned tensors) moves Q, K and V 16 bytes at a time and loads each K/V tile while the
+// previous one is computed on; otherwise each value is loaded on its own, tile by tile.
+template <class T, int DP, int BN, bool VEC>
 __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d, bool causal,
                                   float scale) {
   constexpr bool kBf16 = std::is_same<T, bf>::value;
-  __shared__ T sq[kRows][DP + kPad];
-  __shared__ T sk[BN][DP + kPad];
-  __shared__ T sv[BN][DP + kPad];
+  // 16-byte aligned: rows are moved with 16-byte stores and read as 32-bit fragment registers.
+  alignas(16) __shared__ T sq[kRows][DP + kPad];
+  alignas(16) __shared__ T sk[BN][DP + kPad];
+  alignas(16) __shared__ T sv[BN][DP + kPad];
   int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
   int64_t b = blockIdx.y / heads, hd = blockIdx.y % heads, q0 = int64_t(blockIdx.x) * kRows;
   const T* qb = q + b * Nq * C + hd * d;
   const T* kb = k + b * Nk * C + hd * d;
   const T* vb = v + b * Nk * C + hd * d;
 
-  for (int i = threadIdx.x; i < kRows * DP; i += blockDim.x) {
-    int r = i / DP, c = i % DP;
-    if (q0 + r < Nq && c < d) sq[r][c] = qb[(q0 + r) * C + c];
-    else st(&sq[r][0], c, 0.f);
+  if (VEC) {
+    for (int i = threadIdx.x; i < kRows * DP / 8; i += blockDim.x) {
+      int r = i / (DP / 8), c = i % (DP / 8) * 8;
+      *reinterpret_cast<uint4*>(&sq[r][c]) = q0 + r < Nq && c < d ? *reinterpret_cast<const uint4*>(qb + (q0 + r) * C + c) : uint4{0u, 0u, 0u, 0u};
+    }
+  } else {
+    for (int i = threadIdx.x; i < kRows * DP; i += blockDim.x) {
+      int r = i / DP, c = i % DP;
+      if (q0 + r < Nq && c < d) sq[r][c] = qb[(q0 + r) * C + c];
+      else st(&sq[r][0], c, 0.f);
+    }
   }
   __syncthreads();
   const int row = warp * 16 + g;  // this lane's rows: row and row + 8
   uint32_t qa[DP / 16][4];
   for (int kk = 0; kk < DP / 16; kk++) {
     int c = kk * 16 + 2 * t;
-    qa[kk][0] = pack(sq[row][c], sq[row][c + 1]);
-    qa[kk][1] = pack(sq[row + 8][c], sq[row + 8][c + 1]);
-    qa[kk][2] = pack(sq[row][c + 8], sq[row][c + 9]);
-    qa[kk][3] = pack(sq[row + 8][c + 8], sq[row + 8][c + 9]);
+    qa[kk][0] = lds32(&sq[row][c]);
+    qa[kk][1] = lds32(&sq[row + 8][c]);
+    qa[kk][2] = lds32(&sq[row][c + 8]);
+    qa[kk][3] = lds32(&sq[row + 8][c + 8]);
   }
 
   float o[DP / 8][4] = {};
   float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};  // running max and (this lane's partial) sum
   int64_t kv_end = causal ? (q0 + kRows < Nk ? q0 + kRows : Nk) : Nk;
+  KvStage<BN, DP, 128> stage;
+  if (VEC) stage.load(kb, vb, 0, Nk, C, d);
   for (int64_t k0 = 0; k0 < kv_end; k0 += BN) {
     __syncthreads();  // the previous tile is consumed
-    load_kv(sk, sv, kb, vb, k0, Nk, C, d);
+    if (VEC) {
+      stage.store(sk, sv);
+      if (k0 + BN < kv_end) stage.load(kb, vb, k0 + BN, Nk, C, d);  // in flight during this tile's work
+    } else {
+      load_kv(sk, sv, kb, vb, k0, Nk, C, d);
+    }
     __syncthreads();
 
     float s[BN / 8][4];
@@ -148,7 +196,7 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
       for (int i = 0; i < 4; i++) s[j][i] = 0.f;
       for (int kk = 0; kk < DP / 16; kk++) {
         int c = kk * 16 + 2 * t;
-        uint32_t bk[2] = {pack(sk[j * 8 + g][c], sk[j * 8 + g][c + 1]), pack(sk[j * 8 + g][c + 8], sk[j * 8 + g][c + 9])};
+        uint32_t bk[2] = {lds32(&sk[j * 8 + g][c]), lds32(&sk[j * 8 + g][c + 8])};
         mma_m16n8k16<kBf16>(s[j], qa[kk], bk, s[j]);
       }
     }
@@ -241,9 +289,17 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
   int64_t d = Ch / heads;
   float scale = 1.f / sqrtf(float(d));
   dim3 flash(unsigned((Nq + kRows - 1) / kRows), unsigned(B * heads)), flash_wide(unsigned((Nq + 15) / 16), unsigned(B * heads));
+  auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  bool vec = d % 8 == 0 && Ch % 8 == 0 && a16(q) && a16(k) && a16(v);
   BY_TYPE(wide, {
-    if (d <= 64) PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else if (d <= 128) PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    if (d <= 64 && vec)
+      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (d <= 64)
+      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (d <= 128 && vec)
+      PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (d <= 128)
+      PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
     else PG25_LAUNCH(k_flash_attention_wide<T>, flash_wide, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
   });
 }

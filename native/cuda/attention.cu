@@ -220,14 +220,14 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
 // Head dims from 129 to 512 (the VAE's single 512-wide head): a block of four warps takes 16 query rows
 // and splits the head dim four ways (128 each, padded with zeros). Each warp multiplies its slice of Q
 // and K on tensor cores; the four partial score tiles are summed through shared memory, every warp runs
-// the same online softmax on the sum, and accumulates P V for its own 128 output dims.
-template <class T>
+// the same online softmax on the sum, and accumulates P V for its own 128 output dims. VEC as above.
+template <class T, bool VEC>
 __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d, bool causal,
                                        float scale) {
   constexpr bool kBf16 = std::is_same<T, bf>::value;
   constexpr int kBN = 16, kSlice = 128, kDP = 4 * kSlice;
-  __shared__ T sk[kBN][kDP + kPad];
-  __shared__ T sv[kBN][kDP + kPad];
+  alignas(16) __shared__ T sk[kBN][kDP + kPad];
+  alignas(16) __shared__ T sv[kBN][kDP + kPad];
   __shared__ float sp[4][16][kBN + 1];
   int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3, d0 = warp * kSlice;
   int64_t b = blockIdx.y / heads, hd = blockIdx.y % heads, q0 = int64_t(blockIdx.x) * 16;
@@ -248,15 +248,22 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
   float o[kSlice / 8][4] = {};
   float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
   int64_t kv_end = causal ? (q0 + 16 < Nk ? q0 + 16 : Nk) : Nk;
+  KvStage<kBN, kDP, 128> stage;
+  if (VEC) stage.load(kb, vb, 0, Nk, C, d);
   for (int64_t k0 = 0; k0 < kv_end; k0 += kBN) {
     __syncthreads();  // the previous tile and its partial scores are consumed
-    load_kv(sk, sv, kb, vb, k0, Nk, C, d);
+    if (VEC) {
+      stage.store(sk, sv);
+      if (k0 + kBN < kv_end) stage.load(kb, vb, k0 + kBN, Nk, C, d);
+    } else {
+      load_kv(sk, sv, kb, vb, k0, Nk, C, d);
+    }
     __syncthreads();
     for (int j = 0; j < kBN / 8; j++) {
       float part[4] = {0.f, 0.f, 0.f, 0.f};
       for (int kk = 0; kk < kSlice / 16; kk++) {
         int c = d0 + kk * 16 + 2 * t;
-        uint32_t bk[2] = {pack(sk[j * 8 + g][c], sk[j * 8 + g][c + 1]), pack(sk[j * 8 + g][c + 8], sk[j * 8 + g][c + 9])};
+        uint32_t bk[2] = {lds32(&sk[j * 8 + g][c]), lds32(&sk[j * 8 + g][c + 8])};
         mma_m16n8k16<kBf16>(part, qa[kk], bk, part);
       }
       for (int i = 0; i < 4; i++) sp[warp][g + (i >> 1) * 8][j * 8 + 2 * t + (i & 1)] = part[i];
@@ -300,7 +307,8 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
       PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
     else if (d <= 128)
       PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else PG25_LAUNCH(k_flash_attention_wide<T>, flash_wide, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (vec) PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA true>, flash_wide, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA false>, flash_wide, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
   });
 }
 

@@ -164,7 +164,7 @@ test.serial('PG25_CUDA_LAYOUT=nchw: the golden UNet and VAE stages in NCHW on th
   rt.dispose()
 })
 
-test.serial('a LoRA merged into a convolution kernel held as KRSC gives the CPU backend\'s UNet output, and unloads', async t => {
+test.serial('a LoRA merged into a convolution kernel held as KRSC (after a recorded call) gives the CPU backend\'s UNet output, and unloads', async t => {
   const name = 'down_blocks.0.resnets.0.conv1.weight'
   const outs: Float32Array[] = []
   for (const rt of [Runtime.open('cpu', () => {}), Runtime.open('cuda', () => {})]) {
@@ -177,6 +177,7 @@ test.serial('a LoRA merged into a convolution kernel held as KRSC gives the CPU 
     const g = new TorchGenerator(77)
     const up = g.randn([out * rank]).map(v => v * 0.2)
     const down = g.randn([rank * k]).map(v => v * 0.2)
+    t.true((await goldenUnet(rt, unet)).err <= 2e-2, 'before the merge') // on the GPU: the call that records the graph
     await rt.engine.mergeLoRA(unet.id, [{ name, rank, up, down }])
     const u = readGolden('unet.safetensors')
     const y = await unet.predict(rt.fromHost(u.sample.data, u.sample.shape), u.timestep.data[0], rt.fromHost(u.encoder_hidden_states.data, u.encoder_hidden_states.shape),

@@ -13,7 +13,7 @@ bool compiled() { return false; }
 
 std::string describe_availability() {
 #ifdef PG25_CUDA_EMULATION
-  return "CUDA emulation on the CPU (a PG25_CUDA_EMULATION build: kernels, cudart and cuBLASLt emulated, for tests; not fast)";
+  return "CUDA emulation on the CPU (a PG25_CUDA_EMULATION build: kernels, cudart, cuBLASLt and cuDNN emulated, for tests; not fast)";
 #endif
   if (!compiled()) return "CUDA was not compiled into this build (nvcc was not found when it was built)";
   // The driver API is enough to tell whether a usable GPU is present, without creating a context.

@@ -22,6 +22,8 @@ const CHECKS = [
   'simt_syncwarp',
   'simt_atomics',
   'simt_dynamic_shared',
+  'simt_ldmatrix',
+  'fail_ldmatrix_misaligned',
   'fail_syncthreads_skipped',
   'fail_shuffle_mask_omits_caller',
   'fail_shuffle_exited_lane',

@@ -136,7 +136,8 @@ __device__ __forceinline__ void write_rows(const float (&o)[NO][4], const float 
 // Head dims up to 128 on tensor cores (FlashAttention-2's scheme): each warp holds 16 query rows' Q
 // fragments in registers, streams K and V tiles of BN keys through shared memory, computes S = Q K^T
 // with mma.sync, keeps a running row max and sum, and accumulates O += P V with P rounded to the
-// storage type. DP is the head dim padded to 64 or 128 (zeros beyond d). VEC (d and C multiples of 8,
+// storage type; K and V fragments come out of shared memory by ldmatrix, four 8x8 matrices an
+// instruction. DP is the head dim padded to 64 or 128 (zeros beyond d). VEC (d and C multiples of 8,
 // 16-byte aligned tensors) moves Q, K and V 16 bytes at a time and loads each K/V tile while the
 // previous one is computed on; otherwise each value is loaded on its own, tile by tile.
 template <class T, int DP, int BN, bool VEC>
@@ -167,6 +168,7 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
   }
   __syncthreads();
   const int row = warp * 16 + g;  // this lane's rows: row and row + 8
+  const int lr = lane % 8, lm = lane / 8;  // the row of the matrix this lane addresses in an ldmatrix.x4
   uint32_t qa[DP / 16][4];
   for (int kk = 0; kk < DP / 16; kk++) {
     int c = kk * 16 + 2 * t;
@@ -191,25 +193,30 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
     }
     __syncthreads();
 
+    // S = Q K^T: one ldmatrix.x4 gives the K fragments of 8 keys over 32 dims (two k-steps).
     float s[BN / 8][4];
     for (int j = 0; j < BN / 8; j++) {
       for (int i = 0; i < 4; i++) s[j][i] = 0.f;
-      for (int kk = 0; kk < DP / 16; kk++) {
-        int c = kk * 16 + 2 * t;
-        uint32_t bk[2] = {lds32(&sk[j * 8 + g][c]), lds32(&sk[j * 8 + g][c + 8])};
-        mma_m16n8k16<kBf16>(s[j], qa[kk], bk, s[j]);
+      for (int kk = 0; kk < DP / 16; kk += 2) {
+        uint32_t kf[4];
+        ldmatrix_x4<false>(kf, &sk[j * 8 + lr][kk * 16 + lm * 8]);
+        uint32_t b0[2] = {kf[0], kf[1]}, b1[2] = {kf[2], kf[3]};
+        mma_m16n8k16<kBf16>(s[j], qa[kk], b0, s[j]);
+        mma_m16n8k16<kBf16>(s[j], qa[kk + 1], b1, s[j]);
       }
     }
     softmax_step(s, o, mrow, lrow, q0 + row, k0, t, Nk, causal, scale);
-    // O += P V: P's accumulator tiles 2kk and 2kk+1 are the A fragment of keys [16kk, 16kk + 16).
+    // O += P V: P's accumulator tiles 2kk and 2kk+1 are the A fragment of keys [16kk, 16kk + 16); one
+    // ldmatrix.x4.trans gives the V fragments of those keys over 16 dims (two n-tiles).
     for (int kk = 0; kk < BN / 16; kk++) {
       uint32_t pa[4] = {pack_f<T>(s[2 * kk][0], s[2 * kk][1]), pack_f<T>(s[2 * kk][2], s[2 * kk][3]), pack_f<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                         pack_f<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      int key = kk * 16 + 2 * t;
-      for (int n = 0; n < DP / 8; n++) {
-        int c = n * 8 + g;
-        uint32_t bv[2] = {pack(sv[key][c], sv[key + 1][c]), pack(sv[key + 8][c], sv[key + 9][c])};
-        mma_m16n8k16<kBf16>(o[n], pa, bv, o[n]);
+      for (int n = 0; n < DP / 8; n += 2) {
+        uint32_t vf[4];
+        ldmatrix_x4<true>(vf, &sv[kk * 16 + (lm & 1) * 8 + lr][(n + (lm >> 1)) * 8]);
+        uint32_t b0[2] = {vf[0], vf[1]}, b1[2] = {vf[2], vf[3]};
+        mma_m16n8k16<kBf16>(o[n], pa, b0, o[n]);
+        mma_m16n8k16<kBf16>(o[n + 1], pa, b1, o[n + 1]);
       }
     }
   }
@@ -230,6 +237,7 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
   alignas(16) __shared__ T sv[kBN][kDP + kPad];
   __shared__ float sp[4][16][kBN + 1];
   int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3, d0 = warp * kSlice;
+  int lr = lane % 8, lm = lane / 8;  // as in k_flash_attention
   int64_t b = blockIdx.y / heads, hd = blockIdx.y % heads, q0 = int64_t(blockIdx.x) * 16;
   const T* qb = q + b * Nq * C + hd * d;
   const T* kb = k + b * Nk * C + hd * d;
@@ -261,10 +269,12 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
     __syncthreads();
     for (int j = 0; j < kBN / 8; j++) {
       float part[4] = {0.f, 0.f, 0.f, 0.f};
-      for (int kk = 0; kk < kSlice / 16; kk++) {
-        int c = d0 + kk * 16 + 2 * t;
-        uint32_t bk[2] = {lds32(&sk[j * 8 + g][c]), lds32(&sk[j * 8 + g][c + 8])};
-        mma_m16n8k16<kBf16>(part, qa[kk], bk, part);
+      for (int kk = 0; kk < kSlice / 16; kk += 2) {
+        uint32_t kf[4];
+        ldmatrix_x4<false>(kf, &sk[j * 8 + lr][d0 + kk * 16 + lm * 8]);
+        uint32_t b0[2] = {kf[0], kf[1]}, b1[2] = {kf[2], kf[3]};
+        mma_m16n8k16<kBf16>(part, qa[kk], b0, part);
+        mma_m16n8k16<kBf16>(part, qa[kk + 1], b1, part);
       }
       for (int i = 0; i < 4; i++) sp[warp][g + (i >> 1) * 8][j * 8 + 2 * t + (i & 1)] = part[i];
     }
@@ -277,10 +287,12 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
       }
     softmax_step(s, o, mrow, lrow, q0 + g, k0, t, Nk, causal, scale);
     uint32_t pa[4] = {pack_f<T>(s[0][0], s[0][1]), pack_f<T>(s[0][2], s[0][3]), pack_f<T>(s[1][0], s[1][1]), pack_f<T>(s[1][2], s[1][3])};
-    for (int n = 0; n < kSlice / 8; n++) {
-      int c = d0 + n * 8 + g;
-      uint32_t bv[2] = {pack(sv[2 * t][c], sv[2 * t + 1][c]), pack(sv[2 * t + 8][c], sv[2 * t + 9][c])};
-      mma_m16n8k16<kBf16>(o[n], pa, bv, o[n]);
+    for (int n = 0; n < kSlice / 8; n += 2) {
+      uint32_t vf[4];
+      ldmatrix_x4<true>(vf, &sv[(lm & 1) * 8 + lr][d0 + (n + (lm >> 1)) * 8]);
+      uint32_t b0[2] = {vf[0], vf[1]}, b1[2] = {vf[2], vf[3]};
+      mma_m16n8k16<kBf16>(o[n], pa, b0, o[n]);
+      mma_m16n8k16<kBf16>(o[n + 1], pa, b1, o[n + 1]);
     }
   }
   write_rows(o, lrow, y + b * Nq * C + hd * d, q0 + g, d0, Nq, C, d, t);

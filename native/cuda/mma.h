@@ -13,6 +13,7 @@
 #ifdef PG25_CUDA_EMULATION
 namespace pg25::emu {
 void mma_m16n8k16(float* d, const uint32_t* a, const uint32_t* b, const float* c, bool bf16);
+void ldmatrix_x4(uint32_t* r, const void* row, bool trans);
 }
 #endif
 
@@ -31,6 +32,24 @@ __device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
                  : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#endif
+}
+
+// ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16: four 8x8 matrices of 16-bit values from shared
+// memory in one instruction, the rows of matrix i addressed by lanes 8i..8i+7 (`row`: 8 values, 16-byte
+// aligned). Lane l receives in r[i] row g = l/4, columns 2t and 2t+1 (t = l%4) of matrix i: the B
+// fragment above when the matrix is held as B's columns (K's rows for Q K^T). With TRANS it receives
+// column g, rows 2t and 2t+1: the B fragment when the matrix is held as B's rows (V's rows for P V).
+template <bool TRANS>
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+#ifdef PG25_CUDA_EMULATION
+  pg25::emu::ldmatrix_x4(r, row, TRANS);
+#else
+  unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  if constexpr (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
 #endif
 }
 

@@ -9,6 +9,8 @@
 #include "../../cpu/threadpool.h"
 #include "../launch.h"
 #include "selftest.h"
+// after selftest.h: the SIMT layer spells __device__
+#include "../mma.h"
 
 namespace selftest {
 
@@ -336,6 +338,38 @@ void check_dynamic_shared() {
   EXPECT_MISUSE("dynamic_shared_kernel", "shared memory");
 }
 
+// ldmatrix.x4 both ways against the PTX ISA's layouts: lane l addresses row l % 8 of matrix l / 8, a
+// shared 32 x 8 block holding 8 * (8 * matrix + row) + column; `shift` moves every row 2 bytes off its
+// 16-byte alignment (a kernel failure).
+__global__ void ldmatrix_kernel(uint32_t* out, int trans, int shift) {
+  alignas(16) __shared__ uint16_t tile[33][8];
+  int l = int(threadIdx.x);
+  for (int c = 0; c < 8; c++) tile[l][c] = uint16_t(l * 8 + c);
+  __syncwarp();
+  uint32_t r[4];
+  const uint16_t* row = &tile[l][0] + shift;
+  if (trans) pg25::cuda::ldmatrix_x4<true>(r, row);
+  else pg25::cuda::ldmatrix_x4<false>(r, row);
+  for (int i = 0; i < 4; i++) out[l * 4 + i] = r[i];
+}
+
+void check_ldmatrix() {
+  Stream s;
+  Dev<uint32_t> out(128);
+  for (int trans = 0; trans < 2; trans++) {
+    PG25_LAUNCH(ldmatrix_kernel, 1, 32, 0, s)(out.p, trans, 0);
+    CUDA_OK(cudaStreamSynchronize(s));
+    std::vector<uint32_t> o = out.download();
+    for (int l = 0; l < 32; l++)
+      for (int i = 0; i < 4; i++) {
+        int g = l / 4, t = l % 4;  // plain: row g, columns 2t, 2t+1; .trans: column g, rows 2t, 2t+1
+        uint32_t lo = trans ? (8 * i + 2 * t) * 8 + g : (8 * i + g) * 8 + 2 * t, hi = trans ? lo + 8 : lo + 1;
+        EXPECT(o[size_t(l * 4 + i)] == (lo | hi << 16), (trans ? ".trans" : "plain") << " lane " << l << " r[" << i << "] = " << o[size_t(l * 4 + i)]);
+      }
+  }
+  EXPECT_NO_MISUSE();
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
@@ -415,6 +449,12 @@ __global__ void warp_vs_barrier_kernel(unsigned* out) {
   out[threadIdx.x] = 1;
 }
 
+void check_fail_ldmatrix_misaligned() {
+  Dev<uint32_t> out(128);
+  expect_kernel_failure([&](cudaStream_t s) { PG25_LAUNCH(ldmatrix_kernel, 1, 32, 0, s)(out.p, 0, 1); },
+                        {"ldmatrix_kernel", "ldmatrix.sync.m8n8.x4", "not 16-byte aligned"}, __LINE__);
+}
+
 void check_fail_divergence() {
   Dev<unsigned> out(64);
   expect_kernel_failure([&](cudaStream_t s) { PG25_LAUNCH(divergent_collectives_kernel, 1, 64, 0, s)(out.p); },
@@ -433,6 +473,8 @@ std::vector<Check> simt_checks() {
       {"simt_syncwarp", check_syncwarp},
       {"simt_atomics", check_atomics},
       {"simt_dynamic_shared", check_dynamic_shared},
+      {"simt_ldmatrix", check_ldmatrix},
+      {"fail_ldmatrix_misaligned", check_fail_ldmatrix_misaligned},
       {"fail_syncthreads_skipped", check_fail_syncthreads},
       {"fail_shuffle_mask_omits_caller", check_fail_mask_omits_caller},
       {"fail_shuffle_exited_lane", check_fail_exited_lane},

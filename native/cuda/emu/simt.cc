@@ -41,6 +41,7 @@ const char* op_name(WarpOp op) {
     case WarpOp::Any: return "__any_sync";
     case WarpOp::Sync: return "__syncwarp";
     case WarpOp::Mma: return "mma.sync.m16n8k16";
+    case WarpOp::Ldmatrix: return "ldmatrix.sync.m8n8.x4";
   }
   return "?";
 }
@@ -86,6 +87,34 @@ void mma_warp(const MmaLane* lanes[32]) {
     int g = lane >> 2, t = lane & 3;
     for (int i = 0; i < 4; i++) lanes[lane]->d[i] = D[g + (i >> 1) * 8][2 * t + (i & 1)];
   }
+}
+
+// One lane's operands of an emulated ldmatrix.x4: the row it addresses, where its four registers go.
+struct LdmatrixLane {
+  const void* row;
+  uint32_t* r;
+  bool trans;
+};
+
+// ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16 for a whole warp, by the PTX ISA: lanes 8i..8i+7
+// address the rows of matrix i (8 16-bit values each, 16-byte aligned); lane l receives in r[i] row
+// l/4, columns 2(l%4) and 2(l%4)+1 of matrix i, or with .trans column l/4, rows 2(l%4) and 2(l%4)+1.
+// Returns why the warp's operands are invalid, or empty.
+std::string ldmatrix_warp(const LdmatrixLane* lanes[32]) {
+  uint16_t m[4][8][8];
+  for (int l = 0; l < 32; l++) {
+    if (lanes[l]->trans != lanes[0]->trans) return "lanes disagree on .trans";
+    if (reinterpret_cast<uintptr_t>(lanes[l]->row) % 16) return "lane " + std::to_string(l) + "'s row address is not 16-byte aligned";
+    std::memcpy(m[l / 8][l % 8], lanes[l]->row, 16);
+  }
+  for (int l = 0; l < 32; l++) {
+    int a = l / 4, b = 2 * (l % 4);
+    for (int i = 0; i < 4; i++) {
+      uint16_t lo = lanes[0]->trans ? m[i][b][a] : m[i][a][b], hi = lanes[0]->trans ? m[i][b + 1][a] : m[i][a][b + 1];
+      lanes[l]->r[i] = uint32_t(lo) | uint32_t(hi) << 16;
+    }
+  }
+  return "";
 }
 
 struct Lane {
@@ -167,8 +196,8 @@ struct BlockRunner {
       error = std::string(op_name(l.op)) + " in thread " + describe(l) + ": width " + std::to_string(l.width) + " is not a power of two up to 32";
       return;
     }
-    if (l.op == WarpOp::Mma && (l.mask != 0xffffffffu || count < 32)) {
-      error = "mma.sync in thread " + describe(l) + " needs all 32 lanes of a full warp";
+    if ((l.op == WarpOp::Mma || l.op == WarpOp::Ldmatrix) && (l.mask != 0xffffffffu || count < 32)) {
+      error = std::string(op_name(l.op)) + " in thread " + describe(l) + " needs all 32 lanes of a full warp";
       return;
     }
     unsigned& arrived = warp_arrived[index / 32];
@@ -184,6 +213,18 @@ struct BlockRunner {
         return;
       }
       vote |= uint64_t(o.value != 0) << j;
+    }
+    if (l.op == WarpOp::Ldmatrix) {
+      const LdmatrixLane* ops[32];
+      for (int j = 0; j < 32; j++) ops[j] = reinterpret_cast<const LdmatrixLane*>(lanes[base + j].value);
+      std::string why = ldmatrix_warp(ops);
+      if (!why.empty()) {
+        error = "ldmatrix.sync.m8n8.x4 in thread " + describe(l) + ": " + why;
+        return;
+      }
+      arrived = 0;
+      for (int j = 0; j < 32; j++) lanes[base + j].state = Lane::Ready;
+      return;
     }
     if (l.op == WarpOp::Mma) {
       const MmaLane* ops[32];
@@ -312,6 +353,11 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
 }
 
 void syncthreads() { runner().yield(Lane::AtBarrier); }
+
+void ldmatrix_x4(uint32_t* r, const void* row, bool trans) {
+  LdmatrixLane self{row, r, trans};
+  warp_collective(WarpOp::Ldmatrix, 0xffffffffu, reinterpret_cast<uint64_t>(&self), 0, warpSize);
+}
 
 void mma_m16n8k16(float* d, const uint32_t* a, const uint32_t* b, const float* c, bool bf16) {
   MmaLane self{a, b, c, d, bf16};

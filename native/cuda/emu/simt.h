@@ -38,8 +38,9 @@ extern thread_local dim3 gridDim;
 
 namespace pg25::emu {
 
-// Mma is mma.sync.m16n8k16 (native/cuda/mma.h): its value points at the lane's fragments.
-enum class WarpOp : uint8_t { ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, All, Any, Sync, Mma };
+// Mma is mma.sync.m16n8k16 and Ldmatrix ldmatrix.sync.m8n8.x4 (native/cuda/mma.h): their values point
+// at the lane's operands.
+enum class WarpOp : uint8_t { ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, All, Any, Sync, Mma, Ldmatrix };
 
 // Blocks the calling emulated thread until the warp lanes in `mask` have all arrived at the same
 // collective; returns this lane's result (the value read, or the vote).

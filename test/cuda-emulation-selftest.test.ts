@@ -24,6 +24,8 @@ const CHECKS = [
   'simt_dynamic_shared',
   'simt_ldmatrix',
   'fail_ldmatrix_misaligned',
+  'simt_cp_async',
+  'fail_cp_async_never_waited',
   'fail_syncthreads_skipped',
   'fail_shuffle_mask_omits_caller',
   'fail_shuffle_exited_lane',

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "async_copy.h"
 #include "kernels.h"
 #include "launch.h"
 #include "mma.h"
@@ -34,6 +35,21 @@ constexpr int kPad = 8;    // shared rows padded by 16 bytes, so a fragment's 8 
 // fragment register, in one 32-bit shared load.
 template <class T>
 __device__ __forceinline__ uint32_t lds32(const T* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// Issues cp.async copies of the K and V tile at keys k0.. into sk, sv (zeros past Nk and d) as one group.
+// Needs d % 8 == 0 and 16-byte aligned rows.
+template <int BN, int DP, class T>
+__device__ __forceinline__ void issue_kv(T (&sk)[BN][DP + kPad], T (&sv)[BN][DP + kPad], const T* kb, const T* vb, int64_t k0, int64_t Nk, int64_t C,
+                                         int d) {
+  for (int i = int(threadIdx.x); i < BN * DP / 8; i += int(blockDim.x)) {
+    int r = i / (DP / 8), c = i % (DP / 8) * 8;
+    bool in = k0 + r < Nk && c < d;
+    int64_t at = in ? (k0 + r) * C + c : 0;
+    cp_async16(&sk[r][c], kb + at, in);
+    cp_async16(&sv[r][c], vb + at, in);
+  }
+  cp_async_commit();
+}
 
 // A block's share of a K and V tile (BN rows of DP dims) in 16-byte pieces, held in registers between
 // the global loads and the shared stores, so the next tile's loads are in flight while the tensor
@@ -138,16 +154,21 @@ __device__ __forceinline__ void write_rows(const float (&o)[NO][4], const float 
 // with mma.sync, keeps a running row max and sum, and accumulates O += P V with P rounded to the
 // storage type; K and V fragments come out of shared memory by ldmatrix, four 8x8 matrices an
 // instruction. DP is the head dim padded to 64 or 128 (zeros beyond d). VEC (d and C multiples of 8,
-// 16-byte aligned tensors) moves Q, K and V 16 bytes at a time and loads each K/V tile while the
-// previous one is computed on; otherwise each value is loaded on its own, tile by tile.
+// 16-byte aligned tensors) moves Q 16 bytes at a time and K and V by cp.async into two buffers, the
+// next tile landing while this one is computed on; otherwise each value is loaded on its own, tile by
+// tile, into the first buffer.
 template <class T, int DP, int BN, bool VEC>
 __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d, bool causal,
                                   float scale) {
   constexpr bool kBf16 = std::is_same<T, bf>::value;
-  // 16-byte aligned: rows are moved with 16-byte stores and read as 32-bit fragment registers.
-  alignas(16) __shared__ T sq[kRows][DP + kPad];
-  alignas(16) __shared__ T sk[BN][DP + kPad];
-  alignas(16) __shared__ T sv[BN][DP + kPad];
+  // One 16-byte aligned block of shared memory: Q's tile until its fragments are in registers, then
+  // K/V tiles kv[0], kv[1] (the first buffer) and kv[2], kv[3] (the second). Rows are 16-byte aligned
+  // for the 16-byte copies and ldmatrix.
+  constexpr int kW = DP + kPad, kQ = kRows * kW, kKV = 4 * BN * kW;
+  alignas(16) __shared__ T smem[kQ > kKV ? kQ : kKV];
+  using Tile = T[BN][kW];
+  auto sq = reinterpret_cast<T(*)[kW]>(smem);
+  auto kv = reinterpret_cast<Tile*>(smem);
   int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
   int64_t b = blockIdx.y / heads, hd = blockIdx.y % heads, q0 = int64_t(blockIdx.x) * kRows;
   const T* qb = q + b * Nq * C + hd * d;
@@ -181,17 +202,21 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
   float o[DP / 8][4] = {};
   float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};  // running max and (this lane's partial) sum
   int64_t kv_end = causal ? (q0 + kRows < Nk ? q0 + kRows : Nk) : Nk;
-  KvStage<BN, DP, 128> stage;
-  if (VEC) stage.load(kb, vb, 0, Nk, C, d);
-  for (int64_t k0 = 0; k0 < kv_end; k0 += BN) {
-    __syncthreads();  // the previous tile is consumed
-    if (VEC) {
-      stage.store(sk, sv);
-      if (k0 + BN < kv_end) stage.load(kb, vb, k0 + BN, Nk, C, d);  // in flight during this tile's work
+  __syncthreads();  // every warp holds its Q fragments: the memory becomes K/V tiles
+  if (VEC) issue_kv<BN, DP>(kv[0], kv[1], kb, vb, 0, Nk, C, d);
+  for (int64_t k0 = 0, it = 0; k0 < kv_end; k0 += BN, it++) {
+    int cur = VEC ? int(it & 1) : 0;
+    if (!VEC) {
+      load_kv(kv[0], kv[1], kb, vb, k0, Nk, C, d);
+    } else if (k0 + BN < kv_end) {
+      issue_kv<BN, DP>(kv[2 * (cur ^ 1)], kv[2 * (cur ^ 1) + 1], kb, vb, k0 + BN, Nk, C, d);  // lands during this tile's work
+      cp_async_wait<1>();
     } else {
-      load_kv(sk, sv, kb, vb, k0, Nk, C, d);
+      cp_async_wait<0>();
     }
-    __syncthreads();
+    __syncthreads();  // this tile is in shared memory, every thread's part of it
+    Tile& sk = kv[2 * cur];
+    Tile& sv = kv[2 * cur + 1];
 
     // S = Q K^T: one ldmatrix.x4 gives the K fragments of 8 keys over 32 dims (two k-steps).
     float s[BN / 8][4];
@@ -219,6 +244,7 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
         mma_m16n8k16<kBf16>(o[n + 1], pa, b1, o[n + 1]);
       }
     }
+    __syncthreads();  // this tile is consumed: the next copies may overwrite its buffer
   }
   write_rows(o, lrow, y + b * Nq * C + hd * d, q0 + row, 0, Nq, C, d, t);
 }
@@ -227,7 +253,9 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
 // Head dims from 129 to 512 (the VAE's single 512-wide head): a block of four warps takes 16 query rows
 // and splits the head dim four ways (128 each, padded with zeros). Each warp multiplies its slice of Q
 // and K on tensor cores; the four partial score tiles are summed through shared memory, every warp runs
-// the same online softmax on the sum, and accumulates P V for its own 128 output dims. VEC as above.
+// the same online softmax on the sum, and accumulates P V for its own 128 output dims. VEC moves K and V
+// 16 bytes at a time through registers, the next tile in flight (two cp.async buffers of 512-wide rows
+// would not fit in 48 KB of static shared memory).
 template <class T, bool VEC>
 __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d, bool causal,
                                        float scale) {

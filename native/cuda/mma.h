@@ -8,6 +8,8 @@
 // The CPU emulation (native/cuda/emu) assembles the matrices from these layouts, so a kernel that packs
 // its fragments wrongly fails its tests there.
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 #ifdef PG25_CUDA_EMULATION

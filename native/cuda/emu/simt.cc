@@ -126,6 +126,15 @@ struct Lane {
   unsigned mask = 0;
   int arg = 0, width = 32;
   uint64_t value = 0, result = 0;
+  // cp.async copies not yet waited for: their 16 bytes read at issue, written at the wait that
+  // completes their group (-1: not committed yet).
+  struct AsyncCopy {
+    void* dst;
+    unsigned char bytes[16];
+    int64_t group;
+  };
+  std::vector<AsyncCopy> copies;
+  int64_t groups = 0;
 };
 
 // One CPU thread's machinery for running blocks: fiber stacks (with guard pages), lanes, the
@@ -295,6 +304,8 @@ struct BlockRunner {
     for (int i = 0; i < n; i++) {
       Lane& l = lanes[i];
       l.state = Lane::Ready;
+      l.copies.clear();
+      l.groups = 0;
       l.tid = {unsigned(i % blockDim.x), unsigned(i / blockDim.x % blockDim.y), unsigned(i / (blockDim.x * blockDim.y))};
       make_context(l.ctx, stacks + slot * i + page, kStack, lane_main, &l);
     }
@@ -315,8 +326,10 @@ struct BlockRunner {
             cur = &l;
             switch_to(sched, l.ctx);
             ran = again = true;
-            if (l.state == Lane::Done) done++;
-            else if (l.state == Lane::AtWarp) arrive(n, i);
+            if (l.state == Lane::Done) {
+              done++;
+              if (!l.copies.empty()) error = "thread " + describe(l) + " exited with " + std::to_string(l.copies.size()) + " cp.async copies it never waited for";
+            } else if (l.state == Lane::AtWarp) arrive(n, i);
           }
         }
       }
@@ -353,6 +366,35 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
 }
 
 void syncthreads() { runner().yield(Lane::AtBarrier); }
+
+void cp_async16(void* smem, const void* gmem, bool valid) {
+  BlockRunner& r = runner();
+  if (reinterpret_cast<uintptr_t>(smem) % 16 || (valid && reinterpret_cast<uintptr_t>(gmem) % 16)) {
+    if (r.error.empty()) r.error = "cp.async in thread " + r.describe(*r.cur) + ": addresses not 16-byte aligned";
+    return;
+  }
+  Lane::AsyncCopy c{smem, {}, -1};
+  if (valid) std::memcpy(c.bytes, gmem, 16);
+  r.cur->copies.push_back(c);
+}
+
+void cp_async_commit() {
+  Lane* l = runner().cur;
+  for (auto& c : l->copies)
+    if (c.group < 0) c.group = l->groups;
+  l->groups++;
+}
+
+void cp_async_wait(int pending) {
+  Lane* l = runner().cur;
+  int64_t complete = l->groups - pending;  // groups [0, complete) have landed
+  size_t kept = 0;
+  for (auto& c : l->copies) {
+    if (c.group >= 0 && c.group < complete) std::memcpy(c.dst, c.bytes, 16);
+    else l->copies[kept++] = c;
+  }
+  l->copies.resize(kept);
+}
 
 void ldmatrix_x4(uint32_t* r, const void* row, bool trans) {
   LdmatrixLane self{row, r, trans};

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <sstream>
 #include <string>
@@ -115,6 +116,10 @@ void scale_kernel(int* p, int n, int f);
 // The checks of each file, in the order they run; selftest_main.cc runs them one after another.
 std::vector<Check> number_checks();   // selftest_numbers.cc: fp16 and bf16 conversions
 std::vector<Check> simt_checks();     // selftest_simt.cc: kernel semantics and failure detection
+std::vector<Check> tile_checks();     // selftest_tiles.cc: ldmatrix and cp.async
+// Runs a failing launch on a fresh stream: the failure must surface at the next synchronisation with a
+// misuse message holding every part, and the stream must run kernels again after (selftest_simt.cc).
+void expect_kernel_failure(const std::function<void(cudaStream_t)>& launch, std::initializer_list<const char*> misuse_parts, int line);
 std::vector<Check> cudart_checks();   // selftest_cudart.cc: the cudart stand-in
 std::vector<Check> cublaslt_checks(); // selftest_cublaslt.cc: the cuBLASLt stand-in
 

@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   signal(SIGALRM, on_alarm);
   std::set<std::string> only(argv + 1, argv + argc);
   int failed = 0, ran = 0;
-  for (const auto& checks : {number_checks(), simt_checks(), cudart_checks(), cublaslt_checks()})
+  for (const auto& checks : {number_checks(), simt_checks(), tile_checks(), cudart_checks(), cublaslt_checks()})
     for (const Check& c : checks) {
       if (!only.empty() && !only.count(c.name)) continue;
       ran++;

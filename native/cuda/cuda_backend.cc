@@ -12,6 +12,7 @@
 #include "../core/error.h"
 #include "../io/safetensors.h"
 #include "cublaslt.h"
+#include "convolution.h"
 #include "cudnn.h"
 #include "cuda_runtime_info.h"
 #include "device_memory.h"
@@ -328,90 +329,15 @@ class CudaBackend final : public Backend {
       notices_.push_back(why + ": convolutions run as im2col + cuBLASLt GEMMs, slower (set PG25_CUDA_LIBS to its folder, or install nvidia-cudnn-cu12/13)");
   }
   std::vector<std::string> take_notices() override { return std::move(notices_); }
-  // Through cuDNN when it has a plan for this shape: the convolution, bias and residual in one graph
-  // (or, where no engine fuses them, the convolution alone and our epilogue pass). The plans declare
-  // 16-byte alignment, which our pool allocations (256 bytes) give; anything less takes im2col.
-  bool conv_cudnn(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y, bool wide) {
-    if (!dnn_) return false;
-    uintptr_t bits = reinterpret_cast<uintptr_t>(P(x)) | reinterpret_cast<uintptr_t>(P(w)) | reinterpret_cast<uintptr_t>(P(y)) |
-                     (bias ? reinterpret_cast<uintptr_t>(P(*bias)) : 0) | (residual ? reinterpret_cast<uintptr_t>(P(*residual)) : 0);
-    if (bits % 16) return false;
-    const cuda::Cudnn::Plan* p =
-        dnn_->plan({x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), stride, pad, wide, bias != nullptr, residual != nullptr, NHWC(x)});
-    if (!p) return false;
-    std::unique_ptr<CudaBuffer> ws;
-    if (int64_t n = cuda::Cudnn::workspace_bytes(*p)) ws = std::make_unique<CudaBuffer>(size_t(n), stream_owner_);
-    dnn_->run(*p, P(x), P(w), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, P(y), ws ? ws->ptr : nullptr, stream());
-    if (!cuda::Cudnn::fused(*p) && (bias || residual)) {
-      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, y.dim(0), y.dim(1), y.dim(2) * y.dim(3), NHWC(y), wide,
-                          stream());
-      LAUNCHED("conv bias");
-    }
-    return true;
-  }
-
   Tensor conv2d(const Tensor& x, const Tensor& w_in, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
-    int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w_in.dim(0), kh = w_in.dim(2), kw = w_in.dim(3);
-    int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1, P_ = Ho * Wo, K = Cin * kh * kw;
+    int64_t H = x.dim(2), W = x.dim(3), kh = w_in.dim(2), kw = w_in.dim(3);
     bool wide = same("conv2d", {&x, &w_in, bias, residual});
     Layout layout = one_layout("conv2d", {&x, residual});
     // The kernel in the activations' layout (KRSC beside NHWC): models load it so, other callers' is converted here.
     Tensor w = to_layout(w_in, layout);
-    Tensor y = make({B, Cout, Ho, Wo}, wide, layout);
-    if (conv_cudnn(x, w, bias, stride, pad, residual, y, wide)) return y;
-    bool pointwise = kh == 1 && kw == 1 && stride == 1 && pad == 0;
-    if (layout == Layout::NHWC) {
-      conv_nhwc_im2col(x, w, bias, stride, pad, residual, y, wide, pointwise);
-      return y;
-    }
-    // im2col in column chunks that keep the buffer near 64 MB at any resolution. A chunk is a multiple
-    // of 128 columns (256 bytes), so every chunk's column buffer and output offset keep cuBLASLt's
-    // alignment (all the more when the output row length P_ is itself a multiple of 8).
-    int64_t chunk = std::min<int64_t>(P_, std::max<int64_t>(256, (int64_t(32) << 20) / std::max<int64_t>(1, K)) / 128 * 128);
-    std::unique_ptr<CudaBuffer> col;
-    if (!pointwise) col = std::make_unique<CudaBuffer>(size_t(K * chunk) * 2, stream_owner_);
-    for (int64_t n = 0; n < B; n++) {
-      const char* xin = static_cast<const char*>(P(x)) + n * Cin * H * W * 2;
-      char* out = static_cast<char*>(P(y)) + n * Cout * P_ * 2;
-      if (pointwise) {
-        lt_->gemm(P(w), K, 0, xin, P_, 0, false, out, P_, 0, Cout, P_, K, 1, 1.f, false, wide, stream());
-        continue;
-      }
-      for (int64_t p0 = 0; p0 < P_; p0 += chunk) {
-        int64_t pc = std::min(chunk, P_ - p0);
-        cuda::im2col(xin, col->ptr, Cin, H, W, kh, kw, stride, pad, Wo, p0, pc, stream());
-        LAUNCHED("im2col");
-        lt_->gemm(P(w), K, 0, col->ptr, pc, 0, false, out + p0 * 2, P_, 0, Cout, pc, K, 1, 1.f, false, wide, stream());
-      }
-    }
-    if (bias || residual) {
-      cuda::conv_epilogue(P(y), bias ? P(*bias) : nullptr, residual ? P(*residual) : nullptr, B, Cout, P_, false, wide, stream());
-      LAUNCHED("conv bias");
-    }
+    Tensor y = make({x.dim(0), w.dim(0), (H + 2 * pad - kh) / stride + 1, (W + 2 * pad - kw) / stride + 1}, wide, layout);
+    cuda::convolve({*lt_, dnn_.get(), stream_owner_, stream()}, x, w, bias, stride, pad, residual, y, wide);
     return y;
-  }
-  // NHWC without a cuDNN plan: the output's rows are pixels, so the convolution is a linear layer over
-  // im2col's rows (over x itself for a 1x1 kernel), with the bias and the residual in cuBLASLt's
-  // epilogue. Chunks of rows keep the column buffer near 64 MB; a chunk is a multiple of 128 rows, so
-  // every chunk's operands keep their 16-byte alignment.
-  void conv_nhwc_im2col(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y, bool wide,
-                        bool pointwise) {
-    int64_t Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3), Ho = y.dim(2), Wo = y.dim(3);
-    int64_t rows = y.dim(0) * Ho * Wo, K = Cin * kh * kw;
-    const void* b = bias ? P(*bias) : nullptr;
-    if (pointwise) {
-      lt_->linear(P(x), P(w), b, residual ? P(*residual) : nullptr, P(y), rows, Cout, K, wide, stream());
-      return;
-    }
-    int64_t chunk = std::min<int64_t>(rows, std::max<int64_t>(256, (int64_t(32) << 20) / std::max<int64_t>(1, K)) / 128 * 128);
-    CudaBuffer col(size_t(K * chunk) * 2, stream_owner_);
-    for (int64_t p0 = 0; p0 < rows; p0 += chunk) {
-      int64_t pc = std::min(chunk, rows - p0);
-      cuda::im2col_nhwc(P(x), col.ptr, Cin, H, W, kh, kw, stride, pad, Ho, Wo, p0, pc, stream());
-      LAUNCHED("im2col");
-      const char* r = residual ? static_cast<const char*>(P(*residual)) + p0 * Cout * 2 : nullptr;
-      lt_->linear(col.ptr, P(w), b, r, static_cast<char*>(P(y)) + p0 * Cout * 2, pc, Cout, K, wide, stream());
-    }
   }
 
   Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) override {

@@ -224,6 +224,31 @@ async function opTimings (): Promise<Map<string, number>> {
   return ours
 }
 
+// PyTorch's whole UNet call and VAE decode at the same size (bench/torch_models.py: diffusers' models from
+// the real configs, fp16, channels_last), in this same run. Needs diffusers' source (PG25_DIFFUSERS, which
+// gpu-check.sh run sets from what pack carried).
+function torchModels (full: Full): Record<string, number> {
+  const out: Record<string, number> = {}
+  const src = process.env.PG25_DIFFUSERS
+  if (src === undefined) {
+    row('pytorch whole-model timings', 'skipped', 'no diffusers source (PG25_DIFFUSERS): see scripts/gpu-check.sh pack')
+    return out
+  }
+  try {
+    // (the smoke mode runs them on the CPU, where a PyTorch with diffusers is at hand)
+    const text = execFileSync('python3', [path.join(__dirname, '..', '..', 'bench', 'torch_models.py'), MODEL, String(RES / 8), SMOKE ? 'cpu' : 'cuda', String(reps(5))],
+      { encoding: 'utf8', timeout: 600_000, env: { ...process.env, PYTHONPATH: src } })
+    for (const line of text.trim().split('\n')) { const [name, ms] = line.split('\t'); out[name] = Number(ms) }
+  } catch (err) {
+    row('pytorch whole-model timings', 'unavailable', String((err as Error).message).split('\n')[0])
+    return out
+  }
+  for (const [name, ours] of [['unet_step', full.unet_step_ms], ['vae_decode', full.vae_ms]] as const) {
+    if (out[name] !== undefined) row(`pytorch ${name} (diffusers, eager)`, `${out[name].toFixed(1)} ms`, `ours ${ours.toFixed(1)} ms, ratio ${(ours / out[name]).toFixed(2)}`)
+  }
+  return out
+}
+
 function torchOps (ours: Map<string, number>): void {
   let peers = new Map<string, number>()
   try {
@@ -246,9 +271,10 @@ async function main (): Promise<void> {
   console.log(`gpu-check on ${device}, backend ${DEVICE}, commit ${commit}, ${new Date().toISOString()}`)
   const ok = await golden()
   const full = await fullSize()
+  const peer = DEVICE === 'cuda' && full !== null ? torchModels(full) : {}
   if (DEVICE === 'cuda' && full !== null) torchOps(await opTimings())
   const f = (x: number | undefined, d = 1): string => (x === undefined ? 'n/a' : x.toFixed(d))
-  console.log(`gpu-check: device=${device} commit=${commit} golden=${ok ? 'pass' : 'fail'} unet_step_ms=${f(full?.unet_step_ms)} unet_no_graph_ms=${f(full?.unet_eager_ms)} unet_nchw_ms=${f(full?.unet_nchw_ms)} vae_ms=${f(full?.vae_ms)} vae_nchw_ms=${f(full?.vae_nchw_ms)} text_ms=${f(full?.text_ms)} generate_s=${f(full?.generate_s, 2)} peak_gib=${f(full?.peak_gib, 2)}`)
+  console.log(`gpu-check: device=${device} commit=${commit} golden=${ok ? 'pass' : 'fail'} unet_step_ms=${f(full?.unet_step_ms)} unet_no_graph_ms=${f(full?.unet_eager_ms)} unet_nchw_ms=${f(full?.unet_nchw_ms)} vae_ms=${f(full?.vae_ms)} vae_nchw_ms=${f(full?.vae_nchw_ms)} text_ms=${f(full?.text_ms)} generate_s=${f(full?.generate_s, 2)} peak_gib=${f(full?.peak_gib, 2)} torch_unet_ms=${f(peer.unet_step)} torch_vae_ms=${f(peer.vae_decode)}`)
   if (!ok) process.exitCode = 1
 }
 

@@ -19,6 +19,9 @@ test('gpu-check runs every section end to end and prints a number for every fiel
     t.true(Number.isFinite(Number(fields[k])) && Number(fields[k]) > 0, `${k}=${fields[k]}`)
   }
   t.regex(stdout, /UNet, synthetic weights, GPU vs CPU @256 +\S+ +pass/)
+  // PyTorch's whole-model timings need diffusers (the device run carries it): named here, skipped or timed.
+  t.true('torch_unet_ms' in fields && 'torch_vae_ms' in fields, summary)
+  t.regex(stdout, /pytorch (whole-model timings +skipped|unet_step \(diffusers, eager\) +[0-9.]+ ms)/)
   // Each convolution four ways (cuDNN and im2col, NHWC and NCHW), each GroupNorm in both layouts.
   for (const name of ['conv3x3 640ch 64x64 b2 +bias+residual', 'conv3x3 640ch 64x64 b2 +bias+residual nchw', 'conv3x3 640ch 64x64 b2 +bias+residual im2col',
     'conv3x3 640ch 64x64 b2 +bias+residual im2col nchw', 'group_norm vae 1x128x1024x1024 g32', 'group_norm vae 1x128x1024x1024 g32 nchw', 'sdpa vae 16384 tokens d512']) {

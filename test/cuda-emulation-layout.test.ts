@@ -48,14 +48,16 @@ const cases: Case[] = [
   { op: 'cast', inputs: [[[1, 8, 3, 3], 1]], attrs: { wide: 1 }, tol: 1e-2 },
   // GroupNorm channels last: groups straddling the 8-channel loads (320 / 32 = 10 channels), one load per
   // group (512 / 32), several loads per group, channels not a multiple of 8 (one value per thread), more
-  // channels than a block has threads, rows over several chunks, and a layer wider than the kernel takes.
+  // channels than a block has threads (SDXL's widest, 2560, on up_blocks.0's joined skip), rows over several
+  // chunks, and a layer wider than the kernel takes (through NCHW).
   { op: 'group_norm', inputs: [[[2, 320, 6, 5], 2], [[320], 1], [[320], 1]], attrs: { groups: 32, eps: 1e-5, silu: 1 } },
   { op: 'group_norm', inputs: [[[1, 512, 4, 4], 2], [[512], 1], [[512], 1]], attrs: { groups: 32, eps: 1e-6, silu: 0 } },
   { op: 'group_norm', inputs: [[[2, 64, 33, 31], 2], [[64], 1], [[64], 1]], attrs: { groups: 4, eps: 1e-6, silu: 1 } },
   { op: 'group_norm', inputs: [[[2, 6, 17, 9], 2], [[6], 1], [[6], 1]], attrs: { groups: 3, eps: 1e-6, silu: 0 } },
   { op: 'group_norm', inputs: [[[1, 300, 3, 5], 2], [[300], 1], [[300], 1]], attrs: { groups: 30, eps: 1e-5, silu: 0 } },
   { op: 'group_norm', inputs: [[[1, 32, 96, 96], 2], [[32], 1], [[32], 1]], attrs: { groups: 8, eps: 1e-5, silu: 1 } },
-  { op: 'group_norm', inputs: [[[1, 2064, 2, 3], 2], [[2064], 1], [[2064], 1]], attrs: { groups: 24, eps: 1e-5, silu: 1 } },
+  { op: 'group_norm', inputs: [[[2, 2560, 3, 2], 2], [[2560], 1], [[2560], 1]], attrs: { groups: 32, eps: 1e-5, silu: 1 } },
+  { op: 'group_norm', inputs: [[[1, 3080, 2, 3], 2], [[3080], 1], [[3080], 1]], attrs: { groups: 40, eps: 1e-5, silu: 1 } },
   { op: 'group_norm', inputs: [[[1, 1280, 1, 1], 2], [[1280], 1], [[1280], 1]], attrs: { groups: 32, eps: 1e-5, silu: 1 } },
   // Spatial moves: eight channels per 16-byte copy, and one value at a time.
   { op: 'pad2d', inputs: [[[2, 16, 5, 6], 1]], attrs: { left: 0, right: 1, top: 0, bottom: 1 } },

@@ -47,7 +47,7 @@ struct CudaBuffer : Buffer {
   // lives as long as the view.
   CudaBuffer(std::shared_ptr<CudaBuffer> of, size_t offset, size_t n);
   ~CudaBuffer() override;
-  size_t bytes() const override { return bytes_; }
+  size_t bytes() const override { return base ? 0 : bytes_; }  // a view holds none of its own
   void* ptr = nullptr;
   size_t bytes_;
   std::shared_ptr<Stream> owner;

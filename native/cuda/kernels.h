@@ -46,8 +46,9 @@ void group_norm(const void* x, const void* gamma, const void* beta, void* y, int
                 bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
 // GroupNorm of NHWC x [B, HW, C]: pass 1 reduces a stretch of rows (pixels) of one image per block, each
 // thread along its own channels, to per-group moments; passes 2 and 3 as above.
-// (at most this many channels: larger images take the NCHW kernels through a transpose)
-constexpr int64_t kGroupNormNhwcMaxChannels = 2048;
+// (at most this many channels, in 36 KB of shared memory: SDXL's widest GroupNorm, on up_blocks.0's
+// joined skip, has 2560; larger images take the NCHW kernels through a transpose)
+constexpr int64_t kGroupNormNhwcMaxChannels = 3072;
 GroupNormPlan plan_group_norm_nhwc(int64_t B, int64_t C, int64_t HW, int groups);
 void group_norm_nhwc(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups, float eps,
                      bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);

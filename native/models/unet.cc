@@ -160,7 +160,8 @@ Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Te
   std::vector<float> t(size_t(B), timestep);
   std::vector<float> temb = timestep_embedding(t, conv_in_.w.dim(0), flip_sin_to_cos_, freq_shift_);
   std::vector<float> tid = timestep_embedding(time_ids, add_time_dim_, flip_sin_to_cos_, freq_shift_);
-  std::vector<Tensor> in{sample, be.from_host(temb.data(), {B, conv_in_.w.dim(0)}), be.from_host(tid.data(), {B, n_time_ids_ * add_time_dim_}), context,
+  // The recording's inputs are plain NCHW buffers: a sample in another layout is converted first.
+  std::vector<Tensor> in{be.to_layout(sample, Layout::NCHW), be.from_host(temb.data(), {B, conv_in_.w.dim(0)}), be.from_host(tid.data(), {B, n_time_ids_ * add_time_dim_}), context,
                          text_embeds};
   std::call_once(recorder_once_, [&] { recorder_ = be.make_recorder(); });
   return be.run_recorded(recorder_.get(), in, {B, out_channels_, sample.dim(2), sample.dim(3)},

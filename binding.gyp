@@ -9,6 +9,7 @@
         "native/io/weights.cc",
         "native/backend/tensor.cc",
         "native/backend/op_call.cc",
+        "native/backend/profiling.cc",
         "native/cpu/threadpool.cc",
         "native/cpu/gemm.cc",
         "native/cpu/gemm_kernels.cc",

@@ -3,6 +3,7 @@
 //   2. the full-size graph (real configs, synthetic weights from a seed) on the GPU against the CPU backend at 256x256;
 //   3. timings at 1024x1024: both text encoders, one UNet step (batch 2), VAE decode, 50 guided steps end to end, peak memory;
 //      the UNet step without CUDA graphs, and the UNet step and VAE decode with NCHW activations (PG25_CUDA_LAYOUT=nchw);
+//      then both again with every op timed on the device (PG25_PROFILE=1), the time per op;
 //   4. each op class at those shapes, ours beside PyTorch's (ratio ours / PyTorch); convolutions and GroupNorm in NHWC
 //      (the backend's layout) and NCHW.
 // PG25_GPU_CHECK_DEVICE=cpu runs the same checks on the CPU backend (to test the script); PG25_GPU_CHECK_FULL=0 skips 2, 3
@@ -159,7 +160,34 @@ async function fullSize (): Promise<Full | null> {
   const vaeN = await VAEModel.load(nchw, cfg('vae'), 4)
   const vae_nchw_ms = await timeMs(async () => (await vaeN.decode(zn)).dispose(), reps(3))
   nchw.dispose()
+  await profile(cfg, shapes, tid)
   return { text_ms, unet_step_ms, unet_eager_ms, unet_nchw_ms, vae_ms, vae_nchw_ms, generate_s, peak_gib }
+}
+
+// Where one UNet step and one VAE decode spend their time, per op (PG25_PROFILE=1: each op timed by the
+// device, kernel by kernel; the totals exceed a replayed call's time by the launch gaps a graph removes).
+async function profile (cfg: (n: string) => any, shapes: Record<'x' | 'c' | 'p' | 'z', number[]>, tid: Float32Array): Promise<void> {
+  process.env.PG25_PROFILE = '1'
+  const rt = Runtime.open(DEVICE, () => {})
+  delete process.env.PG25_PROFILE
+  const [x, c, p, z] = [shapes.x, shapes.c, shapes.p, shapes.z].map((s, i) => rt.fromHost(new TorchGenerator(1 + i).randn(s), s))
+  const report = (what: string): void => {
+    const ops = Object.entries(rt.engine.profile()).sort((a, b) => b[1].ms - a[1].ms)
+    const total = ops.reduce((s, [, o]) => s + o.ms, 0)
+    row(`profile ${what}: all ops`, `${total.toFixed(2)} ms`)
+    for (const [op, o] of ops) row(`profile ${what}: ${op}`, `${o.ms.toFixed(2)} ms`, `${o.calls} calls, ${(100 * o.ms / total).toFixed(1)}%`)
+  }
+  const unet = await UNetModel.load(rt, cfg('unet'), 1)
+  ;(await unet.predict(x, 0.5, c, p, tid)).dispose() // first call: plans found, memory pooled
+  rt.engine.profile()
+  ;(await unet.predict(x, 0.5, c, p, tid)).dispose()
+  report('unet step')
+  const vae = await VAEModel.load(rt, cfg('vae'), 4)
+  ;(await vae.decode(z)).dispose()
+  rt.engine.profile()
+  ;(await vae.decode(z)).dispose()
+  report('vae decode')
+  rt.dispose()
 }
 
 // 4. Each op class at the UNet's and VAE's 1024x1024 shapes, ours (through Engine.op) beside PyTorch's

@@ -51,6 +51,8 @@ export interface NativeEngine {
   peakBytes(reset?: boolean): number
   /** One-line notices the backend has for the user (a missing optional library such as cuDNN), each returned once. */
   takeNotices(): string[]
+  /** Time per op since the last call, once the queued work completes (waits); empty unless opened with PG25_PROFILE=1. */
+  profile(): Record<string, { calls: number, ms: number }>
   dispose(): void
 }
 

@@ -19,6 +19,9 @@ test('gpu-check runs every section end to end and prints a number for every fiel
     t.true(Number.isFinite(Number(fields[k])) && Number(fields[k]) > 0, `${k}=${fields[k]}`)
   }
   t.regex(stdout, /UNet, synthetic weights, GPU vs CPU @256 +\S+ +pass/)
+  // The per-op profile of a UNet step and a VAE decode.
+  for (const op of ['conv2d', 'linear', 'attention', 'group_norm', 'layer_norm']) t.regex(stdout, new RegExp(`profile unet step: ${op} +[0-9.]+ ms +[1-9][0-9]* calls`), op)
+  t.regex(stdout, /profile vae decode: conv2d +[0-9.]+ ms +[1-9][0-9]* calls/)
   // PyTorch's whole-model timings need diffusers (the device run carries it): named here, skipped or timed.
   t.true('torch_unet_ms' in fields && 'torch_vae_ms' in fields, summary)
   t.regex(stdout, /pytorch (whole-model timings +skipped|unet_step \(diffusers, eager\) +[0-9.]+ ms)/)

@@ -5,6 +5,7 @@
 // their image input to it once and their output back to NCHW, and image ops keep their input's layout.
 #pragma once
 #include <cstdint>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,6 +28,18 @@ class Recorder {
   virtual ~Recorder() = default;
 };
 
+// A point in a backend's queued work, for timing it (mark / elapsed_ms).
+class Mark {
+ public:
+  virtual ~Mark() = default;
+};
+
+// One op's totals in a profile (native/backend/profiling.h).
+struct OpTotal {
+  int64_t calls = 0;
+  double ms = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -37,6 +50,14 @@ class Backend {
   // One-line notices for the user that arose while the backend started (a missing optional library),
   // each handed out once.
   virtual std::vector<std::string> take_notices() { return {}; }
+  // Timing: a mark at this point of the queued work, and the milliseconds between two marks once both
+  // have passed (waiting for them). By default the host clock, right where ops complete as they return.
+  virtual std::unique_ptr<Mark> mark() { return std::make_unique<HostMark>(); }
+  virtual double elapsed_ms(const Mark& a, const Mark& b) {
+    return std::chrono::duration<double, std::milli>(static_cast<const HostMark&>(b).t - static_cast<const HostMark&>(a).t).count();
+  }
+  // Time per op since the last call (empty unless the engine was opened with PG25_PROFILE=1).
+  virtual std::vector<std::pair<std::string, OpTotal>> take_profile() { return {}; }
 
   // Memory. Weights arrive as float32 host data; a backend may store them in another precision
   // (and refuses, naming the tensor, values that precision cannot hold).
@@ -124,6 +145,11 @@ class Backend {
 
   // Image out: x [B, 3, H, W] in [-1, 1] -> RGB bytes, round(clamp(x/2+0.5, 0, 1) * 255), NHWC.
   virtual std::vector<uint8_t> to_rgb8(const Tensor& x) = 0;
+
+ protected:
+  struct HostMark : Mark {
+    std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+  };
 };
 
 }  // namespace pg25

@@ -6,6 +6,10 @@
 #include <malloc.h>
 #endif
 
+#include <cstdlib>
+#include <cstring>
+
+#include "../backend/profiling.h"
 #include "../cpu/cpu_backend.h"
 #include "../cuda/cuda_runtime_info.h"
 #ifdef PG25_WITH_CUDA
@@ -78,6 +82,7 @@ Napi::Function EngineWrap::Init(Napi::Env env) {
                       InstanceMethod<&EngineWrap::DeviceMemory>("deviceMemory"),
                       InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
                       InstanceMethod<&EngineWrap::TakeNotices>("takeNotices"),
+                      InstanceMethod<&EngineWrap::Profile>("profile"),
                       InstanceMethod<&EngineWrap::Dispose>("dispose"),
                       InstanceAccessor<&EngineWrap::GetDevice>("device")});
 }
@@ -101,6 +106,26 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
 #else
     throw Error("PG25_NO_DEVICE", "device \"" + device + "\": " + cuda::describe_availability());
 #endif
+  });
+  // PG25_PROFILE=1: every op timed on its device (profile() reads the totals); no CUDA graphs meanwhile.
+  const char* profile = std::getenv("PG25_PROFILE");
+  if (be_ && profile && std::strcmp(profile, "1") == 0) be_ = std::shared_ptr<Backend>(make_profiling_backend(be_).release());
+}
+
+// profile(): { op: { calls, ms } } since the last call, after the queued work completes (it waits: a
+// diagnostic); empty unless the engine was opened with PG25_PROFILE=1.
+Napi::Value EngineWrap::Profile(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object out = Napi::Object::New(info.Env());
+    if (!be_) return out;
+    be_->bind_thread();
+    for (const auto& [op, total] : be_->take_profile()) {
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("calls", Napi::Number::New(info.Env(), double(total.calls)));
+      o.Set("ms", Napi::Number::New(info.Env(), total.ms));
+      out.Set(op, o);
+    }
+    return out;
   });
 }
 

@@ -186,6 +186,26 @@ class CudaBackend final : public Backend {
     same("copy_into", {&dst, &src});
     if (P(dst) != P(src)) check(cudaMemcpyAsync(P(dst), P(src), size_t(dst.numel()) * 2, cudaMemcpyDeviceToDevice, stream()), "copy_into");
   }
+  // Profiling marks: events on this thread's stream, timed by the GPU.
+  struct EventMark : Mark {
+    cudaEvent_t e = nullptr;
+    ~EventMark() override {
+      if (e) cudaEventDestroy(e);
+    }
+  };
+  std::unique_ptr<Mark> mark() override {
+    auto m = std::make_unique<EventMark>();
+    check(cudaEventCreate(&m->e), "a profiling event");
+    check(cudaEventRecord(m->e, stream()), "a profiling event");
+    return m;
+  }
+  double elapsed_ms(const Mark& a, const Mark& b) override {
+    const auto &x = static_cast<const EventMark&>(a), &y = static_cast<const EventMark&>(b);
+    float ms = 0.f;
+    check(cudaEventSynchronize(y.e), "a profiling event");
+    check(cudaEventElapsedTime(&ms, x.e, y.e), "a profiling event");
+    return ms;
+  }
   void synchronize() override {
     // An event, not the whole stream: other jobs may be queueing work behind this one.
     cudaEvent_t ev;

@@ -44,7 +44,6 @@ const cases: Case[] = [
   { op: 'silu', inputs: [[[2, 16, 4, 5], 2]] },
   { op: 'lincomb', inputs: [[[2, 4, 9, 7], 1], [[2, 4, 9, 7], 1]], attrs: { coefficients: [0.5, -1.5] } },
   { op: 'channel_affine', inputs: [[[2, 3, 5, 7], 1]], attrs: { scale: [0.5, -2, 3], shift: [1, 0, -0.25] } },
-  { op: 'add_channel_bias', inputs: [[[2, 6, 5, 3], 1], [[2, 6], 1]] },
   { op: 'cast', inputs: [[[1, 8, 3, 3], 1]], attrs: { wide: 1 }, tol: 1e-2 },
   // GroupNorm channels last: groups straddling the 8-channel loads (320 / 32 = 10 channels), one load per
   // group (512 / 32), several loads per group, channels not a multiple of 8 (one value per thread), more
@@ -59,6 +58,10 @@ const cases: Case[] = [
   { op: 'group_norm', inputs: [[[2, 2560, 3, 2], 2], [[2560], 1], [[2560], 1]], attrs: { groups: 32, eps: 1e-5, silu: 1 } },
   { op: 'group_norm', inputs: [[[1, 3080, 2, 3], 2], [[3080], 1], [[3080], 1]], attrs: { groups: 40, eps: 1e-5, silu: 1 } },
   { op: 'group_norm', inputs: [[[1, 1280, 1, 1], 2], [[1280], 1], [[1280], 1]], attrs: { groups: 32, eps: 1e-5, silu: 1 } },
+  // With a time embedding added first: 8 channels per load, one value per load, and through NCHW.
+  { op: 'group_norm', inputs: [[[2, 320, 6, 5], 2], [[320], 1], [[320], 1], [[2, 320], 3]], attrs: { groups: 32, eps: 1e-5, silu: 1 } },
+  { op: 'group_norm', inputs: [[[2, 6, 17, 9], 2], [[6], 1], [[6], 1], [[2, 6], 3]], attrs: { groups: 3, eps: 1e-6, silu: 1 } },
+  { op: 'group_norm', inputs: [[[1, 3080, 2, 3], 2], [[3080], 1], [[3080], 1], [[1, 3080], 3]], attrs: { groups: 40, eps: 1e-5, silu: 1 } },
   // Spatial moves: eight channels per 16-byte copy, and one value at a time.
   { op: 'pad2d', inputs: [[[2, 16, 5, 6], 1]], attrs: { left: 0, right: 1, top: 0, bottom: 1 } },
   { op: 'pad2d', inputs: [[[1, 3, 5, 6], 1]], attrs: { left: 1, right: 2, top: 2, bottom: 0 } },

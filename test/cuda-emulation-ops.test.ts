@@ -49,7 +49,6 @@ const cases: Case[] = [
   { op: 'lincomb', inputs: [[[2, 4, 9, 7], 1], [[2, 4, 9, 7], 1], [[2, 4, 9, 7], 1]], attrs: { coefficients: [1.5, -0.25, 3] } },
   { op: 'lincomb', inputs: Array(8).fill([[1, 4, 3, 5], 1]), attrs: { coefficients: [1, 2, 3, 4, -1, -2, -3, 0.5] } },
   { op: 'channel_affine', inputs: [[[2, 3, 5, 7], 1]], attrs: { scale: [0.5, -2, 3], shift: [1, 0, -0.25] } },
-  { op: 'add_channel_bias', inputs: [[[2, 3, 5, 7], 1], [[2, 3], 1]] },
   { op: 'linear', inputs: [[[1, 1], 1], [[1, 1], 1]] },
   { op: 'linear', inputs: [[[3, 7, 33], 1], [[17, 33], 0.2], [[17], 1]] },
   { op: 'linear', inputs: [[[2, 77, 64], 1], [[129, 64], 0.2], null] },
@@ -68,6 +67,9 @@ const cases: Case[] = [
   // Groups of thousands of values: reduced in several chunks, with 16-byte loads (HW a multiple of 8).
   { op: 'group_norm', inputs: [[[1, 32, 64, 64], 2], [[32], 1], [[32], 1]], attrs: { groups: 32, eps: 1e-6, silu: 1 } },
   { op: 'group_norm', inputs: [[[2, 16, 48, 48], 2], [[16], 1], [[16], 1]], attrs: { groups: 4, eps: 1e-5, silu: 0 } },
+  // With a time embedding [B, C] added to the channels first (a ResNet block's norm2): 16-byte loads, and one value at a time.
+  { op: 'group_norm', inputs: [[[2, 32, 8, 8], 2], [[32], 1], [[32], 1], [[2, 32], 3]], attrs: { groups: 8, eps: 1e-5, silu: 1 } },
+  { op: 'group_norm', inputs: [[[2, 6, 5, 7], 2], [[6], 1], [[6], 1], [[2, 6], 3]], attrs: { groups: 3, eps: 1e-6, silu: 0 } },
   { op: 'layer_norm', inputs: [[[3, 5, 33], 2], [[33], 1], [[33], 1]], attrs: { eps: 1e-5 } },
   { op: 'layer_norm', inputs: [[[1, 1, 1], 2], [[1], 1], [[1], 1]], attrs: { eps: 1e-5 } },
   { op: 'layer_norm', inputs: [[[2, 7, 1280], 2], [[1280], 1], [[1280], 1]], attrs: { eps: 1e-5 } },

@@ -108,8 +108,6 @@ class Backend {
   virtual Tensor geglu(const Tensor& x) = 0;       // last axis [a | g] -> a * gelu(g)
   // x [B, C, H, W] * scale[c] + shift[c]
   virtual Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) = 0;
-  // x [B, C, H, W] + t [B, C] broadcast over H, W
-  virtual Tensor add_channel_bias(const Tensor& x, const Tensor& t) = 0;
 
   // Layers.
   // x [..., K], w [N, K] -> x w^T + bias (+ residual, of the output's shape: the skip connection, folded
@@ -117,7 +115,9 @@ class Backend {
   virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual = nullptr) = 0;
   // (+ residual, of the output's shape: a ResNet block's skip connection, added in the bias pass)
   virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual = nullptr) = 0;
-  virtual Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) = 0;
+  // (+ SiLU); `add` [B, C] (when given) is added to x's channels first, in the same passes: a ResNet
+  // block's time embedding.
+  virtual Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add = nullptr) = 0;
   virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
   // q [B, Nq, C], k and v [B, Nk, C]; `heads` split C; scaled by 1/sqrt(C/heads).
   virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) = 0;

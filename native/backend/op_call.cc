@@ -81,12 +81,6 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     size_t C = size_t(c.in(0).dim(1));
     return be.channel_affine(c.in(0), c.floats("scale", C), c.floats("shift", C));
   }
-  if (name == "add_channel_bias") {
-    c.inputs(2, 2);
-    c.rank(c.in(0), 4, "x");
-    if (c.in(1).shape != Shape{c.in(0).dim(0), c.in(0).dim(1)}) c.fail("t must be [B, C]");
-    return be.add_channel_bias(c.in(0), c.in(1));
-  }
   if (name == "linear") {
     c.inputs(2, 4);
     const Tensor &x = c.in(0), &w = c.in(1);
@@ -117,15 +111,16 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     c.inputs(1, 1);
     return be.cast(c.in(0), c.integer("wide", 0, 1) ? Storage::Wide : Storage::Default);
   }
-  if (name == "group_norm") {
-    c.inputs(3, 3);
+  if (name == "group_norm") {  // a fourth input [B, C] is added to x's channels first
+    c.inputs(3, 4);
     const Tensor& x = c.in(0);
     c.rank(x, 4, "x");
     int64_t groups = c.integer("groups", 1, x.dim(1));
     if (x.dim(1) % groups) c.fail("groups must divide the channels");
     c.vec(&c.in(1), x.dim(1), "gamma");
     c.vec(&c.in(2), x.dim(1), "beta");
-    return be.group_norm(x, c.in(1), c.in(2), int(groups), float(c.num("eps")), c.num("silu") != 0);
+    if (c.opt(3) && c.opt(3)->shape != Shape{x.dim(0), x.dim(1)}) c.fail("add must be [B, C], got " + shape_str(c.opt(3)->shape));
+    return be.group_norm(x, c.in(1), c.in(2), int(groups), float(c.num("eps")), c.num("silu") != 0, c.opt(3));
   }
   if (name == "layer_norm") {
     c.inputs(3, 3);

@@ -60,15 +60,14 @@ class ProfilingBackend final : public Backend {
   Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) override {
     return timed("channel_affine", [&] { return in_->channel_affine(x, scale, shift); });
   }
-  Tensor add_channel_bias(const Tensor& x, const Tensor& t) override { return timed("add_channel_bias", [&] { return in_->add_channel_bias(x, t); }); }
   Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) override {
     return timed("linear", [&] { return in_->linear(x, w, bias, residual); });
   }
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     return timed("conv2d", [&] { return in_->conv2d(x, w, bias, stride, pad, residual); });
   }
-  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) override {
-    return timed("group_norm", [&] { return in_->group_norm(x, gamma, beta, groups, eps, silu); });
+  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) override {
+    return timed("group_norm", [&] { return in_->group_norm(x, gamma, beta, groups, eps, silu, add); });
   }
   Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
     return timed("layer_norm", [&] { return in_->layer_norm(x, gamma, beta, eps); });

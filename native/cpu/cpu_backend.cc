@@ -173,9 +173,10 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor add_channel_bias(const Tensor& x, const Tensor& t) override {
+  // x [B, C, ...] + t [B, C] broadcast over the rest (GroupNorm's `add`, as diffusers adds it first).
+  static Tensor add_per_channel(const Tensor& x, const Tensor& t) {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
-    check(t.numel() == B * C, "add_channel_bias", shape_str(t.shape) + " for " + shape_str(x.shape));
+    check(t.numel() == B * C, "group_norm", "add " + shape_str(t.shape) + " for " + shape_str(x.shape));
     Tensor y = make(x.shape);
     const float *a = D(x), *v = D(t);
     float* o = D(y);
@@ -249,7 +250,8 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) override {
+  Tensor group_norm(const Tensor& x_in, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) override {
+    Tensor x = add ? add_per_channel(x_in, *add) : x_in;
     int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
     check(C % groups == 0, "group_norm", "channels not divisible by groups");
     int64_t cg = C / groups;

@@ -317,14 +317,6 @@ class CudaBackend final : public Backend {
     LAUNCHED("channel_affine");
     return y;
   }
-  Tensor add_channel_bias(const Tensor& x, const Tensor& t) override {
-    int64_t B = x.dim(0), C = x.dim(1);
-    bool wide = same("add_channel_bias", {&x, &t});
-    Tensor y = make(x.shape, wide, x.layout);
-    cuda::add_channel_bias(P(x), P(t), P(y), B, C, x.numel() / (B * C), NHWC(x), wide, stream());
-    LAUNCHED("add_channel_bias");
-    return y;
-  }
 
   Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) override {
     int64_t K = x.dim(-1), N = w.dim(0), M = x.numel() / K;
@@ -360,24 +352,25 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu) override {
+  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) override {
     int64_t B = x.dim(0), C = x.dim(1);
-    bool wide = same("group_norm", {&x, &gamma, &beta});
+    bool wide = same("group_norm", {&x, &gamma, &beta, add});
+    const void* a = add ? P(*add) : nullptr;
     int64_t HW = x.numel() / (B * C);
     if (NHWC(x)) {
       // Wider than the kernel's shared memory holds: through NCHW (no model here has such a layer).
-      if (C > cuda::kGroupNormNhwcMaxChannels) return to_layout(group_norm(to_layout(x, Layout::NCHW), gamma, beta, groups, eps, silu), Layout::NHWC);
+      if (C > cuda::kGroupNormNhwcMaxChannels) return to_layout(group_norm(to_layout(x, Layout::NCHW), gamma, beta, groups, eps, silu, add), Layout::NHWC);
       Tensor y = make(x.shape, wide, Layout::NHWC);
       cuda::GroupNormPlan plan = cuda::plan_group_norm_nhwc(B, C, HW, groups);
       CudaBuffer scratch(size_t(plan.scratch_floats) * 4, stream_owner_);
-      cuda::group_norm_nhwc(P(x), P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream());
+      cuda::group_norm_nhwc(P(x), a, P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream());
       LAUNCHED("group_norm");
       return y;
     }
     Tensor y = make(x.shape, wide);
     cuda::GroupNormPlan plan = cuda::plan_group_norm(B, C, HW, groups);
     CudaBuffer scratch(size_t(plan.scratch_floats) * 4, stream_owner_);
-    cuda::group_norm(P(x), P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream());
+    cuda::group_norm(P(x), a, P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream());
     LAUNCHED("group_norm");
     return y;
   }

@@ -78,10 +78,6 @@ __global__ void k_channel_affine(const T* x, const float* sc, const float* sh, T
   }
 }
 template <class T>
-__global__ void k_add_channel_bias(const T* x, const T* t, T* y, int64_t C, int64_t HW, int64_t inner, int64_t n) {
-  GRID_STRIDE(i, n) st(y, i, ld(x, i) + ld(t, i / (C * HW) * C + (i / inner) % C));
-}
-template <class T>
 __global__ void k_conv_epilogue(T* y, const T* b, const T* r, int64_t C, int64_t inner, int64_t n) {
   GRID_STRIDE(i, n) {
     float v = ld(y, i);
@@ -199,9 +195,6 @@ void geglu(const void* x, void* y, int64_t rows, int64_t n, bool wide, cudaStrea
 void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide,
                     cudaStream_t s) {
   BY_TYPE(wide, PG25_LAUNCH(k_channel_affine<T>, grid(B * Ch * HW), 256, 0, s)(C(x), scale, shift, M(y), Ch, nhwc ? 1 : HW, B * Ch * HW));
-}
-void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide, cudaStream_t s) {
-  BY_TYPE(wide, PG25_LAUNCH(k_add_channel_bias<T>, grid(B * Ch * HW), 256, 0, s)(C(x), C(t), M(y), Ch, HW, nhwc ? 1 : HW, B * Ch * HW));
 }
 void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide, cudaStream_t s) {
   BY_TYPE(wide, PG25_LAUNCH(k_conv_epilogue<T>, grid(B * Ch * HW), 256, 0, s)(M(y), C(bias), C(residual), Ch, nhwc ? 1 : HW, B * Ch * HW));

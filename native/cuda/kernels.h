@@ -23,8 +23,6 @@ void geglu(const void* x, void* y, int64_t rows, int64_t n, bool wide, cudaStrea
 // y = x * scale[c] + shift[c] (device float arrays)
 void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t C, int64_t HW, bool nhwc, bool wide,
                     cudaStream_t s);
-// x + t [B, C]
-void add_channel_bias(const void* x, const void* t, void* y, int64_t B, int64_t C, int64_t HW, bool nhwc, bool wide, cudaStream_t s);
 // y += bias[C] (when given) + residual (when given): a convolution's one pass after its GEMMs.
 void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t C, int64_t HW, bool nhwc, bool wide, cudaStream_t s);
 // NHWC columns [pc, kh * kw * C] (rows (ky, kx, c), a KRSC kernel's order) for output pixels
@@ -42,16 +40,17 @@ struct GroupNormPlan {
   int64_t len = 0, scratch_floats = 0;
 };
 GroupNormPlan plan_group_norm(int64_t B, int64_t C, int64_t HW, int groups);
-void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups, float eps,
-                bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
+// `add` (or null): [B, C] added to x's channels first, in the same passes (a ResNet block's time embedding).
+void group_norm(const void* x, const void* add, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups,
+                float eps, bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
 // GroupNorm of NHWC x [B, HW, C]: pass 1 reduces a stretch of rows (pixels) of one image per block, each
 // thread along its own channels, to per-group moments; passes 2 and 3 as above.
 // (at most this many channels, in 36 KB of shared memory: SDXL's widest GroupNorm, on up_blocks.0's
 // joined skip, has 2560; larger images take the NCHW kernels through a transpose)
 constexpr int64_t kGroupNormNhwcMaxChannels = 3072;
 GroupNormPlan plan_group_norm_nhwc(int64_t B, int64_t C, int64_t HW, int groups);
-void group_norm_nhwc(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups, float eps,
-                     bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
+void group_norm_nhwc(const void* x, const void* add, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups,
+                     float eps, bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
 void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t C, float eps, bool wide, cudaStream_t s);
 // q [B, Nq, C], k and v [B, Nk, C], heads split C; online softmax, no score matrix in memory.
 void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal,

@@ -73,17 +73,20 @@ __device__ __forceinline__ void load8(const T* p, float (&v)[8]) {
 
 // GroupNorm, pass 1: block (chunk, b * groups + g) reduces its stretch of the group to moments.
 // Values are summed shifted by the stretch's first value, which keeps the fp32 sums well conditioned.
+// `add` (when given, [B, C]) is added to each channel first: a ResNet block's time embedding.
 template <class T, bool VEC>
-__global__ void k_group_partial(const T* x, float* part, int64_t n, int64_t len) {
+__global__ void k_group_partial(const T* x, const T* add, float* part, int64_t n, int64_t HW, int64_t len) {
   int64_t bg = blockIdx.y, c0 = int64_t(blockIdx.x) * len, c1 = c0 + len < n ? c0 + len : n;
   const T* src = x + bg * n;
-  float shift = ld(src, c0), s = 0.f, s2 = 0.f, cnt = 0.f;
+  const T* t = add ? add + bg * (n / HW) : nullptr;  // this group's channels of `add`
+  float shift = ld(src, c0) + (t ? ld(t, c0 / HW) : 0.f), s = 0.f, s2 = 0.f, cnt = 0.f;
   if (VEC) {
     for (int64_t i = c0 + int64_t(threadIdx.x) * 8; i < c1; i += int64_t(blockDim.x) * 8) {
       float v[8];
       load8(src + i, v);
+      float a = t ? ld(t, i / HW) : 0.f;  // eight values of one channel (HW % 8 == 0)
       for (int e = 0; e < 8; e++) {
-        float d = v[e] - shift;
+        float d = v[e] + a - shift;
         s += d;
         s2 += d * d;
       }
@@ -91,7 +94,7 @@ __global__ void k_group_partial(const T* x, float* part, int64_t n, int64_t len)
     }
   } else {
     for (int64_t i = c0 + threadIdx.x; i < c1; i += blockDim.x) {
-      float d = ld(src, i) - shift;
+      float d = ld(src, i) + (t ? ld(t, i / HW) : 0.f) - shift;
       s += d;
       s2 += d * d;
       cnt += 1.f;
@@ -123,12 +126,13 @@ __global__ void k_group_finalize(const float* part, float* stats, int64_t groups
 
 // Pass 3: normalise, scale and shift per channel (+ SiLU), over every element at once.
 template <class T, bool VEC>
-__global__ void k_group_apply(const T* x, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int64_t cg, bool silu,
-                              int64_t total) {
+__global__ void k_group_apply(const T* x, const T* add, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int64_t cg,
+                              bool silu, int64_t total) {
   constexpr int kStep = VEC ? 8 : 1;
   for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * kStep; i < total; i += int64_t(gridDim.x) * blockDim.x * kStep) {
     int64_t bc = i / HW, ch = bc % C, bg = bc / cg;  // b * groups + channel / cg
     float mean = stats[bg * 2], rstd = stats[bg * 2 + 1], scale = rstd * ld(g, ch), shift = ld(bt, ch) - mean * scale;
+    if (add) shift += ld(add, bc) * scale;  // (x + a) * scale + shift
     if (VEC) {
       float v[8];
       load8(x + i, v);
@@ -153,7 +157,7 @@ constexpr int kNhwcSlots = int(kGroupNormNhwcMaxChannels);
 // VEC is 8) and steps down the rows of its lane, summing each channel shifted by its first value. The
 // per-channel moments meet in shared memory, where one thread per group combines its channels.
 template <class T, int VEC>
-__global__ void k_group_partial_nhwc(const T* x, float* part, int64_t C, int64_t HW, int64_t len, int groups, int tpr) {
+__global__ void k_group_partial_nhwc(const T* x, const T* add, float* part, int64_t C, int64_t HW, int64_t len, int groups, int tpr) {
   __shared__ float sm[kNhwcSlots * 3];
   int64_t b = blockIdx.y, r0 = int64_t(blockIdx.x) * len, r1 = r0 + len < HW ? r0 + len : HW;
   int rows_per = int(blockDim.x) / tpr, col = int(threadIdx.x) % tpr, ry = int(threadIdx.x) / tpr;
@@ -171,6 +175,8 @@ __global__ void k_group_partial_nhwc(const T* x, float* part, int64_t C, int64_t
       } else {
         for (int e = 0; e < VEC; e++) val[e] = ld(img, r * C + v * VEC + e);
       }
+      if (add)
+        for (int e = 0; e < VEC; e++) val[e] += ld(add, b * C + v * VEC + e);
       if (cnt == 0.f)
         for (int e = 0; e < VEC; e++) shift[e] = val[e];
       for (int e = 0; e < VEC; e++) {
@@ -205,8 +211,8 @@ __global__ void k_group_partial_nhwc(const T* x, float* part, int64_t C, int64_t
 
 // NHWC pass 3: element i is channel i % C of image i / (HW * C); VEC consecutive channels per step.
 template <class T, int VEC>
-__global__ void k_group_apply_nhwc(const T* x, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int64_t cg, int groups,
-                                   bool silu, int64_t total) {
+__global__ void k_group_apply_nhwc(const T* x, const T* add, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int64_t cg,
+                                   int groups, bool silu, int64_t total) {
   for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * VEC; i < total; i += int64_t(gridDim.x) * blockDim.x * VEC) {
     int64_t ch0 = i % C, b = i / (HW * C);
     T in[8], out[8];
@@ -214,7 +220,8 @@ __global__ void k_group_apply_nhwc(const T* x, const float* stats, const T* g, c
     else for (int e = 0; e < VEC; e++) in[e] = x[i + e];
     for (int e = 0; e < VEC; e++) {
       int64_t ch = ch0 + e, bg = b * groups + ch / cg;
-      float r = (ld(in, e) - stats[bg * 2]) * stats[bg * 2 + 1] * ld(g, ch) + ld(bt, ch);
+      float v = ld(in, e) + (add ? ld(add, b * C + ch) : 0.f);
+      float r = (v - stats[bg * 2]) * stats[bg * 2 + 1] * ld(g, ch) + ld(bt, ch);
       st(out, e, silu ? silu_n(r) : r);
     }
     if (VEC == 8) store16(y + i, out);
@@ -289,8 +296,8 @@ GroupNormPlan plan_group_norm(int64_t B, int64_t C, int64_t HW, int groups) {
   return p;
 }
 
-void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW, int groups, float eps,
-                bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s) {
+void group_norm(const void* x, const void* add, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW, int groups,
+                float eps, bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s) {
   int64_t cg = Ch / groups, n = cg * HW, bg = B * groups, total = B * Ch * HW;
   float* part = scratch;
   float* stats = scratch + bg * plan.chunks * 3;
@@ -300,11 +307,11 @@ void group_norm(const void* x, const void* gamma, const void* beta, void* y, int
   int64_t blocks = (total / (vec ? 8 : 1) + 255) / 256;
   unsigned g3 = unsigned(blocks < 1 ? 1 : blocks > 65535 * 8 ? 65535 * 8 : blocks);
   BY_TYPE(wide, {
-    if (vec) PG25_LAUNCH(k_group_partial<T BY_COMMA true>, g1, 256, 0, s)(C(x), part, n, plan.len);
-    else PG25_LAUNCH(k_group_partial<T BY_COMMA false>, g1, 256, 0, s)(C(x), part, n, plan.len);
+    if (vec) PG25_LAUNCH(k_group_partial<T BY_COMMA true>, g1, 256, 0, s)(C(x), C(add), part, n, HW, plan.len);
+    else PG25_LAUNCH(k_group_partial<T BY_COMMA false>, g1, 256, 0, s)(C(x), C(add), part, n, HW, plan.len);
     PG25_LAUNCH(k_group_finalize, unsigned((bg + 127) / 128), 128, 0, s)(part, stats, bg, plan.chunks, eps);
-    if (vec) PG25_LAUNCH(k_group_apply<T BY_COMMA true>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
-    else PG25_LAUNCH(k_group_apply<T BY_COMMA false>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
+    if (vec) PG25_LAUNCH(k_group_apply<T BY_COMMA true>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
+    else PG25_LAUNCH(k_group_apply<T BY_COMMA false>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
   });
 }
 
@@ -319,8 +326,8 @@ GroupNormPlan plan_group_norm_nhwc(int64_t B, int64_t C, int64_t HW, int groups)
   return p;
 }
 
-void group_norm_nhwc(const void* x, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW, int groups, float eps,
-                     bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s) {
+void group_norm_nhwc(const void* x, const void* add, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW, int groups,
+                     float eps, bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s) {
   int64_t cg = Ch / groups, bg = B * groups, total = B * Ch * HW;
   float* part = scratch;
   float* stats = scratch + bg * plan.chunks * 3;
@@ -335,11 +342,11 @@ void group_norm_nhwc(const void* x, const void* gamma, const void* beta, void* y
   int64_t blocks = (total / (vec ? 8 : 1) + 255) / 256;
   unsigned g3 = unsigned(blocks < 1 ? 1 : blocks > 65535 * 8 ? 65535 * 8 : blocks);
   BY_TYPE(wide, {
-    if (vec) PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 8>, g1, threads, 0, s)(C(x), part, Ch, HW, plan.len, groups, tpr);
-    else PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 1>, g1, threads, 0, s)(C(x), part, Ch, HW, plan.len, groups, tpr);
+    if (vec) PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 8>, g1, threads, 0, s)(C(x), C(add), part, Ch, HW, plan.len, groups, tpr);
+    else PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 1>, g1, threads, 0, s)(C(x), C(add), part, Ch, HW, plan.len, groups, tpr);
     PG25_LAUNCH(k_group_finalize, unsigned((bg + 127) / 128), 128, 0, s)(part, stats, bg, plan.chunks, eps);
-    if (vec) PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 8>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups, silu, total);
-    else PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 1>, g3, 256, 0, s)(C(x), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups, silu, total);
+    if (vec) PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 8>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups, silu, total);
+    else PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 1>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups, silu, total);
   });
 }
 

@@ -39,8 +39,10 @@ ResnetBlock ResnetBlock::make(Params& p, const std::string& name, int64_t in, in
 Tensor ResnetBlock::operator()(Backend& be, const Tensor& x, const Tensor* temb_act) const {
   Tensor h = be.group_norm(x, norm1.w, norm1.b, groups, eps, true);
   h = conv1(be, h);
-  if (time_emb_proj && temb_act) h = be.add_channel_bias(h, (*time_emb_proj)(be, *temb_act));
-  h = be.group_norm(h, norm2.w, norm2.b, groups, eps, true);
+  // The time embedding is added to conv1's output inside norm2's passes (diffusers adds it just before).
+  Tensor t;
+  if (time_emb_proj && temb_act) t = (*time_emb_proj)(be, *temb_act);
+  h = be.group_norm(h, norm2.w, norm2.b, groups, eps, true, t.defined() ? &t : nullptr);
   if (!shortcut) return conv2(be, h, &x);
   Tensor skip = (*shortcut)(be, x);
   return conv2(be, h, &skip);

@@ -29,6 +29,7 @@ __device__ __forceinline__ uint32_t pack_f(float lo, float hi) {
 }
 
 constexpr int kRows = 64;  // query rows per block: four warps of 16
+constexpr int kRowGroups = 2;  // groups of 16 query rows per block of the wide kernel, four warps each
 constexpr int kPad = 8;    // shared rows padded by 16 bytes, so a fragment's 8 rows fall in different banks
 
 // Two consecutive 16-bit values of a shared row (an even column: rows are 16-byte aligned) as one
@@ -250,10 +251,12 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
 }
 
 
-// Head dims from 129 to 512 (the VAE's single 512-wide head): a block of four warps takes 16 query rows
-// and splits the head dim four ways (128 each, padded with zeros). Each warp multiplies its slice of Q
-// and K on tensor cores; the four partial score tiles are summed through shared memory, every warp runs
-// the same online softmax on the sum, and accumulates P V for its own 128 output dims. VEC moves K and V
+// Head dims from 129 to 512 (the VAE's single 512-wide head): four warps take 16 query rows and split
+// the head dim four ways (128 each, padded with zeros). Each warp multiplies its slice of Q and K on
+// tensor cores; the four partial score tiles are summed through shared memory, every warp of the four
+// runs the same online softmax on the sum, and accumulates P V for its own 128 output dims. A block
+// holds kRowGroups such groups of rows, so each K/V tile it loads serves 16 x kRowGroups queries (the
+// 16,384-token VAE attention reads K and V once per block). VEC moves K and V
 // 16 bytes at a time through registers, the next tile in flight (two cp.async buffers of 512-wide rows
 // would not fit in 48 KB of static shared memory).
 template <class T, bool VEC>
@@ -263,10 +266,11 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
   constexpr int kBN = 16, kSlice = 128, kDP = 4 * kSlice;
   alignas(16) __shared__ T sk[kBN][kDP + kPad];
   alignas(16) __shared__ T sv[kBN][kDP + kPad];
-  __shared__ float sp[4][16][kBN + 1];
-  int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3, d0 = warp * kSlice;
-  int lr = lane % 8, lm = lane / 8;  // as in k_flash_attention
-  int64_t b = blockIdx.y / heads, hd = blockIdx.y % heads, q0 = int64_t(blockIdx.x) * 16;
+  __shared__ float sp[kRowGroups][4][16][kBN + 1];
+  int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
+  int rg = warp / 4, d0 = warp % 4 * kSlice;  // this warp's group of rows, and its slice of the head dim
+  int lr = lane % 8, lm = lane / 8;           // as in k_flash_attention
+  int64_t b = blockIdx.y / heads, hd = blockIdx.y % heads, qblock = int64_t(blockIdx.x) * 16 * kRowGroups, q0 = qblock + 16 * rg;
   const T* qb = q + b * Nq * C + hd * d;
   const T* kb = k + b * Nk * C + hd * d;
   const T* vb = v + b * Nk * C + hd * d;
@@ -283,8 +287,8 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
   }
   float o[kSlice / 8][4] = {};
   float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
-  int64_t kv_end = causal ? (q0 + 16 < Nk ? q0 + 16 : Nk) : Nk;
-  KvStage<kBN, kDP, 128> stage;
+  int64_t kv_end = causal ? (qblock + 16 * kRowGroups < Nk ? qblock + 16 * kRowGroups : Nk) : Nk;
+  KvStage<kBN, kDP, 128 * kRowGroups> stage;
   if (VEC) stage.load(kb, vb, 0, Nk, C, d);
   for (int64_t k0 = 0; k0 < kv_end; k0 += kBN) {
     __syncthreads();  // the previous tile and its partial scores are consumed
@@ -304,14 +308,14 @@ __global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y,
         mma_m16n8k16<kBf16>(part, qa[kk], b0, part);
         mma_m16n8k16<kBf16>(part, qa[kk + 1], b1, part);
       }
-      for (int i = 0; i < 4; i++) sp[warp][g + (i >> 1) * 8][j * 8 + 2 * t + (i & 1)] = part[i];
+      for (int i = 0; i < 4; i++) sp[rg][warp % 4][g + (i >> 1) * 8][j * 8 + 2 * t + (i & 1)] = part[i];
     }
     __syncthreads();
     float s[kBN / 8][4];
     for (int j = 0; j < kBN / 8; j++)
       for (int i = 0; i < 4; i++) {
         int r = g + (i >> 1) * 8, key = j * 8 + 2 * t + (i & 1);
-        s[j][i] = sp[0][r][key] + sp[1][r][key] + sp[2][r][key] + sp[3][r][key];
+        s[j][i] = sp[rg][0][r][key] + sp[rg][1][r][key] + sp[rg][2][r][key] + sp[rg][3][r][key];
       }
     softmax_step(s, o, mrow, lrow, q0 + g, k0, t, Nk, causal, scale);
     uint32_t pa[4] = {pack_f<T>(s[0][0], s[0][1]), pack_f<T>(s[0][2], s[0][3]), pack_f<T>(s[1][0], s[1][1]), pack_f<T>(s[1][2], s[1][3])};
@@ -335,7 +339,8 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
                bool wide, cudaStream_t s) {
   int64_t d = Ch / heads;
   float scale = 1.f / sqrtf(float(d));
-  dim3 flash(unsigned((Nq + kRows - 1) / kRows), unsigned(B * heads)), flash_wide(unsigned((Nq + 15) / 16), unsigned(B * heads));
+  dim3 flash(unsigned((Nq + kRows - 1) / kRows), unsigned(B * heads));
+  dim3 flash_wide(unsigned((Nq + 16 * kRowGroups - 1) / (16 * kRowGroups)), unsigned(B * heads));
   auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   bool vec = d % 8 == 0 && Ch % 8 == 0 && a16(q) && a16(k) && a16(v);
   BY_TYPE(wide, {
@@ -347,8 +352,8 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
       PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
     else if (d <= 128)
       PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else if (vec) PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA true>, flash_wide, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA false>, flash_wide, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (vec) PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA true>, flash_wide, 128 * kRowGroups, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA false>, flash_wide, 128 * kRowGroups, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
   });
 }
 

@@ -221,7 +221,8 @@ const OP_CASES: OpCase[] = [
   { name: 'sdpa vae 16384 tokens d512', op: 'attention', inputs: Array(3).fill([1, opRows(16384), 512]), attrs: { heads: 1, causal: 0 } },
   ...bothLayouts({ name: 'group_norm+silu 2x320x128x128 g32', op: 'group_norm', inputs: [[2, 320, px(128), px(128)], [320], [320]], attrs: { groups: 32, eps: 1e-5, silu: 1 } }),
   ...bothLayouts({ name: 'group_norm vae 1x128x1024x1024 g32', op: 'group_norm', inputs: [[1, 128, px(1024), px(1024)], [128], [128]], attrs: { groups: 32, eps: 1e-6, silu: 0 } }),
-  { name: 'layer_norm 2x4096x640', op: 'layer_norm', inputs: [[2, opRows(4096), 640], [640], [640]], attrs: { eps: 1e-5 } }
+  { name: 'layer_norm 2x4096x640', op: 'layer_norm', inputs: [[2, opRows(4096), 640], [640], [640]], attrs: { eps: 1e-5 } },
+  { name: 'geglu 2x4096x(2x2560)', op: 'geglu', inputs: [[2, opRows(4096), 5120]] }
 ]
 
 async function opTimings (): Promise<Map<string, number>> {

@@ -60,3 +60,12 @@ print(f"group_norm vae 1x128x1024x1024 g32\t{bench(lambda: F.group_norm(x, 32, g
 x = torch.randn(2, 4096, 640, device=dev, dtype=torch.half)
 g, b = torch.ones(640, device=dev, dtype=torch.half), torch.zeros(640, device=dev, dtype=torch.half)
 print(f"layer_norm 2x4096x640\t{bench(lambda: F.layer_norm(x, (640,), g, b, 1e-5)):.3f}")
+x = torch.randn(2, 4096, 5120, device=dev, dtype=torch.half)
+
+
+def geglu():
+    a, gate = x.chunk(2, dim=-1)
+    return a * F.gelu(gate)
+
+
+print(f"geglu 2x4096x(2x2560)\t{bench(geglu):.3f}")

@@ -100,8 +100,9 @@ Tensor SpatialTransformer::operator()(Backend& be, const Tensor& x, const Tensor
   Tensor h = be.image_to_tokens(be.group_norm(x, norm.w, norm.b, groups, 1e-6f, false));
   h = proj_in(be, h);
   for (const auto& b : blocks) h = b(be, h, context);
-  h = proj_out(be, h);
-  return be.add(be.tokens_to_image(h, H, W), x);
+  // The skip connection as proj_out's residual: on NHWC images x's tokens are a view, so it costs no pass.
+  Tensor skip = be.image_to_tokens(x);
+  return be.tokens_to_image(proj_out(be, h, &skip), H, W);
 }
 
 }  // namespace pg25

@@ -81,6 +81,11 @@ async function golden (): Promise<boolean> {
   return ok
 }
 
+// The timed calls' inputs: UNet sample, conditioning and pooled embeddings, and VAE latents.
+type Shapes = Record<'x' | 'c' | 'p' | 'z', number[]>
+// The same values on every runtime that times them (seeds 1 to 4).
+const modelInputs = (rt: Runtime, s: Shapes): NativeTensor[] => [s.x, s.c, s.p, s.z].map((shape, i) => rt.fromHost(new TorchGenerator(1 + i).randn(shape), shape))
+
 interface Full { text_ms: number, unet_step_ms: number, unet_eager_ms: number, unet_nchw_ms: number, vae_ms: number, vae_nchw_ms: number, generate_s: number, peak_gib: number }
 
 async function fullSize (): Promise<Full | null> {
@@ -114,13 +119,10 @@ async function fullSize (): Promise<Full | null> {
   rt.engine.peakBytes(true)
   const tokens = [Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 12 ? 320 + i : 49407)), Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : 49407))]
   const text_ms = await timeMs(async () => { const r1 = await te1.encode(tokens); const r2 = await te2.encode(tokens); r1.penultimate.dispose(); r2.penultimate.dispose(); r2.pooled?.dispose() }, reps(5))
-  const shapes = { x: [2, 4, lat, lat], c: [2, 77, unet.info.crossAttentionDim], p: [2, unet.info.textEmbedsDim], z: [1, 4, lat, lat] }
-  const x = rt.fromHost(new TorchGenerator(1).randn(shapes.x), shapes.x)
-  const c = rt.fromHost(new TorchGenerator(2).randn(shapes.c), shapes.c)
-  const p = rt.fromHost(new TorchGenerator(3).randn(shapes.p), shapes.p)
+  const shapes: Shapes = { x: [2, 4, lat, lat], c: [2, 77, unet.info.crossAttentionDim], p: [2, unet.info.textEmbedsDim], z: [1, 4, lat, lat] }
+  const [x, c, p, z] = modelInputs(rt, shapes)
   const tid = timeIds(RES)
   const unet_step_ms = await timeMs(async () => (await unet.predict(x, 0.5, c, p, tid)).dispose(), reps(5))
-  const z = rt.fromHost(new TorchGenerator(4).randn(shapes.z), shapes.z)
   let finite = true
   const vae_ms = await timeMs(async () => { const img = await vae.decode(z); finite &&= rt.toHost(img).every(Number.isFinite); img.dispose() }, reps(3))
   row(`VAE decode at ${RES}x${RES} has no NaN/Inf`, String(finite), finite ? 'pass' : 'FAIL')
@@ -155,7 +157,7 @@ async function fullSize (): Promise<Full | null> {
   const nchw = Runtime.open(DEVICE, () => {})
   delete process.env.PG25_CUDA_LAYOUT
   const unetN = await UNetModel.load(nchw, cfg('unet'), 1)
-  const [xn, cn, pn, zn] = [shapes.x, shapes.c, shapes.p, shapes.z].map((s, i) => nchw.fromHost(new TorchGenerator(1 + i).randn(s), s))
+  const [xn, cn, pn, zn] = modelInputs(nchw, shapes)
   const unet_nchw_ms = await timeMs(async () => (await unetN.predict(xn, 0.5, cn, pn, tid)).dispose(), reps(5))
   const vaeN = await VAEModel.load(nchw, cfg('vae'), 4)
   const vae_nchw_ms = await timeMs(async () => (await vaeN.decode(zn)).dispose(), reps(3))
@@ -166,11 +168,11 @@ async function fullSize (): Promise<Full | null> {
 
 // Where one UNet step and one VAE decode spend their time, per op (PG25_PROFILE=1: each op timed by the
 // device, kernel by kernel; the totals exceed a replayed call's time by the launch gaps a graph removes).
-async function profile (cfg: (n: string) => any, shapes: Record<'x' | 'c' | 'p' | 'z', number[]>, tid: Float32Array): Promise<void> {
+async function profile (cfg: (n: string) => any, shapes: Shapes, tid: Float32Array): Promise<void> {
   process.env.PG25_PROFILE = '1'
   const rt = Runtime.open(DEVICE, () => {})
   delete process.env.PG25_PROFILE
-  const [x, c, p, z] = [shapes.x, shapes.c, shapes.p, shapes.z].map((s, i) => rt.fromHost(new TorchGenerator(1 + i).randn(s), s))
+  const [x, c, p, z] = modelInputs(rt, shapes)
   const report = (what: string): void => {
     const ops = Object.entries(rt.engine.profile()).sort((a, b) => b[1].ms - a[1].ms)
     const total = ops.reduce((s, [, o]) => s + o.ms, 0)

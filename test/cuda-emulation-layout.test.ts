@@ -6,16 +6,12 @@
 import test from 'ava'
 import { Pipeline, Runtime, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
 import type { NativeTensor } from '../lib/native'
-import { TINY, goldenUnet, maxAbsDiff, readGolden, relativeError } from './helpers'
-import { emulationReport, psnr, toHalf } from './emulation'
+import { TINY, goldenUnet, readGolden, relativeError } from './helpers'
+import { compareOp, emulationReport, halfData, type OpCase, psnr } from './emulation'
 
 const cpu = Runtime.open('cpu', () => {})
 const gpu = Runtime.open('cuda', () => {})
-let seed = 500
-
-function data (shape: number[], scale = 1): Float32Array {
-  return new TorchGenerator(seed++).randn(shape).map(v => toHalf(v * scale))
-}
+const data = halfData(500)
 
 /** x channels last on the GPU (the layout its image ops keep). */
 async function nhwc (x: NativeTensor): Promise<NativeTensor> {
@@ -24,22 +20,10 @@ async function nhwc (x: NativeTensor): Promise<NativeTensor> {
   return y
 }
 
-interface Case { op: string, inputs: Array<[number[], number] | null>, attrs?: Record<string, unknown>, tol?: number }
-
 // The op on the CPU with NCHW inputs, and on the GPU with every rank-4 input (kernels included) NHWC.
-async function compare (t: any, c: Case): Promise<void> {
-  const hosts = c.inputs.map(i => i === null ? null : { shape: i[0], data: data(i[0], i[1]) })
-  const xs = hosts.map(h => h === null ? null : cpu.fromHost(h.data, h.shape))
-  const want = cpu.toHost(await cpu.engine.op(c.op, xs, c.attrs ?? {}))
-  const gs = await Promise.all(hosts.map(async h => h === null ? null : h.shape.length === 4 ? await nhwc(gpu.fromHost(h.data, h.shape)) : gpu.fromHost(h.data, h.shape)))
-  const y = await gpu.engine.op(c.op, gs, c.attrs ?? {})
-  const got = gpu.toHost(y) // NCHW order whatever the layout
-  for (const x of [...xs, ...gs, y]) x?.dispose()
-  const err = want.every(v => v === 0) ? maxAbsDiff(got, want) : relativeError(got, want)
-  t.true(err <= (c.tol ?? 2e-3), `${c.op} ${JSON.stringify(c.inputs.map(i => i?.[0]))} ${JSON.stringify(c.attrs ?? {})}: relative error ${err}`)
-}
+const compare = async (t: any, c: OpCase): Promise<void> => await compareOp(t, c, cpu, gpu, data, async x => x.shape.length === 4 ? await nhwc(x) : x)
 
-const cases: Case[] = [
+const cases: OpCase[] = [
   { op: 'add', inputs: [[[2, 5, 3, 7], 1], [[2, 5, 3, 7], 1]] },
   { op: 'silu', inputs: [[[2, 16, 4, 5], 2]] },
   { op: 'lincomb', inputs: [[[2, 4, 9, 7], 1], [[2, 4, 9, 7], 1]], attrs: { coefficients: [0.5, -1.5] } },

@@ -1,7 +1,9 @@
 // Shared by the CUDA-emulation tests: importing this module selects the emulation build of the addon
 // (PG25_CUDA_EMULATION=1, built by `npm run build:emu`), whose 'cuda' device runs our CUDA backend —
 // kernels, cudart and cuBLASLt calls — on the CPU. Ava runs each test file in its own process.
-import { loadNative } from '../lib/native'
+import { type Runtime, TorchGenerator } from '../lib'
+import { loadNative, type NativeTensor } from '../lib/native'
+import { maxAbsDiff, relativeError } from './helpers'
 
 process.env.PG25_CUDA_EMULATION = '1'
 
@@ -47,4 +49,34 @@ export function psnr (a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) se += (a[i] - b[i]) ** 2
   const mse = se / a.length
   return mse === 0 ? Infinity : 10 * Math.log10(255 * 255 / mse)
+}
+
+/** An op of Engine.op with random inputs: each [shape, scale], or null for an absent optional input. */
+export interface OpCase { op: string, inputs: Array<[number[], number] | null>, attrs?: Record<string, unknown>, tol?: number }
+
+/** Random values rounded to float16 from consecutive seeds, `first` on: both backends see identical inputs. */
+export function halfData (first: number): (shape: number[], scale?: number) => Float32Array {
+  let seed = first
+  return (shape, scale = 1) => new TorchGenerator(seed++).randn(shape).map(v => toHalf(v * scale))
+}
+
+/**
+ * Runs `c` on `ref` (the CPU backend) and on `dev` with the same inputs, `prepare` applied to dev's (to
+ * NHWC, say), and asserts the relative error (absolute where the reference is all zeros) is within
+ * c.tol, 2e-3 by default: float16 storage of inputs and outputs, float32 arithmetic.
+ */
+export async function compareOp (t: any, c: OpCase, ref: Runtime, dev: Runtime, data: (shape: number[], scale?: number) => Float32Array,
+  prepare: (x: NativeTensor) => Promise<NativeTensor> = async x => x): Promise<void> {
+  const hosts = c.inputs.map(i => i === null ? null : { shape: i[0], data: data(i[0], i[1]) })
+  const run = async (rt: Runtime, inputs: (x: NativeTensor) => Promise<NativeTensor>): Promise<Float32Array> => {
+    const ts = await Promise.all(hosts.map(async h => h === null ? null : await inputs(rt.fromHost(h.data, h.shape))))
+    const y = await rt.engine.op(c.op, ts, c.attrs ?? {})
+    const out = rt.toHost(y) // NCHW order whatever the layout
+    for (const x of [...ts, y]) x?.dispose()
+    return out
+  }
+  const want = await run(ref, async x => x)
+  const got = await run(dev, prepare)
+  const err = want.every(v => v === 0) ? maxAbsDiff(got, want) : relativeError(got, want)
+  t.true(err <= (c.tol ?? 2e-3), `${c.op} ${JSON.stringify(c.inputs.map(i => i?.[0]))} ${JSON.stringify(c.attrs ?? {})}: relative error ${err}`)
 }

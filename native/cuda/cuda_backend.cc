@@ -216,23 +216,17 @@ class CudaBackend final : public Backend {
     check(e, "the queued GPU work");
   }
   Layout image_layout() const override { return layout_; }
-  // A transpose of the last two axes of [N, C, HW] (to NHWC) or [N, HW, C] (back).
-  Tensor to_layout(const Tensor& x, Layout layout) override {
-    if (x.rank() != 4 || x.layout == layout) return x;
-    int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
-    Tensor y = make(x.shape, W(x), layout);
-    if (layout == Layout::NHWC) cuda::transpose_last2(P(x), P(y), N, N, C, HW, stream());
-    else cuda::transpose_last2(P(x), P(y), N, N, HW, C, stream());
-    LAUNCHED("to_layout");
-    return y;
-  }
+  // A layout change is repeat_batch once: one kernel transposes [N, C, HW] to [N, HW, C] (NHWC) or back,
+  // writing every repeat; without a layout change the repeats are copies.
+  Tensor to_layout(const Tensor& x, Layout layout) override { return repeat_batch(x, 1, layout); }
   Tensor repeat_batch(const Tensor& x, int64_t times, Layout layout) override {
-    if (times == 1) return to_layout(x, layout);
+    bool transpose = x.rank() == 4 && x.layout != layout;
+    if (times == 1 && !transpose) return x;
     Shape s = x.shape;
     int64_t B = x.dim(0), per = x.numel() / B;
     s[0] = B * times;
     Tensor y = make(s, W(x), layout);
-    if (x.rank() == 4 && x.layout != layout) {
+    if (transpose) {
       int64_t C = x.dim(1), HW = x.dim(2) * x.dim(3);
       if (layout == Layout::NHWC) cuda::transpose_last2(P(x), P(y), B * times, B, C, HW, stream());
       else cuda::transpose_last2(P(x), P(y), B * times, B, HW, C, stream());

@@ -284,6 +284,14 @@ __global__ void k_layer_norm(const T* x, const T* g, const T* bt, T* y, int64_t 
 #define C(p) static_cast<const T*>(p)
 #define M(p) static_cast<T*>(p)
 
+namespace {
+// Blocks of 256 threads for a grid-stride pass over `total` values, eight a thread when `vec`.
+unsigned apply_blocks(int64_t total, bool vec) {
+  int64_t blocks = (total / (vec ? 8 : 1) + 255) / 256;
+  return unsigned(blocks < 1 ? 1 : blocks > 65535 * 8 ? 65535 * 8 : blocks);
+}
+}  // namespace
+
 GroupNormPlan plan_group_norm(int64_t B, int64_t C, int64_t HW, int groups) {
   GroupNormPlan p;
   int64_t n = C / groups * HW, bg = B * groups;
@@ -304,8 +312,7 @@ void group_norm(const void* x, const void* add, const void* gamma, const void* b
   // 16-byte loads when every group, chunk and channel starts on a 16-byte boundary.
   bool vec = HW % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
   dim3 g1(unsigned(plan.chunks), unsigned(bg));
-  int64_t blocks = (total / (vec ? 8 : 1) + 255) / 256;
-  unsigned g3 = unsigned(blocks < 1 ? 1 : blocks > 65535 * 8 ? 65535 * 8 : blocks);
+  unsigned g3 = apply_blocks(total, vec);
   BY_TYPE(wide, {
     if (vec) PG25_LAUNCH(k_group_partial<T BY_COMMA true>, g1, 256, 0, s)(C(x), C(add), part, n, HW, plan.len);
     else PG25_LAUNCH(k_group_partial<T BY_COMMA false>, g1, 256, 0, s)(C(x), C(add), part, n, HW, plan.len);
@@ -339,8 +346,7 @@ void group_norm_nhwc(const void* x, const void* add, const void* gamma, const vo
   if (rows_per < 1) rows_per = 1;
   unsigned threads = unsigned(tpr * rows_per);
   dim3 g1(unsigned(plan.chunks), unsigned(B));
-  int64_t blocks = (total / (vec ? 8 : 1) + 255) / 256;
-  unsigned g3 = unsigned(blocks < 1 ? 1 : blocks > 65535 * 8 ? 65535 * 8 : blocks);
+  unsigned g3 = apply_blocks(total, vec);
   BY_TYPE(wide, {
     if (vec) PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 8>, g1, threads, 0, s)(C(x), C(add), part, Ch, HW, plan.len, groups, tpr);
     else PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 1>, g1, threads, 0, s)(C(x), C(add), part, Ch, HW, plan.len, groups, tpr);

@@ -15,6 +15,8 @@ export interface CostModel {
   latentChannels: number
   /** per UNet resolution level: channels, resnets per block, and whether it has transformers */
   levels: Array<{ channels: number, layers: number, cross: boolean }>
+  /** the cross-attention keys and values one prompt token holds through a run: 2 x channels per transformer block */
+  kvChannels: number
   /** VAE: its channel counts, highest resolution first, and the latent-to-image scale */
   vaeChannels: number[]
   scale: number
@@ -29,20 +31,27 @@ export function costModel (sources: ComponentSource[], device: string): CostMode
   const ch = (unet.block_out_channels as number[]).map(Number)
   const layers = list(unet.layers_per_block, ch.length, 2)
   const types = unet.down_block_types as string[]
+  const depth = list(unet.transformer_layers_per_block, ch.length, 1)
+  // CrossAttnDown blocks hold layers x depth transformer blocks, their up blocks (layers + 1) x depth, the mid block depth.
+  const kvChannels = ch.reduce((s, c, i) => s + (types[i] === 'CrossAttnDownBlock2D' ? 2 * c * (2 * layers[i] + 1) * depth[i] : 0), 0) + 2 * ch[ch.length - 1] * depth[ch.length - 1]
   const vaeChannels = (vae.block_out_channels as number[]).map(Number)
   return {
     bytesPer: device.startsWith('cuda') ? 2 : 4,
     latentChannels: Number(unet.in_channels),
     levels: ch.map((c, i) => ({ channels: c, layers: layers[i], cross: types[i] === 'CrossAttnDownBlock2D' })),
+    kvChannels,
     vaeChannels,
     scale: 2 ** (vaeChannels.length - 1)
   }
 }
 
+const CONTEXT_TOKENS = 77
+
 /**
  * Bytes a request needs at its peak: the larger of the UNet pass (its skip connections at every
  * level plus the widest level's working tensors: a transformer block holds its GEGLU feed-forward,
- * 8 x channels wide, beside its input, attention and output) and the VAE decoder (about three
+ * 8 x channels wide, beside its input, attention and output; and the prompt's cross-attention keys
+ * and values, projected once per run) and the VAE decoder (about three
  * tensors alive at full resolution, as wide as the last upsampler), plus the latents and the RGB
  * output. Calibrated on the tiny model's measured peaks (backend peakBytes): UNet within 5%, VAE
  * about 20% over, at 512 and 1024 px.
@@ -58,7 +67,7 @@ function requestBytes (m: CostModel, width: number, height: number, count: numbe
     skips += (l.layers + 1) * l.channels * px
     widest = Math.max(widest, px * l.channels * (l.cross ? 16 : 4))
   })
-  const unet = batch * (skips + widest)
+  const unet = batch * (skips + widest + CONTEXT_TOKENS * m.kvChannels)
   const fullResChannels = Math.max(m.vaeChannels[0], m.vaeChannels[Math.min(1, m.vaeChannels.length - 1)])
   const vae = 3 * count * fullResChannels * width * height
   const latents = 4 * batch * m.latentChannels * h * w

@@ -27,6 +27,7 @@ class GraphRecorder final : public Recorder {
  private:
   struct Graph {
     std::vector<Tensor> in;  // fixed input buffers: each call's inputs are copied here before replay
+    std::vector<std::weak_ptr<Buffer>> from;  // the buffer each was last copied from
     Tensor out;              // the fixed output buffer the recording writes last
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;

@@ -58,9 +58,8 @@ Attention Attention::make(Params& p, const std::string& name, int64_t dim, int64
   return a;
 }
 
-Tensor Attention::operator()(Backend& be, const Tensor& x, const Tensor* context, const Tensor* residual) const {
-  const Tensor& c = context ? *context : x;
-  return out(be, be.attention(q(be, x), k(be, c), v(be, c), heads, false), residual);
+Tensor Attention::attend(Backend& be, const Tensor& x, const Tensor& keys, const Tensor& values, const Tensor* residual) const {
+  return out(be, be.attention(q(be, x), keys, values, heads, false), residual);
 }
 
 TransformerBlock TransformerBlock::make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads) {
@@ -75,10 +74,10 @@ TransformerBlock TransformerBlock::make(Params& p, const std::string& name, int6
   return t;
 }
 
-Tensor TransformerBlock::operator()(Backend& be, const Tensor& x, const Tensor& context) const {
+Tensor TransformerBlock::operator()(Backend& be, const Tensor& x, const Tensor& keys, const Tensor& values) const {
   constexpr float kEps = 1e-5f;  // nn.LayerNorm default in BasicTransformerBlock
-  Tensor h = attn1(be, be.layer_norm(x, norm1.w, norm1.b, kEps), nullptr, &x);
-  h = attn2(be, be.layer_norm(h, norm2.w, norm2.b, kEps), &context, &h);
+  Tensor h = attn1(be, be.layer_norm(x, norm1.w, norm1.b, kEps), &x);
+  h = attn2.attend(be, be.layer_norm(h, norm2.w, norm2.b, kEps), keys, values, &h);
   return ff_out(be, be.geglu(ff_in(be, be.layer_norm(h, norm3.w, norm3.b, kEps))), &h);
 }
 
@@ -94,12 +93,22 @@ SpatialTransformer SpatialTransformer::make(Params& p, const std::string& name, 
   return s;
 }
 
-Tensor SpatialTransformer::operator()(Backend& be, const Tensor& x, const Tensor& context) const {
+void SpatialTransformer::project_context(Backend& be, const Tensor& context, std::vector<Tensor>& kv) const {
+  for (const auto& b : blocks) {
+    kv.push_back(b.attn2.k(be, context));
+    kv.push_back(b.attn2.v(be, context));
+  }
+}
+
+Tensor SpatialTransformer::operator()(Backend& be, const Tensor& x, const Tensor* kv) const {
   int64_t H = x.dim(2), W = x.dim(3);
   // Transformer2DModel's GroupNorm uses eps 1e-6 whatever the UNet's norm_eps.
   Tensor h = be.image_to_tokens(be.group_norm(x, norm.w, norm.b, groups, 1e-6f, false));
   h = proj_in(be, h);
-  for (const auto& b : blocks) h = b(be, h, context);
+  for (const auto& b : blocks) {
+    h = b(be, h, kv[0], kv[1]);
+    kv += 2;
+  }
   // The skip connection as proj_out's residual: on NHWC images x's tokens are a view, so it costs no pass.
   Tensor skip = be.image_to_tokens(x);
   return be.tokens_to_image(proj_out(be, h, &skip), H, W);

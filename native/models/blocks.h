@@ -43,8 +43,11 @@ struct Attention {
   Linear q, k, v, out;
   int heads;
   static Attention make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads, bool qkv_bias);
-  // `residual` is added to the output projection (the block's skip connection).
-  Tensor operator()(Backend& be, const Tensor& x, const Tensor* context, const Tensor* residual = nullptr) const;
+  // Self-attention over x; `residual` is added to the output projection (the block's skip connection).
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const { return attend(be, x, k(be, x), v(be, x), residual); }
+  // x's queries over keys and values already projected: cross-attention's come from the text
+  // conditioning, the same at every step of a run, so the UNet projects them once per run.
+  Tensor attend(Backend& be, const Tensor& x, const Tensor& keys, const Tensor& values, const Tensor* residual = nullptr) const;
 };
 
 struct TransformerBlock {
@@ -52,7 +55,8 @@ struct TransformerBlock {
   Attention attn1, attn2;
   Linear ff_in, ff_out;
   static TransformerBlock make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads);
-  Tensor operator()(Backend& be, const Tensor& x, const Tensor& context) const;
+  // keys, values: attn2.k and attn2.v of the conditioning.
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor& keys, const Tensor& values) const;
 };
 
 // Transformer2DModel with use_linear_projection.
@@ -62,7 +66,10 @@ struct SpatialTransformer {
   std::vector<TransformerBlock> blocks;
   int groups;
   static SpatialTransformer make(Params& p, const std::string& name, int64_t channels, int64_t context_dim, int heads, int64_t layers, int groups);
-  Tensor operator()(Backend& be, const Tensor& x, const Tensor& context) const;
+  // Appends each block's cross-attention keys and values of `context` [B, L, context_dim] (two per block).
+  void project_context(Backend& be, const Tensor& context, std::vector<Tensor>& kv) const;
+  // kv: this transformer's 2 x blocks.size() entries of project_context.
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* kv) const;
 };
 
 }  // namespace pg25

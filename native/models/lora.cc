@@ -1,8 +1,22 @@
 #include "lora.h"
 
+#include <atomic>
+
 #include "../core/error.h"
 
 namespace pg25 {
+namespace {
+
+std::atomic<uint64_t> epoch{0};
+
+// Counts a merge as done however it ends: a merge that fails part way has changed weights too.
+struct EpochBump {
+  ~EpochBump() { epoch.fetch_add(1); }
+};
+
+}  // namespace
+
+uint64_t lora_epoch() { return epoch.load(); }
 
 void apply_lora(Backend& be, const Params& params, const WeightStore& originals, const std::vector<LoraUpdate>& updates) {
   std::vector<const Params::Held*> targets;
@@ -20,6 +34,7 @@ void apply_lora(Backend& be, const Params& params, const WeightStore& originals,
                  std::to_string(u.down.size()));
     targets.push_back(h);
   }
+  EpochBump bump;
   for (size_t i = 0; i < updates.size(); i++) {
     const LoraUpdate& u = updates[i];
     const Params::Held& h = *targets[i];

@@ -14,6 +14,7 @@
 // the UNet graph, its fused kernels and a captured CUDA graph stay as they are: the weights change in
 // place, at the same addresses. (Estimates from the sizes; no GPU was at hand to time them.)
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -33,5 +34,9 @@ struct LoraUpdate {
 // that does not fit) before changing anything, then writes each merged weight into the tensor the
 // model holds. `originals` holds the weights as loaded (the component's files).
 void apply_lora(Backend& be, const Params& params, const WeightStore& originals, const std::vector<LoraUpdate>& updates);
+
+// Counts the weight changes apply_lora has made (in any model): what is derived from weights and kept
+// (a UNet's projected conditioning, memo() in backend/tensor.h) names the count it was made under.
+uint64_t lora_epoch();
 
 }  // namespace pg25

@@ -1,8 +1,10 @@
 #include "unet.h"
 
+#include <atomic>
 #include <cmath>
 
 #include "../core/error.h"
+#include "lora.h"
 
 namespace pg25 {
 
@@ -25,6 +27,8 @@ std::vector<float> timestep_embedding(const std::vector<float>& t, int64_t dim, 
 }
 
 UNet::UNet(const Config& cfg, Params& p) {
+  static std::atomic<uint64_t> models{0};
+  id_ = ++models;
   // What this graph implements; anything else is refused by name.
   cfg.require_string("act_fn", "silu");
   cfg.require_string("addition_embed_type", "text_time", false);
@@ -160,16 +164,37 @@ Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Te
   std::vector<float> t(size_t(B), timestep);
   std::vector<float> temb = timestep_embedding(t, conv_in_.w.dim(0), flip_sin_to_cos_, freq_shift_);
   std::vector<float> tid = timestep_embedding(time_ids, add_time_dim_, flip_sin_to_cos_, freq_shift_);
+  // The conditioning's keys and values for every cross-attention, projected on its first step and kept
+  // with it for the others (until it is freed, or a LoRA changes weights).
+  std::string key = "unet " + std::to_string(id_) + " lora " + std::to_string(lora_epoch()) + " " + shape_str(context.shape);
+  auto kv = memo<std::vector<Tensor>>(context, key, [&] { return project_context(be, context); });
   // The recording's inputs are plain NCHW buffers: a sample in another layout is converted first.
-  std::vector<Tensor> in{be.to_layout(sample, Layout::NCHW), be.from_host(temb.data(), {B, conv_in_.w.dim(0)}), be.from_host(tid.data(), {B, n_time_ids_ * add_time_dim_}), context,
+  std::vector<Tensor> in{be.to_layout(sample, Layout::NCHW), be.from_host(temb.data(), {B, conv_in_.w.dim(0)}), be.from_host(tid.data(), {B, n_time_ids_ * add_time_dim_}),
                          text_embeds};
+  in.insert(in.end(), kv->begin(), kv->end());
   std::call_once(recorder_once_, [&] { recorder_ = be.make_recorder(); });
   return be.run_recorded(recorder_.get(), in, {B, out_channels_, sample.dim(2), sample.dim(3)},
-                         [&](const std::vector<Tensor>& x) { return body(be, x[0], x[1], x[2], x[3], x[4], cancel); });
+                         [&](const std::vector<Tensor>& x) { return body(be, x[0], x[1], x[2], x[3], &x[4], cancel); });
 }
 
-Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& context, const Tensor& text_embeds,
+std::vector<Tensor> UNet::project_context(Backend& be, const Tensor& context) const {
+  std::vector<Tensor> kv;
+  for (const Down& d : down_)
+    for (const SpatialTransformer& t : d.attentions) t.project_context(be, context, kv);
+  mid_attn_.project_context(be, context, kv);
+  for (const Up& u : up_)
+    for (const SpatialTransformer& t : u.attentions) t.project_context(be, context, kv);
+  return kv;
+}
+
+Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& text_embeds, const Tensor* kv,
                   const CancelFlag* cancel) const {
+  // Each transformer takes its blocks' entries of kv, in project_context's order.
+  auto attend = [&](const SpatialTransformer& t, const Tensor& x) {
+    Tensor y = t(be, x, kv);
+    kv += 2 * t.blocks.size();
+    return y;
+  };
   Tensor emb = time_2_(be, be.silu(time_1_(be, temb_in)));
   Tensor aug = add_2_(be, be.silu(add_1_(be, be.concat(text_embeds, time_embeds, 1))));
   Tensor temb = be.silu(be.add(emb, aug));
@@ -181,7 +206,7 @@ Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, cons
     for (size_t j = 0; j < d.resnets.size(); j++) {
       check_cancel(cancel);
       h = d.resnets[j](be, h, &temb);
-      if (!d.attentions.empty()) h = d.attentions[j](be, h, context);
+      if (!d.attentions.empty()) h = attend(d.attentions[j], h);
       skips.push_back(h);
     }
     if (d.downsample) {
@@ -191,7 +216,7 @@ Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, cons
   }
   check_cancel(cancel);
   h = mid_res0_(be, h, &temb);
-  h = mid_attn_(be, h, context);
+  h = attend(mid_attn_, h);
   h = mid_res1_(be, h, &temb);
   for (const Up& u : up_) {
     for (size_t j = 0; j < u.resnets.size(); j++) {
@@ -199,7 +224,7 @@ Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, cons
       Tensor skip = skips.back();
       skips.pop_back();
       h = u.resnets[j](be, be.concat(h, skip, 1), &temb);
-      if (!u.attentions.empty()) h = u.attentions[j](be, h, context);
+      if (!u.attentions.empty()) h = attend(u.attentions[j], h);
     }
     if (u.upsample) {
       // Upsample to the size of the next skip, as diffusers does for sizes not divisible by 2^n.

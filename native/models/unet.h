@@ -40,9 +40,11 @@ class UNet {
     std::vector<SpatialTransformer> attentions;
     std::optional<Conv> upsample;
   };
+  // Every transformer block's cross-attention keys and values of `context`, in the order body reads them.
+  std::vector<Tensor> project_context(Backend& be, const Tensor& context) const;
   // The pass on device tensors alone (what a backend may record and replay): temb_in and time_embeds
-  // are the sinusoidal embeddings of the timestep and of the time ids.
-  Tensor body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& context, const Tensor& text_embeds,
+  // are the sinusoidal embeddings of the timestep and of the time ids; kv is project_context's.
+  Tensor body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& text_embeds, const Tensor* kv,
               const CancelFlag* cancel) const;
 
   int64_t in_channels_, out_channels_, sample_size_, cross_dim_, time_dim_, add_time_dim_, text_embeds_dim_, n_time_ids_;
@@ -57,6 +59,7 @@ class UNet {
   ResnetBlock mid_res0_, mid_res1_;
   SpatialTransformer mid_attn_;
   std::vector<Up> up_;
+  uint64_t id_;  // names this model in the keys of what it derives from conditioning tensors
   mutable std::once_flag recorder_once_;
   mutable std::unique_ptr<Recorder> recorder_;  // the backend's recordings of body, per input shapes
 };

@@ -90,7 +90,7 @@ VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image, const Ca
     int64_t H = h.dim(2), W = h.dim(3);
     Tensor a = be.image_to_tokens(be.group_norm(h, mid_norm_.w, mid_norm_.b, groups_, kVaeEps, false));
     Tensor skip = be.image_to_tokens(h);  // the residual in the output projection (a view on NHWC images)
-    h = be.tokens_to_image(mid_attn_(be, a, nullptr, &skip), H, W);
+    h = be.tokens_to_image(mid_attn_(be, a, &skip), H, W);
   }
   h = mid_res1_(be, h, nullptr);
   h = be.group_norm(h, norm_out_.w, norm_out_.b, groups_, kVaeEps, true);
@@ -183,7 +183,7 @@ Tensor VaeDecoder::decode(Backend& be, const Tensor& z, const CancelFlag* cancel
     int64_t H = h.dim(2), W = h.dim(3);
     Tensor a = be.image_to_tokens(be.group_norm(h, mid_attn_.norm.w, mid_attn_.norm.b, groups_, kVaeEps, false));
     Tensor skip = be.image_to_tokens(h);  // the residual in the output projection (a view on NHWC images)
-    h = be.tokens_to_image(mid_attn_.attn(be, a, nullptr, &skip), H, W);
+    h = be.tokens_to_image(mid_attn_.attn(be, a, &skip), H, W);
   }
   h = mid_res1_(be, h, nullptr);
   for (const Up& u : up_) {

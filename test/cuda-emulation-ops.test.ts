@@ -57,6 +57,12 @@ const cases: OpCase[] = [
   { op: 'layer_norm', inputs: [[[2, 5, 24], 2], [[24], 1], [[24], 1]], attrs: { eps: 1e-6 } },
   { op: 'layer_norm', inputs: [[[2, 3, 2048], 3], [[2048], 1], [[2048], 1]], attrs: { eps: 1e-5 } },
   { op: 'layer_norm', inputs: [[[2, 3, 2056], 2], [[2056], 1], [[2056], 1]], attrs: { eps: 1e-5 } },
+  // Projections sharing an input: one batched GEMM where the weights pack (x as every batch entry's
+  // operand); weights or outputs whose size breaks 256-byte alignment run one GEMM each.
+  { op: 'linears', inputs: [[[2, 64, 64], 1], [[64, 64], 0.2], [[64, 64], 0.2], [[64, 64], 0.2]] },
+  { op: 'linears', inputs: [[[3, 7, 64], 1], [[64, 64], 0.2], [[64, 64], 0.2]] },
+  { op: 'linears', inputs: [[[2, 9, 40], 1], [[24, 40], 0.2], [[24, 40], 0.2], [[24, 40], 0.2]] },
+  { op: 'linears', inputs: [[[5, 32], 1], [[64, 32], 0.2]] },
   { op: 'pad2d', inputs: [[[1, 3, 5, 6], 1]], attrs: { left: 1, right: 2, top: 0, bottom: 3 } },
   { op: 'upsample_nearest', inputs: [[[2, 3, 5, 7], 1]], attrs: { oh: 10, ow: 14 } },
   { op: 'upsample_nearest', inputs: [[[1, 2, 3, 7], 1]], attrs: { oh: 7, ow: 9 } },
@@ -97,6 +103,25 @@ test.serial('a convolution in several im2col chunks keeps every cuBLASLt operand
   const r = emulationReport()
   t.true(r.matmuls >= 2, `${r.matmuls} matmuls`)
   t.true(r.minMatmulAlignment >= 16, `smallest declared alignment ${r.minMatmulAlignment}`)
+})
+
+test.serial('linears on packed weights is one batched GEMM; on weights that do not pack, one GEMM each', async t => {
+  for (const [x, w, n, matmuls] of [[[2, 64, 64], [64, 64], 3, 1], [[2, 9, 40], [24, 40], 3, 3], [[3, 7, 64], [64, 64], 2, 2]] as const) {
+    const ts = [gpu.fromHost(data([...x]), [...x]), ...Array.from({ length: n }, () => gpu.fromHost(data([...w], 0.2), [...w]))]
+    emulationReport(true)
+    const y = await gpu.engine.op('linears', ts, {})
+    t.is(emulationReport().matmuls, matmuls, `x ${JSON.stringify(x)}, ${n} weights ${JSON.stringify(w)}`)
+    for (const v of [...ts, y]) v.dispose()
+  }
+  // A cuBLASLt with no algorithm for a repeated operand: the projections run one by one, same values.
+  process.env.PG25_EMU_CUBLASLT = 'no-broadcast'
+  const plain = Runtime.open('cuda', () => {})
+  emulationReport(true)
+  await compare(t, { op: 'linears', inputs: [[[2, 64, 64], 1], [[64, 64], 0.2], [[64, 64], 0.2], [[64, 64], 0.2]] }, plain)
+  t.is(emulationReport().matmuls, 3)
+  plain.dispose()
+  delete process.env.PG25_EMU_CUBLASLT
+  t.deepEqual(emulationReport().misuse, [])
 })
 
 test.serial('previews and 8-bit images match the CPU backend byte for byte (within one level)', async t => {

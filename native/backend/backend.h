@@ -113,6 +113,17 @@ class Backend {
   // x [..., K], w [N, K] -> x w^T + bias (+ residual, of the output's shape: the skip connection, folded
   // into the GEMM where a backend can)
   virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual = nullptr) = 0;
+  // Weights of one shape that multiply one input together (self-attention's query, key and value
+  // projections), in order: a backend may store them back to back in one buffer, so that linears()
+  // runs them as one batched GEMM (three times the tiles of one projection to spread over the GPU).
+  // Returns the tensors to use from now on (by default, those given).
+  virtual std::vector<Tensor> pack_weights(const std::vector<Tensor>& ws) { return ws; }
+  // x [..., K] times each weight [N, K]^T (no bias), in order.
+  virtual std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& ws) {
+    std::vector<Tensor> out;
+    for (const Tensor& w : ws) out.push_back(linear(x, w, nullptr));
+    return out;
+  }
   // (+ residual, of the output's shape: a ResNet block's skip connection, added in the bias pass)
   virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual = nullptr) = 0;
   // (+ SiLU); `add` [B, C] (when given) is added to x's channels first, in the same passes: a ResNet

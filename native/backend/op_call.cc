@@ -93,6 +93,22 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     if (c.opt(3) && c.opt(3)->shape != out) c.fail("residual " + shape_str(c.opt(3)->shape) + " is not the output's " + shape_str(out));
     return be.linear(x, w, c.opt(2), c.opt(3));
   }
+  if (name == "linears") {  // the weights packed as a model packs them, then x times each: joined on the last axis
+    if (args.inputs.size() < 2 || args.inputs.size() > 9) c.fail("takes 2-9 inputs");
+    const Tensor& x = c.in(0);
+    if (x.rank() < 2 || x.numel() == 0) c.fail("x must be [..., K]");
+    std::vector<Tensor> ws;
+    for (size_t i = 1; i < args.inputs.size(); i++) {
+      if (!args.inputs[i]) c.fail("input " + std::to_string(i) + " is missing");
+      c.rank(c.in(i), 2, "w");
+      if (c.in(i).shape != c.in(1).shape || c.in(i).dim(1) != x.dim(-1)) c.fail("the weights must share one shape [N, " + std::to_string(x.dim(-1)) + "]");
+      ws.push_back(c.in(i));
+    }
+    std::vector<Tensor> ys = be.linears(x, be.pack_weights(ws));
+    Tensor y = ys[0];
+    for (size_t i = 1; i < ys.size(); i++) y = be.concat(y, ys[i], -1);
+    return y;
+  }
   if (name == "conv2d") {
     c.inputs(2, 4);
     const Tensor &x = c.in(0), &w = c.in(1);

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <mutex>
+#include <type_traits>
 
 namespace pg25 {
 namespace {
@@ -63,6 +64,8 @@ class ProfilingBackend final : public Backend {
   Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) override {
     return timed("linear", [&] { return in_->linear(x, w, bias, residual); });
   }
+  std::vector<Tensor> pack_weights(const std::vector<Tensor>& ws) override { return in_->pack_weights(ws); }
+  std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& ws) override { return timed("linears", [&] { return in_->linears(x, ws); }); }
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     return timed("conv2d", [&] { return in_->conv2d(x, w, bias, stride, pad, residual); });
   }
@@ -96,9 +99,9 @@ class ProfilingBackend final : public Backend {
     std::unique_ptr<Mark> begin, end;
   };
   template <class F>
-  Tensor timed(const char* op, F&& f) {
+  std::invoke_result_t<F> timed(const char* op, F&& f) {
     Span s{op, in_->mark(), nullptr};
-    Tensor y = f();
+    auto y = f();
     s.end = in_->mark();
     std::lock_guard<std::mutex> lock(mu_);
     spans_.push_back(std::move(s));

@@ -104,6 +104,7 @@ CublasLt::~CublasLt() {
   if (!api_) return;
   Api& api = *api_;
   for (auto& kv : plans_) {
+    if (!kv.second) continue;
     api.layout_destroy(kv.second->a);
     api.layout_destroy(kv.second->b);
     api.layout_destroy(kv.second->c);
@@ -117,9 +118,16 @@ CublasLt::~CublasLt() {
 // Plans are cached per shape: the heuristic query runs once, then every call (and graph replay) reuses it.
 const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
                                      int64_t batch, int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide) {
+  const Plan* p = find(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias, align, wide);
+  if (!p) throw Error("PG25_INTERNAL", "cuBLASLt has no algorithm for a " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) + " GEMM");
+  return *p;
+}
+
+const CublasLt::Plan* CublasLt::find(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
+                                     int64_t batch, int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide) {
   auto key = std::make_tuple(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias, align, wide);
   auto it = plans_.find(key);
-  if (it != plans_.end()) return *it->second;
+  if (it != plans_.end()) return it->second;
   Api& api = *api_;
   Plan* p = new Plan();
   check(api.desc_create(&p->desc, kComputeF32, kR32F), "matmul descriptor");
@@ -155,11 +163,12 @@ const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int
     api.layout_destroy(p->c);
     api.desc_destroy(p->desc);
     delete p;
-    throw Error("PG25_INTERNAL", "cuBLASLt has no algorithm for a " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) + " GEMM");
+    plans_[key] = nullptr;
+    return nullptr;
   }
   p->algo = r.algo;
   plans_[key] = p;
-  return *p;
+  return p;
 }
 
 void CublasLt::run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias,
@@ -174,6 +183,15 @@ void CublasLt::linear(const void* x, const void* w, const void* bias, const void
   std::lock_guard<std::mutex> g(mu_);
   const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr, alignment({x, w, y, bias, residual}, {K, N}), wide);
   run(p, 1.f, residual ? 1.f : 0.f, w, x, residual ? residual : y, y, bias, stream);
+}
+
+bool CublasLt::linears(const void* x, const void* w, void* y, int64_t n, int64_t M, int64_t N, int64_t K, bool wide, cudaStream_t stream) {
+  // Column-major, as in linear(): Y_i^T [N, M] = W_i (K x N, transposed) * X^T, X's batch stride 0.
+  std::lock_guard<std::mutex> g(mu_);
+  const Plan* p = find(true, false, N, M, K, K, K, N, n, N * K, 0, M * N, false, alignment({x, w, y}, {K, N, N * K, M * N}), wide);
+  if (!p) return false;
+  run(*p, 1.f, 0.f, w, x, y, y, nullptr, stream);
+  return true;
 }
 
 void CublasLt::gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c,

@@ -30,11 +30,19 @@ class CublasLt {
   void gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c,
             int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate, bool wide,
             cudaStream_t stream);
+  // Y_i[M, N] = X[M, K] * W_i[N, K]^T for the n weights lying back to back from w (one batched GEMM,
+  // X every entry's operand), the products back to back from y. False, with nothing enqueued, where
+  // cuBLASLt offers no algorithm for it: the caller runs them one by one.
+  bool linears(const void* x, const void* w, void* y, int64_t n, int64_t M, int64_t N, int64_t K, bool wide, cudaStream_t stream);
   const std::string& path() const { return lib_.path; }
 
  private:
   struct Plan;
   struct Api;
+  // The cached plan for a shape; null where the heuristic offers no algorithm (remembered too).
+  const Plan* find(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch,
+                   int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide);
+  // find's plan, or PG25_INTERNAL naming the shape.
   const Plan& plan(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch,
                    int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide);
   void run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias, cudaStream_t stream);

@@ -323,6 +323,41 @@ class CudaBackend final : public Backend {
     return y;
   }
 
+  // One buffer [n, N, K] holding the weights back to back, each a view of it: views keep the pool's
+  // 256-byte alignment, so weights whose size breaks it stay as they are.
+  std::vector<Tensor> pack_weights(const std::vector<Tensor>& ws) override {
+    size_t bytes = size_t(ws.empty() ? 0 : ws[0].numel()) * 2;
+    bool ok = ws.size() > 1 && ws[0].rank() == 2 && bytes % 256 == 0;
+    for (const Tensor& w : ws) ok = ok && w.shape == ws[0].shape && W(w) == W(ws[0]);
+    if (!ok) return ws;
+    Tensor all = make({int64_t(ws.size()), ws[0].dim(0), ws[0].dim(1)}, W(ws[0]));
+    auto base = std::static_pointer_cast<CudaBuffer>(all.buf);
+    std::vector<Tensor> out;
+    for (size_t i = 0; i < ws.size(); i++) {
+      out.push_back(Tensor{std::make_shared<CudaBuffer>(base, i * bytes, bytes), ws[i].shape});
+      check(cudaMemcpyAsync(P(out.back()), P(ws[i]), bytes, cudaMemcpyDeviceToDevice, stream()), "packing weights");
+    }
+    return out;
+  }
+  // Weights lying back to back (pack_weights') are one batched GEMM: x is every batch entry's operand
+  // (batch stride 0), the products land in one buffer and come back as views of it.
+  std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& ws) override {
+    int64_t K = x.dim(-1), N = ws[0].dim(0), M = x.numel() / K, n = int64_t(ws.size());
+    bool packed = n > 1 && (M * N * 2) % 256 == 0;
+    for (int64_t i = 0; packed && i < n; i++)
+      packed = ws[size_t(i)].shape == ws[0].shape && W(ws[size_t(i)]) == W(ws[0]) && P(ws[size_t(i)]) == static_cast<const char*>(P(ws[0])) + i * N * K * 2;
+    if (!packed) return Backend::linears(x, ws);
+    bool wide = same("linears", {&x, &ws[0]});
+    Shape s = x.shape;
+    s.back() = N;
+    Tensor all = make({n, M, N}, wide);
+    if (!lt_->linears(P(x), P(ws[0]), P(all), n, M, N, K, wide, stream())) return Backend::linears(x, ws);
+    auto base = std::static_pointer_cast<CudaBuffer>(all.buf);
+    std::vector<Tensor> out;
+    for (int64_t i = 0; i < n; i++) out.push_back(Tensor{std::make_shared<CudaBuffer>(base, size_t(i * M * N) * 2, size_t(M * N) * 2), s});
+    return out;
+  }
+
   // cuDNN when it loaded, PG25_DISABLE_CUDNN is unset, and it has a plan for the shape; the notice of a
   // missing library goes to the first engine of the process only.
   void open_cudnn() {

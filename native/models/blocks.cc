@@ -58,6 +58,23 @@ Attention Attention::make(Params& p, const std::string& name, int64_t dim, int64
   return a;
 }
 
+Attention Attention::make_self(Params& p, const std::string& name, int64_t dim, int heads) {
+  std::vector<Tensor> w = p.linear_weights({name + ".to_q.weight", name + ".to_k.weight", name + ".to_v.weight"}, dim, dim);
+  Attention a;
+  a.heads = heads;
+  a.q = Linear{w[0], {}, false};
+  a.k = Linear{w[1], {}, false};
+  a.v = Linear{w[2], {}, false};
+  a.out = Linear::make(p, name + ".to_out.0", dim, dim, true);
+  return a;
+}
+
+Tensor Attention::operator()(Backend& be, const Tensor& x, const Tensor* residual) const {
+  if (q.has_bias) return attend(be, x, k(be, x), v(be, x), residual);
+  std::vector<Tensor> qkv = be.linears(x, {q.w, k.w, v.w});
+  return out(be, be.attention(qkv[0], qkv[1], qkv[2], heads, false), residual);
+}
+
 Tensor Attention::attend(Backend& be, const Tensor& x, const Tensor& keys, const Tensor& values, const Tensor* residual) const {
   return out(be, be.attention(q(be, x), keys, values, heads, false), residual);
 }
@@ -65,7 +82,7 @@ Tensor Attention::attend(Backend& be, const Tensor& x, const Tensor& keys, const
 TransformerBlock TransformerBlock::make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads) {
   TransformerBlock t;
   t.norm1 = Norm::make(p, name + ".norm1", dim);
-  t.attn1 = Attention::make(p, name + ".attn1", dim, dim, heads, false);
+  t.attn1 = Attention::make_self(p, name + ".attn1", dim, heads);
   t.norm2 = Norm::make(p, name + ".norm2", dim);
   t.attn2 = Attention::make(p, name + ".attn2", dim, context_dim, heads, false);
   t.norm3 = Norm::make(p, name + ".norm3", dim);

@@ -43,8 +43,11 @@ struct Attention {
   Linear q, k, v, out;
   int heads;
   static Attention make(Params& p, const std::string& name, int64_t dim, int64_t context_dim, int heads, bool qkv_bias);
+  // Bias-free self-attention (the UNet's attn1): the query, key and value projections share their
+  // input, so their weights are packed (Params::linear_weights) for one batched GEMM.
+  static Attention make_self(Params& p, const std::string& name, int64_t dim, int heads);
   // Self-attention over x; `residual` is added to the output projection (the block's skip connection).
-  Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const { return attend(be, x, k(be, x), v(be, x), residual); }
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const;
   // x's queries over keys and values already projected: cross-attention's come from the text
   // conditioning, the same at every step of a run, so the UNet projects them once per run.
   Tensor attend(Backend& be, const Tensor& x, const Tensor& keys, const Tensor& values, const Tensor* residual = nullptr) const;

@@ -15,6 +15,15 @@ Tensor Params::get(const std::string& name, const Shape& shape, bool linear) {
   return t;
 }
 
+std::vector<Tensor> Params::linear_weights(const std::vector<std::string>& names, int64_t out, int64_t in) {
+  std::vector<Tensor> ws;
+  for (const std::string& n : names) ws.push_back(linear_weight(n, out, in));
+  if (dry()) return ws;
+  ws = backend_->pack_weights(ws);
+  for (size_t i = 0; i < names.size(); i++) held_[names[i]].tensor = ws[i];
+  return ws;
+}
+
 Tensor Params::conv_weight(const std::string& name, const Shape& shape) {
   Tensor t = get(name, shape);
   if (dry() || t.layout == backend_->image_layout()) return t;

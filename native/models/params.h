@@ -28,6 +28,9 @@ class Params {
 
   Tensor get(const std::string& name, const Shape& shape, bool linear = false);
   Tensor linear_weight(const std::string& name, int64_t out, int64_t in) { return get(name, {out, in}, true); }
+  // Linear weights [out, in] that multiply one input together, stored as the backend packs them
+  // (Backend::pack_weights); LoRA reaches each by its name as before.
+  std::vector<Tensor> linear_weights(const std::vector<std::string>& names, int64_t out, int64_t in);
   // A convolution kernel [K, C, R, S], laid out as the backend keeps images (KRSC beside NHWC).
   Tensor conv_weight(const std::string& name, const Shape& shape);
   // How the weights asked for from now on are stored (a VAE with force_upcast asks for Wide first).

@@ -5,7 +5,9 @@
 // extents must lie inside device allocations, and a matmul's pointers must have the minimum alignment
 // its algorithm was chosen for. Work runs in stream order on the emulated runtime.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -210,6 +212,8 @@ Status PrefSet(Pref* p, int attr, const void* buf, size_t size) {
 
 // One algorithm, which needs no workspace and relies on the alignments the preference allows; the
 // bias pointer's alignment is read from the descriptor, as the real heuristic does.
+// PG25_EMU_CUBLASLT=no-broadcast offers none for a batch whose operand repeats (batch stride 0), as a
+// library build without such kernels would answer.
 Status Heuristic(Handle* h, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd, Pref* pref, int requested, HeuristicResult* results, int* found) {
   if (!h || !d || !a || !b || !c || !dd || !pref || !results || !found) return bad(kInvalidValue, "cublasLtMatmulAlgoGetHeuristic: null argument");
   if (requested <= 0) return bad(kInvalidValue, "cublasLtMatmulAlgoGetHeuristic: requestedAlgoCount " + std::to_string(requested));
@@ -218,6 +222,8 @@ Status Heuristic(Handle* h, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd
   if (Status s = shape(*d, *a, *b, *c, *dd, p)) return s;
   for (uint32_t al : pref->align)
     if (al == 0 || (al & (al - 1))) return bad(kInvalidValue, "minimum alignment " + std::to_string(al) + " is not a power of two");
+  const char* limit = std::getenv("PG25_EMU_CUBLASLT");
+  if (limit && std::string(limit) == "no-broadcast" && p.batch > 1 && (a->stride == 0 || b->stride == 0)) return kNotSupported;
   std::memset(&results[0], 0, sizeof(HeuristicResult));
   Algo& algo = results[0].algo;
   algo.data[0] = kAlgoMagic;

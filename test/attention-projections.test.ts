@@ -1,9 +1,10 @@
-// The UNet's cross-attention keys and values depend only on the text conditioning, the same tensor at
-// every step of a run: they are projected on its first step and kept with that tensor (freed with it,
-// made again after a LoRA changes weights). On both backends: the second call projects nothing (the
-// profile's linear count), gives the first call's output bit for bit, holds exactly the keys' and
-// values' bytes until the conditioning is freed; and with CUDA graphs replayed, alternating
-// conditionings each get their own keys and values.
+// How the UNet's attention projections run. Cross-attention's keys and values depend only on the text
+// conditioning, the same tensor at every step of a run: they are projected on its first step and kept
+// with that tensor (freed with it, made again after a LoRA changes weights). On both backends: the
+// second call projects nothing (the profile's linear count), gives the first call's output bit for
+// bit, holds exactly the keys' and values' bytes until the conditioning is freed; and with CUDA graphs
+// replayed, alternating conditionings each get their own keys and values. Self-attention's query, key
+// and value projections share their input: one `linears` call per block, one batched GEMM on the GPU.
 import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -54,7 +55,7 @@ async function predict (rt: Runtime, unet: UNetModel, x: Inputs, ctx = x.ctx): P
 }
 
 for (const device of ['cpu', 'cuda'] as const) {
-  test.serial(`${device}: the conditioning's keys and values are projected once, kept with it and freed with it`, async t => {
+  test.serial(`${device}: the conditioning's keys and values are projected once, kept with it and freed with it; self-attention projects in one call`, async t => {
     process.env.PG25_PROFILE = '1' // counts each op's calls (and records no graphs)
     const rt = Runtime.open(device, () => {})
     delete process.env.PG25_PROFILE
@@ -68,9 +69,12 @@ for (const device of ['cpu', 'cuda'] as const) {
     const first = await predict(rt, unet, x)
     const linearFirst = rt.engine.profile().linear.calls
     t.is(rt.engine.bytesInUse() - before, kvBytes, 'the keys and values stay with the conditioning')
+    if (device === 'cuda') emulationReport(true)
     const second = await predict(rt, unet, x)
-    const linearSecond = rt.engine.profile().linear.calls
-    t.is(linearFirst - linearSecond, 2 * blocks.length, 'the second call projects no keys or values')
+    const p = rt.engine.profile()
+    t.is(linearFirst - p.linear.calls, 2 * blocks.length, 'the second call projects no keys or values')
+    t.is(p.linears.calls, blocks.length, 'one call for each self-attention\'s three projections')
+    if (device === 'cuda') t.is(emulationReport().matmuls, p.linear.calls + p.linears.calls, 'each a single (batched) GEMM')
     t.deepEqual(second, first)
     const g = readGolden('unet.safetensors')
     const err = relativeError(second, g.out.data)

@@ -44,7 +44,9 @@ export class UNetModel {
    * one latent for the unconditional and conditional halves).
    */
   async predict (sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, signal?: AbortSignal): Promise<NativeTensor> {
-    return await cancellable(this.rt, signal, async (c, token) => await c.unet(this.id, sample, timestep, encoderHiddenStates, textEmbeds, timeIds, token))
+    const out = await cancellable(this.rt, signal, async (c, token) => await c.unet(this.id, sample, timestep, encoderHiddenStates, textEmbeds, timeIds, token))
+    this.rt.passNotices()
+    return out
   }
 }
 

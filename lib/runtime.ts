@@ -20,9 +20,11 @@ export class Runtime {
   readonly engine: NativeEngine
   readonly ops: TensorOps<NativeTensor>
   private disposed = false
+  private readonly notice: (msg: string) => void
 
-  private constructor (engine: NativeEngine) {
+  private constructor (engine: NativeEngine, notice: (msg: string) => void) {
     this.engine = engine
+    this.notice = notice
     this.ops = {
       lincomb: terms => this.call(() => engine.lincomb(terms)),
       release: t => t.dispose()
@@ -38,18 +40,24 @@ export class Runtime {
     if (!isDevice(device)) {
       throw new Pg25Error('PG25_INVALID_ARGUMENT', `device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index), got ${JSON.stringify(device)}`)
     }
-    if (device === 'cpu') return new Runtime(new addon.Engine('cpu'))
+    if (device === 'cpu') return new Runtime(new addon.Engine('cpu'), notice)
     try {
-      const rt = new Runtime(new addon.Engine(device === 'auto' ? 'cuda' : device))
+      const rt = new Runtime(new addon.Engine(device === 'auto' ? 'cuda' : device), notice)
       if (addon.runtimeInfo().cudaEmulated) notice(`@pg25/native: device '${rt.device}' is the CPU emulation of CUDA (PG25_CUDA_EMULATION=1), for tests: correct, not fast`)
-      for (const n of rt.engine.takeNotices()) notice(`@pg25/native: ${n}`)
+      rt.passNotices()
       return rt
     } catch (err) {
       const e = fromNative(err)
       if (device !== 'auto') throw e
       notice(`@pg25/native: running on the CPU (${e.message})`)
-      return new Runtime(new addon.Engine('cpu'))
+      return new Runtime(new addon.Engine('cpu'), notice)
     }
+  }
+
+  /** Hands the backend's new one-line notices (a missing library, a CUDA graph that could not be recorded) to the notice callback. */
+  passNotices (): void {
+    if (this.disposed) return
+    for (const n of this.engine.takeNotices()) this.notice(`@pg25/native: ${n}`)
   }
 
   get device (): string {

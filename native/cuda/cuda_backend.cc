@@ -127,7 +127,12 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Recorder> make_recorder() override {
     const char* env = std::getenv("PG25_CUDA_GRAPHS");
     if (env && std::strcmp(env, "0") == 0) return nullptr;
-    return std::make_unique<cuda::GraphRecorder>(stream_owner_, [this](const Shape& s, bool wide) { return make(s, wide); });
+    return std::make_unique<cuda::GraphRecorder>(
+        stream_owner_, [this](const Shape& s, bool wide) { return make(s, wide); },
+        [this](const std::string& n) {
+          std::lock_guard<std::mutex> g(notices_mu_);
+          notices_.push_back(n);
+        });
   }
   Tensor run_recorded(Recorder* rec, const std::vector<Tensor>& inputs, const Shape& out_shape,
                       const std::function<Tensor(const std::vector<Tensor>&)>& body) override {
@@ -369,7 +374,10 @@ class CudaBackend final : public Backend {
     if (!dnn_ && !told.exchange(true))
       notices_.push_back(why + ": convolutions run as im2col + cuBLASLt GEMMs, slower (set PG25_CUDA_LIBS to its folder, or install nvidia-cudnn-cu12/13)");
   }
-  std::vector<std::string> take_notices() override { return std::move(notices_); }
+  std::vector<std::string> take_notices() override {
+    std::lock_guard<std::mutex> g(notices_mu_);
+    return std::move(notices_);
+  }
   Tensor conv2d(const Tensor& x, const Tensor& w_in, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     int64_t H = x.dim(2), W = x.dim(3), kh = w_in.dim(2), kw = w_in.dim(3);
     bool wide = same("conv2d", {&x, &w_in, bias, residual});
@@ -524,6 +532,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLt> lt_;
   std::unique_ptr<cuda::Cudnn> dnn_;  // null without cuDNN 9 (or with PG25_DISABLE_CUDNN=1): convolutions go through im2col
+  std::mutex notices_mu_;  // recordings add notices from the threads jobs run on
   std::vector<std::string> notices_;
 };
 

@@ -25,24 +25,25 @@ struct RecordingScope {
 
 }  // namespace
 
-GraphRecorder::GraphRecorder(std::shared_ptr<Stream> engine, Make make) : engine_(std::move(engine)), make_(std::move(make)) {
+GraphRecorder::GraphRecorder(std::shared_ptr<Stream> engine, Make make, std::function<void(const std::string&)> notice)
+    : engine_(std::move(engine)), make_(std::move(make)), notice_(std::move(notice)) {
   check(cudaStreamCreateWithFlags(&capture_, cudaStreamNonBlocking), "graph recording stream");
 }
 
 GraphRecorder::~GraphRecorder() {
   // No wait for replays still queued: CUDA frees an executable graph in flight once it completes.
   for (auto& [key, g] : graphs_) {
-    cudaGraphExecDestroy(g.exec);
-    cudaGraphDestroy(g.graph);
+    if (g.exec) cudaGraphExecDestroy(g.exec);
+    if (g.graph) cudaGraphDestroy(g.graph);
   }
   graphs_.clear();
   cudaDeviceGraphMemTrim(engine_->device);  // the graphs' memory back to the device
   cudaStreamDestroy(capture_);
 }
 
-GraphRecorder::Graph GraphRecorder::record(const std::vector<Tensor>& inputs, const Shape& out_shape,
-                                           const std::function<Tensor(const std::vector<Tensor>&)>& body) {
-  Graph g;
+void GraphRecorder::record(Graph& g, const std::vector<Tensor>& inputs, const Shape& out_shape,
+                           const std::function<Tensor(const std::vector<Tensor>&)>& body) {
+  g.in.clear();
   for (const Tensor& t : inputs) g.in.push_back(make_(t.shape, is_wide(t)));
   g.out = make_(out_shape, inputs.empty() ? false : is_wide(inputs[0]));
   std::atomic<int64_t> live{0};
@@ -69,22 +70,38 @@ GraphRecorder::Graph GraphRecorder::record(const std::vector<Tensor>& inputs, co
   // number of times (CUDA refuses to relaunch a graph whose allocations are still held).
   if (live.load() != 0) {
     cudaGraphDestroy(g.graph);
+    g.graph = nullptr;
     throw Error("PG25_INTERNAL", std::to_string(live.load()) + " tensor(s) made while recording outlived the recording");
   }
   cudaError_t e = cudaGraphInstantiate(&g.exec, g.graph, 0);
   if (e != cudaSuccess) {
     cudaGraphDestroy(g.graph);
+    g.graph = nullptr;
+    g.exec = nullptr;
     check(e, "instantiating a graph");
   }
-  return g;
 }
 
 Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body) {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string key = key_of(inputs);
-  auto it = graphs_.find(key);
-  if (it == graphs_.end()) it = graphs_.emplace(key, record(inputs, out_shape, body)).first;
-  Graph& g = it->second;
+  std::unique_lock<std::mutex> lock(mu_);
+  Graph& g = graphs_[key_of(inputs)];
+  if (g.eager || g.calls++ == 0) {
+    lock.unlock();
+    return body(inputs);
+  }
+  if (!g.exec) {
+    try {
+      record(g, inputs, out_shape, body);
+    } catch (const Error& e) {
+      if (e.code() != "PG25_INTERNAL") throw;  // out of memory, a cancelled call: not the recording's fault
+      g.eager = true;
+      g.in.clear();
+      g.out = Tensor();
+      notice_(std::string("a CUDA graph could not be recorded (") + e.what() + "): UNet calls at these shapes launch their kernels one by one, slower");
+      lock.unlock();
+      return body(inputs);
+    }
+  }
   // Inputs in, replay, result out: all on the engine's stream, so in order with the work around them
   // and with any other replay of this graph.
   // An input that is the very buffer copied last time holds the same values still (ops never write into

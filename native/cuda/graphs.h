@@ -15,13 +15,17 @@ namespace pg25::cuda {
 
 class GraphRecorder final : public Recorder {
  public:
-  // `make` takes a device tensor of a shape and storage (wide: bf16) on the engine's stream.
+  // `make` takes a device tensor of a shape and storage (wide: bf16) on the engine's stream; `notice`
+  // tells the user of a recording that failed.
   using Make = std::function<Tensor(const Shape&, bool wide)>;
-  GraphRecorder(std::shared_ptr<Stream> engine, Make make);
+  GraphRecorder(std::shared_ptr<Stream> engine, Make make, std::function<void(const std::string&)> notice);
   ~GraphRecorder() override;
-  // body(inputs), as Backend::run_recorded defines it: recorded the first time these input shapes
-  // are seen, replayed after. The result is a tensor of its own (the recording's output buffer is
-  // copied out, so a later replay never changes it).
+  // body(inputs), as Backend::run_recorded defines it. The first call at these input shapes runs
+  // eagerly: the libraries' lazy set-up (cuDNN's plans and run-time compiled kernels, cuBLASLt's
+  // heuristics, module loads) happens there, outside any capture, where some of it is not allowed.
+  // The second records, and later calls replay. A recording that fails (a library call the capture
+  // refuses) leaves these shapes eager, with a notice: the call itself still runs. The result is a
+  // tensor of its own (the recording's output buffer is copied out, so a later replay never changes it).
   Tensor run(const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body);
 
  private:
@@ -31,11 +35,14 @@ class GraphRecorder final : public Recorder {
     Tensor out;              // the fixed output buffer the recording writes last
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
+    int64_t calls = 0;
+    bool eager = false;  // recording failed: run kernel by kernel
   };
-  Graph record(const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body);
+  void record(Graph& g, const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body);
 
   std::shared_ptr<Stream> engine_;
   Make make_;
+  std::function<void(const std::string&)> notice_;
   cudaStream_t capture_ = nullptr;  // recording happens here, off the engine's stream
   std::mutex mu_;                   // one recording or replay enqueue at a time: they share the fixed buffers
   std::map<std::string, Graph> graphs_;

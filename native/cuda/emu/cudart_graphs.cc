@@ -7,6 +7,19 @@
 using namespace pg25::emu;
 using namespace pg25::emu::rt;
 
+namespace {
+thread_local CUstream_st* tl_capture = nullptr;  // the stream this thread is capturing (thread-local mode)
+}  // namespace
+
+bool pg25::emu::refuse_during_capture() {
+  CUstream_st* st = tl_capture;
+  if (!st) return false;
+  std::lock_guard<std::mutex> g(st->mu);
+  if (!st->capture) return false;
+  st->capture_invalidated = true;
+  return true;
+}
+
 GraphMemory::~GraphMemory() {
   for (auto& a : owned) release(a.first);
 }
@@ -19,6 +32,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
   if (st->capture) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture: the stream is already capturing");
   st->capture = new CUgraph_st();
   st->capture_invalidated = false;
+  tl_capture = st;
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
@@ -31,6 +45,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   }
   CUgraph_st* gr = st->capture;
   st->capture = nullptr;
+  if (tl_capture == st) tl_capture = nullptr;
   bool invalid = st->capture_invalidated;
   g.unlock();
   if (invalid) {

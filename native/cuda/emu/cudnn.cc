@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "cudnn_graph.h"
@@ -27,7 +28,17 @@ namespace {
 using namespace dnn;
 using Status = int32_t;
 constexpr Status kOk = 0, kNotInitialized = 1001, kBadParam = 2000, kNullPointer = 2002, kMisaligned = 2003, kNotFinalized = 2004,
-                 kShapeMismatch = 2008, kAttributeType = 2010, kDescriptorType = 2012, kNotSupported = 3000, kGraphPattern = 3001;
+                 kShapeMismatch = 2008, kAttributeType = 2010, kDescriptorType = 2012, kNotSupported = 3000, kGraphPattern = 3001,
+                 kExecutionFailedCudart = 5003;
+
+// PG25_EMU_CUDNN=uncapturable-plans: building an execution plan makes a call a stream capture cannot
+// take (as engines compiled at run time may: module loads, allocations); =uncapturable: running a plan
+// does too. Either fails the call and invalidates a capture the calling thread has in progress.
+bool uncapturable(bool running) {
+  const char* env = std::getenv("PG25_EMU_CUDNN");
+  std::string v = env ? env : "";
+  return (v == "uncapturable" || (!running && v == "uncapturable-plans")) && refuse_during_capture();
+}
 // cudnnBackendDescriptorType_t
 enum : int32_t { kPointwise = 0, kConvolution = 1, kEngineCfg = 3, kEngineHeur = 4, kPlan = 5, kConvFwd = 10, kPointwiseOp = 13, kGraph = 15,
                  kVariantPack = 16, kTensor = 17 };
@@ -409,6 +420,7 @@ Status finalize(Desc* d) {
       if (!live(d->cfg) || !d->cfg->finalized) return bad(kNotFinalized, "execution plan: the engine config is not finalized");
       if (d->cfg->graph->handle != d->handle) return bad(kBadParam, "execution plan: its handle is not its operation graph's");
       if (!engine_supports(*d->cfg->graph, d->cfg->engine)) return kNotSupported;
+      if (uncapturable(false)) return kExecutionFailedCudart;
       d->graph = d->cfg->graph;
       d->engine = d->cfg->engine;
       d->workspace = engine_workspace(*d->graph, d->engine);
@@ -446,6 +458,7 @@ Status execute(Handle* h, Desc* plan, Desc* pack) {
   }
   if (plan->workspace > 0 && (!pack->ws || !is_device_range(pack->ws, size_t(plan->workspace))))
     return bad(kBadParam, "cudnnBackendExecute: the plan needs " + std::to_string(plan->workspace) + " bytes of device workspace");
+  if (uncapturable(true)) return kExecutionFailedCudart;
   // Everything the work needs is captured now: descriptors may change or die once this returns.
   std::shared_ptr<const Graph> graph = plan->graph;
   int64_t engine = plan->engine;
@@ -481,6 +494,7 @@ const char* ErrorString(Status s) {
     case kDescriptorType: return "CUDNN_STATUS_BAD_PARAM_DESCRIPTOR_TYPE";
     case kNotSupported: return "CUDNN_STATUS_NOT_SUPPORTED";
     case kGraphPattern: return "CUDNN_STATUS_NOT_SUPPORTED_GRAPH_PATTERN";
+    case kExecutionFailedCudart: return "CUDNN_STATUS_EXECUTION_FAILED_CUDART";
   }
   return "CUDNN_STATUS_UNKNOWN (emulation)";
 }

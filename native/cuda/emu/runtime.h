@@ -22,6 +22,11 @@ bool enqueue(cudaStream_t stream, std::function<std::string()> op);
 // Whether [p, p + n) lies inside one live device allocation.
 bool is_device_range(const void* p, size_t n);
 
+// What a library's call that a stream capture cannot take does (an allocation or a wait inside it):
+// when the calling thread has a capture in progress, that capture is invalidated (its end fails) and
+// true is returned, for the library to fail the call. Not our misuse: the library's.
+bool refuse_during_capture();
+
 struct Report {
   std::vector<std::string> misuse;  // the first 32
   uint64_t misuse_count = 0;

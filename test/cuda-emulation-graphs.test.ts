@@ -117,3 +117,30 @@ for (const mode of ['uncapturable-plans', 'uncapturable']) {
     graphed.rt.dispose()
   })
 }
+
+test.serial('no room for a graph\'s own memory: the call runs kernel by kernel, with a notice', async t => {
+  // The device's size between what an eager call needs at its peak and what its recording needs (the
+  // graph's memory beside the fixed input buffers), measured on a first engine.
+  const probe = await load(true)
+  const [c] = calls(probe.unet, [8])
+  emulationReport(true)
+  const expected = await predict(probe.rt, probe.unet, c)
+  const eagerPeak = emulationReport(true).peakBytes
+  await predict(probe.rt, probe.unet, c)
+  const recordPeak = emulationReport().peakBytes
+  probe.rt.dispose()
+  t.true(recordPeak > eagerPeak, `${recordPeak} <= ${eagerPeak}`)
+  const notices: string[] = []
+  const { rt, unet } = await load(true, notices)
+  process.env.PG25_EMU_DEVICE_MEMORY = String(Math.floor((eagerPeak + recordPeak) / 2))
+  try {
+    for (let i = 0; i < 3; i++) t.deepEqual((await predict(rt, unet, c)).out, expected.out, `call ${i}`)
+  } finally {
+    delete process.env.PG25_EMU_DEVICE_MEMORY
+  }
+  const recorded = notices.filter(n => /could not be recorded/.test(n))
+  t.is(recorded.length, 1, notices.join('\n'))
+  t.regex(recorded[0], /out of memory/)
+  t.deepEqual(emulationReport().misuse, [])
+  rt.dispose()
+})

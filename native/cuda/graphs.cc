@@ -43,6 +43,11 @@ GraphRecorder::~GraphRecorder() {
 
 void GraphRecorder::record(Graph& g, const std::vector<Tensor>& inputs, const Shape& out_shape,
                            const std::function<Tensor(const std::vector<Tensor>&)>& body) {
+  // The graph's memory is its own, beside the stream pool's: the blocks the pool keeps cached since the
+  // eager first call go back to the device first, so the recording can take them.
+  check(cudaStreamSynchronize(engine_->s), "waiting before a graph recording");
+  cudaMemPool_t pool;
+  if (cudaDeviceGetDefaultMemPool(&pool, engine_->device) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
   g.in.clear();
   for (const Tensor& t : inputs) g.in.push_back(make_(t.shape, is_wide(t)));
   g.out = make_(out_shape, inputs.empty() ? false : is_wide(inputs[0]));
@@ -93,7 +98,9 @@ Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_sh
     try {
       record(g, inputs, out_shape, body);
     } catch (const Error& e) {
-      if (e.code() != "PG25_INTERNAL") throw;  // out of memory, a cancelled call: not the recording's fault
+      // A library the capture refuses, or no room for the graph's own memory beside the pool's: these
+      // shapes run eagerly from now on. Anything else (a cancelled call) is not the recording's fault.
+      if (e.code() != "PG25_INTERNAL" && e.code() != "PG25_OUT_OF_MEMORY") throw;
       g.eager = true;
       g.in.clear();
       g.out = Tensor();

@@ -201,7 +201,8 @@ async function profile (cfg: (n: string) => any, shapes: Shapes, tid: Float32Arr
 // own op on the same shapes (bench/torch_ops.py prints the same names), with the ratio.
 // `im2col` cases run with PG25_DISABLE_CUDNN=1 (the fallback) and are compared with the PyTorch op named by `peer`;
 // `nhwc` cases take their rank-4 inputs channels last (the GPU's image layout), the ' nchw' rows the same op in NCHW.
-interface OpCase { name: string, op: string, inputs: number[][], attrs?: Record<string, unknown>, im2col?: boolean, peer?: string, nhwc?: boolean }
+// `env` is set while a case is timed (PG25_ATTENTION_ROWS=16: the attention kernel of one row tile a warp).
+interface OpCase { name: string, op: string, inputs: number[][], attrs?: Record<string, unknown>, im2col?: boolean, peer?: string, nhwc?: boolean, env?: Record<string, string> }
 // Convolutions with their bias (and a ResNet's residual), as the UNet and VAE call them; PyTorch runs
 // them channels_last (bench/torch_ops.py has the same list).
 const CONVS: Array<{ name: string, x: number[], k: number, r: number, stride: number, residual?: boolean }> = [
@@ -224,7 +225,10 @@ const OP_CASES: OpCase[] = [
   ...CONVS.flatMap(c => [convCase(c, false, true), convCase(c, false, false), convCase(c, true, true), convCase(c, true, false)]),
   ...[[2 * 4096, 640, 640], [2 * 4096, 640, 5120], [2 * 4096, 2560, 640], [2 * 1024, 1280, 1280], [2 * 1024, 1280, 10240], [2 * 1024, 5120, 1280], [2 * 77, 2048, 1280]]
     .map(([m, k, n]) => ({ name: `gemm ${m}x${k}x${n}`, op: 'linear', inputs: [[opRows(m), k], [n, k]] })),
-  ...[[4096, 10], [1024, 20]].map(([count, heads]) => ({ name: `sdpa ${count} tokens ${heads} heads`, op: 'attention', inputs: Array(3).fill([2, opRows(count), heads * 64]), attrs: { heads, causal: 0 } })),
+  ...[[4096, 10], [1024, 20]].flatMap(([count, heads]) => {
+    const c = { name: `sdpa ${count} tokens ${heads} heads`, op: 'attention', inputs: Array(3).fill([2, opRows(count), heads * 64]), attrs: { heads, causal: 0 } }
+    return [c, { ...c, name: `${c.name} rows16`, peer: c.name, env: { PG25_ATTENTION_ROWS: '16' } }]
+  }),
   { name: 'sdpa vae 16384 tokens d512', op: 'attention', inputs: Array(3).fill([1, opRows(16384), 512]), attrs: { heads: 1, causal: 0 } },
   ...bothLayouts({ name: 'group_norm+silu 2x320x128x128 g32', op: 'group_norm', inputs: [[2, 320, px(128), px(128)], [320], [320]], attrs: { groups: 32, eps: 1e-5, silu: 1 } }),
   ...bothLayouts({ name: 'group_norm vae 1x128x1024x1024 g32', op: 'group_norm', inputs: [[1, 128, px(1024), px(1024)], [128], [128]], attrs: { groups: 32, eps: 1e-6, silu: 0 } }),
@@ -252,7 +256,12 @@ async function opTimings (): Promise<Map<string, number>> {
         t.dispose()
         return y
       }))
-      ours.set(c.name, await timeMs(async () => (await rt.engine.op(c.op, ts, c.attrs ?? {})).dispose(), reps(10)))
+      Object.assign(process.env, c.env ?? {})
+      try {
+        ours.set(c.name, await timeMs(async () => (await rt.engine.op(c.op, ts, c.attrs ?? {})).dispose(), reps(10)))
+      } finally {
+        for (const k of Object.keys(c.env ?? {})) Reflect.deleteProperty(process.env, k)
+      }
       for (const t of ts) t.dispose()
     }
     rt.dispose()

@@ -82,13 +82,27 @@ for (const [B, Nq, Nk, C, heads, causal] of [[1, 1, 1, 40, 1, 0], [2, 64, 77, 80
   [1, 16, 16, 256, 2, 0], [1, 64, 64, 512, 1, 0], [1, 300, 257, 128, 1, 0], [1, 7, 300, 320, 5, 0], [2, 150, 150, 192, 3, 1],
   [1, 130, 70, 96, 1, 0], [1, 5, 3, 8, 1, 0], [1, 129, 129, 128, 1, 1], [1, 40, 37, 512, 1, 0], [2, 20, 19, 260, 2, 1],
   // head dims that are not a multiple of 8: one value per load, tile by tile (the others move 16 bytes at a time, the next tile in flight)
-  [2, 70, 145, 36, 3, 0], [1, 33, 100, 100, 1, 1]] as const) {
+  [2, 70, 145, 36, 3, 0], [1, 33, 100, 100, 1, 1],
+  // head dim 64, 128 query rows a block (32 a warp): ragged last blocks, causal across block ends
+  [1, 300, 300, 64, 1, 1], [2, 129, 200, 128, 2, 0], [1, 17, 400, 64, 1, 0]] as const) {
   cases.push({ op: 'attention', inputs: [[[B, Nq, C], 1], [[B, Nk, C], 1], [[B, Nk, C], 1]], attrs: { heads, causal } })
 }
 
 for (const c of cases) {
   test.serial(`${c.op} ${JSON.stringify(c.inputs.map(i => i?.[0] ?? null))} ${JSON.stringify(c.attrs ?? {})}`, async t => compare(t, c))
 }
+
+// Head dim 64 runs 32 query rows a warp by default; PG25_ATTENTION_ROWS=16 keeps the kernel of one row tile a warp.
+test.serial('attention at head dim 64 with one row tile a warp (PG25_ATTENTION_ROWS=16)', async t => {
+  process.env.PG25_ATTENTION_ROWS = '16'
+  try {
+    for (const [B, Nq, Nk, C, heads, causal] of [[2, 64, 77, 128, 2, 0], [1, 77, 77, 64, 1, 1], [1, 200, 130, 64, 1, 0]] as const) {
+      await compare(t, { op: 'attention', inputs: [[[B, Nq, C], 1], [[B, Nk, C], 1], [[B, Nk, C], 1]], attrs: { heads, causal } })
+    }
+  } finally {
+    delete process.env.PG25_ATTENTION_ROWS
+  }
+})
 
 test.serial('a convolution in several im2col chunks keeps every cuBLASLt operand 16-byte aligned', async t => {
   // K = 1624 * 9 columns per pixel: the 32 MB column budget splits the 48x48 output pixels into

@@ -1,5 +1,6 @@
 // Attention on the GPU, on tensor cores at every head dim up to 512: q [B, Nq, C], k and v [B, Nk, C],
 // heads splitting C, scaled by 1/sqrt(C/heads), with an online softmax so no Nq x Nk matrix is stored.
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -28,7 +29,7 @@ __device__ __forceinline__ uint32_t pack_f(float lo, float hi) {
   return pack(v[0], v[1]);
 }
 
-constexpr int kRows = 64;  // query rows per block: four warps of 16
+constexpr int kWarpRows = 16;  // query rows of one mma row tile; a warp of k_flash_attention holds MT of them
 constexpr int kRowGroups = 2;  // groups of 16 query rows per block of the wide kernel, four warps each
 constexpr int kPad = 8;    // shared rows padded by 16 bytes, so a fragment's 8 rows fall in different banks
 
@@ -150,18 +151,20 @@ __device__ __forceinline__ void write_rows(const float (&o)[NO][4], const float 
   }
 }
 
-// Head dims up to 128 on tensor cores (FlashAttention-2's scheme): each warp holds 16 query rows' Q
-// fragments in registers, streams K and V tiles of BN keys through shared memory, computes S = Q K^T
-// with mma.sync, keeps a running row max and sum, and accumulates O += P V with P rounded to the
-// storage type; K and V fragments come out of shared memory by ldmatrix, four 8x8 matrices an
-// instruction. DP is the head dim padded to 64 or 128 (zeros beyond d). VEC (d and C multiples of 8,
-// 16-byte aligned tensors) moves Q 16 bytes at a time and K and V by cp.async into two buffers, the
-// next tile landing while this one is computed on; otherwise each value is loaded on its own, tile by
-// tile, into the first buffer.
-template <class T, int DP, int BN, bool VEC>
+// Head dims up to 128 on tensor cores (FlashAttention-2's scheme): each warp holds MT tiles of 16 query
+// rows' Q fragments in registers, streams K and V tiles of BN keys through shared memory, computes
+// S = Q K^T with mma.sync, keeps a running row max and sum, and accumulates O += P V with P rounded to
+// the storage type; K and V fragments come out of shared memory by ldmatrix, four 8x8 matrices an
+// instruction, each serving the warp's MT row tiles (at MT = 2, FlashAttention-2's 32 rows a warp for
+// head dim 64, a tile's shared-memory reads are half as many per mma). DP is the head dim padded to 64
+// or 128 (zeros beyond d). VEC (d and C multiples of 8, 16-byte aligned tensors) moves Q 16 bytes at a
+// time and K and V by cp.async into two buffers, the next tile landing while this one is computed on;
+// otherwise each value is loaded on its own, tile by tile, into the first buffer.
+template <class T, int DP, int BN, int MT, bool VEC>
 __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d, bool causal,
                                   float scale) {
   constexpr bool kBf16 = std::is_same<T, bf>::value;
+  constexpr int kRows = 4 * kWarpRows * MT;  // query rows per block: four warps
   // One 16-byte aligned block of shared memory: Q's tile until its fragments are in registers, then
   // K/V tiles kv[0], kv[1] (the first buffer) and kv[2], kv[3] (the second). Rows are 16-byte aligned
   // for the 16-byte copies and ldmatrix.
@@ -189,19 +192,24 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
     }
   }
   __syncthreads();
-  const int row = warp * 16 + g;  // this lane's rows: row and row + 8
+  const int row = warp * kWarpRows * MT + g;  // this lane's rows in row tile m: row + 16m and row + 16m + 8
   const int lr = lane % 8, lm = lane / 8;  // the row of the matrix this lane addresses in an ldmatrix.x4
-  uint32_t qa[DP / 16][4];
-  for (int kk = 0; kk < DP / 16; kk++) {
-    int c = kk * 16 + 2 * t;
-    qa[kk][0] = lds32(&sq[row][c]);
-    qa[kk][1] = lds32(&sq[row + 8][c]);
-    qa[kk][2] = lds32(&sq[row][c + 8]);
-    qa[kk][3] = lds32(&sq[row + 8][c + 8]);
-  }
+  uint32_t qa[MT][DP / 16][4];
+  #pragma unroll
+  for (int m = 0; m < MT; m++)
+    #pragma unroll
+    for (int kk = 0; kk < DP / 16; kk++) {
+      int c = kk * 16 + 2 * t, r = row + m * kWarpRows;
+      qa[m][kk][0] = lds32(&sq[r][c]);
+      qa[m][kk][1] = lds32(&sq[r + 8][c]);
+      qa[m][kk][2] = lds32(&sq[r][c + 8]);
+      qa[m][kk][3] = lds32(&sq[r + 8][c + 8]);
+    }
 
-  float o[DP / 8][4] = {};
-  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};  // running max and (this lane's partial) sum
+  float o[MT][DP / 8][4] = {};
+  float mrow[MT][2], lrow[MT][2];  // running max and (this lane's partial) sum
+  #pragma unroll
+  for (int m = 0; m < MT; m++) mrow[m][0] = mrow[m][1] = -INFINITY, lrow[m][0] = lrow[m][1] = 0.f;
   int64_t kv_end = causal ? (q0 + kRows < Nk ? q0 + kRows : Nk) : Nk;
   __syncthreads();  // every warp holds its Q fragments: the memory becomes K/V tiles
   if (VEC) issue_kv<BN, DP>(kv[0], kv[1], kb, vb, 0, Nk, C, d);
@@ -219,35 +227,56 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
     Tile& sk = kv[2 * cur];
     Tile& sv = kv[2 * cur + 1];
 
-    // S = Q K^T: one ldmatrix.x4 gives the K fragments of 8 keys over 32 dims (two k-steps).
-    float s[BN / 8][4];
+    // S = Q K^T: one ldmatrix.x4 gives the K fragments of 8 keys over 32 dims (two k-steps), for every row tile.
+    float s[MT][BN / 8][4];
+    #pragma unroll
     for (int j = 0; j < BN / 8; j++) {
-      for (int i = 0; i < 4; i++) s[j][i] = 0.f;
+      #pragma unroll
+      for (int m = 0; m < MT; m++)
+        #pragma unroll
+        for (int i = 0; i < 4; i++) s[m][j][i] = 0.f;
+      #pragma unroll
       for (int kk = 0; kk < DP / 16; kk += 2) {
         uint32_t kf[4];
         ldmatrix_x4<false>(kf, &sk[j * 8 + lr][kk * 16 + lm * 8]);
         uint32_t b0[2] = {kf[0], kf[1]}, b1[2] = {kf[2], kf[3]};
-        mma_m16n8k16<kBf16>(s[j], qa[kk], b0, s[j]);
-        mma_m16n8k16<kBf16>(s[j], qa[kk + 1], b1, s[j]);
+        #pragma unroll
+        for (int m = 0; m < MT; m++) {
+          mma_m16n8k16<kBf16>(s[m][j], qa[m][kk], b0, s[m][j]);
+          mma_m16n8k16<kBf16>(s[m][j], qa[m][kk + 1], b1, s[m][j]);
+        }
       }
     }
-    softmax_step(s, o, mrow, lrow, q0 + row, k0, t, Nk, causal, scale);
+    #pragma unroll
+    for (int m = 0; m < MT; m++) softmax_step(s[m], o[m], mrow[m], lrow[m], q0 + row + m * kWarpRows, k0, t, Nk, causal, scale);
     // O += P V: P's accumulator tiles 2kk and 2kk+1 are the A fragment of keys [16kk, 16kk + 16); one
     // ldmatrix.x4.trans gives the V fragments of those keys over 16 dims (two n-tiles).
+    #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
-      uint32_t pa[4] = {pack_f<T>(s[2 * kk][0], s[2 * kk][1]), pack_f<T>(s[2 * kk][2], s[2 * kk][3]), pack_f<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                        pack_f<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      uint32_t pa[MT][4];
+      #pragma unroll
+      for (int m = 0; m < MT; m++) {
+        pa[m][0] = pack_f<T>(s[m][2 * kk][0], s[m][2 * kk][1]);
+        pa[m][1] = pack_f<T>(s[m][2 * kk][2], s[m][2 * kk][3]);
+        pa[m][2] = pack_f<T>(s[m][2 * kk + 1][0], s[m][2 * kk + 1][1]);
+        pa[m][3] = pack_f<T>(s[m][2 * kk + 1][2], s[m][2 * kk + 1][3]);
+      }
+      #pragma unroll
       for (int n = 0; n < DP / 8; n += 2) {
         uint32_t vf[4];
         ldmatrix_x4<true>(vf, &sv[kk * 16 + (lm & 1) * 8 + lr][(n + (lm >> 1)) * 8]);
         uint32_t b0[2] = {vf[0], vf[1]}, b1[2] = {vf[2], vf[3]};
-        mma_m16n8k16<kBf16>(o[n], pa, b0, o[n]);
-        mma_m16n8k16<kBf16>(o[n + 1], pa, b1, o[n + 1]);
+        #pragma unroll
+        for (int m = 0; m < MT; m++) {
+          mma_m16n8k16<kBf16>(o[m][n], pa[m], b0, o[m][n]);
+          mma_m16n8k16<kBf16>(o[m][n + 1], pa[m], b1, o[m][n + 1]);
+        }
       }
     }
     __syncthreads();  // this tile is consumed: the next copies may overwrite its buffer
   }
-  write_rows(o, lrow, y + b * Nq * C + hd * d, q0 + row, 0, Nq, C, d, t);
+  #pragma unroll
+  for (int m = 0; m < MT; m++) write_rows(o[m], lrow[m], y + b * Nq * C + hd * d, q0 + row + m * kWarpRows, 0, Nq, C, d, t);
 }
 
 
@@ -339,19 +368,26 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
                bool wide, cudaStream_t s) {
   int64_t d = Ch / heads;
   float scale = 1.f / sqrtf(float(d));
-  dim3 flash(unsigned((Nq + kRows - 1) / kRows), unsigned(B * heads));
+  // Head dim 64 takes 32 query rows a warp (two row tiles, 128 a block), as FlashAttention-2 does;
+  // PG25_ATTENTION_ROWS=16 keeps one tile a warp (64 a block), for comparison. Wider heads keep one.
+  const char* rows_env = std::getenv("PG25_ATTENTION_ROWS");
+  bool two = !(rows_env && std::strcmp(rows_env, "16") == 0);
+  auto grid = [&](int rows) { return dim3(unsigned((Nq + rows - 1) / rows), unsigned(B * heads)); };
+  dim3 flash = grid(4 * kWarpRows), flash2 = grid(8 * kWarpRows);
   dim3 flash_wide(unsigned((Nq + 16 * kRowGroups - 1) / (16 * kRowGroups)), unsigned(B * heads));
   auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   bool vec = d % 8 == 0 && Ch % 8 == 0 && a16(q) && a16(k) && a16(v);
   BY_TYPE(wide, {
-    if (d <= 64 && vec)
-      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    if (d <= 64 && vec && two)
+      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA 2 BY_COMMA true>, flash2, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (d <= 64 && vec)
+      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA 1 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
     else if (d <= 64)
-      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA 1 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
     else if (d <= 128 && vec)
-      PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+      PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA 1 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
     else if (d <= 128)
-      PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+      PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA 1 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
     else if (vec) PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA true>, flash_wide, 128 * kRowGroups, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
     else PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA false>, flash_wide, 128 * kRowGroups, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
   });

@@ -29,4 +29,4 @@ LD_PRELOAD= build-asan-emu/Release/pg25_emu_cudnn_selftest
 export PG25_ADDON="$PWD/build-asan-emu/Release/pg25.node"
 npx ava --serial --timeout=20m test/cuda-emulation-ops.test.ts test/cuda-emulation-defects.test.ts test/cuda-emulation-stages.test.ts \
   test/cuda-emulation-graphs.test.ts test/cuda-emulation-devices.test.ts test/cuda-emulation-conv.test.ts test/cuda-emulation-layout.test.ts test/cuda-emulation-guidance.test.ts test/profile.test.ts test/lora-emulation.test.ts \
-  test/inpaint-emulation.test.ts
+  test/inpaint-emulation.test.ts test/attention-projections.test.ts

@@ -17,6 +17,8 @@ export interface CostModel {
   levels: Array<{ channels: number, layers: number, cross: boolean }>
   /** the cross-attention keys and values one prompt token holds through a run: 2 x channels per transformer block */
   kvChannels: number
+  /** copies of them: on the GPU a recorded CUDA graph keeps its own beside the run's */
+  kvCopies: number
   /** VAE: its channel counts, highest resolution first, and the latent-to-image scale */
   vaeChannels: number[]
   scale: number
@@ -40,6 +42,7 @@ export function costModel (sources: ComponentSource[], device: string): CostMode
     latentChannels: Number(unet.in_channels),
     levels: ch.map((c, i) => ({ channels: c, layers: layers[i], cross: types[i] === 'CrossAttnDownBlock2D' })),
     kvChannels,
+    kvCopies: device.startsWith('cuda') ? 2 : 1,
     vaeChannels,
     scale: 2 ** (vaeChannels.length - 1)
   }
@@ -67,7 +70,7 @@ function requestBytes (m: CostModel, width: number, height: number, count: numbe
     skips += (l.layers + 1) * l.channels * px
     widest = Math.max(widest, px * l.channels * (l.cross ? 16 : 4))
   })
-  const unet = batch * (skips + widest + CONTEXT_TOKENS * m.kvChannels)
+  const unet = batch * (skips + widest + CONTEXT_TOKENS * m.kvChannels * m.kvCopies)
   const fullResChannels = Math.max(m.vaeChannels[0], m.vaeChannels[Math.min(1, m.vaeChannels.length - 1)])
   const vae = 3 * count * fullResChannels * width * height
   const latents = 4 * batch * m.latentChannels * h * w

@@ -142,6 +142,7 @@ Napi::Value EmulationReport(const Napi::CallbackInfo& info) {
   o.Set("matmuls", double(r.matmuls));
   o.Set("poolTrims", double(r.pool_trims));
   o.Set("hostToDeviceBytes", double(r.host_to_device_bytes));
+  o.Set("deviceToDeviceBytes", double(r.device_to_device_bytes));
   o.Set("hostWaits", double(r.host_waits));
   o.Set("minMatmulAlignment", double(r.min_matmul_alignment));
   return o;

@@ -110,6 +110,7 @@ for (const device of ['cpu', 'cuda'] as const) {
 
 test.serial('cuda: with graphs replayed, alternating conditionings each get their own keys and values', async t => {
   const runs: Float32Array[][] = []
+  const copied: number[] = [] // device-to-device bytes each replayed call queued
   for (const graphs of ['0', '1']) {
     process.env.PG25_CUDA_GRAPHS = graphs
     const rt = Runtime.open('cuda', () => {})
@@ -117,7 +118,11 @@ test.serial('cuda: with graphs replayed, alternating conditionings each get thei
     const x = goldenInputs(rt)
     const other = rt.fromHost(halfData(7)(x.ctxShape), x.ctxShape)
     const outs = []
-    for (const ctx of [x.ctx, other, x.ctx, x.ctx, other]) outs.push(await predict(rt, unet, x, ctx))
+    for (const ctx of [x.ctx, other, x.ctx, x.ctx, other]) {
+      emulationReport(true)
+      outs.push(await predict(rt, unet, x, ctx))
+      if (graphs === '1') copied.push(emulationReport().deviceToDeviceBytes)
+    }
     runs.push(outs)
     for (const v of [x.sample, x.ctx, x.te, other]) v.dispose()
     rt.dispose()
@@ -127,5 +132,11 @@ test.serial('cuda: with graphs replayed, alternating conditionings each get thei
   t.deepEqual(replayed, eager)
   t.notDeepEqual(eager[0], eager[1])
   t.deepEqual(eager[2], eager[0])
+  // Call 0 runs eagerly and call 1 records; from call 2 on, a replay copies the keys and values in only
+  // when the conditioning changed since the last one (calls 2 and 4), not when it stayed (call 3).
+  const [B, L] = readGolden('unet.safetensors').encoder_hidden_states.shape
+  const kvBytes = transformerChannels().reduce((s, c) => s + 2 * B * L * c, 0) * 2
+  t.true(copied[3] < kvBytes, `call 3 copied ${copied[3]} bytes`)
+  for (const i of [2, 4]) t.true(copied[i] >= kvBytes, `call ${i} copied ${copied[i]} bytes, the keys and values are ${kvBytes}`)
   t.deepEqual(emulationReport().misuse, [])
 })

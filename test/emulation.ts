@@ -18,6 +18,7 @@ export interface EmulationReport {
   matmuls: number
   poolTrims: number
   hostToDeviceBytes: number
+  deviceToDeviceBytes: number
   hostWaits: number
   minMatmulAlignment: number
 }

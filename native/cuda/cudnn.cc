@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../core/error.h"
+#include "device_memory.h"
 
 namespace pg25::cuda {
 
@@ -244,7 +245,9 @@ const Cudnn::Plan* Cudnn::plan(const ConvShape& s) {
   // The fused graph first; engines that fuse no pointwise ops may still take the convolution alone.
   Plan* p = (s.bias || s.residual) ? build(s, true) : nullptr;
   if (!p) p = build(s, false);
-  plans_[key] = p;
+  // A shape no engine took while this thread records a CUDA graph may only have been refused by the
+  // capture: asked again next time rather than sent to im2col for good.
+  if (p || !recording().engine) plans_[key] = p;
   return p;
 }
 

@@ -1,6 +1,7 @@
 #include "graphs.h"
 
 #include <cstring>
+#include <utility>
 
 #include "../core/error.h"
 
@@ -49,6 +50,7 @@ void GraphRecorder::record(Graph& g, const std::vector<Tensor>& inputs, const Sh
   cudaMemPool_t pool;
   if (cudaDeviceGetDefaultMemPool(&pool, engine_->device) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
   g.in.clear();
+  g.from.clear();
   for (const Tensor& t : inputs) g.in.push_back(make_(t.shape, is_wide(t)));
   g.out = make_(out_shape, inputs.empty() ? false : is_wide(inputs[0]));
   std::atomic<int64_t> live{0};
@@ -89,22 +91,34 @@ void GraphRecorder::record(Graph& g, const std::vector<Tensor>& inputs, const Sh
 
 Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body) {
   std::unique_lock<std::mutex> lock(mu_);
-  Graph& g = graphs_[key_of(inputs)];
-  if (g.eager || g.calls++ == 0) {
+  Graph& g = graphs_[key_of(inputs)];  // map nodes stay put: g outlives the unlocked stretches below
+  int64_t call = g.calls++;
+  // Eager until one eager call has completed (one cancelled part way, or still running on another
+  // thread, has not set everything up), and while a failed recording waits for its retry.
+  if (g.eager || g.warmed == 0 || call < g.retry_at) {
     lock.unlock();
-    return body(inputs);
+    Tensor y = body(inputs);
+    lock.lock();
+    g.warmed++;
+    return y;
   }
   if (!g.exec) {
     try {
       record(g, inputs, out_shape, body);
     } catch (const Error& e) {
-      // A library the capture refuses, or no room for the graph's own memory beside the pool's: these
-      // shapes run eagerly from now on. Anything else (a cancelled call) is not the recording's fault.
-      if (e.code() != "PG25_INTERNAL" && e.code() != "PG25_OUT_OF_MEMORY") throw;
-      g.eager = true;
       g.in.clear();
+      g.from.clear();
       g.out = Tensor();
-      notice_(std::string("a CUDA graph could not be recorded (") + e.what() + "): UNet calls at these shapes launch their kernels one by one, slower");
+      // A library the capture refuses: these shapes run eagerly from now on. No room for the graph's own
+      // memory beside the pool's: eagerly for a while. Anything else (a cancelled call) is not the
+      // recording's fault, and the next call records again.
+      bool no_room = e.code() == "PG25_OUT_OF_MEMORY";
+      if (e.code() != "PG25_INTERNAL" && !no_room) throw;
+      if (no_room) g.retry_at = call + 100;
+      else g.eager = true;
+      if (!std::exchange(g.told, true))
+        notice_(std::string("a CUDA graph could not be recorded (") + e.what() + "): UNet calls at these shapes launch their kernels one by one, slower" +
+                (no_room ? " (tried again every 100 calls)" : ""));
       lock.unlock();
       return body(inputs);
     }

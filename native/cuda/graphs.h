@@ -23,8 +23,9 @@ class GraphRecorder final : public Recorder {
   // body(inputs), as Backend::run_recorded defines it. The first call at these input shapes runs
   // eagerly: the libraries' lazy set-up (cuDNN's plans and run-time compiled kernels, cuBLASLt's
   // heuristics, module loads) happens there, outside any capture, where some of it is not allowed.
-  // The second records, and later calls replay. A recording that fails (a library call the capture
-  // refuses) leaves these shapes eager, with a notice: the call itself still runs. The result is a
+  // Once one such call has completed, the next records, and later calls replay. A recording that fails
+  // (a library call the capture refuses) leaves these shapes eager, with a notice: the call itself
+  // still runs; one that finds no room for the graph's memory is tried again 100 calls later. The result is a
   // tensor of its own (the recording's output buffer is copied out, so a later replay never changes it).
   Tensor run(const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body);
 
@@ -35,8 +36,11 @@ class GraphRecorder final : public Recorder {
     Tensor out;              // the fixed output buffer the recording writes last
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
-    int64_t calls = 0;
-    bool eager = false;  // recording failed: run kernel by kernel
+    int64_t calls = 0;     // calls at these shapes so far
+    int64_t warmed = 0;    // eager calls that completed (the libraries' set-up done)
+    int64_t retry_at = 0;  // after a recording found no room: eager until this call
+    bool eager = false;    // a library refused the recording: kernel by kernel from now on
+    bool told = false;     // the user has had a notice about these shapes
   };
   void record(Graph& g, const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body);
 

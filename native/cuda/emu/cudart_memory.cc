@@ -130,6 +130,9 @@ cudaError_t copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, siz
   if (src_host && is_device_range(dst, dext)) {
     std::lock_guard<std::mutex> g(S().rep_mu);
     S().rep.host_to_device_bytes += uint64_t(width) * height;
+  } else if (!src_host && is_device_range(dst, dext)) {
+    std::lock_guard<std::mutex> g(S().rep_mu);
+    S().rep.device_to_device_bytes += uint64_t(width) * height;
   }
   if (src_host && !captured) {
     auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + sext);

@@ -122,6 +122,13 @@ class CudaBackend final : public Backend {
     t.buf = std::move(buf);
     return t;
   }
+  // A tensor of shape s over `of`'s memory from byte `offset` on: no memory of its own, no copy (the
+  // offset keeps the pool's 256-byte alignment where the callers need it).
+  static Tensor view(const Tensor& of, size_t offset, const Shape& s, Layout layout = Layout::NCHW) {
+    Tensor t{nullptr, s, s.size() == 4 ? layout : Layout::NCHW};
+    t.buf = std::make_shared<CudaBuffer>(std::static_pointer_cast<CudaBuffer>(of.buf), offset, size_t(t.numel()) * 2);
+    return t;
+  }
 
   // CUDA graphs, unless PG25_CUDA_GRAPHS=0 (then every call launches its kernels one by one).
   std::unique_ptr<Recorder> make_recorder() override {
@@ -336,10 +343,9 @@ class CudaBackend final : public Backend {
     for (const Tensor& w : ws) ok = ok && w.shape == ws[0].shape && W(w) == W(ws[0]);
     if (!ok) return ws;
     Tensor all = make({int64_t(ws.size()), ws[0].dim(0), ws[0].dim(1)}, W(ws[0]));
-    auto base = std::static_pointer_cast<CudaBuffer>(all.buf);
     std::vector<Tensor> out;
     for (size_t i = 0; i < ws.size(); i++) {
-      out.push_back(Tensor{std::make_shared<CudaBuffer>(base, i * bytes, bytes), ws[i].shape});
+      out.push_back(view(all, i * bytes, ws[i].shape));
       check(cudaMemcpyAsync(P(out.back()), P(ws[i]), bytes, cudaMemcpyDeviceToDevice, stream()), "packing weights");
     }
     return out;
@@ -357,9 +363,8 @@ class CudaBackend final : public Backend {
     s.back() = N;
     Tensor all = make({n, M, N}, wide);
     if (!lt_->linears(P(x), P(ws[0]), P(all), n, M, N, K, wide, stream())) return Backend::linears(x, ws);
-    auto base = std::static_pointer_cast<CudaBuffer>(all.buf);
     std::vector<Tensor> out;
-    for (int64_t i = 0; i < n; i++) out.push_back(Tensor{std::make_shared<CudaBuffer>(base, size_t(i * M * N) * 2, size_t(M * N) * 2), s});
+    for (int64_t i = 0; i < n; i++) out.push_back(view(all, size_t(i * M * N) * 2, s));
     return out;
   }
 
@@ -457,10 +462,7 @@ class CudaBackend final : public Backend {
     // A view where it keeps the pool's 256-byte alignment (which the kernels' 16-byte accesses and
     // cuDNN's plans rely on): guidance's two halves of a UNet output are read in place.
     size_t offset = size_t(start * per) * 2;
-    if (offset % 256 == 0) {
-      auto view = std::make_shared<CudaBuffer>(std::static_pointer_cast<CudaBuffer>(x.buf), offset, size_t(count * per) * 2);
-      return Tensor{std::move(view), s, x.layout};
-    }
+    if (offset % 256 == 0) return view(x, offset, s, x.layout);
     Tensor y = make(s, W(x), x.layout);
     check(cudaMemcpyAsync(P(y), static_cast<const char*>(P(x)) + start * per * 2, size_t(count * per) * 2, cudaMemcpyDeviceToDevice, stream()), "slice");
     return y;

@@ -45,6 +45,10 @@ export interface NativeEngine {
   slice0(t: NativeTensor, start: number, count: number): NativeTensor
   /** Any backend op by name (tests compare backends with it); a null input is an absent bias. */
   op(name: string, inputs: Array<NativeTensor | null>, attributes: Record<string, unknown>): Promise<NativeTensor>
+  /** The op run `reps` times in one job after two untimed runs: each run's device time (CUDA events on a GPU) and wall time. */
+  timeOp(name: string, inputs: Array<NativeTensor | null>, attributes: Record<string, unknown>, reps: number): Promise<{ deviceMs: number[], wallMs: number[] }>
+  /** Values uniform in [-scale, scale) from a seeded hash, made natively and copied to the device once (benchmark inputs). */
+  randomTensor(shape: number[], seed: number, scale: number): Promise<NativeTensor>
   bytesInUse(): number
   /** The engine's own device memory (a GPU's), or null where it runs in host memory. */
   deviceMemory(): { free: number, total: number } | null
@@ -54,6 +58,22 @@ export interface NativeEngine {
   /** Time per op since the last call, once the queued work completes (waits); empty unless opened with PG25_PROFILE=1. */
   profile(): Record<string, { calls: number, ms: number }>
   dispose(): void
+}
+
+export interface RuntimeInfo {
+  threads: number
+  cpuKernel: 'avx512' | 'avx2' | 'generic'
+  cudaCompiled: boolean
+  cudaEmulated: boolean
+  /** Which driver, GPUs and libraries were found, or what is missing. */
+  cuda: string
+  /** Builds with CUDA: the driver's, runtime's, cuBLASLt's and cuDNN's versions. */
+  cudaLibraries?: string
+  /** Builds with CUDA: cuDNN plans this process built so far, and the milliseconds they took. */
+  cudnnPlans?: number
+  cudnnPlanMs?: number
+  /** Builds with CUDA: GEMMs cuBLASLt had no algorithm for, run on the backend's own kernel. */
+  gemmFallbacks?: number
 }
 
 export interface SafetensorsEntry { name: string, dtype: string, shape: number[], begin: number, end: number }
@@ -67,7 +87,7 @@ export interface NativeAddon {
   readTensors(files: WeightFile[], requests: ParamRequest[], aliases?: WeightAlias[]): Promise<Float32Array[]>
   componentManifest(spec: ComponentSpec): ParamRequest[]
   timestepEmbedding(t: Float32Array, dim: number, flipSinToCos: boolean, freqShift: number): Float32Array
-  runtimeInfo(): { threads: number, cpuKernel: 'avx512' | 'avx2' | 'generic', cudaCompiled: boolean, cudaEmulated: boolean, cuda: string }
+  runtimeInfo(): RuntimeInfo
 }
 
 let addon: NativeAddon | undefined

@@ -12,6 +12,9 @@
 #include "cpu/gemm_kernels.h"
 #include "cpu/threadpool.h"
 #include "cuda/cuda_runtime_info.h"
+#ifdef PG25_WITH_CUDA
+#include "cuda/library_info.h"
+#endif
 #ifdef PG25_CUDA_EMULATION
 #include "cuda/emu/runtime.h"
 #endif
@@ -121,6 +124,14 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   o.Set("cudaEmulated", false);
 #endif
   o.Set("cuda", cuda::describe_availability());
+#ifdef PG25_WITH_CUDA
+  // Versions, and the cuDNN plans built so far (gpu-check reports what they cost).
+  cuda::LibraryReport lib = cuda::library_report();
+  o.Set("cudaLibraries", lib.versions);
+  o.Set("cudnnPlans", double(lib.cudnn_plans));
+  o.Set("cudnnPlanMs", lib.cudnn_plan_ms);
+  o.Set("gemmFallbacks", double(lib.gemm_fallbacks));
+#endif
   return o;
 }
 

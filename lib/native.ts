@@ -81,14 +81,21 @@ export interface ParamRequest { name: string, shape: number[], linear: boolean }
 
 export interface NativeAddon {
   Engine: new (device: string) => NativeEngine
-  Tensor: Function
   CancelToken: new () => CancelToken
   inspectSafetensors(path: string): Promise<SafetensorsEntry[]>
   readTensors(files: WeightFile[], requests: ParamRequest[], aliases?: WeightAlias[]): Promise<Float32Array[]>
   componentManifest(spec: ComponentSpec): ParamRequest[]
-  timestepEmbedding(t: Float32Array, dim: number, flipSinToCos: boolean, freqShift: number): Float32Array
   runtimeInfo(): RuntimeInfo
 }
+
+// The addon's exports and the Engine's methods by name, checked against the interfaces above at compile time
+// (a name missing from either side fails tsc) and against the loaded addon by test/binding-seam.test.ts.
+type SameKeys<A, B> = [Exclude<A, B>, Exclude<B, A>] extends [never, never] ? true : false
+export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo'] as const
+export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',
+  'toRGB8', 'fromHost', 'latentPreview', 'toHost', 'lincomb', 'concat', 'slice0', 'op', 'timeOp', 'randomTensor', 'bytesInUse', 'deviceMemory',
+  'peakBytes', 'takeNotices', 'profile', 'dispose'] as const
+export const SEAM_CHECKED: [SameKeys<keyof NativeAddon, typeof ADDON_EXPORTS[number]>, SameKeys<keyof NativeEngine, typeof ENGINE_MEMBERS[number]>] = [true, true]
 
 let addon: NativeAddon | undefined
 

@@ -102,17 +102,6 @@ Napi::Value ComponentManifest(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value TimestepEmbedding(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Float32Array t = info[0].As<Napi::Float32Array>();
-    std::vector<float> ts(t.Data(), t.Data() + t.ElementLength());
-    std::vector<float> e = timestep_embedding(ts, info[1].ToNumber().Int64Value(), info[2].ToBoolean(), info[3].ToNumber().DoubleValue());
-    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), e.size());
-    std::memcpy(out.Data(), e.data(), e.size() * 4);
-    return out;
-  });
-}
-
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("threads", cpu::thread_count());
@@ -163,12 +152,11 @@ Napi::Value EmulationReport(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", engine_class(env));
-  exports.Set("Tensor", TensorWrap::Init(env));
+  TensorWrap::Init(env);  // the class of the tensors engines return; JS never constructs one
   exports.Set("CancelToken", CancelWrap::Init(env));
   exports.Set("inspectSafetensors", Napi::Function::New(env, InspectSafetensors));
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("componentManifest", Napi::Function::New(env, ComponentManifest));
-  exports.Set("timestepEmbedding", Napi::Function::New(env, TimestepEmbedding));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
 #ifdef PG25_CUDA_EMULATION
   exports.Set("emulationReport", Napi::Function::New(env, EmulationReport));

@@ -86,12 +86,14 @@ export interface NativeAddon {
   readTensors(files: WeightFile[], requests: ParamRequest[], aliases?: WeightAlias[]): Promise<Float32Array[]>
   componentManifest(spec: ComponentSpec): ParamRequest[]
   runtimeInfo(): RuntimeInfo
+  /** The codes native errors carry. */
+  errorCodes(): string[]
 }
 
 // The addon's exports and the Engine's methods by name, checked against the interfaces above at compile time
 // (a name missing from either side fails tsc) and against the loaded addon by test/binding-seam.test.ts.
 type SameKeys<A, B> = [Exclude<A, B>, Exclude<B, A>] extends [never, never] ? true : false
-export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo'] as const
+export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo', 'errorCodes'] as const
 export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',
   'toRGB8', 'fromHost', 'latentPreview', 'toHost', 'lincomb', 'concat', 'slice0', 'op', 'timeOp', 'randomTensor', 'bytesInUse', 'deviceMemory',
   'peakBytes', 'takeNotices', 'profile', 'dispose'] as const

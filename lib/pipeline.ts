@@ -16,11 +16,15 @@ import { resolveModelDir } from './hub/resolve'
 import { checkLoadOptions, checkLoRAOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions, type MemoryInfo, type Plan, type Size } from './options'
 
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './options'
+export type { PromptStyle } from './prompt/chunk'
 import { TorchGenerator } from './random/torch-generator'
 import { release, type Runtime } from './runtime'
 import { createScheduler, type Scheduler, type SchedulerName } from './scheduler'
 import type { RawConfig } from './scheduler/edm-config'
 import type { CLIPTokenizer } from './tokenizer/clip-tokenizer'
+import type { PromptStyle } from './prompt/chunk'
+import { encodeStyled } from './prompt/conditioning'
+import { planPrompts, type PromptPlan } from './prompt/plan'
 
 
 // SDXL latent-to-RGB factors for previews (as used by common UIs), applied to VAE latents x 0.13025.
@@ -28,13 +32,6 @@ const SDXL_RGB = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076,
 const SDXL_RGB_BIAS = [0.1084, -0.0175, -0.0011]
 const SDXL_SCALE = 0.13025
 const SAMPLER_LABEL: Record<SchedulerName, string> = { 'dpmpp-2m': 'DPM++ 2M Karras', euler: 'Euler Karras' }
-
-/** The cut part of a prompt as a warning quotes it: whole when short, else its two ends (a 900 KB prompt must not flood the log). */
-function quoteCut (text: string): string {
-  const ends = 100
-  if (text.length <= 3 * ends) return JSON.stringify(text)
-  return `${JSON.stringify(text.slice(0, ends))} … ${JSON.stringify(text.slice(-ends))} (${text.length} characters)`
-}
 
 /**
  * Playground v2.5 text-to-image: diffusers' StableDiffusionXLPipeline, step for step.
@@ -62,6 +59,7 @@ export class Pipeline {
   private readonly cost: CostModel
   private readonly memoryLimit: number | undefined
   private readonly modelName: string | undefined
+  private readonly promptStyle: PromptStyle
   private queue: Promise<unknown> = Promise.resolve()
   private readonly lora: LoRAs
   private disposed = false
@@ -71,7 +69,7 @@ export class Pipeline {
   private constructor (init: {
     dir: string, rt: Runtime, index: ModelIndex, schedulerConfig: RawConfig, schedulerSource: string,
     tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel, vaeSource: ComponentSource, warn: (msg: string) => void,
-    cost: CostModel, memoryLimit: number | undefined, modelName: string | undefined
+    cost: CostModel, memoryLimit: number | undefined, modelName: string | undefined, promptStyle: PromptStyle
   }) {
     this.dir = init.dir
     this.rt = init.rt
@@ -87,6 +85,7 @@ export class Pipeline {
     this.cost = init.cost
     this.memoryLimit = init.memoryLimit
     this.modelName = init.modelName
+    this.promptStyle = init.promptStyle
     this.lora = new LoRAs(init.rt, { text_encoder: init.encoders[0].id, text_encoder_2: init.encoders[1].id, unet: init.unet.id })
   }
 
@@ -132,7 +131,8 @@ export class Pipeline {
 
   private static async assemble (prep: Prepared, sources: ComponentSource[], options: LoadOptions): Promise<Pipeline> {
     const models = await loadModels(prep, sources, options)
-    return new Pipeline({ ...prep, ...models, dir: prep.root, memoryLimit: options.memoryLimit, modelName: options.modelName })
+    return new Pipeline({ ...prep, ...models, dir: prep.root, memoryLimit: options.memoryLimit, modelName: options.modelName,
+      promptStyle: options.promptStyle ?? 'a1111' })
   }
 
   /** 'cpu', or 'cuda' (GPU 0) or 'cuda:N': where this pipeline runs. */
@@ -170,8 +170,11 @@ export class Pipeline {
     }
     const mask = o.mask === undefined ? undefined : await probeMask(o.mask, imageSize)
     checkScaleOverrides(o.loras)
-    this.checkRequestMemory(plan)
-    const run = this.queue.then(async () => await this.run(prompt, { ...o, image, mask }, plan))
+    const negative = plan.guidance > 1 && !(o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt)
+    const prompts = planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
+    this.checkRequestMemory(plan, prompts.tokens)
+    for (const w of prompts.warnings) this.warn(w)
+    const run = this.queue.then(async () => await this.run(prompt, { ...o, image, mask }, plan, prompts))
     this.queue = run.catch(() => {})
     return await run
   }
@@ -236,8 +239,8 @@ export class Pipeline {
   }
 
   /** Refuses, before queueing, a request whose working set exceeds memoryLimit's room or the free memory. */
-  private checkRequestMemory (plan: Plan): void {
-    const size = { width: plan.width!, height: plan.height!, count: plan.count, guided: plan.guidance > 1 }
+  private checkRequestMemory (plan: Plan, tokens: number): void {
+    const size = { width: plan.width!, height: plan.height!, count: plan.count, guided: plan.guidance > 1, tokens }
     if (this.memoryLimit !== undefined) {
       const room = this.memoryLimit - this.rt.engine.bytesInUse()
       checkRequestMemory(this.cost, size, this.device, room, `memoryLimit leaves ${fmtBytes(room)} beside the model`)
@@ -245,14 +248,6 @@ export class Pipeline {
       const free = this.rt.freeMemory()
       checkRequestMemory(this.cost, size, this.device, free, `only ${fmtBytes(free)} is available on the ${this.device}`)
     }
-  }
-
-  private tokenize (which: 0 | 1, text: string): number[] {
-    const { ids, truncated } = this.tokenizers[which].encodeWithInfo(text)
-    if (truncated !== null) {
-      this.warn(`The following part of your input was truncated because CLIP can only handle sequences up to ${this.tokenizers[which].maxLength} tokens: ${quoteCut(truncated)}`)
-    }
-    return ids
   }
 
   private concat (a: NativeTensor, b: NativeTensor, axis: number): NativeTensor {
@@ -271,22 +266,16 @@ export class Pipeline {
   }
 
   /**
-   * Both text encoders: embeddings [B, 77, 2048] and pooled [B, 1280] for B = count (no guidance) or
+   * Both text encoders: embeddings [B, tokens, 2048] and pooled [B, 1280] for B = count (no guidance) or
    * 2 x count laid out [negative x count, prompt x count]. Without a negative prompt the negative half
-   * is zeros (force_zeros_for_empty_prompt).
+   * is zeros (force_zeros_for_empty_prompt). 'plain' prompts stay on the device as diffusers' do.
    */
-  private async encodePrompts (prompt: string, o: GenerateOptions, cfg: boolean, count: number, signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
-    const zeroNegative = cfg && o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt
-    const texts1 = [prompt]
-    const texts2 = [o.prompt2 ?? prompt]
-    if (cfg && !zeroNegative) {
-      const neg = o.negativePrompt ?? ''
-      texts1.unshift(neg)
-      texts2.unshift(o.negativePrompt2 ?? neg)
-    }
+  private async encodePrompts (prompts: PromptPlan, cfg: boolean, count: number, signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
+    if (prompts.style !== 'plain') return await encodeStyled(this.rt, this.encoders, prompts, cfg, count, signal)
+    const zeroNegative = cfg && prompts.ids[0].length === 1
     const [a, b] = await Promise.all([
-      this.encoders[0].encode(texts1.map(t => this.tokenize(0, t)), signal),
-      this.encoders[1].encode(texts2.map(t => this.tokenize(1, t)), signal)
+      this.encoders[0].encode(prompts.ids[0], signal),
+      this.encoders[1].encode(prompts.ids[1], signal)
     ])
     const parts: NativeTensor[] = [a.penultimate, b.penultimate, b.pooled!]
     try {
@@ -384,12 +373,12 @@ export class Pipeline {
     return { x, width, height, tStart: 0 }
   }
 
-  private async run (prompt: string, o: GenerateOptions, plan: Plan): Promise<GenerateResult> {
+  private async run (prompt: string, o: GenerateOptions, plan: Plan, prompts: PromptPlan): Promise<GenerateResult> {
     if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed before this call ran')
     // The caller's signal or dispose() stops the run, inside a native call if one is running.
     const link = linkSignals(o.signal, this.closing.signal)
     try {
-      return await this.execute(prompt, o, plan, link.signal)
+      return await this.execute(prompt, o, plan, prompts, link.signal)
     } catch (err) {
       if (err instanceof AbortError && this.disposed && o.signal?.aborted !== true) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
       throw err
@@ -398,7 +387,7 @@ export class Pipeline {
     }
   }
 
-  private async execute (prompt: string, o: GenerateOptions, plan: Plan, signal: AbortSignal): Promise<GenerateResult> {
+  private async execute (prompt: string, o: GenerateOptions, plan: Plan, prompts: PromptPlan, signal: AbortSignal): Promise<GenerateResult> {
     throwIfAborted(signal)
     const { steps, guidance, seed, count: n } = plan
     const cfg = guidance > 1
@@ -412,7 +401,7 @@ export class Pipeline {
     let x = start
     const held: Array<NativeTensor | undefined> = []
     try {
-      const { embeds, pooled } = await this.encodePrompts(prompt, o, cfg, n, signal)
+      const { embeds, pooled } = await this.encodePrompts(prompts, cfg, n, signal)
       held.push(embeds, pooled)
       const orig = o.originalSize ?? { width, height }
       const target = o.targetSize ?? { width, height }
@@ -456,14 +445,15 @@ export class Pipeline {
       for (const v of latents) {
         if (!Number.isFinite(v)) throw new Pg25Error('PG25_NON_FINITE', `the run produced NaN or infinite latents (${width}x${height}, ${steps} steps, guidance ${guidance}); no image is returned: the model's weights may be broken`)
       }
-      if (o.outputType === 'latent') return { seed, images: [], latents, width, height }
+      const warnings = prompts.warnings
+      if (o.outputType === 'latent') return { seed, images: [], latents, width, height, warnings }
       const image = await this.vae.decode(x, true, signal)
       held.push(image)
       const data = await this.vae.toRGB8(image)
       const per = width * height * 3
       const name = scheduler.name
       const images = Array.from({ length: n }, (_, k) => makeImage(width, height, data.subarray(k * per, (k + 1) * per), this.parameters(prompt, o, plan, name, width, height, k)))
-      return { seed, images, width, height }
+      return { seed, images, width, height, warnings }
     } finally {
       scheduler.reset(ops)
       release(x, ...held)

@@ -25,6 +25,7 @@ import type { CLIPTokenizer } from './tokenizer/clip-tokenizer'
 import type { PromptStyle } from './prompt/chunk'
 import { encodeStyled } from './prompt/conditioning'
 import { planPrompts, type PromptPlan } from './prompt/plan'
+import { encodePlain } from './prompt/plain'
 
 
 // SDXL latent-to-RGB factors for previews (as used by common UIs), applied to VAE latents x 0.13025.
@@ -250,21 +251,6 @@ export class Pipeline {
     }
   }
 
-  private concat (a: NativeTensor, b: NativeTensor, axis: number): NativeTensor {
-    return this.rt.call(() => this.rt.engine.concat(a, b, axis))
-  }
-
-  /** The tensors joined along the batch axis, in order (a new tensor; the inputs are left alone). */
-  private joinBatch (ts: NativeTensor[]): NativeTensor {
-    let acc = this.rt.call(() => this.rt.engine.slice0(ts[0], 0, ts[0].shape[0]))
-    for (const t of ts.slice(1)) {
-      const next = this.concat(acc, t, 0)
-      acc.dispose()
-      acc = next
-    }
-    return acc
-  }
-
   /**
    * Both text encoders: embeddings [B, tokens, 2048] and pooled [B, 1280] for B = count (no guidance) or
    * 2 x count laid out [negative x count, prompt x count]. Without a negative prompt the negative half
@@ -272,29 +258,34 @@ export class Pipeline {
    */
   private async encodePrompts (prompts: PromptPlan, cfg: boolean, count: number, signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
     if (prompts.style !== 'plain') return await encodeStyled(this.rt, this.encoders, prompts, cfg, count, signal)
-    const zeroNegative = cfg && prompts.ids[0].length === 1
-    const [a, b] = await Promise.all([
-      this.encoders[0].encode(prompts.ids[0], signal),
-      this.encoders[1].encode(prompts.ids[1], signal)
-    ])
-    const parts: NativeTensor[] = [a.penultimate, b.penultimate, b.pooled!]
-    try {
-      const embeds = this.concat(a.penultimate, b.penultimate, -1)
-      parts.push(embeds)
-      const zeros = (t: NativeTensor): NativeTensor => this.rt.fromHost(new Float32Array(t.shape.reduce((x, y) => x * y, 1)), t.shape)
-      // Each of [negative?, prompt] repeated count times, then joined on the batch axis.
-      const layout = (t: NativeTensor): NativeTensor => {
-        const halves: NativeTensor[] = []
-        if (zeroNegative) halves.push(zeros(t))
-        const rows = t.shape[0]
-        for (let r = 0; r < rows; r++) halves.push(this.rt.call(() => this.rt.engine.slice0(t, r, 1)))
-        parts.push(...halves)
-        return this.joinBatch(halves.flatMap(h => Array<NativeTensor>(count).fill(h)))
+    return await encodePlain(this.rt, this.encoders, prompts, cfg, count, signal)
+  }
+
+  /**
+   * The conditioning generate() would give the UNet for these prompts, on the host: what diffusers'
+   * `prompt_embeds`, `pooled_prompt_embeds` (and their negatives) take. `embeds` is [rows, tokens, 2048],
+   * `pooled` [rows, 1280], rows [negative, prompt] with guidance (the default), else [prompt].
+   *
+   * ```ts
+   * const { embeds, pooled, tokens } = await pipe.encodePrompt('a (red:1.3) cat', { negativePrompt: 'blurry' })
+   * ```
+   */
+  async encodePrompt (prompt: string, options: Pick<GenerateOptions, 'negativePrompt' | 'prompt2' | 'negativePrompt2' | 'promptStyle' | 'guidanceScale'> = {}):
+  Promise<{ embeds: Float32Array, pooled: Float32Array, rows: number, tokens: number, warnings: string[] }> {
+    if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'encodePrompt() called after dispose()')
+    const o = withoutNulls(options)
+    const plan = validateOptions(prompt, o, { defaultSize: this.defaultSize, latentChannels: this.unet.info.inChannels })
+    const cfg = plan.guidance > 1
+    const negative = cfg && !(o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt)
+    const prompts = planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
+    return await this.enqueue(async () => {
+      const { embeds, pooled } = await this.encodePrompts(prompts, cfg, 1, this.closing.signal)
+      try {
+        return { embeds: this.rt.toHost(embeds), pooled: this.rt.toHost(pooled), rows: embeds.shape[0], tokens: embeds.shape[1], warnings: prompts.warnings }
+      } finally {
+        release(embeds, pooled)
       }
-      return { embeds: layout(embeds), pooled: layout(b.pooled!) }
-    } finally {
-      release(...parts)
-    }
+    })
   }
 
   /** The image-to-image start: the VAE-encoded input, sampled with the generator, in UNet latent space. */

@@ -11,6 +11,8 @@ float32 on the CPU). Only what those modules import from the rest of their apps 
         --model ../shared/reference/tiny-pg25 --out test/fixtures/prompt-styles.json
 
 The reference files must be those of references.json (their sha256, over LF line ends, is recorded).
+With --diffusers (a diffusers v0.36.0 source tree's src/), a whole pipeline run is added: diffusers'
+StableDiffusionXLPipeline fed A1111's conditioning of a weighted long prompt (prompt_embeds=...).
 """
 import argparse
 import base64
@@ -164,6 +166,39 @@ def comfy_case(tok_l, tok_g, enc_l, enc_g, text, text_g=None):
             "embeds": b64(sub(z[0]).numpy()), "pooled": b64(pooled[0].numpy())}
 
 
+PIPELINE = {"prompt": "a (red:1.3) castle on a [misty] hill, " + ", ".join(["tall towers"] * 30) + ", (golden light:0.8)",
+            "negative": "blurry", "steps": 4, "guidance": 3.0, "width": 64, "height": 64, "seed": 11}
+
+
+def pipeline_case(src, model_dir, a_l, a_g):
+    """diffusers' pipeline on A1111's conditioning; the shorter half padded with the empty prompt (A1111's pad_cond)."""
+    sys.path.insert(0, src)
+    import diffusers
+    from diffusers import EDMDPMSolverMultistepScheduler, StableDiffusionXLPipeline
+
+    def cond(text):
+        zl = a_l([text])
+        zg, pooled = a_g([text])
+        return torch.cat([zl, zg], dim=2), pooled
+
+    c = PIPELINE
+    pos, pos_pooled = cond(c["prompt"])
+    neg, neg_pooled = cond(c["negative"])
+    empty, _ = cond("")
+    while neg.shape[1] < pos.shape[1]:
+        neg = torch.cat([neg, empty], dim=1)
+    pipe = StableDiffusionXLPipeline.from_pretrained(model_dir, variant="fp16", torch_dtype=torch.float32)
+    pipe.scheduler = EDMDPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    run = dict(prompt_embeds=pos, pooled_prompt_embeds=pos_pooled, negative_prompt_embeds=neg, negative_pooled_prompt_embeds=neg_pooled,
+               num_inference_steps=c["steps"], guidance_scale=c["guidance"], width=c["width"], height=c["height"])
+    latents = pipe(**run, generator=torch.Generator("cpu").manual_seed(c["seed"]), output_type="latent").images
+    image = pipe(**run, generator=torch.Generator("cpu").manual_seed(c["seed"]), output_type="np").images[0]
+    rgb = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    return {**c, "diffusers": diffusers.__version__, "tokens": pos.shape[1], "latents": b64(latents[0].numpy()),
+            "image": base64.b64encode(rgb.tobytes()).decode()}
+
+
 def cases():
     cat = lambda n: " ".join(["cat"] * n)  # one token a word for both tokenizers
     return [
@@ -191,6 +226,7 @@ def main():
     ap.add_argument("--refs", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--diffusers", help="diffusers' src/ folder (v0.36.0) for the pipeline case")
     args = ap.parse_args()
     refs = json.load(open(os.path.join(HERE, "references.json")))
     for name, ref in refs.items():
@@ -220,6 +256,8 @@ def main():
         out["comfy"].append({"name": name, "prompt": text, **comfy_case(tok_l, tok_g, enc_l, enc_g, text)})
     out["comfy"].append({"name": "prompt2-differs", "prompt": "a (cat:1.2)", "prompt2": " ".join(["dog"] * 80),
                          **comfy_case(tok_l, tok_g, enc_l, enc_g, "a (cat:1.2)", " ".join(["dog"] * 80))})
+    if args.diffusers:
+        out["pipeline"] = pipeline_case(args.diffusers, args.model, a_l, a_g)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")

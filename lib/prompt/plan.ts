@@ -14,8 +14,9 @@ export interface PromptTexts { prompt: string, prompt2?: string, negativePrompt?
 /** The cut part of a prompt as a warning quotes it: whole when short, else its two ends (a long prompt must not flood the log). */
 function quoteCut (text: string): string {
   const ends = 100
-  if (text.length <= 3 * ends) return JSON.stringify(text)
-  return `${JSON.stringify(text.slice(0, ends))} … ${JSON.stringify(text.slice(-ends))} (${text.length} characters)`
+  const chars = Array.from(text) // code points: an end never splits a surrogate pair
+  if (chars.length <= 3 * ends) return JSON.stringify(text)
+  return `${JSON.stringify(chars.slice(0, ends).join(''))} … ${JSON.stringify(chars.slice(-ends).join(''))} (${chars.length} characters)`
 }
 
 /**

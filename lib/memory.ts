@@ -57,7 +57,7 @@ export function costModel (sources: ComponentSource[], device: string): CostMode
  * output. Calibrated on the tiny model's measured peaks (backend peakBytes): UNet within 5%, VAE
  * about 20% over, at 512 and 1024 px.
  */
-function requestBytes (m: CostModel, width: number, height: number, count: number, guided: boolean, tokens: number): number {
+export function requestBytes (m: CostModel, width: number, height: number, count: number, guided: boolean, tokens: number): number {
   const batch = count * (guided ? 2 : 1)
   const h = height / m.scale
   const w = width / m.scale

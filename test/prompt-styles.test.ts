@@ -8,6 +8,7 @@ import { CLIPTokenizer } from '../lib/tokenizer/clip-tokenizer'
 import { planPrompts } from '../lib/prompt/plan'
 import { parseA1111, parseComfy } from '../lib/prompt/parse'
 import type { StyledPlan } from '../lib/prompt/conditioning'
+import { checkRequestMemory, requestBytes } from '../lib/memory'
 import { TINY, maxAbsDiff, relativeError } from './helpers'
 
 interface Case { name: string, prompt: string, prompt2?: string, error?: string, ids_l: number[][], ids_g: number[][], weights_l?: number[][], tokens: number, embeds: string, pooled: string }
@@ -153,4 +154,15 @@ test('the whole pipeline on a weighted long prompt matches diffusers fed A1111\'
   t.true(maxAbsDiff(img.data, ref) <= 1, `image: ${maxAbsDiff(img.data, ref)}`)
   // The PNG's parameters keep the prompt as written.
   t.true(img.parameters.startsWith(`${c.prompt}\nNegative prompt: ${c.negative}\n`))
+})
+
+test('the request memory estimate counts the context: each prompt chunk adds its keys and values', t => {
+  const m = { bytesPer: 2, latentChannels: 4, levels: [{ channels: 320, layers: 2, cross: false }, { channels: 640, layers: 2, cross: true }, { channels: 1280, layers: 2, cross: true }],
+    kvChannels: 2 * (640 * 5 * 2 + 1280 * 5 * 10) + 2 * 1280 * 10, kvCopies: 2, vaeChannels: [8, 8, 8, 8], scale: 8 } // a small VAE: the UNet's peak counts
+  const short = requestBytes(m, 1024, 1024, 1, true, 77)
+  const long = requestBytes(m, 1024, 1024, 1, true, 8 * 77)
+  t.is(long - short, 2 * 7 * 77 * m.kvChannels * m.kvCopies * m.bytesPer)
+  t.notThrows(() => checkRequestMemory(m, { width: 1024, height: 1024, count: 1, guided: true }, 'cuda', short, 'the limit'))
+  t.throws(() => checkRequestMemory(m, { width: 1024, height: 1024, count: 1, guided: true, tokens: 8 * 77 }, 'cuda', short, 'the limit'),
+    { message: /with a 616-token prompt need about/ })
 })

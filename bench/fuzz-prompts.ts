@@ -17,8 +17,8 @@ const SLOW_MS = 500
 let state = 0x2545f491
 const rnd = (n: number): number => { state ^= state << 13; state ^= state >>> 17; state ^= state << 5; return (state >>> 0) % n }
 
-const PIECES = ['(', ')', '[', ']', ':', '\\', '\\(', '\\)', '\\[', '\\]', 'BREAK', ' BREAK ', ':1.5)', ':0)', ':-2)', ':1e3)', ':nan)', ':1.2.3)',
-  ',', ', ', ' ', '\n', 'cat', 'a red', 'castle', '🤖', '東京', 'é', '<|endoftext|>', '1_0', '(((', ')))']
+const PIECES = ['(', ')', '[', ']', ':', '\\', '\\(', '\\)', '\\[', '\\]', 'BREAK', ' BREAK ', ':1.5)', ':0)', ':-2)', ':1e3)', ':nan)',
+  ':1.2.3)', ',', ', ', ' ', '\n', 'cat', 'a red', 'castle', '🤖', '東京', 'é', '<|endoftext|>', '1_0', '(((', ')))']
 
 function gen (): string {
   switch (rnd(4)) {
@@ -30,7 +30,8 @@ function gen (): string {
 }
 
 async function main (): Promise<void> {
-  const toks = await Promise.all(['tokenizer', 'tokenizer_2'].map(async d => await CLIPTokenizer.fromPretrained(path.join(REF, 'tiny-pg25', d)))) as [CLIPTokenizer, CLIPTokenizer]
+  const load = async (d: string): Promise<CLIPTokenizer> => await CLIPTokenizer.fromPretrained(path.join(REF, 'tiny-pg25', d))
+  const toks: [CLIPTokenizer, CLIPTokenizer] = [await load('tokenizer'), await load('tokenizer_2')]
   const end = Date.now() + seconds * 1000
   let runs = 0
   let refused = 0
@@ -43,11 +44,13 @@ async function main (): Promise<void> {
         const t0 = performance.now()
         try {
           const plan = planPrompts(toks, style, { prompt, negativePrompt }, true)
-          const rows = plan.style === 'plain' ? plan.ids.flat() : [plan.pos, plan.neg].flatMap(p => p === undefined ? [] : [...p.l, ...p.g]).map(c => c.ids)
-          const weights = plan.style === 'plain' ? [] : [plan.pos, plan.neg].flatMap(p => p === undefined ? [] : [...p.l, ...p.g]).flatMap(c => c.weights)
+          const styled = plan.style === 'plain' ? [] : [plan.pos, plan.neg].flatMap(p => p === undefined ? [] : [...p.l, ...p.g])
+          const rows = plan.style === 'plain' ? plan.ids.flat() : styled.map(c => c.ids)
+          const weights = styled.flatMap(c => c.weights)
           const chunks = plan.tokens / 77
-          if (!rows.every(r => r.length === 77 && r.every(id => Number.isInteger(id) && id >= 0 && id < 49408)) || !weights.every(Number.isFinite) ||
-              !Number.isInteger(chunks) || (style === 'a1111' && chunks > MAX_PROMPT_CHUNKS)) {
+          const inVocab = rows.every(r => r.length === 77 && r.every(id => Number.isInteger(id) && id >= 0 && id < 49408))
+          const bounded = Number.isInteger(chunks) && (style !== 'a1111' || chunks <= MAX_PROMPT_CHUNKS)
+          if (!inVocab || !weights.every(Number.isFinite) || !bounded) {
             throw new Error(`prompt invariant broken (${style}) for ${JSON.stringify(prompt.slice(0, 200))}`)
           }
         } catch (err) {

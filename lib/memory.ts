@@ -81,7 +81,8 @@ export function checkRequestMemory (m: CostModel, size: { width: number, height:
   const need = requestBytes(m, size.width, size.height, size.count, size.guided, size.tokens ?? 77)
   if (need > limit) {
     const context = (size.tokens ?? 77) > 77 ? ` with a ${size.tokens}-token prompt` : ''
-    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${size.count} image(s) of ${size.width}x${size.height}${context} need about ${fmtBytes(need)} of working memory on the ${device}, but ${limitText}`)
+    const what = `${size.count} image(s) of ${size.width}x${size.height}${context}`
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${what} need about ${fmtBytes(need)} of working memory on the ${device}, but ${limitText}`)
   }
 }
 

@@ -34,6 +34,9 @@ const SDXL_RGB_BIAS = [0.1084, -0.0175, -0.0011]
 const SDXL_SCALE = 0.13025
 const SAMPLER_LABEL: Record<SchedulerName, string> = { 'dpmpp-2m': 'DPM++ 2M Karras', euler: 'Euler Karras' }
 
+/** encodePrompt's options: generate()'s that settle the conditioning. */
+export type EncodePromptOptions = Pick<GenerateOptions, 'negativePrompt' | 'prompt2' | 'negativePrompt2' | 'promptStyle' | 'guidanceScale'>
+
 /**
  * Playground v2.5 text-to-image: diffusers' StableDiffusionXLPipeline, step for step.
  *
@@ -256,7 +259,8 @@ export class Pipeline {
    * 2 x count laid out [negative x count, prompt x count]. Without a negative prompt the negative half
    * is zeros (force_zeros_for_empty_prompt). 'plain' prompts stay on the device as diffusers' do.
    */
-  private async encodePrompts (prompts: PromptPlan, cfg: boolean, count: number, signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
+  private async encodePrompts (prompts: PromptPlan, cfg: boolean, count: number, signal: AbortSignal):
+  Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
     if (prompts.style !== 'plain') return await encodeStyled(this.rt, this.encoders, prompts, cfg, count, signal)
     return await encodePlain(this.rt, this.encoders, prompts, cfg, count, signal)
   }
@@ -270,7 +274,7 @@ export class Pipeline {
    * const { embeds, pooled, tokens } = await pipe.encodePrompt('a (red:1.3) cat', { negativePrompt: 'blurry' })
    * ```
    */
-  async encodePrompt (prompt: string, options: Pick<GenerateOptions, 'negativePrompt' | 'prompt2' | 'negativePrompt2' | 'promptStyle' | 'guidanceScale'> = {}):
+  async encodePrompt (prompt: string, options: EncodePromptOptions = {}):
   Promise<{ embeds: Float32Array, pooled: Float32Array, rows: number, tokens: number, warnings: string[] }> {
     if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'encodePrompt() called after dispose()')
     const o = withoutNulls(options)
@@ -281,7 +285,8 @@ export class Pipeline {
     return await this.enqueue(async () => {
       const { embeds, pooled } = await this.encodePrompts(prompts, cfg, 1, this.closing.signal)
       try {
-        return { embeds: this.rt.toHost(embeds), pooled: this.rt.toHost(pooled), rows: embeds.shape[0], tokens: embeds.shape[1], warnings: prompts.warnings }
+        const [rows, tokens] = embeds.shape
+        return { embeds: this.rt.toHost(embeds), pooled: this.rt.toHost(pooled), rows, tokens, warnings: prompts.warnings }
       } finally {
         release(embeds, pooled)
       }
@@ -378,7 +383,8 @@ export class Pipeline {
     }
   }
 
-  private async execute (prompt: string, o: GenerateOptions, plan: Plan, prompts: PromptPlan, signal: AbortSignal): Promise<GenerateResult> {
+  private async execute (prompt: string, o: GenerateOptions, plan: Plan, prompts: PromptPlan, signal: AbortSignal):
+  Promise<GenerateResult> {
     throwIfAborted(signal)
     const { steps, guidance, seed, count: n } = plan
     const cfg = guidance > 1

@@ -9,7 +9,9 @@ test.after.always(async () => { await pipe?.dispose() })
 for (const c of goldenCases().pipeline as any[]) {
   test.serial(`${c.file}: latents within 1e-3 and the 8-bit image within 1 level of diffusers`, async t => {
     const g = readGolden(c.file)
-    const opts = { negativePrompt: c.negative ?? undefined, steps: c.steps, guidanceScale: c.guidance, width: c.w, height: c.h, seed: c.seed, promptStyle: 'plain' as const }
+    const opts = { negativePrompt: c.negative ?? undefined, steps: c.steps, guidanceScale: c.guidance, width: c.w, height: c.h,
+      seed: c.seed,
+      promptStyle: 'plain' as const }
     const lat = await pipe.generate(c.prompt, { ...opts, outputType: 'latent' })
     t.is(lat.images.length, 0)
     const err = relativeError(lat.latents!, g.latents.data)

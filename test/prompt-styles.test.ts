@@ -11,7 +11,10 @@ import type { StyledPlan } from '../lib/prompt/conditioning'
 import { checkRequestMemory, requestBytes } from '../lib/memory'
 import { TINY, maxAbsDiff, relativeError } from './helpers'
 
-interface Case { name: string, prompt: string, prompt2?: string, error?: string, ids_l: number[][], ids_g: number[][], weights_l?: number[][], tokens: number, embeds: string, pooled: string }
+interface Case {
+  name: string, prompt: string, prompt2?: string, error?: string
+  ids_l: number[][], ids_g: number[][], weights_l?: number[][], tokens: number, embeds: string, pooled: string
+}
 const fixture = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'test', 'fixtures', 'prompt-styles.json'), 'utf8'))
 const f32 = (b64: string): Float32Array => {
   const b = Buffer.from(b64, 'base64')
@@ -22,7 +25,8 @@ let pipe: Pipeline
 let toks: [CLIPTokenizer, CLIPTokenizer]
 test.before(async () => {
   pipe = await Pipeline.fromPretrained(TINY, { device: 'cpu' })
-  toks = [await CLIPTokenizer.fromPretrained(path.join(TINY, 'tokenizer')), await CLIPTokenizer.fromPretrained(path.join(TINY, 'tokenizer_2'))]
+  const load = async (d: string): Promise<CLIPTokenizer> => await CLIPTokenizer.fromPretrained(path.join(TINY, d))
+  toks = [await load('tokenizer'), await load('tokenizer_2')]
 })
 test.after.always(async () => { await pipe?.dispose() })
 
@@ -83,7 +87,9 @@ test('weighting changes the embeddings of both encoders, and not the pooled outp
   const dim = 64
   for (const [lo, hi] of [[0, 32], [32, 64]]) {
     let d = 0
-    for (let i = 0; i < plain.embeds.length; i++) if (i % dim >= lo && i % dim < hi) d = Math.max(d, Math.abs(plain.embeds[i] - weighted.embeds[i]))
+    for (let i = 0; i < plain.embeds.length; i++) {
+      if (i % dim >= lo && i % dim < hi) d = Math.max(d, Math.abs(plain.embeds[i] - weighted.embeds[i]))
+    }
     t.true(d > 1e-3, `channels ${lo}-${hi}: ${d}`)
   }
   t.deepEqual(weighted.pooled, plain.pooled)
@@ -98,7 +104,9 @@ test('A1111 refuses (x:1.2.3); we read the weight as text and go on', async t =>
 })
 
 test('unbalanced and odd syntax never throws, in either style', t => {
-  for (const text of ['(', ')', '[', ']', '((((', '))))', '\\', '(a:', '(:1)', 'BREAKBREAK', 'a BREAK', '(a BREAK b)', '\\(\\)', '(()))((', '[[[]]]]', ':1.5)']) {
+  const odd = ['(', ')', '[', ']', '((((', '))))', '\\', '(a:', '(:1)', 'BREAKBREAK', 'a BREAK', '(a BREAK b)', '\\(\\)', '(()))((',
+    '[[[]]]]', ':1.5)']
+  for (const text of odd) {
     t.notThrows(() => parseA1111(text), text)
     t.notThrows(() => parseComfy(text), text)
     t.notThrows(() => planPrompts(toks, 'a1111', { prompt: text }, true), text)
@@ -145,7 +153,8 @@ test('the default (a1111) gives plain prompts exactly the plain style\'s latents
 test('the whole pipeline on a weighted long prompt matches diffusers fed A1111\'s embeddings', async t => {
   const c = fixture.pipeline
   t.is(c.tokens, 154)
-  const opts = { negativePrompt: c.negative, steps: c.steps, guidanceScale: c.guidance, width: c.width, height: c.height, seed: c.seed, promptStyle: 'a1111' as const }
+  const opts = { negativePrompt: c.negative, steps: c.steps, guidanceScale: c.guidance, width: c.width, height: c.height, seed: c.seed,
+    promptStyle: 'a1111' as const }
   const lat = await pipe.generate(c.prompt, { ...opts, outputType: 'latent' })
   const err = relativeError(lat.latents!, f32(c.latents))
   t.true(err <= 1e-3, `latents: ${err}`)
@@ -157,8 +166,10 @@ test('the whole pipeline on a weighted long prompt matches diffusers fed A1111\'
 })
 
 test('the request memory estimate counts the context: each prompt chunk adds its keys and values', t => {
-  const m = { bytesPer: 2, latentChannels: 4, levels: [{ channels: 320, layers: 2, cross: false }, { channels: 640, layers: 2, cross: true }, { channels: 1280, layers: 2, cross: true }],
-    kvChannels: 2 * (640 * 5 * 2 + 1280 * 5 * 10) + 2 * 1280 * 10, kvCopies: 2, vaeChannels: [8, 8, 8, 8], scale: 8 } // a small VAE: the UNet's peak counts
+  const levels = [320, 640, 1280].map((channels, i) => ({ channels, layers: 2, cross: i > 0 }))
+  const kvChannels = 2 * (640 * 5 * 2 + 1280 * 5 * 10) + 2 * 1280 * 10
+  // A small VAE, so that the UNet's peak is the request's.
+  const m = { bytesPer: 2, latentChannels: 4, levels, kvChannels, kvCopies: 2, vaeChannels: [8, 8, 8, 8], scale: 8 }
   const short = requestBytes(m, 1024, 1024, 1, true, 77)
   const long = requestBytes(m, 1024, 1024, 1, true, 8 * 77)
   t.is(long - short, 2 * 7 * 77 * m.kvChannels * m.kvCopies * m.bytesPer)

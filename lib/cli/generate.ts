@@ -82,7 +82,9 @@ ${FLEET_HELP('queue')}
 Progress goes to stderr: bars on a terminal, one line every 10% otherwise.`
 
 // The generate() option each flag sets, for messages in the flags' names.
-const FLAG_OF: Record<string, string> = { negativePrompt: 'negative', negativePrompt2: 'negative2', guidanceScale: 'guidance', promptStyle: 'prompt-style' }
+const FLAG_OF: Record<string, string> = {
+  negativePrompt: 'negative', negativePrompt2: 'negative2', guidanceScale: 'guidance', promptStyle: 'prompt-style'
+}
 
 /** Re-words generate()'s option errors in flag names: `steps must be ...` -> `--steps must be ...`. */
 function asFlags (err: unknown): unknown {

@@ -102,7 +102,8 @@ export function fromProgress (p: unknown): StepInfo | null {
 
 export async function toResult (r: GenerateResult, metadata: boolean): Promise<FleetResult> {
   const pngs = await Promise.all(r.images.map(async img => await img.toPNG({ metadata })))
-  const out: FleetResult = { seed: r.seed, width: r.width, height: r.height, images: pngs.map(p => p.toString('base64')), warnings: r.warnings ?? [] }
+  const images = pngs.map(p => p.toString('base64'))
+  const out: FleetResult = { seed: r.seed, width: r.width, height: r.height, images, warnings: r.warnings ?? [] }
   if (r.latents !== undefined) out.latents = Buffer.from(r.latents.buffer, r.latents.byteOffset, r.latents.byteLength).toString('base64')
   return out
 }

@@ -131,7 +131,8 @@ export function promptChunks (tok: CLIPTokenizer, text: string, style: 'a1111' |
   checkPromptLength(text, what)
   const chunks = style === 'a1111' ? chunkA1111(tok, text, pad) : chunkComfy(tok, text, pad)
   if (chunks.length > MAX_PROMPT_CHUNKS) {
-    throw new Pg25Error('PG25_INVALID_ARGUMENT', `${what} takes ${chunks.length} chunks of ${CHUNK} tokens; at most ${MAX_PROMPT_CHUNKS} (${MAX_PROMPT_CHUNKS * CHUNK} tokens) are allowed`)
+    const most = `at most ${MAX_PROMPT_CHUNKS} (${MAX_PROMPT_CHUNKS * CHUNK} tokens) are allowed`
+    throw new Pg25Error('PG25_INVALID_ARGUMENT', `${what} takes ${chunks.length} chunks of ${CHUNK} tokens; ${most}`)
   }
   return chunks
 }

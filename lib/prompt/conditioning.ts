@@ -25,7 +25,8 @@ export interface StyledPlan {
 const gcd = (a: number, b: number): number => b === 0 ? a : gcd(b, a % b)
 
 /** Both encoders' chunks of a prompt pair, the shorter padded with empty chunks (as ComfyUI pads text_l and text_g). */
-function chunkPair (toks: [CLIPTokenizer, CLIPTokenizer], style: 'a1111' | 'comfy', text1: string, text2: string, what: [string, string]): ChunkedPrompt {
+function chunkPair (toks: [CLIPTokenizer, CLIPTokenizer], style: 'a1111' | 'comfy', text1: string, text2: string,
+  what: [string, string]): ChunkedPrompt {
   const l = promptChunks(toks[0], text1, style, toks[0].eosId, what[0])
   const g = promptChunks(toks[1], text2, style, 0, what[1])
   while (l.length < g.length) l.push(emptyChunk(toks[0], toks[0].eosId))
@@ -39,7 +40,8 @@ function chunkPair (toks: [CLIPTokenizer, CLIPTokenizer], style: 'a1111' | 'comf
  * each to their least common multiple (what its sampler does; attention over a repeated context is
  * unchanged).
  */
-export function planStyled (toks: [CLIPTokenizer, CLIPTokenizer], style: 'a1111' | 'comfy', texts: { prompt: string, prompt2: string, neg?: string, neg2?: string }): StyledPlan {
+export function planStyled (toks: [CLIPTokenizer, CLIPTokenizer], style: 'a1111' | 'comfy',
+  texts: { prompt: string, prompt2: string, neg?: string, neg2?: string }): StyledPlan {
   const pos = chunkPair(toks, style, texts.prompt, texts.prompt2, ['prompt', 'prompt2'])
   const neg = texts.neg === undefined ? undefined : chunkPair(toks, style, texts.neg, texts.neg2!, ['negativePrompt', 'negativePrompt2'])
   const n = pos.l.length
@@ -91,7 +93,8 @@ function weighComfy (z: Float32Array, weights: number[], zEmpty: Float32Array, d
 interface Encoded { z: Float32Array[], pooled?: Float32Array[] }
 
 /** One encoder over a list of chunks, in one batch. */
-async function encodeChunks (rt: Runtime, enc: TextEncoderModel, chunks: Chunk[], signal: AbortSignal): Promise<Encoded & { dim: number, pdim: number }> {
+async function encodeChunks (rt: Runtime, enc: TextEncoderModel, chunks: Chunk[], signal: AbortSignal):
+  Promise<Encoded & { dim: number, pdim: number }> {
   const { penultimate, pooled } = await enc.encode(chunks.map(c => c.ids), signal)
   try {
     const dim = penultimate.shape[2]
@@ -119,8 +122,8 @@ function weighPrompt (style: 'a1111' | 'comfy', z: Float32Array[], chunks: Chunk
  * B = count (no guidance) or 2 x count laid out [negative x count, prompt x count]; without a negative
  * prompt the negative half is zeros (force_zeros_for_empty_prompt).
  */
-export async function encodeStyled (rt: Runtime, encoders: [TextEncoderModel, TextEncoderModel], plan: StyledPlan, guided: boolean, count: number,
-  signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
+export async function encodeStyled (rt: Runtime, encoders: [TextEncoderModel, TextEncoderModel], plan: StyledPlan, guided: boolean,
+  count: number, signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
   const prompts = [plan.pos, ...(plan.neg === undefined ? [] : [plan.neg]), plan.empty]
   const [a, b] = await Promise.all([
     encodeChunks(rt, encoders[0], prompts.flatMap(p => p.l), signal),

@@ -85,7 +85,9 @@ function parentheses (s: string): string[] {
   return result
 }
 
-const PY_FLOAT = new RegExp(`^[${PY_SPACE}]*([+-]?((\\d(_?\\d)*)(\\.(\\d(_?\\d)*)?)?|\\.\\d(_?\\d)*)([eE][+-]?\\d(_?\\d)*)?)[${PY_SPACE}]*$`, 'u')
+const PY_DIGITS = '\\d(_?\\d)*'
+const PY_NUMBER = `[+-]?(${PY_DIGITS}(\\.(${PY_DIGITS})?)?|\\.${PY_DIGITS})([eE][+-]?${PY_DIGITS})?`
+const PY_FLOAT = new RegExp(`^[${PY_SPACE}]*(${PY_NUMBER})[${PY_SPACE}]*$`, 'u')
 
 /** Python's float() on a weight; inf and nan (which Python reads) are refused, so the text stays. */
 function comfyNumber (s: string): number | undefined {

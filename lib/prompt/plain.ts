@@ -19,8 +19,8 @@ function joinBatch (rt: Runtime, ts: NativeTensor[]): NativeTensor {
  * Embeddings [B, 77, 2048] and pooled [B, 1280] for B = count (no guidance) or 2 x count laid out
  * [negative x count, prompt x count]; with guidance and one row per encoder the negative half is zeros.
  */
-export async function encodePlain (rt: Runtime, encoders: [TextEncoderModel, TextEncoderModel], plan: PlainPlan, cfg: boolean, count: number,
-  signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
+export async function encodePlain (rt: Runtime, encoders: [TextEncoderModel, TextEncoderModel], plan: PlainPlan, cfg: boolean,
+  count: number, signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
   const zeroNegative = cfg && plan.ids[0].length === 1
   const [a, b] = await Promise.all([encoders[0].encode(plan.ids[0], signal), encoders[1].encode(plan.ids[1], signal)])
   const parts: NativeTensor[] = [a.penultimate, b.penultimate, b.pooled!]

@@ -28,7 +28,8 @@ export function planPrompts (toks: [CLIPTokenizer, CLIPTokenizer], style: Prompt
   const neg = t.negativePrompt ?? ''
   if (negative) texts.unshift(['negativePrompt', neg, t.negativePrompt2 ?? neg])
   if (style !== 'plain') {
-    const plan = planStyled(toks, style, { prompt: t.prompt, prompt2: t.prompt2 ?? t.prompt, neg: negative ? neg : undefined, neg2: negative ? t.negativePrompt2 ?? neg : undefined })
+    const negs = negative ? { neg, neg2: t.negativePrompt2 ?? neg } : {}
+    const plan = planStyled(toks, style, { prompt: t.prompt, prompt2: t.prompt2 ?? t.prompt, ...negs })
     return { ...plan, warnings: [] }
   }
   const cuts: string[] = []
@@ -42,10 +43,12 @@ export function planPrompts (toks: [CLIPTokenizer, CLIPTokenizer], style: Prompt
     ids[1].push(b.ids)
     if (a.truncated !== null) cuts.push(`${what}: ${quoteCut(a.truncated)}`)
     // The second encoder's cut is named only where it differs from the first one's.
-    if (b.truncated !== null && (text2 !== text1 || b.truncated !== a.truncated)) cuts.push(`${what === 'prompt' ? 'prompt2' : 'negativePrompt2'}: ${quoteCut(b.truncated)}`)
+    const second = what === 'prompt' ? 'prompt2' : 'negativePrompt2'
+    if (b.truncated !== null && (text2 !== text1 || b.truncated !== a.truncated)) cuts.push(`${second}: ${quoteCut(b.truncated)}`)
   }
   const warnings = cuts.length === 0
     ? []
-    : [`The following part of your input was truncated because CLIP can only handle sequences up to 77 tokens: ${cuts.join('; ')} (promptStyle 'a1111' or 'comfy' reads longer prompts)`]
+    : [`The following part of your input was truncated because CLIP can only handle sequences up to 77 tokens: ${cuts.join('; ')} ` +
+      '(promptStyle \'a1111\' or \'comfy\' reads longer prompts)']
   return { style: 'plain', ids, tokens: 77, warnings }
 }

@@ -86,7 +86,8 @@ export class CLIPTokenizer {
     this.pairMerged = new Int32Array(merges.length)
     this.pairs = new PairTable(merges.length)
     // Every single byte is in the CLIP vocabulary; a symbol can only be missing from a broken vocab.
-    this.byteIds = Int32Array.from({ length: 512 }, (_, i) => vocab.get(BYTE_TO_CHAR[i & 255] + (i >= 256 ? END_OF_WORD : '')) ?? this.unkId)
+    this.byteIds = Int32Array.from({ length: 512 }, (_, i) => vocab.get(BYTE_TO_CHAR[i & 255] + (i >= 256 ? END_OF_WORD : '')) ??
+      this.unkId)
     merges.forEach((m, rank) => {
       const [a, b] = m.split(' ')
       const ia = vocab.get(a)

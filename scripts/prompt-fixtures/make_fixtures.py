@@ -99,7 +99,8 @@ class ClipL:
     """sgm's FrozenCLIPEmbedder as A1111 wraps it for SDXL: layer 'hidden' at the penultimate layer."""
     def __init__(self, model_dir):
         self.tokenizer = transformers.CLIPTokenizer.from_pretrained(os.path.join(model_dir, "tokenizer"))
-        self.transformer = transformers.CLIPTextModel.from_pretrained(os.path.join(model_dir, "text_encoder"), variant="fp16", torch_dtype=torch.float32).eval()
+        self.transformer = transformers.CLIPTextModel.from_pretrained(os.path.join(model_dir, "text_encoder"), variant="fp16",
+                                                                      torch_dtype=torch.float32).eval()
         self.layer = "hidden"
         self.layer_idx = -2  # SDXL's 12-layer CLIP-L uses hidden_states[11]: the penultimate layer, here -2
         self.fed = []
@@ -109,7 +110,8 @@ class ClipL:
 class ClipG:
     """sgm's FrozenOpenCLIPEmbedder2 as A1111 calls it: the penultimate layer and the projected pooled output."""
     def __init__(self, model_dir):
-        self.model = transformers.CLIPTextModelWithProjection.from_pretrained(os.path.join(model_dir, "text_encoder_2"), variant="fp16", torch_dtype=torch.float32).eval()
+        self.model = transformers.CLIPTextModelWithProjection.from_pretrained(os.path.join(model_dir, "text_encoder_2"), variant="fp16",
+                                                                              torch_dtype=torch.float32).eval()
         self.layer = "penultimate"
         self.return_pooled = True
         self.fed = []

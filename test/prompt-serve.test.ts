@@ -1,6 +1,12 @@
 // promptStyle and prompt warnings through `pg25 serve` and the fleet; prompt bounds keep the server live.
 import test from 'ava'
+import { execFile } from 'node:child_process'
+import { promises as fs } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import sharp from 'sharp'
 import { Pipeline } from '../lib/pipeline'
 import { createServer } from '../lib/server'
 import { readPngText } from '../lib/image'
@@ -93,4 +99,21 @@ test.serial('fleet: promptStyle travels in the job, warnings come back in the re
   t.deepEqual(styled.warnings, [])
   t.deepEqual(styled.latents, (await pipe.generate('(red:1.5) cat', opts)).latents)
   t.notDeepEqual(styled.latents, (await fleet.generate('(red:1.5) cat', { ...opts, promptStyle: 'plain' })).latents)
+})
+
+test.serial('the CLI takes --prompt-style: the image of the API with that style; a bad value is one clear line', async t => {
+  const run = promisify(execFile)
+  const cli = path.join(__dirname, '..', 'lib', 'cli.js')
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-prompt-cli-'))
+  t.teardown(async () => await fs.rm(dir, { recursive: true, force: true }))
+  const prompt = '(red:1.4) cat, [dark]'
+  const out = path.join(dir, 'c.png')
+  await run(process.execPath, [cli, prompt, '--model', TINY, '--device', 'cpu', '--steps', '1', '--width', '64', '--height', '64', '--seed', '2',
+    '--prompt-style', 'comfy', '-q', '-o', out])
+  const api = await pipe.generate(prompt, { ...small, promptStyle: 'comfy' })
+  const written = await sharp(out).raw().toBuffer()
+  t.true(written.equals(Buffer.from(api.images[0].data)))
+  t.true(readPngText(await fs.readFile(out)).parameters.startsWith(`${prompt}\n`))
+  const e = await t.throwsAsync(run(process.execPath, [cli, 'x', '--model', TINY, '--prompt-style', 'compel', '-q']))
+  t.regex((e as any).stderr, /^pg25: --prompt-style must be 'a1111' or 'comfy' or 'plain'.*\(PG25_INVALID_ARGUMENT\)\n$/)
 })

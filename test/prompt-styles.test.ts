@@ -143,7 +143,7 @@ test('positive and negative get one length: A1111 pads with the empty prompt, Co
 })
 
 test('the default (a1111) gives plain prompts exactly the plain style\'s latents', async t => {
-  const opts = { steps: 2, width: 64, height: 64, seed: 9, outputType: 'latent' as const, negativePrompt: 'blurry, low quality' }
+  const opts = { steps: 2, width: 64, height: 64, seed: 9, outputType: 'latent' as const, negativePrompt: 'blurry, low quality', count: 2 }
   const prompt = 'Astronaut in a jungle, cold color palette, muted colors, detailed, 8k'
   const a = await pipe.generate(prompt, opts)
   const b = await pipe.generate(prompt, { ...opts, promptStyle: 'plain' })

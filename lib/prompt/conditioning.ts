@@ -3,9 +3,10 @@
 // chunks joined along the token axis, the pooled embedding from the first chunk.
 import type { NativeTensor } from '../native'
 import type { TextEncoderModel } from '../models'
-import type { Runtime } from '../runtime'
+import { release, type Runtime } from '../runtime'
 import type { CLIPTokenizer } from '../tokenizer/clip-tokenizer'
 import { emptyChunk, promptChunks, type Chunk } from './chunk'
+import { joinBatch } from './plain'
 
 const TOKENS = 77
 
@@ -163,12 +164,16 @@ export async function encodeStyled (rt: Runtime, encoders: [TextEncoderModel, Te
     } else halves.push({ chunks: fit(joined[1].chunks), pooled: joined[1].pooled })
   }
   halves.push({ chunks: fit(joined[0].chunks), pooled: joined[0].pooled })
-  const rows = halves.flatMap(h => Array<typeof h>(count).fill(h))
-  const embeds = new Float32Array(rows.length * n * TOKENS * dim)
-  const pooled = new Float32Array(rows.length * b.pdim)
-  rows.forEach((h, r) => {
-    h.chunks.forEach((c, i) => embeds.set(c, (r * n + i) * TOKENS * dim))
-    pooled.set(h.pooled, r * b.pdim)
+  // Each half once on the host, then repeated count times on the device (as 'plain' lays them out).
+  const tensors = halves.flatMap(h => {
+    const embeds = new Float32Array(n * TOKENS * dim)
+    h.chunks.forEach((c, i) => embeds.set(c, i * TOKENS * dim))
+    return [rt.fromHost(embeds, [1, n * TOKENS, dim]), rt.fromHost(h.pooled, [1, b.pdim])]
   })
-  return { embeds: rt.fromHost(embeds, [rows.length, n * TOKENS, dim]), pooled: rt.fromHost(pooled, [rows.length, b.pdim]) }
+  try {
+    const repeat = (k: number): NativeTensor[] => tensors.filter((_, i) => i % 2 === k).flatMap(t => Array<NativeTensor>(count).fill(t))
+    return { embeds: joinBatch(rt, repeat(0)), pooled: joinBatch(rt, repeat(1)) }
+  } finally {
+    release(...tensors)
+  }
 }

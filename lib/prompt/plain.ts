@@ -5,7 +5,7 @@ import { release, type Runtime } from '../runtime'
 import type { PlainPlan } from './plan'
 
 /** The tensors joined along the batch axis, in order (a new tensor; the inputs are left alone). */
-function joinBatch (rt: Runtime, ts: NativeTensor[]): NativeTensor {
+export function joinBatch (rt: Runtime, ts: NativeTensor[]): NativeTensor {
   let acc = rt.call(() => rt.engine.slice0(ts[0], 0, ts[0].shape[0]))
   for (const t of ts.slice(1)) {
     const next = rt.call(() => rt.engine.concat(acc, t, 0))

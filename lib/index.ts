@@ -1,5 +1,6 @@
 export { Pipeline } from './pipeline'
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './pipeline'
+export type { EncodePromptOptions, PromptStyle } from './pipeline'
 export type { GeneratedImage, ImageInput, RGBImage } from './image'
 export { readPngText } from './image'
 export { Pg25Error, AbortError } from './errors'

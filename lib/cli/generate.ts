@@ -168,6 +168,8 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
     const loaded = Date.now()
     const r = await pipe.generate(prompt, { ...opts, seed, onStep: quiet ? undefined : s => stepping.update(s) })
     stepping.end()
+    // A local pipeline told onWarning already; a fleet's workers send their notices with the result.
+    if (fleet !== undefined) for (const w of r.warnings ?? []) onWarning(w)
     const generated = Date.now()
     for (const [i, img] of r.images.entries()) await outs[i].commit(await encodeImage(img, format))
     const done = Date.now()

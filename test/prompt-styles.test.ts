@@ -177,3 +177,8 @@ test('the request memory estimate counts the context: each prompt chunk adds its
   t.throws(() => checkRequestMemory(m, { width: 1024, height: 1024, count: 1, guided: true, tokens: 8 * 77 }, 'cuda', short, 'the limit'),
     { message: /with a 616-token prompt need about/ })
 })
+
+test('long one-word runs tokenize as Hugging Face\'s fast tokenizer merges them', t => {
+  t.true(fixture.long_words.length >= 8)
+  for (const w of fixture.long_words as Array<{ text: string, ids: number[] }>) t.deepEqual(toks[0].tokenize(w.text), w.ids, w.text.slice(0, 40))
+})

@@ -221,19 +221,22 @@ export class CLIPTokenizer {
     const sym = Int32Array.from(bytes, (b, i) => this.byteIds[i === n - 1 ? 256 + b : b])
     const next = Int32Array.from({ length: n }, (_, i) => i + 1 < n ? i + 1 : -1)
     const prev = Int32Array.from({ length: n }, (_, i) => i - 1)
-    const heap = new PairHeap()
+    // Entries rank x 2^26 + position: one number orders by rank, then leftmost.
+    const heap = new MinHeap()
     const push = (i: number): void => {
       const j = next[i]
       if (j < 0) return
       const r = this.pairs.get(sym[i], sym[j])
-      if (r >= 0) heap.push(r, i, sym[i], sym[j])
+      if (r >= 0) heap.push(r * POSITIONS + i)
     }
     for (let i = 0; i < n - 1; i++) push(i)
     while (heap.size > 0) {
-      const { rank, pos: i, left, right } = heap.pop()
+      const top = heap.pop()
+      const rank = Math.floor(top / POSITIONS)
+      const i = top - rank * POSITIONS
       const j = next[i]
-      // A stale entry: one of its symbols has merged with another since it was pushed.
-      if (sym[i] !== left || j < 0 || sym[j] !== right) continue
+      // A stale entry: one of its symbols has merged with another since (a rank names one pair).
+      if (sym[i] < 0 || j < 0 || this.pairs.get(sym[i], sym[j]) !== rank) continue
       sym[i] = this.pairMerged[rank]
       sym[j] = -1
       next[i] = next[j]
@@ -284,66 +287,47 @@ class PairTable {
   }
 }
 
-function swap (a: number[], i: number, j: number): void {
-  const t = a[i]
-  a[i] = a[j]
-  a[j] = t
-}
+// Symbol positions per word in heap entries: words of up to 64 MiB, far past any prompt's bound.
+const POSITIONS = 2 ** 26
 
-/** A binary min-heap of candidate merges by (rank, position), in parallel arrays. */
-class PairHeap {
-  private readonly rank: number[] = []
-  private readonly pos: number[] = []
-  private readonly left: number[] = []
-  private readonly right: number[] = []
+/** A binary min-heap of numbers. */
+class MinHeap {
+  private readonly a: number[] = []
 
   get size (): number {
-    return this.rank.length
+    return this.a.length
   }
 
-  push (rank: number, pos: number, left: number, right: number): void {
-    let i = this.rank.length
-    this.rank.push(rank)
-    this.pos.push(pos)
-    this.left.push(left)
-    this.right.push(right)
+  push (v: number): void {
+    const a = this.a
+    let i = a.length
+    a.push(v)
     while (i > 0) {
       const p = (i - 1) >> 1
-      if (!this.less(i, p)) break
-      this.swap(i, p)
+      if (a[p] <= v) break
+      a[i] = a[p]
       i = p
     }
+    a[i] = v
   }
 
   /** The least entry, taken out; only while size > 0. */
-  pop (): { rank: number, pos: number, left: number, right: number } {
-    const top = { rank: this.rank[0], pos: this.pos[0], left: this.left[0], right: this.right[0] }
-    const last = this.rank.length - 1
-    this.swap(0, last)
-    this.rank.pop()
-    this.pos.pop()
-    this.left.pop()
-    this.right.pop()
-    for (let i = 0; ;) {
+  pop (): number {
+    const a = this.a
+    const top = a[0]
+    const last = a.pop()!
+    const n = a.length
+    if (n === 0) return top
+    let i = 0
+    for (;;) {
       const l = 2 * i + 1
-      let m = i
-      if (l < last && this.less(l, m)) m = l
-      if (l + 1 < last && this.less(l + 1, m)) m = l + 1
-      if (m === i) break
-      this.swap(i, m)
-      i = m
+      if (l >= n) break
+      const c = l + 1 < n && a[l + 1] < a[l] ? l + 1 : l
+      if (a[c] >= last) break
+      a[i] = a[c]
+      i = c
     }
+    a[i] = last
     return top
-  }
-
-  private less (i: number, j: number): boolean {
-    return this.rank[i] < this.rank[j] || (this.rank[i] === this.rank[j] && this.pos[i] < this.pos[j])
-  }
-
-  private swap (i: number, j: number): void {
-    swap(this.rank, i, j)
-    swap(this.pos, i, j)
-    swap(this.left, i, j)
-    swap(this.right, i, j)
   }
 }

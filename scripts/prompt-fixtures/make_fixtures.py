@@ -258,6 +258,12 @@ def main():
         out["comfy"].append({"name": name, "prompt": text, **comfy_case(tok_l, tok_g, enc_l, enc_g, text)})
     out["comfy"].append({"name": "prompt2-differs", "prompt": "a (cat:1.2)", "prompt2": " ".join(["dog"] * 80),
                          **comfy_case(tok_l, tok_g, enc_l, enc_g, "a (cat:1.2)", " ".join(["dog"] * 80))})
+    # Long one-word runs, where the order of BPE merges matters most: Hugging Face's fast (Rust) tokenizer's ids.
+    fast = transformers.CLIPTokenizerFast.from_pretrained(os.path.join(args.model, "tokenizer"))
+    letters = "".join("etaoinshrdlucmfwypvbgkjqxz"[(i * i * 7 + i * 3) % 26] for i in range(600))
+    words = ["x" * 300, "ab" * 200, letters, "supercalifragilistic" * 12, "\U0001F916" * 60, "\u6771\u4eac" * 80, "aaaaaaaaab" * 30,
+             "lllllllllllllllooooooooooooooooonnnnnnnnnnnnnnnggggggggggg", "e\u0301" * 40 + "z"]
+    out["long_words"] = [{"text": w, "ids": fast(w, add_special_tokens=False)["input_ids"]} for w in words]
     if args.diffusers:
         out["pipeline"] = pipeline_case(args.diffusers, args.model, a_l, a_g)
     with open(args.out, "w") as f:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # npm run fuzz: libFuzzer with AddressSanitizer and UndefinedBehaviorSanitizer over the safetensors
-# header parser and the config readers, then a randomized (not coverage-guided) run over the TypeScript
-# tokenizer. FUZZ_SECONDS per target (default 180). Needs clang with its fuzzer runtime (Debian: apt-get
-# install clang libclang-rt-14-dev).
+# header parser and the config readers, then randomized (not coverage-guided) runs over the TypeScript
+# tokenizer and the prompt parsers and chunkers. FUZZ_SECONDS per target (default 180). Needs clang with
+# its fuzzer runtime (Debian: apt-get install clang libclang-rt-14-dev).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${FUZZ_SECONDS:-180}"
@@ -47,4 +47,6 @@ done
 npx tsc -p tsconfig.json
 echo "fuzz: tokenizer for ${secs}s"
 FUZZ_SECONDS="$secs" node dist/bench/fuzz-tokenizer.js || status=1
+echo "fuzz: prompts for ${secs}s"
+FUZZ_SECONDS="$secs" node dist/bench/fuzz-prompts.js || status=1
 exit $status

@@ -28,7 +28,8 @@ export interface ParsedRequest {
 }
 
 const ALLOWED = new Set(['prompt', 'negativePrompt', 'prompt2', 'negativePrompt2', 'width', 'height', 'steps', 'guidanceScale', 'scheduler',
-  'seed', 'count', 'strength', 'image', 'mask', 'loras', 'outputType', 'originalSize', 'cropTopLeft', 'targetSize', 'response', 'metadata'])
+  'seed', 'count', 'strength', 'image', 'mask', 'loras', 'outputType', 'originalSize', 'cropTopLeft', 'targetSize', 'response', 'metadata',
+  'promptStyle'])
 
 // Standard base64 in whole quads: Buffer.from would quietly skip anything else.
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/

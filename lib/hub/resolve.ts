@@ -25,22 +25,26 @@ export interface DownloadOptions {
   signal?: AbortSignal
   /** notices, such as a cached copy used because the Hub could not be reached */
   onWarning?: (message: string) => void
+  /** the Hugging Face cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) */
+  cacheDir?: string
 }
 
 const INDEX = 'model_index.json'
-const OPTION_KEYS = new Set(['revision', 'variant', 'token', 'onProgress', 'signal', 'onWarning'])
+const OPTION_KEYS = new Set(['revision', 'variant', 'token', 'onProgress', 'signal', 'onWarning', 'cacheDir'])
 
 export interface Target { id: string, revision: string, variant: string | null, weights: boolean, cache: RepoCache }
 
 /** A Hub id and its options, checked, with the cache folder they name. */
-export function target (id: string, o: Pick<DownloadOptions, 'revision' | 'variant'>, weights: boolean): Target {
+export function target (id: string, o: Pick<DownloadOptions, 'revision' | 'variant' | 'cacheDir'>, weights: boolean): Target {
   if (typeof id !== 'string' || !isHubId(id)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `${JSON.stringify(id)} is not a Hub model id (org/name, e.g. playgroundai/playground-v2.5-1024px-aesthetic)`)
   const revision = o.revision ?? 'main'
   if (typeof revision !== 'string' || revision === '' || revision.split('/').some(s => s === '' || s === '.' || s === '..') || /[\\\0]/.test(revision)) {
     throw new Pg25Error('PG25_INVALID_ARGUMENT', `revision must be a branch, tag or commit hash, got ${JSON.stringify(revision)}`)
   }
   if (o.variant !== undefined && o.variant !== 'fp16') throw new Pg25Error('PG25_INVALID_ARGUMENT', `variant must be 'fp16', got ${JSON.stringify(o.variant)}`)
-  return { id, revision, variant: o.variant ?? null, weights, cache: new RepoCache(hubCacheDir(), id) }
+  if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir === '')) throw new Pg25Error('PG25_INVALID_ARGUMENT', `cacheDir must be a folder path, got ${JSON.stringify(o.cacheDir)}`)
+  const cache = o.cacheDir !== undefined ? path.resolve(o.cacheDir) : hubCacheDir()
+  return { id, revision, variant: o.variant ?? null, weights, cache: new RepoCache(cache, id) }
 }
 
 /** What a cached snapshot lacks for the pipeline (an empty list: it is complete). */

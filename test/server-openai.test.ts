@@ -2,33 +2,19 @@
 // 127.0.0.1 (tiny model, 64x64, 2 steps): generations and edits give the images the pipeline gives
 // for the same options; errors reach the SDK as its own error classes, in OpenAI's shape.
 import test from 'ava'
-import type { AddressInfo } from 'node:net'
 import OpenAI, { toFile } from 'openai'
 import sharp from 'sharp'
-import { Pipeline, readPngText } from '../lib'
-import { createServer, type Pg25Server } from '../lib/server'
-import { TINY } from './helpers'
+import { readPngText, type Pipeline } from '../lib'
+import { serveTiny } from './served'
 
+const served = serveTiny(test, { maxBodyBytes: 4 << 20 }, { token: 'sk-s3cret' })
 let pipe: Pipeline
-let server: Pg25Server
-let guarded: Pg25Server
 let base: string
 let guardedBase: string
-const listen = async (s: Pg25Server): Promise<string> => {
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  return `http://127.0.0.1:${(s.address() as AddressInfo).port}/v1`
-}
-test.before(async () => {
-  pipe = await Pipeline.fromPretrained(TINY, { device: 'cpu' })
-  server = createServer(pipe, { maxBodyBytes: 4 << 20 })
-  guarded = createServer(pipe, { token: 'sk-s3cret' })
-  base = await listen(server)
-  guardedBase = await listen(guarded)
-})
-test.after.always(async () => {
-  await server?.shutdown(1000)
-  await guarded?.shutdown(1000)
-  await pipe?.dispose()
+test.serial.before(() => {
+  pipe = served.pipe
+  base = `${served.bases[0]}/v1`
+  guardedBase = `${served.bases[1]}/v1`
 })
 
 const client = (o: { baseURL?: string, apiKey?: string } = {}): OpenAI => new OpenAI({ baseURL: o.baseURL ?? base, apiKey: o.apiKey ?? 'unused', maxRetries: 0 })

@@ -1,3 +1,5 @@
+// First: a Node.js too old for the package is refused before anything else loads.
+import './node-version'
 export { Pipeline } from './pipeline'
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './pipeline'
 export type { GeneratedImage, ImageInput, RGBImage } from './image'
@@ -10,6 +12,8 @@ export { createScheduler, EDMDPMSolverMultistepScheduler, EDMEulerScheduler, hos
 export type { Scheduler, SchedulerName, TensorOps } from './scheduler'
 export { TorchGenerator } from './random/torch-generator'
 export { Runtime } from './runtime'
+export { runtimeInfo } from './runtime-info'
+export type { RuntimeInfo } from './runtime-info'
 export type { Device } from './runtime'
 export { TextEncoderModel, UNetModel, VAEModel, VAEEncoderModel } from './models'
 export type { LoRAInfo, LoRALoadOptions } from './lora/lora'

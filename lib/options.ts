@@ -22,6 +22,9 @@ export interface LoadProgress {
   phase: 'download' | 'load'
   /** the file being downloaded (phase 'download') */
   file?: string
+  /** phase 'download': the bytes of `file` in hand, of its own `fileTotalBytes` (`loadedBytes` counts all the files) */
+  fileLoadedBytes?: number
+  fileTotalBytes?: number
   /** the component being loaded (phase 'load'): text_encoder, text_encoder_2, unet, vae */
   component?: string
   /** bytes done so far in this phase, of `totalBytes` (for 'load': the weights' bytes as the files store them) */
@@ -36,7 +39,7 @@ export interface LoadOptions {
   variant?: 'fp16'
   signal?: AbortSignal
   onProgress?: (p: LoadProgress) => void
-  /** receives notices (CPU fallback, truncated prompts, missing variants); default: process.emitWarning */
+  /** receives notices (CPU fallback, truncated prompts, missing variants); default: a line on stderr */
   onWarning?: (message: string) => void
   /**
    * The most bytes the model may take (weights plus working memory at the default size). Loading is

@@ -20,7 +20,7 @@ export interface DownloadOptions {
   variant?: 'fp16'
   /** a Hugging Face access token, for gated or private models (default: $HF_TOKEN, else the `huggingface-cli login` token) */
   token?: string
-  /** byte progress: `loadedBytes` of `totalBytes` over all the files fetched, `file` the one in transfer */
+  /** byte progress: `file` in transfer with its own `fileLoadedBytes` of `fileTotalBytes`, and `loadedBytes` of `totalBytes` over all the files fetched */
   onProgress?: (p: DownloadProgress) => void
   signal?: AbortSignal
   /** notices, such as a cached copy used because the Hub could not be reached */
@@ -137,7 +137,7 @@ async function fetchSnapshot (t: Target, o: DownloadOptions): Promise<string> {
   for (const idx of sel.shardIndexes) wanted.push(...shardsOf(`${t.id}/${idx}`, await small(idx)))
   const plan: RemoteFile[] = []
   for (const p of wanted) if (!await t.cache.has(commit, p)) plan.push(remote(p))
-  const meter = new Meter(plan.reduce((n, f) => n + (f.size ?? 0), 0), o.onProgress)
+  const meter = new Meter(plan, o.onProgress)
   for (const f of plan) await fetchFile(dl, t.cache, commit, f, meter)
   await t.cache.writeRef(t.revision, commit)
   return dir
@@ -152,7 +152,7 @@ async function fetchSnapshot (t: Target, o: DownloadOptions): Promise<string> {
  * ```ts
  * import { downloadModel, Pipeline } from '@pg25/native'
  * const dir = await downloadModel('playgroundai/playground-v2.5-1024px-aesthetic', {
- *   variant: 'fp16', onProgress: p => console.log(`${p.file}: ${p.loadedBytes} of ${p.totalBytes} bytes`)
+ *   variant: 'fp16', onProgress: p => console.log(`${p.file}: ${p.fileLoadedBytes} of ${p.fileTotalBytes} bytes (${p.loadedBytes} of ${p.totalBytes} in all)`)
  * })
  * const pipe = await Pipeline.fromPretrained(dir)
  * ```

@@ -198,6 +198,8 @@ export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Ser
   const log = options.accessLog === undefined ? undefined : accessLogger(options.accessLog)
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> => {
+    // Set before any answer, so writeHead merges its headers in and the access log can read content-length.
+    res.setHeader('x-content-type-options', 'nosniff')
     allowOrigin(req, res, cors)
     if (req.method === 'OPTIONS') { preflight(req, res, cors); return }
     const route = Object.hasOwn(routes, path) ? routes[path] : undefined

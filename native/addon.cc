@@ -12,6 +12,9 @@
 #include "cpu/gemm_kernels.h"
 #include "cpu/threadpool.h"
 #include "cuda/cuda_runtime_info.h"
+#ifdef PG25_WITH_CUDA
+#include "cuda/library_info.h"
+#endif
 #ifdef PG25_CUDA_EMULATION
 #include "cuda/emu/runtime.h"
 #endif
@@ -26,7 +29,7 @@ using namespace binding;
 
 Napi::Value InspectSafetensors(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsString()) throw Error("PG25_INVALID_ARGUMENT", "path must be a string");
+    if (!info[0].IsString()) throw Error(Code::InvalidArgument, "path must be a string");
     std::string path = info[0].As<Napi::String>().Utf8Value();
     auto out = std::make_shared<std::vector<TensorEntry>>();
     return run_job(
@@ -53,7 +56,7 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     std::vector<WeightFileSpec> files = files_from_js(info[0]);
     std::map<std::string, WeightAlias> aliases = aliases_from_js(info[2]);
-    if (!info[1].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "requests must be an array");
+    if (!info[1].IsArray()) throw Error(Code::InvalidArgument, "requests must be an array");
     std::vector<ParamSpec> req;
     Napi::Array a = info[1].As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); i++) {
@@ -99,15 +102,14 @@ Napi::Value ComponentManifest(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value TimestepEmbedding(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Float32Array t = info[0].As<Napi::Float32Array>();
-    std::vector<float> ts(t.Data(), t.Data() + t.ElementLength());
-    std::vector<float> e = timestep_embedding(ts, info[1].ToNumber().Int64Value(), info[2].ToBoolean(), info[3].ToNumber().DoubleValue());
-    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), e.size());
-    std::memcpy(out.Data(), e.data(), e.size() * 4);
-    return out;
-  });
+// The codes native errors carry (native/core/error.h's table), for the seam test against lib/errors.ts.
+Napi::Value ErrorCodes(const Napi::CallbackInfo& info) {
+  Napi::Array a = Napi::Array::New(info.Env());
+  uint32_t i = 0;
+#define PG25_ADD_NAME(e, name) a.Set(i++, name);
+  PG25_ERROR_CODES(PG25_ADD_NAME)
+#undef PG25_ADD_NAME
+  return a;
 }
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
@@ -122,6 +124,14 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   o.Set("cudaEmulated", false);
 #endif
   o.Set("cuda", cuda::describe_availability());
+#ifdef PG25_WITH_CUDA
+  // Versions, and the cuDNN plans built so far (gpu-check reports what they cost).
+  cuda::LibraryReport lib = cuda::library_report();
+  o.Set("cudaLibraries", lib.versions);
+  o.Set("cudnnPlans", double(lib.cudnn_plans));
+  o.Set("cudnnPlanMs", lib.cudnn_plan_ms);
+  o.Set("gemmFallbacks", double(lib.gemm_fallbacks));
+#endif
   return o;
 }
 
@@ -153,13 +163,13 @@ Napi::Value EmulationReport(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", engine_class(env));
-  exports.Set("Tensor", TensorWrap::Init(env));
+  TensorWrap::Init(env);  // the class of the tensors engines return; JS never constructs one
   exports.Set("CancelToken", CancelWrap::Init(env));
   exports.Set("inspectSafetensors", Napi::Function::New(env, InspectSafetensors));
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("componentManifest", Napi::Function::New(env, ComponentManifest));
-  exports.Set("timestepEmbedding", Napi::Function::New(env, TimestepEmbedding));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
+  exports.Set("errorCodes", Napi::Function::New(env, ErrorCodes));
 #ifdef PG25_CUDA_EMULATION
   exports.Set("emulationReport", Napi::Function::New(env, EmulationReport));
 #endif

@@ -131,7 +131,7 @@ std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t s
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error("PG25_NOT_FOUND", path + ": cannot open weight file (" + std::strerror(errno) + ")");
+  if (fd < 0) throw Error(Code::NotFound, path + ": cannot open weight file (" + std::strerror(errno) + ")");
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -235,7 +235,7 @@ void to_float32(DType dtype, const uint8_t* src, size_t count, float* dst) {
         dst[i] = float(d);
       }
       break;
-    default: throw Error("PG25_BAD_WEIGHTS", std::string("dtype ") + dtype_name(dtype) + " is not a floating-point weight type");
+    default: throw Error(Code::BadWeights, std::string("dtype ") + dtype_name(dtype) + " is not a floating-point weight type");
   }
 }
 

@@ -54,7 +54,8 @@ if (require.main === module) {
     process.stderr.write(`pg25: ${e.message}${e.code ? ` (${e.code})` : ''}\n`)
     // --json promises JSON on stdout, a failure included.
     const generating = argv[0] === undefined || !Object.hasOwn(COMMANDS, argv[0])
-    if (generating && argv.includes('--json')) process.stdout.write(`${JSON.stringify({ error: e.message, code: e.code ?? 'PG25_INTERNAL' })}\n`)
+    if (generating && argv.includes('--json')) process.stdout.write(`${JSON.stringify({ error: e.message,
+      code: e.code ?? 'PG25_INTERNAL' })}\n`)
     process.exitCode = 1
   })
 }

@@ -136,7 +136,8 @@ export class Pipeline {
       const prep = await prepare(await resolveModelDir(options.config, options, false), options)
       const bases: ComponentSource[] = []
       for (const n of COMPONENTS) bases.push(await readComponentConfig(prep.root, prep.index, n))
-      return await Pipeline.assemble(prep, await singleFileSources(path.resolve(file), bases), options, path.basename(file).replace(/\.safetensors$/i, ''))
+      return await Pipeline.assemble(prep, await singleFileSources(path.resolve(file), bases), options,
+        path.basename(file).replace(/\.safetensors$/i, ''))
     } catch (err) {
       throw asSignalled(err, options.signal)
     }

@@ -4,6 +4,7 @@
 // limit, one bounded queue (503 when full), one token, and a run cancelled, inside the native work,
 // when its client disconnects. GET /health reports the queue. No request may take the process down:
 // every handler failure becomes an answer.
+import './node-version' // the '@pg25/native/server' entry point: an old Node is refused here too
 import http from 'node:http'
 import { AbortError, Pg25Error } from './errors'
 import { show } from './options'
@@ -98,8 +99,11 @@ export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Ser
     if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `${k} must be a positive integer, got ${show(v)}`)
   }
   if (options.token !== undefined && (typeof options.token !== 'string' || options.token === '')) throw new Pg25Error('PG25_INVALID_ARGUMENT', 'token must be a non-empty string')
-  if (options.modelName !== undefined && (typeof options.modelName !== 'string' || options.modelName === '')) throw new Pg25Error('PG25_INVALID_ARGUMENT', 'modelName must be a non-empty string')
-  if (options.accessLog !== undefined && typeof options.accessLog !== 'function') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'accessLog must be a function')
+  if (options.modelName !== undefined &&
+    (typeof options.modelName !== 'string' ||
+      options.modelName === '')) throw new Pg25Error('PG25_INVALID_ARGUMENT', 'modelName must be a non-empty string')
+  if (options.accessLog !== undefined && typeof options.accessLog !== 'function') throw new Pg25Error('PG25_INVALID_ARGUMENT',
+    'accessLog must be a function')
   const cors = corsOrigins(options.cors)
   const limit = options.queueLimit ?? 8
   const maxBody = options.maxBodyBytes ?? 1 << 20
@@ -122,7 +126,8 @@ export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Ser
     model: () => options.modelName ?? pipe.model ?? 'pg25',
     checkPixels (pixels) {
       if (pixels !== null && pixels > maxPixels) {
-        throw new HttpError(413, 'TOO_MANY_PIXELS', `the request asks for ${pixels} output pixels (width x height x count); this server allows ${maxPixels}`)
+        throw new HttpError(413, 'TOO_MANY_PIXELS',
+          `the request asks for ${pixels} output pixels (width x height x count); this server allows ${maxPixels}`)
       }
     },
     async run (req, res, calls, work) {
@@ -186,7 +191,8 @@ export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Ser
       const r = await run(prompt, opts)
       const pngs = await Promise.all(r.images.map(async img => await img.toPNG({ metadata })))
       if (response === 'json' || pngs.length === 0) {
-        send(res, 200, { seed: r.seed, width: r.width, height: r.height, images: pngs.map(p => p.toString('base64')), latents: r.latents ? Buffer.from(r.latents.buffer).toString('base64') : undefined })
+        send(res, 200, { seed: r.seed, width: r.width, height: r.height, images: pngs.map(p => p.toString('base64')), latents: r.latents ?
+          Buffer.from(r.latents.buffer).toString('base64') : undefined })
       } else if (!res.destroyed) {
         res.writeHead(200, { 'content-type': 'image/png', 'content-length': pngs[0].length, 'x-pg25-seed': String(r.seed) })
         res.end(pngs[0])

@@ -33,24 +33,28 @@ test('runtimeInfo() says which binary runs (built from source here), its CUDA ru
 })
 
 test('an old Node is refused when the package loads, naming both versions', t => {
-  t.throws(() => checkNodeVersion('18.20.4'), { code: 'PG25_UNSUPPORTED', message: /needs Node\.js 20\.15 or newer; this is Node\.js 18\.20\.4/ } as any)
+  t.throws(() => checkNodeVersion('18.20.4'),
+    { code: 'PG25_UNSUPPORTED', message: /needs Node\.js 20\.15 or newer; this is Node\.js 18\.20\.4/ } as any)
   t.throws(() => checkNodeVersion('20.14.0'), { code: 'PG25_UNSUPPORTED' } as any)
   t.notThrows(() => checkNodeVersion('20.15.0'))
   t.notThrows(() => checkNodeVersion('22.1.0'))
-  const script = `Object.defineProperty(process, 'versions', { value: { ...process.versions, node: '18.20.4' } }); require(${JSON.stringify(path.join(__dirname, '..', 'lib'))})`
+  const lib = JSON.stringify(path.join(__dirname, '..', 'lib'))
+  const script = `Object.defineProperty(process, 'versions', { value: { ...process.versions, node: '18.20.4' } }); require(${lib})`
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' })
   t.not(r.status, 0)
   t.regex(r.stderr, /@pg25\/native needs Node\.js 20\.15 or newer; this is Node\.js 18\.20\.4/)
 })
 
 test('the CPU fallback notice says what is missing without contradicting itself, on stderr once, and -q silences it', async t => {
-  if (runtimeInfo().cuda === null || !/no NVIDIA driver/.test(runtimeInfo().cudaStatus)) { t.pass('only where CUDA is compiled in and no driver is found'); return }
+  if (runtimeInfo().cuda === null ||
+    !/no NVIDIA driver/.test(runtimeInfo().cudaStatus)) { t.pass('only where CUDA is compiled in and no driver is found'); return }
   const script = `const { Pipeline } = require(${JSON.stringify(path.join(__dirname, '..', 'lib'))});
     (async () => { for (let i = 0; i < 2; i++) await (await Pipeline.fromPretrained(${JSON.stringify(TINY)})).dispose() })()`
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' })
   t.is(r.status, 0, r.stderr)
   const lines = r.stderr.trim().split('\n')
-  t.deepEqual(lines, ['@pg25/native: running on the CPU (no usable NVIDIA GPU: no NVIDIA driver (libcuda.so.1) was found); device \'cpu\' (--device cpu) skips looking for a GPU'])
+  t.deepEqual(lines, ['@pg25/native: running on the CPU (no usable NVIDIA GPU: no NVIDIA driver (libcuda.so.1) was found); ' +
+    'device \'cpu\' (--device cpu) skips looking for a GPU'])
   t.notRegex(r.stderr, /insufficient|trace-warnings|\(node:\d+\)/)
   const args = [CLI, 'a cat', '--model', TINY, '--steps', '1', '--width', '64', '--height', '64', '-o', path.join(env().home, 'q.png')]
   const loud = await run(process.execPath, args)
@@ -71,7 +75,8 @@ test.serial('download progress pairs each file with its own bytes, beside the to
     t.true(e.fileLoadedBytes! <= e.fileTotalBytes!)
   }
   // Every file ends at its own size; the totals run over all of them.
-  for (const f of new Set(downloads.map(e => e.file))) t.is(downloads.filter(e => e.file === f).at(-1)!.fileLoadedBytes, files.get(f!)!.data.length)
+  for (const f of new Set(downloads.map(e => e.file))) t.is(downloads.filter(e => e.file === f).at(-1)!.fileLoadedBytes,
+    files.get(f!)!.data.length)
   t.is(downloads.at(-1)!.loadedBytes, downloads.at(-1)!.totalBytes)
   t.true(downloads.some(e => e.fileTotalBytes! < e.totalBytes))
 
@@ -80,16 +85,19 @@ test.serial('download progress pairs each file with its own bytes, beside the to
   const bar = loadReporter({ write: s => lines.push(s), isTTY: false }, () => now)
   const total = 100 * 2 ** 20
   for (let b = 0; b <= total; b += 2 ** 20) {
-    bar.update({ phase: 'download', file: 'unet/x.safetensors', fileLoadedBytes: b, fileTotalBytes: total, loadedBytes: b, totalBytes: total })
+    bar.update({ phase: 'download', file: 'unet/x.safetensors', fileLoadedBytes: b, fileTotalBytes: total, loadedBytes: b,
+      totalBytes: total })
     now += 100 // 10 MiB/s
   }
   t.is(lines[0], 'downloading: 10% (10.0 MiB of 100.0 MiB, 10.0 MiB/s, ETA 0:09)\n')
   const tty: string[] = []
   now = 0
   const live = loadReporter({ write: s => tty.push(s), isTTY: true }, () => now)
-  live.update({ phase: 'download', file: 'unet/x.safetensors', fileLoadedBytes: 0, fileTotalBytes: total, loadedBytes: 0, totalBytes: 2 * total })
+  live.update({ phase: 'download', file: 'unet/x.safetensors', fileLoadedBytes: 0, fileTotalBytes: total, loadedBytes: 0,
+    totalBytes: 2 * total })
   now = 1000
-  live.update({ phase: 'download', file: 'unet/x.safetensors', fileLoadedBytes: 50 * 2 ** 20, fileTotalBytes: total, loadedBytes: 50 * 2 ** 20, totalBytes: 2 * total })
+  live.update({ phase: 'download', file: 'unet/x.safetensors', fileLoadedBytes: 50 * 2 ** 20, fileTotalBytes: total,
+    loadedBytes: 50 * 2 ** 20, totalBytes: 2 * total })
   t.regex(tty.at(-1)!, /50\.0 MiB \/ 200\.0 MiB {2}50\.0 MiB\/s {2}ETA 0:03 {2}unet\/x\.safetensors \(50\.0 MiB of 100\.0 MiB\)/)
 })
 
@@ -110,7 +118,8 @@ test.serial('cacheDir puts a Hub model where it says, and leaves the default cac
   t.is(pipe.model, ID)
   await pipe.dispose()
   t.false(existsSync(cache))
-  await t.throwsAsync(Pipeline.fromPretrained(ID, { cache_dir: mine } as any), { message: /unknown option "cache_dir": this library calls it "cacheDir"/ })
+  await t.throwsAsync(Pipeline.fromPretrained(ID, { cache_dir: mine } as any),
+    { message: /unknown option "cache_dir": this library calls it "cacheDir"/ })
   await fs.rm(mine, { recursive: true })
 })
 
@@ -128,7 +137,8 @@ test('AbortSignal.timeout surfaces as a TimeoutError (still an AbortError, code 
 })
 
 test('the server names our field for another library\'s', async t => {
-  const r = await fetch(`${served.bases[0]}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', num_inference_steps: 2 }) })
+  const r = await fetch(`${served.bases[0]}/generate`,
+    { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', num_inference_steps: 2 }) })
   t.is(r.status, 400)
   t.regex((await r.json() as any).error, /unknown field "num_inference_steps": this library calls it "steps"/)
 })

@@ -55,17 +55,23 @@ async function serve (args: string[]): Promise<Served> {
 }
 
 const rgbOf = async (b64: string): Promise<Uint8Array> => new Uint8Array(await sharp(Buffer.from(b64, 'base64')).raw().toBuffer())
-const picture = async (): Promise<Buffer> => await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 200, g: 40, b: 90 } } }).png().toBuffer()
+const picture = async (): Promise<Buffer> => await sharp({ create: { width: 64, height: 64, channels: 3,
+  background: { r: 200, g: 40, b: 90 } } }).png().toBuffer()
 
 /** The SDK's generate and edit, and A1111's txt2img, against `base`, each equal to the local pipeline's. */
 async function clients (t: any, base: string): Promise<void> {
   const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'k', maxRetries: 0 })
   const gen = await client.images.generate({ prompt: 'a cat', size: '64x64', n: 1, steps: 2, seed: 11 } as any)
-  t.deepEqual(await rgbOf(gen.data![0].b64_json!), (await pipe.generate('a cat', { width: 64, height: 64, steps: 2, seed: 11 })).images[0].data)
+  t.deepEqual(await rgbOf(gen.data![0].b64_json!),
+    (await pipe.generate('a cat', { width: 64, height: 64, steps: 2, seed: 11 })).images[0].data)
   const image = await picture()
-  const edit = await client.images.edit({ image: await toFile(image, 'in.png', { type: 'image/png' }), prompt: 'a dog', steps: 4, seed: 12 } as any)
-  t.deepEqual(await rgbOf(edit.data![0].b64_json!), (await pipe.generate('a dog', { image, strength: 0.75, steps: 4, seed: 12 })).images[0].data)
-  const r = await fetch(`${base}/sdapi/v1/txt2img`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: '' }, body: JSON.stringify({ prompt: 'a fox', width: 64, height: 64, steps: 2, seed: 13, batch_size: 1 }) })
+  const edit = await client.images.edit({ image: await toFile(image, 'in.png', { type: 'image/png' }), prompt: 'a dog', steps: 4,
+    seed: 12 } as any)
+  t.deepEqual(await rgbOf(edit.data![0].b64_json!),
+    (await pipe.generate('a dog', { image, strength: 0.75, steps: 4, seed: 12 })).images[0].data)
+  const r = await fetch(`${base}/sdapi/v1/txt2img`,
+    { method: 'POST', headers: { 'content-type': 'application/json', authorization: '' },
+      body: JSON.stringify({ prompt: 'a fox', width: 64, height: 64, steps: 2, seed: 13, batch_size: 1 }) })
   const j = await r.json() as any
   t.is(JSON.parse(j.info).seed, 13)
   t.deepEqual(await rgbOf(j.images[0]), (await pipe.generate('a fox', { width: 64, height: 64, steps: 2, seed: 13 })).images[0].data)
@@ -75,7 +81,8 @@ test.serial('pg25 serve on one model: the SDK and A1111 requests, --cors, and --
   const s = await serve(['--model', TINY, '--device', 'cpu', '--cors', APP, '--log', 'json'])
   t.teardown(s.stop)
   await clients(t, s.base)
-  const pre = await fetch(`${s.base}/v1/images/generations`, { method: 'OPTIONS', headers: { origin: APP, 'access-control-request-method': 'POST' } })
+  const pre = await fetch(`${s.base}/v1/images/generations`,
+    { method: 'OPTIONS', headers: { origin: APP, 'access-control-request-method': 'POST' } })
   t.is(pre.status, 204)
   t.is(pre.headers.get('access-control-allow-origin'), APP)
   t.is((await fetch(`${s.base}/v1/images/generations`, { method: 'OPTIONS', headers: { origin: 'http://other.example' } })).status, 403)

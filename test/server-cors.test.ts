@@ -19,7 +19,8 @@ test.serial.before(() => {
 
 const preflight = async (at: string, route: string, origin: string): Promise<Response> => await fetch(`${at}${route}`, {
   method: 'OPTIONS',
-  headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type,x-stainless-os' }
+  headers: { origin, 'access-control-request-method': 'POST',
+    'access-control-request-headers': 'authorization,content-type,x-stainless-os' }
 })
 const small = JSON.stringify({ prompt: 'a cat', steps: 1, width: 64, height: 64, seed: 1 })
 
@@ -32,7 +33,8 @@ test.serial('an allowed origin gets its preflight answered and its requests\' an
     t.is(p.headers.get('access-control-allow-headers'), 'authorization,content-type,x-stainless-os')
     t.is(p.headers.get('access-control-allow-credentials'), null)
   }
-  const r = await fetch(`${openBase}/generate`, { method: 'POST', headers: { origin: APP, 'sec-fetch-site': 'cross-site', 'content-type': 'application/json' }, body: small })
+  const r = await fetch(`${openBase}/generate`,
+    { method: 'POST', headers: { origin: APP, 'sec-fetch-site': 'cross-site', 'content-type': 'application/json' }, body: small })
   t.is(r.status, 200)
   t.is(r.headers.get('access-control-allow-origin'), APP)
   t.is(r.headers.get('access-control-expose-headers'), 'x-pg25-seed')
@@ -45,13 +47,15 @@ test.serial('any other origin is refused, preflight and request alike, with no C
   const evil = await preflight(openBase, '/generate', 'https://evil.example')
   t.is(evil.status, 403)
   t.is(evil.headers.get('access-control-allow-origin'), null)
-  const post = await fetch(`${openBase}/generate`, { method: 'POST', headers: { origin: 'https://evil.example', 'content-type': 'application/json' }, body: small })
+  const post = await fetch(`${openBase}/generate`,
+    { method: 'POST', headers: { origin: 'https://evil.example', 'content-type': 'application/json' }, body: small })
   t.is(post.status, 403)
   t.regex((await post.json() as any).error, /https:\/\/evil\.example is not allowed: see --cors/)
   const byDefault = await preflight(closedBase, '/generate', APP)
   t.is(byDefault.status, 403)
   t.is(byDefault.headers.get('access-control-allow-origin'), null)
-  const a1111 = await fetch(`${closedBase}/sdapi/v1/txt2img`, { method: 'POST', headers: { origin: APP, 'content-type': 'application/json' }, body: small })
+  const a1111 = await fetch(`${closedBase}/sdapi/v1/txt2img`,
+    { method: 'POST', headers: { origin: APP, 'content-type': 'application/json' }, body: small })
   t.is(a1111.status, 403)
   t.is((await a1111.json() as any).error, 'CROSS_ORIGIN')
 })
@@ -64,9 +68,11 @@ test('cors origins are checked', t => {
 
 test.serial('one access-log entry per request: path without the query, status, bytes, error code; no prompt', async t => {
   log.length = 0
-  await (await fetch(`${openBase}/generate?secret=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: small })).arrayBuffer()
+  await (await fetch(`${openBase}/generate?secret=1`,
+    { method: 'POST', headers: { 'content-type': 'application/json' }, body: small })).arrayBuffer()
   await (await fetch(`${openBase}/nope`)).arrayBuffer()
-  await (await fetch(`${openBase}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt":1}' })).arrayBuffer()
+  await (await fetch(`${openBase}/generate`,
+    { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt":1}' })).arrayBuffer()
   for (let i = 0; i < 100 && log.length < 3; i++) await new Promise(resolve => setTimeout(resolve, 10))
   t.is(log.length, 3)
   const [ok, missing, bad] = log

@@ -17,7 +17,8 @@ test.serial.before(() => {
   guardedBase = `${served.bases[1]}/v1`
 })
 
-const client = (o: { baseURL?: string, apiKey?: string } = {}): OpenAI => new OpenAI({ baseURL: o.baseURL ?? base, apiKey: o.apiKey ?? 'unused', maxRetries: 0 })
+const client = (o: { baseURL?: string, apiKey?: string } = {}): OpenAI => new OpenAI({ baseURL: o.baseURL ?? base,
+  apiKey: o.apiKey ?? 'unused', maxRetries: 0 })
 const rgbOf = async (b64: string): Promise<{ width: number, height: number, data: Uint8Array }> => {
   const { data, info } = await sharp(Buffer.from(b64, 'base64')).raw().toBuffer({ resolveWithObject: true })
   return { width: info.width, height: info.height, data: new Uint8Array(data) }
@@ -30,8 +31,10 @@ async function picture (): Promise<Buffer> {
   return await sharp(data, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer()
 }
 
-test.serial('images.generate: n images of the size asked, equal to the pipeline\'s; extras (seed, steps) as body fields; model echoed', async t => {
-  const r = await client().images.generate({ model: 'dall-e-3', prompt: 'a cat', n: 2, size: '64x64', quality: 'hd', style: 'vivid', steps: 2, seed: 3 } as any)
+test.serial('images.generate: n images of the size asked, equal to the pipeline\'s; extras (seed, steps) as body fields; model echoed',
+  async t => {
+  const r = await client().images.generate({ model: 'dall-e-3', prompt: 'a cat', n: 2, size: '64x64', quality: 'hd', style: 'vivid',
+    steps: 2, seed: 3 } as any)
   t.is(r.data?.length, 2)
   t.is((r as any).model, 'dall-e-3')
   t.is((r as any).seed, 3)
@@ -80,19 +83,24 @@ test.serial('images.edit with a mask: its transparent area is repainted, as a wh
   const direct = await pipe.generate('a red armchair', { image, mask: whiteMask, steps: 2, seed: 9 })
   t.deepEqual((await rgbOf(r.data![0].b64_json!)).data, direct.images[0].data)
   // The other way round would repaint the right half instead: a different picture.
-  const inverted = await pipe.generate('a red armchair', { image, mask: await sharp(white, { raw: { width: 64, height: 64, channels: 3 } }).negate().png().toBuffer(), steps: 2, seed: 9 })
+  const inverted = await pipe.generate('a red armchair',
+    { image, mask: await sharp(white, { raw: { width: 64, height: 64, channels: 3 } }).negate().png().toBuffer(), steps: 2, seed: 9 })
   t.notDeepEqual((await rgbOf(r.data![0].b64_json!)).data, inverted.images[0].data)
 })
 
 test.serial('images.edit without a mask is image-to-image at strength 0.75 (or the strength given)', async t => {
   const image = await picture()
   const c = client()
-  const r = await c.images.edit({ image: await toFile(image, 'image.png', { type: 'image/png' }), prompt: 'a watercolor', steps: 4, seed: 2 } as any)
+  const r = await c.images.edit({ image: await toFile(image, 'image.png', { type: 'image/png' }), prompt: 'a watercolor', steps: 4,
+    seed: 2 } as any)
   const direct = await pipe.generate('a watercolor', { image, strength: 0.75, steps: 4, seed: 2 })
   t.deepEqual((await rgbOf(r.data![0].b64_json!)).data, direct.images[0].data)
-  const light = await c.images.edit({ image: await toFile(image, 'image.png', { type: 'image/png' }), prompt: 'a watercolor', steps: 4, seed: 2, strength: 0.5 } as any)
-  t.deepEqual((await rgbOf(light.data![0].b64_json!)).data, (await pipe.generate('a watercolor', { image, strength: 0.5, steps: 4, seed: 2 })).images[0].data)
-  const noAlpha = await t.throwsAsync(c.images.edit({ image: await toFile(image, 'a.png'), mask: await toFile(image, 'm.png'), prompt: 'x' }))
+  const light = await c.images.edit({ image: await toFile(image, 'image.png', { type: 'image/png' }), prompt: 'a watercolor', steps: 4,
+    seed: 2, strength: 0.5 } as any)
+  t.deepEqual((await rgbOf(light.data![0].b64_json!)).data,
+    (await pipe.generate('a watercolor', { image, strength: 0.5, steps: 4, seed: 2 })).images[0].data)
+  const noAlpha = await t.throwsAsync(c.images.edit({ image: await toFile(image, 'a.png'), mask: await toFile(image, 'm.png'),
+    prompt: 'x' }))
   t.true(noAlpha instanceof OpenAI.BadRequestError)
   t.regex(noAlpha!.message, /mask has no alpha channel/)
 })

@@ -79,11 +79,13 @@ export function loadReporter (out: Out, now: () => number = Date.now): { update:
       const frac = p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 1
       const rate = p.phase === 'download' && t > from.t ? (p.loadedBytes - from.bytes) / ((t - from.t) / 1000) : 0
       const speed = rate > 0 ? `${fmtRate(rate)}, ETA ${fmtDuration((p.totalBytes - p.loadedBytes) / rate)}` : ''
-      const file = p.file !== undefined && p.fileTotalBytes !== undefined ? `${p.file} (${fmtSize(p.fileLoadedBytes ?? 0)} of ${fmtSize(p.fileTotalBytes)})` : undefined
+      const file = p.file !== undefined && p.fileTotalBytes !== undefined ?
+        `${p.file} (${fmtSize(p.fileLoadedBytes ?? 0)} of ${fmtSize(p.fileTotalBytes)})` : undefined
       const what = file ?? p.component ?? ''
       meter.update(frac, b => b === null
         ? `${label}: ${Math.floor(frac * 100)}% (${fmtSize(p.loadedBytes)} of ${fmtSize(p.totalBytes)}${speed && `, ${speed}`})`
-        : `${label.padEnd(11)} ${b} ${fmtSize(p.loadedBytes)} / ${fmtSize(p.totalBytes)}${speed && `  ${speed.replace(', ', '  ')}`}  ${what}`)
+        : `${label.padEnd(11)} ${b} ${fmtSize(p.loadedBytes)} / ${fmtSize(p.totalBytes)}${speed &&
+          `  ${speed.replace(', ', '  ')}`}  ${what}`)
     },
     end: () => meter.end()
   }

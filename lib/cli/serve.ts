@@ -53,7 +53,8 @@ ${FLEET_HELP('redis-queue')}
 `
 
 /** The server's settings from its flags, all checked before the model loads. */
-function settings (values: Values, lists: Record<string, string[]>): { port: number, host: string, options: ServeOptions & { queueLimit: number } } {
+function settings (values: Values, lists: Record<string, string[]>): { port: number, host: string,
+  options: ServeOptions & { queueLimit: number } } {
   const port = int('port', values.port) ?? 8080
   if (port < 0 || port > 65535) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--port must be from 0 to 65535, got ${port}`)
   const queueLimit = int('queue', values.queue) ?? 8
@@ -61,7 +62,8 @@ function settings (values: Values, lists: Record<string, string[]>): { port: num
   const maxPixels = int('max-pixels', values['max-pixels'])
   if (maxPixels !== undefined && maxPixels < 64) throw new Pg25Error('PG25_INVALID_ARGUMENT', '--max-pixels must be at least 64')
   const maxBodyBytes = int('max-body', values['max-body'])
-  if (maxBodyBytes !== undefined && maxBodyBytes < 1024) throw new Pg25Error('PG25_INVALID_ARGUMENT', '--max-body must be at least 1024 bytes')
+  if (maxBodyBytes !== undefined && maxBodyBytes < 1024) throw new Pg25Error('PG25_INVALID_ARGUMENT',
+    '--max-body must be at least 1024 bytes')
   const seconds = (name: string): number | undefined => {
     const s = num(name, values[name])
     if (s !== undefined && !(s > 0 && s <= 3600)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${name} must be from 0 to 3600 seconds`)
@@ -76,8 +78,10 @@ function settings (values: Values, lists: Record<string, string[]>): { port: num
     throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${(err as Error).message}`)
   }
   const log = checkLogFormat(str(values.log) ?? 'text')
-  const accessLog = log === 'none' ? undefined : (e: Parameters<NonNullable<ServeOptions['accessLog']>>[0]) => { process.stdout.write(`${formatAccessLog(e, log)}\n`) }
-  const options = { queueLimit, maxPixels, maxBodyBytes, token, cors, accessLog, headersTimeoutMs: seconds('headers-timeout'), requestTimeoutMs: seconds('request-timeout') }
+  const accessLog = log === 'none' ? undefined :
+    (e: Parameters<NonNullable<ServeOptions['accessLog']>>[0]) => { process.stdout.write(`${formatAccessLog(e, log)}\n`) }
+  const options = { queueLimit, maxPixels, maxBodyBytes, token, cors, accessLog, headersTimeoutMs: seconds('headers-timeout'),
+    requestTimeoutMs: seconds('request-timeout') }
   return { port, host: str(values.host) ?? '127.0.0.1', options }
 }
 
@@ -93,7 +97,9 @@ export async function serveCommand (argv: string[], elsewhere: Record<string, st
   const server = createServer(pipe, options)
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve) })
   const addr = server.address()
-  process.stderr.write(`pg25 serve: listening on http://${host}:${typeof addr === 'object' && addr ? addr.port : port} (${pipe.device}, queue ${options.queueLimit}${options.token ? ', token required' : ''}${options.cors ? `, CORS for ${options.cors.join(' ')}` : ''})\n`)
+  process.stderr.write(`pg25 serve: listening on http://${host}:${typeof addr === 'object' && addr ? addr.port :
+    port} (${pipe.device}, queue ${options.queueLimit}${options.token ? ', token required' : ''}${options.cors ?
+      `, CORS for ${options.cors.join(' ')}` : ''})\n`)
   await new Promise<void>(resolve => {
     const stop = (signal: string): void => {
       process.stderr.write(`pg25 serve: ${signal}: cancelling running requests and shutting down\n`)

@@ -20,7 +20,10 @@ export interface DownloadOptions {
   variant?: 'fp16'
   /** a Hugging Face access token, for gated or private models (default: $HF_TOKEN, else the `huggingface-cli login` token) */
   token?: string
-  /** byte progress: `file` in transfer with its own `fileLoadedBytes` of `fileTotalBytes`, and `loadedBytes` of `totalBytes` over all the files fetched */
+  /**
+   * byte progress: `file` in transfer with its own `fileLoadedBytes` of `fileTotalBytes`, and `loadedBytes` of
+   * `totalBytes` over all the files fetched
+   */
   onProgress?: (p: DownloadProgress) => void
   signal?: AbortSignal
   /** notices, such as a cached copy used because the Hub could not be reached */
@@ -42,7 +45,8 @@ export function target (id: string, o: Pick<DownloadOptions, 'revision' | 'varia
     throw new Pg25Error('PG25_INVALID_ARGUMENT', `revision must be a branch, tag or commit hash, got ${JSON.stringify(revision)}`)
   }
   if (o.variant !== undefined && o.variant !== 'fp16') throw new Pg25Error('PG25_INVALID_ARGUMENT', `variant must be 'fp16', got ${JSON.stringify(o.variant)}`)
-  if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir === '')) throw new Pg25Error('PG25_INVALID_ARGUMENT', `cacheDir must be a folder path, got ${JSON.stringify(o.cacheDir)}`)
+  if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir === '')) throw new Pg25Error('PG25_INVALID_ARGUMENT',
+    `cacheDir must be a folder path, got ${JSON.stringify(o.cacheDir)}`)
   const cache = o.cacheDir !== undefined ? path.resolve(o.cacheDir) : hubCacheDir()
   return { id, revision, variant: o.variant ?? null, weights, cache: new RepoCache(cache, id) }
 }
@@ -152,7 +156,7 @@ async function fetchSnapshot (t: Target, o: DownloadOptions): Promise<string> {
  * ```ts
  * import { downloadModel, Pipeline } from '@pg25/native'
  * const dir = await downloadModel('playgroundai/playground-v2.5-1024px-aesthetic', {
- *   variant: 'fp16', onProgress: p => console.log(`${p.file}: ${p.fileLoadedBytes} of ${p.fileTotalBytes} bytes (${p.loadedBytes} of ${p.totalBytes} in all)`)
+ *   variant: 'fp16', onProgress: p => console.log(`${p.file}: ${p.fileLoadedBytes} of ${p.fileTotalBytes} bytes (${p.loadedBytes} in all)`)
  * })
  * const pipe = await Pipeline.fromPretrained(dir)
  * ```

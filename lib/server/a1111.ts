@@ -28,7 +28,8 @@ const SAMPLER_NAMES: Record<'dpmpp-2m' | 'euler', string> = { 'dpmpp-2m': 'DPM++
 /** Our schedulers take Karras sigmas, the model's own schedule: A1111's 'Automatic' picks it too. */
 const SCHEDULES = new Set(['Automatic', 'automatic', 'Karras', 'karras'])
 
-const MAPPED = ['prompt', 'negative_prompt', 'steps', 'cfg_scale', 'width', 'height', 'seed', 'batch_size', 'n_iter', 'sampler_name', 'sampler_index',
+const MAPPED = ['prompt', 'negative_prompt', 'steps', 'cfg_scale', 'width', 'height', 'seed', 'batch_size', 'n_iter', 'sampler_name',
+  'sampler_index',
   'scheduler', 'denoising_strength', 'init_images', 'mask', 'inpainting_mask_invert', 'send_images', 'override_settings']
 /** Fields that are fine at A1111's default, and refused by name otherwise: what they ask for cannot be done here. */
 const AT_DEFAULT: Record<string, { ok: (v: unknown) => boolean, why: string }> = {
@@ -41,18 +42,20 @@ const AT_DEFAULT: Record<string, { ok: (v: unknown) => boolean, why: string }> =
   styles: { ok: v => Array.isArray(v) && v.length === 0, why: 'this server has no saved styles: put them in the prompt' },
   script_name: { ok: v => v === '', why: 'scripts are not available' },
   script_args: { ok: v => Array.isArray(v) && v.length === 0, why: 'scripts are not available' },
-  alwayson_scripts: { ok: v => typeof v === 'object' && v !== null && Object.keys(v).length === 0, why: 'extensions (alwayson_scripts) are not available' },
+  alwayson_scripts: { ok: v => typeof v === 'object' && v !== null && Object.keys(v).length === 0,
+    why: 'extensions (alwayson_scripts) are not available' },
   refiner_checkpoint: { ok: v => v === '', why: 'a refiner is not available' },
   resize_mode: { ok: v => v === 0, why: 'only resize mode 0 (just resize) is available' },
   latent_mask: { ok: () => false, why: 'latent masks are not available' }
 }
 /** A1111 (and Forge) fields that change nothing here. */
-const IGNORED = new Set(['subseed', 'do_not_save_samples', 'do_not_save_grid', 'eta', 's_min_uncond', 's_churn', 's_tmax', 's_tmin', 's_noise',
-  'override_settings_restore_afterwards', 'refiner_switch_at', 'disable_extra_networks', 'comments', 'firstphase_width', 'firstphase_height',
-  'hr_scale', 'hr_upscaler', 'hr_second_pass_steps', 'hr_resize_x', 'hr_resize_y', 'hr_checkpoint_name', 'hr_sampler_name', 'hr_scheduler',
-  'hr_prompt', 'hr_negative_prompt', 'hr_cfg', 'hr_distilled_cfg', 'firstpass_image', 'force_task_id', 'infotext', 'save_images',
-  'image_cfg_scale', 'mask_blur', 'mask_blur_x', 'mask_blur_y', 'mask_round', 'inpainting_fill', 'inpaint_full_res', 'inpaint_full_res_padding',
-  'initial_noise_multiplier', 'include_init_images', 'distilled_cfg_scale', 'sampler_index_hr', 'user'])
+const IGNORED = new Set(['subseed', 'do_not_save_samples', 'do_not_save_grid', 'eta', 's_min_uncond', 's_churn', 's_tmax', 's_tmin',
+  's_noise', 'override_settings_restore_afterwards', 'refiner_switch_at', 'disable_extra_networks', 'comments', 'firstphase_width',
+  'firstphase_height', 'hr_scale', 'hr_upscaler', 'hr_second_pass_steps', 'hr_resize_x', 'hr_resize_y', 'hr_checkpoint_name',
+  'hr_sampler_name', 'hr_scheduler', 'hr_prompt', 'hr_negative_prompt', 'hr_cfg', 'hr_distilled_cfg', 'firstpass_image', 'force_task_id',
+  'infotext', 'save_images', 'image_cfg_scale', 'mask_blur', 'mask_blur_x', 'mask_blur_y', 'mask_round', 'inpainting_fill',
+  'inpaint_full_res', 'inpaint_full_res_padding', 'initial_noise_multiplier', 'include_init_images', 'distilled_cfg_scale',
+  'sampler_index_hr', 'user'])
 const KNOWN = [...MAPPED, ...Object.keys(AT_DEFAULT), ...IGNORED]
 
 const DATA_URL = /^data:image\/[\w.+-]+;base64,/
@@ -98,7 +101,9 @@ async function translate (body: unknown, ctx: ApiContext, img2img: boolean): Pro
     }
   }
   const checkpoint = (b.override_settings as Record<string, unknown> | undefined)?.sd_model_checkpoint
-  if (checkpoint !== undefined && checkpoint !== ctx.model()) bad(`override_settings.sd_model_checkpoint ${show(checkpoint)}: this server runs one model, ${show(ctx.model())}`)
+  if (checkpoint !== undefined && checkpoint !== ctx.model()) {
+    bad(`override_settings.sd_model_checkpoint ${show(checkpoint)}: this server runs one model, ${show(ctx.model())}`)
+  }
   const int = (k: string, def: number): number => {
     const v = b[k] ?? def
     if (!Number.isInteger(v) || (v as number) < 1) bad(`"${k}" must be a positive integer, got ${show(v)}`)
@@ -131,7 +136,8 @@ async function translate (body: unknown, ctx: ApiContext, img2img: boolean): Pro
   } else if (b.init_images !== undefined || b.mask !== undefined) {
     bad('init_images and mask go to /sdapi/v1/img2img')
   }
-  if (b.send_images !== undefined && typeof b.send_images !== 'boolean') bad(`"send_images" must be true or false, got ${show(b.send_images)}`)
+  if (b.send_images !== undefined &&
+    typeof b.send_images !== 'boolean') bad(`"send_images" must be true or false, got ${show(b.send_images)}`)
   // A1111 echoes the request, but not its images.
   const echo = { ...b, init_images: null, mask: null, seed: b.seed ?? -1, batch_size: batch, n_iter: iterations }
   return { prompt, options: { ...options, preview: true }, seed: seed as number, batch, iterations, send: b.send_images !== false, echo }
@@ -147,7 +153,8 @@ async function maskOf (mask: Buffer, image: Buffer, invert: boolean): Promise<RG
 }
 
 /** A1111's `info`: what it reports of a run, as a JSON string. */
-function infoOf (r: A1111Request, ctx: ApiContext, images: GeneratedImage[], seeds: number[], size: { width: number, height: number }): string {
+function infoOf (r: A1111Request, ctx: ApiContext, images: GeneratedImage[], seeds: number[],
+  size: { width: number, height: number }): string {
   const o = r.options
   const now = new Date().toISOString().replace(/\D/g, '').slice(0, 14)
   return JSON.stringify({
@@ -244,7 +251,8 @@ const optionsRoute: Route = async (req, res, ctx) => {
   const body = await jsonBody(req, ctx)
   if (body === null || typeof body !== 'object' || Array.isArray(body)) bad('the body must be a JSON object')
   const want = (body as Record<string, unknown>).sd_model_checkpoint
-  if (want !== undefined && want !== null && want !== ctx.model()) bad(`sd_model_checkpoint ${show(want)}: this server runs one model, ${show(ctx.model())}`)
+  if (want !== undefined && want !== null &&
+    want !== ctx.model()) bad(`sd_model_checkpoint ${show(want)}: this server runs one model, ${show(ctx.model())}`)
   send(res, 200, null)
 }
 
@@ -281,7 +289,8 @@ export const A1111_ROUTES: Record<string, Route> = {
   '/sdapi/v1/img2img': generate(true),
   '/sdapi/v1/options': optionsRoute,
   '/sdapi/v1/progress': get(progress),
-  '/sdapi/v1/sd-models': get(ctx => [{ title: ctx.model(), model_name: ctx.model(), hash: null, sha256: null, filename: ctx.model(), config: null }]),
+  '/sdapi/v1/sd-models': get(ctx => [{ title: ctx.model(), model_name: ctx.model(), hash: null, sha256: null, filename: ctx.model(),
+    config: null }]),
   '/sdapi/v1/samplers': get(() => Object.values(SAMPLER_NAMES).map(name => ({
     name, aliases: Object.keys(SAMPLERS).filter(k => SAMPLER_NAMES[SAMPLERS[k]] === name && k !== name), options: { scheduler: 'karras' }
   }))),

@@ -27,12 +27,14 @@ export function formatAccessLog (e: AccessLogEntry, format: 'json' | 'text'): st
 }
 
 export function checkLogFormat (v: string): AccessLogFormat {
-  if (v !== 'json' && v !== 'text' && v !== 'none') throw new Pg25Error('PG25_INVALID_ARGUMENT', `--log must be json, text or none, got ${JSON.stringify(v)}`)
+  if (v !== 'json' && v !== 'text' && v !== 'none') throw new Pg25Error('PG25_INVALID_ARGUMENT',
+    `--log must be json, text or none, got ${JSON.stringify(v)}`)
   return v
 }
 
 /** Watches each request's answer and hands `write` its entry once. */
-export function accessLogger (write: (e: AccessLogEntry) => void): (req: http.IncomingMessage, res: http.ServerResponse, path: string) => { failed: (code: string) => void } {
+export function accessLogger (write: (e: AccessLogEntry) => void): (req: http.IncomingMessage, res: http.ServerResponse,
+  path: string) => { failed: (code: string) => void } {
   return (req, res, path) => {
     const start = Date.now()
     let code: string | undefined

@@ -17,7 +17,8 @@ export function corsOrigins (list: unknown): Set<string> {
       const u = new URL(o as string)
       ok = typeof o === 'string' && (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === o
     } catch {}
-    if (!ok) throw new Pg25Error('PG25_INVALID_ARGUMENT', `cors: ${show(o)} is not an origin (scheme://host[:port], no path or trailing slash, e.g. http://localhost:3000)`)
+    if (!ok) throw new Pg25Error('PG25_INVALID_ARGUMENT',
+      `cors: ${show(o)} is not an origin (scheme://host[:port], no path or trailing slash, e.g. http://localhost:3000)`)
   }
   return new Set(list as string[])
 }
@@ -42,7 +43,8 @@ export function preflight (req: http.IncomingMessage, res: http.ServerResponse, 
     res.end()
     return
   }
-  if (!cors.has(origin)) throw new HttpError(403, 'CROSS_ORIGIN', `cross-origin requests are refused (${origin} is not allowed: see --cors)`)
+  if (!cors.has(origin)) throw new HttpError(403, 'CROSS_ORIGIN',
+    `cross-origin requests are refused (${origin} is not allowed: see --cors)`)
   const asked = req.headers['access-control-request-headers']
   res.writeHead(204, {
     'access-control-allow-methods': 'GET, HEAD, POST, OPTIONS',

@@ -70,12 +70,14 @@ const sha = (s: string): Buffer => createHash('sha256').update(s).digest()
  * is set, and a body of one of `types` (JSON by default: a type no page can send without a CORS
  * preflight, which only allowed origins get).
  */
-export function checkCaller (req: http.IncomingMessage, token: string | undefined, cors: ReadonlySet<string>, types: readonly string[] = ['application/json']): void {
+export function checkCaller (req: http.IncomingMessage, token: string | undefined, cors: ReadonlySet<string>,
+  types: readonly string[] = ['application/json']): void {
   checkOrigin(req, cors)
   checkToken(req, token)
   const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
   if (!types.includes(type)) {
-    throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', `the body must be sent as ${types.join(' or ')}, not ${JSON.stringify(type || 'untyped')}`)
+    throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE',
+      `the body must be sent as ${types.join(' or ')}, not ${JSON.stringify(type || 'untyped')}`)
   }
 }
 
@@ -85,7 +87,8 @@ export function checkOrigin (req: http.IncomingMessage, cors: ReadonlySet<string
   if (origin !== undefined && cors.has(origin)) return
   const site = req.headers['sec-fetch-site']
   if ((site !== undefined && site !== 'same-origin' && site !== 'none') || (origin !== undefined && !sameOrigin(origin, req.headers.host))) {
-    throw new HttpError(403, 'CROSS_ORIGIN', `cross-origin requests are refused${origin !== undefined ? ` (${origin} is not allowed: see --cors)` : ''}`)
+    throw new HttpError(403, 'CROSS_ORIGIN',
+      `cross-origin requests are refused${origin !== undefined ? ` (${origin} is not allowed: see --cors)` : ''}`)
   }
 }
 

@@ -18,7 +18,8 @@ const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT
 export const openaiError: ErrorBody = (status, code, message) => ({
   error: {
     message,
-    type: status === 401 ? 'authentication_error' : status === 403 ? 'permission_error' : status >= 500 ? 'server_error' : 'invalid_request_error',
+    type: status === 401 ? 'authentication_error' : status === 403 ? 'permission_error' : status >= 500 ? 'server_error' :
+      'invalid_request_error',
     param: null,
     code
   }
@@ -29,7 +30,8 @@ const IGNORED = new Set(['quality', 'style', 'user', 'moderation', 'output_compr
 /** Our own /generate fields a client may add; the size and count come from `size` and `n`. */
 const EXTRAS = new Set(['negativePrompt', 'prompt2', 'negativePrompt2', 'steps', 'guidanceScale', 'scheduler', 'seed', 'strength', 'loras',
   'originalSize', 'cropTopLeft', 'targetSize', 'metadata'])
-const OWN = new Set(['prompt', 'model', 'n', 'size', 'response_format', 'output_format', 'background', 'stream', 'partial_images', 'image', 'mask'])
+const OWN = new Set(['prompt', 'model', 'n', 'size', 'response_format', 'output_format', 'background', 'stream', 'partial_images', 'image',
+  'mask'])
 
 interface ImagesRequest {
   fields: Record<string, unknown>
@@ -52,7 +54,8 @@ function translate (body: Record<string, unknown>, ctx: ApiContext): ImagesReque
   }
   fields.prompt = body.prompt
   if (typeof body.prompt !== 'string' || body.prompt === '') bad('"prompt" must be a non-empty string')
-  if (body.model !== undefined && body.model !== null && typeof body.model !== 'string') bad(`"model" must be a string, got ${show(body.model)}`)
+  if (body.model !== undefined && body.model !== null &&
+    typeof body.model !== 'string') bad(`"model" must be a string, got ${show(body.model)}`)
   if (body.response_format === 'url') {
     bad('"response_format": "url" is not supported: this server keeps no images to link to; ask for "b64_json" (the default)')
   }
@@ -62,7 +65,8 @@ function translate (body: Record<string, unknown>, ctx: ApiContext): ImagesReque
   if (body.stream === true) bad('"stream": true is not supported: the images come whole, in one answer')
   if (body.background === 'transparent') bad('"background": "transparent" is not supported: the model paints every pixel')
   const format = body.output_format ?? 'png'
-  if (format !== 'png' && format !== 'jpeg' && format !== 'webp') bad(`"output_format" must be "png", "jpeg" or "webp", got ${show(format)}`)
+  if (format !== 'png' && format !== 'jpeg' &&
+    format !== 'webp') bad(`"output_format" must be "png", "jpeg" or "webp", got ${show(format)}`)
   if (body.n !== undefined && body.n !== null) fields.count = body.n
   const size = body.size === undefined || body.size === null || body.size === 'auto' ? undefined : body.size
   if (size !== undefined) {
@@ -71,11 +75,13 @@ function translate (body: Record<string, unknown>, ctx: ApiContext): ImagesReque
     fields.width = Number(m![1])
     fields.height = Number(m![2])
   }
-  return { fields, model: (body.model as string | undefined) ?? ctx.model(), format: format as ImageFormat, size: size as string | undefined }
+  return { fields, model: (body.model as string | undefined) ?? ctx.model(), format: format as ImageFormat,
+    size: size as string | undefined }
 }
 
 /** Runs the request and answers with OpenAI's images response (plus `seed`). */
-async function answer (req: Parameters<Route>[0], res: Parameters<Route>[1], ctx: ApiContext, r: ImagesRequest, images?: { image: Buffer, mask?: RGBImage }): Promise<void> {
+async function answer (req: Parameters<Route>[0], res: Parameters<Route>[1], ctx: ApiContext, r: ImagesRequest,
+  images?: { image: Buffer, mask?: RGBImage }): Promise<void> {
   const { prompt, options, metadata } = parseFields(r.fields)
   if (images !== undefined) Object.assign(options, images)
   ctx.checkPixels(await requestPixels(options, ctx.runner.defaultSize))
@@ -84,7 +90,8 @@ async function answer (req: Parameters<Route>[0], res: Parameters<Route>[1], ctx
     const data = await Promise.all(out.images.map(async img => ({
       b64_json: (r.format === 'png' ? await img.toPNG({ metadata }) : await encodeImage(img, r.format)).toString('base64')
     })))
-    send(res, 200, { created: Math.floor(Date.now() / 1000), data, model: r.model, output_format: r.format, size: `${out.width}x${out.height}`, seed: out.seed })
+    send(res, 200, { created: Math.floor(Date.now() / 1000), data, model: r.model, output_format: r.format,
+      size: `${out.width}x${out.height}`, seed: out.seed })
   })
 }
 
@@ -118,7 +125,9 @@ function fromForm (name: string, v: string): unknown {
 async function maskFromAlpha (png: Buffer, what: string): Promise<RGBImage> {
   await probeImage(png, what) // the header's size is checked before anything is decoded
   const img = sharp(png)
-  if ((await img.metadata()).hasAlpha !== true) bad(`${what} has no alpha channel: OpenAI's masks are PNGs whose transparent area is repainted`)
+  if ((await img.metadata()).hasAlpha !== true) {
+    bad(`${what} has no alpha channel: OpenAI's masks are PNGs whose transparent area is repainted`)
+  }
   const { data, info } = await img.ensureAlpha().extractChannel(3).raw().toBuffer({ resolveWithObject: true })
   const rgb = new Uint8Array(info.width * info.height * 3)
   for (let i = 0; i < info.width * info.height; i++) rgb.fill(255 - data[i], i * 3, i * 3 + 3)
@@ -153,12 +162,14 @@ const edits: Route = async (req, res, ctx) => {
   }
   for (const k of ['image', 'mask']) if (typeof body[k] === 'string') bad(`"${k}" must be a file part of the form`)
   const images = files.image ?? []
-  if (images.length !== 1) bad(images.length === 0 ? 'an edit needs "image": the PNG, JPEG or WebP to edit' : `one "image" at a time, got ${images.length}`)
+  if (images.length !== 1) bad(images.length === 0 ? 'an edit needs "image": the PNG, JPEG or WebP to edit' :
+    `one "image" at a time, got ${images.length}`)
   if ((files.mask ?? []).length > 1) bad('one "mask" at a time')
   const r = translate(body, ctx)
   await probeImage(images[0], 'image')
   const given = files.mask?.[0]
-  const mask = given !== undefined ? await maskFromAlpha(given, 'mask') : await hasTransparency(images[0]) ? await maskFromAlpha(images[0], 'image') : undefined
+  const mask = given !== undefined ? await maskFromAlpha(given, 'mask') : await hasTransparency(images[0]) ?
+    await maskFromAlpha(images[0], 'image') : undefined
   // Without a mask the whole image is redrawn, as far as `strength` says (A1111's default, 0.75).
   if (mask === undefined) r.fields.strength ??= 0.75
   await answer(req, res, ctx, r, { image: images[0], mask })

@@ -65,7 +65,8 @@ export function parseFields (body: unknown): ParsedRequest {
 /** A base64 image field's bytes (undefined when absent). */
 export function decodeImage (name: string, v: unknown): Buffer | undefined {
   if (v === undefined) return undefined
-  if (typeof v !== 'string' || v === '' || !BASE64.test(v)) bad(`"${name}" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP`)
+  if (typeof v !== 'string' || v === '' ||
+    !BASE64.test(v)) bad(`"${name}" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP`)
   return Buffer.from(v as string, 'base64')
 }
 

@@ -40,7 +40,8 @@ SIGTERM or SIGINT stops it: running requests are cancelled, then it exits.
       --host ADDR          address to listen on (default 127.0.0.1)
       --queue N            requests waiting or running at once (default 8)
       --max-pixels N       most output pixels (width x height x count) per request (default ${DEFAULT_MAX_PIXELS}); more get 413
-      --token T            require "Authorization: Bearer T" on /generate (default: $PG25_SERVER_TOKEN, else none)
+      --token T            require "Authorization: Bearer T" to generate and on the APIs' routes (default:
+                           $PG25_SERVER_TOKEN, else none)
       --headers-timeout S  seconds a client has to send its headers (default 10)
       --request-timeout S  seconds a client has to send its whole request (default 30); then 408
       --max-body N         largest request body in bytes (default 1048576); images sent as input count

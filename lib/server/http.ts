@@ -49,7 +49,7 @@ export function pathOf (target: string | undefined): string {
  * byte is read). The connection closes after a 413, so the rest of an oversized body is never read.
  */
 export async function readBody (req: http.IncomingMessage, limit: number): Promise<Buffer> {
-  const tooLarge = (): HttpError => new HttpError(413, 'BODY_TOO_LARGE', `the request body exceeds ${limit} bytes`, { connection: 'close' })
+  const tooLarge = (): HttpError => new HttpError(413, 'BODY_TOO_LARGE', `the request body exceeds ${limit} bytes (the server's maxBodyBytes, --max-body)`, { connection: 'close' })
   const declared = Number(req.headers['content-length'] ?? 0)
   if (declared > limit) throw tooLarge()
   const chunks: Buffer[] = []

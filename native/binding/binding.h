@@ -1,5 +1,4 @@
-// The binding's shared pieces: errors as JS errors, AsyncWorker jobs, argument conversion, component
-// construction, and the Tensor and CancelToken classes that JS holds. native/binding/engine.h defines
+// The binding's shared pieces: errors as JS errors, AsyncWorker jobs, argument conversion, and the Tensor and CancelToken classes that JS holds. native/binding/engine.h defines
 // the Engine class on them; native/addon.cc the module's free functions.
 #pragma once
 #include <napi.h>
@@ -18,8 +17,7 @@
 #include "../models/clip.h"
 #include "../models/lora.h"
 #include "../models/params.h"
-#include "../models/unet.h"
-#include "../models/vae.h"
+#include "../models/registry.h"
 
 namespace pg25::binding {
 
@@ -55,14 +53,7 @@ std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v);
 // [{ name, rank, up: Float32Array, down: Float32Array }] (sizes are checked against the weights later).
 std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v);
 
-struct ComponentSpec {
-  std::string kind, class_name, config_path, config_text;
-};
 ComponentSpec spec_from_js(const Napi::Value& v);
-using Model = std::variant<std::monostate, std::unique_ptr<ClipTextModel>, std::unique_ptr<UNet>, std::unique_ptr<VaeDecoder>,
-                           std::unique_ptr<VaeEncoder>>;
-// The component's graph, asking `p` for its weights (a dry run when `p` has no backend).
-Model build(const ComponentSpec& s, Params& p);
 
 // ---- Engine and Tensor ------------------------------------------------------------------------
 

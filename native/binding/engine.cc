@@ -162,7 +162,9 @@ Napi::Value EngineWrap::LoadComponent(const Napi::CallbackInfo& info) {
           loaded->params->on_loaded(nullptr);
           progress->finish();
         },
-        [this, loaded](Napi::Env env) -> Napi::Value {
+        // The JS Engine is held until the job is over (the reference goes with the job, on the main thread),
+        // so `this` is alive here even if the caller dropped its last reference meanwhile.
+        [this, self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info.This().As<Napi::Object>())), loaded](Napi::Env env) -> Napi::Value {
           std::lock_guard<std::mutex> g(mu_);
           components_.push_back(loaded);
           return Napi::Number::New(env, double(components_.size() - 1));
@@ -201,6 +203,7 @@ Napi::Value EngineWrap::ComponentInfo(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> g(mu_);
     if (id >= components_.size() || !components_[id]) throw Error(Code::Disposed, "component is not loaded");
     const Model& m = components_[id]->model;
+    o.Set("kind", components_[id]->spec.kind);
     if (auto* u = std::get_if<std::unique_ptr<UNet>>(&m)) {
       o.Set("inChannels", double((*u)->in_channels()));
       o.Set("sampleSize", double((*u)->sample_size()));

@@ -1,7 +1,8 @@
 // PG25_PROFILE=1: an engine that times every op on its device (the CUDA emulation's events here, the host
 // clock on the CPU), read through engine.profile(); without it the profile stays empty.
 import test from 'ava'
-import { Runtime } from '../lib'
+import { Runtime, UNetModel, readModelIndex, resolveComponent } from '../lib'
+import { TINY, goldenUnet } from './helpers'
 import './emulation'
 
 for (const device of ['cpu', 'cuda'] as const) {
@@ -22,6 +23,32 @@ for (const device of ['cpu', 'cuda'] as const) {
     for (const o of Object.values(p)) t.true(Number.isFinite(o.ms) && o.ms >= 0, JSON.stringify(o))
     t.deepEqual(rt.engine.profile(), {}, 'a read starts afresh')
     for (const y of [x, g, b]) y.dispose()
+    rt.dispose()
+  })
+}
+
+for (const device of ['cpu', 'cuda'] as const) {
+  test.serial(`${device}: an op another op calls is part of the outer op; a UNet call stays profiled on its second run (no recording)`, async t => {
+    process.env.PG25_PROFILE = '1'
+    const rt = Runtime.open(device, () => {})
+    delete process.env.PG25_PROFILE
+    // On the CPU, linears is the interface's default: one linear per weight, inside it.
+    const x = rt.fromHost(Float32Array.from({ length: 6 * 8 }, (_, i) => Math.cos(i)), [6, 8])
+    const ws = [0, 1, 2].map(k => rt.fromHost(Float32Array.from({ length: 4 * 8 }, (_, i) => Math.sin(i + k)), [4, 8]))
+    const y = await rt.engine.op('linears', [x, ...ws], {}) // linears, then the products joined by two concats
+    const p = rt.engine.profile()
+    t.deepEqual(Object.keys(p).sort(), ['concat', 'linears'], JSON.stringify(p))
+    t.is(p.linears.calls, 1)
+    t.is(p.concat.calls, 2)
+    const unet = await UNetModel.load(rt, await resolveComponent(TINY, await readModelIndex(TINY), 'unet', null, () => {}))
+    for (let i = 0; i < 2; i++) {
+      rt.engine.profile()
+      t.true((await goldenUnet(rt, unet)).err < 2e-2)
+      const q = rt.engine.profile()
+      // Every op of the call is seen, kernel by kernel, the second time too: profiling turns recording off.
+      for (const op of ['conv2d', 'group_norm', 'attention', 'layer_norm']) t.true((q[op]?.calls ?? 0) > 0, `call ${i}: ${op}: ${JSON.stringify(q)}`)
+    }
+    for (const v of [x, ...ws, y]) v.dispose()
     rt.dispose()
   })
 }

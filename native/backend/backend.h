@@ -34,7 +34,7 @@ class Mark {
   virtual ~Mark() = default;
 };
 
-// One op's totals in a profile (native/backend/profiling.h).
+// One op's totals in a profile (take_profile; native/backend/profiling.cc).
 struct OpTotal {
   int64_t calls = 0;
   double ms = 0;
@@ -57,7 +57,10 @@ class Backend {
     return std::chrono::duration<double, std::milli>(static_cast<const HostMark&>(b).t - static_cast<const HostMark&>(a).t).count();
   }
   // Time per op since the last call (empty unless the engine was opened with PG25_PROFILE=1).
-  virtual std::vector<std::pair<std::string, OpTotal>> take_profile() { return {}; }
+  std::vector<std::pair<std::string, OpTotal>> take_profile();
+  // Every op from now on is timed on the device (marks around it) and recording is off, so each op's
+  // kernels run where they can be timed (PG25_PROFILE=1 when an engine opens).
+  void enable_profiling();
 
   // Memory. Weights arrive as float32 host data; a backend may store them in another precision
   // (and refuses, naming the tensor, values that precision cannot hold).
@@ -67,7 +70,10 @@ class Backend {
   // as they are, with no float32 copy; others return an undefined tensor and get weight() instead.
   virtual Tensor weight_f16(const std::string& name, const uint16_t* bits, const Shape& shape, Storage storage) { return {}; }
   // x stored as `storage` (x itself when it already is). Ops keep their inputs' storage.
-  virtual Tensor cast(const Tensor& x, Storage storage) = 0;
+  Tensor cast(const Tensor& x, Storage storage) {
+    OpScope scope(*this, "cast");
+    return cast_impl(x, storage);
+  }
   // Overwrites dst's values with src's (same element count and storage), in place: every holder of
   // dst's buffer (a model's weight, a captured CUDA graph) sees the new values. LoRA merging uses it.
   virtual void copy_into(const Tensor& dst, const Tensor& src) = 0;
@@ -76,7 +82,7 @@ class Backend {
   // inputs copied into the recording's own buffers: so body must depend on nothing but the inputs'
   // values and the model's weights (no host data, no host reads), and must not keep any tensor it
   // makes. Without a recorder (or on a backend that cannot record), body simply runs.
-  virtual std::unique_ptr<Recorder> make_recorder() { return nullptr; }
+  std::unique_ptr<Recorder> make_recorder() { return profiling_ ? nullptr : make_recorder_impl(); }
   virtual Tensor run_recorded(Recorder* rec, const std::vector<Tensor>& inputs, const Shape& out_shape,
                               const std::function<Tensor(const std::vector<Tensor>&)>& body) {
     return body(inputs);
@@ -84,10 +90,16 @@ class Backend {
   // The layout image activations and convolution weights are kept in on this backend.
   virtual Layout image_layout() const { return Layout::NCHW; }
   // x laid out as `layout` (x itself when it already is, or when it is not rank 4).
-  virtual Tensor to_layout(const Tensor& x, Layout layout) = 0;
+  Tensor to_layout(const Tensor& x, Layout layout) {
+    OpScope scope(*this, "to_layout");
+    return to_layout_impl(x, layout);
+  }
   // x's batch `times` over ([x; x] for classifier-free guidance's two halves), laid out as `layout`:
   // where that changes the layout, the one pass that converts it writes every copy.
-  virtual Tensor repeat_batch(const Tensor& x, int64_t times, Layout layout) = 0;
+  Tensor repeat_batch(const Tensor& x, int64_t times, Layout layout) {
+    OpScope scope(*this, "repeat_batch");
+    return repeat_batch_impl(x, times, layout);
+  }
   // Returns when the work queued so far has completed (a no-op where ops complete as they return).
   virtual void synchronize() {}
   // t's values in its shape's row-major order (NCHW whatever its layout).
@@ -100,55 +112,114 @@ class Backend {
   virtual void reset_peak() = 0;
 
   // Elementwise. lincomb is the scheduler's one op: sum_i c_i * t_i over tensors of one shape.
-  virtual Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) = 0;
-  virtual Tensor add(const Tensor& a, const Tensor& b) = 0;
-  virtual Tensor silu(const Tensor& x) = 0;
-  virtual Tensor gelu(const Tensor& x) = 0;        // exact (erf) GELU
-  virtual Tensor quick_gelu(const Tensor& x) = 0;  // x * sigmoid(1.702 x)
-  virtual Tensor geglu(const Tensor& x) = 0;       // last axis [a | g] -> a * gelu(g)
+  Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) {
+    OpScope scope(*this, "lincomb");
+    return lincomb_impl(terms);
+  }
+  Tensor add(const Tensor& a, const Tensor& b) {
+    OpScope scope(*this, "add");
+    return add_impl(a, b);
+  }
+  Tensor silu(const Tensor& x) {
+    OpScope scope(*this, "silu");
+    return silu_impl(x);
+  }
+  Tensor gelu(const Tensor& x) {
+    OpScope scope(*this, "gelu");
+    return gelu_impl(x);
+  }        // exact (erf) GELU
+  Tensor quick_gelu(const Tensor& x) {
+    OpScope scope(*this, "quick_gelu");
+    return quick_gelu_impl(x);
+  }  // x * sigmoid(1.702 x)
+  Tensor geglu(const Tensor& x) {
+    OpScope scope(*this, "geglu");
+    return geglu_impl(x);
+  }       // last axis [a | g] -> a * gelu(g)
   // x [B, C, H, W] * scale[c] + shift[c]
-  virtual Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) = 0;
+  Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) {
+    OpScope scope(*this, "channel_affine");
+    return channel_affine_impl(x, scale, shift);
+  }
 
   // Layers.
   // x [..., K], w [N, K] -> x w^T + bias (+ residual, of the output's shape: the skip connection, folded
   // into the GEMM where a backend can)
-  virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual = nullptr) = 0;
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual = nullptr) {
+    OpScope scope(*this, "linear");
+    return linear_impl(x, w, bias, residual);
+  }
   // Weights of one shape that multiply one input together (self-attention's query, key and value
   // projections), in order: a backend may store them back to back in one buffer, so that linears()
   // runs them as one batched GEMM (three times the tiles of one projection to spread over the GPU).
   // Returns the tensors to use from now on (by default, those given).
   virtual std::vector<Tensor> pack_weights(const std::vector<Tensor>& ws) { return ws; }
   // x [..., K] times each weight [N, K]^T (no bias), in order.
-  virtual std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& ws) {
-    std::vector<Tensor> out;
-    for (const Tensor& w : ws) out.push_back(linear(x, w, nullptr));
-    return out;
+  std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& ws) {
+    OpScope scope(*this, "linears");
+    return linears_impl(x, ws);
   }
   // (+ residual, of the output's shape: a ResNet block's skip connection, added in the bias pass)
-  virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual = nullptr) = 0;
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual = nullptr) {
+    OpScope scope(*this, "conv2d");
+    return conv2d_impl(x, w, bias, stride, pad, residual);
+  }
   // (+ SiLU); `add` [B, C] (when given) is added to x's channels first, in the same passes: a ResNet
   // block's time embedding.
-  virtual Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add = nullptr) = 0;
-  virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
+  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add = nullptr) {
+    OpScope scope(*this, "group_norm");
+    return group_norm_impl(x, gamma, beta, groups, eps, silu, add);
+  }
+  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) {
+    OpScope scope(*this, "layer_norm");
+    return layer_norm_impl(x, gamma, beta, eps);
+  }
   // q [B, Nq, C], k and v [B, Nk, C]; `heads` split C; scaled by 1/sqrt(C/heads).
-  virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) = 0;
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) {
+    OpScope scope(*this, "attention");
+    return attention_impl(q, k, v, heads, causal);
+  }
   // Nearest-neighbour resize to [oh, ow] (torch's 'nearest': src = floor(dst * in / out)).
   // Zero padding of the spatial axes of x [B, C, H, W].
-  virtual Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) = 0;
-  virtual Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) = 0;
+  Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) {
+    OpScope scope(*this, "pad2d");
+    return pad2d_impl(x, left, right, top, bottom);
+  }
+  Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) {
+    OpScope scope(*this, "upsample_nearest");
+    return upsample_nearest_impl(x, oh, ow);
+  }
 
   // Shape movement.
-  virtual Tensor concat(const Tensor& a, const Tensor& b, int axis) = 0;
+  Tensor concat(const Tensor& a, const Tensor& b, int axis) {
+    OpScope scope(*this, "concat");
+    return concat_impl(a, b, axis);
+  }
   // Along the batch axis; a backend may return a view of x's memory (ops never write into their inputs).
-  virtual Tensor slice0(const Tensor& x, int64_t start, int64_t count) = 0;
+  Tensor slice0(const Tensor& x, int64_t start, int64_t count) {
+    OpScope scope(*this, "slice0");
+    return slice0_impl(x, start, count);
+  }
   // Image [B, C, H, W] -> tokens [B, HW, C], and back to an image in the backend's image layout (for
   // NHWC images both are views of the same buffer: no copy).
-  virtual Tensor image_to_tokens(const Tensor& x) = 0;
-  virtual Tensor tokens_to_image(const Tensor& x, int64_t h, int64_t w) = 0;
+  Tensor image_to_tokens(const Tensor& x) {
+    OpScope scope(*this, "image_to_tokens");
+    return image_to_tokens_impl(x);
+  }
+  Tensor tokens_to_image(const Tensor& x, int64_t h, int64_t w) {
+    OpScope scope(*this, "tokens_to_image");
+    return tokens_to_image_impl(x, h, w);
+  }
   // ids [B*L] -> table rows [B, L, C]
-  virtual Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) = 0;
+  Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) {
+    OpScope scope(*this, "embedding");
+    return embedding_impl(ids, batch, table);
+  }
   // x [B, L, C] -> [B, C], row rows[b] of each batch entry
-  virtual Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) = 0;
+  Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) {
+    OpScope scope(*this, "gather_rows");
+    return gather_rows_impl(x, rows);
+  }
 
   // Preview: x [B, C, H, W] -> RGB bytes [B, H, W, 3] by a per-pixel linear map, rgb = M x + bias
   // (M row-major 3 x C), mapped from [-1, 1] to [0, 255]. A few flops per pixel; no decoder.
@@ -161,6 +232,57 @@ class Backend {
   struct HostMark : Mark {
     std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
   };
+
+  // What each backend implements: the ops above, behind one dispatch point (the public calls), where
+  // profiling marks them; an op that calls another op is timed as the outer one only.
+  virtual std::unique_ptr<Recorder> make_recorder_impl() { return nullptr; }
+  virtual Tensor cast_impl(const Tensor& x, Storage storage) = 0;
+  virtual Tensor to_layout_impl(const Tensor& x, Layout layout) = 0;
+  virtual Tensor repeat_batch_impl(const Tensor& x, int64_t times, Layout layout) = 0;
+  virtual Tensor lincomb_impl(const std::vector<std::pair<double, const Tensor*>>& terms) = 0;
+  virtual Tensor add_impl(const Tensor& a, const Tensor& b) = 0;
+  virtual Tensor silu_impl(const Tensor& x) = 0;
+  virtual Tensor gelu_impl(const Tensor& x) = 0;
+  virtual Tensor quick_gelu_impl(const Tensor& x) = 0;
+  virtual Tensor geglu_impl(const Tensor& x) = 0;
+  virtual Tensor channel_affine_impl(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) = 0;
+  virtual Tensor linear_impl(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) = 0;
+  virtual std::vector<Tensor> linears_impl(const Tensor& x, const std::vector<Tensor>& ws) {
+    std::vector<Tensor> out;
+    for (const Tensor& w : ws) out.push_back(linear(x, w, nullptr));
+    return out;
+  }
+  virtual Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) = 0;
+  virtual Tensor group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) = 0;
+  virtual Tensor layer_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
+  virtual Tensor attention_impl(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) = 0;
+  virtual Tensor pad2d_impl(const Tensor& x, int left, int right, int top, int bottom) = 0;
+  virtual Tensor upsample_nearest_impl(const Tensor& x, int64_t oh, int64_t ow) = 0;
+  virtual Tensor concat_impl(const Tensor& a, const Tensor& b, int axis) = 0;
+  virtual Tensor slice0_impl(const Tensor& x, int64_t start, int64_t count) = 0;
+  virtual Tensor image_to_tokens_impl(const Tensor& x) = 0;
+  virtual Tensor tokens_to_image_impl(const Tensor& x, int64_t h, int64_t w) = 0;
+  virtual Tensor embedding_impl(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) = 0;
+  virtual Tensor gather_rows_impl(const Tensor& x, const std::vector<int64_t>& rows) = 0;
+
+ private:
+  struct Profile;
+  // Marks an op's start and end on the backend's queued work while profiling; nested ops belong to the
+  // outermost one (per thread), and an op that throws leaves no span.
+  class OpScope {
+   public:
+    OpScope(Backend& be, const char* op);
+    ~OpScope();
+    OpScope(const OpScope&) = delete;
+    OpScope& operator=(const OpScope&) = delete;
+
+   private:
+    Backend& be_;
+    const char* op_;
+    std::unique_ptr<Mark> begin_;
+    int uncaught_;
+  };
+  std::shared_ptr<Profile> profiling_;
 };
 
 }  // namespace pg25

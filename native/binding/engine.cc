@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "../backend/profiling.h"
 #include "../cpu/cpu_backend.h"
 #include "../cuda/cuda_runtime_info.h"
 #ifdef PG25_WITH_CUDA
@@ -111,7 +110,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   });
   // PG25_PROFILE=1: every op timed on its device (profile() reads the totals); no CUDA graphs meanwhile.
   const char* profile = std::getenv("PG25_PROFILE");
-  if (be_ && profile && std::strcmp(profile, "1") == 0) be_ = std::shared_ptr<Backend>(make_profiling_backend(be_).release());
+  if (be_ && profile && std::strcmp(profile, "1") == 0) be_->enable_profiling();
 }
 
 // profile(): { op: { calls, ms } } since the last call, after the queued work completes (it waits: a

@@ -73,7 +73,7 @@ class CpuBackend final : public Backend {
     std::memcpy(D(t), data, size_t(t.numel()) * 4);
     return t;
   }
-  Tensor cast(const Tensor& x, Storage) override { return x; }
+  Tensor cast_impl(const Tensor& x, Storage) override { return x; }
   void copy_into(const Tensor& dst, const Tensor& src) override {
     check(dst.numel() == src.numel(), "copy_into", shape_str(src.shape) + " into " + shape_str(dst.shape));
     CpuBuffer *d = buf(dst), *s = buf(src);
@@ -86,11 +86,11 @@ class CpuBackend final : public Backend {
   }
   void to_host(const Tensor& t, float* out) override { buf(t)->read_plain(out); }
   // The CPU is the NCHW reference: no NHWC tensor is ever made here.
-  Tensor to_layout(const Tensor& x, Layout layout) override {
+  Tensor to_layout_impl(const Tensor& x, Layout layout) override {
     check(layout == Layout::NCHW, "to_layout", "the CPU backend keeps images NCHW");
     return x;
   }
-  Tensor repeat_batch(const Tensor& x, int64_t times, Layout layout) override {
+  Tensor repeat_batch_impl(const Tensor& x, int64_t times, Layout layout) override {
     to_layout(x, layout);
     if (times == 1) return x;
     Shape s = x.shape;
@@ -103,7 +103,7 @@ class CpuBackend final : public Backend {
   size_t peak_bytes() const override { return g_bytes.peak(); }
   void reset_peak() override { g_bytes.reset_peak(); }
 
-  Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
+  Tensor lincomb_impl(const std::vector<std::pair<double, const Tensor*>>& terms) override {
     check(!terms.empty(), "lincomb", "no terms");
     const Shape& s = terms[0].second->shape;
     for (auto& t : terms) check(t.second->shape == s, "lincomb", "shape mismatch " + shape_str(t.second->shape) + " vs " + shape_str(s));
@@ -122,7 +122,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor add(const Tensor& a, const Tensor& b) override {
+  Tensor add_impl(const Tensor& a, const Tensor& b) override {
     check(a.shape == b.shape, "add", shape_str(a.shape) + " vs " + shape_str(b.shape));
     Tensor y = make(a.shape);
     const float *x = D(a), *z = D(b);
@@ -133,19 +133,19 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor silu(const Tensor& x) override {
+  Tensor silu_impl(const Tensor& x) override {
     Tensor y = make(x.shape);
     const float* a = D(x);
     float* o = D(y);
     cpu::parallel_for(x.numel(), 1 << 14, [&](int64_t b, int64_t e) { cpu::silu(a + b, o + b, e - b); });
     return y;
   }
-  Tensor gelu(const Tensor& x) override { return map(x, gelu_erf); }
-  Tensor quick_gelu(const Tensor& x) override {
+  Tensor gelu_impl(const Tensor& x) override { return map(x, gelu_erf); }
+  Tensor quick_gelu_impl(const Tensor& x) override {
     return map(x, [](float v) { return v / (1.f + std::exp(-1.702f * v)); });
   }
 
-  Tensor geglu(const Tensor& x) override {
+  Tensor geglu_impl(const Tensor& x) override {
     int64_t n2 = x.dim(-1), n = n2 / 2, rows = x.numel() / n2;
     check(n2 % 2 == 0, "geglu", "odd last axis");
     Shape s = x.shape;
@@ -160,7 +160,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) override {
+  Tensor channel_affine_impl(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
     check(int64_t(scale.size()) == C && int64_t(shift.size()) == C, "channel_affine", "channel count");
     Tensor y = make(x.shape);
@@ -187,7 +187,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) override {
+  Tensor linear_impl(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) override {
     int64_t K = x.dim(-1), N = w.dim(0), M = x.numel() / K;
     check(w.rank() == 2 && w.dim(1) == K, "linear", "input " + shape_str(x.shape) + " weight " + shape_str(w.shape));
     Shape s = x.shape;
@@ -216,7 +216,7 @@ class CpuBackend final : public Backend {
   // Per image: out[Cout, P] = W[Cout, K] x im2col(x)[K, P], with the im2col columns packed tile by tile
   // straight from the image (1x1 convolutions read the image as the matrix it already is); bias and
   // residual are added as each tile is stored.
-  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
+  Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3);
     int64_t Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
     check(w.rank() == 4 && w.dim(1) == Cin, "conv2d", "input " + shape_str(x.shape) + " weight " + shape_str(w.shape));
@@ -250,7 +250,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor group_norm(const Tensor& x_in, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) override {
+  Tensor group_norm_impl(const Tensor& x_in, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) override {
     Tensor x = add ? add_per_channel(x_in, *add) : x_in;
     int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
     check(C % groups == 0, "group_norm", "channels not divisible by groups");
@@ -276,7 +276,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
+  Tensor layer_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
     int64_t C = x.dim(-1), rows = x.numel() / C;
     Tensor y = make(x.shape);
     const float *a = D(x), *g = D(gamma), *bt = D(beta);
@@ -292,7 +292,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) override {
+  Tensor attention_impl(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) override {
     int64_t B = q.dim(0), Nq = q.dim(1), C = q.dim(2), Nk = k.dim(1);
     check(k.dim(0) == B && v.dim(0) == B && k.dim(2) == C && v.dim(2) == C && v.dim(1) == Nk && C % heads == 0,
           "attention", "q " + shape_str(q.shape) + " k " + shape_str(k.shape) + " v " + shape_str(v.shape));
@@ -340,7 +340,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) override {
+  Tensor pad2d_impl(const Tensor& x, int left, int right, int top, int bottom) override {
     int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
     int64_t Ho = H + top + bottom, Wo = W + left + right;
     Tensor y = make({B, C, Ho, Wo});
@@ -352,7 +352,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) override {
+  Tensor upsample_nearest_impl(const Tensor& x, int64_t oh, int64_t ow) override {
     int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
     Tensor y = make({B, C, oh, ow});
     const float* a = D(x);
@@ -369,7 +369,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor concat(const Tensor& a, const Tensor& b, int axis) override {
+  Tensor concat_impl(const Tensor& a, const Tensor& b, int axis) override {
     ConcatPlan p = plan_concat(a, b, axis);
     Tensor y = make(p.shape);
     int64_t ca = p.a_run, cb = p.b_run;
@@ -380,7 +380,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor slice0(const Tensor& x, int64_t start, int64_t count) override {
+  Tensor slice0_impl(const Tensor& x, int64_t start, int64_t count) override {
     check(start >= 0 && count >= 0 && start + count <= x.dim(0), "slice0", "range outside " + shape_str(x.shape));
     Shape s = x.shape;
     s[0] = count;
@@ -390,7 +390,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor image_to_tokens(const Tensor& x) override {
+  Tensor image_to_tokens_impl(const Tensor& x) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
     Tensor y = make({B, HW, C});
     const float* a = D(x);
@@ -404,7 +404,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor tokens_to_image(const Tensor& x, int64_t h, int64_t w) override {
+  Tensor tokens_to_image_impl(const Tensor& x, int64_t h, int64_t w) override {
     int64_t B = x.dim(0), HW = x.dim(1), C = x.dim(2);
     check(HW == h * w, "tokens_to_image", "token count");
     Tensor y = make({B, C, h, w});
@@ -419,7 +419,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) override {
+  Tensor embedding_impl(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) override {
     int64_t V = table.dim(0), C = table.dim(1), L = int64_t(ids.size()) / batch;
     Tensor y = make({batch, L, C});
     for (size_t i = 0; i < ids.size(); i++) {
@@ -429,7 +429,7 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) override {
+  Tensor gather_rows_impl(const Tensor& x, const std::vector<int64_t>& rows) override {
     int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
     check(int64_t(rows.size()) == B, "gather_rows", "one row per batch entry");
     Tensor y = make({B, C});

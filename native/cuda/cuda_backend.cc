@@ -133,7 +133,7 @@ class CudaBackend final : public Backend {
   }
 
   // CUDA graphs, unless PG25_CUDA_GRAPHS=0 (then every call launches its kernels one by one).
-  std::unique_ptr<Recorder> make_recorder() override {
+  std::unique_ptr<Recorder> make_recorder_impl() override {
     const char* env = std::getenv("PG25_CUDA_GRAPHS");
     if (env && std::strcmp(env, "0") == 0) return nullptr;
     return std::make_unique<cuda::GraphRecorder>(
@@ -185,7 +185,7 @@ class CudaBackend final : public Backend {
     check(cudaMemcpyAsync(P(t), bits, n * 2, cudaMemcpyHostToDevice, stream()), "weight upload");
     return t;
   }
-  Tensor cast(const Tensor& x, Storage storage) override {
+  Tensor cast_impl(const Tensor& x, Storage storage) override {
     bool wide = storage == Storage::Wide;
     if (W(x) == wide) return x;
     Tensor y = make(x.shape, wide, x.layout);
@@ -232,8 +232,8 @@ class CudaBackend final : public Backend {
   Layout image_layout() const override { return layout_; }
   // A layout change is repeat_batch once: one kernel transposes [N, C, HW] to [N, HW, C] (NHWC) or back,
   // writing every repeat; without a layout change the repeats are copies.
-  Tensor to_layout(const Tensor& x, Layout layout) override { return repeat_batch(x, 1, layout); }
-  Tensor repeat_batch(const Tensor& x, int64_t times, Layout layout) override {
+  Tensor to_layout_impl(const Tensor& x, Layout layout) override { return repeat_batch(x, 1, layout); }
+  Tensor repeat_batch_impl(const Tensor& x, int64_t times, Layout layout) override {
     bool transpose = x.rank() == 4 && x.layout != layout;
     if (times == 1 && !transpose) return x;
     Shape s = x.shape;
@@ -272,7 +272,7 @@ class CudaBackend final : public Backend {
   size_t peak_bytes() const override { return cuda::device_bytes(device_).peak(); }
   void reset_peak() override { cuda::device_bytes(device_).reset_peak(); }
 
-  Tensor lincomb(const std::vector<std::pair<double, const Tensor*>>& terms) override {
+  Tensor lincomb_impl(const std::vector<std::pair<double, const Tensor*>>& terms) override {
     bool wide = W(*terms[0].second);
     Tensor y = make(terms[0].second->shape, wide, terms[0].second->layout);
     // Chains of eight terms at a time (the schedulers use at most three).
@@ -289,7 +289,7 @@ class CudaBackend final : public Backend {
     LAUNCHED("lincomb");
     return y;
   }
-  Tensor add(const Tensor& a, const Tensor& b) override {
+  Tensor add_impl(const Tensor& a, const Tensor& b) override {
     bool wide = same("add", {&a, &b});
     Tensor y = make(a.shape, wide, one_layout("add", {&a, &b}));
     cuda::add(P(a), P(b), P(y), y.numel(), wide, stream());
@@ -302,10 +302,10 @@ class CudaBackend final : public Backend {
     LAUNCHED("unary");
     return y;
   }
-  Tensor silu(const Tensor& x) override { return unary(cuda::Unary::Silu, x); }
-  Tensor gelu(const Tensor& x) override { return unary(cuda::Unary::Gelu, x); }
-  Tensor quick_gelu(const Tensor& x) override { return unary(cuda::Unary::QuickGelu, x); }
-  Tensor geglu(const Tensor& x) override {
+  Tensor silu_impl(const Tensor& x) override { return unary(cuda::Unary::Silu, x); }
+  Tensor gelu_impl(const Tensor& x) override { return unary(cuda::Unary::Gelu, x); }
+  Tensor quick_gelu_impl(const Tensor& x) override { return unary(cuda::Unary::QuickGelu, x); }
+  Tensor geglu_impl(const Tensor& x) override {
     Shape s = x.shape;
     int64_t n = s.back() / 2;
     s.back() = n;
@@ -314,7 +314,7 @@ class CudaBackend final : public Backend {
     LAUNCHED("geglu");
     return y;
   }
-  Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) override {
+  Tensor channel_affine_impl(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
     CudaBuffer params(size_t(2 * C) * 4, stream_owner_);
     std::vector<float> host(scale);
@@ -326,7 +326,7 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) override {
+  Tensor linear_impl(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor* residual) override {
     int64_t K = x.dim(-1), N = w.dim(0), M = x.numel() / K;
     Shape s = x.shape;
     s.back() = N;
@@ -354,17 +354,17 @@ class CudaBackend final : public Backend {
   }
   // Weights lying back to back (pack_weights') are one batched GEMM: x is every batch entry's operand
   // (batch stride 0), the products land in one buffer and come back as views of it.
-  std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& ws) override {
+  std::vector<Tensor> linears_impl(const Tensor& x, const std::vector<Tensor>& ws) override {
     int64_t K = x.dim(-1), N = ws[0].dim(0), M = x.numel() / K, n = int64_t(ws.size());
     bool packed = n > 1 && (M * N * 2) % 256 == 0;
     for (int64_t i = 0; packed && i < n; i++)
       packed = ws[size_t(i)].shape == ws[0].shape && W(ws[size_t(i)]) == W(ws[0]) && P(ws[size_t(i)]) == static_cast<const char*>(P(ws[0])) + i * N * K * 2;
-    if (!packed) return Backend::linears(x, ws);
+    if (!packed) return Backend::linears_impl(x, ws);
     bool wide = same("linears", {&x, &ws[0]});
     Shape s = x.shape;
     s.back() = N;
     Tensor all = make({n, M, N}, wide);
-    if (!lt_->linears(P(x), P(ws[0]), P(all), n, M, N, K, wide, stream())) return Backend::linears(x, ws);
+    if (!lt_->linears(P(x), P(ws[0]), P(all), n, M, N, K, wide, stream())) return Backend::linears_impl(x, ws);
     std::vector<Tensor> out;
     for (int64_t i = 0; i < n; i++) out.push_back(view(all, size_t(i * M * N) * 2, s));
     return out;
@@ -385,7 +385,7 @@ class CudaBackend final : public Backend {
     std::lock_guard<std::mutex> g(notices_mu_);
     return std::move(notices_);
   }
-  Tensor conv2d(const Tensor& x, const Tensor& w_in, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
+  Tensor conv2d_impl(const Tensor& x, const Tensor& w_in, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
     int64_t H = x.dim(2), W = x.dim(3), kh = w_in.dim(2), kw = w_in.dim(3);
     bool wide = same("conv2d", {&x, &w_in, bias, residual});
     Layout layout = one_layout("conv2d", {&x, residual});
@@ -396,7 +396,7 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) override {
+  Tensor group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) override {
     int64_t B = x.dim(0), C = x.dim(1);
     bool wide = same("group_norm", {&x, &gamma, &beta, add});
     const void* a = add ? P(*add) : nullptr;
@@ -418,7 +418,7 @@ class CudaBackend final : public Backend {
     LAUNCHED("group_norm");
     return y;
   }
-  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
+  Tensor layer_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
     int64_t C = x.dim(-1);
     bool wide = same("layer_norm", {&x, &gamma, &beta});
     Tensor y = make(x.shape, wide);
@@ -426,7 +426,7 @@ class CudaBackend final : public Backend {
     LAUNCHED("layer_norm");
     return y;
   }
-  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) override {
+  Tensor attention_impl(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) override {
     int64_t C = q.dim(2);
     if (C / heads > 512) throw Error(Code::Unsupported, "attention heads wider than 512 channels are not supported on the GPU");
     bool wide = same("attention", {&q, &k, &v});
@@ -435,20 +435,20 @@ class CudaBackend final : public Backend {
     LAUNCHED("attention");
     return y;
   }
-  Tensor pad2d(const Tensor& x, int left, int right, int top, int bottom) override {
+  Tensor pad2d_impl(const Tensor& x, int left, int right, int top, int bottom) override {
     int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
     Tensor y = make({B, C, H + top + bottom, W + left + right}, pg25::W(x), x.layout);
     cuda::pad2d(P(x), P(y), B, C, H, W, left, top, H + top + bottom, W + left + right, NHWC(x), stream());
     LAUNCHED("pad2d");
     return y;
   }
-  Tensor upsample_nearest(const Tensor& x, int64_t oh, int64_t ow) override {
+  Tensor upsample_nearest_impl(const Tensor& x, int64_t oh, int64_t ow) override {
     Tensor y = make({x.dim(0), x.dim(1), oh, ow}, W(x), x.layout);
     cuda::upsample_nearest(P(x), P(y), x.dim(0), x.dim(1), x.dim(2), x.dim(3), oh, ow, NHWC(x), stream());
     LAUNCHED("upsample");
     return y;
   }
-  Tensor concat(const Tensor& a, const Tensor& b, int axis) override {
+  Tensor concat_impl(const Tensor& a, const Tensor& b, int axis) override {
     ConcatPlan p = plan_concat(a, b, axis);
     Tensor y = make(p.shape, same("concat", {&a, &b}), a.layout);
     size_t ca = size_t(p.a_run) * 2, cb = size_t(p.b_run) * 2;
@@ -457,7 +457,7 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  Tensor slice0(const Tensor& x, int64_t start, int64_t count) override {
+  Tensor slice0_impl(const Tensor& x, int64_t start, int64_t count) override {
     Shape s = x.shape;
     s[0] = count;
     int64_t per = x.numel() / x.dim(0);
@@ -470,7 +470,7 @@ class CudaBackend final : public Backend {
     return y;
   }
   // NHWC images are token sequences already: both directions are views.
-  Tensor image_to_tokens(const Tensor& x) override {
+  Tensor image_to_tokens_impl(const Tensor& x) override {
     int64_t B = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
     if (NHWC(x)) return Tensor{x.buf, {B, HW, C}};
     Tensor y = make({B, HW, C}, W(x));
@@ -478,7 +478,7 @@ class CudaBackend final : public Backend {
     LAUNCHED("image_to_tokens");
     return y;
   }
-  Tensor tokens_to_image(const Tensor& x, int64_t h, int64_t w) override {
+  Tensor tokens_to_image_impl(const Tensor& x, int64_t h, int64_t w) override {
     int64_t B = x.dim(0), C = x.dim(2);
     if (layout_ == Layout::NHWC) return Tensor{x.buf, {B, C, h, w}, Layout::NHWC};
     Tensor y = make({B, C, h, w}, W(x));
@@ -486,7 +486,7 @@ class CudaBackend final : public Backend {
     LAUNCHED("tokens_to_image");
     return y;
   }
-  Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) override {
+  Tensor embedding_impl(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) override {
     int64_t V = table.dim(0), C = table.dim(1), L = int64_t(ids.size()) / batch;
     for (int32_t id : ids)
       if (id < 0 || id >= V) throw Error(Code::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
@@ -497,7 +497,7 @@ class CudaBackend final : public Backend {
     LAUNCHED("embedding");
     return y;
   }
-  Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) override {
+  Tensor gather_rows_impl(const Tensor& x, const std::vector<int64_t>& rows) override {
     int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
     Tensor y = make({B, C}, W(x));
     for (int64_t b = 0; b < B; b++)

@@ -13,6 +13,7 @@ import type { GenerateQueue } from '../fleet/queue'
 import type { Pipeline } from '../pipeline'
 import { int, num, parseFlags, str, type Flags } from './args'
 import { FLEET_HELP, openFleet } from './fleet'
+import { catchInterrupts, INTERRUPTED } from './interrupt'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'
 import { loadReporter, stepReporter } from './progress'
 
@@ -146,7 +147,15 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
   const outPath = str(values.output) ?? `pg25-${seed}.png`
   const format = formatOf(outPath)
   const files = numberedPaths(outPath, opts.count ?? 1)
-  const outs = await openAll(files)
+  const interrupt = catchInterrupts(line => process.stderr.write(`pg25: ${line}\n`))
+  let outs: OutputFile[]
+  try {
+    outs = await openAll(files)
+  } catch (err) {
+    interrupt.dispose()
+    throw err
+  }
+  interrupt.onStop(async () => await Promise.all(outs.map(async o => await o.discard())))
 
   const quiet = values.quiet === true
   const loading = loadReporter(process.stderr)
@@ -155,12 +164,12 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
   try {
     // A notice (CPU fallback, a truncated prompt) goes on a line of its own, not after a bar drawn in place.
     const onWarning = (m: string): void => { loading.end(); stepping.end(); process.stderr.write(`${m}\n`) }
-    const fleet = await openFleet(values, 'queue', { cancelOnSignal: true })
-    pipe = fleet ?? await openPipeline(choice, { named: true, onWarning, onProgress: quiet ? undefined : p => loading.update(p) })
+    const fleet = await openFleet(values, 'queue', { interrupt })
+    pipe = fleet ?? await openPipeline(choice, { named: true, onWarning, onProgress: quiet ? undefined : p => loading.update(p), signal: interrupt.signal })
     loading.end()
     await loadLoRAFlags(pipe, loras) // refuses a fleet: its workers load LoRAs (pg25 worker --lora)
     const loaded = Date.now()
-    const r = await pipe.generate(prompt, { ...opts, seed, onStep: quiet ? undefined : s => stepping.update(s) })
+    const r = await pipe.generate(prompt, { ...opts, seed, signal: fleet === undefined ? interrupt.signal : undefined, onStep: quiet ? undefined : s => stepping.update(s) })
     stepping.end()
     const generated = Date.now()
     for (const [i, img] of r.images.entries()) await outs[i].commit(await encodeImage(img, format))
@@ -185,7 +194,12 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
       }) + '\n')
     }
     return 0
+  } catch (err) {
+    if (!interrupt.signal.aborted) throw err
+    process.stderr.write('pg25: interrupted; no file was written\n')
+    return INTERRUPTED
   } finally {
+    interrupt.dispose()
     loading.end()
     stepping.end()
     await Promise.all(outs.map(async o => await o.discard()))

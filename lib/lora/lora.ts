@@ -3,8 +3,10 @@
 // set or of a scale re-merges only the weights whose sum changed, each from its original as the model
 // files hold it (native/models/lora.h says why merging beats a run-time branch). Calls run in the
 // pipeline's queue, so weights never change under a running generate().
+import os from 'node:os'
 import path from 'node:path'
 import { Pg25Error, native } from '../errors'
+import { fmtBytes, type Room } from '../memory'
 import { show } from '../options'
 import type { Runtime } from '../runtime'
 import { readLoRA, type LoRAModule, type WeightShapes } from './file'
@@ -60,7 +62,7 @@ export class LoRAs {
   private shapes: WeightShapes | undefined
   private nextId = 0
 
-  constructor (private readonly rt: Runtime, private readonly ids: Record<LoRAComponent, number>) {}
+  constructor (private readonly rt: Runtime, private readonly ids: Record<LoRAComponent, number>, private readonly memoryLimit?: number) {}
 
   list (): LoRAInfo[] {
     return [...this.loaded.values()].map(l => ({ name: l.name, scale: l.scale, source: l.source, modules: l.modules.length }))
@@ -71,13 +73,20 @@ export class LoRAs {
     return this.shapes
   }
 
+  /** Host memory a LoRA may take: what is free, and on the CPU no more than memoryLimit leaves beside the model. */
+  private room (): Room {
+    const free = os.freemem()
+    const left = this.rt.device === 'cpu' && this.memoryLimit !== undefined ? this.memoryLimit - this.rt.engine.bytesInUse() : Infinity
+    return left < free ? { bytes: left, text: `memoryLimit leaves ${fmtBytes(left)} beside the model` } : { bytes: free, text: `only ${fmtBytes(free)} of host memory is free` }
+  }
+
   /** Reads and checks a LoRA file against the model; nothing changes until `add`. */
   async read (file: string, options: LoRALoadOptions): Promise<Loaded> {
     if (options === null || typeof options !== 'object') throw new Pg25Error('PG25_INVALID_ARGUMENT', `LoRA options must be an object, got ${show(options)}`)
     const name = options.name ?? path.basename(file).replace(/\.safetensors$/i, '')
     if (typeof name !== 'string' || name === '' || name.length > 200) throw new Pg25Error('PG25_INVALID_ARGUMENT', `a LoRA name must be a non-empty string of at most 200 characters, got ${show(name)}`)
     const scale = checkScale(options.scale ?? 1, 'the LoRA scale')
-    const modules = await readLoRA(file, this.weightShapes())
+    const modules = await readLoRA(file, this.weightShapes(), this.room())
     return { id: this.nextId++, name, source: path.resolve(file), scale, modules }
   }
 

@@ -38,6 +38,7 @@ class ProfilingBackend final : public Backend {
   Tensor weight_f16(const std::string& name, const uint16_t* bits, const Shape& shape, Storage storage) override {
     return in_->weight_f16(name, bits, shape, storage);
   }
+  bool takes_f16(Storage storage) const override { return in_->takes_f16(storage); }
   Tensor cast(const Tensor& x, Storage storage) override { return timed("cast", [&] { return in_->cast(x, storage); }); }
   void copy_into(const Tensor& dst, const Tensor& src) override { in_->copy_into(dst, src); }
   Layout image_layout() const override { return in_->image_layout(); }

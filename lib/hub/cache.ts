@@ -53,7 +53,7 @@ export const namesFit = (p: string): boolean => p.split('/').every(seg => Buffer
 
 /** A filesystem failure while fetching `file` into the cache, as a Pg25Error (one already is, unchanged). */
 export function cacheFailure (ctx: { id: string }, file: string, err: unknown): Error {
-  if (err instanceof Pg25Error || (err as Error)?.name === 'AbortError') return err as Error
+  if (err instanceof Pg25Error) return err
   const e = err as NodeJS.ErrnoException
   if (e?.code === 'ENAMETOOLONG') return new Pg25Error('PG25_UNSUPPORTED', `${ctx.id}: ${file}: the name is too long for this filesystem's cache (${e.message})`, { cause: err })
   return new Pg25Error('PG25_INTERNAL', `${ctx.id}: ${file}: cannot write it into the Hugging Face cache (${e?.message ?? String(err)})`, { cause: err })

@@ -75,19 +75,19 @@ async function sizeOf (file: string): Promise<number | null> {
 }
 
 /**
- * Runs `attempt` until it succeeds. Network failures are retried with a pause: up to MAX_ATTEMPTS in a
- * row without progress (`progressed`: the attempt got further into the file than any before it), and
- * never more than ctx's attempt count in all or past its deadline.
+ * Runs `attempt` until it succeeds. Network failures are retried with a pause: until MAX_ATTEMPTS fail
+ * in a row without progress (`progressed`: the attempt got further into the file than any before it),
+ * and never more than ctx's attempt count in all or past its deadline.
  */
 async function withRetries<T> (ctx: FileContext, attempt: () => Promise<T>, progressed: () => boolean): Promise<T> {
-  for (let failures = 0, total = 1; ; failures++, total++) {
+  for (let stale = 0, total = 1; ; total++) {
     try {
       return await attempt()
     } catch (err) {
       if (!(err instanceof Pg25Error && err.code === 'PG25_HUB_NETWORK')) throw err
-      if (progressed()) failures = 0
-      const pause = 250 * (failures + 1)
-      if (failures + 1 >= MAX_ATTEMPTS || Date.now() + pause >= ctx.deadline) throw err
+      stale = progressed() ? 0 : stale + 1
+      const pause = 250 * (stale + 1)
+      if (stale >= MAX_ATTEMPTS || Date.now() + pause >= ctx.deadline) throw err
       if (total >= ctx.attempts) {
         throw new Pg25Error('PG25_HUB_NETWORK', `${err.message}; gave up after ${total} attempts (PG25_HUB_FILE_ATTEMPTS); run it again to resume`, { cause: err })
       }

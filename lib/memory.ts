@@ -8,6 +8,7 @@ import { componentManifest } from './native'
 
 const GiB = 2 ** 30
 export const fmtBytes = (bytes: number): string => `${(bytes / GiB).toFixed(2)} GiB`
+export const fmtMiB = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
 
 /** What a request's working set depends on, read from the UNet and VAE configs. */
 export interface CostModel {
@@ -124,6 +125,6 @@ export function checkLoRAMemory (file: string, tensors: number, pairs: number[],
   const elements = pairs.reduce((a, b) => a + b, 0) + Math.max(0, ...pairs)
   const need = elements * 4 + tensors * 64
   if (need > room.bytes) {
-    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${file}: the LoRA's tensors need about ${(need / 2 ** 20).toFixed(1)} MiB of host memory as float32, but ${room.text}`)
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${file}: the LoRA's tensors need about ${fmtMiB(need)} of host memory as float32, but ${room.text}`)
   }
 }

@@ -5,6 +5,8 @@ import path from 'node:path'
 import { Pg25Error } from '../lib/errors'
 import { writeSafetensors, type TensorToWrite } from '../lib/io/safetensors-writer'
 import { readLoRA, type WeightShapes } from '../lib/lora/file'
+import { Pipeline } from '../lib/pipeline'
+import { TINY } from './helpers'
 
 // LoRA files that are small on disk but ask for unbounded work, memory or range: alpha_pattern keys
 // are read as module names (never compiled as regular expressions), tensor sizes are checked against
@@ -56,11 +58,30 @@ test('an alpha_pattern key that is a regular expression is refused by name, at o
 test('tensors larger than the memory there is are refused from the header, before any is read', async t => {
   // Rank 8192 on a 32 x 32 weight: 2 MiB of float32 for the pair, from a header that could sit on a sparse file.
   const file = await write(pair(PROJ, 8192, 0))
-  const err = await t.throwsAsync(readLoRA(file, SHAPES, { bytes: 2 ** 20, text: 'only 1.00 MiB is free (test)' }), { instanceOf: Pg25Error })
+  const err = await t.throwsAsync(readLoRA(file, SHAPES, { bytes: 2 ** 20, text: 'only 1.0 MiB is free (test)' }), { instanceOf: Pg25Error })
   t.is(err!.code, 'PG25_OUT_OF_MEMORY')
-  t.regex(err!.message, /l\d+\.safetensors: the LoRA's tensors need about 4\.0 MiB of host memory as float32, but only 1\.00 MiB is free \(test\)/)
+  t.regex(err!.message, /l\d+\.safetensors: the LoRA's tensors need about 4\.0 MiB of host memory as float32, but only 1\.0 MiB is free \(test\)/)
   // The same file fits in more room.
   t.is((await readLoRA(file, SHAPES, { bytes: 2 ** 24, text: '' }))[0].rank, 8192)
+})
+
+test('loadLoRA refuses a LoRA that memoryLimit leaves no room for beside the model, from a sparse file, before reading it', async t => {
+  const pipe = await Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: 48 * 2 ** 20, onWarning: () => {} }) // the model takes about 26 MiB
+  t.teardown(async () => { await pipe.dispose() })
+  // Rank 65536 on a 64 x 64 weight: 32 MiB of tensors that the file holds only as a header and a hole.
+  const rank = 65536
+  const header = Buffer.from(JSON.stringify({
+    'unet.mid_block.attentions.0.proj_in.lora_A.weight': { dtype: 'F32', shape: [rank, 64], data_offsets: [0, rank * 256] },
+    'unet.mid_block.attentions.0.proj_in.lora_B.weight': { dtype: 'F32', shape: [64, rank], data_offsets: [rank * 256, rank * 512] }
+  }))
+  const file = path.join(dir, 'sparse.safetensors')
+  const head = Buffer.alloc(8)
+  head.writeBigUInt64LE(BigInt(header.length))
+  await fs.writeFile(file, Buffer.concat([head, header]))
+  await fs.truncate(file, 8 + header.length + rank * 512)
+  const err = await t.throwsAsync(pipe.loadLoRA(file, { name: 'sparse' }), { instanceOf: Pg25Error, code: 'PG25_OUT_OF_MEMORY' })
+  t.regex(err!.message, /sparse\.safetensors: the LoRA's tensors need about 64\.0 MiB of host memory as float32, but memoryLimit leaves 2\d\.\d MiB beside the model$/)
+  t.deepEqual(pipe.loras, [])
 })
 
 test('a delta float32 cannot hold is refused at load, naming the weight: a huge lora_alpha, or huge tensors', async t => {

@@ -6,7 +6,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import { Pg25Error, native } from '../errors'
-import { fmtBytes, type Room } from '../memory'
+import { fmtMiB, type Room } from '../memory'
 import { show } from '../options'
 import type { Runtime } from '../runtime'
 import { readLoRA, type LoRAModule, type WeightShapes } from './file'
@@ -77,7 +77,7 @@ export class LoRAs {
   private room (): Room {
     const free = os.freemem()
     const left = this.rt.device === 'cpu' && this.memoryLimit !== undefined ? this.memoryLimit - this.rt.engine.bytesInUse() : Infinity
-    return left < free ? { bytes: left, text: `memoryLimit leaves ${fmtBytes(left)} beside the model` } : { bytes: free, text: `only ${fmtBytes(free)} of host memory is free` }
+    return left < free ? { bytes: left, text: `memoryLimit leaves ${fmtMiB(left)} beside the model` } : { bytes: free, text: `only ${fmtMiB(free)} of host memory is free` }
   }
 
   /** Reads and checks a LoRA file against the model; nothing changes until `add`. */

@@ -1,8 +1,8 @@
 // npm run fuzz, Hub stage: a Hub on 127.0.0.1 that answers at random for FUZZ_SECONDS: listings that are
 // junk, huge or plausible (names long, odd or missing; sizes wrong or absent), statuses from 200 to 503,
 // headers that contradict the listing or announce 1e15 bytes, bodies cut, stalled, short, long or endless,
-// redirects in loops. Every downloadFile must resolve with the right bytes or reject with a Pg25Error,
-// within a bound (tight timeouts and a 3 s deadline per file), and the process must stay under 1 GiB.
+// redirects in loops. Every downloadFile must resolve with the right bytes or reject with a Pg25Error
+// (tight timeouts and a 3 s deadline per file bound each trial), and the process must stay under 1 GiB.
 import { createHash } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import http from 'node:http'
@@ -12,7 +12,6 @@ import path from 'node:path'
 import { Pg25Error } from '../lib/errors'
 import { downloadFile } from '../lib/hub/repo-file'
 
-const seconds = Number(process.env.FUZZ_SECONDS ?? 180)
 let state = 0x6d2b79f5
 const rnd = (n: number): number => { state ^= state << 13; state ^= state >>> 17; state ^= state << 5; return (state >>> 0) % n }
 const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)]
@@ -65,7 +64,12 @@ function answer (req: http.IncomingMessage, res: http.ServerResponse, port: numb
   }
 }
 
-async function main (): Promise<void> {
+/**
+ * Runs trials while `more(runs)`; throws on the first broken invariant (and on a trial that takes over
+ * `maxMs`, when given). The test suite runs a fixed number of them, npm run fuzz runs for FUZZ_SECONDS.
+ */
+export async function fuzzHub (more: (runs: number) => boolean, maxMs?: number): Promise<{ runs: number, fetched: number, peak: number }> {
+  const saved = { ...process.env }
   const server = http.createServer((req, res) => { answer(req, res, (server.address() as AddressInfo).port) })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const home = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-fuzz-hub-'))
@@ -75,12 +79,11 @@ async function main (): Promise<void> {
     HF_HUB_DOWNLOAD_TIMEOUT: '0.3',
     PG25_HUB_FILE_DEADLINE: '3'
   })
-  const end = Date.now() + seconds * 1000
   let runs = 0
   let fetched = 0
   let peak = 0
   try {
-    while (Date.now() < end) {
+    while (more(runs)) {
       process.env.HF_HOME = path.join(home, String(runs))
       const started = Date.now()
       try {
@@ -91,7 +94,7 @@ async function main (): Promise<void> {
         if (!(err instanceof Pg25Error)) throw new Error(`run ${runs}: not a Pg25Error: ${(err as Error).stack ?? String(err)}`)
       }
       // A file's attempts each wait at most a timeout, within its 3 s deadline, with the listing's before them.
-      if (Date.now() - started > 15_000) throw new Error(`run ${runs} took ${Date.now() - started} ms`)
+      if (maxMs !== undefined && Date.now() - started > maxMs) throw new Error(`run ${runs} took ${Date.now() - started} ms`)
       peak = Math.max(peak, process.memoryUsage().rss)
       if (peak > 2 ** 30) throw new Error(`run ${runs}: RSS reached ${peak} bytes`)
       await fs.rm(process.env.HF_HOME, { recursive: true, force: true })
@@ -101,8 +104,17 @@ async function main (): Promise<void> {
     server.closeAllConnections()
     server.close()
     await fs.rm(home, { recursive: true, force: true })
+    for (const k of ['HF_ENDPOINT', 'HF_HUB_ETAG_TIMEOUT', 'HF_HUB_DOWNLOAD_TIMEOUT', 'PG25_HUB_FILE_DEADLINE', 'HF_HOME']) {
+      if (saved[k] === undefined) delete process.env[k]
+      else process.env[k] = saved[k]
+    }
   }
-  console.log(`fuzz: hub stat::number_of_executed_units: ${runs} (${fetched} fetched, peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB)`)
+  return { runs, fetched, peak }
 }
 
-main().catch(err => { console.error(`fuzz: hub FOUND A FAILURE: ${(err as Error).message}`); process.exitCode = 1 })
+if (require.main === module) {
+  const end = Date.now() + Number(process.env.FUZZ_SECONDS ?? 180) * 1000
+  fuzzHub(() => Date.now() < end, 15_000).then(({ runs, fetched, peak }) => {
+    console.log(`fuzz: hub stat::number_of_executed_units: ${runs} (${fetched} fetched, peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB)`)
+  }, err => { console.error(`fuzz: hub FOUND A FAILURE: ${(err as Error).message}`); process.exitCode = 1 })
+}

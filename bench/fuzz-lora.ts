@@ -2,7 +2,7 @@
 // (alpha_pattern keys that are module names, suffixes, regular expressions or junk; alphas huge, tiny,
 // negative or not numbers; rsLoRA and DoRA flags; JSON that is not an object), tensor names of every
 // scheme, ranks up to thousands, and values up to float32's limit. Every file must load or be refused
-// with a Pg25Error within 5 s, and what loads must hold finite scales whose deltas float32 can carry.
+// with a Pg25Error (within 5 s under npm run fuzz), and what loads must hold finite scales whose deltas float32 can carry.
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -10,7 +10,6 @@ import { Pg25Error } from '../lib/errors'
 import { writeSafetensors, type TensorToWrite } from '../lib/io/safetensors-writer'
 import { readLoRA, type WeightShapes } from '../lib/lora/file'
 
-const seconds = Number(process.env.FUZZ_SECONDS ?? 180)
 const MODULES = ['mid_block.attentions.0.proj_in', 'mid_block.attentions.0.transformer_blocks.0.attn1.to_k', 'down_blocks.0.resnets.0.conv1']
 const SHAPES: WeightShapes = {
   unet: { [`${MODULES[0]}.weight`]: [32, 32], [`${MODULES[1]}.weight`]: [32, 32], [`${MODULES[2]}.weight`]: [32, 32, 3, 3] },
@@ -60,13 +59,16 @@ function tensors (): TensorToWrite[] {
 
 const F32_MAX = 3.4028234663852886e38
 
-async function main (): Promise<void> {
+/**
+ * Runs inputs while `more(runs)`; throws on the first broken invariant (and on an input that takes over
+ * `maxMs`, when given). The test suite runs a fixed number of them, npm run fuzz runs for FUZZ_SECONDS.
+ */
+export async function fuzzLoRA (more: (runs: number) => boolean, maxMs?: number): Promise<{ runs: number, loaded: number }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-fuzz-lora-'))
-  const end = Date.now() + seconds * 1000
   let runs = 0
   let loaded = 0
   try {
-    while (Date.now() < end) {
+    while (more(runs)) {
       const file = path.join(dir, `f${runs % 4}.safetensors`)
       const meta = metadata()
       await writeSafetensors(file, tensors(), meta)
@@ -82,13 +84,17 @@ async function main (): Promise<void> {
       } catch (err) {
         if (!(err instanceof Pg25Error)) throw new Error(`not a Pg25Error (${(err as Error).message}) for metadata ${JSON.stringify(meta)}`)
       }
-      if (Date.now() - started > 5000) throw new Error(`took ${Date.now() - started} ms for metadata ${JSON.stringify(meta)}`)
+      if (maxMs !== undefined && Date.now() - started > maxMs) throw new Error(`took ${Date.now() - started} ms for metadata ${JSON.stringify(meta)}`)
       runs++
     }
   } finally {
     await fs.rm(dir, { recursive: true, force: true })
   }
-  console.log(`fuzz: lora stat::number_of_executed_units: ${runs} (${loaded} loaded)`)
+  return { runs, loaded }
 }
 
-main().catch(err => { console.error(`fuzz: lora FOUND A FAILURE: ${(err as Error).message}`); process.exitCode = 1 })
+if (require.main === module) {
+  const end = Date.now() + Number(process.env.FUZZ_SECONDS ?? 180) * 1000
+  fuzzLoRA(() => Date.now() < end, 5000).then(({ runs, loaded }) => { console.log(`fuzz: lora stat::number_of_executed_units: ${runs} (${loaded} loaded)`) },
+    err => { console.error(`fuzz: lora FOUND A FAILURE: ${(err as Error).message}`); process.exitCode = 1 })
+}

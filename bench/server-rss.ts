@@ -5,7 +5,8 @@
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import sharp from 'sharp'
-import { Pipeline, createServer } from '../lib'
+import { Pipeline } from '../lib'
+import { createServer } from '../lib/server'
 
 const REF = path.resolve(process.env.PG25_REFERENCE ?? path.join(__dirname, '..', '..', '..', 'shared', 'reference'))
 const ROUNDS = Number(process.env.ROUNDS ?? 3)

@@ -19,6 +19,7 @@ export type Pg25ErrorCode =
   | 'PG25_NON_FINITE' // a run produced NaN or infinite latents; no image is returned
   | 'PG25_NO_BINARY' // no compiled addon for this platform: the install step was skipped or failed; `npm rebuild @pg25/native`
   | 'PG25_QUEUE' // the fleet's queue failed a job: Redis unreachable past a bound, a job gone from Redis (flushed, or restarted without persistence), a result expired before it was read, or a job that stalled its workers too often
+  | 'PG25_MISSING_DEPENDENCY' // an optional peer dependency a subpath needs is not installed (the fleet's bullmq and ioredis)
   | 'PG25_INTERNAL'
   | 'PG25_HUB_AUTH' // the Hub refused a gated or private model: no token, or one without access
   | 'PG25_HUB_NETWORK' // the Hub could not be reached, timed out, or answered with a server error

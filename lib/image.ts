@@ -1,9 +1,16 @@
 // Images in and out: decoding img2img inputs (PNG/JPEG buffers, paths, raw RGB) and PNG output with
 // the generation parameters in a `parameters` text chunk, as A1111 and ComfyUI users read them.
 import { crc32 } from 'node:zlib'
-import sharp from 'sharp'
+import type SharpModule from 'sharp'
 import { Pg25Error } from './errors'
 import { readRegularFile } from './io/regular-file'
+
+// sharp (libvips, tens of milliseconds to load) is loaded by the first image handled, not with the package.
+let sharpModule: typeof SharpModule | undefined
+function sharp (...args: Parameters<typeof SharpModule>): SharpModule.Sharp {
+  sharpModule ??= require('sharp') as typeof SharpModule
+  return sharpModule(...args)
+}
 
 /** The largest image side accepted, in and out. */
 export const MAX_SIDE = 8192
@@ -68,7 +75,7 @@ export async function probeImage (input: ImageInput, what = 'image'): Promise<Pr
     if (typeof input === 'string') input = await readRegularFile(input, { what, code: 'PG25_INVALID_ARGUMENT', maxBytes: MAX_INPUT_BYTES })
     if (!(input instanceof Uint8Array)) return bad('must be a Buffer, a file path or { width, height, data }')
     if (input.length === 0) bad('is empty')
-    let meta: sharp.Metadata
+    let meta: SharpModule.Metadata
     try {
       meta = await sharp(input).metadata()
     } catch (err) {
@@ -84,7 +91,7 @@ export async function probeImage (input: ImageInput, what = 'image'): Promise<Pr
 
 /** Decodes an image input to RGB, resized (Lanczos) to `size` when given. */
 export async function loadImage (input: ImageInput, size?: { width: number, height: number }, what = 'image'): Promise<RGBImage> {
-  let img: sharp.Sharp
+  let img: SharpModule.Sharp
   if (isRGB(input)) {
     checkRGB(input, what)
     const { width, height, data } = input

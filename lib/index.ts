@@ -1,3 +1,6 @@
+// The root export: the pipeline, its types and errors, and the pieces it is built from (schedulers,
+// tokenizer, generator, models). What only servers, fleets or download tools need lives behind subpaths
+// that load only there: '@pg25/native/server', '@pg25/native/fleet' (needs bullmq), '@pg25/native/hub'.
 export { Pipeline } from './pipeline'
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './pipeline'
 export type { GeneratedImage, ImageInput, RGBImage } from './image'
@@ -14,16 +17,4 @@ export type { Device } from './runtime'
 export { TextEncoderModel, UNetModel, VAEModel, VAEEncoderModel } from './models'
 export type { LoRAInfo, LoRALoadOptions } from './lora/lora'
 export { readModelIndex, resolveComponent, resolveWeightFiles } from './model/model-dir'
-export { createServer } from './server'
-export type { Pg25Server, ServeOptions, ServerStats, GenerateRequest, Runner } from './server'
-export { startWorker } from './fleet/worker'
-export type { FleetWorker, WorkerOptions } from './fleet/worker'
-export { GenerateQueue } from './fleet/queue'
-export type { GenerateQueueOptions, KeepJobs } from './fleet/queue'
-export type { WorkerInfo } from './fleet/registry'
-export type { FleetJobData, FleetProgress, FleetResult, FleetReturn } from './fleet/job'
 export { ensureDemoModel } from './demo/demo-model'
-export { downloadModel } from './hub/resolve'
-export type { DownloadOptions, DownloadProgress } from './hub/resolve'
-export { downloadFile } from './hub/repo-file'
-export type { DownloadFileOptions } from './hub/repo-file'

@@ -45,6 +45,10 @@ export interface NativeEngine {
   slice0(t: NativeTensor, start: number, count: number): NativeTensor
   /** Any backend op by name (tests compare backends with it); a null input is an absent bias. */
   op(name: string, inputs: Array<NativeTensor | null>, attributes: Record<string, unknown>): Promise<NativeTensor>
+  /** The op run `reps` times in one job after two untimed runs: each run's device time (CUDA events on a GPU) and wall time. */
+  timeOp(name: string, inputs: Array<NativeTensor | null>, attributes: Record<string, unknown>, reps: number): Promise<{ deviceMs: number[], wallMs: number[] }>
+  /** Values uniform in [-scale, scale) from a seeded hash, made natively and copied to the device once (benchmark inputs). */
+  randomTensor(shape: number[], seed: number, scale: number): Promise<NativeTensor>
   bytesInUse(): number
   /** The engine's own device memory (a GPU's), or null where it runs in host memory. */
   deviceMemory(): { free: number, total: number } | null
@@ -56,19 +60,42 @@ export interface NativeEngine {
   dispose(): void
 }
 
+export interface RuntimeInfo {
+  threads: number
+  cpuKernel: 'avx512' | 'avx2' | 'generic'
+  cudaCompiled: boolean
+  cudaEmulated: boolean
+  /** Which driver, GPUs and libraries were found, or what is missing. */
+  cuda: string
+  /** Builds with CUDA: the driver's, runtime's, cuBLASLt's and cuDNN's versions. */
+  cudaLibraries?: string
+  /** Builds with CUDA: cuDNN plans this process built so far, and the milliseconds they took. */
+  cudnnPlans?: number
+  cudnnPlanMs?: number
+  /** Builds with CUDA: GEMMs cuBLASLt had no algorithm for, run on the backend's own kernel. */
+  gemmFallbacks?: number
+}
+
 export interface SafetensorsEntry { name: string, dtype: string, shape: number[], begin: number, end: number }
 export interface ParamRequest { name: string, shape: number[], linear: boolean }
 
 export interface NativeAddon {
   Engine: new (device: string) => NativeEngine
-  Tensor: Function
   CancelToken: new () => CancelToken
   inspectSafetensors(path: string): Promise<SafetensorsEntry[]>
   readTensors(files: WeightFile[], requests: ParamRequest[], aliases?: WeightAlias[]): Promise<Float32Array[]>
   componentManifest(spec: ComponentSpec): ParamRequest[]
-  timestepEmbedding(t: Float32Array, dim: number, flipSinToCos: boolean, freqShift: number): Float32Array
-  runtimeInfo(): { threads: number, cpuKernel: 'avx512' | 'avx2' | 'generic', cudaCompiled: boolean, cudaEmulated: boolean, cuda: string }
+  runtimeInfo(): RuntimeInfo
 }
+
+// The addon's exports and the Engine's methods by name, checked against the interfaces above at compile time
+// (a name missing from either side fails tsc) and against the loaded addon by test/binding-seam.test.ts.
+type SameKeys<A, B> = [Exclude<A, B>, Exclude<B, A>] extends [never, never] ? true : false
+export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo'] as const
+export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',
+  'toRGB8', 'fromHost', 'latentPreview', 'toHost', 'lincomb', 'concat', 'slice0', 'op', 'timeOp', 'randomTensor', 'bytesInUse', 'deviceMemory',
+  'peakBytes', 'takeNotices', 'profile', 'dispose'] as const
+export const SEAM_CHECKED: [SameKeys<keyof NativeAddon, typeof ADDON_EXPORTS[number]>, SameKeys<keyof NativeEngine, typeof ENGINE_MEMBERS[number]>] = [true, true]
 
 let addon: NativeAddon | undefined
 

@@ -12,6 +12,9 @@
 #include "cpu/gemm_kernels.h"
 #include "cpu/threadpool.h"
 #include "cuda/cuda_runtime_info.h"
+#ifdef PG25_WITH_CUDA
+#include "cuda/library_info.h"
+#endif
 #ifdef PG25_CUDA_EMULATION
 #include "cuda/emu/runtime.h"
 #endif
@@ -105,17 +108,6 @@ Napi::Value ComponentManifest(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value TimestepEmbedding(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Float32Array t = info[0].As<Napi::Float32Array>();
-    std::vector<float> ts(t.Data(), t.Data() + t.ElementLength());
-    std::vector<float> e = timestep_embedding(ts, info[1].ToNumber().Int64Value(), info[2].ToBoolean(), info[3].ToNumber().DoubleValue());
-    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), e.size());
-    std::memcpy(out.Data(), e.data(), e.size() * 4);
-    return out;
-  });
-}
-
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("threads", cpu::thread_count());
@@ -127,6 +119,14 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   o.Set("cudaEmulated", false);
 #endif
   o.Set("cuda", cuda::describe_availability());
+#ifdef PG25_WITH_CUDA
+  // Versions, and the cuDNN plans built so far (gpu-check reports what they cost).
+  cuda::LibraryReport lib = cuda::library_report();
+  o.Set("cudaLibraries", lib.versions);
+  o.Set("cudnnPlans", double(lib.cudnn_plans));
+  o.Set("cudnnPlanMs", lib.cudnn_plan_ms);
+  o.Set("gemmFallbacks", double(lib.gemm_fallbacks));
+#endif
   return o;
 }
 
@@ -158,12 +158,11 @@ Napi::Value EmulationReport(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", engine_class(env));
-  exports.Set("Tensor", TensorWrap::Init(env));
+  TensorWrap::Init(env);  // the class of the tensors engines return; JS never constructs one
   exports.Set("CancelToken", CancelWrap::Init(env));
   exports.Set("inspectSafetensors", Napi::Function::New(env, InspectSafetensors));
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("componentManifest", Napi::Function::New(env, ComponentManifest));
-  exports.Set("timestepEmbedding", Napi::Function::New(env, TimestepEmbedding));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
 #ifdef PG25_CUDA_EMULATION
   exports.Set("emulationReport", Napi::Function::New(env, EmulationReport));

@@ -2,7 +2,8 @@
 // Redis restarted mid-run (with persistence: the fleet carries on; without: the lost job is reported
 // and the fleet carries on with new ones). Workers are `pg25 worker` processes; Redis is real.
 import test from 'ava'
-import { AbortError, GenerateQueue, Pipeline, type GenerateOptions, type GenerateResult } from '../lib'
+import { AbortError, Pipeline, type GenerateOptions, type GenerateResult } from '../lib'
+import { GenerateQueue } from '../lib/fleet'
 import { spawnWorker, type WorkerProcess } from './fleet-procs'
 import { TINY } from './helpers'
 import { startRedis, type TestRedis } from './redis'

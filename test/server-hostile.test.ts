@@ -2,7 +2,8 @@ import test from 'ava'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import sharp from 'sharp'
-import { Pipeline, createServer, readPngText, type Pg25Server } from '../lib'
+import { Pipeline, readPngText } from '../lib'
+import { createServer, type Pg25Server } from '../lib/server'
 import { TINY, declaredPng } from './helpers'
 
 // The server under hostile and careless clients, all on 127.0.0.1 and in bounded waits: no request

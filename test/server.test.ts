@@ -2,7 +2,8 @@ import test from 'ava'
 import type { AddressInfo } from 'node:net'
 import http from 'node:http'
 import sharp from 'sharp'
-import { Pipeline, createServer, readPngText } from '../lib'
+import { Pipeline, readPngText } from '../lib'
+import { createServer } from '../lib/server'
 import { TINY } from './helpers'
 
 let pipe: Pipeline

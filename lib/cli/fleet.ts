@@ -25,7 +25,7 @@ export async function openFleet (values: Values, queueFlag: string, options: { i
   for (const f of [...Object.keys(MODEL_FLAGS), 'lora']) {
     if (values[f] !== undefined) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${f} does not apply with --redis: the fleet's workers load the model (pg25 worker --model ...)`)
   }
-  const { GenerateQueue } = await import('../fleet/queue')
+  const { GenerateQueue } = await import('../fleet') // names bullmq or ioredis if missing
   const fleet = new GenerateQueue({ redis, queue: str(values[queueFlag]), log: line => process.stderr.write(`pg25: ${line}\n`) })
   options.interrupt?.onStop(async () => { process.stderr.write('pg25: interrupted: cancelling the job\n'); await fleet.close() })
   return fleet

@@ -1,6 +1,6 @@
 // pg25 worker: one fleet worker process (one per GPU), taking generate jobs from a BullMQ queue on Redis.
 import { Pg25Error } from '../errors'
-import { startWorker } from '../fleet/worker'
+import { startWorker } from '../fleet'
 import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
 import { int, num, parseFlags, str, type Flags } from './args'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'

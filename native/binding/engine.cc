@@ -75,6 +75,8 @@ Napi::Function EngineWrap::Init(Napi::Env env) {
                       InstanceMethod<&EngineWrap::Concat>("concat"),
                       InstanceMethod<&EngineWrap::Slice0>("slice0"),
                       InstanceMethod<&EngineWrap::Op>("op"),
+                      InstanceMethod<&EngineWrap::TimeOp>("timeOp"),
+                      InstanceMethod<&EngineWrap::RandomTensor>("randomTensor"),
                       InstanceMethod<&EngineWrap::ComponentInfo>("componentInfo"),
                       InstanceMethod<&EngineWrap::WeightShapes>("weightShapes"),
                       InstanceMethod<&EngineWrap::MergeLoRA>("mergeLoRA"),

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../backend/op_call.h"
 #include "binding.h"
 
 namespace pg25::binding {
@@ -89,6 +90,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Concat(const Napi::CallbackInfo& info);
   Napi::Value Slice0(const Napi::CallbackInfo& info);
   Napi::Value Op(const Napi::CallbackInfo& info);
+  Napi::Value TimeOp(const Napi::CallbackInfo& info);
+  Napi::Value RandomTensor(const Napi::CallbackInfo& info);
+  struct OpRequest {
+    std::string name;
+    std::vector<std::optional<Tensor>> inputs;
+    OpArgs attrs;
+  };
+  OpRequest op_request(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Backend> be_;
   std::mutex mu_;

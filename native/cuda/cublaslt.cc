@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "../core/error.h"
+#include "kernels.h"
 
 namespace pg25::cuda {
 namespace {
@@ -116,16 +117,9 @@ CublasLt::~CublasLt() {
 }
 
 // Plans are cached per shape: the heuristic query runs once, then every call (and graph replay) reuses it.
-const CublasLt::Plan& CublasLt::plan(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
-                                     int64_t batch, int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide) {
-  const Plan* p = find(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias, align, wide);
-  if (!p) throw Error("PG25_INTERNAL", "cuBLASLt has no algorithm for a " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) + " GEMM");
-  return *p;
-}
-
 const CublasLt::Plan* CublasLt::find(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
-                                     int64_t batch, int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide) {
-  auto key = std::make_tuple(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias, align, wide);
+                                     int64_t batch, int64_t sa, int64_t sb, int64_t sc, const void* bias, uint32_t align, bool wide) {
+  auto key = std::make_tuple(ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, bias != nullptr, align, wide);
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   Api& api = *api_;
@@ -136,6 +130,9 @@ const CublasLt::Plan* CublasLt::find(bool ta, bool tb, int64_t m, int64_t n, int
   check(api.desc_set(p->desc, kDescTransB, &opb, sizeof(opb)), "transb");
   uint32_t epi = bias ? kEpilogueBias : kEpilogueDefault;
   check(api.desc_set(p->desc, kDescEpilogue, &epi, sizeof(epi)), "epilogue");
+  // The heuristic reads the bias pointer's alignment from the descriptor: set before it is asked
+  // (run() sets each call's own; `align`, in the key, covers it).
+  if (bias) check(api.desc_set(p->desc, kDescBiasPointer, &bias, sizeof(bias)), "bias pointer");
   // Column-major layouts: A is (ta ? k x m : m x k), B is (tb ? n x k : k x n), C is m x n.
   int type = wide ? kR16BF : kR16F;
   check(api.layout_create(&p->a, type, ta ? k : m, ta ? m : k, lda), "layout A");
@@ -181,14 +178,20 @@ void CublasLt::linear(const void* x, const void* w, const void* bias, const void
                       cudaStream_t stream) {
   // Row-major Y[M,N] is column-major Y^T [N,M] = W (col-major K x N, transposed) * X^T (col-major K x M).
   std::lock_guard<std::mutex> g(mu_);
-  const Plan& p = plan(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias != nullptr, alignment({x, w, y, bias, residual}, {K, N}), wide);
-  run(p, 1.f, residual ? 1.f : 0.f, w, x, residual ? residual : y, y, bias, stream);
+  uint32_t align = alignment({x, w, y, bias, residual}, {K, N});
+  if (const Plan* p = find(true, false, N, M, K, K, K, N, 1, 0, 0, 0, bias, align, wide)) {
+    run(*p, 1.f, residual ? 1.f : 0.f, w, x, residual ? residual : y, y, bias, stream);
+    return;
+  }
+  // No algorithm with the bias epilogue (or none at all): the GEMM of last resort adds bias and residual.
+  fallbacks_++;
+  gemm_simt({M, N, K, K, K, N, 0, 0, 0, 1, true, 1.f, residual ? 1.f : 0.f}, x, w, residual, y, bias, wide, stream);
 }
 
 bool CublasLt::linears(const void* x, const void* w, void* y, int64_t n, int64_t M, int64_t N, int64_t K, bool wide, cudaStream_t stream) {
   // Column-major, as in linear(): Y_i^T [N, M] = W_i (K x N, transposed) * X^T, X's batch stride 0.
   std::lock_guard<std::mutex> g(mu_);
-  const Plan* p = find(true, false, N, M, K, K, K, N, n, N * K, 0, M * N, false, alignment({x, w, y}, {K, N, N * K, M * N}), wide);
+  const Plan* p = find(true, false, N, M, K, K, K, N, n, N * K, 0, M * N, nullptr, alignment({x, w, y}, {K, N, N * K, M * N}), wide);
   if (!p) return false;
   run(*p, 1.f, 0.f, w, x, y, y, nullptr, stream);
   return true;
@@ -200,8 +203,16 @@ void CublasLt::gemm(const void* a, int64_t lda, int64_t stride_a, const void* b,
   // Row-major C[M,N] = A[M,K] B[K,N] is column-major C^T[N,M] = B^T[N,K] A^T[K,M]: swap the operands.
   std::lock_guard<std::mutex> g(mu_);
   uint32_t align = alignment({a, b, c}, {lda, ldb, ldc, batch > 1 ? stride_a : 0, batch > 1 ? stride_b : 0, batch > 1 ? stride_c : 0});
-  const Plan& p = plan(b_trans, false, N, M, K, ldb, lda, ldc, batch, stride_b, stride_a, stride_c, false, align, wide);
-  run(p, alpha, accumulate ? 1.f : 0.f, b, a, c, c, nullptr, stream);
+  if (const Plan* p = find(b_trans, false, N, M, K, ldb, lda, ldc, batch, stride_b, stride_a, stride_c, nullptr, align, wide)) {
+    run(*p, alpha, accumulate ? 1.f : 0.f, b, a, c, c, nullptr, stream);
+    return;
+  }
+  fallbacks_++;
+  gemm_simt({M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch, b_trans, alpha, accumulate ? 1.f : 0.f}, a, b, accumulate ? c : nullptr, c,
+            nullptr, wide, stream);
 }
+
+std::atomic<int64_t> CublasLt::fallbacks_{0};
+int64_t CublasLt::fallbacks() { return fallbacks_.load(); }
 
 }  // namespace pg25::cuda

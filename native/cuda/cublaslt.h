@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -23,6 +24,7 @@ class CublasLt {
   CublasLt& operator=(const CublasLt&) = delete;
 
   // Y[M, N] = X[M, K] * W[N, K]^T (+ bias[N]) (+ R[M, N]), all fp16 (bf16 when `wide`) row-major, on `stream`.
+  // linear and gemm run on our own kernel (gemm_simt) where cuBLASLt offers no algorithm.
   void linear(const void* x, const void* w, const void* bias, const void* residual, void* y, int64_t M, int64_t N, int64_t K, bool wide,
               cudaStream_t stream);
   // C[M, N] = A[M, K] * B[K, N] (+ C when accumulate), fp16 row-major with leading dimensions, batched
@@ -35,16 +37,16 @@ class CublasLt {
   // cuBLASLt offers no algorithm for it: the caller runs them one by one.
   bool linears(const void* x, const void* w, void* y, int64_t n, int64_t M, int64_t N, int64_t K, bool wide, cudaStream_t stream);
   const std::string& path() const { return lib_.path; }
+  // GEMMs of this process that found no cuBLASLt algorithm and ran on our own (slow) kernel instead.
+  static int64_t fallbacks();
 
  private:
   struct Plan;
   struct Api;
-  // The cached plan for a shape; null where the heuristic offers no algorithm (remembered too).
+  // The cached plan for a shape; null where the heuristic offers no algorithm (remembered too). `bias`:
+  // the first call's bias vector (or null: no bias epilogue), whose alignment the heuristic reads.
   const Plan* find(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch,
-                   int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide);
-  // find's plan, or PG25_INTERNAL naming the shape.
-  const Plan& plan(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch,
-                   int64_t sa, int64_t sb, int64_t sc, bool bias, uint32_t align, bool wide);
+                   int64_t sa, int64_t sb, int64_t sc, const void* bias, uint32_t align, bool wide);
   void run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias, cudaStream_t stream);
 
   Library lib_;
@@ -52,6 +54,7 @@ class CublasLt {
   // Engines run jobs on several threads at once (both text encoders, two pipelines): the plan cache
   // and the descriptor that carries a call's bias pointer are one critical section with the enqueue.
   std::mutex mu_;
+  static std::atomic<int64_t> fallbacks_;
   void* handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 32u << 20;

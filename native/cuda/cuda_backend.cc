@@ -375,7 +375,7 @@ class CudaBackend final : public Backend {
     const char* off = std::getenv("PG25_DISABLE_CUDNN");
     if (off && *off && std::strcmp(off, "0") != 0) return;
     std::string why;
-    dnn_ = cuda::Cudnn::open(why);
+    dnn_ = cuda::Cudnn::shared(device_, why);
     static std::atomic<bool> told{false};
     if (!dnn_ && !told.exchange(true))
       notices_.push_back(why + ": convolutions run as im2col + cuBLASLt GEMMs, slower (set PG25_CUDA_LIBS to its folder, or install nvidia-cudnn-cu12/13)");
@@ -534,7 +534,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Stream> stream_owner_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLt> lt_;
-  std::unique_ptr<cuda::Cudnn> dnn_;  // null without cuDNN 9 (or with PG25_DISABLE_CUDNN=1): convolutions go through im2col
+  std::shared_ptr<cuda::Cudnn> dnn_;  // the process's for this GPU; null without cuDNN 9 (or with PG25_DISABLE_CUDNN=1): convolutions go through im2col
   std::mutex notices_mu_;  // recordings add notices from the threads jobs run on
   std::vector<std::string> notices_;
 };

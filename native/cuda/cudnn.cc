@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <type_traits>
 #include <vector>
 
@@ -148,6 +151,39 @@ Cudnn::~Cudnn() {
   if (handle_) api_->destroy(handle_);
 }
 
+namespace {
+std::atomic<int64_t> g_plans{0};
+std::atomic<int64_t> g_plan_us{0};
+
+// What, besides the device, decides which plans a handle finds: nothing on a GPU; the emulation's
+// engine set (PG25_EMU_CUDNN), which tests change between engines of one process.
+std::string cache_tag() {
+#ifdef PG25_CUDA_EMULATION
+  const char* env = std::getenv("PG25_EMU_CUDNN");
+  return env ? env : "";
+#else
+  return "";
+#endif
+}
+}  // namespace
+
+std::shared_ptr<Cudnn> Cudnn::shared(int device, std::string& why) {
+  static std::mutex mu;
+  // Never destroyed: a handle outlives every engine, and destroying it after the driver has shut down at
+  // exit is not safe.
+  static auto* handles = new std::map<std::pair<int, std::string>, std::shared_ptr<Cudnn>>();
+  std::lock_guard<std::mutex> g(mu);
+  auto key = std::make_pair(device, cache_tag());
+  auto it = handles->find(key);
+  if (it != handles->end()) return it->second;
+  std::shared_ptr<Cudnn> d = open(why);
+  if (d) (*handles)[key] = d;  // a missing library is looked for again by the next engine
+  return d;
+}
+
+Cudnn::BuildStats Cudnn::build_stats() { return {g_plans.load(), double(g_plan_us.load()) / 1000.0}; }
+size_t Cudnn::version() const { return api_->version(); }
+
 int64_t Cudnn::workspace_bytes(const Plan& p) { return p.workspace; }
 bool Cudnn::fused(const Plan& p) { return p.fused; }
 
@@ -243,8 +279,11 @@ const Cudnn::Plan* Cudnn::plan(const ConvShape& s) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   // The fused graph first; engines that fuse no pointwise ops may still take the convolution alone.
+  auto t0 = std::chrono::steady_clock::now();
   Plan* p = (s.bias || s.residual) ? build(s, true) : nullptr;
   if (!p) p = build(s, false);
+  g_plans++;
+  g_plan_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
   // A shape no engine took while this thread records a CUDA graph may only have been refused by the
   // capture: asked again next time rather than sent to im2col for good.
   if (p || !recording().engine) plans_[key] = p;

@@ -75,6 +75,17 @@ class Cudnn {
  public:
   // The library, or null with `why` naming what is missing (not found, or not cuDNN 9).
   static std::unique_ptr<Cudnn> open(std::string& why);
+  // The process's one handle and plan cache for `device` (opened on first use, with the device current):
+  // every engine on a GPU shares it, so plans (seconds each where cuDNN compiles engines at finalize) are
+  // built once per process, not once per engine. Null with `why` as open() says.
+  static std::shared_ptr<Cudnn> shared(int device, std::string& why);
+  // Plans built in this process so far, and the milliseconds they took (every device, every handle).
+  struct BuildStats {
+    int64_t plans = 0;
+    double ms = 0;
+  };
+  static BuildStats build_stats();
+  size_t version() const;
   ~Cudnn();
   Cudnn(const Cudnn&) = delete;
   Cudnn& operator=(const Cudnn&) = delete;

@@ -42,6 +42,18 @@ GraphRecorder::~GraphRecorder() {
   cudaStreamDestroy(capture_);
 }
 
+// Drops a recording and its fixed buffers (the next recording of these shapes starts afresh).
+void GraphRecorder::forget(Graph& g) {
+  if (g.exec) cudaGraphExecDestroy(g.exec);
+  if (g.graph) cudaGraphDestroy(g.graph);
+  g.exec = nullptr;
+  g.graph = nullptr;
+  g.in.clear();
+  g.from.clear();
+  g.out = Tensor();
+  cudaDeviceGraphMemTrim(engine_->device);
+}
+
 void GraphRecorder::record(Graph& g, const std::vector<Tensor>& inputs, const Shape& out_shape,
                            const std::function<Tensor(const std::vector<Tensor>&)>& body) {
   // The graph's memory is its own, beside the stream pool's: the blocks the pool keeps cached since the
@@ -106,9 +118,7 @@ Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_sh
     try {
       record(g, inputs, out_shape, body);
     } catch (const Error& e) {
-      g.in.clear();
-      g.from.clear();
-      g.out = Tensor();
+      forget(g);
       // A library the capture refuses: these shapes run eagerly from now on. No room for the graph's own
       // memory beside the pool's: eagerly for a while. Anything else (a cancelled call) is not the
       // recording's fault, and the next call records again.
@@ -135,7 +145,20 @@ Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_sh
     copy(g.in[i], inputs[i], engine_->s, "a recorded input");
     last = b;
   }
-  check(cudaGraphLaunch(g.exec, engine_->s), "replaying a graph");
+  // A graph's memory is backed when it is launched, not when it is instantiated: no room then is the
+  // recording's no room, found later. The graph goes (its memory with it) and the call runs eagerly.
+  cudaError_t launched = cudaGraphLaunch(g.exec, engine_->s);
+  if (launched == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    forget(g);
+    g.retry_at = call + 100;
+    if (!std::exchange(g.told, true))
+      notice_("a CUDA graph could not be replayed (GPU out of memory for its own memory at launch): UNet calls at these shapes launch their kernels "
+              "one by one, slower (tried again every 100 calls)");
+    lock.unlock();
+    return body(inputs);
+  }
+  check(launched, "replaying a graph");
   Tensor y = make_(out_shape, is_wide(g.out));
   copy(y, g.out, engine_->s, "a recorded result");
   return y;

@@ -42,6 +42,7 @@ class GraphRecorder final : public Recorder {
     bool eager = false;    // a library refused the recording: kernel by kernel from now on
     bool told = false;     // the user has had a notice about these shapes
   };
+  void forget(Graph& g);
   void record(Graph& g, const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body);
 
   std::shared_ptr<Stream> engine_;

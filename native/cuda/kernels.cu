@@ -31,14 +31,47 @@ struct Terms {
   const T* x[8];
   float c[8];
 };
+// The loop is unrolled over all 8 slots so every index into the parameters is a constant: a loop
+// bounded by `terms` indexes them at run time, which copies the struct to local memory (96 bytes of stack).
 template <class T>
 __global__ void k_lincomb(Terms<T> t, int terms, T* y, int64_t n) {
   GRID_STRIDE(i, n) {
     float acc = 0.f;
-    for (int k = 0; k < terms; k++) acc += t.c[k] * ld(t.x[k], i);
+#pragma unroll
+    for (int k = 0; k < 8; k++)
+      if (k < terms) acc += t.c[k] * ld(t.x[k], i);
     st(y, i, acc);
   }
 }
+// D = alpha A op(B) (+ beta C) (+ bias[n]), row-major, batched over blockIdx.z by element strides: the
+// GEMM of last resort where cuBLASLt offers no algorithm. 16x16 tiles through shared memory, fp32 sums.
+constexpr int kTile = 16;
+template <class T>
+__global__ void k_gemm_simt(SimtGemm g, const T* a, const T* b, const T* c, T* d, const T* bias) {
+  __shared__ float ta[kTile][kTile + 1], tb[kTile][kTile + 1];
+  int64_t z = blockIdx.z;
+  a += z * g.stride_a;
+  b += z * g.stride_b;
+  if (c) c += z * g.stride_c;
+  d += z * g.stride_c;
+  int tx = int(threadIdx.x), ty = int(threadIdx.y);
+  int64_t row = int64_t(blockIdx.y) * kTile + ty, col = int64_t(blockIdx.x) * kTile + tx;
+  float acc = 0.f;
+  for (int64_t k0 = 0; k0 < g.K; k0 += kTile) {
+    int64_t ka = k0 + tx, kb = k0 + ty;
+    ta[ty][tx] = row < g.M && ka < g.K ? ld(a, row * g.lda + ka) : 0.f;
+    tb[ty][tx] = col < g.N && kb < g.K ? ld(b, g.b_trans ? col * g.ldb + kb : kb * g.ldb + col) : 0.f;
+    __syncthreads();
+    for (int k = 0; k < kTile; k++) acc += ta[ty][k] * tb[k][tx];
+    __syncthreads();
+  }
+  if (row >= g.M || col >= g.N) return;
+  float v = g.alpha * acc;
+  if (c) v += g.beta * ld(c, row * g.ldc + col);
+  if (bias) v += ld(bias, col);
+  st(d, row * g.ldc + col, v);
+}
+
 template <class T>
 __global__ void k_add(const T* a, const T* b, T* y, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(a, i) + ld(b, i)); }
 template <class T>
@@ -181,6 +214,10 @@ void lincomb(int terms, const void* const* x, const float* c, void* y, int64_t n
     }
     PG25_LAUNCH(k_lincomb<T>, grid(n), 256, 0, s)(t, terms < 8 ? terms : 8, M(y), n);
   });
+}
+void gemm_simt(const SimtGemm& g, const void* a, const void* b, const void* c, void* d, const void* bias, bool wide, cudaStream_t s) {
+  dim3 blocks(unsigned((g.N + kTile - 1) / kTile), unsigned((g.M + kTile - 1) / kTile), unsigned(g.batch));
+  BY_TYPE(wide, PG25_LAUNCH(k_gemm_simt<T>, blocks, dim3(kTile, kTile), 0, s)(g, C(a), C(b), C(c), M(d), C(bias)));
 }
 void add(const void* a, const void* b, void* y, int64_t n, bool wide, cudaStream_t s) { BY_TYPE(wide, PG25_LAUNCH(k_add<T>, grid(n), 256, 0, s)(C(a), C(b), M(y), n)); }
 void unary(Unary op, const void* x, void* y, int64_t n, bool wide, cudaStream_t s) {

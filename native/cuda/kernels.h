@@ -16,6 +16,15 @@ void convert(const void* x, bool x_wide, void* y, int64_t n, cudaStream_t s);
 // y = sum_k c[k] x[k], up to 8 terms.
 void lincomb(int terms, const void* const* x, const float* c, void* y, int64_t n, bool wide, cudaStream_t s);
 void add(const void* a, const void* b, void* y, int64_t n, bool wide, cudaStream_t s);
+// D[M, N] = alpha A[M, K] op(B) (+ beta C) (+ bias[N]), row-major with leading dimensions and batch
+// strides in elements (C, when given, shares D's), B [K, N] or, b_trans, [N, K]; C and bias may be null.
+// Simple and slow: for shapes cuBLASLt has no algorithm for.
+struct SimtGemm {
+  int64_t M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch;
+  bool b_trans;
+  float alpha, beta;
+};
+void gemm_simt(const SimtGemm& g, const void* a, const void* b, const void* c, void* d, const void* bias, bool wide, cudaStream_t s);
 enum class Unary { Silu, Gelu, QuickGelu };
 void unary(Unary op, const void* x, void* y, int64_t n, bool wide, cudaStream_t s);
 void geglu(const void* x, void* y, int64_t rows, int64_t n, bool wide, cudaStream_t s);

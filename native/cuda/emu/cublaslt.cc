@@ -213,7 +213,7 @@ Status PrefSet(Pref* p, int attr, const void* buf, size_t size) {
 // One algorithm, which needs no workspace and relies on the alignments the preference allows; the
 // bias pointer's alignment is read from the descriptor, as the real heuristic does.
 // PG25_EMU_CUBLASLT=no-broadcast offers none for a batch whose operand repeats (batch stride 0), as a
-// library build without such kernels would answer.
+// library build without such kernels would answer; =no-bias none for a bias epilogue; =none none at all.
 Status Heuristic(Handle* h, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd, Pref* pref, int requested, HeuristicResult* results, int* found) {
   if (!h || !d || !a || !b || !c || !dd || !pref || !results || !found) return bad(kInvalidValue, "cublasLtMatmulAlgoGetHeuristic: null argument");
   if (requested <= 0) return bad(kInvalidValue, "cublasLtMatmulAlgoGetHeuristic: requestedAlgoCount " + std::to_string(requested));
@@ -223,7 +223,12 @@ Status Heuristic(Handle* h, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd
   for (uint32_t al : pref->align)
     if (al == 0 || (al & (al - 1))) return bad(kInvalidValue, "minimum alignment " + std::to_string(al) + " is not a power of two");
   const char* limit = std::getenv("PG25_EMU_CUBLASLT");
-  if (limit && std::string(limit) == "no-broadcast" && p.batch > 1 && (a->stride == 0 || b->stride == 0)) return kNotSupported;
+  std::string knob = limit ? limit : "";
+  if (knob == "no-broadcast" && p.batch > 1 && (a->stride == 0 || b->stride == 0)) return kNotSupported;
+  if (knob == "none" || (knob == "no-bias" && (d->epilogue & kEpiBias))) return kNotSupported;
+  // The real heuristic chooses for the bias pointer's alignment: asked before that pointer is set, it
+  // assumes one the call's pointer may not have.
+  if ((d->epilogue & kEpiBias) && !d->bias) note_misuse("cuBLASLt: cublasLtMatmulAlgoGetHeuristic asked for a bias epilogue before CUBLASLT_MATMUL_DESC_BIAS_POINTER was set");
   std::memset(&results[0], 0, sizeof(HeuristicResult));
   Algo& algo = results[0].algo;
   algo.data[0] = kAlgoMagic;
@@ -307,8 +312,11 @@ struct Symbol {
   const char* name;
   void* fn;
 };
+size_t GetVersion() { return 120800; }  // the 12.8 the stand-in follows
+
 #define SYM(name, fn) {name, reinterpret_cast<void*>(&fn)}
 const Symbol kCublasLt[] = {
+    SYM("cublasLtGetVersion", GetVersion),
     SYM("cublasLtCreate", Create),
     SYM("cublasLtDestroy", Destroy),
     SYM("cublasLtMatmulDescCreate", DescCreate),

@@ -39,6 +39,10 @@ uint64_t env_u64(const char* name, uint64_t fallback) {
 }  // namespace
 
 uint64_t capacity() { return env_u64("PG25_EMU_DEVICE_MEMORY", uint64_t(80) << 30); }
+bool graph_memory_at_launch() {
+  const char* v = std::getenv("PG25_EMU_GRAPH_MEMORY");
+  return v && std::string(v) == "launch";
+}
 int driver_version() { return int(env_u64("PG25_EMU_DRIVER_VERSION", CUDART_VERSION)); }
 int device_count() { return int(env_u64("PG25_EMU_DEVICES", 1)); }
 

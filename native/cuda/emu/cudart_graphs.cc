@@ -86,6 +86,10 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   // instantiated to free them on launch, which we never ask for).
   if (held && exec->launches > 0)
     return fail(cudaErrorInvalidValue, "cudaGraphLaunch: " + std::to_string(held) + " allocation(s) of the previous launch are not freed within the graph");
+  if (exec->launches == 0 && graph_memory_at_launch()) {
+    std::lock_guard<std::mutex> g(S().mu);
+    if (S().in_use > capacity()) return tl_last = cudaErrorMemoryAllocation;
+  }
   exec->launches++;
   push(st, [mem] {
     for (auto& a : mem->owned) std::memset(a.first, 0xff, a.second);  // a memory node's contents start undefined

@@ -32,7 +32,8 @@ cudaError_t allocate(void** out, size_t size, CUgraph_st* graph) {
   State& s = S();
   {
     std::lock_guard<std::mutex> g(s.mu);
-    if (s.in_use + size > capacity()) {
+    // Memory nodes reserve at capture and are backed at launch with PG25_EMU_GRAPH_MEMORY=launch.
+    if (s.in_use + size > capacity() && !(graph && graph_memory_at_launch())) {
       tl_last = cudaErrorMemoryAllocation;
       return cudaErrorMemoryAllocation;
     }

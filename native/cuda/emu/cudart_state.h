@@ -89,6 +89,9 @@ cudaError_t fail(cudaError_t e, const std::string& why);
 std::string ptr(const void* p);
 // The emulated machine, as PG25_EMU_DEVICE_MEMORY, PG25_EMU_DRIVER_VERSION and PG25_EMU_DEVICES set it.
 uint64_t capacity();
+// PG25_EMU_GRAPH_MEMORY=launch: a capture's allocations are not refused for room; the graph's first
+// launch is, where they do not fit (as a driver that backs graph memory at launch can answer).
+bool graph_memory_at_launch();
 int driver_version();
 int device_count();
 

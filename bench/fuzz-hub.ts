@@ -40,7 +40,10 @@ function answer (req: http.IncomingMessage, res: http.ServerResponse, port: numb
     res.end(body)
     return
   }
-  const headers: Record<string, string> = { 'x-repo-commit': pick([COMMIT, COMMIT, 'f'.repeat(40)]), 'x-linked-etag': `"${pick([SHA, SHA, 'e'.repeat(64)])}"` }
+  const headers: Record<string, string> = {
+    'x-repo-commit': pick([COMMIT, COMMIT, 'f'.repeat(40)]),
+    'x-linked-etag': `"${pick([SHA, SHA, 'e'.repeat(64)])}"`
+  }
   if (rnd(3)) headers['x-linked-size'] = String(pick([DATA.length, DATA.length, 1e15, 10]))
   if (status === 302) {
     res.writeHead(302, { ...headers, location: pick([`http://127.0.0.1:${port}/cdn`, url.pathname, '/loop']) })

@@ -23,7 +23,8 @@ export type Pg25ErrorCode =
   | 'PG25_INTERNAL'
   | 'PG25_HUB_AUTH' // the Hub refused a gated or private model: no token, or one without access
   | 'PG25_HUB_NETWORK' // the Hub could not be reached, timed out, or answered with a server error
-  | 'PG25_HUB_CORRUPT' // a downloaded file's size or hash differs from what the Hub announced (it is not kept), or the cache holds a symbolic link where its own folder belongs
+  | 'PG25_HUB_CORRUPT' // a downloaded file's size or hash differs from what the Hub announced (it is not kept),
+  //                      or the cache holds a symbolic link where a folder of its own belongs
   | 'ABORT_ERR' // an AbortSignal fired (the error's name is 'AbortError')
 
 export class Pg25Error extends Error {

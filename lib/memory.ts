@@ -125,6 +125,7 @@ export function checkLoRAMemory (file: string, tensors: number, pairs: number[],
   const elements = pairs.reduce((a, b) => a + b, 0) + Math.max(0, ...pairs)
   const need = elements * 4 + tensors * 64
   if (need > room.bytes) {
-    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${file}: the LoRA's tensors need about ${fmtMiB(need)} of host memory as float32, but ${room.text}`)
+    const what = `${file}: the LoRA's tensors need about ${fmtMiB(need)} of host memory as float32`
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${what}, but ${room.text}`)
   }
 }

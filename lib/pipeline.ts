@@ -87,7 +87,8 @@ export class Pipeline {
     this.cost = init.cost
     this.memoryLimit = init.memoryLimit
     this.modelName = init.modelName
-    this.lora = new LoRAs(init.rt, { text_encoder: init.encoders[0].id, text_encoder_2: init.encoders[1].id, unet: init.unet.id }, init.memoryLimit)
+    const ids = { text_encoder: init.encoders[0].id, text_encoder_2: init.encoders[1].id, unet: init.unet.id }
+    this.lora = new LoRAs(init.rt, ids, init.memoryLimit)
   }
 
   /**

@@ -80,7 +80,8 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
               res.Set(uint32_t(i), Napi::Float32Array::New(env, 0));
               continue;
             }
-            Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, v->data(), v->size() * 4, [](Napi::Env, void*, std::vector<float>* owned) { delete owned; }, v);
+            auto release = [](Napi::Env, void*, std::vector<float>* owned) { delete owned; };
+            Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, v->data(), v->size() * 4, release, v);
             res.Set(uint32_t(i), Napi::Float32Array::New(env, v->size(), buf, 0));
           }
           return res;

@@ -161,7 +161,8 @@ test('serve stops within seconds on SIGTERM while a long run is going, answering
 test('an output name near the 255-byte limit is written: the temporary name is short', async t => {
   const dir = await fs.mkdtemp(path.join(tmp, 'long-'))
   const out = path.join(dir, `${'a'.repeat(240)}.png`) // 244 bytes: a valid name
-  await run(process.execPath, [CLI, 'x', '--model', TINY, '--steps', '1', '--width', '64', '--height', '64', '--device', 'cpu', '-q', '-o', out])
+  const args = ['x', '--model', TINY, '--steps', '1', '--width', '64', '--height', '64', '--device', 'cpu', '-q', '-o', out]
+  await run(process.execPath, [CLI, ...args])
   t.is((await sharp(out).metadata()).width, 64)
   t.deepEqual(await fs.readdir(dir), [path.basename(out)])
 })
@@ -169,7 +170,9 @@ test('an output name near the 255-byte limit is written: the temporary name is s
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`${signal} during a local run removes the temporary files of every output and exits 130`, async t => {
     const dir = await fs.mkdtemp(path.join(tmp, `${signal}-`))
-    const child = spawn(process.execPath, [CLI, 'x', '--model', TINY, '--steps', '1000', '--count', '3', '--width', '64', '--height', '64', '--device', 'cpu', '-o', path.join(dir, 'int.png')], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const args = ['x', '--model', TINY, '--steps', '1000', '--count', '3', '--width', '64', '--height', '64', '--device', 'cpu',
+      '-o', path.join(dir, 'int.png')]
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
     children.push(child)
     let stderr = ''
     child.stderr!.on('data', d => { stderr += String(d) })

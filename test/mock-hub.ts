@@ -159,7 +159,9 @@ export class MockHub {
       ? { rfilename: f.path, blobId: f.lfs ? gitBlobId(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${f.data.length}\n`)) : f.blobId, size: f.data.length, ...(f.lfs ? { lfs: { sha256: f.sha256, size: f.data.length, pointerSize: 134 } } : {}) }
       : { rfilename: f.path })
     res.writeHead(200, { 'content-type': 'application/json' })
-    const body = JSON.stringify({ _id: repo.commit.slice(0, 24), id, modelId: id, sha: repo.commit, private: false, gated: repo.spec.token !== undefined ? 'auto' : false, disabled: false, library_name: 'diffusers', siblings })
+    const gated = repo.spec.token !== undefined ? 'auto' : false
+    const info = { _id: repo.commit.slice(0, 24), id, modelId: id, sha: repo.commit, private: false, gated, disabled: false }
+    const body = JSON.stringify({ ...info, library_name: 'diffusers', siblings })
     // Padding goes out as the socket drains: the client, not this server, holds what it reads.
     let pad = this.knobs.infoPadding ?? 0
     const spaces = Buffer.alloc(1 << 20, 0x20)
@@ -224,8 +226,9 @@ export class MockHub {
     res.write(data, more)
   }
 
-  /** 200, or 206 for `Range: bytes=N-` / `bytes=N-M` (unless `useRange` is false); `limit` cuts the connection after that many body bytes. */
-  private sendBytes (req: http.IncomingMessage, res: http.ServerResponse, data: Buffer, headers: Record<string, string>, limit?: number, useRange = true): void {
+  /** 200, or 206 for `Range: bytes=N-` / `bytes=N-M` (unless `useRange` is false); `limit` cuts the connection after that many bytes. */
+  private sendBytes (req: http.IncomingMessage, res: http.ServerResponse, data: Buffer, headers: Record<string, string>, limit?: number,
+    useRange = true): void {
     let body = data
     let status = 200
     const h: Record<string, string> = { ...headers, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' }

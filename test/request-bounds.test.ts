@@ -13,8 +13,11 @@ test('base64 images of many megabytes are checked in one pass, and past 64 MiB r
   t.true((readJobData({ prompt: 'x', mask: b64 }).request.options.mask as Buffer).equals(bytes))
   t.is((await toJobData('x', { image: bytes })).image, b64)
   for (const bad of [`${b64.slice(0, -4)}AB=A`, `${b64.slice(0, -1)}`, `${b64.slice(0, -2)}-A`]) {
-    t.throws(() => parseRequest(JSON.stringify({ prompt: 'x', image: bad })), { instanceOf: Pg25Error, code: 'PG25_INVALID_ARGUMENT', message: '"image" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP' })
+    const message = '"image" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP'
+    const body = JSON.stringify({ prompt: 'x', image: bad })
+    t.throws(() => parseRequest(body), { instanceOf: Pg25Error, code: 'PG25_INVALID_ARGUMENT', message })
   }
   const huge = 'A'.repeat(MAX_BASE64_CHARS + 4)
-  t.throws(() => parseRequest(JSON.stringify({ prompt: 'x', image: huge })), { code: 'PG25_INVALID_ARGUMENT', message: /"image" is 89478492 base64 characters; images up to 67108864 bytes \(89478488 characters\) are accepted/ })
+  const message = /"image" is 89478492 base64 characters; images up to 67108864 bytes \(89478488 characters\) are accepted/
+  t.throws(() => parseRequest(JSON.stringify({ prompt: 'x', image: huge })), { code: 'PG25_INVALID_ARGUMENT', message })
 })

@@ -140,7 +140,8 @@ test('a file truncated while it is read gives PG25_BAD_WEIGHTS, never a signal (
   let started = false
   child.stdout!.on('data', d => { stdout += String(d) })
   child.stderr!.on('data', () => { started = true })
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
+  type Exit = { code: number | null, signal: NodeJS.Signals | null }
+  const exited = new Promise<Exit>(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
   let running = true
   void exited.then(() => { running = false })
   for (let i = 0; i < 400 && !started; i++) await new Promise(resolve => setTimeout(resolve, 25))

@@ -10,7 +10,7 @@ import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
 import { checkGenerateOptions, DEFAULT_GUIDANCE, DEFAULT_STEPS, strengthOf, type GenerateOptions } from '../options'
 import { encodeImage, formatOf, numberedPaths, openOutput, type OutputFile } from '../output-file'
 import type { GenerateQueue } from '../fleet/queue'
-import type { Pipeline } from '../pipeline'
+import type { LoadProgress, Pipeline } from '../pipeline'
 import { int, num, parseFlags, str, type Flags } from './args'
 import { FLEET_HELP, openFleet } from './fleet'
 import { catchInterrupts, INTERRUPTED } from './interrupt'
@@ -165,11 +165,14 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
     // A notice (CPU fallback, a truncated prompt) goes on a line of its own, not after a bar drawn in place.
     const onWarning = (m: string): void => { loading.end(); stepping.end(); process.stderr.write(`${m}\n`) }
     const fleet = await openFleet(values, 'queue', { interrupt })
-    pipe = fleet ?? await openPipeline(choice, { named: true, onWarning, onProgress: quiet ? undefined : p => loading.update(p), signal: interrupt.signal })
+    const onProgress = quiet ? undefined : (p: LoadProgress): void => loading.update(p)
+    pipe = fleet ?? await openPipeline(choice, { named: true, onWarning, onProgress, signal: interrupt.signal })
     loading.end()
     await loadLoRAFlags(pipe, loras) // refuses a fleet: its workers load LoRAs (pg25 worker --lora)
     const loaded = Date.now()
-    const r = await pipe.generate(prompt, { ...opts, seed, signal: fleet === undefined ? interrupt.signal : undefined, onStep: quiet ? undefined : s => stepping.update(s) })
+    // A fleet's jobs are cancelled by closing it (above); a local run by the signal.
+    const signal = fleet === undefined ? interrupt.signal : undefined
+    const r = await pipe.generate(prompt, { ...opts, seed, signal, onStep: quiet ? undefined : s => stepping.update(s) })
     stepping.end()
     const generated = Date.now()
     for (const [i, img] of r.images.entries()) await outs[i].commit(await encodeImage(img, format))

@@ -59,7 +59,9 @@ export function chooseModel (values: Values): ModelChoice {
  * Loads the chosen model (making the demo model first when none was chosen, with a notice). `named`
  * puts the model's folder or file name into PNG parameters (the CLI's own files; a server leaves it out).
  */
-export async function openPipeline (c: ModelChoice, options: Pick<LoadOptions, 'onProgress' | 'onWarning' | 'signal'> & { named?: boolean } = {}): Promise<Pipeline> {
+type OpenOptions = Pick<LoadOptions, 'onProgress' | 'onWarning' | 'signal'> & { named?: boolean }
+
+export async function openPipeline (c: ModelChoice, options: OpenOptions = {}): Promise<Pipeline> {
   let model = c.model
   if (model === undefined) {
     process.stderr.write(DEMO_NOTICE)

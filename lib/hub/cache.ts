@@ -55,8 +55,12 @@ export const namesFit = (p: string): boolean => p.split('/').every(seg => Buffer
 export function cacheFailure (ctx: { id: string }, file: string, err: unknown): Error {
   if (err instanceof Pg25Error) return err
   const e = err as NodeJS.ErrnoException
-  if (e?.code === 'ENAMETOOLONG') return new Pg25Error('PG25_UNSUPPORTED', `${ctx.id}: ${file}: the name is too long for this filesystem's cache (${e.message})`, { cause: err })
-  return new Pg25Error('PG25_INTERNAL', `${ctx.id}: ${file}: cannot write it into the Hugging Face cache (${e?.message ?? String(err)})`, { cause: err })
+  const where = `${ctx.id}: ${file}`
+  const why = e?.message ?? String(err)
+  if (e?.code === 'ENAMETOOLONG') {
+    return new Pg25Error('PG25_UNSUPPORTED', `${where}: the name is too long for this filesystem's cache (${why})`, { cause: err })
+  }
+  return new Pg25Error('PG25_INTERNAL', `${where}: cannot write it into the Hugging Face cache (${why})`, { cause: err })
 }
 
 /** One model's folder in the cache. */
@@ -126,7 +130,9 @@ export class RepoCache {
       const st = await fs.lstat(at).catch(() => null)
       if (st === null) return
       if (st.isSymbolicLink() || !st.isDirectory()) {
-        throw new Pg25Error('PG25_HUB_CORRUPT', `${at}: the Hugging Face cache holds a ${st.isSymbolicLink() ? 'symbolic link' : 'file'} where a folder of its own belongs; refusing to write through it (remove it and fetch again)`)
+        const what = st.isSymbolicLink() ? 'symbolic link' : 'file'
+        throw new Pg25Error('PG25_HUB_CORRUPT', `${at}: the Hugging Face cache holds a ${what} where a folder of its own belongs; ` +
+          'refusing to write through it (remove it and fetch again)')
       }
     }
   }

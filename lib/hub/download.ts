@@ -89,7 +89,8 @@ async function withRetries<T> (ctx: FileContext, attempt: () => Promise<T>, prog
       const pause = 250 * (stale + 1)
       if (stale >= MAX_ATTEMPTS || Date.now() + pause >= ctx.deadline) throw err
       if (total >= ctx.attempts) {
-        throw new Pg25Error('PG25_HUB_NETWORK', `${err.message}; gave up after ${total} attempts (PG25_HUB_FILE_ATTEMPTS); run it again to resume`, { cause: err })
+        const why = `${err.message}; gave up after ${total} attempts (PG25_HUB_FILE_ATTEMPTS); run it again to resume`
+        throw new Pg25Error('PG25_HUB_NETWORK', why, { cause: err })
       }
       await new Promise(resolve => setTimeout(resolve, pause))
     }
@@ -144,7 +145,8 @@ async function fetchBlob (ctx: HubContext, cache: RepoCache, commit: string, f: 
   meter?.at(f.path, f.size ?? await sizeOf(blob) ?? 0, true)
 }
 
-async function fetchLfs (ctx: FileContext, cache: RepoCache, commit: string, f: RemoteFile, blob: string, partial: string, meter?: Meter): Promise<void> {
+async function fetchLfs (ctx: FileContext, cache: RepoCache, commit: string, f: RemoteFile, blob: string, partial: string, meter?: Meter):
+  Promise<void> {
   const sha256 = f.sha256 as string
   await cache.refuseLinkedFolders('blobs')
   await fs.mkdir(path.dirname(blob), { recursive: true })
@@ -177,7 +179,7 @@ async function fetchLfs (ctx: FileContext, cache: RepoCache, commit: string, f: 
 interface Transfer { hash: Hash, have: number }
 
 /** One GET from byte `st.have` onwards, appended to `partial`, and cut at the size announced. */
-async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial: string, st: Transfer, meter: Meter | undefined): Promise<void> {
+async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial: string, st: Transfer, meter?: Meter): Promise<void> {
   const req = new HubRequest(ctx, fileUrl(ctx, commit, f.path), f.path)
   const { res, file } = await req.send('GET', st.have > 0 ? { range: `bytes=${st.have}-` } : {})
   if (res.status !== 200 && res.status !== 206) throw await req.refusal(res, f.path)

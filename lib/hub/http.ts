@@ -42,7 +42,7 @@ export function timeoutFrom (name: string, fallback: number, e: NodeJS.ProcessEn
   return (e[name] !== undefined && v > 0 ? v : fallback) * 1000
 }
 
-/** Seconds each file's download may take in all, attempts and pauses included (PG25_HUB_FILE_DEADLINE; default 6 hours). */
+/** How long (ms) each file's download may take in all, attempts and pauses included (PG25_HUB_FILE_DEADLINE seconds; default 6 hours). */
 export function fileDeadlineMs (e: NodeJS.ProcessEnv = process.env): number {
   return timeoutFrom('PG25_HUB_FILE_DEADLINE', 6 * 3600, e)
 }
@@ -53,7 +53,8 @@ export function fileAttempts (e: NodeJS.ProcessEnv = process.env): number {
   return Number.isInteger(v) && v >= 1 ? v : 20
 }
 
-const DEADLINE_ADVICE = 'the download did not end within its deadline (PG25_HUB_FILE_DEADLINE seconds); run it again to go on (large files resume)'
+const DEADLINE_ADVICE = 'the download did not end within its deadline (PG25_HUB_FILE_DEADLINE seconds); ' +
+  'run it again to go on (large files resume)'
 
 /** `W/"abc"` or `"abc"` -> `abc`, as huggingface_hub names blobs. */
 export function normalizeEtag (etag: string | null): string | null {

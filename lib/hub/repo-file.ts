@@ -5,7 +5,7 @@
 import path from 'node:path'
 import { Pg25Error } from '../errors'
 import { checkDownloadFileOptions } from '../options'
-import { isOffline, namesFit, type RepoCache } from './cache'
+import { isOffline, MAX_NAME_BYTES, namesFit, type RepoCache } from './cache'
 import { fetchFile, Meter, type DownloadProgress } from './download'
 import { listRevision, offlineCommit, target } from './resolve'
 
@@ -60,7 +60,8 @@ const local = (cache: RepoCache, commit: string, file: string): string => path.j
 export async function downloadFile (id: string, file?: string, options: DownloadFileOptions = {}): Promise<string> {
   checkDownloadFileOptions(options)
   if (file !== undefined && (typeof file !== 'string' || !isRepoPath(file))) {
-    throw new Pg25Error('PG25_INVALID_ARGUMENT', `the file to fetch from ${id} must be a path inside the repository (e.g. pytorch_lora_weights.safetensors), each name at most 200 bytes, got ${JSON.stringify(file)}`)
+    throw new Pg25Error('PG25_INVALID_ARGUMENT', `the file to fetch from ${id} must be a path inside the repository ` +
+      `(e.g. pytorch_lora_weights.safetensors), each name at most ${MAX_NAME_BYTES} bytes, got ${JSON.stringify(file)}`)
   }
   const t = target(id, options ?? {}, true)
   const what = file ?? 'a .safetensors file'

@@ -40,7 +40,10 @@ export function target (id: string, o: Pick<DownloadOptions, 'revision' | 'varia
     throw new Pg25Error('PG25_INVALID_ARGUMENT', `revision must be a branch, tag or commit hash, got ${JSON.stringify(revision)}`)
   }
   // Checked now, not when refs/<revision> is written after the whole download.
-  if (!namesFit(revision)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `revision ${JSON.stringify(revision.slice(0, 40))}...: each /-separated part may be at most ${MAX_NAME_BYTES} bytes`)
+  if (!namesFit(revision)) {
+    const shown = JSON.stringify(revision.slice(0, 40))
+    throw new Pg25Error('PG25_INVALID_ARGUMENT', `revision ${shown}...: each /-separated part may be at most ${MAX_NAME_BYTES} bytes`)
+  }
   if (o.variant !== undefined && o.variant !== 'fp16') throw new Pg25Error('PG25_INVALID_ARGUMENT', `variant must be 'fp16', got ${JSON.stringify(o.variant)}`)
   return { id, revision, variant: o.variant ?? null, weights, cache: new RepoCache(hubCacheDir(), id) }
 }
@@ -81,7 +84,8 @@ function parseListing (ctx: HubContext, url: string, raw: unknown): { commit: st
   for (const s of info.siblings as Array<Record<string, any>>) {
     const p = s?.rfilename
     // Only plain relative paths whose names a filesystem can hold: a listing must not place files outside the snapshot.
-    if (typeof p !== 'string' || p.split('/').some(seg => seg === '' || seg === '.' || seg === '..') || /[\\\0]/.test(p) || !namesFit(p)) continue
+    if (typeof p !== 'string' || p.split('/').some(seg => seg === '' || seg === '.' || seg === '..') || /[\\\0]/.test(p)) continue
+    if (!namesFit(p)) continue
     const sha256 = s.lfs?.sha256
     files.set(p, {
       path: p,

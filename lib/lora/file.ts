@@ -7,8 +7,10 @@ import { requireRegularFile } from '../io/regular-file'
 import { loadNative, type SafetensorsEntry } from '../native'
 import { checkLoRAMemory, type Room } from '../memory'
 import { keyRole, kohyaIndex, LORA_COMPONENTS, type LoRAComponent } from './keys'
-import { MAX_LORA_SCALE } from './lora'
 import { peftConfigs } from './peft'
+
+/** |scale| at most this: ComfyUI's bound too; past a few units a LoRA only breaks the image. */
+export const MAX_LORA_SCALE = 100
 
 /** One low-rank pair matched to a weight: the weight changes by scale x up · down. */
 export interface LoRAModule {
@@ -101,7 +103,8 @@ export async function readLoRA (file: string, weights: WeightShapes, room?: Room
     }
     if (g.alpha !== undefined && g.alpha.shape.reduce((a, b) => a * b, 1) !== 1) bad(`alpha "${g.alpha.name}" ${shape(g.alpha.shape)} is not a single value`)
     const cfg = peft[target.component]
-    plan.push({ component: target.component, weight: `${target.module}.weight`, rank, alpha: g.alpha ?? cfg?.alpha, pattern: cfg?.alphaFor(target.module), rs: cfg?.rsLoRA === true, down, up })
+    const [alpha, pattern, rs] = [g.alpha ?? cfg?.alpha, cfg?.alphaFor(target.module), cfg?.rsLoRA === true]
+    plan.push({ component: target.component, weight: `${target.module}.weight`, rank, alpha, pattern, rs, down, up })
   }
 
   const requests = plan.flatMap(p => [p.down, p.up, ...(typeof p.alpha === 'object' ? [p.alpha] : [])].map(e => ({ name: e.name, shape: e.shape, linear: false })))
@@ -119,8 +122,8 @@ export async function readLoRA (file: string, weights: WeightShapes, room?: Room
     const scale = alpha / (p.rs ? Math.sqrt(p.rank) : p.rank)
     const bound = deltaBound(up, down, p.rank) * Math.abs(scale) * MAX_LORA_SCALE
     if (!(bound <= FLOAT32_MAX)) {
-      bad(`${p.component} weight "${p.weight}": alpha ${alpha} x "${p.up.name}" · "${p.down.name}" can exceed float32's range (up to ${bound.toPrecision(3)} ` +
-        `at scale ${MAX_LORA_SCALE}); the merged weight would not be finite`)
+      bad(`${p.component} weight "${p.weight}": alpha ${alpha} x "${p.up.name}" · "${p.down.name}" can exceed float32's range ` +
+        `(up to ${bound.toPrecision(3)} at scale ${MAX_LORA_SCALE}); the merged weight would not be finite`)
     }
     return { component: p.component, weight: p.weight, rank: p.rank, scale, up, down }
   })

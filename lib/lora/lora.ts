@@ -9,7 +9,7 @@ import { Pg25Error, native } from '../errors'
 import { fmtMiB, type Room } from '../memory'
 import { show } from '../options'
 import type { Runtime } from '../runtime'
-import { readLoRA, type LoRAModule, type WeightShapes } from './file'
+import { MAX_LORA_SCALE, readLoRA, type LoRAModule, type WeightShapes } from './file'
 import { LORA_COMPONENTS, type LoRAComponent } from './keys'
 
 /** Options of `Pipeline.loadLoRA`. */
@@ -36,8 +36,7 @@ export interface LoRAInfo {
   modules: number
 }
 
-/** |scale| at most this: ComfyUI's bound too; past a few units a LoRA only breaks the image. */
-export const MAX_LORA_SCALE = 100
+export { MAX_LORA_SCALE }
 
 export function checkScale (scale: unknown, what: string): number {
   if (typeof scale !== 'number' || !(Math.abs(scale) <= MAX_LORA_SCALE)) {
@@ -77,7 +76,8 @@ export class LoRAs {
   private room (): Room {
     const free = os.freemem()
     const left = this.rt.device === 'cpu' && this.memoryLimit !== undefined ? this.memoryLimit - this.rt.engine.bytesInUse() : Infinity
-    return left < free ? { bytes: left, text: `memoryLimit leaves ${fmtMiB(left)} beside the model` } : { bytes: free, text: `only ${fmtMiB(free)} of host memory is free` }
+    if (left < free) return { bytes: left, text: `memoryLimit leaves ${fmtMiB(left)} beside the model` }
+    return { bytes: free, text: `only ${fmtMiB(free)} of host memory is free` }
   }
 
   /** Reads and checks a LoRA file against the model; nothing changes until `add`. */

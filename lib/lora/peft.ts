@@ -24,7 +24,8 @@ function patternLookup (file: string, component: LoRAComponent, pattern: Record<
   for (const [key, alpha] of Object.entries(pattern)) {
     const m = MODULE_KEY.exec(key)
     if (m === null) {
-      throw new Pg25Error('PG25_UNSUPPORTED', `${file}: ${component}.alpha_pattern key ${JSON.stringify(key.slice(0, 80))} is a regular expression; ` +
+      throw new Pg25Error('PG25_UNSUPPORTED', `${file}: ${component}.alpha_pattern key ${JSON.stringify(key.slice(0, 80))} ` +
+        'is a regular expression; ' +
         'only module names and their dotted suffixes (e.g. "attn1.to_k") are read as alpha_pattern keys')
     }
     if (typeof alpha !== 'number' || !Number.isFinite(alpha)) {
@@ -55,10 +56,14 @@ export function peftConfigs (file: string, meta: Record<string, string>): Partia
   } catch {
     throw new Pg25Error('PG25_BAD_WEIGHTS', `${file}: the header's lora_adapter_metadata is not JSON`)
   }
-  if (cfg === null || typeof cfg !== 'object') throw new Pg25Error('PG25_BAD_WEIGHTS', `${file}: the header's lora_adapter_metadata is not a JSON object`)
+  if (cfg === null || typeof cfg !== 'object') {
+    throw new Pg25Error('PG25_BAD_WEIGHTS', `${file}: the header's lora_adapter_metadata is not a JSON object`)
+  }
   const out: Partial<Record<LoRAComponent, PeftConfig>> = {}
   for (const c of LORA_COMPONENTS) {
-    if (cfg[`${c}.use_dora`] === true) throw new Pg25Error('PG25_UNSUPPORTED', `${file}: the ${c} LoRA is DoRA (use_dora), which this package does not merge`)
+    if (cfg[`${c}.use_dora`] === true) {
+      throw new Pg25Error('PG25_UNSUPPORTED', `${file}: the ${c} LoRA is DoRA (use_dora), which this package does not merge`)
+    }
     const alpha = cfg[`${c}.lora_alpha`]
     const pattern = cfg[`${c}.alpha_pattern`]
     out[c] = {

@@ -69,7 +69,10 @@ export function parseRequest (text: string): ParsedRequest {
   if (typeof metadata !== 'boolean') bad(`"metadata" must be true or false, got ${show(metadata)}`)
   const decode = (name: string, v: unknown): Buffer | undefined => {
     if (v === undefined) return undefined
-    if (typeof v === 'string' && v.length > MAX_BASE64_CHARS) bad(`"${name}" is ${v.length} base64 characters; images up to ${INPUT_IMAGE_BYTES} bytes (${MAX_BASE64_CHARS} characters) are accepted`)
+    if (typeof v === 'string' && v.length > MAX_BASE64_CHARS) {
+      const limit = `${INPUT_IMAGE_BYTES} bytes (${MAX_BASE64_CHARS} characters)`
+      bad(`"${name}" is ${v.length} base64 characters; images up to ${limit} are accepted`)
+    }
     if (typeof v !== 'string' || v === '' || !isBase64(v)) bad(`"${name}" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP`)
     return Buffer.from(v as string, 'base64')
   }

@@ -163,8 +163,8 @@ static void read_exact(int fd, uint64_t offset, void* dst, size_t n, const std::
   int64_t got = read_at(fd, offset, dst, n);
   if (got < 0) throw bad_weights(path, "cannot read " + what + " (" + std::strerror(errno) + ")");
   if (uint64_t(got) < n)
-    throw bad_weights(path, what + ": the file ends at byte " + std::to_string(offset + uint64_t(got)) + ", before byte " + std::to_string(offset + n) +
-                                " (it was truncated or replaced while it was read)");
+    throw bad_weights(path, what + ": the file ends at byte " + std::to_string(offset + uint64_t(got)) + ", before byte " +
+                                std::to_string(offset + n) + " (it was truncated or replaced while it was read)");
 }
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {

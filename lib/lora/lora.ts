@@ -175,8 +175,16 @@ function stack (parts: Array<{ m: LoRAModule, s: number }>): { rank: number, up:
   const rank = parts.reduce((a, p) => a + p.m.rank, 0)
   const out = parts[0].m.up.length / parts[0].m.rank
   const k = parts[0].m.down.length / parts[0].m.rank
-  const up = new Float32Array(out * rank)
-  const down = new Float32Array(rank * k)
+  let up: Float32Array
+  let down: Float32Array
+  try {
+    up = new Float32Array(out * rank)
+    down = new Float32Array(rank * k)
+  } catch (err) {
+    // V8 refuses an array it cannot allocate with a RangeError: say what it was for.
+    const what = `merging LoRAs of rank ${rank} into "${parts[0].m.weight}"`
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${what}: no memory for the stacked ${out}x${rank} and ${rank}x${k} arrays`, { cause: err })
+  }
   let at = 0
   for (const { m, s } of parts) {
     const c = s * m.scale

@@ -22,6 +22,7 @@
         "native/models/unet.cc",
         "native/models/vae.cc",
         "native/models/lora.cc",
+        "native/models/registry.cc",
         "native/cuda/loader.cc",
         "native/cuda/runtime_info.cc",
         "native/binding/binding.cc",

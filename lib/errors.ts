@@ -1,3 +1,30 @@
+// The one table of error codes and what each means (native/core/error.h holds the native side's; test/binding-seam.test.ts
+// checks that every native code is here).
+export const ERROR_CODES = {
+  PG25_NOT_FOUND: 'a directory, component, config or weight file is missing',
+  PG25_BAD_CONFIG: 'malformed JSON, a missing key or a value of the wrong type',
+  PG25_BAD_WEIGHTS: 'a safetensors file that fails validation, or a tensor of the wrong shape/dtype',
+  PG25_MISSING_WEIGHTS: 'a tensor the graph needs is absent from the weight files',
+  PG25_UNSUPPORTED: 'a model class, scheduler or config value this package does not implement',
+  PG25_INVALID_ARGUMENT: 'a bad option passed to the API',
+  PG25_DISPOSED: 'a call on a pipeline or tensor after dispose()',
+  PG25_NO_DEVICE: "device 'cuda' asked for where no usable GPU and libraries are",
+  PG25_OUT_OF_MEMORY: "a model or request that the device's memory cannot hold (refused before running)",
+  PG25_NON_FINITE: 'a run produced NaN or infinite latents; no image is returned',
+  PG25_NO_BINARY: 'no compiled addon for this platform: the install step was skipped or failed; `npm rebuild @pg25/native`',
+  PG25_QUEUE: "the fleet's queue failed a job: Redis unreachable past a bound, a job gone from Redis (flushed, or restarted without " +
+    'persistence), a result expired before it was read, or a job that stalled its workers too often',
+  PG25_MISSING_DEPENDENCY: "an optional peer dependency a subpath needs is not installed (the fleet's bullmq and ioredis)",
+  PG25_INTERNAL: 'a failure inside this package (a bug: please report it)',
+  PG25_HUB_AUTH: 'the Hub refused a gated or private model: no token, or one without access',
+  PG25_HUB_NETWORK: 'the Hub could not be reached, timed out, or answered with a server error',
+  PG25_HUB_CORRUPT: "a downloaded file's size or hash differs from what the Hub announced (it is not kept), or the cache holds a " +
+    'symbolic link where a folder of its own belongs',
+  ABORT_ERR: "an AbortSignal fired (the error's name is 'AbortError')"
+} as const
+
+export type Pg25ErrorCode = keyof typeof ERROR_CODES
+
 /**
  * Every error this package raises is a `Pg25Error` with a stable `code`:
  *
@@ -6,27 +33,6 @@
  * catch (e) { if (e instanceof Pg25Error && e.code === 'PG25_NOT_FOUND') console.error(e.message) }
  * ```
  */
-export type Pg25ErrorCode =
-  | 'PG25_NOT_FOUND' // a directory, component, config or weight file is missing
-  | 'PG25_BAD_CONFIG' // malformed JSON, a missing key or a value of the wrong type
-  | 'PG25_BAD_WEIGHTS' // a safetensors file that fails validation, or a tensor of the wrong shape/dtype
-  | 'PG25_MISSING_WEIGHTS' // a tensor the graph needs is absent from the weight files
-  | 'PG25_UNSUPPORTED' // a model class, scheduler or config value this package does not implement
-  | 'PG25_INVALID_ARGUMENT' // a bad option passed to the API
-  | 'PG25_DISPOSED' // a call on a pipeline or tensor after dispose()
-  | 'PG25_NO_DEVICE' // device 'cuda' asked for where no usable GPU and libraries are
-  | 'PG25_OUT_OF_MEMORY' // a model or request that the device's memory cannot hold (refused before running)
-  | 'PG25_NON_FINITE' // a run produced NaN or infinite latents; no image is returned
-  | 'PG25_NO_BINARY' // no compiled addon for this platform: the install step was skipped or failed; `npm rebuild @pg25/native`
-  | 'PG25_QUEUE' // the fleet's queue failed a job: Redis unreachable past a bound, a job gone from Redis (flushed, or restarted without persistence), a result expired before it was read, or a job that stalled its workers too often
-  | 'PG25_MISSING_DEPENDENCY' // an optional peer dependency a subpath needs is not installed (the fleet's bullmq and ioredis)
-  | 'PG25_INTERNAL'
-  | 'PG25_HUB_AUTH' // the Hub refused a gated or private model: no token, or one without access
-  | 'PG25_HUB_NETWORK' // the Hub could not be reached, timed out, or answered with a server error
-  | 'PG25_HUB_CORRUPT' // a downloaded file's size or hash differs from what the Hub announced (it is not kept),
-  //                      or the cache holds a symbolic link where a folder of its own belongs
-  | 'ABORT_ERR' // an AbortSignal fired (the error's name is 'AbortError')
-
 export class Pg25Error extends Error {
   readonly code: Pg25ErrorCode
   constructor (code: Pg25ErrorCode, message: string, options?: { cause?: unknown }) {
@@ -50,7 +56,7 @@ export function fromNative (err: unknown): Error {
   if (err instanceof Error) {
     const code = (err as Error & { code?: string }).code
     if (code === 'ABORT_ERR') return new AbortError(err.message)
-    if (typeof code === 'string' && code.startsWith('PG25_')) return new Pg25Error(code as Pg25ErrorCode, err.message)
+    if (typeof code === 'string' && Object.hasOwn(ERROR_CODES, code)) return new Pg25Error(code as Pg25ErrorCode, err.message)
     return new Pg25Error('PG25_INTERNAL', err.message, { cause: err })
   }
   return new Pg25Error('PG25_INTERNAL', String(err))

@@ -3,6 +3,7 @@
 // that load only there: '@pg25/native/server', '@pg25/native/fleet' (needs bullmq), '@pg25/native/hub'.
 export { Pipeline } from './pipeline'
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './pipeline'
+export type { EncodePromptOptions, PromptStyle } from './pipeline'
 export type { GeneratedImage, ImageInput, RGBImage } from './image'
 export { readPngText } from './image'
 export { Pg25Error, AbortError } from './errors'

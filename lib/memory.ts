@@ -49,18 +49,16 @@ export function costModel (sources: ComponentSource[], device: string): CostMode
   }
 }
 
-const CONTEXT_TOKENS = 77
-
 /**
  * Bytes a request needs at its peak: the larger of the UNet pass (its skip connections at every
  * level plus the widest level's working tensors: a transformer block holds its GEGLU feed-forward,
  * 8 x channels wide, beside its input, attention and output; and the prompt's cross-attention keys
- * and values, projected once per run) and the VAE decoder (about three
+ * and values, projected once per run, `tokens` of them: 77 per prompt chunk) and the VAE decoder (about three
  * tensors alive at full resolution, as wide as the last upsampler), plus the latents and the RGB
  * output. Calibrated on the tiny model's measured peaks (backend peakBytes): UNet within 5%, VAE
  * about 20% over, at 512 and 1024 px.
  */
-function requestBytes (m: CostModel, width: number, height: number, count: number, guided: boolean): number {
+export function requestBytes (m: CostModel, width: number, height: number, count: number, guided: boolean, tokens: number): number {
   const batch = count * (guided ? 2 : 1)
   const h = height / m.scale
   const w = width / m.scale
@@ -71,7 +69,7 @@ function requestBytes (m: CostModel, width: number, height: number, count: numbe
     skips += (l.layers + 1) * l.channels * px
     widest = Math.max(widest, px * l.channels * (l.cross ? 16 : 4))
   })
-  const unet = batch * (skips + widest + CONTEXT_TOKENS * m.kvChannels * m.kvCopies)
+  const unet = batch * (skips + widest + tokens * m.kvChannels * m.kvCopies)
   const fullResChannels = Math.max(m.vaeChannels[0], m.vaeChannels[Math.min(1, m.vaeChannels.length - 1)])
   const vae = 3 * count * fullResChannels * width * height
   const latents = 4 * batch * m.latentChannels * h * w
@@ -79,10 +77,13 @@ function requestBytes (m: CostModel, width: number, height: number, count: numbe
 }
 
 /** Refuses a request whose working set exceeds `available` bytes (the caller's limit or the free memory). */
-export function checkRequestMemory (m: CostModel, size: { width: number, height: number, count: number, guided: boolean }, device: string, limit: number, limitText: string): void {
-  const need = requestBytes(m, size.width, size.height, size.count, size.guided)
+export function checkRequestMemory (m: CostModel, size: { width: number, height: number, count: number, guided: boolean, tokens?: number },
+  device: string, limit: number, limitText: string): void {
+  const need = requestBytes(m, size.width, size.height, size.count, size.guided, size.tokens ?? 77)
   if (need > limit) {
-    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${size.count} image(s) of ${size.width}x${size.height} need about ${fmtBytes(need)} of working memory on the ${device}, but ${limitText}`)
+    const context = (size.tokens ?? 77) > 77 ? ` with a ${size.tokens}-token prompt` : ''
+    const what = `${size.count} image(s) of ${size.width}x${size.height}${context}`
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${what} need about ${fmtBytes(need)} of working memory on the ${device}, but ${limitText}`)
   }
 }
 

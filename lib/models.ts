@@ -3,12 +3,19 @@
 import { withCancel } from './cancel'
 import { Pg25Error, native } from './errors'
 import type { ComponentSource } from './model/model-dir'
-import type { CancelToken, NativeEngine, NativeTensor } from './native'
+import type { CancelToken, ComponentInfo, NativeEngine, NativeTensor } from './native'
 import type { Runtime } from './runtime'
 
 /** Runs one native model call; `signal` aborting stops it between blocks with an AbortError. */
 async function cancellable<T> (rt: Runtime, signal: AbortSignal | undefined, fn: (e: NativeEngine, token: CancelToken | undefined) => Promise<T>): Promise<T> {
   return await withCancel(signal, async token => await native(async () => await rt.call(() => fn(rt.engine, token))))
+}
+
+/** Component `id`'s info, which must be of `kind`. */
+function infoOf<K extends ComponentInfo['kind']> (rt: Runtime, id: number, kind: K): Extract<ComponentInfo, { kind: K }> {
+  const info = rt.call(() => rt.engine.componentInfo(id))
+  if (info.kind !== kind) throw new Pg25Error('PG25_INTERNAL', `component ${id} is a ${info.kind}, not a ${kind}`)
+  return info as Extract<ComponentInfo, { kind: K }>
 }
 
 /** A CLIP text encoder: ids -> penultimate hidden states (and the pooled projection for encoder 2). */
@@ -18,7 +25,7 @@ export class TextEncoderModel {
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<TextEncoderModel> {
     const id = await rt.load('text_encoder', src, syntheticSeed, onBytes)
-    return new TextEncoderModel(rt, id, rt.call(() => rt.engine.componentInfo(id)).hiddenSize)
+    return new TextEncoderModel(rt, id, infoOf(rt, id, 'text_encoder').hiddenSize)
   }
 
   /** `ids`: batch x 77 token ids, row-major. */
@@ -34,7 +41,7 @@ export class UNetModel {
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<UNetModel> {
     const id = await rt.load('unet', src, syntheticSeed, onBytes)
-    const i = rt.call(() => rt.engine.componentInfo(id))
+    const i = infoOf(rt, id, 'unet')
     return new UNetModel(rt, id, { inChannels: i.inChannels, sampleSize: i.sampleSize, crossAttentionDim: i.crossAttentionDim, textEmbedsDim: i.textEmbedsDim })
   }
 
@@ -58,8 +65,8 @@ export class VAEModel {
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<VAEModel> {
     const id = await rt.load('vae', src, syntheticSeed, onBytes)
-    const i = rt.call(() => rt.engine.componentInfo(id))
-    const has = (i.latentsMean as number[]).length > 0
+    const i = infoOf(rt, id, 'vae')
+    const has = i.latentsMean.length > 0
     return new VAEModel(rt, id, i.latentChannels, i.scaleFactor, { scalingFactor: i.scalingFactor, mean: has ? i.latentsMean : null, std: has ? i.latentsStd : null })
   }
 

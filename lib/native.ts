@@ -20,6 +20,13 @@ export interface ComponentSpec {
   configText: string
 }
 
+/** What a loaded component's graph reports of itself, by its kind. */
+export type ComponentInfo =
+  | { kind: 'unet', inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number }
+  | { kind: 'vae', latentChannels: number, scaleFactor: number, scalingFactor: number, latentsMean: number[], latentsStd: number[] }
+  | { kind: 'text_encoder', hiddenSize: number, maxPositions: number }
+  | { kind: 'vae_encoder' }
+
 /** The addon's cancellation flag, checked by native jobs between blocks (the model calls' optional last argument). */
 export interface CancelToken { cancel(): void, readonly cancelled: boolean }
 
@@ -27,7 +34,7 @@ export interface NativeEngine {
   readonly device: string
   /** `onBytes` gets the bytes loaded so far (as stored in the files) after each tensor, on the main thread. */
   loadComponent(spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[], options?: { syntheticSeed: number } | { onBytes: (bytes: number) => void }): Promise<number>
-  componentInfo(id: number): Record<string, any>
+  componentInfo(id: number): ComponentInfo
   /** Every weight the component's graph holds: name -> shape. */
   weightShapes(id: number): Record<string, number[]>
   /** Sets each named weight to its original (read again from the files) plus up [out, rank] · down [rank, k]; rank 0: the original. */
@@ -86,12 +93,14 @@ export interface NativeAddon {
   readTensors(files: WeightFile[], requests: ParamRequest[], aliases?: WeightAlias[]): Promise<Float32Array[]>
   componentManifest(spec: ComponentSpec): ParamRequest[]
   runtimeInfo(): RuntimeInfo
+  /** The codes native errors carry. */
+  errorCodes(): string[]
 }
 
 // The addon's exports and the Engine's methods by name, checked against the interfaces above at compile time
 // (a name missing from either side fails tsc) and against the loaded addon by test/binding-seam.test.ts.
 type SameKeys<A, B> = [Exclude<A, B>, Exclude<B, A>] extends [never, never] ? true : false
-export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo'] as const
+export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo', 'errorCodes'] as const
 export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',
   'toRGB8', 'fromHost', 'latentPreview', 'toHost', 'lincomb', 'concat', 'slice0', 'op', 'timeOp', 'randomTensor', 'bytesInUse', 'deviceMemory',
   'peakBytes', 'takeNotices', 'profile', 'dispose'] as const

@@ -8,6 +8,7 @@ import type { Device } from './runtime'
 import type { SchedulerName } from './scheduler'
 import type { DownloadFileOptions } from './hub/repo-file'
 import type { LoRALoadOptions } from './lora/lora'
+import { PROMPT_STYLES, type PromptStyle } from './prompt/chunk'
 
 /**
  * Progress of `fromPretrained`/`fromSingleFile`, in bytes. Phase 'download' (a Hub id not yet in the
@@ -57,6 +58,12 @@ export interface LoadOptions {
   revision?: string
   /** Hub ids: an access token for gated or private models (default: $HF_TOKEN, else the token file under $HF_HOME) */
   token?: string
+  /**
+   * How prompts are read (default 'a1111'): 'a1111' (AUTOMATIC1111's weighting syntax and long
+   * prompts), 'comfy' (ComfyUI's), 'plain' (diffusers: no syntax, cut at 77 tokens). generate() may
+   * override it per call.
+   */
+  promptStyle?: PromptStyle
 }
 
 export interface Size { width: number, height: number }
@@ -75,6 +82,8 @@ export interface GenerateOptions {
   negativePrompt?: string
   /** prompt for the second text encoder (default: `prompt`) */
   prompt2?: string
+  /** how this call's prompts are read (default: the pipeline's, see LoadOptions.promptStyle) */
+  promptStyle?: PromptStyle
   negativePrompt2?: string
   /** multiples of 8; default: the UNet's sample size x 8 (1024 for Playground v2.5), or the input image's size */
   width?: number
@@ -151,6 +160,8 @@ export interface GenerateResult {
   latents?: Float32Array
   width: number
   height: number
+  /** notices about this call's prompts (a prompt cut to 77 tokens), also passed to onWarning */
+  warnings: string[]
 }
 
 /** Bytes held by a pipeline: `host` and `device` by its backend (weights and live tensors), `rss` of the process. */
@@ -229,7 +240,8 @@ const LOAD_OPTIONS: Record<keyof LoadOptions, Check> = {
   memoryLimit: check('a positive number of bytes', v => typeof v === 'number' && v > 0),
   modelName: aString,
   revision: aString,
-  token: aString
+  token: aString,
+  promptStyle: oneOf(...PROMPT_STYLES)
 }
 const SINGLE_FILE_OPTIONS: Record<keyof LoadOptions | 'config', Check> = { ...LOAD_OPTIONS, config: aString }
 const LORA_OPTIONS: Record<keyof LoRALoadOptions, Check> = {
@@ -249,6 +261,7 @@ const GENERATE_OPTIONS: Record<keyof GenerateOptions, Check> = {
   negativePrompt: aString,
   prompt2: aString,
   negativePrompt2: aString,
+  promptStyle: oneOf(...PROMPT_STYLES),
   width: side,
   height: side,
   steps: integer(1, MAX_STEPS),

@@ -16,11 +16,16 @@ import { resolveModelDir } from './hub/resolve'
 import { checkLoadOptions, checkLoRAOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions, type MemoryInfo, type Plan, type Size } from './options'
 
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './options'
+export type { PromptStyle } from './prompt/chunk'
 import { TorchGenerator } from './random/torch-generator'
 import { release, type Runtime } from './runtime'
 import { createScheduler, type Scheduler, type SchedulerName } from './scheduler'
 import type { RawConfig } from './scheduler/edm-config'
 import type { CLIPTokenizer } from './tokenizer/clip-tokenizer'
+import type { PromptStyle } from './prompt/chunk'
+import { encodeStyled } from './prompt/conditioning'
+import { planPrompts, type PromptPlan } from './prompt/plan'
+import { encodePlain } from './prompt/plain'
 
 
 // SDXL latent-to-RGB factors for previews (as used by common UIs), applied to VAE latents x 0.13025.
@@ -29,12 +34,8 @@ const SDXL_RGB_BIAS = [0.1084, -0.0175, -0.0011]
 const SDXL_SCALE = 0.13025
 const SAMPLER_LABEL: Record<SchedulerName, string> = { 'dpmpp-2m': 'DPM++ 2M Karras', euler: 'Euler Karras' }
 
-/** The cut part of a prompt as a warning quotes it: whole when short, else its two ends (a 900 KB prompt must not flood the log). */
-function quoteCut (text: string): string {
-  const ends = 100
-  if (text.length <= 3 * ends) return JSON.stringify(text)
-  return `${JSON.stringify(text.slice(0, ends))} … ${JSON.stringify(text.slice(-ends))} (${text.length} characters)`
-}
+/** encodePrompt's options: generate()'s that settle the conditioning. */
+export type EncodePromptOptions = Pick<GenerateOptions, 'negativePrompt' | 'prompt2' | 'negativePrompt2' | 'promptStyle' | 'guidanceScale'>
 
 /**
  * Playground v2.5 text-to-image: diffusers' StableDiffusionXLPipeline, step for step.
@@ -62,6 +63,7 @@ export class Pipeline {
   private readonly cost: CostModel
   private readonly memoryLimit: number | undefined
   private readonly modelName: string | undefined
+  private readonly promptStyle: PromptStyle
   private queue: Promise<unknown> = Promise.resolve()
   private readonly lora: LoRAs
   private disposed = false
@@ -71,7 +73,7 @@ export class Pipeline {
   private constructor (init: {
     dir: string, rt: Runtime, index: ModelIndex, schedulerConfig: RawConfig, schedulerSource: string,
     tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel, vaeSource: ComponentSource, warn: (msg: string) => void,
-    cost: CostModel, memoryLimit: number | undefined, modelName: string | undefined
+    cost: CostModel, memoryLimit: number | undefined, modelName: string | undefined, promptStyle: PromptStyle
   }) {
     this.dir = init.dir
     this.rt = init.rt
@@ -87,6 +89,7 @@ export class Pipeline {
     this.cost = init.cost
     this.memoryLimit = init.memoryLimit
     this.modelName = init.modelName
+    this.promptStyle = init.promptStyle
     const ids = { text_encoder: init.encoders[0].id, text_encoder_2: init.encoders[1].id, unet: init.unet.id }
     this.lora = new LoRAs(init.rt, ids, init.memoryLimit)
   }
@@ -133,7 +136,8 @@ export class Pipeline {
 
   private static async assemble (prep: Prepared, sources: ComponentSource[], options: LoadOptions): Promise<Pipeline> {
     const models = await loadModels(prep, sources, options)
-    return new Pipeline({ ...prep, ...models, dir: prep.root, memoryLimit: options.memoryLimit, modelName: options.modelName })
+    return new Pipeline({ ...prep, ...models, dir: prep.root, memoryLimit: options.memoryLimit, modelName: options.modelName,
+      promptStyle: options.promptStyle ?? 'a1111' })
   }
 
   /** 'cpu', or 'cuda' (GPU 0) or 'cuda:N': where this pipeline runs. */
@@ -171,8 +175,11 @@ export class Pipeline {
     }
     const mask = o.mask === undefined ? undefined : await probeMask(o.mask, imageSize)
     checkScaleOverrides(o.loras)
-    this.checkRequestMemory(plan)
-    const run = this.queue.then(async () => await this.run(prompt, { ...o, image, mask }, plan))
+    const negative = plan.guidance > 1 && !(o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt)
+    const prompts = planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
+    this.checkRequestMemory(plan, prompts.tokens)
+    for (const w of prompts.warnings) this.warn(w)
+    const run = this.queue.then(async () => await this.run(prompt, { ...o, image, mask }, plan, prompts))
     this.queue = run.catch(() => {})
     return await run
   }
@@ -237,8 +244,8 @@ export class Pipeline {
   }
 
   /** Refuses, before queueing, a request whose working set exceeds memoryLimit's room or the free memory. */
-  private checkRequestMemory (plan: Plan): void {
-    const size = { width: plan.width!, height: plan.height!, count: plan.count, guided: plan.guidance > 1 }
+  private checkRequestMemory (plan: Plan, tokens: number): void {
+    const size = { width: plan.width!, height: plan.height!, count: plan.count, guided: plan.guidance > 1, tokens }
     if (this.memoryLimit !== undefined) {
       const room = this.memoryLimit - this.rt.engine.bytesInUse()
       checkRequestMemory(this.cost, size, this.device, room, `memoryLimit leaves ${fmtBytes(room)} beside the model`)
@@ -248,65 +255,43 @@ export class Pipeline {
     }
   }
 
-  private tokenize (which: 0 | 1, text: string): number[] {
-    const { ids, truncated } = this.tokenizers[which].encodeWithInfo(text)
-    if (truncated !== null) {
-      this.warn(`The following part of your input was truncated because CLIP can only handle sequences up to ${this.tokenizers[which].maxLength} tokens: ${quoteCut(truncated)}`)
-    }
-    return ids
-  }
-
-  private concat (a: NativeTensor, b: NativeTensor, axis: number): NativeTensor {
-    return this.rt.call(() => this.rt.engine.concat(a, b, axis))
-  }
-
-  /** The tensors joined along the batch axis, in order (a new tensor; the inputs are left alone). */
-  private joinBatch (ts: NativeTensor[]): NativeTensor {
-    let acc = this.rt.call(() => this.rt.engine.slice0(ts[0], 0, ts[0].shape[0]))
-    for (const t of ts.slice(1)) {
-      const next = this.concat(acc, t, 0)
-      acc.dispose()
-      acc = next
-    }
-    return acc
+  /**
+   * Both text encoders: embeddings [B, tokens, 2048] and pooled [B, 1280] for B = count (no guidance) or
+   * 2 x count laid out [negative x count, prompt x count]. Without a negative prompt the negative half
+   * is zeros (force_zeros_for_empty_prompt). 'plain' prompts stay on the device as diffusers' do.
+   */
+  private async encodePrompts (prompts: PromptPlan, cfg: boolean, count: number, signal: AbortSignal):
+  Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
+    if (prompts.style !== 'plain') return await encodeStyled(this.rt, this.encoders, prompts, cfg, count, signal)
+    return await encodePlain(this.rt, this.encoders, prompts, cfg, count, signal)
   }
 
   /**
-   * Both text encoders: embeddings [B, 77, 2048] and pooled [B, 1280] for B = count (no guidance) or
-   * 2 x count laid out [negative x count, prompt x count]. Without a negative prompt the negative half
-   * is zeros (force_zeros_for_empty_prompt).
+   * The conditioning generate() would give the UNet for these prompts, on the host: what diffusers'
+   * `prompt_embeds`, `pooled_prompt_embeds` (and their negatives) take. `embeds` is [rows, tokens, 2048],
+   * `pooled` [rows, 1280], rows [negative, prompt] with guidance (the default), else [prompt].
+   *
+   * ```ts
+   * const { embeds, pooled, tokens } = await pipe.encodePrompt('a (red:1.3) cat', { negativePrompt: 'blurry' })
+   * ```
    */
-  private async encodePrompts (prompt: string, o: GenerateOptions, cfg: boolean, count: number, signal: AbortSignal): Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
-    const zeroNegative = cfg && o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt
-    const texts1 = [prompt]
-    const texts2 = [o.prompt2 ?? prompt]
-    if (cfg && !zeroNegative) {
-      const neg = o.negativePrompt ?? ''
-      texts1.unshift(neg)
-      texts2.unshift(o.negativePrompt2 ?? neg)
-    }
-    const [a, b] = await Promise.all([
-      this.encoders[0].encode(texts1.map(t => this.tokenize(0, t)), signal),
-      this.encoders[1].encode(texts2.map(t => this.tokenize(1, t)), signal)
-    ])
-    const parts: NativeTensor[] = [a.penultimate, b.penultimate, b.pooled!]
-    try {
-      const embeds = this.concat(a.penultimate, b.penultimate, -1)
-      parts.push(embeds)
-      const zeros = (t: NativeTensor): NativeTensor => this.rt.fromHost(new Float32Array(t.shape.reduce((x, y) => x * y, 1)), t.shape)
-      // Each of [negative?, prompt] repeated count times, then joined on the batch axis.
-      const layout = (t: NativeTensor): NativeTensor => {
-        const halves: NativeTensor[] = []
-        if (zeroNegative) halves.push(zeros(t))
-        const rows = t.shape[0]
-        for (let r = 0; r < rows; r++) halves.push(this.rt.call(() => this.rt.engine.slice0(t, r, 1)))
-        parts.push(...halves)
-        return this.joinBatch(halves.flatMap(h => Array<NativeTensor>(count).fill(h)))
+  async encodePrompt (prompt: string, options: EncodePromptOptions = {}):
+  Promise<{ embeds: Float32Array, pooled: Float32Array, rows: number, tokens: number, warnings: string[] }> {
+    if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'encodePrompt() called after dispose()')
+    const o = withoutNulls(options)
+    const plan = validateOptions(prompt, o, { defaultSize: this.defaultSize, latentChannels: this.unet.info.inChannels })
+    const cfg = plan.guidance > 1
+    const negative = cfg && !(o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt)
+    const prompts = planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
+    return await this.enqueue(async () => {
+      const { embeds, pooled } = await this.encodePrompts(prompts, cfg, 1, this.closing.signal)
+      try {
+        const [rows, tokens] = embeds.shape
+        return { embeds: this.rt.toHost(embeds), pooled: this.rt.toHost(pooled), rows, tokens, warnings: prompts.warnings }
+      } finally {
+        release(embeds, pooled)
       }
-      return { embeds: layout(embeds), pooled: layout(b.pooled!) }
-    } finally {
-      release(...parts)
-    }
+    })
   }
 
   /** The image-to-image start: the VAE-encoded input, sampled with the generator, in UNet latent space. */
@@ -385,12 +370,12 @@ export class Pipeline {
     return { x, width, height, tStart: 0 }
   }
 
-  private async run (prompt: string, o: GenerateOptions, plan: Plan): Promise<GenerateResult> {
+  private async run (prompt: string, o: GenerateOptions, plan: Plan, prompts: PromptPlan): Promise<GenerateResult> {
     if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed before this call ran')
     // The caller's signal or dispose() stops the run, inside a native call if one is running.
     const link = linkSignals(o.signal, this.closing.signal)
     try {
-      return await this.execute(prompt, o, plan, link.signal)
+      return await this.execute(prompt, o, plan, prompts, link.signal)
     } catch (err) {
       if (err instanceof AbortError && this.disposed && o.signal?.aborted !== true) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
       throw err
@@ -399,7 +384,8 @@ export class Pipeline {
     }
   }
 
-  private async execute (prompt: string, o: GenerateOptions, plan: Plan, signal: AbortSignal): Promise<GenerateResult> {
+  private async execute (prompt: string, o: GenerateOptions, plan: Plan, prompts: PromptPlan, signal: AbortSignal):
+  Promise<GenerateResult> {
     throwIfAborted(signal)
     const { steps, guidance, seed, count: n } = plan
     const cfg = guidance > 1
@@ -413,7 +399,7 @@ export class Pipeline {
     let x = start
     const held: Array<NativeTensor | undefined> = []
     try {
-      const { embeds, pooled } = await this.encodePrompts(prompt, o, cfg, n, signal)
+      const { embeds, pooled } = await this.encodePrompts(prompts, cfg, n, signal)
       held.push(embeds, pooled)
       const orig = o.originalSize ?? { width, height }
       const target = o.targetSize ?? { width, height }
@@ -457,14 +443,15 @@ export class Pipeline {
       for (const v of latents) {
         if (!Number.isFinite(v)) throw new Pg25Error('PG25_NON_FINITE', `the run produced NaN or infinite latents (${width}x${height}, ${steps} steps, guidance ${guidance}); no image is returned: the model's weights may be broken`)
       }
-      if (o.outputType === 'latent') return { seed, images: [], latents, width, height }
+      const warnings = prompts.warnings
+      if (o.outputType === 'latent') return { seed, images: [], latents, width, height, warnings }
       const image = await this.vae.decode(x, true, signal)
       held.push(image)
       const data = await this.vae.toRGB8(image)
       const per = width * height * 3
       const name = scheduler.name
       const images = Array.from({ length: n }, (_, k) => makeImage(width, height, data.subarray(k * per, (k + 1) * per), this.parameters(prompt, o, plan, name, width, height, k)))
-      return { seed, images, width, height }
+      return { seed, images, width, height, warnings }
     } finally {
       scheduler.reset(ops)
       release(x, ...held)

@@ -57,6 +57,10 @@ export type Pg25Server = http.Server & {
 
 export const DEFAULT_MAX_PIXELS = 4 * 1024 * 1024
 
+/** JSON in ASCII alone (\\uXXXX escapes), so that it can be a header's value. */
+const asciiJson = (v: unknown): string =>
+  JSON.stringify(v).replace(/[^\x20-\x7e]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+
 /**
  * An http.Server answering /generate and /health for `pipe` (a Pipeline, or a GenerateQueue to front
  * a fleet). Listen on it yourself.
@@ -113,9 +117,10 @@ export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Ser
         const r = await pipe.generate(prompt, { ...opts, signal: ac.signal })
         const pngs = await Promise.all(r.images.map(async img => await img.toPNG({ metadata })))
         if (response === 'json' || pngs.length === 0) {
-          send(res, 200, { seed: r.seed, width: r.width, height: r.height, images: pngs.map(p => p.toString('base64')), latents: r.latents ? Buffer.from(r.latents.buffer).toString('base64') : undefined })
+          send(res, 200, { seed: r.seed, width: r.width, height: r.height, images: pngs.map(p => p.toString('base64')), latents: r.latents ? Buffer.from(r.latents.buffer).toString('base64') : undefined, warnings: r.warnings ?? [] })
         } else if (!res.destroyed) {
-          res.writeHead(200, { 'content-type': 'image/png', 'content-length': pngs[0].length, 'x-pg25-seed': String(r.seed) })
+          const warned = (r.warnings ?? []).length > 0 ? { 'x-pg25-warnings': asciiJson(r.warnings) } : {}
+          res.writeHead(200, { 'content-type': 'image/png', 'content-length': pngs[0].length, 'x-pg25-seed': String(r.seed), ...warned })
           res.end(pngs[0])
         }
         stats.completed++

@@ -29,7 +29,7 @@ using namespace binding;
 
 Napi::Value InspectSafetensors(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsString()) throw Error("PG25_INVALID_ARGUMENT", "path must be a string");
+    if (!info[0].IsString()) throw Error(Code::InvalidArgument, "path must be a string");
     std::string path = info[0].As<Napi::String>().Utf8Value();
     auto out = std::make_shared<std::vector<TensorEntry>>();
     return run_job(
@@ -56,7 +56,7 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     std::vector<WeightFileSpec> files = files_from_js(info[0]);
     std::map<std::string, WeightAlias> aliases = aliases_from_js(info[2]);
-    if (!info[1].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "requests must be an array");
+    if (!info[1].IsArray()) throw Error(Code::InvalidArgument, "requests must be an array");
     std::vector<ParamSpec> req;
     Napi::Array a = info[1].As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); i++) {
@@ -107,6 +107,16 @@ Napi::Value ComponentManifest(const Napi::CallbackInfo& info) {
     }
     return a;
   });
+}
+
+// The codes native errors carry (native/core/error.h's table), for the seam test against lib/errors.ts.
+Napi::Value ErrorCodes(const Napi::CallbackInfo& info) {
+  Napi::Array a = Napi::Array::New(info.Env());
+  uint32_t i = 0;
+#define PG25_ADD_NAME(e, name) a.Set(i++, name);
+  PG25_ERROR_CODES(PG25_ADD_NAME)
+#undef PG25_ADD_NAME
+  return a;
 }
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
@@ -165,6 +175,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("componentManifest", Napi::Function::New(env, ComponentManifest));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
+  exports.Set("errorCodes", Napi::Function::New(env, ErrorCodes));
 #ifdef PG25_CUDA_EMULATION
   exports.Set("emulationReport", Napi::Function::New(env, EmulationReport));
 #endif

@@ -4,7 +4,8 @@
 import test from 'ava'
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
-import { ADDON_EXPORTS, ENGINE_MEMBERS } from '../lib/native'
+import { ERROR_CODES } from '../lib/errors'
+import { ADDON_EXPORTS, ENGINE_MEMBERS, loadNative } from '../lib/native'
 
 // Each build is loaded in its own process: one process loads one of them.
 const names = (emulation: boolean): { exports: string[], engine: string[] } => {
@@ -25,3 +26,9 @@ for (const emulation of [false, true]) {
     t.deepEqual(got.engine.sort(), [...ENGINE_MEMBERS].sort())
   })
 }
+
+test('every code a native error can carry is in lib/errors.ts\'s table', t => {
+  const codes = loadNative().errorCodes()
+  t.true(codes.length >= 12)
+  for (const c of codes) t.true(Object.hasOwn(ERROR_CODES, c), c)
+})

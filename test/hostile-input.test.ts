@@ -132,17 +132,21 @@ test('a run that produces NaN latents is refused with PG25_NON_FINITE, never ret
   }
 })
 
-test('the truncation warning quotes a 900 KB prompt by its ends, not whole', async t => {
+test('a 900 KB prompt is refused before tokenizing; the truncation warning quotes the longest allowed by its ends, once', async t => {
   const warnings: string[] = []
   const p = await Pipeline.fromPretrained(TINY, { device: 'cpu', onWarning: m => warnings.push(m) })
   try {
-    const prompt = 'a cat '.repeat(150_000) + 'ending words'
-    await p.generate(prompt, { steps: 1, width: 64, height: 64 })
-    t.is(warnings.length, 2)
-    for (const w of warnings) {
-      t.true(w.length < 500, `${w.length} characters`)
-      t.regex(w, /truncated because CLIP can only handle sequences up to 77 tokens: ".*" … ".*ending words" \(\d+ characters\)/)
+    const huge = 'a cat '.repeat(150_000) + 'ending words'
+    for (const promptStyle of ['plain', 'a1111', 'comfy'] as const) {
+      const run = p.generate(huge, { steps: 1, width: 64, height: 64, promptStyle })
+      await rejectsWith(t, run, 'PG25_INVALID_ARGUMENT', /prompt has 900012 characters; at most 8192 are read/)
     }
+    const prompt = 'a cat '.repeat(1300) + 'ending words'
+    const r = await p.generate(prompt, { steps: 1, width: 64, height: 64, promptStyle: 'plain' })
+    t.is(warnings.length, 1)
+    t.deepEqual(r.warnings, warnings)
+    t.true(warnings[0].length < 500, `${warnings[0].length} characters`)
+    t.regex(warnings[0], /truncated because CLIP can only handle sequences up to 77 tokens: prompt: ".*" … ".*ending words" \(\d+ chara/)
   } finally {
     await p.dispose()
   }

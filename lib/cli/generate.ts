@@ -29,6 +29,7 @@ export const GENERATE_FLAGS: Flags = {
   height: { type: 'string' },
   seed: { type: 'string' },
   scheduler: { type: 'string' },
+  'prompt-style': { type: 'string' },
   count: { type: 'string' },
   image: { type: 'string' },
   strength: { type: 'string' },
@@ -69,6 +70,8 @@ ${LORA_HELP}
       --height N           image height, a multiple of 8
       --seed N             random seed (default: random; printed at the end)
       --scheduler NAME     dpmpp-2m (the model's default) or euler
+      --prompt-style NAME  how prompts are read: a1111 (default: (word:1.3), [word], BREAK, past 77
+                           tokens), comfy (ComfyUI's weighting) or plain (diffusers: literal, cut at 77)
 ${MODEL_HELP}
 ${FLEET_HELP('queue')}
       --json               print a summary as JSON on stdout (files, seed, size, steps, timings, device);
@@ -80,7 +83,9 @@ ${FLEET_HELP('queue')}
 Progress goes to stderr: bars on a terminal, one line every 10% otherwise.`
 
 // The generate() option each flag sets, for messages in the flags' names.
-const FLAG_OF: Record<string, string> = { negativePrompt: 'negative', negativePrompt2: 'negative2', guidanceScale: 'guidance' }
+const FLAG_OF: Record<string, string> = {
+  negativePrompt: 'negative', negativePrompt2: 'negative2', guidanceScale: 'guidance', promptStyle: 'prompt-style'
+}
 
 /** Re-words generate()'s option errors in flag names: `steps must be ...` -> `--steps must be ...`. */
 function asFlags (err: unknown): unknown {
@@ -129,6 +134,7 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
     height: int('height', values.height),
     seed: int('seed', values.seed),
     scheduler: str(values.scheduler) as GenerateOptions['scheduler'],
+    promptStyle: str(values['prompt-style']) as GenerateOptions['promptStyle'],
     count: int('count', values.count),
     image,
     strength: num('strength', values.strength),
@@ -174,6 +180,8 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
     const signal = fleet === undefined ? interrupt.signal : undefined
     const r = await pipe.generate(prompt, { ...opts, seed, signal, onStep: quiet ? undefined : s => stepping.update(s) })
     stepping.end()
+    // A local pipeline told onWarning already; a fleet's workers send their notices with the result.
+    if (fleet !== undefined) for (const w of r.warnings ?? []) onWarning(w)
     const generated = Date.now()
     for (const [i, img] of r.images.entries()) await outs[i].commit(await encodeImage(img, format))
     const done = Date.now()

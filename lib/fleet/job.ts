@@ -32,6 +32,8 @@ export interface FleetResult {
   images: string[]
   /** with outputType 'latent': the latents as base64 float32, little-endian */
   latents?: string
+  /** the run's notices about its prompts */
+  warnings?: string[]
 }
 
 /** The job data for `generate(prompt, options)`; refuses what JSON cannot carry (latents, callbacks). */
@@ -98,7 +100,8 @@ export function fromProgress (p: unknown): StepInfo | null {
 
 export async function toResult (r: GenerateResult, metadata: boolean): Promise<FleetResult> {
   const pngs = await Promise.all(r.images.map(async img => await img.toPNG({ metadata })))
-  const out: FleetResult = { seed: r.seed, width: r.width, height: r.height, images: pngs.map(p => p.toString('base64')) }
+  const images = pngs.map(p => p.toString('base64'))
+  const out: FleetResult = { seed: r.seed, width: r.width, height: r.height, images, warnings: r.warnings ?? [] }
   if (r.latents !== undefined) out.latents = Buffer.from(r.latents.buffer, r.latents.byteOffset, r.latents.byteLength).toString('base64')
   return out
 }
@@ -111,7 +114,8 @@ export async function fromResult (r: FleetResult): Promise<GenerateResult> {
     if (info.channels !== 3) throw new Pg25Error('PG25_QUEUE', `a fleet result decoded to ${info.channels} channels, not RGB`)
     return makeImage(info.width, info.height, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), readPngText(png).parameters ?? '')
   }))
-  const out: GenerateResult = { seed: r.seed, width: r.width, height: r.height, images }
+  const warnings = Array.isArray(r.warnings) ? r.warnings.filter((w): w is string => typeof w === 'string') : []
+  const out: GenerateResult = { seed: r.seed, width: r.width, height: r.height, images, warnings }
   if (r.latents !== undefined) {
     const bytes = Buffer.from(r.latents, 'base64')
     out.latents = new Float32Array(bytes.length / 4)

@@ -28,7 +28,8 @@ export interface ParsedRequest {
 }
 
 const ALLOWED = new Set(['prompt', 'negativePrompt', 'prompt2', 'negativePrompt2', 'width', 'height', 'steps', 'guidanceScale', 'scheduler',
-  'seed', 'count', 'strength', 'image', 'mask', 'loras', 'outputType', 'originalSize', 'cropTopLeft', 'targetSize', 'response', 'metadata'])
+  'seed', 'count', 'strength', 'image', 'mask', 'loras', 'outputType', 'originalSize', 'cropTopLeft', 'targetSize', 'response', 'metadata',
+  'promptStyle'])
 
 /** Base64 images longer than this (64 MiB decoded, as image files fed to a fleet) are refused unread. */
 export const MAX_BASE64_CHARS = Math.ceil(INPUT_IMAGE_BYTES / 3) * 4

@@ -61,7 +61,11 @@ export class CLIPTokenizer {
   private readonly unkId: number
   private readonly vocab: Map<string, number>
   private readonly idToToken: string[]
-  private readonly ranks: Map<string, number>
+  /** merge ranks by pair of symbol ids, and the id each merge makes */
+  private readonly pairs: PairTable
+  private readonly pairMerged: Int32Array
+  /** each byte's symbol id, alone and ending a word */
+  private readonly byteIds: Int32Array
   private readonly cache = new Map<string, number[]>()
   private readonly special: Map<string, number>
   private readonly specialPattern: RegExp
@@ -70,8 +74,6 @@ export class CLIPTokenizer {
     this.vocab = vocab
     this.idToToken = []
     for (const [tok, id] of vocab) this.idToToken[id] = tok
-    this.ranks = new Map()
-    merges.forEach((m, i) => this.ranks.set(m, i))
     const id = (tok: string, what: string): number => {
       const v = vocab.get(tok)
       if (v === undefined) throw new Pg25Error('PG25_BAD_CONFIG', `${opts.source}: ${what} token ${JSON.stringify(tok)} is not in vocab.json`)
@@ -81,6 +83,20 @@ export class CLIPTokenizer {
     this.eosId = id(opts.eos, 'eos')
     this.padId = id(opts.pad, 'pad')
     this.unkId = id(opts.unk, 'unk')
+    this.pairMerged = new Int32Array(merges.length)
+    this.pairs = new PairTable(merges.length)
+    // Every single byte is in the CLIP vocabulary; a symbol can only be missing from a broken vocab.
+    this.byteIds = Int32Array.from({ length: 512 }, (_, i) => vocab.get(BYTE_TO_CHAR[i & 255] + (i >= 256 ? END_OF_WORD : '')) ??
+      this.unkId)
+    merges.forEach((m, rank) => {
+      const [a, b] = m.split(' ')
+      const ia = vocab.get(a)
+      const ib = vocab.get(b)
+      // A merge whose parts or result are not in the vocabulary could only make unknown symbols.
+      if (ia === undefined || ib === undefined) return
+      this.pairs.set(ia, ib, rank)
+      this.pairMerged[rank] = vocab.get(a + b) ?? this.unkId
+    })
     this.maxLength = opts.maxLength
     // Special tokens are split out of the text before normalisation, as the fast tokenizer does.
     this.special = new Map([[opts.bos, this.bosId], [opts.eos, this.eosId], [opts.unk, this.unkId]])
@@ -177,33 +193,141 @@ export class CLIPTokenizer {
     return new TextDecoder().decode(new Uint8Array(bytes)).trim()
   }
 
+  /** The id of one vocabulary entry (such as `',</w>'`), or undefined. */
+  tokenId (token: string): number | undefined {
+    return this.vocab.get(token)
+  }
+
   private bpe (word: string): number[] {
     const cached = this.cache.get(word)
     if (cached) return cached
-    const symbols = Array.from(encoder.encode(word), b => BYTE_TO_CHAR[b])
-    symbols[symbols.length - 1] += END_OF_WORD
-    while (symbols.length > 1) {
-      let best = -1
-      let bestRank = Infinity
-      for (let i = 0; i < symbols.length - 1; i++) {
-        const r = this.ranks.get(symbols[i] + ' ' + symbols[i + 1])
-        if (r !== undefined && r < bestRank) { bestRank = r; best = i }
-      }
-      if (best < 0) break
-      const a = symbols[best]
-      const b = symbols[best + 1]
-      // Merge every occurrence of the best pair, left to right.
-      for (let i = 0; i < symbols.length - 1; i++) {
-        if (symbols[i] === a && symbols[i + 1] === b) symbols.splice(i, 2, a + b)
-      }
+    const ids = this.merge(encoder.encode(word))
+    // Long words are not kept: the cache is for the short words prompts repeat.
+    if (word.length <= 64) {
+      if (this.cache.size > 50_000) this.cache.clear()
+      this.cache.set(word, ids)
     }
-    const ids = symbols.map(s => {
-      const id = this.vocab.get(s)
-      // Every single byte is in the CLIP vocabulary; a symbol can only be missing from a broken vocab.
-      return id ?? this.unkId
-    })
-    if (this.cache.size > 50_000) this.cache.clear()
-    this.cache.set(word, ids)
     return ids
+  }
+
+  /**
+   * The merges of one word in the order Hugging Face's tokenizers applies them: the lowest-ranked pair
+   * first, the leftmost of equal ranks, from a heap over a linked list of symbol ids. O(n log n) in the
+   * word's length, so that a one-word prompt of many kilobytes tokenizes in milliseconds.
+   */
+  private merge (bytes: Uint8Array): number[] {
+    const n = bytes.length
+    if (n === 0) return []
+    const sym = Int32Array.from(bytes, (b, i) => this.byteIds[i === n - 1 ? 256 + b : b])
+    const next = Int32Array.from({ length: n }, (_, i) => i + 1 < n ? i + 1 : -1)
+    const prev = Int32Array.from({ length: n }, (_, i) => i - 1)
+    // Entries rank x 2^26 + position: one number orders by rank, then leftmost.
+    const heap = new MinHeap()
+    const push = (i: number): void => {
+      const j = next[i]
+      if (j < 0) return
+      const r = this.pairs.get(sym[i], sym[j])
+      if (r >= 0) heap.push(r * POSITIONS + i)
+    }
+    for (let i = 0; i < n - 1; i++) push(i)
+    while (heap.size > 0) {
+      const top = heap.pop()
+      const rank = Math.floor(top / POSITIONS)
+      const i = top - rank * POSITIONS
+      const j = next[i]
+      // A stale entry: one of its symbols has merged with another since (a rank names one pair).
+      if (sym[i] < 0 || j < 0 || this.pairs.get(sym[i], sym[j]) !== rank) continue
+      sym[i] = this.pairMerged[rank]
+      sym[j] = -1
+      next[i] = next[j]
+      if (next[j] >= 0) prev[next[j]] = i
+      if (prev[i] >= 0) push(prev[i])
+      push(i)
+    }
+    const out: number[] = []
+    for (let i = 0; i >= 0; i = next[i]) out.push(sym[i])
+    return out
+  }
+}
+
+/** Open addressing from a pair of ids to a rank (Map keys past 2^31 hash slowly). */
+class PairTable {
+  private readonly mask: number
+  private readonly a: Int32Array
+  private readonly b: Int32Array
+  private readonly rank: Int32Array
+
+  constructor (entries: number) {
+    let size = 16
+    while (size < 2 * entries) size *= 2
+    this.mask = size - 1
+    this.a = new Int32Array(size).fill(-1)
+    this.b = new Int32Array(size)
+    this.rank = new Int32Array(size)
+  }
+
+  private slot (a: number, b: number): number {
+    let i = (Math.imul(a, 0x9e3779b1) ^ Math.imul(b, 0x85ebca6b)) & this.mask
+    while (this.a[i] !== -1 && (this.a[i] !== a || this.b[i] !== b)) i = (i + 1) & this.mask
+    return i
+  }
+
+  /** A later rank for the same pair replaces the earlier one, as merges.txt lines read in order do. */
+  set (a: number, b: number, rank: number): void {
+    const i = this.slot(a, b)
+    this.a[i] = a
+    this.b[i] = b
+    this.rank[i] = rank
+  }
+
+  /** The pair's rank, or -1. */
+  get (a: number, b: number): number {
+    const i = this.slot(a, b)
+    return this.a[i] === -1 ? -1 : this.rank[i]
+  }
+}
+
+// Symbol positions per word in heap entries: words of up to 64 MiB, far past any prompt's bound.
+const POSITIONS = 2 ** 26
+
+/** A binary min-heap of numbers. */
+class MinHeap {
+  private readonly a: number[] = []
+
+  get size (): number {
+    return this.a.length
+  }
+
+  push (v: number): void {
+    const a = this.a
+    let i = a.length
+    a.push(v)
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      if (a[p] <= v) break
+      a[i] = a[p]
+      i = p
+    }
+    a[i] = v
+  }
+
+  /** The least entry, taken out; only while size > 0. */
+  pop (): number {
+    const a = this.a
+    const top = a[0]
+    const last = a.pop()!
+    const n = a.length
+    if (n === 0) return top
+    let i = 0
+    for (;;) {
+      const l = 2 * i + 1
+      if (l >= n) break
+      const c = l + 1 < n && a[l + 1] < a[l] ? l + 1 : l
+      if (a[c] >= last) break
+      a[i] = a[c]
+      i = c
+    }
+    a[i] = last
+    return top
   }
 }

@@ -11,7 +11,7 @@ struct Call {
   const std::string& op;
   const OpArgs& a;
 
-  [[noreturn]] void fail(const std::string& why) const { throw Error("PG25_INVALID_ARGUMENT", "op " + op + ": " + why); }
+  [[noreturn]] void fail(const std::string& why) const { throw Error(Code::InvalidArgument, "op " + op + ": " + why); }
   void inputs(size_t lo, size_t hi) const {
     if (a.inputs.size() < lo || a.inputs.size() > hi) fail("takes " + std::to_string(lo) + (lo == hi ? "" : "-" + std::to_string(hi)) + " inputs");
     for (size_t i = 0; i < lo; i++)
@@ -222,7 +222,7 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     }
     return be.gather_rows(c.in(0), rows);
   }
-  throw Error("PG25_INVALID_ARGUMENT", "unknown op \"" + name + "\"");
+  throw Error(Code::InvalidArgument, "unknown op \"" + name + "\"");
 }
 
 }  // namespace pg25

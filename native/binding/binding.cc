@@ -25,15 +25,10 @@ class Job : public Napi::AsyncWorker {
       // A job is done when its device work is: a GPU backend waits here, off the main thread, so that
       // later host reads (toHost, previews) never block the event loop behind queued kernels.
       if (device_) device_->synchronize();
-    } catch (const Error& e) {
-      code_ = e.code();
-      SetError(e.what());
-    } catch (const std::bad_alloc&) {
-      code_ = "PG25_OUT_OF_MEMORY";
-      SetError("out of host memory");
-    } catch (const std::exception& e) {
-      code_ = "PG25_INTERNAL";
-      SetError(e.what());
+    } catch (...) {
+      Failure f = failure_of(std::current_exception());
+      code_ = f.code;
+      SetError(f.message);
     }
   }
   void OnOK() override {
@@ -51,7 +46,7 @@ class Job : public Napi::AsyncWorker {
   std::function<void()> work_;
   std::function<Napi::Value(Napi::Env)> done_;
   std::shared_ptr<Backend> device_;
-  std::string code_ = "PG25_INTERNAL";
+  Code code_ = Code::Internal;
 };
 
 }  // namespace
@@ -66,14 +61,14 @@ Napi::Promise run_job(Napi::Env env, std::function<void()> work, std::function<N
 
 
 Shape shape_from_js(const Napi::Value& v, const char* what) {
-  if (!v.IsArray()) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be an array of sizes");
+  if (!v.IsArray()) throw Error(Code::InvalidArgument, std::string(what) + " must be an array of sizes");
   Napi::Array a = v.As<Napi::Array>();
   Shape s;
   for (uint32_t i = 0; i < a.Length(); i++) {
     Napi::Value d = a.Get(i);
-    if (!d.IsNumber()) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must hold numbers");
+    if (!d.IsNumber()) throw Error(Code::InvalidArgument, std::string(what) + " must hold numbers");
     double x = d.As<Napi::Number>().DoubleValue();
-    if (!(x >= 0 && x <= double(1ll << 40)) || x != double(int64_t(x))) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " holds an invalid size");
+    if (!(x >= 0 && x <= double(1ll << 40)) || x != double(int64_t(x))) throw Error(Code::InvalidArgument, std::string(what) + " holds an invalid size");
     s.push_back(int64_t(x));
   }
   return s;
@@ -87,17 +82,17 @@ Napi::Array shape_to_js(Napi::Env env, const Shape& s) {
 
 std::string str_prop(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
-  if (!v.IsString()) throw Error("PG25_INVALID_ARGUMENT", std::string("\"") + key + "\" must be a string");
+  if (!v.IsString()) throw Error(Code::InvalidArgument, std::string("\"") + key + "\" must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
 
 std::vector<WeightFileSpec> files_from_js(const Napi::Value& v) {
-  if (!v.IsArray()) throw Error("PG25_INVALID_ARGUMENT", "files must be an array");
+  if (!v.IsArray()) throw Error(Code::InvalidArgument, "files must be an array");
   std::vector<WeightFileSpec> out;
   Napi::Array a = v.As<Napi::Array>();
   for (uint32_t i = 0; i < a.Length(); i++) {
     Napi::Value e = a.Get(i);
-    if (!e.IsObject()) throw Error("PG25_INVALID_ARGUMENT", "files entries must be objects");
+    if (!e.IsObject()) throw Error(Code::InvalidArgument, "files entries must be objects");
     Napi::Object o = e.As<Napi::Object>();
     out.push_back({str_prop(o, "path"), o.Get("paddle").ToBoolean().Value()});
   }
@@ -107,11 +102,11 @@ std::vector<WeightFileSpec> files_from_js(const Napi::Value& v) {
 std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v) {
   std::map<std::string, WeightAlias> out;
   if (v.IsUndefined() || v.IsNull()) return out;
-  if (!v.IsArray()) throw Error("PG25_INVALID_ARGUMENT", "aliases must be an array");
+  if (!v.IsArray()) throw Error(Code::InvalidArgument, "aliases must be an array");
   Napi::Array a = v.As<Napi::Array>();
   for (uint32_t i = 0; i < a.Length(); i++) {
     Napi::Value e = a.Get(i);
-    if (!e.IsObject()) throw Error("PG25_INVALID_ARGUMENT", "aliases entries must be objects");
+    if (!e.IsObject()) throw Error(Code::InvalidArgument, "aliases entries must be objects");
     Napi::Object o = e.As<Napi::Object>();
     WeightAlias al;
     al.source = str_prop(o, "source");
@@ -123,7 +118,7 @@ std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v) {
       al.row_begin = o.Get("begin").ToNumber().Int64Value();
       al.row_count = o.Get("count").ToNumber().Int64Value();
     } else {
-      throw Error("PG25_INVALID_ARGUMENT", "alias op \"" + op + "\" is not rename, rows or transpose");
+      throw Error(Code::InvalidArgument, "alias op \"" + op + "\" is not rename, rows or transpose");
     }
     out[str_prop(o, "name")] = al;
   }
@@ -131,24 +126,24 @@ std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v) {
 }
 
 std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v) {
-  if (!v.IsArray()) throw Error("PG25_INVALID_ARGUMENT", "LoRA updates must be an array");
+  if (!v.IsArray()) throw Error(Code::InvalidArgument, "LoRA updates must be an array");
   Napi::Array a = v.As<Napi::Array>();
   std::vector<LoraUpdate> out;
   auto floats = [](const Napi::Object& o, const char* key) {
     Napi::Value f = o.Get(key);
     if (!f.IsTypedArray() || f.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw Error("PG25_INVALID_ARGUMENT", std::string("LoRA update ") + key + " must be a Float32Array");
+      throw Error(Code::InvalidArgument, std::string("LoRA update ") + key + " must be a Float32Array");
     Napi::Float32Array t = f.As<Napi::Float32Array>();
     return std::vector<float>(t.Data(), t.Data() + t.ElementLength());
   };
   for (uint32_t i = 0; i < a.Length(); i++) {
     Napi::Value e = a.Get(i);
-    if (!e.IsObject()) throw Error("PG25_INVALID_ARGUMENT", "LoRA updates must be objects");
+    if (!e.IsObject()) throw Error(Code::InvalidArgument, "LoRA updates must be objects");
     Napi::Object o = e.As<Napi::Object>();
     LoraUpdate u;
     u.name = str_prop(o, "name");
     double r = o.Get("rank").ToNumber().DoubleValue();
-    if (!(r >= 0 && r <= double(1 << 20)) || r != double(int64_t(r))) throw Error("PG25_INVALID_ARGUMENT", "LoRA update of \"" + u.name + "\": rank must be a non-negative integer");
+    if (!(r >= 0 && r <= double(1 << 20)) || r != double(int64_t(r))) throw Error(Code::InvalidArgument, "LoRA update of \"" + u.name + "\": rank must be a non-negative integer");
     u.rank = int64_t(r);
     if (u.rank > 0) {
       u.up = floats(o, "up");
@@ -160,24 +155,9 @@ std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v) {
 }
 
 ComponentSpec spec_from_js(const Napi::Value& v) {
-  if (!v.IsObject()) throw Error("PG25_INVALID_ARGUMENT", "component spec must be an object");
+  if (!v.IsObject()) throw Error(Code::InvalidArgument, "component spec must be an object");
   Napi::Object o = v.As<Napi::Object>();
   return {str_prop(o, "kind"), str_prop(o, "className"), str_prop(o, "configPath"), str_prop(o, "configText")};
-}
-
-Model build(const ComponentSpec& s, Params& p) {
-  Config cfg(s.config_path, s.config_text);
-  if (s.kind == "text_encoder") return std::make_unique<ClipTextModel>(s.class_name, cfg, p);
-  if (s.kind == "unet") {
-    if (s.class_name != "UNet2DConditionModel") throw unsupported(s.config_path, "UNet class \"" + s.class_name + "\" is not supported (UNet2DConditionModel)");
-    return std::make_unique<UNet>(cfg, p);
-  }
-  if (s.kind == "vae" || s.kind == "vae_encoder") {
-    if (s.class_name != "AutoencoderKL") throw unsupported(s.config_path, "VAE class \"" + s.class_name + "\" is not supported (AutoencoderKL)");
-    if (s.kind == "vae_encoder") return std::make_unique<VaeEncoder>(cfg, p);
-    return std::make_unique<VaeDecoder>(cfg, p);
-  }
-  throw Error("PG25_INVALID_ARGUMENT", "unknown component kind \"" + s.kind + "\"");
 }
 
 }  // namespace pg25::binding

@@ -1,5 +1,4 @@
-// The binding's shared pieces: errors as JS errors, AsyncWorker jobs, argument conversion, component
-// construction, and the Tensor and CancelToken classes that JS holds. native/binding/engine.h defines
+// The binding's shared pieces: errors as JS errors, AsyncWorker jobs, argument conversion, and the Tensor and CancelToken classes that JS holds. native/binding/engine.h defines
 // the Engine class on them; native/addon.cc the module's free functions.
 #pragma once
 #include <napi.h>
@@ -18,33 +17,28 @@
 #include "../models/clip.h"
 #include "../models/lora.h"
 #include "../models/params.h"
-#include "../models/unet.h"
-#include "../models/vae.h"
+#include "../models/registry.h"
 
 namespace pg25::binding {
 
-inline Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message) {
+inline Napi::Error make_error(Napi::Env env, Code code, const std::string& message) {
   Napi::Error e = Napi::Error::New(env, message);
-  e.Value().Set("code", Napi::String::New(env, code));
+  e.Value().Set("code", Napi::String::New(env, code_name(code)));
   return e;
 }
 
-// Runs fn, converting any C++ exception into a thrown JS error.
+// Runs fn, converting any C++ exception into a thrown JS error (failure_of: the one mapping, shared with jobs).
 template <typename F>
 auto guarded(Napi::Env env, F&& fn) -> decltype(fn()) {
   try {
     return fn();
-  } catch (const Error& e) {
-    throw make_error(env, e.code(), e.what());
-  } catch (const std::bad_alloc&) {
-    throw make_error(env, "PG25_OUT_OF_MEMORY", "out of host memory");
   } catch (const Napi::Error&) {
     throw;
-  } catch (const std::exception& e) {
-    throw make_error(env, "PG25_INTERNAL", e.what());
+  } catch (...) {
+    Failure f = failure_of(std::current_exception());
+    throw make_error(env, f.code, f.message);
   }
 }
-
 
 // Queues `work` on a libuv thread; `done` builds the JS result on the main thread. With `device`, the
 // job completes only when that backend's queued device work has.
@@ -59,14 +53,7 @@ std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v);
 // [{ name, rank, up: Float32Array, down: Float32Array }] (sizes are checked against the weights later).
 std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v);
 
-struct ComponentSpec {
-  std::string kind, class_name, config_path, config_text;
-};
 ComponentSpec spec_from_js(const Napi::Value& v);
-using Model = std::variant<std::monostate, std::unique_ptr<ClipTextModel>, std::unique_ptr<UNet>, std::unique_ptr<VaeDecoder>,
-                           std::unique_ptr<VaeEncoder>>;
-// The component's graph, asking `p` for its weights (a dry run when `p` has no backend).
-Model build(const ComponentSpec& s, Params& p);
 
 // ---- Engine and Tensor ------------------------------------------------------------------------
 
@@ -92,11 +79,11 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   // The tensor behind `v`, which must belong to `owner`: another engine's memory (host memory for a
   // CPU engine, another stream's for a CUDA one) is never handed to a backend.
   static const Tensor& From(const Napi::Value& v, const char* what, const Backend* owner) {
-    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be a Tensor");
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error(Code::InvalidArgument, std::string(what) + " must be a Tensor");
     TensorWrap* w = Unwrap(v.As<Napi::Object>());
-    if (!w->t_.defined()) throw Error("PG25_DISPOSED", std::string(what) + " was disposed");
+    if (!w->t_.defined()) throw Error(Code::Disposed, std::string(what) + " was disposed");
     if (w->be_.get() != owner)
-      throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " belongs to another engine (" + w->be_->name() + "); copy it with toHost/fromHost");
+      throw Error(Code::InvalidArgument, std::string(what) + " belongs to another engine (" + w->be_->name() + "); copy it with toHost/fromHost");
     return w->t_;
   }
   explicit TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
@@ -136,7 +123,7 @@ class CancelWrap : public Napi::ObjectWrap<CancelWrap> {
   // The flag of an optional token argument (null when absent); jobs hold it, so it outlives the JS object.
   static std::shared_ptr<CancelFlag> From(const Napi::Value& v) {
     if (v.IsUndefined() || v.IsNull()) return nullptr;
-    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error("PG25_INVALID_ARGUMENT", "cancel must be a CancelToken");
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error(Code::InvalidArgument, "cancel must be a CancelToken");
     return Unwrap(v.As<Napi::Object>())->flag_;
   }
   explicit CancelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CancelWrap>(info), flag_(std::make_shared<CancelFlag>(false)) {}

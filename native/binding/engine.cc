@@ -26,7 +26,7 @@ namespace {
 class LoadProgress {
  public:
   LoadProgress(Napi::Env env, Napi::Value callback) {
-    if (!callback.IsUndefined() && !callback.IsFunction()) throw Error("PG25_INVALID_ARGUMENT", "onBytes must be a function");
+    if (!callback.IsUndefined() && !callback.IsFunction()) throw Error(Code::InvalidArgument, "onBytes must be a function");
     if (callback.IsFunction()) tsfn_ = Napi::ThreadSafeFunction::New(env, callback.As<Napi::Function>(), "pg25-load-progress", 0, 1);
   }
   ~LoadProgress() { finish(); }
@@ -102,11 +102,11 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
     else if (device.size() > 5 && device.size() <= 8 && device.compare(0, 5, "cuda:") == 0 &&
              device.find_first_not_of("0123456789", 5) == std::string::npos && (device[5] != '0' || device.size() == 6))
       index = std::stoi(device.substr(5));
-    if (index < 0) throw Error("PG25_INVALID_ARGUMENT", "device must be \"cpu\", \"cuda\" or \"cuda:N\", got \"" + device + "\"");
+    if (index < 0) throw Error(Code::InvalidArgument, "device must be \"cpu\", \"cuda\" or \"cuda:N\", got \"" + device + "\"");
 #ifdef PG25_WITH_CUDA
     be_ = std::shared_ptr<Backend>(make_cuda_backend(index).release());
 #else
-    throw Error("PG25_NO_DEVICE", "device \"" + device + "\": " + cuda::describe_availability());
+    throw Error(Code::NoDevice, "device \"" + device + "\": " + cuda::describe_availability());
 #endif
   });
   // PG25_PROFILE=1: every op timed on its device (profile() reads the totals); no CUDA graphs meanwhile.
@@ -143,7 +143,7 @@ Napi::Value EngineWrap::LoadComponent(const Napi::CallbackInfo& info) {
     // A fourth argument { syntheticSeed } builds the graph on generated weights instead of files.
     bool synthetic = info.Length() > 3 && info[3].IsObject() && info[3].As<Napi::Object>().Has("syntheticSeed");
     uint64_t seed = synthetic ? uint64_t(info[3].As<Napi::Object>().Get("syntheticSeed").ToNumber().Int64Value()) : 0;
-    if (!synthetic && files.empty()) throw Error("PG25_NOT_FOUND", spec.config_path + ": no weight files given");
+    if (!synthetic && files.empty()) throw Error(Code::NotFound, spec.config_path + ": no weight files given");
     // { onBytes }: called on the main thread with the bytes loaded so far, after each tensor.
     auto progress = std::make_shared<LoadProgress>(info.Env(), info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>().Get("onBytes") : info.Env().Undefined());
     auto be = be_ptr();
@@ -162,7 +162,9 @@ Napi::Value EngineWrap::LoadComponent(const Napi::CallbackInfo& info) {
           loaded->params->on_loaded(nullptr);
           progress->finish();
         },
-        [this, loaded](Napi::Env env) -> Napi::Value {
+        // The JS Engine is held until the job is over (the reference goes with the job, on the main thread),
+        // so `this` is alive here even if the caller dropped its last reference meanwhile.
+        [this, self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info.This().As<Napi::Object>())), loaded](Napi::Env env) -> Napi::Value {
           std::lock_guard<std::mutex> g(mu_);
           components_.push_back(loaded);
           return Napi::Number::New(env, double(components_.size() - 1));
@@ -199,8 +201,9 @@ Napi::Value EngineWrap::ComponentInfo(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     uint32_t id = info[0].ToNumber().Uint32Value();
     std::lock_guard<std::mutex> g(mu_);
-    if (id >= components_.size() || !components_[id]) throw Error("PG25_DISPOSED", "component is not loaded");
+    if (id >= components_.size() || !components_[id]) throw Error(Code::Disposed, "component is not loaded");
     const Model& m = components_[id]->model;
+    o.Set("kind", components_[id]->spec.kind);
     if (auto* u = std::get_if<std::unique_ptr<UNet>>(&m)) {
       o.Set("inChannels", double((*u)->in_channels()));
       o.Set("sampleSize", double((*u)->sample_size()));
@@ -229,11 +232,11 @@ Napi::Value EngineWrap::EncodeText(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto [keep, m] = component<ClipTextModel>(info[0]);
     if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-      throw Error("PG25_INVALID_ARGUMENT", "ids must be an Int32Array");
+      throw Error(Code::InvalidArgument, "ids must be an Int32Array");
     Napi::Int32Array ids = info[1].As<Napi::Int32Array>();
     int64_t batch = info[2].ToNumber().Int64Value();
     if (batch < 1 || ids.ElementLength() == 0 || ids.ElementLength() % size_t(batch) != 0)
-      throw Error("PG25_INVALID_ARGUMENT", "ids length must be a multiple of the batch size");
+      throw Error(Code::InvalidArgument, "ids length must be a multiple of the batch size");
     std::vector<int32_t> v(ids.Data(), ids.Data() + ids.ElementLength());
     auto cancel = CancelWrap::From(info[3]);
     auto be = be_ptr();
@@ -257,7 +260,7 @@ Napi::Value EngineWrap::RunUNet(const Napi::CallbackInfo& info) {
     Tensor ctx = arg(info[3], "encoderHiddenStates");
     Tensor te = arg(info[4], "textEmbeds");
     if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw Error("PG25_INVALID_ARGUMENT", "timeIds must be a Float32Array");
+      throw Error(Code::InvalidArgument, "timeIds must be a Float32Array");
     Napi::Float32Array tid = info[5].As<Napi::Float32Array>();
     std::vector<float> time_ids(tid.Data(), tid.Data() + tid.ElementLength());
     auto cancel = CancelWrap::From(info[6]);

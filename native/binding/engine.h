@@ -34,7 +34,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   };
 
   Backend& be() {
-    if (!be_) throw Error("PG25_DISPOSED", "the engine was disposed");
+    if (!be_) throw Error(Code::Disposed, "the engine was disposed");
     be_->bind_thread();
     return *be_;
   }
@@ -49,19 +49,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // A component and a reference that keeps it alive while a job uses it, even across dispose().
   template <typename T>
   std::pair<std::shared_ptr<Loaded>, const T*> component(const Napi::Value& v) {
-    if (!v.IsNumber()) throw Error("PG25_INVALID_ARGUMENT", "component id must be a number");
+    if (!v.IsNumber()) throw Error(Code::InvalidArgument, "component id must be a number");
     uint32_t id = v.As<Napi::Number>().Uint32Value();
     std::lock_guard<std::mutex> g(mu_);
-    if (id >= components_.size() || !components_[id]) throw Error("PG25_DISPOSED", "component " + std::to_string(id) + " is not loaded");
+    if (id >= components_.size() || !components_[id]) throw Error(Code::Disposed, "component " + std::to_string(id) + " is not loaded");
     auto* p = std::get_if<std::unique_ptr<T>>(&components_[id]->model);
-    if (!p) throw Error("PG25_INVALID_ARGUMENT", "component " + std::to_string(id) + " is a " + components_[id]->spec.kind);
+    if (!p) throw Error(Code::InvalidArgument, "component " + std::to_string(id) + " is a " + components_[id]->spec.kind);
     return {components_[id], p->get()};
   }
 
   std::shared_ptr<Loaded> loaded(const Napi::Value& v) {
     uint32_t id = v.ToNumber().Uint32Value();
     std::lock_guard<std::mutex> g(mu_);
-    if (id >= components_.size() || !components_[id]) throw Error("PG25_DISPOSED", "component is not loaded");
+    if (id >= components_.size() || !components_[id]) throw Error(Code::Disposed, "component is not loaded");
     return components_[id];
   }
 

@@ -12,7 +12,7 @@ namespace pg25::binding {
 Napi::Value EngineWrap::ToRGB8(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Tensor x = arg(info[0], "image");
-    if (x.rank() != 4 || x.dim(1) != 3) throw Error("PG25_INVALID_ARGUMENT", "image must be [B, 3, H, W]");
+    if (x.rank() != 4 || x.dim(1) != 3) throw Error(Code::InvalidArgument, "image must be [B, 3, H, W]");
     auto be = be_ptr();
     auto out = std::make_shared<std::vector<uint8_t>>();
     return run_job(
@@ -30,12 +30,12 @@ Napi::Value EngineWrap::LatentPreview(const Napi::CallbackInfo& info) {
     const Tensor& x = arg(info[0], "latents");
     auto floats = [](const Napi::Value& v, const char* what) {
       if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw Error("PG25_INVALID_ARGUMENT", std::string(what) + " must be a Float32Array");
+        throw Error(Code::InvalidArgument, std::string(what) + " must be a Float32Array");
       Napi::Float32Array a = v.As<Napi::Float32Array>();
       return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
     };
     std::vector<float> m = floats(info[1], "matrix"), bias = floats(info[2], "bias");
-    if (x.rank() != 4 || int64_t(m.size()) != 3 * x.dim(1) || bias.size() != 3) throw Error("PG25_INVALID_ARGUMENT", "preview: matrix must be 3 x channels");
+    if (x.rank() != 4 || int64_t(m.size()) != 3 * x.dim(1) || bias.size() != 3) throw Error(Code::InvalidArgument, "preview: matrix must be 3 x channels");
     std::vector<uint8_t> out = be().latent_rgb(x, m, bias);
     Napi::Uint8Array a = Napi::Uint8Array::New(info.Env(), out.size());
     std::memcpy(a.Data(), out.data(), out.size());
@@ -46,12 +46,12 @@ Napi::Value EngineWrap::LatentPreview(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::FromHost(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw Error("PG25_INVALID_ARGUMENT", "data must be a Float32Array");
+      throw Error(Code::InvalidArgument, "data must be a Float32Array");
     Napi::Float32Array a = info[0].As<Napi::Float32Array>();
     Shape s = shape_from_js(info[1], "shape");
     Tensor t{nullptr, s};
     if (size_t(t.numel()) != a.ElementLength())
-      throw Error("PG25_INVALID_ARGUMENT", "data holds " + std::to_string(a.ElementLength()) + " values; shape " + shape_str(s) + " needs " + std::to_string(t.numel()));
+      throw Error(Code::InvalidArgument, "data holds " + std::to_string(a.ElementLength()) + " values; shape " + shape_str(s) + " needs " + std::to_string(t.numel()));
     return TensorWrap::Wrap(info.Env(), be().from_host(a.Data(), s), be_ptr());
   });
 }
@@ -67,23 +67,23 @@ Napi::Value EngineWrap::ToHost(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineWrap::Lincomb(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "lincomb takes [[coefficient, tensor], ...]");
+    if (!info[0].IsArray()) throw Error(Code::InvalidArgument, "lincomb takes [[coefficient, tensor], ...]");
     Napi::Array terms = info[0].As<Napi::Array>();
     std::vector<Tensor> keep;
     std::vector<std::pair<double, const Tensor*>> t;
     keep.reserve(terms.Length());
     for (uint32_t i = 0; i < terms.Length(); i++) {
       Napi::Value e = terms.Get(i);
-      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) throw Error("PG25_INVALID_ARGUMENT", "lincomb takes [[coefficient, tensor], ...]");
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) throw Error(Code::InvalidArgument, "lincomb takes [[coefficient, tensor], ...]");
       Napi::Array pair = e.As<Napi::Array>();
-      if (!pair.Get(0u).IsNumber()) throw Error("PG25_INVALID_ARGUMENT", "lincomb coefficients must be numbers");
+      if (!pair.Get(0u).IsNumber()) throw Error(Code::InvalidArgument, "lincomb coefficients must be numbers");
       keep.push_back(arg(pair.Get(1u), "lincomb term"));
       t.emplace_back(pair.Get(0u).As<Napi::Number>().DoubleValue(), nullptr);
     }
     for (size_t i = 0; i < keep.size(); i++) t[i].second = &keep[i];
-    if (t.empty()) throw Error("PG25_INVALID_ARGUMENT", "lincomb needs at least one term");
+    if (t.empty()) throw Error(Code::InvalidArgument, "lincomb needs at least one term");
     for (auto& p : t)
-      if (p.second->shape != t[0].second->shape) throw Error("PG25_INVALID_ARGUMENT", "lincomb terms must share one shape");
+      if (p.second->shape != t[0].second->shape) throw Error(Code::InvalidArgument, "lincomb terms must share one shape");
     return TensorWrap::Wrap(info.Env(), be().lincomb(t), be_ptr());
   });
 }
@@ -101,7 +101,7 @@ Napi::Value EngineWrap::Slice0(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Tensor& a = arg(info[0], "tensor");
     int64_t start = info[1].ToNumber().Int64Value(), count = info[2].ToNumber().Int64Value();
-    if (start < 0 || count < 0 || start + count > a.dim(0)) throw Error("PG25_INVALID_ARGUMENT", "slice: range outside " + shape_str(a.shape));
+    if (start < 0 || count < 0 || start + count > a.dim(0)) throw Error(Code::InvalidArgument, "slice: range outside " + shape_str(a.shape));
     return TensorWrap::Wrap(info.Env(), be().slice0(a, start, count), be_ptr());
   });
 }
@@ -111,8 +111,8 @@ Napi::Value EngineWrap::Slice0(const Napi::CallbackInfo& info) {
 // op(name, inputs, attributes) and timeOp's first three arguments: the inputs (null: an absent bias) and
 // the numeric attributes.
 EngineWrap::OpRequest EngineWrap::op_request(const Napi::CallbackInfo& info) {
-  if (!info[0].IsString()) throw Error("PG25_INVALID_ARGUMENT", "op: the name must be a string");
-  if (!info[1].IsArray()) throw Error("PG25_INVALID_ARGUMENT", "op: inputs must be an array");
+  if (!info[0].IsString()) throw Error(Code::InvalidArgument, "op: the name must be a string");
+  if (!info[1].IsArray()) throw Error(Code::InvalidArgument, "op: inputs must be an array");
   OpRequest r;
   r.name = info[0].As<Napi::String>().Utf8Value();
   Napi::Array ins = info[1].As<Napi::Array>();
@@ -135,7 +135,7 @@ EngineWrap::OpRequest EngineWrap::op_request(const Napi::CallbackInfo& info) {
         std::vector<double>& out = r.attrs.list[key];
         for (uint32_t j = 0; j < n; j++) out.push_back(a.Get(j).ToNumber().DoubleValue());
       } else {
-        throw Error("PG25_INVALID_ARGUMENT", "op " + r.name + ": attribute \"" + key + "\" must be a number or an array of numbers");
+        throw Error(Code::InvalidArgument, "op " + r.name + ": attribute \"" + key + "\" must be a number or an array of numbers");
       }
     }
   }
@@ -164,7 +164,7 @@ Napi::Value EngineWrap::TimeOp(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     OpRequest r = op_request(info);
     int reps = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 10;
-    if (reps < 1 || reps > 10000) throw Error("PG25_INVALID_ARGUMENT", "timeOp: reps must be 1 to 10000");
+    if (reps < 1 || reps > 10000) throw Error(Code::InvalidArgument, "timeOp: reps must be 1 to 10000");
     auto be = be_ptr();
     auto device_ms = std::make_shared<std::vector<double>>(), wall_ms = std::make_shared<std::vector<double>>();
     return run_job(
@@ -207,7 +207,7 @@ Napi::Value EngineWrap::RandomTensor(const Napi::CallbackInfo& info) {
     float scale = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().FloatValue() : 1.f;
     int64_t n = 1;
     for (int64_t d : shape) {
-      if (d <= 0 || n > (int64_t(1) << 34) / d) throw Error("PG25_INVALID_ARGUMENT", "randomTensor: shape " + shape_str(shape) + " is empty or too large");
+      if (d <= 0 || n > (int64_t(1) << 34) / d) throw Error(Code::InvalidArgument, "randomTensor: shape " + shape_str(shape) + " is empty or too large");
       n *= d;
     }
     auto be = be_ptr();

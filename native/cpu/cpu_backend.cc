@@ -41,7 +41,7 @@ float* D(const Tensor& t) { return buf(t)->plain(); }
 int64_t grain(int64_t per_item) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, per_item)); }
 
 void check(bool ok, const char* op, const std::string& what) {
-  if (!ok) throw Error("PG25_INTERNAL", std::string("cpu backend ") + op + ": " + what);
+  if (!ok) throw Error(Code::Internal, std::string("cpu backend ") + op + ": " + what);
 }
 
 template <typename F>
@@ -423,7 +423,7 @@ class CpuBackend final : public Backend {
     int64_t V = table.dim(0), C = table.dim(1), L = int64_t(ids.size()) / batch;
     Tensor y = make({batch, L, C});
     for (size_t i = 0; i < ids.size(); i++) {
-      if (ids[i] < 0 || ids[i] >= V) throw Error("PG25_INVALID_ARGUMENT", "token id " + std::to_string(ids[i]) + " is outside the vocabulary of " + std::to_string(V));
+      if (ids[i] < 0 || ids[i] >= V) throw Error(Code::InvalidArgument, "token id " + std::to_string(ids[i]) + " is outside the vocabulary of " + std::to_string(V));
       std::memcpy(D(y) + int64_t(i) * C, D(table) + int64_t(ids[i]) * C, size_t(C) * 4);
     }
     return y;

@@ -20,7 +20,7 @@ namespace {
 float* allocate(size_t n, size_t& bytes) {
   bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
   auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!p) throw Error("PG25_OUT_OF_MEMORY", "CPU backend: cannot allocate " + std::to_string(n * 4) + " bytes");
+  if (!p) throw Error(Code::OutOfMemory, "CPU backend: cannot allocate " + std::to_string(n * 4) + " bytes");
   g_bytes.add(int64_t(bytes));
   return p;
 }
@@ -106,7 +106,7 @@ CpuBuffer::~CpuBuffer() {
 }
 
 void CpuBuffer::packed_read_as_plain() {
-  throw Error("PG25_INTERNAL", "cpu backend: a weight packed for the GEMM was read as a plain tensor");
+  throw Error(Code::Internal, "cpu backend: a weight packed for the GEMM was read as a plain tensor");
 }
 
 const float* CpuBuffer::panels(Layout want, int64_t r, int64_t c) {
@@ -119,7 +119,7 @@ const float* CpuBuffer::panels(Layout want, int64_t r, int64_t c) {
       const MicroKernel& mk = micro_kernel();
       int w = want == Layout::PanelsA ? mk.mr : mk.nr;
       if (packed_floats(r, c, w) > capacity)
-        throw Error("PG25_INTERNAL", "cpu backend: a weight buffer has no room for its packed form");
+        throw Error(Code::Internal, "cpu backend: a weight buffer has no room for its packed form");
       // In place: the buffer was made large enough for either panel layout, so packing changes neither
       // its address nor the bytes it accounts for.
       std::vector<float> plain(data, data + count);
@@ -132,7 +132,7 @@ const float* CpuBuffer::panels(Layout want, int64_t r, int64_t c) {
     }
   }
   if (now != want || rows != r)
-    throw Error("PG25_INTERNAL", "cpu backend: a packed weight was used as another operand than the one it was packed for");
+    throw Error(Code::Internal, "cpu backend: a packed weight was used as another operand than the one it was packed for");
   return data;
 }
 

@@ -46,7 +46,7 @@ uint32_t alignment(std::initializer_list<const void*> ptrs, std::initializer_lis
 }
 
 void check(Status s, const char* what) {
-  if (s != 0) throw Error("PG25_INTERNAL", std::string("cuBLASLt ") + what + " failed with status " + std::to_string(s));
+  if (s != 0) throw Error(Code::Internal, std::string("cuBLASLt ") + what + " failed with status " + std::to_string(s));
 }
 
 }  // namespace
@@ -76,12 +76,12 @@ struct CublasLt::Plan {
 
 CublasLt::CublasLt() {
   lib_ = open_library("cublasLt", {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"});
-  if (!lib_.handle) throw Error("PG25_NO_DEVICE", "cuBLASLt (libcublasLt.so) was not found; set PG25_CUDA_LIBS to its folder");
+  if (!lib_.handle) throw Error(Code::NoDevice, "cuBLASLt (libcublasLt.so) was not found; set PG25_CUDA_LIBS to its folder");
   api_ = std::make_unique<Api>();
   Api& api = *api_;
   auto sym = [&](const char* name) {
     void* p = lib_.symbol(name);
-    if (!p) throw Error("PG25_NO_DEVICE", std::string("cuBLASLt at ") + lib_.path + " lacks " + name);
+    if (!p) throw Error(Code::NoDevice, std::string("cuBLASLt at ") + lib_.path + " lacks " + name);
     return p;
   };
   api.create = reinterpret_cast<decltype(api.create)>(sym("cublasLtCreate"));
@@ -98,7 +98,7 @@ CublasLt::CublasLt() {
   api.heuristic = reinterpret_cast<decltype(api.heuristic)>(sym("cublasLtMatmulAlgoGetHeuristic"));
   api.matmul = reinterpret_cast<decltype(api.matmul)>(sym("cublasLtMatmul"));
   check(api.create(&handle_), "create");
-  if (cudaMalloc(&workspace_, workspace_bytes_) != cudaSuccess) throw Error("PG25_OUT_OF_MEMORY", "cannot allocate the cuBLASLt workspace");
+  if (cudaMalloc(&workspace_, workspace_bytes_) != cudaSuccess) throw Error(Code::OutOfMemory, "cannot allocate the cuBLASLt workspace");
 }
 
 CublasLt::~CublasLt() {

@@ -41,7 +41,7 @@ bool NHWC(const Tensor& t) { return t.rank() == 4 && t.layout == Layout::NHWC; }
 Layout one_layout(const char* op, std::initializer_list<const Tensor*> ts) {
   Layout l = (*ts.begin())->layout;
   for (const Tensor* t : ts)
-    if (t && t->rank() == 4 && t->layout != l) throw Error("PG25_INTERNAL", std::string(op) + ": inputs mix NCHW and NHWC layouts");
+    if (t && t->rank() == 4 && t->layout != l) throw Error(Code::Internal, std::string(op) + ": inputs mix NCHW and NHWC layouts");
   return l;
 }
 
@@ -50,13 +50,13 @@ Layout layout_from_env() {
   const char* env = std::getenv("PG25_CUDA_LAYOUT");
   if (!env || !*env || std::strcmp(env, "nhwc") == 0) return Layout::NHWC;
   if (std::strcmp(env, "nchw") == 0) return Layout::NCHW;
-  throw Error("PG25_INVALID_ARGUMENT", std::string("PG25_CUDA_LAYOUT must be \"nhwc\" or \"nchw\", got \"") + env + "\"");
+  throw Error(Code::InvalidArgument, std::string("PG25_CUDA_LAYOUT must be \"nhwc\" or \"nchw\", got \"") + env + "\"");
 }
 // Ops keep one storage type: a mix means the model forgot a cast, which would misread the bytes.
 bool same(const char* op, std::initializer_list<const Tensor*> ts) {
   bool w = W(**ts.begin());
   for (const Tensor* t : ts)
-    if (t && W(*t) != w) throw Error("PG25_INTERNAL", std::string(op) + ": inputs mix fp16 and bf16 storage");
+    if (t && W(*t) != w) throw Error(Code::Internal, std::string(op) + ": inputs mix fp16 and bf16 storage");
   return w;
 }
 
@@ -71,16 +71,16 @@ class CudaBackend final : public Backend {
     // Driver version 0 is CUDA's answer where no driver is installed at all: that is the plain case below.
     if (e == cudaErrorInsufficientDriver && driver > 0) {
       cudaGetLastError();
-      throw Error("PG25_NO_DEVICE", std::string("the NVIDIA driver is too old: it supports CUDA ") + cuda_version(driver) + ", and this build's CUDA runtime " +
+      throw Error(Code::NoDevice, std::string("the NVIDIA driver is too old: it supports CUDA ") + cuda_version(driver) + ", and this build's CUDA runtime " +
                                         cuda_version(CUDART_VERSION) + " needs a driver for CUDA " + cuda_version(CUDART_VERSION / 1000 * 1000) + " or newer (" +
                                         driver_branch(CUDART_VERSION) + "+); update the driver (" + cudaGetErrorString(e) + ")");
     }
     if (e != cudaSuccess || n == 0) {
       cudaGetLastError();
-      throw Error("PG25_NO_DEVICE", "no usable NVIDIA GPU: " + why + (e != cudaSuccess ? std::string(" (") + cudaGetErrorString(e) + ")" : ""));
+      throw Error(Code::NoDevice, "no usable NVIDIA GPU: " + why + (e != cudaSuccess ? std::string(" (") + cudaGetErrorString(e) + ")" : ""));
     }
     if (device < 0 || device >= n)
-      throw Error("PG25_NO_DEVICE", "device \"cuda:" + std::to_string(device) + "\" does not exist: this machine has " + std::to_string(n) + " GPU" +
+      throw Error(Code::NoDevice, "device \"cuda:" + std::to_string(device) + "\" does not exist: this machine has " + std::to_string(n) + " GPU" +
                                         (n == 1 ? " (cuda:0)" : "s (cuda:0 to cuda:" + std::to_string(n - 1) + ")"));
     bind_thread();
     lt_ = std::make_unique<cuda::CublasLt>();  // first: a missing library must not leave a stream behind
@@ -167,7 +167,7 @@ class CudaBackend final : public Backend {
     float peak = 0.f;
     for (size_t i = 0; i < n; i++) peak = std::max(peak, std::fabs(data[i]));
     if (!(peak <= 65504.f))
-      throw Error("PG25_UNSUPPORTED", "tensor \"" + name + "\" holds values up to " + std::to_string(peak) +
+      throw Error(Code::Unsupported, "tensor \"" + name + "\" holds values up to " + std::to_string(peak) +
                                           ", beyond float16's 65504: it cannot be stored in fp16 on the GPU");
     return upload(data, shape, false);
   }
@@ -178,7 +178,7 @@ class CudaBackend final : public Backend {
     size_t n = size_t(t.numel());
     for (size_t i = 0; i < n; i++)
       if ((bits[i] & 0x7c00u) == 0x7c00u)
-        throw Error("PG25_BAD_WEIGHTS", "tensor \"" + name + "\" holds an infinity or NaN (float16 bits " + std::to_string(bits[i]) + " at element " + std::to_string(i) + ")");
+        throw Error(Code::BadWeights, "tensor \"" + name + "\" holds an infinity or NaN (float16 bits " + std::to_string(bits[i]) + " at element " + std::to_string(i) + ")");
     // The file's bytes go up as they are: no float32 copy on the host, half the transfer (and, as in
     // upload(), no wait: the copy is staged before it returns).
     check(cudaMemcpyAsync(P(t), bits, n * 2, cudaMemcpyHostToDevice, stream()), "weight upload");
@@ -194,8 +194,8 @@ class CudaBackend final : public Backend {
   }
   // (LoRA merging, issue 15) A device-to-device copy on the stream: the weight keeps its address.
   void copy_into(const Tensor& dst, const Tensor& src) override {
-    if (dst.numel() != src.numel()) throw Error("PG25_INTERNAL", "copy_into: " + shape_str(src.shape) + " into " + shape_str(dst.shape));
-    if (NHWC(dst) != NHWC(src)) throw Error("PG25_INTERNAL", "copy_into: the tensors are in different layouts");
+    if (dst.numel() != src.numel()) throw Error(Code::Internal, "copy_into: " + shape_str(src.shape) + " into " + shape_str(dst.shape));
+    if (NHWC(dst) != NHWC(src)) throw Error(Code::Internal, "copy_into: the tensors are in different layouts");
     same("copy_into", {&dst, &src});
     if (P(dst) != P(src)) check(cudaMemcpyAsync(P(dst), P(src), size_t(dst.numel()) * 2, cudaMemcpyDeviceToDevice, stream()), "copy_into");
   }
@@ -283,7 +283,7 @@ class CudaBackend final : public Backend {
       xs.push_back(P(*t.second));
       cs.push_back(float(t.first));
     }
-    if (xs.size() > 8) throw Error("PG25_INVALID_ARGUMENT", "lincomb supports at most 8 terms on the GPU");
+    if (xs.size() > 8) throw Error(Code::InvalidArgument, "lincomb supports at most 8 terms on the GPU");
     cuda::lincomb(int(xs.size()), xs.data(), cs.data(), P(y), y.numel(), wide, stream());
     LAUNCHED("lincomb");
     return y;
@@ -427,7 +427,7 @@ class CudaBackend final : public Backend {
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) override {
     int64_t C = q.dim(2);
-    if (C / heads > 512) throw Error("PG25_UNSUPPORTED", "attention heads wider than 512 channels are not supported on the GPU");
+    if (C / heads > 512) throw Error(Code::Unsupported, "attention heads wider than 512 channels are not supported on the GPU");
     bool wide = same("attention", {&q, &k, &v});
     Tensor y = make(q.shape, wide);
     cuda::attention(P(q), P(k), P(v), P(y), q.dim(0), q.dim(1), k.dim(1), C, heads, causal, wide, stream());
@@ -488,7 +488,7 @@ class CudaBackend final : public Backend {
   Tensor embedding(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) override {
     int64_t V = table.dim(0), C = table.dim(1), L = int64_t(ids.size()) / batch;
     for (int32_t id : ids)
-      if (id < 0 || id >= V) throw Error("PG25_INVALID_ARGUMENT", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
+      if (id < 0 || id >= V) throw Error(Code::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
     CudaBuffer dev(ids.size() * 4, stream_owner_);
     check(cudaMemcpyAsync(dev.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, stream()), "token ids");
     Tensor y = make({batch, L, C}, W(table));

@@ -294,7 +294,7 @@ void Cudnn::run(const Plan& p, const void* x, const void* w, const void* bias, c
   std::lock_guard<std::mutex> g(mu_);
   Api& a = *api_;
   auto check = [&](Status s, const char* what) {
-    if (s != kSuccess) throw Error("PG25_INTERNAL", std::string("cuDNN ") + what + " failed: " + a.error_string(s));
+    if (s != kSuccess) throw Error(Code::Internal, std::string("cuDNN ") + what + " failed: " + a.error_string(s));
   };
   if (stream != stream_) {
     check(a.set_stream(handle_, stream), "cudnnSetStream");

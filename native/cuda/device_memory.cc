@@ -10,13 +10,13 @@ namespace pg25::cuda {
 void check(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
   cudaGetLastError();  // clear a sticky launch error so later runs are not poisoned by it
-  if (e == cudaErrorMemoryAllocation) throw Error("PG25_OUT_OF_MEMORY", std::string("GPU out of memory in ") + what);
-  throw Error("PG25_INTERNAL", std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+  if (e == cudaErrorMemoryAllocation) throw Error(Code::OutOfMemory, std::string("GPU out of memory in ") + what);
+  throw Error(Code::Internal, std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
 }
 
 MemoryCounter& device_bytes(int device) {
   static MemoryCounter counters[64];
-  if (device < 0 || device >= 64) throw Error("PG25_NO_DEVICE", "GPU index " + std::to_string(device) + " is beyond the 64 this build counts");
+  if (device < 0 || device >= 64) throw Error(Code::NoDevice, "GPU index " + std::to_string(device) + " is beyond the 64 this build counts");
   return counters[device];
 }
 

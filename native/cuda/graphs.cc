@@ -74,7 +74,7 @@ void GraphRecorder::record(Graph& g, const std::vector<Tensor>& inputs, const Sh
     try {
       Tensor y = body(g.in);
       if (y.shape != out_shape || is_wide(y) != is_wide(g.out))
-        throw Error("PG25_INTERNAL", "recorded work returned " + shape_str(y.shape) + ", not " + shape_str(out_shape));
+        throw Error(Code::Internal, "recorded work returned " + shape_str(y.shape) + ", not " + shape_str(out_shape));
       copy(g.out, y, capture_, "a recorded result");
     } catch (...) {
       cudaGraph_t discard = nullptr;
@@ -90,7 +90,7 @@ void GraphRecorder::record(Graph& g, const std::vector<Tensor>& inputs, const Sh
   if (live.load() != 0) {
     cudaGraphDestroy(g.graph);
     g.graph = nullptr;
-    throw Error("PG25_INTERNAL", std::to_string(live.load()) + " tensor(s) made while recording outlived the recording");
+    throw Error(Code::Internal, std::to_string(live.load()) + " tensor(s) made while recording outlived the recording");
   }
   cudaError_t e = cudaGraphInstantiate(&g.exec, g.graph, 0);
   if (e != cudaSuccess) {
@@ -122,8 +122,8 @@ Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_sh
       // A library the capture refuses: these shapes run eagerly from now on. No room for the graph's own
       // memory beside the pool's: eagerly for a while. Anything else (a cancelled call) is not the
       // recording's fault, and the next call records again.
-      bool no_room = e.code() == "PG25_OUT_OF_MEMORY";
-      if (e.code() != "PG25_INTERNAL" && !no_room) throw;
+      bool no_room = e.code() == Code::OutOfMemory;
+      if (e.code() != Code::Internal && !no_room) throw;
       if (no_room) g.retry_at = call + 100;
       else g.eager = true;
       if (!std::exchange(g.told, true))

@@ -169,7 +169,7 @@ static void read_exact(int fd, uint64_t offset, void* dst, size_t n, const std::
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   int fd = open_read_only(path);
-  if (fd < 0) throw Error("PG25_NOT_FOUND", path + ": cannot open weight file (" + std::strerror(errno) + ")");
+  if (fd < 0) throw Error(Code::NotFound, path + ": cannot open weight file (" + std::strerror(errno) + ")");
   std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
   f->fd_ = fd;  // closed by the destructor, from here on whatever throws
@@ -191,7 +191,7 @@ SafetensorsFile::~SafetensorsFile() {
 }
 
 void SafetensorsFile::read(const TensorEntry& e, uint64_t at, void* dst, size_t n) const {
-  if (at + n > e.end - e.begin) throw Error("PG25_INTERNAL", path_ + ": read past the end of tensor \"" + e.name + "\"");
+  if (at + n > e.end - e.begin) throw Error(Code::Internal, path_ + ": read past the end of tensor \"" + e.name + "\"");
   read_exact(fd_, data_offset_ + e.begin + at, dst, n, path_, "tensor \"" + e.name + "\"");
 }
 
@@ -203,7 +203,7 @@ void SafetensorsFile::read_float32(const TensorEntry& e, float* dst) const {
   }
   size_t width = dtype_size(e.dtype);
   if (e.dtype != DType::F16 && e.dtype != DType::BF16 && e.dtype != DType::F64)
-    throw Error("PG25_BAD_WEIGHTS", std::string("dtype ") + dtype_name(e.dtype) + " is not a floating-point weight type");
+    throw Error(Code::BadWeights, std::string("dtype ") + dtype_name(e.dtype) + " is not a floating-point weight type");
   // Pieces of 4 MiB: the file's bytes pass through a small buffer, never a copy of the whole tensor.
   const size_t piece = (size_t(4) << 20) / width;
   std::vector<uint8_t> buf(std::min(count, piece) * width);
@@ -291,7 +291,7 @@ void to_float32(DType dtype, const uint8_t* src, size_t count, float* dst) {
         dst[i] = float(d);
       }
       break;
-    default: throw Error("PG25_BAD_WEIGHTS", std::string("dtype ") + dtype_name(dtype) + " is not a floating-point weight type");
+    default: throw Error(Code::BadWeights, std::string("dtype ") + dtype_name(dtype) + " is not a floating-point weight type");
   }
 }
 

@@ -12,7 +12,7 @@ namespace pg25 {
 
 WeightStore::WeightStore(const std::vector<WeightFileSpec>& files, std::map<std::string, WeightAlias> aliases)
     : aliases_(std::move(aliases)) {
-  if (files.empty()) throw Error("PG25_NOT_FOUND", "no weight files given");
+  if (files.empty()) throw Error(Code::NotFound, "no weight files given");
   for (const auto& spec : files) {
     files_.push_back(SafetensorsFile::open(spec.path));
     paddle_.push_back(spec.paddle);
@@ -120,7 +120,7 @@ std::vector<float> WeightStore::read(const std::string& name, const Shape& shape
   if (alias != aliases_.end()) {
     const WeightAlias& a = alias->second;
     const Found* f = find(a.source);
-    if (!f) throw Error("PG25_MISSING_WEIGHTS", describe() + ": tensor \"" + a.source + "\" (for \"" + name + "\" " + shape_str(shape) + ") is missing");
+    if (!f) throw Error(Code::MissingWeights, describe() + ": tensor \"" + a.source + "\" (for \"" + name + "\" " + shape_str(shape) + ") is missing");
     const TensorEntry& e = *f->entry;
     auto mismatch = [&](const std::string& need) {
       return bad_weights(f->file->path(), "tensor \"" + a.source + "\" has shape " + shape_str(e.shape) + "; \"" + name + "\" " + shape_str(shape) + " needs " + need);
@@ -148,7 +148,7 @@ std::vector<float> WeightStore::read(const std::string& name, const Shape& shape
     return std::vector<float>(src.begin() + a.row_begin * per, src.begin() + (a.row_begin + a.row_count) * per);
   }
   const Found* f = find(name);
-  if (!f) throw Error("PG25_MISSING_WEIGHTS", describe() + ": tensor \"" + name + "\" " + shape_str(shape) + " is missing");
+  if (!f) throw Error(Code::MissingWeights, describe() + ": tensor \"" + name + "\" " + shape_str(shape) + " is missing");
   const TensorEntry& e = *f->entry;
   bool transpose = f->paddle && linear && shape.size() == 2;
   Shape stored = transpose ? Shape{shape[1], shape[0]} : shape;

@@ -11,7 +11,7 @@ using CancelFlag = std::atomic<bool>;
 
 // Throws the JS side's abort code when `flag` (may be null: not cancellable) is set.
 inline void check_cancel(const CancelFlag* flag) {
-  if (flag && flag->load(std::memory_order_relaxed)) throw Error("ABORT_ERR", "The operation was aborted");
+  if (flag && flag->load(std::memory_order_relaxed)) throw Error(Code::Aborted, "The operation was aborted");
 }
 
 }  // namespace pg25

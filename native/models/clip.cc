@@ -57,7 +57,7 @@ ClipTextModel::ClipTextModel(const std::string& class_name, const Config& cfg, P
 
 ClipTextModel::Output ClipTextModel::forward(Backend& be, const std::vector<int32_t>& ids, int64_t batch, const CancelFlag* cancel) const {
   int64_t L = int64_t(ids.size()) / batch;
-  if (L > max_pos_) throw Error("PG25_INVALID_ARGUMENT", "sequence of " + std::to_string(L) + " tokens exceeds max_position_embeddings " + std::to_string(max_pos_));
+  if (L > max_pos_) throw Error(Code::InvalidArgument, "sequence of " + std::to_string(L) + " tokens exceeds max_position_embeddings " + std::to_string(max_pos_));
   Tensor x = be.embedding(ids, batch, tok_emb_);
   std::vector<int32_t> pos;
   for (int64_t b = 0; b < batch; b++)

@@ -21,7 +21,7 @@ uint64_t lora_epoch() { return epoch.load(); }
 void apply_lora(Backend& be, const Params& params, const WeightStore& originals, const std::vector<LoraUpdate>& updates) {
   std::vector<const Params::Held*> targets;
   for (const LoraUpdate& u : updates) {
-    auto fail = [&](const std::string& why) { return Error("PG25_INVALID_ARGUMENT", "LoRA update of \"" + u.name + "\": " + why); };
+    auto fail = [&](const std::string& why) { return Error(Code::InvalidArgument, "LoRA update of \"" + u.name + "\": " + why); };
     const Params::Held* h = params.held(u.name);
     if (!h) throw fail("the component has no such weight");
     const Tensor& w = h->tensor;

@@ -6,7 +6,7 @@ namespace pg25 {
 
 Tensor Params::get(const std::string& name, const Shape& shape, bool linear) {
   for (int64_t d : shape)
-    if (d <= 0) throw Error("PG25_BAD_CONFIG", "tensor \"" + name + "\" would have shape " + shape_str(shape));
+    if (d <= 0) throw Error(Code::BadConfig, "tensor \"" + name + "\" would have shape " + shape_str(shape));
   declared_.push_back({name, shape, linear});
   if (dry()) return Tensor{nullptr, shape};
   Tensor t = load_weight(*backend_, *store_, name, shape, linear, storage_);

@@ -149,7 +149,7 @@ UNet::UNet(const Config& cfg, Params& p) {
 
 Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Tensor& context, const Tensor& text_embeds,
                      const std::vector<float>& time_ids, const CancelFlag* cancel) const {
-  auto fail = [](const std::string& what) { return Error("PG25_INVALID_ARGUMENT", "unet: " + what); };
+  auto fail = [](const std::string& what) { return Error(Code::InvalidArgument, "unet: " + what); };
   if (sample.rank() != 4 || sample.dim(1) != in_channels_) throw fail("sample must be [B, " + std::to_string(in_channels_) + ", h, w], got " + shape_str(sample.shape));
   // The conditioning's batch is B; the sample's may be B / k, taken k times over (classifier-free
   // guidance: one latent for the unconditional and the conditional halves, with no concatenated copy).

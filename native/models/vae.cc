@@ -75,7 +75,7 @@ VaeEncoder::VaeEncoder(const Config& cfg, Params& p) {
 }
 
 VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image, const CancelFlag* cancel) const {
-  if (image.rank() != 4 || image.dim(1) != 3) throw Error("PG25_INVALID_ARGUMENT", "vae encoder: image must be [B, 3, H, W], got " + shape_str(image.shape));
+  if (image.rank() != 4 || image.dim(1) != 3) throw Error(Code::InvalidArgument, "vae encoder: image must be [B, 3, H, W], got " + shape_str(image.shape));
   Tensor h = conv_in_(be, be.to_layout(be.cast(image, storage_), be.image_layout()));
   for (const Down& d : down_) {
     for (const auto& r : d.resnets) {
@@ -160,7 +160,7 @@ VaeDecoder::VaeDecoder(const Config& cfg, Params& p) {
 
 static void check_latents(const Tensor& latents, int64_t channels) {
   if (latents.rank() != 4 || latents.dim(1) != channels)
-    throw Error("PG25_INVALID_ARGUMENT", "vae: latents must be [B, " + std::to_string(channels) + ", h, w], got " + shape_str(latents.shape));
+    throw Error(Code::InvalidArgument, "vae: latents must be [B, " + std::to_string(channels) + ", h, w], got " + shape_str(latents.shape));
 }
 
 Tensor VaeDecoder::unscale(Backend& be, const Tensor& latents) const {

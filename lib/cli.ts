@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // pg25: text to image from the command line (lib/cli/generate.ts), plus subcommands, one table entry
 // each. With no --model it runs the built-in demo model.
+import './node-version'
 import { GENERATE_FLAGS, GENERATE_HELP, generateCommand } from './cli/generate'
 import { SERVE_FLAGS } from './cli/serve'
 
@@ -47,9 +48,14 @@ export async function main (argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then(code => { process.exitCode = code }, (err: unknown) => {
+  const argv = process.argv.slice(2)
+  main(argv).then(code => { process.exitCode = code }, (err: unknown) => {
     const e = err as Error & { code?: string }
     process.stderr.write(`pg25: ${e.message}${e.code ? ` (${e.code})` : ''}\n`)
+    // --json promises JSON on stdout, a failure included.
+    const generating = argv[0] === undefined || !Object.hasOwn(COMMANDS, argv[0])
+    if (generating && argv.includes('--json')) process.stdout.write(`${JSON.stringify({ error: e.message,
+      code: e.code ?? 'PG25_INTERNAL' })}\n`)
     process.exitCode = 1
   })
 }

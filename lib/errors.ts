@@ -50,6 +50,30 @@ export class AbortError extends Pg25Error {
   }
 }
 
+/**
+ * Rejection of a run stopped by `AbortSignal.timeout(ms)`: name 'TimeoutError', as Node's own APIs
+ * reject on such a signal; still an AbortError (code ABORT_ERR), so code catching aborts keeps working.
+ */
+export class TimeoutError extends AbortError {
+  constructor (message = 'The operation was aborted due to timeout', options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'TimeoutError'
+  }
+}
+
+/** The rejection for an aborted `signal`: a TimeoutError when its reason is a timeout, else an AbortError. */
+export function abortError (signal: AbortSignal | undefined): AbortError {
+  const reason: unknown = signal?.reason
+  const timedOut = reason instanceof Error && reason.name === 'TimeoutError'
+  return timedOut ? new TimeoutError(undefined, { cause: reason }) : new AbortError(undefined, { cause: reason })
+}
+
+/** `err` as the caller of an aborted `signal` should see it: an AbortError from a timeout becomes a TimeoutError. */
+export function asSignalled (err: unknown, signal: AbortSignal | undefined): unknown {
+  if (err instanceof AbortError && !(err instanceof TimeoutError) && signal?.aborted === true) return abortError(signal)
+  return err
+}
+
 /** Turns an error thrown by the native addon (a plain Error with a `code`) into a Pg25Error. */
 export function fromNative (err: unknown): Error {
   if (err instanceof Pg25Error) return err
@@ -72,5 +96,5 @@ export async function native<T> (fn: () => Promise<T> | T): Promise<T> {
 }
 
 export function throwIfAborted (signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason })
+  if (signal?.aborted) throw abortError(signal)
 }

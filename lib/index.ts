@@ -1,6 +1,9 @@
 // The root export: the pipeline, its types and errors, and the pieces it is built from (schedulers,
 // tokenizer, generator, models). What only servers, fleets or download tools need lives behind subpaths
 // that load only there: '@pg25/native/server', '@pg25/native/fleet' (needs bullmq), '@pg25/native/hub'.
+
+// First: a Node.js too old for the package is refused before anything else loads.
+import './node-version'
 export { Pipeline } from './pipeline'
 export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './pipeline'
 export type { EncodePromptOptions, PromptStyle } from './pipeline'
@@ -14,6 +17,8 @@ export { createScheduler, EDMDPMSolverMultistepScheduler, EDMEulerScheduler, hos
 export type { Scheduler, SchedulerName, TensorOps } from './scheduler'
 export { TorchGenerator } from './random/torch-generator'
 export { Runtime } from './runtime'
+export { runtimeInfo } from './runtime-info'
+export type { RuntimeInfo } from './runtime-info'
 export type { Device } from './runtime'
 export { TextEncoderModel, UNetModel, VAEModel, VAEEncoderModel } from './models'
 export type { LoRAInfo, LoRALoadOptions } from './lora/lora'

@@ -24,7 +24,11 @@ async function componentBytes (src: ComponentSource, headers: (file: string) => 
   return total
 }
 
-/** Reports one load's progress to `emit`, component after component. */
+/**
+ * Reports one load's progress to `emit`, component after component: at each component's start and
+ * end, and in between each time another hundredth of the total is read (not once per tensor: the tiny
+ * model alone has hundreds).
+ */
 export class LoadMeter {
   private done = 0
   private last = -1
@@ -61,7 +65,7 @@ export class LoadMeter {
     const result = await load(bytes => {
       // Reports can arrive after the load's promise settled; by then the end report has been made.
       const at = base + Math.min(bytes, size)
-      if (finished || failure !== undefined || at <= this.last) return
+      if (finished || failure !== undefined || at <= this.last || at - this.last < this.totalBytes / 100) return
       try {
         this.report(component, at)
       } catch (error) {

@@ -71,6 +71,8 @@ export interface RuntimeInfo {
   threads: number
   cpuKernel: 'avx512' | 'avx2' | 'generic'
   cudaCompiled: boolean
+  /** the CUDA runtime compiled in ('12.8'), '' without CUDA */
+  cudaRuntime: string
   cudaEmulated: boolean
   /** Which driver, GPUs and libraries were found, or what is missing. */
   cuda: string
@@ -106,7 +108,17 @@ export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weig
   'peakBytes', 'takeNotices', 'profile', 'dispose'] as const
 export const SEAM_CHECKED: [SameKeys<keyof NativeAddon, typeof ADDON_EXPORTS[number]>, SameKeys<keyof NativeEngine, typeof ENGINE_MEMBERS[number]>] = [true, true]
 
+/** Which binary loaded: a prebuilt one from prebuilds/, one built from source (build/Release), the emulation build, or PG25_ADDON's. */
+export type BinaryKind = 'prebuilt' | 'source' | 'emulation' | 'custom'
+
 let addon: NativeAddon | undefined
+let loaded: { file: string, kind: BinaryKind } | undefined
+
+/** The loaded addon's file and kind (loading it if needed). */
+export function loadedBinary (): { file: string, kind: BinaryKind } {
+  loadNative()
+  return loaded!
+}
 
 /** Whether PG25_CUDA_EMULATION=1 asks for the CUDA emulation build (tests and CI; never shipped). */
 export function emulationRequested (): boolean {
@@ -120,11 +132,14 @@ export function loadNative (): NativeAddon {
   // PG25_CUDA_EMULATION=1 loads the emulation build, whose 'cuda' device runs on the CPU (tests).
   const override = process.env.PG25_ADDON ?? (emulationRequested() ? path.join(root, 'build-emu', 'Release', 'pg25.node') : undefined)
   if (override === undefined) {
-    addon = loadAddonFrom(root)
+    const found = loadAddonFrom(root)
+    addon = found.addon
+    loaded = { file: found.file, kind: found.file.split(path.sep).includes('prebuilds') ? 'prebuilt' : 'source' }
     return addon
   }
   try {
     addon = require(path.resolve(override)) as NativeAddon
+    loaded = { file: path.resolve(override), kind: process.env.PG25_ADDON !== undefined ? 'custom' : 'emulation' }
   } catch (err) {
     const fix = emulationRequested() ? 'run `npm run build:emu` (PG25_CUDA_EMULATION=1 is set)' : 'build it or unset PG25_ADDON'
     throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon ${override} could not be loaded (${(err as Error).message}); ${fix}`, { cause: err })
@@ -139,7 +154,7 @@ const REBUILD = 'run `npm rebuild @pg25/native` (with pnpm: `pnpm approve-builds
  * else prebuilds/<platform>-<arch>. No binary at all means the install step never ran (pnpm 10 and
  * `--ignore-scripts` skip it on platforms without a prebuilt binary): `PG25_NO_BINARY`.
  */
-export function loadAddonFrom (root: string): NativeAddon {
+export function loadAddonFrom (root: string): { addon: NativeAddon, file: string } {
   let file: string
   try {
     file = require('node-gyp-build').resolve(root)
@@ -149,7 +164,7 @@ export function loadAddonFrom (root: string): NativeAddon {
       `(pnpm 10 and --ignore-scripts skip install steps). To build it, ${REBUILD}`, { cause: err })
   }
   try {
-    return require(file) as NativeAddon
+    return { addon: require(file) as NativeAddon, file }
   } catch (err) {
     throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon ${file} could not be loaded (${(err as Error).message}); ` +
       `to build one from source, ${REBUILD}`, { cause: err })

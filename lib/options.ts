@@ -23,6 +23,9 @@ export interface LoadProgress {
   phase: 'download' | 'load'
   /** the file being downloaded (phase 'download') */
   file?: string
+  /** phase 'download': the bytes of `file` in hand, of its own `fileTotalBytes` (`loadedBytes` counts all the files) */
+  fileLoadedBytes?: number
+  fileTotalBytes?: number
   /** the component being loaded (phase 'load'): text_encoder, text_encoder_2, unet, vae */
   component?: string
   /** bytes done so far in this phase, of `totalBytes` (for 'load': the weights' bytes as the files store them) */
@@ -37,7 +40,7 @@ export interface LoadOptions {
   variant?: 'fp16'
   signal?: AbortSignal
   onProgress?: (p: LoadProgress) => void
-  /** receives notices (CPU fallback, truncated prompts, missing variants); default: process.emitWarning */
+  /** receives notices (CPU fallback, truncated prompts, missing variants); default: a line on stderr */
   onWarning?: (message: string) => void
   /**
    * The most bytes the model may take (weights plus working memory at the default size). Loading is
@@ -64,6 +67,8 @@ export interface LoadOptions {
    * override it per call.
    */
   promptStyle?: PromptStyle
+  /** Hub ids: the Hugging Face cache folder to read and fill (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) */
+  cacheDir?: string
 }
 
 export interface Size { width: number, height: number }
@@ -241,7 +246,8 @@ const LOAD_OPTIONS: Record<keyof LoadOptions, Check> = {
   modelName: aString,
   revision: aString,
   token: aString,
-  promptStyle: oneOf(...PROMPT_STYLES)
+  promptStyle: oneOf(...PROMPT_STYLES),
+  cacheDir: check('a non-empty folder path', v => typeof v === 'string' && v !== '')
 }
 const SINGLE_FILE_OPTIONS: Record<keyof LoadOptions | 'config', Check> = { ...LOAD_OPTIONS, config: aString }
 const LORA_OPTIONS: Record<keyof LoRALoadOptions, Check> = {
@@ -312,7 +318,7 @@ const FOREIGN: Record<string, string | { none: string }> = {
   use_safetensors: { none: 'not needed: only safetensors files are read' },
   low_cpu_mem_usage: { none: 'not needed: weights are read from memory-mapped files, one tensor at a time' },
   local_files_only: { none: 'set HF_HUB_OFFLINE=1 to use only the local cache' },
-  cache_dir: { none: 'set HF_HUB_CACHE (or HF_HOME) to choose the cache folder' }
+  cache_dir: 'cacheDir'
 }
 
 /** Case and `_`/`-` ignored: `guidance_scale` is `guidanceScale`, `Steps` is `steps`. */
@@ -346,14 +352,21 @@ export function closest (word: string, candidates: readonly string[]): string | 
   return best
 }
 
-function unknownKey (call: string, key: string, known: string[]): never {
+/**
+ * Why `key` is not an option, in words: our name for another library's (`this library calls it
+ * "steps"`), what to do instead, a near spelling, or the list of `known` names.
+ */
+export function unknownHint (key: string, known: readonly string[]): string {
   const hint = Object.hasOwn(FOREIGN, key) ? FOREIGN[key] : undefined
-  const head = `${call}: unknown option ${show(key)}`
-  if (typeof hint === 'object') bad(`${head}: ${hint.none}`)
-  if (typeof hint === 'string' && known.includes(hint)) bad(`${head}: this library calls it ${show(hint)}`)
+  if (typeof hint === 'object') return `: ${hint.none}`
+  if (typeof hint === 'string' && known.includes(hint)) return `: this library calls it ${show(hint)}`
   const near = closest(key, known)
-  if (near !== undefined) bad(`${head}; did you mean ${show(near)}?`)
-  return bad(`${head} (the options are ${known.join(', ')})`)
+  if (near !== undefined) return `; did you mean ${show(near)}?`
+  return ` (the options are ${known.join(', ')})`
+}
+
+function unknownKey (call: string, key: string, known: string[]): never {
+  return bad(`${call}: unknown option ${show(key)}${unknownHint(key, known)}`)
 }
 
 /** Refuses unknown keys and values of the wrong type or out of range; null and undefined mean the default. */

@@ -1,6 +1,6 @@
 import path from 'node:path'
 import { linkSignals } from './cancel'
-import { AbortError, Pg25Error, throwIfAborted } from './errors'
+import { AbortError, asSignalled, Pg25Error, throwIfAborted } from './errors'
 import { loadImage, makeImage, probeImage, type ImageInput, type RGBImage } from './image'
 import { Inpainting, probeMask } from './inpaint'
 import { requireRegularFile } from './io/regular-file'
@@ -49,6 +49,8 @@ export type EncodePromptOptions = Pick<GenerateOptions, 'negativePrompt' | 'prom
  */
 export class Pipeline {
   readonly dir: string
+  /** the model's name: its Hub id, or the name of its folder (or single file, without .safetensors) */
+  readonly model: string
   private readonly rt: Runtime
   private readonly index: ModelIndex
   private readonly schedulerConfig: RawConfig
@@ -73,9 +75,10 @@ export class Pipeline {
   private constructor (init: {
     dir: string, rt: Runtime, index: ModelIndex, schedulerConfig: RawConfig, schedulerSource: string,
     tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel, vaeSource: ComponentSource, warn: (msg: string) => void,
-    cost: CostModel, memoryLimit: number | undefined, modelName: string | undefined, promptStyle: PromptStyle
+    cost: CostModel, memoryLimit: number | undefined, modelName: string | undefined, promptStyle: PromptStyle, model: string
   }) {
     this.dir = init.dir
+    this.model = init.model
     this.rt = init.rt
     this.index = init.index
     this.schedulerConfig = init.schedulerConfig
@@ -106,10 +109,15 @@ export class Pipeline {
   static async fromPretrained (dir: string, options: LoadOptions = {}): Promise<Pipeline> {
     if (typeof dir !== 'string' || dir === '') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'fromPretrained needs a model directory path')
     checkLoadOptions('fromPretrained', options)
-    const prep = await prepare(await resolveModelDir(dir, options), options) // a Hub id -> its cached snapshot, fetched if needed
-    const sources: ComponentSource[] = []
-    for (const n of COMPONENTS) sources.push(await resolveComponent(prep.root, prep.index, n, options.variant ?? null, prep.warn))
-    return await Pipeline.assemble(prep, sources, options)
+    try {
+      const root = await resolveModelDir(dir, options) // a Hub id -> its cached snapshot, fetched if needed
+      const prep = await prepare(root, options)
+      const sources: ComponentSource[] = []
+      for (const n of COMPONENTS) sources.push(await resolveComponent(prep.root, prep.index, n, options.variant ?? null, prep.warn))
+      return await Pipeline.assemble(prep, sources, options, root === dir ? path.basename(path.resolve(dir)) : dir)
+    } catch (err) {
+      throw asSignalled(err, options.signal)
+    }
   }
 
   /**
@@ -127,17 +135,22 @@ export class Pipeline {
       throw new Pg25Error('PG25_INVALID_ARGUMENT', 'fromSingleFile needs options.config: a diffusers-format folder with the model\'s configs and tokenizers')
     }
     checkLoadOptions('fromSingleFile', options)
-    await requireRegularFile(file, 'the checkpoint', 'PG25_NOT_FOUND')
-    const prep = await prepare(await resolveModelDir(options.config, options, false), options)
-    const bases: ComponentSource[] = []
-    for (const n of COMPONENTS) bases.push(await readComponentConfig(prep.root, prep.index, n))
-    return await Pipeline.assemble(prep, await singleFileSources(path.resolve(file), bases), options)
+    try {
+      await requireRegularFile(file, 'the checkpoint', 'PG25_NOT_FOUND')
+      const prep = await prepare(await resolveModelDir(options.config, options, false), options)
+      const bases: ComponentSource[] = []
+      for (const n of COMPONENTS) bases.push(await readComponentConfig(prep.root, prep.index, n))
+      return await Pipeline.assemble(prep, await singleFileSources(path.resolve(file), bases), options,
+        path.basename(file).replace(/\.safetensors$/i, ''))
+    } catch (err) {
+      throw asSignalled(err, options.signal)
+    }
   }
 
-  private static async assemble (prep: Prepared, sources: ComponentSource[], options: LoadOptions): Promise<Pipeline> {
+  private static async assemble (prep: Prepared, sources: ComponentSource[], options: LoadOptions, model: string): Promise<Pipeline> {
     const models = await loadModels(prep, sources, options)
     return new Pipeline({ ...prep, ...models, dir: prep.root, memoryLimit: options.memoryLimit, modelName: options.modelName,
-      promptStyle: options.promptStyle ?? 'a1111' })
+      promptStyle: options.promptStyle ?? 'a1111', model })
   }
 
   /** 'cpu', or 'cuda' (GPU 0) or 'cuda:N': where this pipeline runs. */
@@ -378,7 +391,7 @@ export class Pipeline {
       return await this.execute(prompt, o, plan, prompts, link.signal)
     } catch (err) {
       if (err instanceof AbortError && this.disposed && o.signal?.aborted !== true) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
-      throw err
+      throw asSignalled(err, o.signal)
     } finally {
       link.unlink()
     }

@@ -16,6 +16,23 @@ export function isDevice (v: unknown): v is Device {
   return v === 'auto' || v === 'cpu' || v === 'cuda' || (typeof v === 'string' && CUDA_INDEX.test(v))
 }
 
+/** How the notice of a fallback to the CPU begins (the CLI's -q drops it). */
+export const CPU_FALLBACK = '@pg25/native: running on the CPU'
+let fellBack = false
+
+/**
+ * The default for `onWarning`: a plain line on stderr, not process.emitWarning, whose "(node:PID) Warning"
+ * and --trace-warnings hint would read as a fault in the caller's code. The CPU fallback is told once
+ * per process: a server or script opening several pipelines learns nothing new from the second.
+ */
+export function writeNotice (message: string): void {
+  if (message.startsWith(CPU_FALLBACK)) {
+    if (fellBack) return
+    fellBack = true
+  }
+  process.stderr.write(`${message}\n`)
+}
+
 export class Runtime {
   readonly engine: NativeEngine
   readonly ops: TensorOps<NativeTensor>
@@ -49,7 +66,7 @@ export class Runtime {
     } catch (err) {
       const e = fromNative(err)
       if (device !== 'auto') throw e
-      notice(`@pg25/native: running on the CPU (${e.message})`)
+      notice(`${CPU_FALLBACK} (${e.message}); device 'cpu' (--device cpu) skips looking for a GPU`)
       return new Runtime(new addon.Engine('cpu'), notice)
     }
   }

@@ -124,6 +124,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   o.Set("threads", cpu::thread_count());
   o.Set("cpuKernel", cpu::micro_kernel().name);  // the GEMM kernel this CPU runs (PG25_CPU_ISA narrows it)
   o.Set("cudaCompiled", cuda::compiled());
+  o.Set("cudaRuntime", cuda::runtime_version());
 #ifdef PG25_CUDA_EMULATION
   o.Set("cudaEmulated", true);
 #else

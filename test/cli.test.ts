@@ -143,7 +143,7 @@ test('--model takes a Hub id: downloaded once with a byte bar, then loaded from 
     for (const v of ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HF_HUB_OFFLINE']) delete env[v]
     const args = [CLI, 'a fox', '--model', 'test-org/tiny-pg25', '--variant', 'fp16', '--device', 'cpu', '--steps', '2', '--width', '64', '--height', '64', '--seed', '4', '--json']
     const first = await run(process.execPath, [...args, '-o', path.join(tmp, 'hub-1.png')], { env })
-    t.regex(first.stderr, /^downloading: 100% \(([\d.]+ MiB) of \1\)\n(.*\n)*loading: 100% \(/m)
+    t.regex(first.stderr, /^downloading: 100% \(([\d.]+ MiB) of \1(, [\d.]+ [KMG]iB\/s, ETA \d+:\d\d)?\)\n(.*\n)*loading: 100% \(/m)
     t.like(JSON.parse(first.stdout), { model: 'test-org/tiny-pg25', seed: 4 })
     const second = await run(process.execPath, [...args, '-o', path.join(tmp, 'hub-2.png')], { env })
     t.notRegex(second.stderr, /downloading/)

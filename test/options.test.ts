@@ -111,9 +111,9 @@ test('load progress: bytes grow monotonically through every component and end at
   for (let i = 1; i < events.length; i++) t.true(events[i].loadedBytes >= events[i - 1].loadedBytes, `event ${i}`)
   t.is(events[0].loadedBytes, 0)
   t.is(events.at(-1)!.loadedBytes, total)
-  // Per tensor, not per component: the UNet alone reports many steps in between.
+  // In hundredths of the total, not per component: the UNet (most of the bytes) reports many steps in between.
   const unet = events.filter(e => e.component === 'unet')
-  t.true(unet.length > 50, `${unet.length} UNet events`)
+  t.true(unet.length > 20, `${unet.length} UNet events`)
   // Each component ends where the header bytes of the components so far do.
   let sum = 0
   for (const [c, bytes] of expected) {

@@ -30,7 +30,7 @@ test('a package with no compiled addon fails with PG25_NO_BINARY and says how to
 })
 
 test('the addon this checkout built loads through the same loader and reports its backends', t => {
-  const addon = loadAddonFrom(path.join(__dirname, '..', '..'))
+  const { addon } = loadAddonFrom(path.join(__dirname, '..', '..'))
   const info = addon.runtimeInfo()
   t.is(typeof info.cudaCompiled, 'boolean')
   // A build without CUDA says so in its own words; one with it describes the GPU (or its absence) instead.

@@ -1,7 +1,6 @@
 // pg25 "<prompt>": one generation, written to image files. Every flag, the input image's header and
 // every output path are checked before the model loads, so no mistake costs a load or a run.
 import { randomInt } from 'node:crypto'
-import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { Pg25Error } from '../errors'
 import { probeImage } from '../image'
@@ -11,11 +10,13 @@ import { checkGenerateOptions, DEFAULT_GUIDANCE, DEFAULT_STEPS, strengthOf, type
 import { encodeImage, formatOf, numberedPaths, openOutput, type OutputFile } from '../output-file'
 import type { GenerateQueue } from '../fleet/queue'
 import type { LoadProgress, Pipeline } from '../pipeline'
+import { CPU_FALLBACK } from '../runtime'
 import { int, num, parseFlags, str, type Flags } from './args'
 import { FLEET_HELP, openFleet } from './fleet'
 import { catchInterrupts, INTERRUPTED } from './interrupt'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'
 import { loadReporter, stepReporter } from './progress'
+import { packageVersion } from '../version'
 
 export const GENERATE_FLAGS: Flags = {
   ...MODEL_FLAGS,
@@ -76,7 +77,7 @@ ${MODEL_HELP}
 ${FLEET_HELP('queue')}
       --json               print a summary as JSON on stdout (files, seed, size, steps, timings, device);
                            nothing else goes to stdout
-  -q, --quiet              no progress bars
+  -q, --quiet              no progress bars, and no notice when there is no GPU to use
   -h, --help               this help
   -v, --version            the package version
 
@@ -96,10 +97,6 @@ function asFlags (err: unknown): unknown {
   return new Pg25Error(err.code, flag + err.message.slice(m[1].length).replace('needs an image', 'needs --image'))
 }
 
-async function version (): Promise<string> {
-  return JSON.parse(await fs.readFile(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version
-}
-
 /** Opens every output before anything loads; if one is refused, those already opened are discarded. */
 async function openAll (files: string[]): Promise<OutputFile[]> {
   const outs: OutputFile[] = []
@@ -116,7 +113,7 @@ async function openAll (files: string[]): Promise<OutputFile[]> {
 export async function generateCommand (argv: string[], help: string, elsewhere: Record<string, string> = {}): Promise<number> {
   const { values, positionals, lists } = parseFlags('pg25', argv, GENERATE_FLAGS, elsewhere)
   if (values.help === true) { process.stdout.write(help); return 0 }
-  if (values.version === true) { process.stdout.write(`${await version()}\n`); return 0 }
+  if (values.version === true) { process.stdout.write(`${packageVersion()}\n`); return 0 }
   if (positionals.length !== 1) {
     process.stderr.write(`pg25: give exactly one prompt (quote it)${positionals.length > 1 ? `; got ${positionals.length} words: ${positionals.map(p => JSON.stringify(p)).join(' ')}` : ''}. See pg25 --help.\n`)
     return 2
@@ -169,7 +166,12 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
   let pipe: Pipeline | GenerateQueue | undefined
   try {
     // A notice (CPU fallback, a truncated prompt) goes on a line of its own, not after a bar drawn in place.
-    const onWarning = (m: string): void => { loading.end(); stepping.end(); process.stderr.write(`${m}\n`) }
+    const onWarning = (m: string): void => {
+      if (quiet && m.startsWith(CPU_FALLBACK)) return
+      loading.end()
+      stepping.end()
+      process.stderr.write(`${m}\n`)
+    }
     const fleet = await openFleet(values, 'queue', { interrupt })
     const onProgress = quiet ? undefined : (p: LoadProgress): void => loading.update(p)
     pipe = fleet ?? await openPipeline(choice, { named: true, onWarning, onProgress, signal: interrupt.signal })

@@ -54,23 +54,38 @@ class Meter {
   }
 }
 
-/** Renders onProgress events: a bar per phase (downloading, then loading), in bytes. */
+/** Bytes per second as `12.3 MiB/s`. */
+const fmtRate = (bps: number): string => `${fmtSize(bps)}/s`
+
+/**
+ * Renders onProgress events: a bar per phase (downloading, then loading), in bytes; downloads add
+ * their speed and the time left, measured from the phase's first event (bytes resumed from an earlier
+ * run are not speed), and the file in transfer with its own bytes.
+ */
 export function loadReporter (out: Out, now: () => number = Date.now): { update: (p: LoadProgress) => void, end: () => void } {
   let phase: string | undefined
   let meter = new Meter(out, now)
+  let from = { t: 0, bytes: 0 }
   return {
     update (p) {
+      const t = now()
       if (p.phase !== phase) {
         meter.end()
         meter = new Meter(out, now)
         phase = p.phase
+        from = { t, bytes: p.loadedBytes }
       }
       const label = p.phase === 'download' ? 'downloading' : 'loading'
       const frac = p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 1
-      const what = p.file ?? p.component ?? ''
+      const rate = p.phase === 'download' && t > from.t ? (p.loadedBytes - from.bytes) / ((t - from.t) / 1000) : 0
+      const speed = rate > 0 ? `${fmtRate(rate)}, ETA ${fmtDuration((p.totalBytes - p.loadedBytes) / rate)}` : ''
+      const file = p.file !== undefined && p.fileTotalBytes !== undefined ?
+        `${p.file} (${fmtSize(p.fileLoadedBytes ?? 0)} of ${fmtSize(p.fileTotalBytes)})` : undefined
+      const what = file ?? p.component ?? ''
       meter.update(frac, b => b === null
-        ? `${label}: ${Math.floor(frac * 100)}% (${fmtSize(p.loadedBytes)} of ${fmtSize(p.totalBytes)})`
-        : `${label.padEnd(11)} ${b} ${fmtSize(p.loadedBytes)} / ${fmtSize(p.totalBytes)}  ${what}`)
+        ? `${label}: ${Math.floor(frac * 100)}% (${fmtSize(p.loadedBytes)} of ${fmtSize(p.totalBytes)}${speed && `, ${speed}`})`
+        : `${label.padEnd(11)} ${b} ${fmtSize(p.loadedBytes)} / ${fmtSize(p.totalBytes)}${speed &&
+          `  ${speed.replace(', ', '  ')}`}  ${what}`)
     },
     end: () => meter.end()
   }

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import { Queue, QueueEvents } from 'bullmq'
 import type { Redis } from 'ioredis'
-import { AbortError, Pg25Error } from '../errors'
+import { abortError, Pg25Error } from '../errors'
 import { show, type GenerateOptions, type GenerateResult, type Size, type StepInfo } from '../options'
 import { fromFailure, fromProgress, fromResult, toJobData, type FleetResult } from './job'
 import { checkName, connect, DEFAULT_PREFIX, DEFAULT_QUEUE, FleetKeys, hangUp, quietErrors, within, type RedisTarget } from './redis'
@@ -83,6 +83,7 @@ export class GenerateQueue {
   private readonly keepFailed: Required<KeepJobs>
   private readonly checker: NodeJS.Timeout
   private size: Size | undefined
+  private announced: string | undefined
   private reader: Redis | undefined
   private closed = false
 
@@ -127,6 +128,11 @@ export class GenerateQueue {
     return events
   }
 
+  /** The fleet's model, as its workers last announced it ('fleet' before any has). */
+  get model (): string {
+    return this.announced ?? 'fleet'
+  }
+
   /** The default image size of the fleet's model, as its workers last announced it (1024 x 1024 before). */
   get defaultSize (): Size {
     return this.size ?? ASSUMED_SIZE
@@ -148,7 +154,7 @@ export class GenerateQueue {
     if (onStep !== undefined && typeof onStep !== 'function') throw new Pg25Error('PG25_INVALID_ARGUMENT', 'onStep must be a function')
     // Connecting waits out a Redis that is down; the signal still ends the call.
     await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => { reject(new AbortError(undefined, { cause: signal!.reason })) }
+      const onAbort = (): void => { reject(abortError(signal)) }
       if (signal?.aborted) { onAbort(); return }
       signal?.addEventListener('abort', onAbort, { once: true })
       this.events.then(() => resolve(), reject).finally(() => signal?.removeEventListener('abort', onAbort))
@@ -160,7 +166,7 @@ export class GenerateQueue {
     const done = new Promise<GenerateResult>((resolve, reject) => { Object.assign(entry, { resolve, reject, onStep }) })
     this.pending.set(jobId, entry)
     const onAbort = (): void => {
-      this.settle(jobId, new AbortError(undefined, { cause: signal!.reason }))
+      this.settle(jobId, abortError(signal))
       if (entry.added) this.cancel(jobId)
     }
     signal?.addEventListener('abort', onAbort, { once: true })
@@ -179,7 +185,10 @@ export class GenerateQueue {
   /** The workers that announced themselves in the last few seconds, with what each runs. */
   async workers (): Promise<WorkerInfo[]> {
     const live = await liveWorkers(this.redis, this.keys)
-    if (live.length > 0) this.size = live[0].defaultSize
+    if (live.length > 0) {
+      this.size = live[0].defaultSize
+      this.announced = live[0].model
+    }
     return live
   }
 

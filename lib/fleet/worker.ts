@@ -2,7 +2,6 @@
 // GPU). Each job's data is the server's JSON body and is checked the same way; a bad one fails alone.
 import { randomUUID } from 'node:crypto'
 import os from 'node:os'
-import path from 'node:path'
 import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq'
 import { AbortError, Pg25Error } from '../errors'
 import { show } from '../options'
@@ -46,7 +45,7 @@ export interface WorkerOptions {
   cancelPollMs?: number
   /** how often the worker announces itself for GET /health (ms, default 5 s; it counts as gone after 3 misses) */
   heartbeatMs?: number
-  /** the model's name for the announcement (default: the name of the pipeline's folder) */
+  /** the model's name for the announcement (default: the pipeline's, its Hub id or folder name) */
   model?: string
   /** one line per job and per connection problem (default: none) */
   log?: (line: string) => void
@@ -191,7 +190,7 @@ export async function startWorker (pipe: Pipeline, options: WorkerOptions): Prom
     host: os.hostname(),
     pid: process.pid,
     device: pipe.device,
-    model: options.model ?? path.basename(pipe.dir),
+    model: options.model ?? pipe.model,
     defaultSize: pipe.defaultSize,
     concurrency,
     running: active.size,

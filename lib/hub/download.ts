@@ -16,13 +16,17 @@ import { fileAttempts, fileDeadlineMs, HubRequest, type FileHeaders, type HubCon
 import { acquireLock } from './lock'
 
 /**
- * A progress event while files are fetched. `loadedBytes`/`totalBytes` count all the files this call
- * transfers, not one file (model_index.json and shard indexes, read first to plan, are not counted).
+ * A progress event while files are fetched: `file` and its own `fileLoadedBytes` of `fileTotalBytes`,
+ * and `loadedBytes`/`totalBytes` over all the files this call transfers (model_index.json and shard
+ * indexes, read first to plan, are not counted).
  */
 export interface DownloadProgress {
   phase: 'download'
   /** the repo path of the file being transferred, e.g. 'unet/diffusion_pytorch_model.fp16.safetensors' */
   file: string
+  /** bytes of `file` in hand, of its `fileTotalBytes` */
+  fileLoadedBytes: number
+  fileTotalBytes: number
   loadedBytes: number
   totalBytes: number
 }
@@ -43,9 +47,15 @@ const SMALL_FILE_LIMIT = 64 * 2 ** 20
 /** Byte counts per file, summed, reported at most every 100 ms and once at the end of each file. */
 export class Meter {
   private readonly counted = new Map<string, number>()
+  private readonly sizes: Map<string, number>
+  readonly total: number
   private loaded = 0
   private last = 0
-  constructor (readonly total: number, private readonly onProgress?: (p: DownloadProgress) => void) {}
+  /** `files`: those this call fetches, with the sizes the Hub listed */
+  constructor (files: Array<{ path: string, size: number | null }>, private readonly onProgress?: (p: DownloadProgress) => void) {
+    this.sizes = new Map(files.map(f => [f.path, f.size ?? 0]))
+    this.total = files.reduce((n, f) => n + (f.size ?? 0), 0)
+  }
 
   /** Sets how many bytes of `file` are in hand. */
   at (file: string, bytes: number, final = false): void {
@@ -54,7 +64,8 @@ export class Meter {
     const now = Date.now()
     if (this.onProgress === undefined || (!final && now - this.last < 100)) return
     this.last = now
-    this.onProgress({ phase: 'download', file, loadedBytes: this.loaded, totalBytes: this.total })
+    const fileTotalBytes = this.sizes.get(file) ?? bytes
+    this.onProgress({ phase: 'download', file, fileLoadedBytes: bytes, fileTotalBytes, loadedBytes: this.loaded, totalBytes: this.total })
   }
 }
 

@@ -84,7 +84,7 @@ export async function downloadFile (id: string, file?: string, options: Download
   const name = file ?? pickLoRAFile(id, listing.files.keys())
   if (name === null) throw new Pg25Error('PG25_NOT_FOUND', `${id} holds no .safetensors file at revision "${t.revision}"`)
   const f = listing.remote(name)
-  if (!await t.cache.has(listing.commit, name)) await fetchFile(listing.dl, t.cache, listing.commit, f, new Meter(f.size ?? 0, options?.onProgress))
+  if (!await t.cache.has(listing.commit, name)) await fetchFile(listing.dl, t.cache, listing.commit, f, new Meter([f], options?.onProgress))
   await t.cache.writeRef(t.revision, listing.commit)
   return local(t.cache, listing.commit, name)
 }

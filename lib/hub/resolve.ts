@@ -20,20 +20,25 @@ export interface DownloadOptions {
   variant?: 'fp16'
   /** a Hugging Face access token, for gated or private models (default: $HF_TOKEN, else the `huggingface-cli login` token) */
   token?: string
-  /** byte progress: `loadedBytes` of `totalBytes` over all the files fetched, `file` the one in transfer */
+  /**
+   * byte progress: `file` in transfer with its own `fileLoadedBytes` of `fileTotalBytes`, and `loadedBytes` of
+   * `totalBytes` over all the files fetched
+   */
   onProgress?: (p: DownloadProgress) => void
   signal?: AbortSignal
   /** notices, such as a cached copy used because the Hub could not be reached */
   onWarning?: (message: string) => void
+  /** the Hugging Face cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) */
+  cacheDir?: string
 }
 
 const INDEX = 'model_index.json'
-const OPTION_KEYS = new Set(['revision', 'variant', 'token', 'onProgress', 'signal', 'onWarning'])
+const OPTION_KEYS = new Set(['revision', 'variant', 'token', 'onProgress', 'signal', 'onWarning', 'cacheDir'])
 
 export interface Target { id: string, revision: string, variant: string | null, weights: boolean, cache: RepoCache }
 
 /** A Hub id and its options, checked, with the cache folder they name. */
-export function target (id: string, o: Pick<DownloadOptions, 'revision' | 'variant'>, weights: boolean): Target {
+export function target (id: string, o: Pick<DownloadOptions, 'revision' | 'variant' | 'cacheDir'>, weights: boolean): Target {
   if (typeof id !== 'string' || !isHubId(id)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `${JSON.stringify(id)} is not a Hub model id (org/name, e.g. playgroundai/playground-v2.5-1024px-aesthetic)`)
   const revision = o.revision ?? 'main'
   if (typeof revision !== 'string' || revision === '' || revision.split('/').some(s => s === '' || s === '.' || s === '..') || /[\\\0]/.test(revision)) {
@@ -45,7 +50,10 @@ export function target (id: string, o: Pick<DownloadOptions, 'revision' | 'varia
     throw new Pg25Error('PG25_INVALID_ARGUMENT', `revision ${shown}...: each /-separated part may be at most ${MAX_NAME_BYTES} bytes`)
   }
   if (o.variant !== undefined && o.variant !== 'fp16') throw new Pg25Error('PG25_INVALID_ARGUMENT', `variant must be 'fp16', got ${JSON.stringify(o.variant)}`)
-  return { id, revision, variant: o.variant ?? null, weights, cache: new RepoCache(hubCacheDir(), id) }
+  if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir === '')) throw new Pg25Error('PG25_INVALID_ARGUMENT',
+    `cacheDir must be a folder path, got ${JSON.stringify(o.cacheDir)}`)
+  const cache = o.cacheDir !== undefined ? path.resolve(o.cacheDir) : hubCacheDir()
+  return { id, revision, variant: o.variant ?? null, weights, cache: new RepoCache(cache, id) }
 }
 
 /** What a cached snapshot lacks for the pipeline (an empty list: it is complete). */
@@ -139,7 +147,7 @@ async function fetchSnapshot (t: Target, o: DownloadOptions): Promise<string> {
   for (const idx of sel.shardIndexes) wanted.push(...shardsOf(`${t.id}/${idx}`, await small(idx)))
   const plan: RemoteFile[] = []
   for (const p of wanted) if (!await t.cache.has(commit, p)) plan.push(remote(p))
-  const meter = new Meter(plan.reduce((n, f) => n + (f.size ?? 0), 0), o.onProgress)
+  const meter = new Meter(plan, o.onProgress)
   for (const f of plan) await fetchFile(dl, t.cache, commit, f, meter)
   await t.cache.writeRef(t.revision, commit)
   return dir
@@ -154,7 +162,7 @@ async function fetchSnapshot (t: Target, o: DownloadOptions): Promise<string> {
  * ```ts
  * import { downloadModel, Pipeline } from '@pg25/native'
  * const dir = await downloadModel('playgroundai/playground-v2.5-1024px-aesthetic', {
- *   variant: 'fp16', onProgress: p => console.log(`${p.file}: ${p.loadedBytes} of ${p.totalBytes} bytes`)
+ *   variant: 'fp16', onProgress: p => console.log(`${p.file}: ${p.fileLoadedBytes} of ${p.fileTotalBytes} bytes (${p.loadedBytes} in all)`)
  * })
  * const pipe = await Pipeline.fromPretrained(dir)
  * ```

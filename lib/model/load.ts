@@ -7,7 +7,7 @@ import { LoadMeter } from '../load-progress'
 import { checkModelMemory, costModel, type CostModel } from '../memory'
 import { TextEncoderModel, UNetModel, VAEModel } from '../models'
 import type { LoadOptions } from '../options'
-import { Runtime } from '../runtime'
+import { Runtime, writeNotice } from '../runtime'
 import { createScheduler } from '../scheduler'
 import type { RawConfig } from '../scheduler/edm-config'
 import { CLIPTokenizer } from '../tokenizer/clip-tokenizer'
@@ -28,7 +28,7 @@ export interface Prepared {
 
 /** What both loaders read from a diffusers-format folder: the index, scheduler and tokenizers. */
 export async function prepare (dir: string, options: LoadOptions): Promise<Prepared> {
-  const warn = options.onWarning ?? ((msg: string) => process.emitWarning(msg, { code: 'PG25_NOTICE' }))
+  const warn = options.onWarning ?? writeNotice
   throwIfAborted(options.signal)
   const root = path.resolve(dir)
   const index = await readModelIndex(root)

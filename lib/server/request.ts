@@ -2,7 +2,7 @@
 // (output pixels) before it may take a place in the queue.
 import { Pg25Error } from '../errors'
 import { INPUT_IMAGE_BYTES, probeImage } from '../image'
-import { show } from '../options'
+import { show, unknownHint } from '../options'
 import type { GenerateOptions, Size } from '../pipeline'
 
 /** The JSON body of POST /generate: `prompt` plus any generate() option that JSON can carry. */
@@ -61,23 +61,34 @@ export function parseRequest (text: string): ParsedRequest {
   } catch {
     bad('the body must be JSON')
   }
+  return parseFields(body)
+}
+
+/**
+ * Checks a body's fields (POST /generate's, or what the OpenAI and A1111 routes make of theirs) and
+ * turns them into generate() options. An unknown field is refused with our name for it when it is
+ * another library's (`"num_inference_steps": this library calls it "steps"`).
+ */
+export function parseFields (body: unknown): ParsedRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) bad('the body must be a JSON object')
   const fields = Object.fromEntries(Object.entries(body as Record<string, unknown>).filter(([, v]) => v !== null)) as Partial<GenerateRequest>
-  for (const k of Object.keys(fields)) if (!ALLOWED.has(k)) bad(`unknown field ${show(k)}`)
+  for (const k of Object.keys(fields)) if (!ALLOWED.has(k)) bad(`unknown field ${show(k)}${unknownHint(k, [...ALLOWED])}`)
   const { prompt, response = 'png', image, mask, metadata = true, ...opts } = fields
   if (typeof prompt !== 'string') bad(`"prompt" must be a string, got ${show(prompt)}`)
   if (response !== 'png' && response !== 'json') bad(`"response" must be "png" or "json", got ${show(response)}`)
   if (typeof metadata !== 'boolean') bad(`"metadata" must be true or false, got ${show(metadata)}`)
-  const decode = (name: string, v: unknown): Buffer | undefined => {
-    if (v === undefined) return undefined
-    if (typeof v === 'string' && v.length > MAX_BASE64_CHARS) {
-      const limit = `${INPUT_IMAGE_BYTES} bytes (${MAX_BASE64_CHARS} characters)`
-      bad(`"${name}" is ${v.length} base64 characters; images up to ${limit} are accepted`)
-    }
-    if (typeof v !== 'string' || v === '' || !isBase64(v)) bad(`"${name}" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP`)
-    return Buffer.from(v as string, 'base64')
+  return { prompt: prompt!, options: { ...opts, image: decodeImage('image', image), mask: decodeImage('mask', mask) }, response, metadata }
+}
+
+/** A base64 image field's bytes (undefined when absent). */
+export function decodeImage (name: string, v: unknown): Buffer | undefined {
+  if (v === undefined) return undefined
+  if (typeof v === 'string' && v.length > MAX_BASE64_CHARS) {
+    const limit = `${INPUT_IMAGE_BYTES} bytes (${MAX_BASE64_CHARS} characters)`
+    bad(`"${name}" is ${v.length} base64 characters; images up to ${limit} are accepted`)
   }
-  return { prompt: prompt!, options: { ...opts, image: decode('image', image), mask: decode('mask', mask) }, response, metadata }
+  if (typeof v !== 'string' || v === '' || !isBase64(v)) bad(`"${name}" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP`)
+  return Buffer.from(v as string, 'base64')
 }
 
 /**

@@ -77,7 +77,9 @@ class CudaBackend final : public Backend {
     }
     if (e != cudaSuccess || n == 0) {
       cudaGetLastError();
-      throw Error(Code::NoDevice, "no usable NVIDIA GPU: " + why + (e != cudaSuccess ? std::string(" (") + cudaGetErrorString(e) + ")" : ""));
+      // Without any driver cudart says "driver version is insufficient", which reads as if one were there.
+      bool say_error = e != cudaSuccess && e != cudaErrorInsufficientDriver;
+      throw Error(Code::NoDevice, "no usable NVIDIA GPU: " + why + (say_error ? std::string(" (") + cudaGetErrorString(e) + ")" : ""));
     }
     if (device < 0 || device >= n)
       throw Error(Code::NoDevice, "device \"cuda:" + std::to_string(device) + "\" does not exist: this machine has " + std::to_string(n) + " GPU" +
@@ -544,3 +546,7 @@ class CudaBackend final : public Backend {
 std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
 
 }  // namespace pg25
+
+namespace pg25::cuda {
+std::string runtime_version() { return cuda_version(CUDART_VERSION); }
+}  // namespace pg25::cuda

@@ -6,6 +6,8 @@
 namespace pg25::cuda {
 
 bool compiled();  // the CUDA sources were built into this binary
+// The CUDA runtime this binary was compiled with ("12.8"), or "" without CUDA.
+std::string runtime_version();
 // A one-line account: which driver, devices and libraries were found, or what is missing.
 std::string describe_availability();
 

@@ -9,6 +9,7 @@ namespace pg25::cuda {
 bool compiled() { return true; }
 #else
 bool compiled() { return false; }
+std::string runtime_version() { return ""; }
 #endif
 
 std::string describe_availability() {

@@ -91,11 +91,15 @@ export class RepoCache {
     if (revision === commit) return
     const ref = path.join(this.dir, 'refs', revision)
     if (await this.commitFor(revision) === commit) return
-    await this.refuseLinkedFolders(path.relative(this.dir, path.dirname(ref)))
-    await fs.mkdir(path.dirname(ref), { recursive: true })
-    const tmp = `${ref}.${randomBytes(4).toString('hex')}.tmp`
-    await fs.writeFile(tmp, commit)
-    await fs.rename(tmp, ref)
+    try {
+      await this.refuseLinkedFolders(path.relative(this.dir, path.dirname(ref)))
+      await fs.mkdir(path.dirname(ref), { recursive: true })
+      const tmp = `${ref}.${randomBytes(4).toString('hex')}.tmp`
+      await fs.writeFile(tmp, commit)
+      await fs.rename(tmp, ref)
+    } catch (err) {
+      throw cacheFailure(this, `refs/${revision}`, err)
+    }
   }
 
   /**

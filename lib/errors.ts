@@ -18,7 +18,8 @@ export const ERROR_CODES = {
   PG25_INTERNAL: 'a failure inside this package (a bug: please report it)',
   PG25_HUB_AUTH: 'the Hub refused a gated or private model: no token, or one without access',
   PG25_HUB_NETWORK: 'the Hub could not be reached, timed out, or answered with a server error',
-  PG25_HUB_CORRUPT: "a downloaded file's size or hash differs from what the Hub announced (it is not kept)",
+  PG25_HUB_CORRUPT: "a downloaded file's size or hash differs from what the Hub announced (it is not kept), or the cache holds a " +
+    'symbolic link where a folder of its own belongs',
   ABORT_ERR: "an AbortSignal fired (the error's name is 'AbortError')"
 } as const
 

@@ -16,6 +16,8 @@ function sharp (...args: Parameters<typeof SharpModule>): SharpModule.Sharp {
 export const MAX_SIDE = 8192
 /** Encoded input images larger than this are refused unread. */
 const MAX_INPUT_BYTES = 256 * 2 ** 20
+/** Encoded images that travel in JSON (base64 in a request or a fleet job) are at most this. */
+export const INPUT_IMAGE_BYTES = 64 * 2 ** 20
 /** Formats image-to-image reads; vector formats are refused (their size is whatever they declare). */
 const INPUT_FORMATS = new Set(['png', 'jpeg', 'webp'])
 

@@ -8,6 +8,7 @@ import { componentManifest } from './native'
 
 const GiB = 2 ** 30
 export const fmtBytes = (bytes: number): string => `${(bytes / GiB).toFixed(2)} GiB`
+export const fmtMiB = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
 
 /** What a request's working set depends on, read from the UNet and VAE configs. */
 export interface CostModel {
@@ -110,5 +111,22 @@ export function checkModelMemory (sources: ComponentSource[], device: string, li
   const available = limit ?? free
   if (needed > available) {
     throw new Pg25Error('PG25_OUT_OF_MEMORY', `the model needs about ${fmtBytes(needed)} on the ${device} (${params >= 1e9 ? `${(params / 1e9).toFixed(2)}B` : `${(params / 1e6).toFixed(1)}M`} parameters at ${bytesPer} bytes plus ${fmtBytes(working)} working memory) but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmtBytes(available)}${limit !== undefined ? '' : ' is available'}`)
+  }
+}
+
+/** Memory a LoRA may take: bytes, and how to say where the bound comes from. */
+export interface Room { bytes: number, text: string }
+
+/**
+ * Refuses a LoRA whose tensors do not fit, from the header's shapes, before any is read: they are
+ * held as float32 on the host (one copy; `pairs`: each module's up and down elements), and merging a
+ * weight stacks its pair once more for a moment (the largest pair counts twice).
+ */
+export function checkLoRAMemory (file: string, tensors: number, pairs: number[], room: Room): void {
+  const elements = pairs.reduce((a, b) => a + b, 0) + Math.max(0, ...pairs)
+  const need = elements * 4 + tensors * 64
+  if (need > room.bytes) {
+    const what = `${file}: the LoRA's tensors need about ${fmtMiB(need)} of host memory as float32`
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${what}, but ${room.text}`)
   }
 }

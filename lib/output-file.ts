@@ -80,7 +80,8 @@ export async function openOutput (file: string): Promise<OutputFile> {
     if (!isImage(head)) refuse(file, 'exists and is not a PNG, JPEG or WebP image; refusing to replace it (remove it or choose another name)')
   }
   const dir = path.dirname(file)
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  // A short name of its own, not the target's plus a suffix: a target name near the 255-byte limit must still work.
+  const tmp = path.join(dir, `.pg25-${process.pid}-${randomBytes(4).toString('hex')}.tmp`)
   let fh: fs.FileHandle
   try {
     fh = await fs.open(tmp, 'wx')

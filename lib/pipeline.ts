@@ -93,7 +93,8 @@ export class Pipeline {
     this.memoryLimit = init.memoryLimit
     this.modelName = init.modelName
     this.promptStyle = init.promptStyle
-    this.lora = new LoRAs(init.rt, { text_encoder: init.encoders[0].id, text_encoder_2: init.encoders[1].id, unet: init.unet.id })
+    const ids = { text_encoder: init.encoders[0].id, text_encoder_2: init.encoders[1].id, unet: init.unet.id }
+    this.lora = new LoRAs(init.rt, ids, init.memoryLimit)
   }
 
   /**

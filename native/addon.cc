@@ -71,11 +71,18 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
           for (const auto& r : req) out->push_back(store.read(r.name, r.shape, r.linear));
         },
         [out](Napi::Env env) -> Napi::Value {
+          // Each array takes over its vector's memory (no second copy of a LoRA or a large tensor).
           Napi::Array res = Napi::Array::New(env, out->size());
           for (size_t i = 0; i < out->size(); i++) {
-            Napi::Float32Array f = Napi::Float32Array::New(env, (*out)[i].size());
-            std::memcpy(f.Data(), (*out)[i].data(), (*out)[i].size() * 4);
-            res.Set(uint32_t(i), f);
+            auto* v = new std::vector<float>(std::move((*out)[i]));
+            if (v->empty()) {
+              delete v;
+              res.Set(uint32_t(i), Napi::Float32Array::New(env, 0));
+              continue;
+            }
+            auto release = [](Napi::Env, void*, std::vector<float>* owned) { delete owned; };
+            Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, v->data(), v->size() * 4, release, v);
+            res.Set(uint32_t(i), Napi::Float32Array::New(env, v->size(), buf, 0));
           }
           return res;
         });

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # npm run fuzz: libFuzzer with AddressSanitizer and UndefinedBehaviorSanitizer over the safetensors
 # header parser and the config readers, then randomized (not coverage-guided) runs over the TypeScript
-# tokenizer and the prompt parsers and chunkers. FUZZ_SECONDS per target (default 180). Needs clang with
-# its fuzzer runtime (Debian: apt-get install clang libclang-rt-14-dev).
+# tokenizer, the prompt parsers and chunkers, LoRA files (PEFT metadata, ranks, values) and Hub answers
+# (a random Hub on 127.0.0.1). FUZZ_SECONDS per target (default 180). Needs clang with its fuzzer runtime
+# (Debian: apt-get install clang libclang-rt-14-dev).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${FUZZ_SECONDS:-180}"
@@ -45,8 +46,8 @@ for t in safetensors config; do
   grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$out/fuzz_$t.log" | sed "s/^/fuzz: $t /"
 done
 npx tsc -p tsconfig.json
-echo "fuzz: tokenizer for ${secs}s"
-FUZZ_SECONDS="$secs" node dist/bench/fuzz-tokenizer.js || status=1
-echo "fuzz: prompts for ${secs}s"
-FUZZ_SECONDS="$secs" node dist/bench/fuzz-prompts.js || status=1
+for t in tokenizer prompts lora hub; do
+  echo "fuzz: $t for ${secs}s"
+  FUZZ_SECONDS="$secs" node "dist/bench/fuzz-$t.js" || status=1
+done
 exit $status

@@ -157,3 +157,32 @@ test('serve stops within seconds on SIGTERM while a long run is going, answering
   t.is((await r.json() as any).code, 'SHUTTING_DOWN')
   t.regex(stderr, /SIGTERM: cancelling running requests and shutting down[^]*stopped/)
 })
+
+test('an output name near the 255-byte limit is written: the temporary name is short', async t => {
+  const dir = await fs.mkdtemp(path.join(tmp, 'long-'))
+  const out = path.join(dir, `${'a'.repeat(240)}.png`) // 244 bytes: a valid name
+  const args = ['x', '--model', TINY, '--steps', '1', '--width', '64', '--height', '64', '--device', 'cpu', '-q', '-o', out]
+  await run(process.execPath, [CLI, ...args])
+  t.is((await sharp(out).metadata()).width, 64)
+  t.deepEqual(await fs.readdir(dir), [path.basename(out)])
+})
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  test(`${signal} during a local run removes the temporary files of every output and exits 130`, async t => {
+    const dir = await fs.mkdtemp(path.join(tmp, `${signal}-`))
+    const args = ['x', '--model', TINY, '--steps', '1000', '--count', '3', '--width', '64', '--height', '64', '--device', 'cpu',
+      '-o', path.join(dir, 'int.png')]
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+    children.push(child)
+    let stderr = ''
+    child.stderr!.on('data', d => { stderr += String(d) })
+    const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+    // The temporaries exist from before the model loads; the run is under way once a step is reported.
+    for (let i = 0; i < 600 && !/steps: \d+\/1000/.test(stderr); i++) await new Promise(resolve => setTimeout(resolve, 50))
+    t.is((await fs.readdir(dir)).filter(f => f.endsWith('.tmp')).length, 3, stderr)
+    process.kill(child.pid!, signal)
+    t.is(await exited, 130, stderr)
+    t.regex(stderr, new RegExp(`${signal}: stopping; temporary files are removed[^]*pg25: interrupted; no file was written`))
+    t.deepEqual(await fs.readdir(dir), [])
+  })
+}

@@ -41,7 +41,9 @@ export function toFloat32File (fp16: Buffer): Buffer {
 /** files the mock repo holds that the pipeline never needs with variant fp16 */
 export const UNNEEDED = ['README.md', 'unet/diffusion_pytorch_model.safetensors', 'text_encoder/model.bin']
 
-const HF_VARS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'XDG_CACHE_HOME', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_ENDPOINT', 'HF_HUB_ETAG_TIMEOUT', 'HF_HUB_DOWNLOAD_TIMEOUT']
+const HF_VARS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'XDG_CACHE_HOME', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN',
+  'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_ENDPOINT', 'HF_HUB_ETAG_TIMEOUT', 'HF_HUB_DOWNLOAD_TIMEOUT',
+  'PG25_HUB_FILE_ATTEMPTS', 'PG25_HUB_FILE_DEADLINE']
 
 export interface HubTest { hub: MockHub, home: string, cache: string }
 

@@ -43,6 +43,14 @@ export interface MockKnobs {
   slowMs?: number
   /** answer resolve requests with this X-Repo-Commit (as if the branch moved under a download) */
   commit?: string
+  /** a small file whose first answer ends after `bytes` bytes (a cut connection) and every later one is a 500 */
+  brokenSmall?: { file: string, bytes: number }
+  /** the CDN ignores Range headers (always 200 from byte 0) */
+  ignoreRange?: boolean
+  /** CDN bodies of these files go on past their end (zeros, chunked, no Content-Length) until the client stops reading */
+  endless?: Set<string>
+  /** the model info answer starts with this many bytes of JSON whitespace */
+  infoPadding?: number
 }
 
 const gitBlobId = (data: Buffer): string => createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex')
@@ -151,7 +159,21 @@ export class MockHub {
       ? { rfilename: f.path, blobId: f.lfs ? gitBlobId(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${f.data.length}\n`)) : f.blobId, size: f.data.length, ...(f.lfs ? { lfs: { sha256: f.sha256, size: f.data.length, pointerSize: 134 } } : {}) }
       : { rfilename: f.path })
     res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify({ _id: repo.commit.slice(0, 24), id, modelId: id, sha: repo.commit, private: false, gated: repo.spec.token !== undefined ? 'auto' : false, disabled: false, library_name: 'diffusers', siblings }))
+    const gated = repo.spec.token !== undefined ? 'auto' : false
+    const info = { _id: repo.commit.slice(0, 24), id, modelId: id, sha: repo.commit, private: false, gated, disabled: false }
+    const body = JSON.stringify({ ...info, library_name: 'diffusers', siblings })
+    // Padding goes out as the socket drains: the client, not this server, holds what it reads.
+    let pad = this.knobs.infoPadding ?? 0
+    const spaces = Buffer.alloc(1 << 20, 0x20)
+    const more = (): void => {
+      while (pad > 0 && !res.destroyed) {
+        const piece = spaces.subarray(0, Math.min(pad, spaces.length))
+        pad -= piece.length
+        if (!res.write(piece)) { res.once('drain', more); return }
+      }
+      if (!res.destroyed) res.end(body)
+    }
+    more()
   }
 
   private serveResolve (req: http.IncomingMessage, res: http.ServerResponse, id: string, rev: string, file: string): void {
@@ -171,7 +193,11 @@ export class MockHub {
       res.end()
       return
     }
-    this.sendBytes(req, res, this.bytesOf(f), { etag: `"${f.blobId}"`, 'x-repo-commit': this.knobs.commit ?? repo.commit })
+    const broken = this.knobs.brokenSmall
+    if (broken?.file === file && broken.bytes < 0) { res.writeHead(500, { 'x-repo-commit': repo.commit }); res.end(); return }
+    const limit = broken?.file === file ? broken.bytes : undefined
+    if (broken?.file === file) broken.bytes = -1
+    this.sendBytes(req, res, this.bytesOf(f), { etag: `"${f.blobId}"`, 'x-repo-commit': this.knobs.commit ?? repo.commit }, limit)
   }
 
   private bytesOf (f: MockFile): Buffer {
@@ -188,15 +214,25 @@ export class MockHub {
     const cut = this.knobs.cut
     let limit: number | undefined
     if (cut !== undefined && cut.file === file && cut.times > 0) { cut.times--; limit = cut.bytes }
-    this.sendBytes(req, res, this.bytesOf(f), { etag: `"${f.sha256}"` }, limit)
+    if (this.knobs.endless?.has(f.path)) { this.sendEndless(res, this.bytesOf(f)); return }
+    this.sendBytes(req, res, this.bytesOf(f), { etag: `"${f.sha256}"` }, limit, this.knobs.ignoreRange !== true)
   }
 
-  /** 200, or 206 for `Range: bytes=N-` / `bytes=N-M`; `limit` cuts the connection after that many body bytes. */
-  private sendBytes (req: http.IncomingMessage, res: http.ServerResponse, data: Buffer, headers: Record<string, string>, limit?: number): void {
+  /** The bytes, then zeros for as long as the client reads. */
+  private sendEndless (res: http.ServerResponse, data: Buffer): void {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    const zeros = Buffer.alloc(1 << 16)
+    const more = (): void => { while (!res.destroyed && res.write(zeros)); if (!res.destroyed) res.once('drain', more) }
+    res.write(data, more)
+  }
+
+  /** 200, or 206 for `Range: bytes=N-` / `bytes=N-M` (unless `useRange` is false); `limit` cuts the connection after that many bytes. */
+  private sendBytes (req: http.IncomingMessage, res: http.ServerResponse, data: Buffer, headers: Record<string, string>, limit?: number,
+    useRange = true): void {
     let body = data
     let status = 200
     const h: Record<string, string> = { ...headers, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' }
-    const range = req.headers.range
+    const range = useRange ? req.headers.range : undefined
     if (range !== undefined) {
       const m = /^bytes=(\d+)-(\d*)$/.exec(range)
       const start = m ? Number(m[1]) : NaN

@@ -3,6 +3,7 @@
 import { Pg25Error } from '../errors'
 import type { GenerateQueue } from '../fleet/queue'
 import { str, type Values } from './args'
+import type { Interrupt } from './interrupt'
 import { MODEL_FLAGS } from './model'
 
 export const FLEET_HELP = (queueFlag: string): string => `      --redis URL          hand the work to a fleet of pg25 worker processes through a queue on Redis
@@ -11,10 +12,11 @@ export const FLEET_HELP = (queueFlag: string): string => `      --redis URL     
 
 /**
  * The fleet's client when --redis is given (model flags refused: the workers load the model), else
- * undefined. `cancelOnSignal`: SIGINT or SIGTERM closes it, which cancels the jobs it waits for (a
+ * undefined. With `interrupt`, SIGINT or SIGTERM closes it, which cancels the jobs it waits for (a
  * Ctrl-C must not leave a GPU working for nobody).
  */
-export async function openFleet (values: Values, queueFlag: string, options: { cancelOnSignal?: boolean } = {}): Promise<GenerateQueue | undefined> {
+export async function openFleet (values: Values, queueFlag: string, options: { interrupt?: Interrupt } = {}):
+  Promise<GenerateQueue | undefined> {
   const redis = str(values.redis)
   if (redis === undefined) {
     if (values[queueFlag] !== undefined) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${queueFlag} goes with --redis`)
@@ -26,10 +28,6 @@ export async function openFleet (values: Values, queueFlag: string, options: { c
   }
   const { GenerateQueue } = await import('../fleet') // names bullmq or ioredis if missing
   const fleet = new GenerateQueue({ redis, queue: str(values[queueFlag]), log: line => process.stderr.write(`pg25: ${line}\n`) })
-  if (options.cancelOnSignal === true) {
-    const stop = (): void => { process.stderr.write('pg25: interrupted: cancelling the job\n'); void fleet.close() }
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
-  }
+  options.interrupt?.onStop(async () => { process.stderr.write('pg25: interrupted: cancelling the job\n'); await fleet.close() })
   return fleet
 }

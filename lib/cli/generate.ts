@@ -9,10 +9,11 @@ import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
 import { checkGenerateOptions, DEFAULT_GUIDANCE, DEFAULT_STEPS, strengthOf, type GenerateOptions } from '../options'
 import { encodeImage, formatOf, numberedPaths, openOutput, type OutputFile } from '../output-file'
 import type { GenerateQueue } from '../fleet/queue'
-import type { Pipeline } from '../pipeline'
+import type { LoadProgress, Pipeline } from '../pipeline'
 import { CPU_FALLBACK } from '../runtime'
 import { int, num, parseFlags, str, type Flags } from './args'
 import { FLEET_HELP, openFleet } from './fleet'
+import { catchInterrupts, INTERRUPTED } from './interrupt'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'
 import { loadReporter, stepReporter } from './progress'
 import { packageVersion } from '../version'
@@ -149,7 +150,15 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
   const outPath = str(values.output) ?? `pg25-${seed}.png`
   const format = formatOf(outPath)
   const files = numberedPaths(outPath, opts.count ?? 1)
-  const outs = await openAll(files)
+  const interrupt = catchInterrupts(line => process.stderr.write(`pg25: ${line}\n`))
+  let outs: OutputFile[]
+  try {
+    outs = await openAll(files)
+  } catch (err) {
+    interrupt.dispose()
+    throw err
+  }
+  interrupt.onStop(async () => await Promise.all(outs.map(async o => await o.discard())))
 
   const quiet = values.quiet === true
   const loading = loadReporter(process.stderr)
@@ -163,12 +172,15 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
       stepping.end()
       process.stderr.write(`${m}\n`)
     }
-    const fleet = await openFleet(values, 'queue', { cancelOnSignal: true })
-    pipe = fleet ?? await openPipeline(choice, { named: true, onWarning, onProgress: quiet ? undefined : p => loading.update(p) })
+    const fleet = await openFleet(values, 'queue', { interrupt })
+    const onProgress = quiet ? undefined : (p: LoadProgress): void => loading.update(p)
+    pipe = fleet ?? await openPipeline(choice, { named: true, onWarning, onProgress, signal: interrupt.signal })
     loading.end()
     await loadLoRAFlags(pipe, loras) // refuses a fleet: its workers load LoRAs (pg25 worker --lora)
     const loaded = Date.now()
-    const r = await pipe.generate(prompt, { ...opts, seed, onStep: quiet ? undefined : s => stepping.update(s) })
+    // A fleet's jobs are cancelled by closing it (above); a local run by the signal.
+    const signal = fleet === undefined ? interrupt.signal : undefined
+    const r = await pipe.generate(prompt, { ...opts, seed, signal, onStep: quiet ? undefined : s => stepping.update(s) })
     stepping.end()
     // A local pipeline told onWarning already; a fleet's workers send their notices with the result.
     if (fleet !== undefined) for (const w of r.warnings ?? []) onWarning(w)
@@ -195,7 +207,12 @@ export async function generateCommand (argv: string[], help: string, elsewhere: 
       }) + '\n')
     }
     return 0
+  } catch (err) {
+    if (!interrupt.signal.aborted) throw err
+    process.stderr.write('pg25: interrupted; no file was written\n')
+    return INTERRUPTED
   } finally {
+    interrupt.dispose()
     loading.end()
     stepping.end()
     await Promise.all(outs.map(async o => await o.discard()))

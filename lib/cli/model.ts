@@ -59,7 +59,9 @@ export function chooseModel (values: Values): ModelChoice {
  * Loads the chosen model (making the demo model first when none was chosen, with a notice). `named`
  * puts the model's folder or file name into PNG parameters (the CLI's own files; a server leaves it out).
  */
-export async function openPipeline (c: ModelChoice, options: { onProgress?: LoadOptions['onProgress'], onWarning?: LoadOptions['onWarning'], named?: boolean } = {}): Promise<Pipeline> {
+type OpenOptions = Pick<LoadOptions, 'onProgress' | 'onWarning' | 'signal'> & { named?: boolean }
+
+export async function openPipeline (c: ModelChoice, options: OpenOptions = {}): Promise<Pipeline> {
   let model = c.model
   if (model === undefined) {
     process.stderr.write(DEMO_NOTICE)
@@ -70,7 +72,8 @@ export async function openPipeline (c: ModelChoice, options: { onProgress?: Load
     variant: c.variant,
     modelName: options.named === true ? path.basename(path.resolve(model)).replace(/\.safetensors$/i, '') : undefined,
     onWarning: options.onWarning ?? (m => process.stderr.write(`${m}\n`)),
-    onProgress: options.onProgress
+    onProgress: options.onProgress,
+    signal: options.signal
   }
   return c.config !== undefined ? await Pipeline.fromSingleFile(model, { ...load, config: c.config }) : await Pipeline.fromPretrained(model, load)
 }

@@ -3,7 +3,7 @@
 // JSON record of base64 PNGs under a key of their own, and a failure the error's code and message.
 import sharp from 'sharp'
 import { AbortError, Pg25Error, type Pg25ErrorCode } from '../errors'
-import { makeImage, readPngText, type RGBImage } from '../image'
+import { INPUT_IMAGE_BYTES, makeImage, readPngText, type RGBImage } from '../image'
 import { readRegularFile } from '../io/regular-file'
 import type { GenerateOptions, GenerateResult, StepInfo } from '../options'
 import { parseRequest, type GenerateRequest, type ParsedRequest } from '../server/request'
@@ -35,8 +35,6 @@ export interface FleetResult {
   /** the run's notices about its prompts */
   warnings?: string[]
 }
-
-const INPUT_IMAGE_BYTES = 64 * 2 ** 20
 
 /** The job data for `generate(prompt, options)`; refuses what JSON cannot carry (latents, callbacks). */
 export async function toJobData (prompt: string, options: GenerateOptions): Promise<FleetJobData> {

@@ -45,6 +45,24 @@ export function isHubId (s: string): boolean {
   return s.length <= 96 && /^[A-Za-z0-9][\w.-]*\/[\w.-]*[A-Za-z0-9_]$/.test(s) && !s.includes('--') && !s.includes('..')
 }
 
+/** Bytes a name in the cache may have: filesystems allow 255, and temporary names add a suffix. */
+export const MAX_NAME_BYTES = 200
+
+/** Whether each `/`-separated segment of `p` fits MAX_NAME_BYTES. */
+export const namesFit = (p: string): boolean => p.split('/').every(seg => Buffer.byteLength(seg) <= MAX_NAME_BYTES)
+
+/** A filesystem failure while fetching `file` into the cache, as a Pg25Error (one already is, unchanged). */
+export function cacheFailure (ctx: { id: string }, file: string, err: unknown): Error {
+  if (err instanceof Pg25Error) return err
+  const e = err as NodeJS.ErrnoException
+  const where = `${ctx.id}: ${file}`
+  const why = e?.message ?? String(err)
+  if (e?.code === 'ENAMETOOLONG') {
+    return new Pg25Error('PG25_UNSUPPORTED', `${where}: the name is too long for this filesystem's cache (${why})`, { cause: err })
+  }
+  return new Pg25Error('PG25_INTERNAL', `${where}: cannot write it into the Hugging Face cache (${why})`, { cause: err })
+}
+
 /** One model's folder in the cache. */
 export class RepoCache {
   readonly dir: string
@@ -73,10 +91,15 @@ export class RepoCache {
     if (revision === commit) return
     const ref = path.join(this.dir, 'refs', revision)
     if (await this.commitFor(revision) === commit) return
-    await fs.mkdir(path.dirname(ref), { recursive: true })
-    const tmp = `${ref}.${randomBytes(4).toString('hex')}.tmp`
-    await fs.writeFile(tmp, commit)
-    await fs.rename(tmp, ref)
+    try {
+      await this.refuseLinkedFolders(path.relative(this.dir, path.dirname(ref)))
+      await fs.mkdir(path.dirname(ref), { recursive: true })
+      const tmp = `${ref}.${randomBytes(4).toString('hex')}.tmp`
+      await fs.writeFile(tmp, commit)
+      await fs.rename(tmp, ref)
+    } catch (err) {
+      throw cacheFailure(this, `refs/${revision}`, err)
+    }
   }
 
   /**
@@ -87,6 +110,7 @@ export class RepoCache {
    */
   async link (commit: string, file: string, etag: string): Promise<void> {
     const pointer = path.join(this.snapshot(commit), ...file.split('/'))
+    await this.refuseLinkedFolders(path.relative(this.dir, path.dirname(pointer)))
     await fs.mkdir(path.dirname(pointer), { recursive: true })
     const tmp = `${pointer}.${randomBytes(4).toString('hex')}.tmp`
     try {
@@ -96,6 +120,25 @@ export class RepoCache {
       await fs.copyFile(this.blob(etag), tmp)
     }
     await fs.rename(tmp, pointer)
+  }
+
+  /**
+   * Refuses to write through a folder of ours that is a symbolic link (`rel`: a folder path under the
+   * repo's folder, e.g. snapshots/<commit>/unet): the cache's own layout has none, and one planted
+   * there would make the download write outside the cache.
+   */
+  async refuseLinkedFolders (rel: string): Promise<void> {
+    let at = this.dir
+    for (const seg of rel.split(path.sep)) {
+      at = path.join(at, seg)
+      const st = await fs.lstat(at).catch(() => null)
+      if (st === null) return
+      if (st.isSymbolicLink() || !st.isDirectory()) {
+        const what = st.isSymbolicLink() ? 'symbolic link' : 'file'
+        throw new Pg25Error('PG25_HUB_CORRUPT', `${at}: the Hugging Face cache holds a ${what} where a folder of its own belongs; ` +
+          'refusing to write through it (remove it and fetch again)')
+      }
+    }
   }
 
   /** Whether snapshots/<commit>/<file> resolves to a regular file. */

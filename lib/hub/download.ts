@@ -11,8 +11,8 @@ import { createHash, randomBytes, type Hash } from 'node:crypto'
 import { createReadStream, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { Pg25Error } from '../errors'
-import type { RepoCache } from './cache'
-import { HubRequest, type FileHeaders, type HubContext } from './http'
+import { cacheFailure, type RepoCache } from './cache'
+import { fileAttempts, fileDeadlineMs, HubRequest, type FileHeaders, type HubContext } from './http'
 import { acquireLock } from './lock'
 
 /**
@@ -85,17 +85,42 @@ async function sizeOf (file: string): Promise<number | null> {
   return await fs.stat(file).then(s => s.isFile() ? s.size : null, () => null)
 }
 
-/** Runs `attempt` until it succeeds; network failures are retried (with a pause) while attempts bring new bytes. */
-async function withRetries<T> (attempt: () => Promise<T>, progressed: () => boolean): Promise<T> {
-  for (let failures = 0; ; failures++) {
+/**
+ * Runs `attempt` until it succeeds. Network failures are retried with a pause: until MAX_ATTEMPTS fail
+ * in a row without progress (`progressed`: the attempt got further into the file than any before it),
+ * and never more than ctx's attempt count in all or past its deadline.
+ */
+async function withRetries<T> (ctx: FileContext, attempt: () => Promise<T>, progressed: () => boolean): Promise<T> {
+  for (let stale = 0, total = 1; ; total++) {
     try {
       return await attempt()
     } catch (err) {
       if (!(err instanceof Pg25Error && err.code === 'PG25_HUB_NETWORK')) throw err
-      if (progressed()) failures = 0
-      if (failures + 1 >= MAX_ATTEMPTS) throw err
-      await new Promise(resolve => setTimeout(resolve, 250 * (failures + 1)))
+      stale = progressed() ? 0 : stale + 1
+      const pause = 250 * (stale + 1)
+      if (stale >= MAX_ATTEMPTS || Date.now() + pause >= ctx.deadline) throw err
+      if (total >= ctx.attempts) {
+        const why = `${err.message}; gave up after ${total} attempts (PG25_HUB_FILE_ATTEMPTS); run it again to resume`
+        throw new Pg25Error('PG25_HUB_NETWORK', why, { cause: err })
+      }
+      await new Promise(resolve => setTimeout(resolve, pause))
     }
+  }
+}
+
+/** A file's fetch: the Hub context with this file's deadline, and its attempt count. */
+type FileContext = HubContext & { deadline: number, attempts: number }
+
+const forFile = (ctx: HubContext): FileContext => ({ ...ctx, deadline: Date.now() + fileDeadlineMs(), attempts: fileAttempts() })
+
+/** Tracks the furthest byte any attempt reached: only going past it is progress. */
+function furthest (at: () => number): () => boolean {
+  let best = at()
+  return () => {
+    const now = at()
+    if (now <= best) return false
+    best = now
+    return true
   }
 }
 
@@ -105,8 +130,16 @@ async function withRetries<T> (attempt: () => Promise<T>, progressed: () => bool
  * sha256 match; small files are checked against their git blob id.
  */
 export async function fetchFile (ctx: HubContext, cache: RepoCache, commit: string, f: RemoteFile, meter?: Meter): Promise<void> {
+  try {
+    await fetchBlob(ctx, cache, commit, f, meter)
+  } catch (err) {
+    throw cacheFailure(ctx, f.path, err)
+  }
+}
+
+async function fetchBlob (ctx: HubContext, cache: RepoCache, commit: string, f: RemoteFile, meter?: Meter): Promise<void> {
   if (f.sha256 === null) {
-    await fetchSmall(ctx, cache, commit, f, meter)
+    await fetchSmall(forFile(ctx), cache, commit, f, meter)
     return
   }
   const blob = cache.blob(f.sha256)
@@ -114,7 +147,7 @@ export async function fetchFile (ctx: HubContext, cache: RepoCache, commit: stri
   if (await sizeOf(blob) === null) {
     const lock = await acquireLock(cache.lockFile(f.sha256), ctx.signal, async () => { meter?.at(f.path, await sizeOf(partial) ?? 0) })
     try {
-      if (await sizeOf(blob) === null) await fetchLfs(ctx, commit, f, blob, partial, meter)
+      if (await sizeOf(blob) === null) await fetchLfs(forFile(ctx), cache, commit, f, blob, partial, meter)
     } finally {
       await lock.release()
     }
@@ -123,10 +156,11 @@ export async function fetchFile (ctx: HubContext, cache: RepoCache, commit: stri
   meter?.at(f.path, f.size ?? await sizeOf(blob) ?? 0, true)
 }
 
-async function fetchLfs (ctx: HubContext, commit: string, f: RemoteFile, blob: string, partial: string, meter?: Meter): Promise<void> {
+async function fetchLfs (ctx: FileContext, cache: RepoCache, commit: string, f: RemoteFile, blob: string, partial: string, meter?: Meter):
+  Promise<void> {
   const sha256 = f.sha256 as string
+  await cache.refuseLinkedFolders('blobs')
   await fs.mkdir(path.dirname(blob), { recursive: true })
-  let gained = false
   let retriedCorrupt = false
   for (;;) {
     const st: Transfer = { hash: createHash('sha256'), have: await sizeOf(partial) ?? 0 }
@@ -136,7 +170,7 @@ async function fetchLfs (ctx: HubContext, commit: string, f: RemoteFile, blob: s
     meter?.at(f.path, st.have)
     if (f.size === null || st.have < f.size) {
       // Each attempt continues from what the file holds; the hash is carried across attempts.
-      await withRetries(async () => { await transfer(ctx, commit, f, partial, st, meter, () => { gained = true }) }, () => { const g = gained; gained = false; return g })
+      await withRetries(ctx, async () => { await transfer(ctx, commit, f, partial, st, meter) }, furthest(() => st.have))
     }
     const size = await sizeOf(partial) ?? 0
     const digest = st.hash.digest('hex')
@@ -155,8 +189,8 @@ async function fetchLfs (ctx: HubContext, commit: string, f: RemoteFile, blob: s
 /** A partial file's state: its bytes so far and their running sha256. */
 interface Transfer { hash: Hash, have: number }
 
-/** One GET from byte `st.have` onwards, appended to `partial`. */
-async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial: string, st: Transfer, meter: Meter | undefined, onBytes: () => void): Promise<void> {
+/** One GET from byte `st.have` onwards, appended to `partial`, and cut at the size announced. */
+async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial: string, st: Transfer, meter?: Meter): Promise<void> {
   const req = new HubRequest(ctx, fileUrl(ctx, commit, f.path), f.path)
   const { res, file } = await req.send('GET', st.have > 0 ? { range: `bytes=${st.have}-` } : {})
   if (res.status !== 200 && res.status !== 206) throw await req.refusal(res, f.path)
@@ -166,6 +200,13 @@ async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial
     req.close()
     await res.body?.cancel()
     throw err
+  }
+  // The listing's size, else the answer's: bytes past it are never written, so an endless body ends there.
+  const size = f.size ?? file.size
+  if (size === null || !Number.isSafeInteger(size) || size < 0) {
+    req.close()
+    await res.body?.cancel()
+    throw new Pg25Error('PG25_HUB_CORRUPT', `${ctx.id}: ${f.path}: neither the listing nor the Hub's answer gives the file's size`)
   }
   const start = res.status === 206 ? Number(/^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1]) : 0
   if (start !== st.have) {
@@ -177,11 +218,12 @@ async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial
   const fh = await fs.open(partial, st.have === 0 ? 'w' : 'a')
   try {
     for await (const chunk of req.body(res)) {
-      await fh.write(chunk)
-      st.hash.update(chunk)
-      st.have += chunk.byteLength
-      onBytes()
+      const part = chunk.subarray(0, size - st.have)
+      await fh.write(part)
+      st.hash.update(part)
+      st.have += part.byteLength
       meter?.at(f.path, st.have)
+      if (st.have >= size) break
     }
   } finally {
     await fh.close()
@@ -189,9 +231,10 @@ async function transfer (ctx: HubContext, commit: string, f: RemoteFile, partial
 }
 
 /** A small (non-LFS) file: fetched whole into memory, checked against its git blob id, renamed into place. */
-async function fetchSmall (ctx: HubContext, cache: RepoCache, commit: string, f: RemoteFile, meter?: Meter): Promise<void> {
+async function fetchSmall (ctx: FileContext, cache: RepoCache, commit: string, f: RemoteFile, meter?: Meter): Promise<void> {
   let got = 0
-  const body = await withRetries(async () => {
+  const body = await withRetries(ctx, async () => {
+    got = 0
     const req = new HubRequest(ctx, fileUrl(ctx, commit, f.path), f.path)
     const { res, file } = await req.send('GET')
     if (res.status !== 200) throw await req.refusal(res, f.path)
@@ -205,7 +248,7 @@ async function fetchSmall (ctx: HubContext, cache: RepoCache, commit: string, f:
       meter?.at(f.path, n)
     }
     return { bytes: Buffer.concat(parts), file }
-  }, () => got > 0)
+  }, furthest(() => got))
   const { bytes, file } = body
   checkHeaders(ctx, commit, f, file)
   if (f.size !== null && bytes.length !== f.size) throw new Pg25Error('PG25_HUB_CORRUPT', `${ctx.id}: ${f.path}: got ${bytes.length} bytes, expected ${f.size}`)
@@ -215,6 +258,7 @@ async function fetchSmall (ctx: HubContext, cache: RepoCache, commit: string, f:
   const etag = file.etag !== null && /^[\w.-]+$/.test(file.etag) && !/^\.+$/.test(file.etag) ? file.etag : oid
   const blob = cache.blob(etag)
   if (await sizeOf(blob) === null) {
+    await cache.refuseLinkedFolders('blobs')
     await fs.mkdir(path.dirname(blob), { recursive: true })
     const tmp = `${blob}.${randomBytes(4).toString('hex')}.incomplete`
     await fs.writeFile(tmp, bytes)

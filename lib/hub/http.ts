@@ -13,7 +13,12 @@ export interface HubContext {
   signal?: AbortSignal
   /** most milliseconds to wait for a response's headers, or between two chunks of a body */
   timeoutMs: number
+  /** when set (Date.now() time): no request may go on past it, however its bytes trickle in */
+  deadline?: number
 }
+
+/** Bytes of a JSON answer (the model-info listing) read at most: a repo of 100,000 files lists in about 20 MB. */
+export const MAX_JSON_BYTES = 32 * 2 ** 20
 
 /** What the Hub says about a file on its resolve response (before any redirect). */
 export interface FileHeaders {
@@ -37,6 +42,20 @@ export function timeoutFrom (name: string, fallback: number, e: NodeJS.ProcessEn
   return (e[name] !== undefined && v > 0 ? v : fallback) * 1000
 }
 
+/** How long (ms) each file's download may take in all, attempts and pauses included (PG25_HUB_FILE_DEADLINE seconds; default 6 hours). */
+export function fileDeadlineMs (e: NodeJS.ProcessEnv = process.env): number {
+  return timeoutFrom('PG25_HUB_FILE_DEADLINE', 6 * 3600, e)
+}
+
+/** Requests one file may take in all (PG25_HUB_FILE_ATTEMPTS; default 20), however many of them bring new bytes. */
+export function fileAttempts (e: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(e.PG25_HUB_FILE_ATTEMPTS)
+  return Number.isInteger(v) && v >= 1 ? v : 20
+}
+
+const DEADLINE_ADVICE = 'the download did not end within its deadline (PG25_HUB_FILE_DEADLINE seconds); ' +
+  'run it again to go on (large files resume)'
+
 /** `W/"abc"` or `"abc"` -> `abc`, as huggingface_hub names blobs. */
 export function normalizeEtag (etag: string | null): string | null {
   return etag === null ? null : etag.replace(/^W\//, '').replace(/^"|"$/g, '')
@@ -46,7 +65,7 @@ export function normalizeEtag (etag: string | null): string | null {
 export class HubRequest {
   private readonly ac = new AbortController()
   private timer: NodeJS.Timeout | undefined
-  private timedOut = false
+  private timedOut: 'timeout' | 'deadline' | false = false
   /** where the last hop went (a CDN, after a redirect) */
   private at: string
   private readonly onAbort = (): void => { this.ac.abort() }
@@ -60,7 +79,9 @@ export class HubRequest {
 
   private arm (): void {
     clearTimeout(this.timer)
-    this.timer = setTimeout(() => { this.timedOut = true; this.ac.abort() }, this.ctx.timeoutMs)
+    const left = this.ctx.deadline === undefined ? Infinity : Math.max(0, this.ctx.deadline - Date.now())
+    const why = left < this.ctx.timeoutMs ? 'deadline' : 'timeout'
+    this.timer = setTimeout(() => { this.timedOut = why; this.ac.abort() }, Math.min(left, this.ctx.timeoutMs))
   }
 
   private get label (): string {
@@ -70,6 +91,7 @@ export class HubRequest {
   private fail (err: unknown, url: string): Error {
     if (this.ctx.signal?.aborted) return new AbortError(undefined, { cause: this.ctx.signal.reason })
     const where = `${this.label}${new URL(url).origin !== new URL(this.url).origin ? ` (from ${new URL(url).origin})` : ''}`
+    if (this.timedOut === 'deadline') return new Pg25Error('PG25_HUB_NETWORK', `${where}: ${DEADLINE_ADVICE}`)
     if (this.timedOut) return new Pg25Error('PG25_HUB_NETWORK', `${where}: no answer from the Hub within ${this.ctx.timeoutMs / 1000} s (raise HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT on a slow network)`)
     const cause = (err as { cause?: { code?: string, message?: string } }).cause
     const why = cause?.code ?? cause?.message ?? (err as Error).message
@@ -140,9 +162,15 @@ export class HubRequest {
     }
   }
 
-  async json (res: Response): Promise<unknown> {
+  /** The body as JSON, read up to `limit` bytes: an endless answer is cut there, not buffered. */
+  async json (res: Response, limit = MAX_JSON_BYTES): Promise<unknown> {
     const parts: Uint8Array[] = []
-    for await (const c of this.body(res)) parts.push(c)
+    let n = 0
+    for await (const c of this.body(res)) {
+      n += c.byteLength
+      if (n > limit) throw new Pg25Error('PG25_HUB_NETWORK', `${this.label}: the Hub's answer passed ${limit} bytes; it was cut there`)
+      parts.push(c)
+    }
     try {
       return JSON.parse(Buffer.concat(parts).toString('utf8'))
     } catch {

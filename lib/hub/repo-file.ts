@@ -5,7 +5,7 @@
 import path from 'node:path'
 import { Pg25Error } from '../errors'
 import { checkDownloadFileOptions } from '../options'
-import { isOffline, type RepoCache } from './cache'
+import { isOffline, MAX_NAME_BYTES, namesFit, type RepoCache } from './cache'
 import { fetchFile, Meter, type DownloadProgress } from './download'
 import { listRevision, offlineCommit, target } from './resolve'
 
@@ -40,7 +40,7 @@ export function pickLoRAFile (id: string, paths: Iterable<string>): string | nul
   return found[0] ?? null
 }
 
-const isRepoPath = (p: string): boolean => p.split('/').every(s => s !== '' && s !== '.' && s !== '..') && !/[\\\0]/.test(p)
+const isRepoPath = (p: string): boolean => p.split('/').every(s => s !== '' && s !== '.' && s !== '..') && !/[\\\0]/.test(p) && namesFit(p)
 
 const local = (cache: RepoCache, commit: string, file: string): string => path.join(cache.snapshot(commit), ...file.split('/'))
 
@@ -60,7 +60,8 @@ const local = (cache: RepoCache, commit: string, file: string): string => path.j
 export async function downloadFile (id: string, file?: string, options: DownloadFileOptions = {}): Promise<string> {
   checkDownloadFileOptions(options)
   if (file !== undefined && (typeof file !== 'string' || !isRepoPath(file))) {
-    throw new Pg25Error('PG25_INVALID_ARGUMENT', `the file to fetch from ${id} must be a path inside the repository (e.g. pytorch_lora_weights.safetensors), got ${JSON.stringify(file)}`)
+    throw new Pg25Error('PG25_INVALID_ARGUMENT', `the file to fetch from ${id} must be a path inside the repository ` +
+      `(e.g. pytorch_lora_weights.safetensors), each name at most ${MAX_NAME_BYTES} bytes, got ${JSON.stringify(file)}`)
   }
   const t = target(id, options ?? {}, true)
   const what = file ?? 'a .safetensors file'

@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { Pg25Error } from '../errors'
 import { resolveToken } from './auth'
-import { hubCacheDir, isCommitHash, isHubId, isOffline, RepoCache } from './cache'
+import { hubCacheDir, isCommitHash, isHubId, isOffline, MAX_NAME_BYTES, namesFit, RepoCache } from './cache'
 import { fetchFile, Meter, type DownloadProgress, type RemoteFile } from './download'
 import { HubRequest, hubEndpoint, timeoutFrom, type HubContext } from './http'
 import { selectFiles, shardsOf, type SelectOptions } from './select'
@@ -43,6 +43,11 @@ export function target (id: string, o: Pick<DownloadOptions, 'revision' | 'varia
   const revision = o.revision ?? 'main'
   if (typeof revision !== 'string' || revision === '' || revision.split('/').some(s => s === '' || s === '.' || s === '..') || /[\\\0]/.test(revision)) {
     throw new Pg25Error('PG25_INVALID_ARGUMENT', `revision must be a branch, tag or commit hash, got ${JSON.stringify(revision)}`)
+  }
+  // Checked now, not when refs/<revision> is written after the whole download.
+  if (!namesFit(revision)) {
+    const shown = JSON.stringify(revision.slice(0, 40))
+    throw new Pg25Error('PG25_INVALID_ARGUMENT', `revision ${shown}...: each /-separated part may be at most ${MAX_NAME_BYTES} bytes`)
   }
   if (o.variant !== undefined && o.variant !== 'fp16') throw new Pg25Error('PG25_INVALID_ARGUMENT', `variant must be 'fp16', got ${JSON.stringify(o.variant)}`)
   if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir === '')) throw new Pg25Error('PG25_INVALID_ARGUMENT',
@@ -86,8 +91,9 @@ function parseListing (ctx: HubContext, url: string, raw: unknown): { commit: st
   const files = new Map<string, RemoteFile>()
   for (const s of info.siblings as Array<Record<string, any>>) {
     const p = s?.rfilename
-    // Only plain relative paths: a listing must not place files outside the snapshot.
+    // Only plain relative paths whose names a filesystem can hold: a listing must not place files outside the snapshot.
     if (typeof p !== 'string' || p.split('/').some(seg => seg === '' || seg === '.' || seg === '..') || /[\\\0]/.test(p)) continue
+    if (!namesFit(p)) continue
     const sha256 = s.lfs?.sha256
     files.set(p, {
       path: p,

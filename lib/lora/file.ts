@@ -5,7 +5,12 @@ import { open } from 'node:fs/promises'
 import { Pg25Error, native } from '../errors'
 import { requireRegularFile } from '../io/regular-file'
 import { loadNative, type SafetensorsEntry } from '../native'
+import { checkLoRAMemory, type Room } from '../memory'
 import { keyRole, kohyaIndex, LORA_COMPONENTS, type LoRAComponent } from './keys'
+import { peftConfigs } from './peft'
+
+/** |scale| at most this: ComfyUI's bound too; past a few units a LoRA only breaks the image. */
+export const MAX_LORA_SCALE = 100
 
 /** One low-rank pair matched to a weight: the weight changes by scale x up · down. */
 export interface LoRAModule {
@@ -44,49 +49,12 @@ async function readMetadata (file: string): Promise<Record<string, string>> {
   }
 }
 
-/** PEFT's per-component LoraConfig from diffusers' `lora_adapter_metadata`, where the file has it. */
-interface PeftConfig { alpha?: number, alphaPattern: Record<string, number>, rsLoRA: boolean }
-
-function peftConfigs (file: string, meta: Record<string, string>): Partial<Record<LoRAComponent, PeftConfig>> {
-  const text = meta.lora_adapter_metadata
-  if (text === undefined) return {}
-  let cfg: Record<string, unknown>
-  try {
-    cfg = JSON.parse(text)
-  } catch {
-    throw new Pg25Error('PG25_BAD_WEIGHTS', `${file}: the header's lora_adapter_metadata is not JSON`)
-  }
-  const out: Partial<Record<LoRAComponent, PeftConfig>> = {}
-  for (const c of LORA_COMPONENTS) {
-    if (cfg[`${c}.use_dora`] === true) throw new Pg25Error('PG25_UNSUPPORTED', `${file}: the ${c} LoRA is DoRA (use_dora), which this package does not merge`)
-    const alpha = cfg[`${c}.lora_alpha`]
-    const pattern = cfg[`${c}.alpha_pattern`]
-    out[c] = {
-      alpha: typeof alpha === 'number' && Number.isFinite(alpha) ? alpha : undefined,
-      alphaPattern: pattern !== null && typeof pattern === 'object' ? pattern as Record<string, number> : {},
-      rsLoRA: cfg[`${c}.use_rslora`] === true
-    }
-  }
-  return out
-}
-
-/** PEFT's alpha_pattern lookup: a key names the module itself or a dotted suffix of it (or is a regex for one). */
-function patternAlpha (module: string, patterns: Record<string, number>): number | undefined {
-  for (const [pat, alpha] of Object.entries(patterns)) {
-    if (module === pat || module.endsWith(`.${pat}`)) return alpha
-    try {
-      if (new RegExp(`^(?:.*\\.)?(?:${pat})$`).test(module)) return alpha
-    } catch {}
-  }
-  return undefined
-}
-
 /**
  * Reads a LoRA `.safetensors` and matches it to the model (`weights`). Refuses, naming the tensor and
  * the module, a key that matches no module (PG25_BAD_WEIGHTS), a pair whose shapes disagree with the
  * weight (PG25_BAD_WEIGHTS), and LoRA variants that are not a plain up · down (PG25_UNSUPPORTED).
  */
-export async function readLoRA (file: string, weights: WeightShapes): Promise<LoRAModule[]> {
+export async function readLoRA (file: string, weights: WeightShapes, room?: Room): Promise<LoRAModule[]> {
   await requireRegularFile(file, 'the LoRA file', 'PG25_NOT_FOUND')
   const addon = loadNative()
   const entries = await native(async () => await addon.inspectSafetensors(file))
@@ -135,10 +103,14 @@ export async function readLoRA (file: string, weights: WeightShapes): Promise<Lo
     }
     if (g.alpha !== undefined && g.alpha.shape.reduce((a, b) => a * b, 1) !== 1) bad(`alpha "${g.alpha.name}" ${shape(g.alpha.shape)} is not a single value`)
     const cfg = peft[target.component]
-    plan.push({ component: target.component, weight: `${target.module}.weight`, rank, alpha: g.alpha ?? cfg?.alpha, pattern: cfg === undefined ? undefined : patternAlpha(target.module, cfg.alphaPattern), rs: cfg?.rsLoRA === true, down, up })
+    const [alpha, pattern, rs] = [g.alpha ?? cfg?.alpha, cfg?.alphaFor(target.module), cfg?.rsLoRA === true]
+    plan.push({ component: target.component, weight: `${target.module}.weight`, rank, alpha, pattern, rs, down, up })
   }
 
   const requests = plan.flatMap(p => [p.down, p.up, ...(typeof p.alpha === 'object' ? [p.alpha] : [])].map(e => ({ name: e.name, shape: e.shape, linear: false })))
+  // Sizes from the header alone, checked before a byte is read: a sparse file can announce gigabytes.
+  const numel = (e: SafetensorsEntry): number => e.shape.reduce((a, b) => a * b, 1)
+  if (room !== undefined) checkLoRAMemory(file, requests.length, plan.map(p => numel(p.down) + numel(p.up)), room)
   const data = await native(async () => await addon.readTensors([{ path: file, paddle: false }], requests))
   let at = 0
   return plan.map(p => {
@@ -147,6 +119,28 @@ export async function readLoRA (file: string, weights: WeightShapes): Promise<Lo
     const alpha = typeof p.alpha === 'object' ? data[at++][0] : p.pattern ?? p.alpha ?? p.rank
     if (!Number.isFinite(alpha)) bad(`the alpha of ${p.component} weight "${p.weight}" is not finite`)
     for (const [t, e] of [[down, p.down], [up, p.up]] as const) if (!t.every(Number.isFinite)) bad(`tensor "${e.name}" holds NaN or infinite values`)
-    return { component: p.component, weight: p.weight, rank: p.rank, scale: alpha / (p.rs ? Math.sqrt(p.rank) : p.rank), up, down }
+    const scale = alpha / (p.rs ? Math.sqrt(p.rank) : p.rank)
+    const bound = deltaBound(up, down, p.rank) * Math.abs(scale) * MAX_LORA_SCALE
+    if (!(bound <= FLOAT32_MAX)) {
+      bad(`${p.component} weight "${p.weight}": alpha ${alpha} x "${p.up.name}" · "${p.down.name}" can exceed float32's range ` +
+        `(up to ${bound.toPrecision(3)} at scale ${MAX_LORA_SCALE}); the merged weight would not be finite`)
+    }
+    return { component: p.component, weight: p.weight, rank: p.rank, scale, up, down }
   })
+}
+
+const FLOAT32_MAX = 3.4028234663852886e38
+
+/** An upper bound on |up · down| over all elements: Σ over the rank of max |up column| x max |down row|. */
+function deltaBound (up: Float32Array, down: Float32Array, rank: number): number {
+  const k = down.length / rank
+  const upMax = new Float64Array(rank)
+  for (let i = 0; i < up.length; i++) upMax[i % rank] = Math.max(upMax[i % rank], Math.abs(up[i]))
+  let sum = 0
+  for (let r = 0; r < rank; r++) {
+    let m = 0
+    for (let i = r * k; i < (r + 1) * k; i++) m = Math.max(m, Math.abs(down[i]))
+    sum += upMax[r] * m
+  }
+  return sum
 }

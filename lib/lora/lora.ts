@@ -3,11 +3,13 @@
 // set or of a scale re-merges only the weights whose sum changed, each from its original as the model
 // files hold it (native/models/lora.h says why merging beats a run-time branch). Calls run in the
 // pipeline's queue, so weights never change under a running generate().
+import os from 'node:os'
 import path from 'node:path'
 import { Pg25Error, native } from '../errors'
+import { fmtMiB, type Room } from '../memory'
 import { show } from '../options'
 import type { Runtime } from '../runtime'
-import { readLoRA, type LoRAModule, type WeightShapes } from './file'
+import { MAX_LORA_SCALE, readLoRA, type LoRAModule, type WeightShapes } from './file'
 import { LORA_COMPONENTS, type LoRAComponent } from './keys'
 
 /** Options of `Pipeline.loadLoRA`. */
@@ -34,8 +36,7 @@ export interface LoRAInfo {
   modules: number
 }
 
-/** |scale| at most this: ComfyUI's bound too; past a few units a LoRA only breaks the image. */
-export const MAX_LORA_SCALE = 100
+export { MAX_LORA_SCALE }
 
 export function checkScale (scale: unknown, what: string): number {
   if (typeof scale !== 'number' || !(Math.abs(scale) <= MAX_LORA_SCALE)) {
@@ -60,7 +61,7 @@ export class LoRAs {
   private shapes: WeightShapes | undefined
   private nextId = 0
 
-  constructor (private readonly rt: Runtime, private readonly ids: Record<LoRAComponent, number>) {}
+  constructor (private readonly rt: Runtime, private readonly ids: Record<LoRAComponent, number>, private readonly memoryLimit?: number) {}
 
   list (): LoRAInfo[] {
     return [...this.loaded.values()].map(l => ({ name: l.name, scale: l.scale, source: l.source, modules: l.modules.length }))
@@ -71,13 +72,21 @@ export class LoRAs {
     return this.shapes
   }
 
+  /** Host memory a LoRA may take: what is free, and on the CPU no more than memoryLimit leaves beside the model. */
+  private room (): Room {
+    const free = os.freemem()
+    const left = this.rt.device === 'cpu' && this.memoryLimit !== undefined ? this.memoryLimit - this.rt.engine.bytesInUse() : Infinity
+    if (left < free) return { bytes: left, text: `memoryLimit leaves ${fmtMiB(left)} beside the model` }
+    return { bytes: free, text: `only ${fmtMiB(free)} of host memory is free` }
+  }
+
   /** Reads and checks a LoRA file against the model; nothing changes until `add`. */
   async read (file: string, options: LoRALoadOptions): Promise<Loaded> {
     if (options === null || typeof options !== 'object') throw new Pg25Error('PG25_INVALID_ARGUMENT', `LoRA options must be an object, got ${show(options)}`)
     const name = options.name ?? path.basename(file).replace(/\.safetensors$/i, '')
     if (typeof name !== 'string' || name === '' || name.length > 200) throw new Pg25Error('PG25_INVALID_ARGUMENT', `a LoRA name must be a non-empty string of at most 200 characters, got ${show(name)}`)
     const scale = checkScale(options.scale ?? 1, 'the LoRA scale')
-    const modules = await readLoRA(file, this.weightShapes())
+    const modules = await readLoRA(file, this.weightShapes(), this.room())
     return { id: this.nextId++, name, source: path.resolve(file), scale, modules }
   }
 
@@ -166,8 +175,16 @@ function stack (parts: Array<{ m: LoRAModule, s: number }>): { rank: number, up:
   const rank = parts.reduce((a, p) => a + p.m.rank, 0)
   const out = parts[0].m.up.length / parts[0].m.rank
   const k = parts[0].m.down.length / parts[0].m.rank
-  const up = new Float32Array(out * rank)
-  const down = new Float32Array(rank * k)
+  let up: Float32Array
+  let down: Float32Array
+  try {
+    up = new Float32Array(out * rank)
+    down = new Float32Array(rank * k)
+  } catch (err) {
+    // V8 refuses an array it cannot allocate with a RangeError: say what it was for.
+    const what = `merging LoRAs of rank ${rank} into "${parts[0].m.weight}"`
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${what}: no memory for the stacked ${out}x${rank} and ${rank}x${k} arrays`, { cause: err })
+  }
   let at = 0
   for (const { m, s } of parts) {
     const c = s * m.scale

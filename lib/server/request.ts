@@ -1,7 +1,7 @@
 // The JSON body of POST /generate: checked field by field, turned into generate() options, and sized
 // (output pixels) before it may take a place in the queue.
 import { Pg25Error } from '../errors'
-import { probeImage } from '../image'
+import { INPUT_IMAGE_BYTES, probeImage } from '../image'
 import { show, unknownHint } from '../options'
 import type { GenerateOptions, Size } from '../pipeline'
 
@@ -31,8 +31,25 @@ const ALLOWED = new Set(['prompt', 'negativePrompt', 'prompt2', 'negativePrompt2
   'seed', 'count', 'strength', 'image', 'mask', 'loras', 'outputType', 'originalSize', 'cropTopLeft', 'targetSize', 'response', 'metadata',
   'promptStyle'])
 
-// Standard base64 in whole quads: Buffer.from would quietly skip anything else.
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+/** Base64 images longer than this (64 MiB decoded, as image files fed to a fleet) are refused unread. */
+export const MAX_BASE64_CHARS = Math.ceil(INPUT_IMAGE_BYTES / 3) * 4
+
+const ALPHABET = new Uint8Array(128)
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') ALPHABET[c.charCodeAt(0)] = 1
+
+/**
+ * Standard base64 in whole quads (Buffer.from would quietly skip anything else), checked in one pass:
+ * a regular expression over megabytes of text overflows its backtracking stack.
+ */
+export function isBase64 (v: string): boolean {
+  if (v.length % 4 !== 0) return false
+  const pad = v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0
+  for (let i = 0; i < v.length - pad; i++) {
+    const c = v.charCodeAt(i)
+    if (c >= 128 || ALPHABET[c] === 0) return false
+  }
+  return true
+}
 
 const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', msg) }
 
@@ -66,8 +83,11 @@ export function parseFields (body: unknown): ParsedRequest {
 /** A base64 image field's bytes (undefined when absent). */
 export function decodeImage (name: string, v: unknown): Buffer | undefined {
   if (v === undefined) return undefined
-  if (typeof v !== 'string' || v === '' ||
-    !BASE64.test(v)) bad(`"${name}" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP`)
+  if (typeof v === 'string' && v.length > MAX_BASE64_CHARS) {
+    const limit = `${INPUT_IMAGE_BYTES} bytes (${MAX_BASE64_CHARS} characters)`
+    bad(`"${name}" is ${v.length} base64 characters; images up to ${limit} are accepted`)
+  }
+  if (typeof v !== 'string' || v === '' || !isBase64(v)) bad(`"${name}" must be a non-empty base64 (standard alphabet) PNG, JPEG or WebP`)
   return Buffer.from(v as string, 'base64')
 }
 

@@ -69,6 +69,8 @@ class Backend {
   // A weight given as float16 bits (straight from the file): a backend that stores fp16 takes them
   // as they are, with no float32 copy; others return an undefined tensor and get weight() instead.
   virtual Tensor weight_f16(const std::string& name, const uint16_t* bits, const Shape& shape, Storage storage) { return {}; }
+  // Whether weight_f16 takes weights of `storage` (so the loader reads float16 bits only for a backend that uses them).
+  virtual bool takes_f16(Storage storage) const { return false; }
   // x stored as `storage` (x itself when it already is). Ops keep their inputs' storage.
   Tensor cast(const Tensor& x, Storage storage) {
     OpScope scope(*this, "cast");

@@ -173,6 +173,7 @@ class CudaBackend final : public Backend {
                                           ", beyond float16's 65504: it cannot be stored in fp16 on the GPU");
     return upload(data, shape, false);
   }
+  bool takes_f16(Storage storage) const override { return storage == Storage::Default; }
   Tensor weight_f16(const std::string& name, const uint16_t* bits, const Shape& shape, Storage storage) override {
     if (storage != Storage::Default) return {};
     Tensor t = make(shape, false);

@@ -1,7 +1,6 @@
 #include "safetensors.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,16 +57,25 @@ static uint64_t read_u64le(const uint8_t* p) {
   return v;
 }
 
-std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& file,
-                                                  uint64_t* data_offset) {
+uint64_t safetensors_header_length(const uint8_t* first8, uint64_t size, const std::string& file) {
   if (size < 8) throw bad_weights(file, "file is " + std::to_string(size) + " bytes, too small for a safetensors header");
-  uint64_t n = read_u64le(bytes);
+  uint64_t n = read_u64le(first8);
   if (n > kMaxHeaderBytes) throw bad_weights(file, "declared header length " + std::to_string(n) + " exceeds the 100 MB limit");
   if (n > size - 8) throw bad_weights(file, "declared header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) + " bytes); the file is truncated");
-  const uint64_t data_size = size - 8 - n;
+  return n;
+}
+
+std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& file,
+                                                  uint64_t* data_offset) {
+  uint64_t n = safetensors_header_length(bytes, size, file);
+  *data_offset = 8 + n;
+  return parse_safetensors_json(std::string_view(reinterpret_cast<const char*>(bytes + 8), n), size - 8 - n, file);
+}
+
+std::vector<TensorEntry> parse_safetensors_json(std::string_view text, uint64_t data_size, const std::string& file) {
   json::Value root;
   try {
-    root = json::parse(std::string_view(reinterpret_cast<const char*>(bytes + 8), n));
+    root = json::parse(text);
   } catch (const std::exception& e) {
     throw bad_weights(file, std::string("header is not valid JSON (") + e.what() + ")");
   }
@@ -125,37 +133,85 @@ std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t s
     const TensorEntry* b = by_offset[i];
     if (b->begin < a->end) throw bad_weights(file, "tensors \"" + a->name + "\" and \"" + b->name + "\" overlap");
   }
-  *data_offset = 8 + n;
   return out;
 }
 
-std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(Code::NotFound, path + ": cannot open weight file (" + std::strerror(errno) + ")");
+// The platform part: open, size and positional read (a Windows port needs twins of these three).
+static int open_read_only(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }
+static bool regular_file_size(int fd, uint64_t* size) {
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw bad_weights(path, "not a regular file");
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  *size = uint64_t(st.st_size);
+  return true;
+}
+// Bytes read at `offset` into `dst`, up to `n`: fewer only at the end of the file. -1 on an I/O error.
+static int64_t read_at(int fd, uint64_t offset, void* dst, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::pread(fd, static_cast<uint8_t*>(dst) + got, std::min<size_t>(n - got, size_t(1) << 30), off_t(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) break;
+    got += size_t(r);
   }
+  return int64_t(got);
+}
+static void close_file(int fd) { ::close(fd); }
+
+// Reads exactly `n` bytes at `offset`, or throws naming what was being read.
+static void read_exact(int fd, uint64_t offset, void* dst, size_t n, const std::string& path, const std::string& what) {
+  int64_t got = read_at(fd, offset, dst, n);
+  if (got < 0) throw bad_weights(path, "cannot read " + what + " (" + std::strerror(errno) + ")");
+  if (uint64_t(got) < n)
+    throw bad_weights(path, what + ": the file ends at byte " + std::to_string(offset + uint64_t(got)) + ", before byte " +
+                                std::to_string(offset + n) + " (it was truncated or replaced while it was read)");
+}
+
+std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  int fd = open_read_only(path);
+  if (fd < 0) throw Error(Code::NotFound, path + ": cannot open weight file (" + std::strerror(errno) + ")");
   std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  f->size_ = size_t(st.st_size);
-  if (f->size_ > 0) {
-    void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      ::close(fd);
-      throw bad_weights(path, std::string("cannot map the file (") + std::strerror(errno) + ")");
-    }
-    f->base_ = static_cast<const uint8_t*>(p);
-  }
-  ::close(fd);
-  f->tensors_ = parse_safetensors_header(f->base_, f->size_, path, &f->data_offset_);
+  f->fd_ = fd;  // closed by the destructor, from here on whatever throws
+  uint64_t size = 0;
+  if (!regular_file_size(fd, &size)) throw bad_weights(path, "not a regular file");
+  uint8_t first8[8] = {0};
+  read_exact(fd, 0, first8, std::min<uint64_t>(8, size), path, "the header");
+  uint64_t n = safetensors_header_length(first8, size, path);
+  std::string json(size_t(n), '\0');
+  read_exact(fd, 8, json.data(), json.size(), path, "the header");
+  f->data_offset_ = 8 + n;
+  f->tensors_ = parse_safetensors_json(json, size - 8 - n, path);
   for (size_t i = 0; i < f->tensors_.size(); i++) f->index_[f->tensors_[i].name] = i;
   return f;
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (base_) munmap(const_cast<uint8_t*>(base_), size_);
+  if (fd_ >= 0) close_file(fd_);
+}
+
+void SafetensorsFile::read(const TensorEntry& e, uint64_t at, void* dst, size_t n) const {
+  if (at + n > e.end - e.begin) throw Error(Code::Internal, path_ + ": read past the end of tensor \"" + e.name + "\"");
+  read_exact(fd_, data_offset_ + e.begin + at, dst, n, path_, "tensor \"" + e.name + "\"");
+}
+
+void SafetensorsFile::read_float32(const TensorEntry& e, float* dst) const {
+  size_t count = size_t(e.numel());
+  if (e.dtype == DType::F32) {
+    read(e, 0, dst, count * 4);
+    return;
+  }
+  size_t width = dtype_size(e.dtype);
+  if (e.dtype != DType::F16 && e.dtype != DType::BF16 && e.dtype != DType::F64)
+    throw Error(Code::BadWeights, std::string("dtype ") + dtype_name(e.dtype) + " is not a floating-point weight type");
+  // Pieces of 4 MiB: the file's bytes pass through a small buffer, never a copy of the whole tensor.
+  const size_t piece = (size_t(4) << 20) / width;
+  std::vector<uint8_t> buf(std::min(count, piece) * width);
+  for (size_t i = 0; i < count; i += piece) {
+    size_t k = std::min(piece, count - i);
+    read(e, uint64_t(i) * width, buf.data(), k * width);
+    to_float32(e.dtype, buf.data(), k, dst + i);
+  }
 }
 
 const TensorEntry* SafetensorsFile::find(const std::string& name) const {

@@ -1,11 +1,14 @@
-// Safetensors files, memory-mapped. The header is validated in full before any tensor is touched:
-// a hostile or truncated file is a PG25_BAD_WEIGHTS naming the file and tensor, never a crash.
+// Safetensors files, read with positional reads into memory we own (not mapped: a mapped file that
+// shrinks while it is read kills the process with SIGBUS). The header is validated in full before any
+// tensor is read: a hostile or truncated file, or one cut short while it is read, is a PG25_BAD_WEIGHTS
+// naming the file and tensor, never a crash.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pg25 {
@@ -28,6 +31,11 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 // ranges inside the file, no overlaps, no duplicate names. `file` only names the source in errors.
 std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& file,
                                                   uint64_t* data_offset);
+// Its two steps, for a file read piece by piece: the header length the first 8 bytes (of a file of
+// `file_size` bytes) declare, checked against the limit and the size; then the header's JSON, for a
+// data section of `data_size` bytes.
+uint64_t safetensors_header_length(const uint8_t* first8, uint64_t file_size, const std::string& file);
+std::vector<TensorEntry> parse_safetensors_json(std::string_view json, uint64_t data_size, const std::string& file);
 
 class SafetensorsFile {
  public:
@@ -39,13 +47,15 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::vector<TensorEntry>& tensors() const { return tensors_; }
   const TensorEntry* find(const std::string& name) const;
-  const uint8_t* data(const TensorEntry& e) const { return base_ + data_offset_ + e.begin; }
+  // `n` bytes of `e` from byte `at` of it into `dst`; PG25_BAD_WEIGHTS if the file ends first.
+  void read(const TensorEntry& e, uint64_t at, void* dst, size_t n) const;
+  // All of `e` as float32 (a floating-point dtype), converted piece by piece: no copy of the file's bytes.
+  void read_float32(const TensorEntry& e, float* dst) const;
 
  private:
   SafetensorsFile() = default;
   std::string path_;
-  const uint8_t* base_ = nullptr;
-  size_t size_ = 0;
+  int fd_ = -1;
   uint64_t data_offset_ = 0;
   std::vector<TensorEntry> tensors_;
   std::map<std::string, size_t> index_;

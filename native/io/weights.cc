@@ -98,13 +98,13 @@ static std::vector<float> synthetic_tensor(uint64_t seed, const std::string& nam
   return out;
 }
 
-const uint16_t* WeightStore::raw_f16(const std::string& name, const Shape& shape, bool linear) const {
-  if (synthetic_ || aliases_.count(name)) return nullptr;
+bool WeightStore::read_f16(const std::string& name, const Shape& shape, bool linear, std::vector<uint16_t>* bits) const {
+  if (synthetic_ || aliases_.count(name)) return false;
   const Found* f = find(name);
-  if (!f || f->entry->dtype != DType::F16 || f->entry->shape != shape || (f->paddle && linear && shape.size() == 2)) return nullptr;
-  const uint8_t* p = f->file->data(*f->entry);
-  if (reinterpret_cast<uintptr_t>(p) % 2) return nullptr;  // the format does not promise aligned data
-  return reinterpret_cast<const uint16_t*>(p);
+  if (!f || f->entry->dtype != DType::F16 || f->entry->shape != shape || (f->paddle && linear && shape.size() == 2)) return false;
+  bits->resize(size_t(f->entry->numel()));
+  f->file->read(*f->entry, 0, bits->data(), bits->size() * 2);
+  return true;
 }
 
 int64_t WeightStore::stored_bytes(const std::string& name, const Shape& shape) const {
@@ -158,7 +158,7 @@ std::vector<float> WeightStore::read(const std::string& name, const Shape& shape
   if (e.dtype != DType::F16 && e.dtype != DType::BF16 && e.dtype != DType::F32 && e.dtype != DType::F64)
     throw bad_weights(f->file->path(), "tensor \"" + name + "\" has dtype " + dtype_name(e.dtype) + "; weights must be F16, BF16 or F32");
   std::vector<float> out(size_t(e.numel()));
-  to_float32(e.dtype, f->file->data(e), out.size(), out.data());
+  f->file->read_float32(e, out.data());
   if (transpose) {
     std::vector<float> t(out.size());
     int64_t rows = stored[0], cols = stored[1];

@@ -43,10 +43,9 @@ class WeightStore {
   // Reads `name` as float32 in PyTorch layout, checking it against `shape`. `linear` marks an
   // nn.Linear weight (transposed when the file is Paddle-format).
   std::vector<float> read(const std::string& name, const Shape& shape, bool linear) const;
-  // The file's own float16 bits of `name` (in the mapped file, valid while the store lives) when they
-  // need no conversion: stored as F16 under that name, in `shape`, not transposed. Else null, and
-  // read() is the way.
-  const uint16_t* raw_f16(const std::string& name, const Shape& shape, bool linear) const;
+  // The file's own float16 bits of `name`, read into `bits`, when they need no conversion: stored as
+  // F16 under that name, in `shape`, not transposed. Else false, and read() is the way.
+  bool read_f16(const std::string& name, const Shape& shape, bool linear, std::vector<uint16_t>* bits) const;
   // The bytes `name` (as `shape`) takes in its file, through any alias: what load progress counts.
   // 0 for synthetic weights or a tensor that is not there.
   int64_t stored_bytes(const std::string& name, const Shape& shape) const;

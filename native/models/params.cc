@@ -38,8 +38,9 @@ const Params::Held* Params::held(const std::string& name) const {
 }
 
 Tensor load_weight(Backend& backend, const WeightStore& store, const std::string& name, const Shape& shape, bool linear, Storage storage) {
-  if (const uint16_t* bits = store.raw_f16(name, shape, linear)) {
-    Tensor t = backend.weight_f16(name, bits, shape, storage);
+  std::vector<uint16_t> bits;
+  if (backend.takes_f16(storage) && store.read_f16(name, shape, linear, &bits)) {
+    Tensor t = backend.weight_f16(name, bits.data(), shape, storage);
     if (t.defined()) return t;
   }
   std::vector<float> data = store.read(name, shape, linear);

@@ -119,6 +119,8 @@ export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Ser
   const progress = new ProgressBoard()
   // Requests past their body: shutdown() cancels them, and waits for their handlers.
   const live = new Map<AbortController, Promise<void>>()
+  // Every request's handler until its answer is sent (shutdown lets the last answers out).
+  const handling = new Set<Promise<void>>()
   let stopping = false
 
   const ctx: ApiContext = {
@@ -227,14 +229,15 @@ export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Ser
   const server = http.createServer({ headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout / 2) }, (req, res) => {
     const path = pathOf(req.url)
     const logged = log?.(req, res, path)
-    handle(req, res, path).catch((err: unknown) => {
+    const handled: Promise<void> = handle(req, res, path).catch((err: unknown) => {
       logged?.failed(describeError(err).code)
       try {
         sendError(res, err, errorBodyFor(path))
       } catch {
         res.destroy()
       }
-    })
+    }).finally(() => handling.delete(handled))
+    handling.add(handled)
   }) as Pg25Server
   // Keep answering a client that half-closed after its request (see server/client-watch.ts).
   Object.assign(server, { httpAllowHalfOpen: true })
@@ -245,7 +248,11 @@ export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Ser
     server.closeIdleConnections()
     for (const ac of live.keys()) ac.abort()
     let timer: NodeJS.Timeout | undefined
-    await Promise.race([Promise.all(live.values()), new Promise(resolve => { timer = setTimeout(resolve, graceMs) })])
+    const grace = new Promise(resolve => { timer = setTimeout(resolve, graceMs) })
+    await Promise.race([Promise.all(live.values()), grace])
+    // The cancelled runs' handlers answer them (503) after the runs end: those answers go out before the
+    // connections close.
+    await Promise.race([Promise.all(handling), grace])
     clearTimeout(timer)
     server.closeAllConnections()
   }

@@ -146,7 +146,7 @@ test.serial('the server takes LoRA scales by name for LoRAs the operator loaded;
   try {
     const r = await post({ loras: { k: 0.6 }, response: 'json' })
     t.is(r.status, 200)
-    const { data } = await sharp(Buffer.from((await r.json()).images[0], 'base64')).raw().toBuffer({ resolveWithObject: true })
+    const { data } = await sharp(Buffer.from((await r.json() as { images: string[] }).images[0], 'base64')).raw().toBuffer({ resolveWithObject: true })
     const d = maxAbsDiff(data, golden('lora_p1_scale0.6.safetensors').image8)
     t.true(d <= 1, `image differs by ${d} levels`)
     for (const loras of [{ nope: 1 }, { [KOHYA]: 1 }, { k: '1' }]) {

@@ -59,8 +59,8 @@ test('unsupported config values are refused by name, never ignored', t => {
     ['vae', c => { c.up_block_types[0] = 'AttnUpDecoderBlock2D' }, /"up_block_types" entry "AttnUpDecoderBlock2D"/],
     ['vae', c => { c.act_fn = 'relu' }, /"act_fn" is "relu"/],
     ['text_encoder', c => { c.hidden_act = 'relu' }, /"hidden_act" is "relu"/],
-    ['unet', c => { }, /UNet class "UNet2DModel" is not supported/, 'UNet2DModel'],
-    ['text_encoder', c => { }, /text encoder class "T5EncoderModel" is not supported/, 'T5EncoderModel']
+    ['unet', () => { }, /UNet class "UNet2DModel" is not supported/, 'UNet2DModel'],
+    ['text_encoder', () => { }, /text encoder class "T5EncoderModel" is not supported/, 'T5EncoderModel']
   ]
   for (const [comp, patch, re, cls] of cases) {
     const e = t.throws(() => declared(spec(TINY, comp, patch, cls)))

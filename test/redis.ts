@@ -56,7 +56,7 @@ export async function startRedis (options: { persist?: boolean } = {}): Promise<
   let child: ChildProcess
   const launch = async (): Promise<void> => {
     child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] })
-    const failed = new Promise<never>((resolve, reject) => {
+    const failed = new Promise<never>((_resolve, reject) => {
       child.once('error', err => reject((err as NodeJS.ErrnoException).code === 'ENOENT'
         ? new Error('redis-server is not installed: the fleet tests need it (Debian/Ubuntu: apt-get install redis-server; .ci/run installs it)')
         : err))

@@ -83,7 +83,7 @@ export class FleetKeys {
 export async function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   try {
-    return await Promise.race([p, new Promise<never>((resolve, reject) => {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Pg25Error('PG25_QUEUE', `${what}: Redis did not answer within ${ms} ms`)), ms)
     })])
   } finally {

@@ -146,7 +146,7 @@ export class HubRequest {
     try {
       for (;;) {
         this.arm()
-        let chunk: ReadableStreamReadResult<Uint8Array>
+        let chunk: Awaited<ReturnType<typeof reader.read>>
         try {
           chunk = await reader.read()
         } catch (err) {

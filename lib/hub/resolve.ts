@@ -9,7 +9,7 @@ import { resolveToken } from './auth'
 import { hubCacheDir, isCommitHash, isHubId, isOffline, MAX_NAME_BYTES, namesFit, RepoCache } from './cache'
 import { fetchFile, Meter, type DownloadProgress, type RemoteFile } from './download'
 import { HubRequest, hubEndpoint, timeoutFrom, type HubContext } from './http'
-import { selectFiles, shardsOf, type SelectOptions } from './select'
+import { selectFiles, shardsOf } from './select'
 
 export type { DownloadProgress } from './download'
 
@@ -83,7 +83,7 @@ async function offlineSnapshot (t: Target): Promise<string> {
   return t.cache.snapshot(commit)
 }
 
-function parseListing (ctx: HubContext, url: string, raw: unknown): { commit: string, files: Map<string, RemoteFile> } {
+function parseListing (url: string, raw: unknown): { commit: string, files: Map<string, RemoteFile> } {
   const info = raw as { sha?: unknown, siblings?: unknown }
   if (info === null || typeof info !== 'object' || typeof info.sha !== 'string' || !isCommitHash(info.sha) || !Array.isArray(info.siblings)) {
     throw new Pg25Error('PG25_HUB_NETWORK', `${url}: the Hub's model info lacks a commit hash ("sha") or a file list ("siblings")`)
@@ -122,7 +122,7 @@ export async function listRevision (t: Target, o: Pick<DownloadOptions, 'token' 
   const req = new HubRequest(ctx, url)
   const { res } = await req.send('GET')
   if (res.status !== 200) throw await req.refusal(res)
-  const { commit, files } = parseListing(ctx, url, await req.json(res))
+  const { commit, files } = parseListing(url, await req.json(res))
   const remote = (p: string): RemoteFile => {
     const f = files.get(p)
     if (f === undefined) throw new Pg25Error('PG25_NOT_FOUND', `${t.id}: ${p} not found at revision "${t.revision}"`)

@@ -29,7 +29,7 @@ export function describeError (err: unknown): { status: number, code: string, me
 /** The body each API answers a failure with: /generate's `{ error, code }` unless told otherwise. */
 export type ErrorBody = (status: number, code: string, message: string) => unknown
 
-const plainError: ErrorBody = (status, code, message) => ({ error: message, code })
+const plainError: ErrorBody = (_status, code, message) => ({ error: message, code })
 
 /** The JSON answer for any failure, in the API's own shape. */
 export function sendError (res: http.ServerResponse, err: unknown, body: ErrorBody = plainError): void {

@@ -12,7 +12,7 @@ import { TINY } from './helpers'
 // does not exist: the option's error comes, not the model's), no file is ever lost, numbers parse
 // strictly, misspelled flags get a suggestion, and `serve` shuts down promptly on SIGTERM even mid-run.
 const run = promisify(execFile)
-const CLI = path.join(__dirname, '..', 'lib', 'cli.js')
+const CLI = path.join(__dirname, '..', 'lib', 'cli', 'index.js')
 let tmp: string
 const children: ChildProcess[] = []
 test.before(async () => { tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-cli-safety-')) })

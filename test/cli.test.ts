@@ -15,7 +15,7 @@ import { MockHub } from './mock-hub'
 // The CLI end to end on the tiny model: the same images as the API for the same options, the format
 // the extension names, --count files, --json, image-to-image, and progress lines in a log.
 const run = promisify(execFile)
-const CLI = path.join(__dirname, '..', 'lib', 'cli.js')
+const CLI = path.join(__dirname, '..', 'lib', 'cli', 'index.js')
 const SMALL = ['--model', TINY, '--device', 'cpu', '--steps', '2', '--width', '64', '--height', '64']
 let tmp: string
 let pipe: Pipeline

@@ -222,7 +222,7 @@ test.serial('pg25 serve --redis fronts the fleet over HTTP, and stops on SIGTERM
   const queue = 'serve-cli'
   const worker = await startWorker(pipe, { redis: redis.url, queue })
   t.teardown(async () => { await worker.close() })
-  const server = spawn(process.execPath, [path.join(__dirname, '..', 'lib', 'cli.js'), 'serve', '--redis', redis.url, '--redis-queue', queue, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const server = spawn(process.execPath, [path.join(__dirname, '..', 'lib', 'cli', 'index.js'), 'serve', '--redis', redis.url, '--redis-queue', queue, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] })
   const exited = new Promise(resolve => server.once('exit', code => resolve(code)))
   t.teardown(async () => { if (server.exitCode === null) server.kill('SIGKILL'); await exited })
   let log = ''
@@ -252,7 +252,7 @@ test.serial('pg25 "<prompt>" --redis submits to the fleet and writes the result'
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pg25-fleet-cli-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const out = path.join(dir, 'out.png')
-  const cli = path.join(__dirname, '..', 'lib', 'cli.js')
+  const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js')
   // Not spawnSync: the worker runs in this process's event loop.
   const start = (args: string[]): { child: ChildProcess, done: Promise<{ status: number | null, stdout: string, stderr: string }> } => {
     const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })

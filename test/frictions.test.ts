@@ -17,7 +17,7 @@ const test = anyTest as TestFn
 const env = useMockHub(test)
 const served = serveTiny(test, {})
 const ROOT = path.join(__dirname, '..', '..')
-const CLI = path.join(__dirname, '..', 'lib', 'cli.js')
+const CLI = path.join(__dirname, '..', 'lib', 'cli', 'index.js')
 const run = promisify(execFile)
 
 test('runtimeInfo() says which binary runs (built from source here), its CUDA runtime and the CPU kernel', t => {

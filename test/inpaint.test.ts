@@ -100,7 +100,7 @@ test.serial('the server takes a base64 mask with the image; the CLI takes --mask
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'pg25-inpaint-'))
   try {
     const out = path.join(tmp, 'out.png')
-    const cli = path.join(__dirname, '..', 'lib', 'cli.js')
+    const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js')
     await promisify(execFile)(process.execPath, [cli, 'a photo of a cat', '--model', TINY, '--device', 'cpu', '--image', IMAGE, '--mask', MASK, '--strength', '1',
       '--steps', '8', '--guidance', '3', '--seed', '42', '-o', out, '-q'])
     const { data } = await sharp(readFileSync(out)).raw().toBuffer({ resolveWithObject: true })

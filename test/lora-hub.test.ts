@@ -138,7 +138,7 @@ test.serial('a repo, revision or file the Hub does not have is PG25_NOT_FOUND', 
 test.serial('pg25 --lora org/name:SCALE fetches the LoRA and matches diffusers\' golden image at that scale', async t => {
   const { hub } = env()
   const out = path.join(env().home, 'cli.png')
-  const cli = path.join(__dirname, '..', 'lib', 'cli.js')
+  const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js')
   const { stdout } = await promisify(execFile)(process.execPath, [cli, 'Astronaut in a jungle, cold color palette, muted colors, detailed, 8k', '--model', TINY, '--device', 'cpu',
     '--steps', '8', '--guidance', '3', '--seed', '42', '--lora', `${ONE}:0.6`, '-o', out, '--json', '-q'])
   t.deepEqual(JSON.parse(stdout).loras, { 'pixel-lora': 0.6 })

@@ -161,7 +161,7 @@ test.serial('the server takes LoRA scales by name for LoRAs the operator loaded;
 
 test.serial('pg25 --lora FILE:SCALE, repeated, stacks LoRAs on the command line', async t => {
   const out = path.join(tmp, 'cli.png')
-  const cli = path.join(__dirname, '..', 'lib', 'cli.js')
+  const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js')
   const { stdout } = await promisify(execFile)(process.execPath, [cli, PROMPT, '--model', TINY, '--device', 'cpu', '--steps', '8', '--guidance', '3', '--seed', '42',
     '--lora', `${KOHYA}:0.3`, '--lora', `${PEFT}:0.3`, '-o', out, '--json', '-q'])
   t.deepEqual(JSON.parse(stdout).loras, { lora_kohya: 0.3, lora_peft: 0.3 })

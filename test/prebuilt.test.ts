@@ -65,7 +65,7 @@ const runtimeInfo = (pkg: string): string =>
 test('the tarball carries the CUDA prebuild, the compiled API, sources for its maps, and no tests or build output', async t => {
   const { files } = await packed
   const has = new Set(files)
-  for (const f of ['package.json', 'README.md', 'LICENSE', 'BENCHMARKS.md', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/cli.js',
+  for (const f of ['package.json', 'README.md', 'LICENSE', 'BENCHMARKS.md', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/cli/index.js',
     'scripts/install.js', 'CMakeLists.txt', 'binding.gyp', 'prebuilds/linux-x64/@pg25+native.glibc.node', 'prebuilds/linux-x64/@pg25+native.glibc.json']) {
     t.true(has.has(f), `${f} is packed`)
   }
@@ -107,7 +107,7 @@ test('installed with no compiler and no install scripts, the prebuilt CUDA binar
     console.log(require('node-gyp-build').resolve(${JSON.stringify(installed)}))
     console.log(JSON.stringify(info))
     console.log(require('@pg25/native/package.json').name)
-    try { require('@pg25/native/dist/lib/cli.js'); console.log('deep import allowed') } catch (e) { console.log(e.code) }
+    try { require('@pg25/native/dist/lib/cli/index.js'); console.log('deep import allowed') } catch (e) { console.log(e.code) }
     const { Pipeline, ensureDemoModel } = require('@pg25/native')
     ;(async () => {
       const pipe = await Pipeline.fromPretrained(await ensureDemoModel(), { onWarning: () => {} })

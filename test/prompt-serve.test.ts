@@ -103,7 +103,7 @@ test.serial('fleet: promptStyle travels in the job, warnings come back in the re
 
 test.serial('the CLI takes --prompt-style: the image of the API with that style; a bad value is one clear line', async t => {
   const run = promisify(execFile)
-  const cli = path.join(__dirname, '..', 'lib', 'cli.js')
+  const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js')
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg25-prompt-cli-'))
   t.teardown(async () => await fs.rm(dir, { recursive: true, force: true }))
   const prompt = '(red:1.4) cat, [dark]'

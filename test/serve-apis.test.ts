@@ -11,7 +11,7 @@ import { startWorker } from '../lib/fleet/worker'
 import { TINY } from './helpers'
 import { startRedis, type TestRedis } from './redis'
 
-const CLI = path.join(__dirname, '..', 'lib', 'cli.js')
+const CLI = path.join(__dirname, '..', 'lib', 'cli', 'index.js')
 const APP = 'http://app.example'
 let pipe: Pipeline
 let redis: TestRedis

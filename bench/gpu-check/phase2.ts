@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process'
 import path from 'node:path'
 import { Runtime } from '../../lib/runtime'
-import { UNetModel, VAEModel } from '../../lib/models'
+import { UNetModel, VAEModel } from '../../lib/model/components'
 import { loadNative, type NativeTensor } from '../../lib/native'
 import { DEVICE, SMOKE, cfg, median, notice, opRows, px, reps, row, timeIds, timeMs, RES } from './common'
 import { modelInputs, shapesFor } from './phase1'

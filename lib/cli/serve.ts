@@ -1,4 +1,4 @@
-// pg25 serve: the HTTP server (lib/server.ts) on one loaded model, until SIGTERM or SIGINT.
+// pg25 serve: the HTTP server (lib/server/) on one loaded model, until SIGTERM or SIGINT.
 import { Pg25Error } from '../errors'
 import { createServer, DEFAULT_MAX_PIXELS, type ServeOptions } from '../server'
 import { checkLogFormat, formatAccessLog } from '../server/access-log'

@@ -3,9 +3,9 @@
 // check before and load progress during.
 import path from 'node:path'
 import { Pg25Error, throwIfAborted } from '../errors'
-import { LoadMeter } from '../load-progress'
+import { LoadMeter } from './load-progress'
 import { checkModelMemory, costModel, type CostModel } from '../memory'
-import { TextEncoderModel, UNetModel, VAEModel } from '../models'
+import { TextEncoderModel, UNetModel, VAEModel } from './components'
 import type { LoadOptions } from '../options'
 import { Runtime, writeNotice } from '../runtime'
 import { createScheduler } from '../scheduler'

@@ -2,7 +2,7 @@
 // weights applied to their penultimate hidden states the way the style's reference applies them, the
 // chunks joined along the token axis, the pooled embedding from the first chunk.
 import type { NativeTensor } from '../native'
-import type { TextEncoderModel } from '../models'
+import type { TextEncoderModel } from '../model/components'
 import { release, type Runtime } from '../runtime'
 import type { CLIPTokenizer } from '../tokenizer/clip-tokenizer'
 import { emptyChunk, promptChunks, type Chunk } from './chunk'

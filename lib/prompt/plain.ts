@@ -1,5 +1,5 @@
 // 'plain' prompts (diffusers' reading): one 77-token row per text and encoder, kept on the device.
-import type { TextEncoderModel } from '../models'
+import type { TextEncoderModel } from '../model/components'
 import type { NativeTensor } from '../native'
 import { release, type Runtime } from '../runtime'
 import type { PlainPlan } from './plan'

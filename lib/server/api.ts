@@ -1,10 +1,29 @@
-// What the server hands each API's handlers (lib/server.ts builds it): the runner, the limits, and
+// What the server hands each API's handlers (lib/server/index.ts builds it): the runner, the limits, and
 // run(), the one way to generate: the queue bound, a place in the queue, cancellation when the client
 // leaves or the server stops, and progress for /sdapi/v1/progress.
 import type http from 'node:http'
-import type { GenerateOptions, GenerateResult } from '../options'
-import type { Runner } from '../server'
+import type { GenerateOptions, GenerateResult, Size } from '../options'
 import type { ProgressBoard } from './progress'
+
+export const DEFAULT_MAX_PIXELS = 4 * 1024 * 1024
+
+/**
+ * What the server runs requests on: a local Pipeline, or a GenerateQueue that hands them to a fleet
+ * of workers (`pg25 serve --redis`).
+ */
+export interface Runner {
+  generate(prompt: string, options: GenerateOptions): Promise<GenerateResult>
+  /** GET /health's device */
+  readonly device: string
+  /** the output size of a request without width and height, for the pixel limit */
+  readonly defaultSize: Size
+  /** requests run at once; the rest wait in the server's queue (default 1, as a pipeline runs one at a time) */
+  readonly parallel?: number
+  /** the model's name, for /health and the APIs' model lists (a Pipeline's Hub id or folder name) */
+  readonly model?: string
+  /** more fields for GET /health */
+  health?(): Promise<Record<string, unknown>>
+}
 
 /** One generate() call on the server's runner, with the request's signal and progress attached. */
 export type RunCall = (prompt: string, options: GenerateOptions) => Promise<GenerateResult>

@@ -1,10 +1,10 @@
 // The pipeline's three networks as components on a Runtime: host arrays or backend tensors in,
 // backend tensors out. Useful alone for users who want the parts.
-import { withCancel } from './cancel'
-import { Pg25Error, native } from './errors'
-import type { ComponentSource } from './model/model-dir'
-import type { CancelToken, ComponentInfo, NativeEngine, NativeTensor } from './native'
-import type { Runtime } from './runtime'
+import { withCancel } from '../cancel'
+import { Pg25Error, native } from '../errors'
+import type { ComponentSource } from './model-dir'
+import type { CancelToken, ComponentInfo, NativeEngine, NativeTensor } from '../native'
+import type { Runtime } from '../runtime'
 
 /** Runs one native model call; `signal` aborting stops it between blocks with an AbortError. */
 async function cancellable<T> (rt: Runtime, signal: AbortSignal | undefined, fn: (e: NativeEngine, token: CancelToken | undefined) => Promise<T>): Promise<T> {

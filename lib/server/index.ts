@@ -4,43 +4,27 @@
 // limit, one bounded queue (503 when full), one token, and a run cancelled, inside the native work,
 // when its client disconnects. GET /health reports the queue. No request may take the process down:
 // every handler failure becomes an answer.
-import './node-version' // the '@pg25/native/server' entry point: an old Node is refused here too
+import '../node-version' // the '@pg25/native/server' entry point: an old Node is refused here too
 import http from 'node:http'
-import { AbortError, Pg25Error } from './errors'
-import { show } from './options'
-import type { GenerateOptions, GenerateResult, Size } from './options'
-import { A1111_ROUTES, a1111Error } from './server/a1111'
-import { accessLogger, type AccessLogEntry } from './server/access-log'
-import type { ApiContext, Route } from './server/api'
-import { allowOrigin, corsOrigins, preflight } from './server/cors'
-import { checkCaller, describeError, HttpError, pathOf, readBody, send, sendError, type ErrorBody } from './server/http'
-import { OPENAI_ROUTES, openaiError } from './server/openai'
-import { ProgressBoard } from './server/progress'
-import { parseRequest, requestPixels } from './server/request'
-import { RunQueue } from './server/run-queue'
-import { watchClient } from './server/client-watch'
-import { packageVersion } from './version'
+import { AbortError, Pg25Error } from '../errors'
+import { show } from '../options'
+import { A1111_ROUTES, a1111Error } from './a1111'
+import { accessLogger, type AccessLogEntry } from './access-log'
+import { DEFAULT_MAX_PIXELS, type ApiContext, type Route, type Runner } from './api'
 
-export type { GenerateRequest } from './server/request'
-export type { AccessLogEntry } from './server/access-log'
+export { DEFAULT_MAX_PIXELS, type Runner }
+import { allowOrigin, corsOrigins, preflight } from './cors'
+import { checkCaller, describeError, HttpError, pathOf, readBody, send, sendError, type ErrorBody } from './http'
+import { OPENAI_ROUTES, openaiError } from './openai'
+import { ProgressBoard } from './progress'
+import { parseRequest, requestPixels } from './request'
+import { RunQueue } from './run-queue'
+import { watchClient } from './client-watch'
+import { packageVersion } from '../version'
 
-/**
- * What the server runs requests on: a local Pipeline, or a GenerateQueue that hands them to a fleet
- * of workers (`pg25 serve --redis`).
- */
-export interface Runner {
-  generate(prompt: string, options: GenerateOptions): Promise<GenerateResult>
-  /** GET /health's device */
-  readonly device: string
-  /** the output size of a request without width and height, for the pixel limit */
-  readonly defaultSize: Size
-  /** requests run at once; the rest wait in the server's queue (default 1, as a pipeline runs one at a time) */
-  readonly parallel?: number
-  /** the model's name, for /health and the APIs' model lists (a Pipeline's Hub id or folder name) */
-  readonly model?: string
-  /** more fields for GET /health */
-  health?(): Promise<Record<string, unknown>>
-}
+export type { GenerateRequest } from './request'
+export type { AccessLogEntry } from './access-log'
+
 
 export interface ServeOptions {
   /** requests running or waiting at once; more get 503 (default 8). A request counts once its body is in. */
@@ -74,7 +58,6 @@ export type Pg25Server = http.Server & {
   shutdown(graceMs?: number): Promise<void>
 }
 
-export const DEFAULT_MAX_PIXELS = 4 * 1024 * 1024
 
 /** JSON in ASCII alone (\\uXXXX escapes), so that it can be a header's value. */
 const asciiJson = (v: unknown): string =>

@@ -2,10 +2,10 @@
 // which tensors it takes (the addon's dry-run manifest) and the safetensors headers say how many
 // bytes each takes in its file. The addon then reports the running count after every tensor, counted
 // the same way, so loadedBytes grows steadily and ends exactly at totalBytes.
-import { native } from './errors'
-import type { ComponentSource } from './model/model-dir'
-import { componentManifest, loadNative, type SafetensorsEntry } from './native'
-import type { LoadProgress } from './options'
+import { native } from '../errors'
+import type { ComponentSource } from './model-dir'
+import { componentManifest, loadNative, type SafetensorsEntry } from '../native'
+import type { LoadProgress } from '../options'
 
 const numel = (shape: number[]): number => shape.reduce((a, b) => a * b, 1)
 

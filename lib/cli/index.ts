@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // pg25: text to image from the command line (lib/cli/generate.ts), plus subcommands, one table entry
 // each. With no --model it runs the built-in demo model.
-import './node-version'
-import { GENERATE_FLAGS, GENERATE_HELP, generateCommand } from './cli/generate'
-import { SERVE_FLAGS } from './cli/serve'
+import '../node-version'
+import { GENERATE_FLAGS, GENERATE_HELP, generateCommand } from './generate'
+import { SERVE_FLAGS } from './serve'
 
 interface Command {
   /** one line for --help */
@@ -15,9 +15,9 @@ interface Command {
 
 // Loaded on use: `pg25 "<prompt>"` never loads the Hub client, the server or the queue.
 const COMMANDS: Record<string, Command> = {
-  serve: { summary: 'an HTTP server on one loaded model (pg25 serve --help)', flags: SERVE_FLAGS, run: async (argv, elsewhere) => await (await import('./cli/serve')).serveCommand(argv, elsewhere) },
-  download: { summary: 'fetch a Hub model into the Hugging Face cache (pg25 download --help)', run: async argv => await (await import('./cli/download')).downloadCommand(argv) },
-  worker: { summary: 'a fleet worker taking jobs from a Redis queue (pg25 worker --help)', run: async argv => await (await import('./cli/worker')).workerCommand(argv) }
+  serve: { summary: 'an HTTP server on one loaded model (pg25 serve --help)', flags: SERVE_FLAGS, run: async (argv, elsewhere) => await (await import('./serve')).serveCommand(argv, elsewhere) },
+  download: { summary: 'fetch a Hub model into the Hugging Face cache (pg25 download --help)', run: async argv => await (await import('./download')).downloadCommand(argv) },
+  worker: { summary: 'a fleet worker taking jobs from a Redis queue (pg25 worker --help)', run: async argv => await (await import('./worker')).workerCommand(argv) }
 }
 
 const HELP = `${GENERATE_HELP}

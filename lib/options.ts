@@ -6,9 +6,33 @@ import { Pg25Error } from './errors'
 import { MAX_SIDE, type GeneratedImage, type ImageInput, type RGBImage } from './image'
 import type { Device } from './runtime'
 import type { SchedulerName } from './scheduler'
-import type { DownloadFileOptions } from './hub/repo-file'
-import type { LoRALoadOptions } from './lora/lora'
+import type { DownloadProgress } from './hub/download'
 import { PROMPT_STYLES, type PromptStyle } from './prompt/chunk'
+
+/** Options of `downloadFile`. */
+export interface DownloadFileOptions {
+  /** a branch, tag or commit hash (default 'main') */
+  revision?: string
+  /** a Hugging Face access token, for gated or private repos (default: $HF_TOKEN, else the `huggingface-cli login` token) */
+  token?: string
+  /** byte progress of the transfer (not called when the file is cached) */
+  onProgress?: (p: DownloadProgress) => void
+  signal?: AbortSignal
+}
+
+/** Options of `Pipeline.loadLoRA`. */
+export interface LoRALoadOptions {
+  /** how `setLoRAScale`, `unloadLoRA` and `generate({ loras })` name it (default: the file name without `.safetensors`; for a Hub id, the repo's name) */
+  name?: string
+  /** its strength (default 1): the weights change by scale x alpha / rank x up · down */
+  scale?: number
+  /** for a Hub id: the file of the repo to load (default: its only `.safetensors` file, or `pytorch_lora_weights.safetensors`, as diffusers picks) */
+  weightName?: string
+  /** for a Hub id: a branch, tag or commit hash (default 'main') */
+  revision?: string
+  /** for a Hub id: a Hugging Face access token, for gated or private repos (default: $HF_TOKEN, else the `huggingface-cli login` token) */
+  token?: string
+}
 
 /**
  * Progress of `fromPretrained`/`fromSingleFile`, in bytes. Phase 'download' (a Hub id not yet in the

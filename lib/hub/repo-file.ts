@@ -4,21 +4,13 @@
 // already cached is used without a request, so it loads offline and at once.
 import path from 'node:path'
 import { Pg25Error } from '../errors'
-import { checkDownloadFileOptions } from '../options'
+import { checkDownloadFileOptions, type DownloadFileOptions } from '../options'
 import { isOffline, MAX_NAME_BYTES, namesFit, type RepoCache } from './cache'
-import { fetchFile, Meter, type DownloadProgress } from './download'
+import { fetchFile, Meter } from './download'
 import { listRevision, offlineCommit, target } from './resolve'
 
-/** Options of `downloadFile`. */
-export interface DownloadFileOptions {
-  /** a branch, tag or commit hash (default 'main') */
-  revision?: string
-  /** a Hugging Face access token, for gated or private repos (default: $HF_TOKEN, else the `huggingface-cli login` token) */
-  token?: string
-  /** byte progress of the transfer (not called when the file is cached) */
-  onProgress?: (p: DownloadProgress) => void
-  signal?: AbortSignal
-}
+export type { DownloadFileOptions }
+
 
 /** The name diffusers' save_lora_weights gives a LoRA, preferred when a repo holds it. */
 const LORA_WEIGHT_NAME = 'pytorch_lora_weights.safetensors'
@@ -52,7 +44,8 @@ const local = (cache: RepoCache, commit: string, file: string): string => path.j
  * With HF_HUB_OFFLINE=1 only the cache is used.
  *
  * ```ts
- * import { downloadFile, Pipeline } from '@pg25/native'
+ * import { Pipeline } from '@pg25/native'
+ * import { downloadFile } from '@pg25/native/hub'
  * const file = await downloadFile('nerijs/pixel-art-xl', 'pixel-art-xl.safetensors')
  * await pipe.loadLoRA(file, { name: 'pixel' })
  * ```

@@ -7,24 +7,13 @@ import os from 'node:os'
 import path from 'node:path'
 import { Pg25Error, native } from '../errors'
 import { fmtMiB, type Room } from '../memory'
-import { show } from '../options'
+import { show, type LoRALoadOptions } from '../options'
 import type { Runtime } from '../runtime'
 import { MAX_LORA_SCALE, readLoRA, type LoRAModule, type WeightShapes } from './file'
 import { LORA_COMPONENTS, type LoRAComponent } from './keys'
 
-/** Options of `Pipeline.loadLoRA`. */
-export interface LoRALoadOptions {
-  /** how `setLoRAScale`, `unloadLoRA` and `generate({ loras })` name it (default: the file name without `.safetensors`; for a Hub id, the repo's name) */
-  name?: string
-  /** its strength (default 1): the weights change by scale x alpha / rank x up · down */
-  scale?: number
-  /** for a Hub id: the file of the repo to load (default: its only `.safetensors` file, or `pytorch_lora_weights.safetensors`, as diffusers picks) */
-  weightName?: string
-  /** for a Hub id: a branch, tag or commit hash (default 'main') */
-  revision?: string
-  /** for a Hub id: a Hugging Face access token, for gated or private repos (default: $HF_TOKEN, else the `huggingface-cli login` token) */
-  token?: string
-}
+export type { LoRALoadOptions }
+
 
 /** A loaded LoRA, as `Pipeline.loras` lists it. */
 export interface LoRAInfo {

@@ -2,7 +2,9 @@
 import type { TextEncoderModel } from '../model/components'
 import type { NativeTensor } from '../native'
 import { release, type Runtime } from '../runtime'
-import type { PlainPlan } from './plan'
+
+/** 'plain': diffusers' reading, one 77-token row per text and encoder. */
+export interface PlainPlan { style: 'plain', ids: [number[][], number[][]], tokens: 77 }
 
 /** The tensors joined along the batch axis, in order (a new tensor; the inputs are left alone). */
 export function joinBatch (rt: Runtime, ts: NativeTensor[]): NativeTensor {

@@ -3,9 +3,9 @@
 import type { CLIPTokenizer } from '../tokenizer/clip-tokenizer'
 import { checkPromptLength, type PromptStyle } from './chunk'
 import { planStyled, type StyledPlan } from './conditioning'
+import type { PlainPlan } from './plain'
 
-/** 'plain': diffusers' reading, one 77-token row per text and encoder. */
-export interface PlainPlan { style: 'plain', ids: [number[][], number[][]], tokens: 77 }
+export type { PlainPlan }
 
 export type PromptPlan = (PlainPlan | StyledPlan) & { warnings: string[] }
 

@@ -9,7 +9,7 @@ export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, Memory
 export type { EncodePromptOptions, PromptStyle } from './pipeline'
 export type { GeneratedImage, ImageInput, RGBImage } from './image'
 export { readPngText } from './image'
-export { Pg25Error, AbortError } from './errors'
+export { Pg25Error, AbortError, ERROR_CODES } from './errors'
 export type { Pg25ErrorCode } from './errors'
 export { CLIPTokenizer } from './tokenizer/clip-tokenizer'
 export type { Encoding } from './tokenizer/clip-tokenizer'

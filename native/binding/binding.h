@@ -1,4 +1,5 @@
-// The binding's shared pieces: errors as JS errors, AsyncWorker jobs, argument conversion, and the Tensor and CancelToken classes that JS holds. native/binding/engine.h defines
+// The binding's shared pieces: errors as JS errors, AsyncWorker jobs, argument conversion, and the Tensor
+// and CancelToken classes that JS holds. native/binding/engine.h defines
 // the Engine class on them; native/addon.cc the module's free functions.
 #pragma once
 #include <napi.h>

@@ -75,7 +75,7 @@ struct CublasLt::Plan {
 };
 
 CublasLt::CublasLt() {
-  lib_ = open_library("cublasLt", {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"});
+  lib_ = open_cublaslt();
   if (!lib_.handle) throw Error(Code::NoDevice, "cuBLASLt (libcublasLt.so) was not found; set PG25_CUDA_LIBS to its folder");
   api_ = std::make_unique<Api>();
   Api& api = *api_;

@@ -23,14 +23,13 @@ namespace pg25 {
 namespace {
 
 using cuda::check;
+using cuda::cuda_version;
 using cuda::CudaBuffer;
 using cuda::Stream;
 
 // The device this thread last selected through a backend (all our cudaSetDevice calls go through it).
 thread_local int tl_current_device = -1;
 
-// "13.0" from 13000.
-std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
 // The oldest driver branch a CUDA runtime major version runs on (NVIDIA's compatibility table).
 const char* driver_branch(int runtime) { return runtime >= 13000 ? "R580" : runtime >= 12000 ? "R525" : "R520"; }
 

@@ -6,6 +6,8 @@
 namespace pg25::cuda {
 
 bool compiled();  // the CUDA sources were built into this binary
+// "13.0" from CUDA's 13000 (cudaDriverGetVersion, CUDART_VERSION).
+std::string cuda_version(int v);
 // The CUDA runtime this binary was compiled with ("12.8"), or "" without CUDA.
 std::string runtime_version();
 // A one-line account: which driver, devices and libraries were found, or what is missing.

@@ -101,7 +101,7 @@ struct Builder {
 
 std::unique_ptr<Cudnn> Cudnn::open(std::string& why) {
   std::unique_ptr<Cudnn> d(new Cudnn());
-  d->lib_ = open_library("cudnn", {"libcudnn.so.9", "libcudnn.so"});
+  d->lib_ = open_cudnn();
   if (!d->lib_.handle) {
     why = "cuDNN 9 (libcudnn.so.9) was not found";
     return nullptr;
@@ -182,7 +182,6 @@ std::shared_ptr<Cudnn> Cudnn::shared(int device, std::string& why) {
 }
 
 Cudnn::BuildStats Cudnn::build_stats() { return {g_plans.load(), double(g_plan_us.load()) / 1000.0}; }
-size_t Cudnn::version() const { return api_->version(); }
 
 int64_t Cudnn::workspace_bytes(const Plan& p) { return p.workspace; }
 bool Cudnn::fused(const Plan& p) { return p.fused; }

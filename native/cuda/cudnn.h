@@ -85,7 +85,6 @@ class Cudnn {
     double ms = 0;
   };
   static BuildStats build_stats();
-  size_t version() const;
   ~Cudnn();
   Cudnn(const Cudnn&) = delete;
   Cudnn& operator=(const Cudnn&) = delete;

@@ -69,6 +69,9 @@ std::vector<std::string> search_dirs() {
   return dirs;
 }
 
+Library open_cublaslt() { return open_library("cublasLt", {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"}); }
+Library open_cudnn() { return open_library("cudnn", {"libcudnn.so.9", "libcudnn.so"}); }
+
 Library open_library(const std::string& name, const std::vector<std::string>& sonames) {
   Library lib;
   lib.name = name;

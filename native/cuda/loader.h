@@ -17,5 +17,8 @@ struct Library {
 std::vector<std::string> search_dirs();
 // Opens the first of `sonames` found in the search directories (then the system loader's path).
 Library open_library(const std::string& name, const std::vector<std::string>& sonames);
+// The two libraries we use, by the file names of the versions we take.
+Library open_cublaslt();
+Library open_cudnn();
 
 }  // namespace pg25::cuda

@@ -5,6 +5,8 @@
 
 namespace pg25::cuda {
 
+std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+
 #ifdef PG25_WITH_CUDA
 bool compiled() { return true; }
 #else
@@ -27,8 +29,8 @@ std::string describe_availability() {
   int n = 0;
   if (!init || !count || init(0) != 0 || count(&n) != 0 || n == 0) return "the NVIDIA driver reports no usable GPU";
   std::string missing;
-  Library lt = open_library("cublasLt", {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"});
-  Library dnn = open_library("cudnn", {"libcudnn.so.9", "libcudnn.so"});
+  Library lt = open_cublaslt();
+  Library dnn = open_cudnn();
   if (!lt.handle) missing += " cuBLASLt";
   if (!dnn.handle) missing += " cuDNN";
   std::string found = std::to_string(n) + " GPU(s) with driver " + drv.path;

@@ -2,36 +2,22 @@
 import test from 'ava'
 import { execFile } from 'node:child_process'
 import { promises as fs } from 'node:fs'
-import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import sharp from 'sharp'
-import { Pipeline } from '../lib/pipeline'
-import { createServer } from '../lib/server'
 import { readPngText } from '../lib/image'
 import { GenerateQueue } from '../lib/fleet/queue'
 import { startWorker } from '../lib/fleet/worker'
 import { MAX_PROMPT_CHARS } from '../lib/prompt/chunk'
 import { TINY } from './helpers'
+import { serveTiny } from './served'
 import { startRedis, type TestRedis } from './redis'
 
-let pipe: Pipeline
-let server: ReturnType<typeof createServer>
-let base: string
-test.before(async () => {
-  pipe = await Pipeline.fromPretrained(TINY, { device: 'cpu' })
-  server = createServer(pipe, { queueLimit: 4 })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-})
-test.after.always(async () => {
-  await new Promise(resolve => server?.close(resolve))
-  await pipe?.dispose()
-})
+const served = serveTiny(test, { queueLimit: 4 })
 
 const post = async (body: unknown): Promise<Response> =>
-  await fetch(`${base}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  await fetch(`${served.bases[0]}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 const LONG = Array(40).fill('a castle').join(', ')
 const small = { steps: 1, width: 64, height: 64, seed: 2 }
 
@@ -75,7 +61,7 @@ test.serial('an oversized prompt is a clear 400; /health answers while the large
   const largest = '🤖'.repeat(MAX_PROMPT_CHARS / 2)
   for (const promptStyle of ['plain', 'a1111', 'comfy']) {
     const running = post({ prompt: largest, negativePrompt: largest, ...small, promptStyle })
-    const health = await fetch(`${base}/health`, { signal: AbortSignal.timeout(2000) })
+    const health = await fetch(`${served.bases[0]}/health`, { signal: AbortSignal.timeout(2000) })
     t.is(health.status, 200)
     const r = await running
     // Past 8 chunks for a1111/comfy: refused by name; plain cuts it.
@@ -88,7 +74,7 @@ test.after.always(async () => { await redis?.stop() })
 
 test.serial('fleet: promptStyle travels in the job, warnings come back in the result', async t => {
   redis = await startRedis()
-  const worker = await startWorker(pipe, { redis: redis.url, queue: 'prompts' })
+  const worker = await startWorker(served.pipe, { redis: redis.url, queue: 'prompts' })
   const fleet = new GenerateQueue({ redis: redis.url, queue: 'prompts' })
   t.teardown(async () => { await fleet.close(); await worker.close() })
   const opts = { ...small, outputType: 'latent' as const }
@@ -97,7 +83,7 @@ test.serial('fleet: promptStyle travels in the job, warnings come back in the re
   t.regex(cut.warnings[0], /truncated/)
   const styled = await fleet.generate('(red:1.5) cat', opts)
   t.deepEqual(styled.warnings, [])
-  t.deepEqual(styled.latents, (await pipe.generate('(red:1.5) cat', opts)).latents)
+  t.deepEqual(styled.latents, (await served.pipe.generate('(red:1.5) cat', opts)).latents)
   t.notDeepEqual(styled.latents, (await fleet.generate('(red:1.5) cat', { ...opts, promptStyle: 'plain' })).latents)
 })
 
@@ -110,7 +96,7 @@ test.serial('the CLI takes --prompt-style: the image of the API with that style;
   const out = path.join(dir, 'c.png')
   await run(process.execPath, [cli, prompt, '--model', TINY, '--device', 'cpu', '--steps', '1', '--width', '64', '--height', '64', '--seed', '2',
     '--prompt-style', 'comfy', '-q', '-o', out])
-  const api = await pipe.generate(prompt, { ...small, promptStyle: 'comfy' })
+  const api = await served.pipe.generate(prompt, { ...small, promptStyle: 'comfy' })
   const written = await sharp(out).raw().toBuffer()
   t.true(written.equals(Buffer.from(api.images[0].data)))
   t.true(readPngText(await fs.readFile(out)).parameters.startsWith(`${prompt}\n`))

@@ -1,30 +1,16 @@
 import test from 'ava'
-import type { AddressInfo } from 'node:net'
 import http from 'node:http'
 import sharp from 'sharp'
-import { Pipeline, readPngText } from '../lib'
-import { createServer } from '../lib/server'
-import { TINY } from './helpers'
+import { readPngText } from '../lib'
+import { serveTiny } from './served'
 
-let pipe: Pipeline
-let server: ReturnType<typeof createServer>
-let base: string
-test.before(async () => {
-  pipe = await Pipeline.fromPretrained(TINY, { device: 'cpu' })
-  server = createServer(pipe, { queueLimit: 2 })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-})
-test.after.always(async () => {
-  await new Promise(resolve => server?.close(resolve))
-  await pipe?.dispose()
-})
+const served = serveTiny(test, { queueLimit: 2 })
 
 const post = async (body: unknown, signal?: AbortSignal): Promise<Response> =>
-  await fetch(`${base}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), signal })
+  await fetch(`${served.bases[0]}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), signal })
 
 test.serial('GET /health reports the device and the queue', async t => {
-  const r = await fetch(`${base}/health`)
+  const r = await fetch(`${served.bases[0]}/health`)
   t.is(r.status, 200)
   const j = await r.json() as any
   t.is(j.status, 'ok')
@@ -40,7 +26,7 @@ test.serial('POST /generate answers with a PNG equal to the API result', async t
   const png = Buffer.from(await r.arrayBuffer())
   t.regex(readPngText(png).parameters, /Seed: 4/)
   const { data } = await sharp(png).raw().toBuffer({ resolveWithObject: true })
-  const direct = await pipe.generate('a cat', { steps: 2, width: 64, height: 64, seed: 4 })
+  const direct = await served.pipe.generate('a cat', { steps: 2, width: 64, height: 64, seed: 4 })
   t.deepEqual(new Uint8Array(data), direct.images[0].data)
 })
 
@@ -63,8 +49,8 @@ test.serial('bad requests get 400 with the error code; unknown paths 404; wrong 
     t.regex(j.error, re)
     t.is(j.code, 'PG25_INVALID_ARGUMENT')
   }
-  t.is((await fetch(`${base}/nope`)).status, 404)
-  t.is((await fetch(`${base}/generate`)).status, 405)
+  t.is((await fetch(`${served.bases[0]}/nope`)).status, 404)
+  t.is((await fetch(`${served.bases[0]}/generate`)).status, 405)
 })
 
 test.serial('a full queue answers 503, and a client that disconnects cancels its run', async t => {
@@ -78,15 +64,15 @@ test.serial('a full queue answers 503, and a client that disconnects cancels its
   const full = await post({ prompt: 'x', steps: 1, width: 64, height: 64 })
   t.is(full.status, 503)
   t.is(full.headers.get('retry-after'), '1')
-  const before = server.stats()
+  const before = served.servers[0].stats()
   a1.abort()
   a2.abort()
   await r1
   await r2
   // Both runs end early: the queue drains long before 1,000 steps x 2 could finish.
   const start = Date.now()
-  while (server.stats().cancelled < before.cancelled + 2 && Date.now() - start < 20000) await new Promise(resolve => setTimeout(resolve, 50))
-  const after = server.stats()
+  while (served.servers[0].stats().cancelled < before.cancelled + 2 && Date.now() - start < 20000) await new Promise(resolve => setTimeout(resolve, 50))
+  const after = served.servers[0].stats()
   t.is(after.cancelled, before.cancelled + 2)
   t.is(after.running + after.waiting, 0)
   t.true(after.rejected >= 1)
@@ -97,7 +83,7 @@ test.serial('a full queue answers 503, and a client that disconnects cancels its
 test.serial('the server keeps serving while it generates (health answers mid-run)', async t => {
   const run = post({ prompt: 'a cat', steps: 30, width: 128, height: 128 })
   await new Promise(resolve => setTimeout(resolve, 100))
-  const h = await new Promise<number>((resolve, reject) => http.get(`${base}/health`, res => { res.resume(); resolve(res.statusCode!) }).on('error', reject))
+  const h = await new Promise<number>((resolve, reject) => http.get(`${served.bases[0]}/health`, res => { res.resume(); resolve(res.statusCode!) }).on('error', reject))
   t.is(h, 200)
   t.is((await run).status, 200)
 })

@@ -38,7 +38,7 @@ async function main (): Promise<void> {
         const { ids, truncated } = tok.encodeWithInfo(text)
         const n = tok.tokenize(text).length
         if (ids.length !== 77 || ids[0] !== tok.bosId || !ids.every(id => Number.isInteger(id) && id >= 0 && id < vocab.length) ||
-            (truncated !== null) !== (n > 75)) {
+          (truncated !== null) !== (n > 75)) {
           throw new Error(`tokenizer invariant broken for ${JSON.stringify(text)}`)
         }
         tok.decode(ids)

@@ -71,7 +71,7 @@ async function main (): Promise<void> {
     if (line === undefined) throw new Error(`bench/peers.js --ours ${row.item} failed:\n${r.stderr}`)
     const ours = Number(line.split(/\s+/)[3])
     report(`${row.what} (CPU)`, `${fmtMs(ours)} · PyTorch ${fmtMs(row.pytorch)}: ${ratioCell(ours, row.pytorch, row.target.pytorch)}` +
-      (row.onnxruntime !== undefined ? ` · ONNX Runtime ${fmtMs(row.onnxruntime)}: ${ratioCell(ours, row.onnxruntime, row.target.onnxruntime)}` : ''))
+    (row.onnxruntime !== undefined ? ` · ONNX Runtime ${fmtMs(row.onnxruntime)}: ${ratioCell(ours, row.onnxruntime, row.target.onnxruntime)}` : ''))
   }
 }
 

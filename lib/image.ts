@@ -8,6 +8,7 @@ import { readRegularFile } from './io/regular-file'
 // sharp (libvips, tens of milliseconds to load) is loaded by the first image handled, not with the package.
 let sharpModule: typeof SharpModule | undefined
 function sharp (...args: Parameters<typeof SharpModule>): SharpModule.Sharp {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use: the root import stays lean
   sharpModule ??= require('sharp') as typeof SharpModule
   return sharpModule(...args)
 }
@@ -130,9 +131,9 @@ function chunk (type: string, body: Buffer): Buffer {
 /** Inserts a text chunk after IHDR: tEXt when the text is Latin-1, else UTF-8 iTXt. */
 export function addPngText (png: Buffer, keyword: string, text: string): Buffer {
   const latin1 = [...text].every(ch => ch.codePointAt(0)! <= 0xff)
-  const body = latin1
-    ? Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0]), Buffer.from(text, 'latin1')])
-    : Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, 'utf8')])
+  const body = latin1 ?
+      Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0]), Buffer.from(text, 'latin1')]) :
+      Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, 'utf8')])
   const ihdrEnd = 8 + 8 + png.readUInt32BE(8) + 4
   return Buffer.concat([png.subarray(0, ihdrEnd), chunk(latin1 ? 'tEXt' : 'iTXt', body), png.subarray(ihdrEnd)])
 }

@@ -22,10 +22,10 @@ export interface ComponentSpec {
 
 /** What a loaded component's graph reports of itself, by its kind. */
 export type ComponentInfo =
-  | { kind: 'unet', inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number }
-  | { kind: 'vae', latentChannels: number, scaleFactor: number, scalingFactor: number, latentsMean: number[], latentsStd: number[] }
-  | { kind: 'text_encoder', hiddenSize: number, maxPositions: number }
-  | { kind: 'vae_encoder' }
+  | { kind: 'unet', inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number } |
+  { kind: 'vae', latentChannels: number, scaleFactor: number, scalingFactor: number, latentsMean: number[], latentsStd: number[] } |
+  { kind: 'text_encoder', hiddenSize: number, maxPositions: number } |
+  { kind: 'vae_encoder' }
 
 /** The addon's cancellation flag, checked by native jobs between blocks (the model calls' optional last argument). */
 export interface CancelToken { cancel(): void, readonly cancelled: boolean }
@@ -138,6 +138,7 @@ export function loadNative (): NativeAddon {
     return addon
   }
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a path known only at run time
     addon = require(path.resolve(override)) as NativeAddon
     loaded = { file: path.resolve(override), kind: process.env.PG25_ADDON !== undefined ? 'custom' : 'emulation' }
   } catch (err) {
@@ -157,6 +158,7 @@ const REBUILD = 'run `npm rebuild @pg25/native` (with pnpm: `pnpm approve-builds
 export function loadAddonFrom (root: string): { addon: NativeAddon, file: string } {
   let file: string
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- untyped CommonJS module
     file = require('node-gyp-build').resolve(root)
   } catch (err) {
     throw new Pg25Error('PG25_NO_BINARY', `@pg25/native has no compiled addon for ${process.platform}-${process.arch} in ${root} ` +
@@ -164,6 +166,7 @@ export function loadAddonFrom (root: string): { addon: NativeAddon, file: string
       `(pnpm 10 and --ignore-scripts skip install steps). To build it, ${REBUILD}`, { cause: err })
   }
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a path known only at run time
     return { addon: require(file) as NativeAddon, file }
   } catch (err) {
     throw new Pg25Error('PG25_INTERNAL', `the @pg25/native addon ${file} could not be loaded (${(err as Error).message}); ` +

@@ -27,7 +27,6 @@ import { encodeStyled } from './prompt/conditioning'
 import { planPrompts, type PromptPlan } from './prompt/plan'
 import { encodePlain } from './prompt/plain'
 
-
 // SDXL latent-to-RGB factors for previews (as used by common UIs), applied to VAE latents x 0.13025.
 const SDXL_RGB = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]]
 const SDXL_RGB_BIAS = [0.1084, -0.0175, -0.0011]

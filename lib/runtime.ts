@@ -96,9 +96,9 @@ export class Runtime {
    */
   async load (kind: 'text_encoder' | 'unet' | 'vae' | 'vae_encoder', src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<number> {
     const spec = { kind, className: src.className, configPath: src.configPath, configText: src.configText }
-    return await native(async () => syntheticSeed === undefined
-      ? await this.engine.loadComponent(spec, src.files, src.aliases, onBytes && { onBytes })
-      : await this.engine.loadComponent(spec, [], [], { syntheticSeed }))
+    return await native(async () => syntheticSeed === undefined ?
+        await this.engine.loadComponent(spec, src.files, src.aliases, onBytes && { onBytes }) :
+        await this.engine.loadComponent(spec, [], [], { syntheticSeed }))
   }
 
   fromHost (data: Float32Array, shape: number[]): NativeTensor {

@@ -11,19 +11,19 @@ const path = require('node:path')
 const root = path.join(__dirname, '..')
 const target = `${process.platform}-${process.arch}`
 
-function say (line) {
+function say(line) {
   console.log(`@pg25/native: ${line}`)
 }
 
 /** The addon's runtimeInfo() read in a child process (a failed load must not take this one down), or the error. */
-function probe (file) {
+function probe(file) {
   const r = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(file)}).runtimeInfo()))`], { encoding: 'utf8' })
   if (r.status === 0) return { info: JSON.parse(r.stdout) }
   return { error: (r.stderr.trim().split('\n').find(l => /Error/.test(l)) || r.stderr.trim() || `exit ${r.status}`) }
 }
 
 /** What the prebuilt binary's build recorded (scripts/prebuild.js): the CUDA toolkit it was compiled with. */
-function prebuildNotes (file) {
+function prebuildNotes(file) {
   try {
     return JSON.parse(fs.readFileSync(file.replace(/\.node$/, '.json'), 'utf8'))
   } catch {
@@ -32,19 +32,19 @@ function prebuildNotes (file) {
 }
 
 /** The NVIDIA driver a statically linked CUDA runtime of this toolkit version needs. */
-function driverFor (cudaVersion) {
+function driverFor(cudaVersion) {
   const major = Number(String(cudaVersion).split('.')[0])
   if (major >= 13) return 'R580'
   if (major === 12) return 'R525'
   return 'R520'
 }
 
-function cudaPhrase (info, cudaVersion) {
+function cudaPhrase(info, cudaVersion) {
   if (!info.cudaCompiled) return 'without CUDA (CPU backend only)'
   return cudaVersion ? `with CUDA ${cudaVersion} (GPUs need NVIDIA driver ${driverFor(cudaVersion)} or newer)` : 'with CUDA'
 }
 
-function prebuilt () {
+function prebuilt() {
   const dir = path.join(root, 'prebuilds', target)
   let names = []
   try {
@@ -53,19 +53,19 @@ function prebuilt () {
   return names.length ? path.join(dir, names[0]) : null
 }
 
-function has (cmd) {
+function has(cmd) {
   return spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0
 }
 
 /** Runs a build quietly; its output is shown only when it fails. */
-function run (args) {
+function run(args) {
   const r = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', maxBuffer: 256 << 20 })
   if (r.status !== 0) process.stderr.write((r.stdout || '') + (r.stderr || ''))
   return r.status === 0
 }
 
 /** Removes everything under build/ but build/Release/pg25.node (objects, CMake files, Makefiles). */
-function keepOnlyAddon (buildDir) {
+function keepOnlyAddon(buildDir) {
   for (const entry of fs.readdirSync(buildDir)) {
     if (entry === 'Release') continue
     fs.rmSync(path.join(buildDir, entry), { recursive: true, force: true })
@@ -76,7 +76,7 @@ function keepOnlyAddon (buildDir) {
   }
 }
 
-function nodeGypCli () {
+function nodeGypCli() {
   try {
     return require.resolve('node-gyp/bin/node-gyp.js')
   } catch {
@@ -84,7 +84,7 @@ function nodeGypCli () {
   }
 }
 
-function buildFromSource (why) {
+function buildFromSource(why) {
   say(`building from source for ${target}: ${why}`)
   let how = 'cmake-js'
   let built = false
@@ -115,7 +115,7 @@ function buildFromSource (why) {
   return true
 }
 
-function main () {
+function main() {
   if (process.env.PG25_BUILD_FROM_SOURCE === '1') return buildFromSource('PG25_BUILD_FROM_SOURCE=1')
   const existing = path.join(root, 'build', 'Release', 'pg25.node')
   if (fs.existsSync(existing)) {

@@ -9,8 +9,7 @@
 // and residual in its epilogue). The emulation's counters tell which path ran: the fused graph issues no
 // kernel and no cuBLASLt matmul; im2col issues matmuls. Without cuDNN a one-line notice names it.
 import test from 'ava'
-import { Runtime } from '../lib'
-import { TorchGenerator } from '../lib'
+import { Runtime, TorchGenerator } from '../lib'
 import { relativeError } from './helpers'
 import { emulationReport, toHalf } from './emulation'
 

@@ -46,9 +46,9 @@ const cudnnDir = find([process.env.PG25_CUDNN_INCLUDE ?? '', '/tmp/cudnn-wheel/u
   fromWheel()
 const cudaDir = find(cudaRoots(), ['cuda_runtime.h', 'cuda_runtime_api.h', 'library_types.h'])
 const compiler = ['c++', 'g++', 'clang++'].find(c => spawnSync(c, ['--version']).status === 0)
-const missing = cudnnDir === undefined
-  ? 'cudnn.h (cuDNN 9) not found, and pip could not fetch nvidia-cudnn-cu13: set PG25_CUDNN_INCLUDE'
-  : cudaDir === undefined ? 'the CUDA runtime headers (cuda_runtime_api.h) not found: set CUDA_PATH' : compiler === undefined ? 'no C++ compiler' : ''
+const missing = cudnnDir === undefined ?
+  'cudnn.h (cuDNN 9) not found, and pip could not fetch nvidia-cudnn-cu13: set PG25_CUDNN_INCLUDE' :
+  cudaDir === undefined ? 'the CUDA runtime headers (cuda_runtime_api.h) not found: set CUDA_PATH' : compiler === undefined ? 'no C++ compiler' : ''
 
 function compile (...defines: string[]): { status: number | null, stderr: string } {
   const r = spawnSync(compiler!, ['-std=c++17', '-fsyntax-only', ...defines, `-I${cudnnDir!}`, `-I${cudaDir!}`, SOURCE], { encoding: 'utf8', timeout: 120_000 })

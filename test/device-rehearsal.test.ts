@@ -45,7 +45,7 @@ function runPhase (dir: string, phase: number, tag: string): { status: number | 
 function summary (output: string, phase: number): Record<string, string> {
   const lines = output.trimEnd().split('\n')
   const last = lines[lines.length - 1]
-  if (!last.startsWith(`gpu-check: `) || !last.includes(` phase=${phase} `)) throw new Error(`the last line is not phase ${phase}'s summary:\n${output.slice(-3000)}`)
+  if (!last.startsWith('gpu-check: ') || !last.includes(` phase=${phase} `)) throw new Error(`the last line is not phase ${phase}'s summary:\n${output.slice(-3000)}`)
   if (!output.slice(-TAIL).includes(last)) throw new Error('the summary is not inside the last 12,000 characters')
   return Object.fromEntries(last.slice('gpu-check: '.length).split(' ').map(kv => kv.split('=')))
 }

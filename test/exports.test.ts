@@ -15,7 +15,7 @@ function child (code: string, preload?: string): { status: number | null, stdout
 }
 
 test('the root export loads no server, fleet, queue or image-codec code', t => {
-  const r = child(`require('@pg25/native'); process.stdout.write(JSON.stringify(Object.keys(require.cache)))`)
+  const r = child('require(\'@pg25/native\'); process.stdout.write(JSON.stringify(Object.keys(require.cache)))')
   t.is(r.status, 0, r.stderr)
   const loaded: string[] = JSON.parse(r.stdout)
   for (const k of loaded) t.notRegex(k, /node_modules[/\\](bullmq|ioredis|msgpackr|luxon|sharp|@img)[/\\]|dist[/\\]lib[/\\](server|fleet|cli)/, k)
@@ -34,9 +34,9 @@ test('without bullmq, the fleet subpath fails with PG25_MISSING_DEPENDENCY namin
   const hide = path.join(os.tmpdir(), `pg25-hide-bullmq-${process.pid}.js`)
   writeFileSync(hide, `const M = require('module'); const orig = M._resolveFilename;
 M._resolveFilename = function (req, ...rest) { if (req === 'bullmq') { const e = new Error("Cannot find module 'bullmq'"); e.code = 'MODULE_NOT_FOUND'; throw e } return orig.call(this, req, ...rest) }`)
-  const r = child(`try { require('@pg25/native/fleet') } catch (e) { process.stdout.write(e.code + ': ' + e.message) }`, hide)
+  const r = child('try { require(\'@pg25/native/fleet\') } catch (e) { process.stdout.write(e.code + \': \' + e.message) }', hide)
   t.is(r.status, 0, r.stderr)
   t.regex(r.stdout, /^PG25_MISSING_DEPENDENCY: @pg25\/native\/fleet needs bullmq .*npm install bullmq$/)
-  const root = child(`require('@pg25/native'); process.stdout.write('ok')`, hide)
+  const root = child('require(\'@pg25/native\'); process.stdout.write(\'ok\')', hide)
   t.is(root.stdout, 'ok', 'the root does not need it')
 })

@@ -3,7 +3,7 @@
 // server's hint for another library's field names, and --json on failure.
 import anyTest, { type TestFn } from 'ava'
 import { execFile, spawnSync } from 'node:child_process'
-import { existsSync, promises as fs } from 'node:fs'
+import { existsSync, promises as fs, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { AbortError, Pipeline, runtimeInfo, type LoadProgress } from '../lib'
@@ -26,7 +26,7 @@ test('runtimeInfo() says which binary runs (built from source here), its CUDA ru
   t.is(info.file, path.join(ROOT, 'build', 'Release', 'pg25.node'))
   t.regex(info.cpuKernel, /^(avx512|avx2|generic)$/)
   t.true(info.threads >= 1)
-  t.is(info.version, JSON.parse(require('node:fs').readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version)
+  t.is(info.version, JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version)
   // CUDA compiled in (nvcc found at build time) names its runtime; without it, null.
   if (info.cuda !== null) t.regex(info.cuda, /^\d+\.\d+$/)
   t.is(typeof info.cudaStatus, 'string')

@@ -155,9 +155,9 @@ export class MockHub {
   private serveInfo (req: http.IncomingMessage, res: http.ServerResponse, id: string, rev: string, blobs: boolean): void {
     const repo = this.access(req, res, id, rev, true)
     if (repo === undefined) return
-    const siblings = [...repo.files.values()].map(f => blobs
-      ? { rfilename: f.path, blobId: f.lfs ? gitBlobId(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${f.data.length}\n`)) : f.blobId, size: f.data.length, ...(f.lfs ? { lfs: { sha256: f.sha256, size: f.data.length, pointerSize: 134 } } : {}) }
-      : { rfilename: f.path })
+    const siblings = [...repo.files.values()].map(f => blobs ?
+        { rfilename: f.path, blobId: f.lfs ? gitBlobId(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${f.data.length}\n`)) : f.blobId, size: f.data.length, ...(f.lfs ? { lfs: { sha256: f.sha256, size: f.data.length, pointerSize: 134 } } : {}) } :
+        { rfilename: f.path })
     res.writeHead(200, { 'content-type': 'application/json' })
     const gated = repo.spec.token !== undefined ? 'auto' : false
     const info = { _id: repo.commit.slice(0, 24), id, modelId: id, sha: repo.commit, private: false, gated, disabled: false }

@@ -1,4 +1,4 @@
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { execFile } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
@@ -44,7 +44,7 @@ async function project (name: string, env: NodeJS.ProcessEnv, ...flags: string[]
 }
 
 /** A PATH with node, npm, npx and sh only: no cmake, nvcc or C++ compiler. */
-async function bareEnv (t: { throwsAsync: Function }): Promise<NodeJS.ProcessEnv> {
+async function bareEnv (t: Pick<ExecutionContext, 'throwsAsync'>): Promise<NodeJS.ProcessEnv> {
   const bin = path.join(await tmp, 'bin')
   await fs.mkdir(bin, { recursive: true })
   const npmCli = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js')
@@ -182,10 +182,10 @@ test('a build from source without nvcc says it has no CUDA and keeps only the ad
   t.regex(parsed.cuda, /CUDA was not compiled into this build/)
 })
 
-async function * walk (dir: string): AsyncGenerator<string> {
+async function* walk (dir: string): AsyncGenerator<string> {
   for (const e of await fs.readdir(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name)
-    if (e.isDirectory()) yield * walk(p)
+    if (e.isDirectory()) yield* walk(p)
     else yield p
   }
 }

@@ -124,9 +124,9 @@ test('every README block runs as written', async t => {
       } else if (b.lang === 'sh') {
         run = await exec('bash', ['-e', '-c', b.code], dir, env, 120_000)
       } else {
-        const code = b.lang === 'ts'
-          ? ts.transpileModule(b.code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText
-          : b.code
+        const code = b.lang === 'ts' ?
+          ts.transpileModule(b.code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText :
+          b.code
         const file = path.join(dir, `block-${i}.${/\brequire\(/.test(code) ? 'cjs' : 'mjs'}`)
         await fs.writeFile(file, code)
         run = await exec(process.execPath, [file], dir, env, 120_000)

@@ -57,9 +57,9 @@ export async function startRedis (options: { persist?: boolean } = {}): Promise<
   const launch = async (): Promise<void> => {
     child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] })
     const failed = new Promise<never>((_resolve, reject) => {
-      child.once('error', err => reject((err as NodeJS.ErrnoException).code === 'ENOENT'
-        ? new Error('redis-server is not installed: the fleet tests need it (Debian/Ubuntu: apt-get install redis-server; .ci/run installs it)')
-        : err))
+      child.once('error', err => reject((err as NodeJS.ErrnoException).code === 'ENOENT' ?
+          new Error('redis-server is not installed: the fleet tests need it (Debian/Ubuntu: apt-get install redis-server; .ci/run installs it)') :
+        err))
       child.once('exit', code => reject(new Error(`redis-server exited with ${code} on port ${port}`)))
     })
     failed.catch(() => {})

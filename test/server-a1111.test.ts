@@ -95,31 +95,31 @@ test.serial('what cannot be done is refused by name; harmless A1111 fields are i
 
 test.serial('img2img: a data-URL init image and a mask (white repaints, inpainting_mask_invert flips it) as generate() runs them',
   async t => {
-  const px = Buffer.alloc(64 * 64 * 3)
-  for (let i = 0; i < px.length; i++) px[i] = (i * 7) % 256
-  const image = await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer()
-  const half = Buffer.alloc(64 * 64 * 3)
-  for (let y = 0; y < 32; y++) half.fill(255, y * 64 * 3, (y + 1) * 64 * 3)
-  const mask = await sharp(half, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer()
-  const body = { prompt: 'a boat', init_images: [`data:image/png;base64,${image.toString('base64')}`], steps: 4, seed: 5,
-    denoising_strength: 0.5 }
-  const plain = await (await post('/sdapi/v1/img2img', body)).json() as any
-  t.deepEqual(await rgb(plain.images[0]), (await pipe.generate('a boat', { image, strength: 0.5, steps: 4, seed: 5 })).images[0].data)
-  t.is(plain.parameters.init_images, null)
-  t.is(JSON.parse(plain.info).denoising_strength, 0.5)
-  const inpaint = await (await post('/sdapi/v1/img2img',
-    { ...body, mask: mask.toString('base64'), inpainting_fill: 1, mask_blur: 4, inpaint_full_res: false })).json() as any
-  t.deepEqual(await rgb(inpaint.images[0]),
-    (await pipe.generate('a boat', { image, mask, strength: 0.5, steps: 4, seed: 5 })).images[0].data)
-  const inverted = await (await post('/sdapi/v1/img2img',
-    { ...body, mask: mask.toString('base64'), inpainting_mask_invert: 1 })).json() as any
-  const negated = await sharp(half, { raw: { width: 64, height: 64, channels: 3 } }).negate().png().toBuffer()
-  t.deepEqual(await rgb(inverted.images[0]),
-    (await pipe.generate('a boat', { image, mask: negated, strength: 0.5, steps: 4, seed: 5 })).images[0].data)
-  const none = await post('/sdapi/v1/img2img', { prompt: 'x' })
-  t.is(none.status, 400)
-  t.regex((await none.json() as any).detail, /needs "init_images"/)
-})
+    const px = Buffer.alloc(64 * 64 * 3)
+    for (let i = 0; i < px.length; i++) px[i] = (i * 7) % 256
+    const image = await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer()
+    const half = Buffer.alloc(64 * 64 * 3)
+    for (let y = 0; y < 32; y++) half.fill(255, y * 64 * 3, (y + 1) * 64 * 3)
+    const mask = await sharp(half, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer()
+    const body = { prompt: 'a boat', init_images: [`data:image/png;base64,${image.toString('base64')}`], steps: 4, seed: 5,
+      denoising_strength: 0.5 }
+    const plain = await (await post('/sdapi/v1/img2img', body)).json() as any
+    t.deepEqual(await rgb(plain.images[0]), (await pipe.generate('a boat', { image, strength: 0.5, steps: 4, seed: 5 })).images[0].data)
+    t.is(plain.parameters.init_images, null)
+    t.is(JSON.parse(plain.info).denoising_strength, 0.5)
+    const inpaint = await (await post('/sdapi/v1/img2img',
+      { ...body, mask: mask.toString('base64'), inpainting_fill: 1, mask_blur: 4, inpaint_full_res: false })).json() as any
+    t.deepEqual(await rgb(inpaint.images[0]),
+      (await pipe.generate('a boat', { image, mask, strength: 0.5, steps: 4, seed: 5 })).images[0].data)
+    const inverted = await (await post('/sdapi/v1/img2img',
+      { ...body, mask: mask.toString('base64'), inpainting_mask_invert: 1 })).json() as any
+    const negated = await sharp(half, { raw: { width: 64, height: 64, channels: 3 } }).negate().png().toBuffer()
+    t.deepEqual(await rgb(inverted.images[0]),
+      (await pipe.generate('a boat', { image, mask: negated, strength: 0.5, steps: 4, seed: 5 })).images[0].data)
+    const none = await post('/sdapi/v1/img2img', { prompt: 'x' })
+    t.is(none.status, 400)
+    t.regex((await none.json() as any).detail, /needs "init_images"/)
+  })
 
 test.serial('/sdapi/v1/progress reports the running step, an ETA and a preview; a client that leaves cancels its run', async t => {
   const idle = await (await get('/sdapi/v1/progress')).json() as any
@@ -158,12 +158,12 @@ test.serial('/sdapi/v1/progress reports the running step, an ETA and a preview; 
 
 test.serial('with a token: HTTP Basic with it as the password works (A1111\'s --api-auth), anything else gets 401 in A1111\'s shape',
   async t => {
-  const basic = (pair: string): string => `Basic ${Buffer.from(pair).toString('base64')}`
-  t.is((await get('/sdapi/v1/options', '', guardedBase)).status, 401)
-  const wrong = await get('/sdapi/v1/sd-models', basic('user:nope'), guardedBase)
-  t.is(wrong.status, 401)
-  t.regex((await wrong.json() as any).detail, /Authorization/)
-  t.is((await get('/sdapi/v1/sd-models', basic('user:s3cret'), guardedBase)).status, 200)
-  const r = await post('/sdapi/v1/txt2img', { prompt: 'x', width: 64, height: 64, steps: 1 }, 'Bearer s3cret', guardedBase)
-  t.is(r.status, 200)
-})
+    const basic = (pair: string): string => `Basic ${Buffer.from(pair).toString('base64')}`
+    t.is((await get('/sdapi/v1/options', '', guardedBase)).status, 401)
+    const wrong = await get('/sdapi/v1/sd-models', basic('user:nope'), guardedBase)
+    t.is(wrong.status, 401)
+    t.regex((await wrong.json() as any).detail, /Authorization/)
+    t.is((await get('/sdapi/v1/sd-models', basic('user:s3cret'), guardedBase)).status, 200)
+    const r = await post('/sdapi/v1/txt2img', { prompt: 'x', width: 64, height: 64, steps: 1 }, 'Bearer s3cret', guardedBase)
+    t.is(r.status, 200)
+  })

@@ -33,20 +33,20 @@ async function picture (): Promise<Buffer> {
 
 test.serial('images.generate: n images of the size asked, equal to the pipeline\'s; extras (seed, steps) as body fields; model echoed',
   async t => {
-  const r = await client().images.generate({ model: 'dall-e-3', prompt: 'a cat', n: 2, size: '64x64', quality: 'hd', style: 'vivid',
-    steps: 2, seed: 3 } as any)
-  t.is(r.data?.length, 2)
-  t.is((r as any).model, 'dall-e-3')
-  t.is((r as any).seed, 3)
-  t.is(r.size as string, '64x64')
-  const direct = await pipe.generate('a cat', { width: 64, height: 64, steps: 2, seed: 3, count: 2 })
-  for (let i = 0; i < 2; i++) {
-    const img = await rgbOf(r.data![i].b64_json!)
-    t.is(img.width, 64)
-    t.deepEqual(img.data, direct.images[i].data, `image ${i}`)
-  }
-  t.regex(readPngText(Buffer.from(r.data![0].b64_json!, 'base64')).parameters, /Steps: 2, .*Seed: 3, Size: 64x64/)
-})
+    const r = await client().images.generate({ model: 'dall-e-3', prompt: 'a cat', n: 2, size: '64x64', quality: 'hd', style: 'vivid',
+      steps: 2, seed: 3 } as any)
+    t.is(r.data?.length, 2)
+    t.is((r as any).model, 'dall-e-3')
+    t.is((r as any).seed, 3)
+    t.is(r.size as string, '64x64')
+    const direct = await pipe.generate('a cat', { width: 64, height: 64, steps: 2, seed: 3, count: 2 })
+    for (let i = 0; i < 2; i++) {
+      const img = await rgbOf(r.data![i].b64_json!)
+      t.is(img.width, 64)
+      t.deepEqual(img.data, direct.images[i].data, `image ${i}`)
+    }
+    t.regex(readPngText(Buffer.from(r.data![0].b64_json!, 'base64')).parameters, /Steps: 2, .*Seed: 3, Size: 64x64/)
+  })
 
 test.serial('images.generate refuses url responses, unknown fields (with our name for them) and bad sizes as BadRequestErrors', async t => {
   const c = client()

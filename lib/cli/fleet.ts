@@ -16,7 +16,7 @@ export const FLEET_HELP = (queueFlag: string): string => `      --redis URL     
  * Ctrl-C must not leave a GPU working for nobody).
  */
 export async function openFleet (values: Values, queueFlag: string, options: { interrupt?: Interrupt } = {}):
-  Promise<GenerateQueue | undefined> {
+Promise<GenerateQueue | undefined> {
   const redis = str(values.redis)
   if (redis === undefined) {
     if (values[queueFlag] !== undefined) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--${queueFlag} goes with --redis`)

@@ -82,10 +82,10 @@ export function loadReporter (out: Out, now: () => number = Date.now): { update:
       const file = p.file !== undefined && p.fileTotalBytes !== undefined ?
         `${p.file} (${fmtSize(p.fileLoadedBytes ?? 0)} of ${fmtSize(p.fileTotalBytes)})` : undefined
       const what = file ?? p.component ?? ''
-      meter.update(frac, b => b === null
-        ? `${label}: ${Math.floor(frac * 100)}% (${fmtSize(p.loadedBytes)} of ${fmtSize(p.totalBytes)}${speed && `, ${speed}`})`
-        : `${label.padEnd(11)} ${b} ${fmtSize(p.loadedBytes)} / ${fmtSize(p.totalBytes)}${speed &&
-          `  ${speed.replace(', ', '  ')}`}  ${what}`)
+      meter.update(frac, b => b === null ?
+        `${label}: ${Math.floor(frac * 100)}% (${fmtSize(p.loadedBytes)} of ${fmtSize(p.totalBytes)}${speed && `, ${speed}`})` :
+        `${label.padEnd(11)} ${b} ${fmtSize(p.loadedBytes)} / ${fmtSize(p.totalBytes)}${speed &&
+        `  ${speed.replace(', ', '  ')}`}  ${what}`)
     },
     end: () => meter.end()
   }
@@ -106,9 +106,9 @@ export function stepReporter (out: Out, now: () => number = Date.now): { update:
       const rate = step > 1 && t > first ? (step - 1) / ((t - first) / 1000) : t > start ? step / ((t - start) / 1000) : 0
       const speed = rate === 0 ? '' : rate >= 1 ? `${rate.toFixed(2)} it/s` : `${(1 / rate).toFixed(2)} s/it`
       const eta = rate === 0 ? '' : `ETA ${fmtDuration((steps - step) / rate)}`
-      meter.update(step / steps, b => b === null
-        ? `steps: ${step}/${steps} (${Math.floor((step / steps) * 100)}%)${speed && `, ${speed}, ${eta}`}`
-        : `${'steps'.padEnd(11)} ${b} ${step}/${steps}${speed && `  ${speed}  ${eta}`}`)
+      meter.update(step / steps, b => b === null ?
+        `steps: ${step}/${steps} (${Math.floor((step / steps) * 100)}%)${speed && `, ${speed}, ${eta}`}` :
+        `${'steps'.padEnd(11)} ${b} ${step}/${steps}${speed && `  ${speed}  ${eta}`}`)
     },
     end: () => meter.end()
   }

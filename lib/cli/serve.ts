@@ -80,7 +80,7 @@ function settings (values: Values, lists: Record<string, string[]>): { port: num
   }
   const log = checkLogFormat(str(values.log) ?? 'text')
   const accessLog = log === 'none' ? undefined :
-    (e: Parameters<NonNullable<ServeOptions['accessLog']>>[0]) => { process.stdout.write(`${formatAccessLog(e, log)}\n`) }
+      (e: Parameters<NonNullable<ServeOptions['accessLog']>>[0]) => { process.stdout.write(`${formatAccessLog(e, log)}\n`) }
   const options = { queueLimit, maxPixels, maxBodyBytes, token, cors, accessLog, headersTimeoutMs: seconds('headers-timeout'),
     requestTimeoutMs: seconds('request-timeout') }
   return { port, host: str(values.host) ?? '127.0.0.1', options }
@@ -100,7 +100,7 @@ export async function serveCommand (argv: string[], elsewhere: Record<string, st
   const addr = server.address()
   process.stderr.write(`pg25 serve: listening on http://${host}:${typeof addr === 'object' && addr ? addr.port :
     port} (${pipe.device}, queue ${options.queueLimit}${options.token ? ', token required' : ''}${options.cors ?
-      `, CORS for ${options.cors.join(' ')}` : ''})\n`)
+    `, CORS for ${options.cors.join(' ')}` : ''})\n`)
   await new Promise<void>(resolve => {
     const stop = (signal: string): void => {
       process.stderr.write(`pg25 serve: ${signal}: cancelling running requests and shutting down\n`)

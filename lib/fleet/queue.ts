@@ -271,9 +271,9 @@ export class GenerateQueue {
     this.redis.get(key).then(async text => {
       if (text !== null) this.redis.del(key).catch(() => {})
       if (text === null) {
-        throw new Pg25Error('PG25_QUEUE', gone
-          ? `job ${jobId} is gone from Redis (flushed, or restarted without persistence); run it again`
-          : `job ${jobId} finished but its images expired from Redis before they were read`)
+        throw new Pg25Error('PG25_QUEUE', gone ?
+          `job ${jobId} is gone from Redis (flushed, or restarted without persistence); run it again` :
+          `job ${jobId} finished but its images expired from Redis before they were read`)
       }
       this.settle(jobId, await fromResult(JSON.parse(text) as FleetResult))
     }).catch(err => { this.settle(jobId, err instanceof Pg25Error ? err : new Pg25Error('PG25_QUEUE', `reading job ${jobId}'s result: ${(err as Error).message}`)) })

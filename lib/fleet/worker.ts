@@ -198,7 +198,7 @@ export async function startWorker (pipe: Pipeline, options: WorkerOptions): Prom
     failed: counts.failed
   })
   const registry = announce(redis, keys, info, options.heartbeatMs ?? 5000)
-  await within(worker.waitUntilReady(), 30_000, `connecting to Redis for queue ${queue}`).catch(async (err) => {
+  await within(worker.waitUntilReady(), 30_000, `connecting to Redis for queue ${queue}`).catch(async err => {
     clearInterval(poll)
     await registry.stop()
     await worker.close(true)

@@ -157,7 +157,7 @@ async function fetchBlob (ctx: HubContext, cache: RepoCache, commit: string, f: 
 }
 
 async function fetchLfs (ctx: FileContext, cache: RepoCache, commit: string, f: RemoteFile, blob: string, partial: string, meter?: Meter):
-  Promise<void> {
+Promise<void> {
   const sha256 = f.sha256 as string
   await cache.refuseLinkedFolders('blobs')
   await fs.mkdir(path.dirname(blob), { recursive: true })

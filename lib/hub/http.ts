@@ -140,7 +140,7 @@ export class HubRequest {
   }
 
   /** The body, chunk by chunk; a stall longer than the timeout or a cut connection throws PG25_HUB_NETWORK. */
-  async * body (res: Response): AsyncGenerator<Uint8Array> {
+  async* body (res: Response): AsyncGenerator<Uint8Array> {
     if (res.body === null) return
     const reader = res.body.getReader()
     try {
@@ -200,9 +200,9 @@ export class HubRequest {
       return new Pg25Error('PG25_NOT_FOUND', file === undefined ? `${ctx.id}: not found on ${ctx.endpoint} (${detail})` : `${ctx.id}: ${file} not found at revision "${ctx.revision}" (${detail})`)
     }
     if (res.status === 401 || res.status === 403) {
-      return new Pg25Error('PG25_HUB_AUTH', ctx.token === undefined
-        ? `${ctx.id} is gated or private and no token was given (${detail}): ${TOKEN_ADVICE}. A gated model also needs its conditions accepted at ${ctx.endpoint}/${ctx.id}`
-        : `${ctx.id}: the Hub refused the token given (${detail}). Check that the token has read access and, for a gated model, that its account accepted the conditions at ${ctx.endpoint}/${ctx.id}`)
+      return new Pg25Error('PG25_HUB_AUTH', ctx.token === undefined ?
+        `${ctx.id} is gated or private and no token was given (${detail}): ${TOKEN_ADVICE}. A gated model also needs its conditions accepted at ${ctx.endpoint}/${ctx.id}` :
+        `${ctx.id}: the Hub refused the token given (${detail}). Check that the token has read access and, for a gated model, that its account accepted the conditions at ${ctx.endpoint}/${ctx.id}`)
     }
     return new Pg25Error('PG25_HUB_NETWORK', `${this.label}: the Hub answered ${detail}`)
   }

@@ -11,7 +11,6 @@ import { listRevision, offlineCommit, target } from './resolve'
 
 export type { DownloadFileOptions }
 
-
 /** The name diffusers' save_lora_weights gives a LoRA, preferred when a repo holds it. */
 const LORA_WEIGHT_NAME = 'pytorch_lora_weights.safetensors'
 /** Paths diffusers never takes for a LoRA: training state, not weights. */

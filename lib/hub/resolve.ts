@@ -33,6 +33,9 @@ export interface DownloadOptions {
 }
 
 const INDEX = 'model_index.json'
+const wholeSize = (n: unknown): number | null => Number.isSafeInteger(n) ? n as number : null
+/** One entry of the Hub's `siblings` list, as sent (every field checked before use). */
+interface HubSibling { rfilename?: unknown, size?: unknown, blobId?: unknown, lfs?: { sha256?: unknown, size?: unknown } }
 const OPTION_KEYS = new Set(['revision', 'variant', 'token', 'onProgress', 'signal', 'onWarning', 'cacheDir'])
 
 export interface Target { id: string, revision: string, variant: string | null, weights: boolean, cache: RepoCache }
@@ -89,15 +92,16 @@ function parseListing (url: string, raw: unknown): { commit: string, files: Map<
     throw new Pg25Error('PG25_HUB_NETWORK', `${url}: the Hub's model info lacks a commit hash ("sha") or a file list ("siblings")`)
   }
   const files = new Map<string, RemoteFile>()
-  for (const s of info.siblings as Array<Record<string, any>>) {
-    const p = s?.rfilename
+  for (const s of info.siblings as Array<HubSibling | null>) {
+    if (s === null || typeof s !== 'object') continue
+    const p = s.rfilename
     // Only plain relative paths whose names a filesystem can hold: a listing must not place files outside the snapshot.
     if (typeof p !== 'string' || p.split('/').some(seg => seg === '' || seg === '.' || seg === '..') || /[\\\0]/.test(p)) continue
     if (!namesFit(p)) continue
     const sha256 = s.lfs?.sha256
     files.set(p, {
       path: p,
-      size: Number.isSafeInteger(s.size) ? s.size : (Number.isSafeInteger(s.lfs?.size) ? s.lfs.size : null),
+      size: wholeSize(s.size) ?? wholeSize(s.lfs?.size),
       blobId: typeof s.blobId === 'string' && /^[0-9a-f]{40}$/.test(s.blobId) ? s.blobId : null,
       sha256: typeof sha256 === 'string' && /^[0-9a-f]{64}$/.test(sha256) ? sha256 : null
     })

@@ -22,7 +22,7 @@ export async function parseLoRAFlags (values: string[]): Promise<LoRAFlag[]> {
     const scale = checkScale(m === null ? 1 : Number(m[2]), `--lora ${v}: the scale`)
     // A Hub id (org/name, never a colon) is fetched now, before the model loads, as a file is checked now.
     const src = await resolveLoRASource(file)
-    await requireRegularFile(src.file, `--lora file`, 'PG25_NOT_FOUND')
+    await requireRegularFile(src.file, '--lora file', 'PG25_NOT_FOUND')
     const name = src.name
     if (out.some(l => l.name === name)) throw new Pg25Error('PG25_INVALID_ARGUMENT', `--lora ${v}: another --lora has the name ${JSON.stringify(name)}; rename one of the files`)
     out.push({ file: src.file, scale, name })

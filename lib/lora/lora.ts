@@ -14,7 +14,6 @@ import { LORA_COMPONENTS, type LoRAComponent } from './keys'
 
 export type { LoRALoadOptions }
 
-
 /** A loaded LoRA, as `Pipeline.loras` lists it. */
 export interface LoRAInfo {
   name: string

@@ -95,7 +95,7 @@ interface Encoded { z: Float32Array[], pooled?: Float32Array[] }
 
 /** One encoder over a list of chunks, in one batch. */
 async function encodeChunks (rt: Runtime, enc: TextEncoderModel, chunks: Chunk[], signal: AbortSignal):
-  Promise<Encoded & { dim: number, pdim: number }> {
+Promise<Encoded & { dim: number, pdim: number }> {
   const { penultimate, pooled } = await enc.encode(chunks.map(c => c.ids), signal)
   try {
     const dim = penultimate.shape[2]
@@ -153,9 +153,9 @@ export async function encodeStyled (rt: Runtime, encoders: [TextEncoderModel, Te
   const emptyChunk = joined[joined.length - 1].chunks[0]
   const n = plan.tokens / TOKENS
   // A prompt's chunks brought to n: A1111 pads with the empty prompt, ComfyUI repeats the whole.
-  const fit = (chunks: Float32Array[]): Float32Array[] => plan.style === 'a1111'
-    ? [...chunks, ...Array<Float32Array>(n - chunks.length).fill(emptyChunk)]
-    : Array.from({ length: n }, (_, i) => chunks[i % chunks.length])
+  const fit = (chunks: Float32Array[]): Float32Array[] => plan.style === 'a1111' ?
+      [...chunks, ...Array<Float32Array>(n - chunks.length).fill(emptyChunk)] :
+      Array.from({ length: n }, (_, i) => chunks[i % chunks.length])
   const halves: Array<{ chunks: Float32Array[], pooled: Float32Array }> = []
   if (guided) {
     if (plan.neg === undefined) {

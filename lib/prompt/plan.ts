@@ -46,9 +46,9 @@ export function planPrompts (toks: [CLIPTokenizer, CLIPTokenizer], style: Prompt
     const second = what === 'prompt' ? 'prompt2' : 'negativePrompt2'
     if (b.truncated !== null && (text2 !== text1 || b.truncated !== a.truncated)) cuts.push(`${second}: ${quoteCut(b.truncated)}`)
   }
-  const warnings = cuts.length === 0
-    ? []
-    : [`The following part of your input was truncated because CLIP can only handle sequences up to 77 tokens: ${cuts.join('; ')} ` +
-      '(promptStyle \'a1111\' or \'comfy\' reads longer prompts)']
+  const warnings = cuts.length === 0 ?
+      [] :
+      [`The following part of your input was truncated because CLIP can only handle sequences up to 77 tokens: ${cuts.join('; ')} ` +
+        '(promptStyle \'a1111\' or \'comfy\' reads longer prompts)']
   return { style: 'plain', ids, tokens: 77, warnings }
 }

@@ -25,7 +25,6 @@ import { packageVersion } from '../version'
 export type { GenerateRequest } from './request'
 export type { AccessLogEntry } from './access-log'
 
-
 export interface ServeOptions {
   /** requests running or waiting at once; more get 503 (default 8). A request counts once its body is in. */
   queueLimit?: number
@@ -57,7 +56,6 @@ export type Pg25Server = http.Server & {
    */
   shutdown(graceMs?: number): Promise<void>
 }
-
 
 /** JSON in ASCII alone (\\uXXXX escapes), so that it can be a header's value. */
 const asciiJson = (v: unknown): string =>

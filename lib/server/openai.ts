@@ -169,7 +169,7 @@ const edits: Route = async (req, res, ctx) => {
   await probeImage(images[0], 'image')
   const given = files.mask?.[0]
   const mask = given !== undefined ? await maskFromAlpha(given, 'mask') : await hasTransparency(images[0]) ?
-    await maskFromAlpha(images[0], 'image') : undefined
+      await maskFromAlpha(images[0], 'image') : undefined
   // Without a mask the whole image is redrawn, as far as `strength` says (A1111's default, 0.75).
   if (mask === undefined) r.fields.strength ??= 0.75
   await answer(req, res, ctx, r, { image: images[0], mask })

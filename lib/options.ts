@@ -103,7 +103,10 @@ export interface StepInfo {
   steps: number
   /** the noise level just stepped from */
   sigma: number
-  /** with `preview: true`: a small RGB preview (H/8 x W/8) of each image's current estimate */
+  /**
+   * with `preview: true`: a small RGB preview (H/8 x W/8) of each image's current estimate (models with the SDXL
+   * VAE's 4 latent channels; others warn once and give none)
+   */
   previews?: RGBImage[]
 }
 

@@ -1,37 +1,31 @@
 import path from 'node:path'
-import { linkSignals } from './cancel'
-import { AbortError, asSignalled, Pg25Error, throwIfAborted } from './errors'
-import { loadImage, makeImage, probeImage, type ImageInput, type RGBImage } from './image'
-import { Inpainting, probeMask } from './inpaint'
-import { requireRegularFile } from './io/regular-file'
-import { checkScale, checkScaleOverrides, LoRAs, type LoRAInfo, type LoRALoadOptions } from './lora/lora'
-import { resolveLoRASource } from './lora/source'
-import { checkRequestMemory, fmtBytes, type CostModel } from './memory'
-import { COMPONENTS, loadModels, prepare, type Prepared } from './model/load'
-import { readComponentConfig, resolveComponent, type ComponentSource, type ModelIndex } from './model/model-dir'
-import { singleFileSources } from './model/single-file'
-import { VAEEncoderModel, type TextEncoderModel, type UNetModel, type VAEModel } from './model/components'
-import type { NativeTensor } from './native'
-import { resolveModelDir } from './hub/resolve'
-import { checkLoadOptions, checkLoRAOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions, type MemoryInfo, type Plan, type Size } from './options'
+import { linkSignals } from '../cancel'
+import { AbortError, asSignalled, Pg25Error } from '../errors'
+import { probeImage, type ImageInput } from '../image'
+import { probeMask } from '../inpaint'
+import { requireRegularFile } from '../io/regular-file'
+import { checkScale, checkScaleOverrides, LoRAs, type LoRAInfo, type LoRALoadOptions } from '../lora/lora'
+import { resolveLoRASource } from '../lora/source'
+import { checkRequestMemory, fmtBytes, type CostModel } from '../memory'
+import { COMPONENTS, loadModels, prepare, type Prepared } from '../model/load'
+import { readComponentConfig, resolveComponent, type ComponentSource, type ModelIndex } from '../model/model-dir'
+import { singleFileSources } from '../model/single-file'
+import { VAEEncoderModel, type TextEncoderModel, type UNetModel, type VAEModel } from '../model/components'
+import { resolveModelDir } from '../hub/resolve'
+import {
+  checkLoadOptions, checkLoRAOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions,
+  type MemoryInfo, type Plan, type Size
+} from '../options'
+import type { PromptStyle } from '../prompt/chunk'
+import { planPrompts } from '../prompt/plan'
+import type { Runtime } from '../runtime'
+import { TensorScope } from '../tensor-scope'
+import type { RawConfig } from '../scheduler/edm-config'
+import type { CLIPTokenizer } from '../tokenizer/clip-tokenizer'
+import { encodePrompt, runSteps, type RunModels, type RunRequest } from './steps'
 
-export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from './options'
-export type { PromptStyle } from './prompt/chunk'
-import { TorchGenerator } from './random/torch-generator'
-import { release, type Runtime } from './runtime'
-import { createScheduler, type Scheduler, type SchedulerName } from './scheduler'
-import type { RawConfig } from './scheduler/edm-config'
-import type { CLIPTokenizer } from './tokenizer/clip-tokenizer'
-import type { PromptStyle } from './prompt/chunk'
-import { encodeStyled } from './prompt/conditioning'
-import { planPrompts, type PromptPlan } from './prompt/plan'
-import { encodePlain } from './prompt/plain'
-
-// SDXL latent-to-RGB factors for previews (as used by common UIs), applied to VAE latents x 0.13025.
-const SDXL_RGB = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]]
-const SDXL_RGB_BIAS = [0.1084, -0.0175, -0.0011]
-const SDXL_SCALE = 0.13025
-const SAMPLER_LABEL: Record<SchedulerName, string> = { 'dpmpp-2m': 'DPM++ 2M Karras', euler: 'Euler Karras' }
+export type { GenerateOptions, GenerateResult, LoadOptions, LoadProgress, MemoryInfo, Size, StepInfo } from '../options'
+export type { PromptStyle } from '../prompt/chunk'
 
 /** encodePrompt's options: generate()'s that settle the conditioning. */
 export type EncodePromptOptions = Pick<GenerateOptions, 'negativePrompt' | 'prompt2' | 'negativePrompt2' | 'promptStyle' | 'guidanceScale'>
@@ -73,7 +67,8 @@ export class Pipeline {
 
   private constructor (init: {
     dir: string, rt: Runtime, index: ModelIndex, schedulerConfig: RawConfig, schedulerSource: string,
-    tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel, vaeSource: ComponentSource, warn: (msg: string) => void,
+    tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel,
+    vaeSource: ComponentSource, warn: (msg: string) => void,
     cost: CostModel, memoryLimit: number | undefined, modelName: string | undefined, promptStyle: PromptStyle, model: string
   }) {
     this.dir = init.dir
@@ -102,7 +97,8 @@ export class Pipeline {
    *
    * ```ts
    * const pipe = await Pipeline.fromPretrained('playgroundai/playground-v2.5-1024px-aesthetic', { variant: 'fp16' })
-   * const local = await Pipeline.fromPretrained(dir, { device: 'cpu', onProgress: p => console.log(p.component, p.loadedBytes, p.totalBytes) })
+   * const onProgress = (p: LoadProgress) => console.log(p.component, p.loadedBytes, p.totalBytes)
+   * const local = await Pipeline.fromPretrained(dir, { device: 'cpu', onProgress })
    * ```
    */
   static async fromPretrained (dir: string, options: LoadOptions = {}): Promise<Pipeline> {
@@ -191,9 +187,7 @@ export class Pipeline {
     const prompts = planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
     this.checkRequestMemory(plan, prompts.tokens)
     for (const w of prompts.warnings) this.warn(w)
-    const run = this.queue.then(async () => await this.run(prompt, { ...o, image, mask }, plan, prompts))
-    this.queue = run.catch(() => {})
-    return await run
+    return await this.enqueue(async () => await this.run({ prompt, options: { ...o, image, mask }, plan, prompts }))
   }
 
   /** Runs `fn` in the call queue: after the calls queued before it, before those queued after. */
@@ -227,7 +221,8 @@ export class Pipeline {
     checkLoRAOptions(options)
     // Read and checked at once (a refusal comes now, not after the calls queued before), added in
     // call order: after the calls queued before this one, before those queued after.
-    const reading = resolveLoRASource(fileOrId, options).then(async src => await this.lora.read(src.file, { name: options.name ?? src.name, scale: options.scale }))
+    const reading = resolveLoRASource(fileOrId, options)
+      .then(async src => await this.lora.read(src.file, { name: options.name ?? src.name, scale: options.scale }))
     const added = this.enqueue(async () => {
       const lora = await reading.catch(() => undefined)
       if (lora === undefined) return undefined
@@ -268,17 +263,6 @@ export class Pipeline {
   }
 
   /**
-   * Both text encoders: embeddings [B, tokens, 2048] and pooled [B, 1280] for B = count (no guidance) or
-   * 2 x count laid out [negative x count, prompt x count]. Without a negative prompt the negative half
-   * is zeros (force_zeros_for_empty_prompt). 'plain' prompts stay on the device as diffusers' do.
-   */
-  private async encodePrompts (prompts: PromptPlan, cfg: boolean, count: number, signal: AbortSignal):
-  Promise<{ embeds: NativeTensor, pooled: NativeTensor }> {
-    if (prompts.style !== 'plain') return await encodeStyled(this.rt, this.encoders, prompts, cfg, count, signal)
-    return await encodePlain(this.rt, this.encoders, prompts, cfg, count, signal)
-  }
-
-  /**
    * The conditioning generate() would give the UNet for these prompts, on the host: what diffusers'
    * `prompt_embeds`, `pooled_prompt_embeds` (and their negatives) take. `embeds` is [rows, tokens, 2048],
    * `pooled` [rows, 1280], rows [negative, prompt] with guidance (the default), else [prompt].
@@ -296,177 +280,45 @@ export class Pipeline {
     const negative = cfg && !(o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt)
     const prompts = planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
     return await this.enqueue(async () => {
-      const { embeds, pooled } = await this.encodePrompts(prompts, cfg, 1, this.closing.signal)
-      try {
-        const [rows, tokens] = embeds.shape
-        return { embeds: this.rt.toHost(embeds), pooled: this.rt.toHost(pooled), rows, tokens, warnings: prompts.warnings }
-      } finally {
-        release(embeds, pooled)
-      }
+      using scope = new TensorScope()
+      const cond = await encodePrompt({ rt: this.rt, encoders: this.encoders }, prompts, cfg, 1, this.closing.signal)
+      const [rows, tokens] = scope.hold(cond.embeds).shape
+      scope.hold(cond.pooled)
+      return { embeds: this.rt.toHost(cond.embeds), pooled: this.rt.toHost(cond.pooled), rows, tokens, warnings: prompts.warnings }
     })
   }
 
-  /** The image-to-image start: the VAE-encoded input, sampled with the generator, in UNet latent space. */
-  private async encodeImage (image: ImageInput, w: number, h: number, gen: TorchGenerator, signal: AbortSignal): Promise<{ init: Float32Array, width: number, height: number }> {
-    let rgb = await loadImage(image)
-    if (w !== rgb.width || h !== rgb.height) rgb = await loadImage(rgb, { width: w, height: h })
-    const px = new Float32Array(3 * w * h)
-    for (let i = 0; i < w * h; i++) for (let c = 0; c < 3; c++) px[c * w * h + i] = (rgb.data[i * 3 + c] / 255) * 2 - 1
-    this.vaeEncoder ??= VAEEncoderModel.load(this.rt, this.vaeSource)
-    const encoder = await this.vaeEncoder
-    const imgT = this.rt.fromHost(px, [1, 3, h, w])
-    const { mean, std } = await encoder.encode(imgT, signal).finally(() => imgT.dispose())
-    const shape = mean.shape
-    const m = this.rt.toHost(mean)
-    const sd = this.rt.toHost(std)
-    release(mean, std)
-    // latent_dist.sample(generator): drawn before the noise, from the same generator.
-    const eps = gen.randn(shape)
-    // diffusers 0.27.2 (the version the model card names) scales encoded latents by scaling_factor
-    // alone; latents_mean/std are applied only when decoding. Matching it keeps seeds equal.
-    const { scalingFactor } = this.vae.stats
-    const init = new Float32Array(m.length)
-    for (let i = 0; i < init.length; i++) init[i] = (m[i] + sd[i] * eps[i]) * scalingFactor
-    return { init, width: w, height: h }
-  }
-
-  private previewMatrix (): { m: Float32Array, bias: Float32Array } {
-    const { scalingFactor, mean, std } = this.vae.stats
-    const C = this.unet.info.inChannels
-    const m = new Float32Array(3 * C)
-    const bias = Float32Array.from(SDXL_RGB_BIAS)
-    if (C !== SDXL_RGB.length) return { m, bias }
-    for (let c = 0; c < 3; c++) {
-      for (let k = 0; k < C; k++) {
-        const f = SDXL_RGB[k][c] * SDXL_SCALE
-        m[c * C + k] = f * (std ? std[k] : 1) / scalingFactor
-        if (mean) bias[c] += f * mean[k]
-      }
+  /** What a run reads: this pipeline's models and settings. */
+  private get models (): RunModels {
+    return {
+      rt: this.rt,
+      channels: this.unet.info.inChannels,
+      vae: this.vae,
+      vaeEncoder: async () => await (this.vaeEncoder ??= VAEEncoderModel.load(this.rt, this.vaeSource)),
+      encoders: this.encoders,
+      unet: this.unet,
+      lora: this.lora,
+      schedulerConfig: this.schedulerConfig,
+      schedulerSource: this.schedulerSource,
+      modelName: this.modelName,
+      warn: this.warn,
+      disposed: () => this.disposed
     }
-    return { m, bias }
   }
 
-  private parameters (prompt: string, o: GenerateOptions, plan: Plan, scheduler: SchedulerName, width: number, height: number, index: number): string {
-    const lines = [prompt]
-    if (o.negativePrompt) lines.push(`Negative prompt: ${o.negativePrompt}`)
-    const fields = [`Steps: ${plan.steps}`, `Sampler: ${SAMPLER_LABEL[scheduler]}`, `CFG scale: ${plan.guidance}`, `Seed: ${plan.seed}`, `Size: ${width}x${height}`]
-    if (this.modelName !== undefined) fields.push(`Model: ${this.modelName}`)
-    if (o.image !== undefined) fields.push(`Denoising strength: ${plan.strength}`)
-    if (plan.count > 1) fields.push(`Batch size: ${plan.count}`, `Batch pos: ${index}`)
-    fields.push('Version: @pg25/native')
-    lines.push(fields.join(', '))
-    return lines.join('\n')
-  }
-
-  /** Starting latents: seeded noise x init sigma, or (image-to-image) the encoded image noised to the start sigma. */
-  private async startLatents (o: GenerateOptions, plan: Plan, scheduler: Scheduler, gen: TorchGenerator, signal: AbortSignal, inpaint?: Inpainting): Promise<{ x: NativeTensor, width: number, height: number, tStart: number }> {
-    const { steps, count: n } = plan
-    const C = this.unet.info.inChannels
-    if (o.image !== undefined) {
-      const enc = await this.encodeImage(o.image, plan.width!, plan.height!, gen, signal)
-      const tStart = steps - Math.min(Math.trunc(steps * plan.strength), steps)
-      const shape = [n, C, enc.height / 8, enc.width / 8]
-      const noise = gen.randn(shape)
-      if (inpaint !== undefined) return { x: this.rt.fromHost(inpaint.start(enc.init, noise, scheduler, tStart, plan.strength, gen, shape), shape), width: enc.width, height: enc.height, tStart }
-      const sigma = scheduler.sigmas[tStart]
-      const start = new Float32Array(noise.length)
-      for (let i = 0; i < start.length; i++) start[i] = enc.init[i % enc.init.length] + noise[i] * sigma
-      return { x: this.rt.fromHost(start, shape), width: enc.width, height: enc.height, tStart }
-    }
-    const width = plan.width!
-    const height = plan.height!
-    const shape = [n, C, height / 8, width / 8]
-    const noise = this.rt.fromHost(o.latents ?? gen.randn(shape), shape)
-    const x = this.rt.ops.lincomb([[scheduler.initNoiseSigma, noise]])
-    noise.dispose()
-    return { x, width, height, tStart: 0 }
-  }
-
-  private async run (prompt: string, o: GenerateOptions, plan: Plan, prompts: PromptPlan): Promise<GenerateResult> {
-    if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed before this call ran')
+  private async run (request: RunRequest): Promise<GenerateResult> {
+    const signal = request.options.signal
     // The caller's signal or dispose() stops the run, inside a native call if one is running.
-    const link = linkSignals(o.signal, this.closing.signal)
+    const link = linkSignals(signal, this.closing.signal)
     try {
-      return await this.execute(prompt, o, plan, prompts, link.signal)
+      return await runSteps(this.models, request, link.signal)
     } catch (err) {
-      if (err instanceof AbortError && this.disposed && o.signal?.aborted !== true) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
-      throw asSignalled(err, o.signal)
+      if (err instanceof AbortError && this.disposed && signal?.aborted !== true) {
+        throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
+      }
+      throw asSignalled(err, signal)
     } finally {
       link.unlink()
-    }
-  }
-
-  private async execute (prompt: string, o: GenerateOptions, plan: Plan, prompts: PromptPlan, signal: AbortSignal):
-  Promise<GenerateResult> {
-    throwIfAborted(signal)
-    const { steps, guidance, seed, count: n } = plan
-    const cfg = guidance > 1
-    const scheduler = createScheduler(this.schedulerConfig, this.schedulerSource, o.scheduler)
-    scheduler.setTimesteps(steps)
-    const ops = this.rt.ops
-    const gen = new TorchGenerator(seed)
-    await this.lora.apply(o.loras)
-    const inpaint = o.mask === undefined ? undefined : await Inpainting.load(o.mask, plan.width!, plan.height!, steps)
-    const { x: start, width, height, tStart } = await this.startLatents(o, plan, scheduler, gen, signal, inpaint)
-    let x = start
-    const held: Array<NativeTensor | undefined> = []
-    try {
-      const { embeds, pooled } = await this.encodePrompts(prompts, cfg, n, signal)
-      held.push(embeds, pooled)
-      const orig = o.originalSize ?? { width, height }
-      const target = o.targetSize ?? { width, height }
-      const crop = o.cropTopLeft ?? { top: 0, left: 0 }
-      const ids = [orig.height, orig.width, crop.top, crop.left, target.height, target.width]
-      const timeIds = Float32Array.from(Array.from({ length: (cfg ? 2 : 1) * n }, () => ids).flat())
-      const preview = o.preview === true ? this.previewMatrix() : null
-
-      const run = steps - tStart
-      for (let i = tStart; i < steps; i++) {
-        throwIfAborted(signal)
-        if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed during this call')
-        const scaled = scheduler.scaleModelInput(ops, x, i)
-        // With guidance the UNet takes the one latent for both halves of the conditioning (no
-        // concatenated copy), and its output's halves are read in place (views on the GPU).
-        const out = await this.unet.predict(scaled, scheduler.timesteps[i], embeds, pooled, timeIds, signal)
-          .finally(() => release(scaled))
-        let eps = out
-        if (cfg) {
-          const uncond = this.rt.call(() => this.rt.engine.slice0(out, 0, n))
-          const cond = this.rt.call(() => this.rt.engine.slice0(out, n, n))
-          eps = ops.lincomb([[1 - guidance, uncond], [guidance, cond]])
-          release(uncond, cond, out)
-        }
-        let previews: RGBImage[] | undefined
-        if (preview) {
-          const x0 = scheduler.denoised(ops, eps, i, x)
-          const bytes = this.rt.call(() => this.rt.engine.latentPreview(x0, preview.m, preview.bias))
-          x0.dispose()
-          const pw = width / 8
-          const ph = height / 8
-          previews = Array.from({ length: n }, (_, k) => ({ width: pw, height: ph, data: bytes.subarray(k * pw * ph * 3, (k + 1) * pw * ph * 3) }))
-        }
-        const next = scheduler.step(ops, eps, i, x)
-        release(eps, x)
-        x = inpaint === undefined ? next : inpaint.blend(this.rt, next, i, scheduler)
-        o.onStep?.({ step: i - tStart + 1, steps: run, sigma: scheduler.sigmas[i], previews })
-      }
-      throwIfAborted(signal)
-      const latents = this.rt.toHost(x)
-      for (const v of latents) {
-        if (!Number.isFinite(v)) throw new Pg25Error('PG25_NON_FINITE', `the run produced NaN or infinite latents (${width}x${height}, ${steps} steps, guidance ${guidance}); no image is returned: the model's weights may be broken`)
-      }
-      const warnings = prompts.warnings
-      if (o.outputType === 'latent') return { seed, images: [], latents, width, height, warnings }
-      const image = await this.vae.decode(x, true, signal)
-      held.push(image)
-      const data = await this.vae.toRGB8(image)
-      const per = width * height * 3
-      const name = scheduler.name
-      const images = Array.from({ length: n }, (_, k) => makeImage(width, height, data.subarray(k * per, (k + 1) * per), this.parameters(prompt, o, plan, name, width, height, k)))
-      return { seed, images, width, height, warnings }
-    } finally {
-      scheduler.reset(ops)
-      release(x, ...held)
     }
   }
 

@@ -10,6 +10,8 @@ const path = require('node:path')
 
 const root = path.join(__dirname, '..')
 const target = `${process.platform}-${process.arch}`
+// The cmake-js a build from source uses where none is installed (package.json's devDependency range).
+const CMAKE_JS = require('../package.json').devDependencies?.['cmake-js'] ?? '^8.0.0'
 
 function say(line) {
   console.log(`@pg25/native: ${line}`)
@@ -76,11 +78,31 @@ function keepOnlyAddon(buildDir) {
   }
 }
 
+/** npm's bin folder: the running npm's (npm sets npm_execpath for install steps), else the one beside node. */
+function npmBin() {
+  if (process.env.npm_execpath && /npm-cli\.js$/.test(process.env.npm_execpath)) return path.dirname(process.env.npm_execpath)
+  const beside = process.platform === 'win32' ? ['node_modules'] : ['..', 'lib', 'node_modules']
+  return path.join(path.dirname(process.execPath), ...beside, 'npm', 'bin')
+}
+
 function nodeGypCli() {
   try {
     return require.resolve('node-gyp/bin/node-gyp.js')
   } catch {
-    return path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+    return path.join(npmBin(), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+  }
+}
+
+/**
+ * cmake-js, as node arguments: the one installed beside the package (a clone of the repository has it as a
+ * devDependency), else fetched by npx for this build only, so that installs which load a prebuilt binary
+ * never download it and its dependencies.
+ */
+function cmakeJs() {
+  try {
+    return [path.join(path.dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js')]
+  } catch {
+    return [path.join(npmBin(), 'npx-cli.js'), '--yes', '--package', `cmake-js@${CMAKE_JS}`, '--', 'cmake-js']
   }
 }
 
@@ -89,8 +111,7 @@ function buildFromSource(why) {
   let how = 'cmake-js'
   let built = false
   if (has('cmake')) {
-    const cmakeJs = path.join(path.dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js')
-    built = run([cmakeJs, 'compile', '--out', 'build'])
+    built = run([...cmakeJs(), 'compile', '--out', 'build'])
     if (!built) console.error('@pg25/native: the cmake-js build failed (its output is above); trying node-gyp, CPU backend only')
   }
   if (!built) {

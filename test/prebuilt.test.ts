@@ -93,6 +93,8 @@ test('installed with no compiler and no install scripts, the prebuilt CUDA binar
   const app = await project('app', env, '--ignore-scripts')
   const installed = path.join(app, 'node_modules', '@pg25', 'native')
   await t.throwsAsync(fs.access(path.join(installed, 'build')), undefined, 'nothing was compiled')
+  // cmake-js (with tar and yargs) is fetched only by a build from source, never by an install that needs none.
+  await t.throwsAsync(fs.access(path.join(app, 'node_modules', 'cmake-js')), undefined, 'cmake-js is not installed')
 
   const { stdout: rebuilt } = await run(path.join(env.PATH!, 'npm'), ['rebuild', '@pg25/native', '--foreground-scripts'], { cwd: app, env, ...BIG })
   const notes = JSON.parse(await fs.readFile(path.join(installed, 'prebuilds', 'linux-x64', '@pg25+native.glibc.json'), 'utf8'))

@@ -7,4 +7,7 @@ if ! command -v "$CLANG_FORMAT" >/dev/null 2>&1; then
   echo "format: $CLANG_FORMAT not found; install clang-format 14 (Debian/Ubuntu: apt-get install clang-format-14)" >&2
   exit 1
 fi
-git ls-files -z 'native/*.cc' 'native/*.cu' 'native/*.h' | xargs -0 "$CLANG_FORMAT" --style=file -i
+# Two passes: clang-format 14 settles a kernel launch through PG25_LAUNCH(...)(args) only on the second.
+for _ in 1 2; do
+  git ls-files -z 'native/*.cc' 'native/*.cu' 'native/*.h' | xargs -0 "$CLANG_FORMAT" --style=file -i
+done

@@ -21,7 +21,10 @@ async function main (): Promise<void> {
     switch (rnd(4)) {
       case 0: { // mutate a golden prompt
         const s = [...seeds[rnd(seeds.length)]]
-        for (let k = rnd(8); k >= 0; k--) s.splice(rnd(s.length + 1), rnd(3), ...(rnd(2) ? pieces[rnd(pieces.length)] : String.fromCodePoint(rnd(0x110000) & ~0x800)))
+        for (let k = rnd(8); k >= 0; k--) {
+          const insert = rnd(2) ? pieces[rnd(pieces.length)] : String.fromCodePoint(rnd(0x110000) & ~0x800)
+          s.splice(rnd(s.length + 1), rnd(3), ...insert)
+        }
         return s.join('')
       }
       case 1: return Array.from({ length: rnd(120) }, () => vocab[rnd(vocab.length)].replace('</w>', rnd(2) ? ' ' : '')).join('')

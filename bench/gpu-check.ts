@@ -25,7 +25,11 @@ function deviceName (): string {
 function planCost (): Record<string, string> {
   const info = loadNative().runtimeInfo()
   row('cuDNN plans built by this process', String(info.cudnnPlans ?? 0), `${fmt((info.cudnnPlanMs ?? 0) / 1000, 2)} s; GEMMs without a cuBLASLt algorithm: ${info.gemmFallbacks ?? 0}`)
-  return { cudnn_plans: String(info.cudnnPlans ?? 0), cudnn_plan_s: fmt((info.cudnnPlanMs ?? 0) / 1000, 2), gemm_fallbacks: String(info.gemmFallbacks ?? 0) }
+  return {
+    cudnn_plans: String(info.cudnnPlans ?? 0),
+    cudnn_plan_s: fmt((info.cudnnPlanMs ?? 0) / 1000, 2),
+    gemm_fallbacks: String(info.gemmFallbacks ?? 0)
+  }
 }
 
 async function phase1 (): Promise<Record<string, string>> {

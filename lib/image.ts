@@ -52,7 +52,8 @@ function isRGB (x: unknown): x is RGBImage {
 }
 
 function checkRGB ({ width, height, data }: RGBImage, what: string): void {
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
+  const sizeOk = Number.isInteger(width) && Number.isInteger(height) && width >= 1 && height >= 1
+  if (!sizeOk || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
     throw new Pg25Error('PG25_INVALID_ARGUMENT', `${what}: raw images need integer width and height and width x height x 3 RGB bytes`)
   }
 }
@@ -165,7 +166,8 @@ export function makeImage (width: number, height: number, data: Uint8Array, para
     data,
     parameters,
     async toPNG (options = {}) {
-      const png = await sharp(Buffer.from(data.buffer, data.byteOffset, data.byteLength), { raw: { width, height, channels: 3 } }).png().toBuffer()
+      const pixels = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+      const png = await sharp(pixels, { raw: { width, height, channels: 3 } }).png().toBuffer()
       return options.metadata === false ? png : addPngText(png, 'parameters', parameters)
     }
   }

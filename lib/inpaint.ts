@@ -57,7 +57,10 @@ export class Inpainting {
    * start sigma. Draws from `gen` what diffusers draws after the noise (the masked image's encoder
    * sample, which only a 9-channel inpainting UNet uses), so later draws stay in step.
    */
-  start (imageLatents: Float32Array, noise: Float32Array, scheduler: Sigmas, tStart: number, strength: number, gen: TorchGenerator, latentShape: number[]): Float32Array {
+  start (
+    imageLatents: Float32Array, noise: Float32Array, scheduler: Sigmas, tStart: number, strength: number, gen: TorchGenerator,
+    latentShape: number[]
+  ): Float32Array {
     this.imageLatents = imageLatents
     this.noise = noise
     gen.randn([1, ...latentShape.slice(1)])

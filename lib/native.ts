@@ -33,14 +33,22 @@ export interface CancelToken { cancel(): void, readonly cancelled: boolean }
 export interface NativeEngine {
   readonly device: string
   /** `onBytes` gets the bytes loaded so far (as stored in the files) after each tensor, on the main thread. */
-  loadComponent(spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[], options?: { syntheticSeed: number } | { onBytes: (bytes: number) => void }): Promise<number>
+  loadComponent(
+    spec: ComponentSpec, files: WeightFile[], aliases?: WeightAlias[],
+    options?: { syntheticSeed: number } | { onBytes: (bytes: number) => void }
+  ): Promise<number>
   componentInfo(id: number): ComponentInfo
   /** Every weight the component's graph holds: name -> shape. */
   weightShapes(id: number): Record<string, number[]>
   /** Sets each named weight to its original (read again from the files) plus up [out, rank] · down [rank, k]; rank 0: the original. */
   mergeLoRA(id: number, updates: Array<{ name: string, rank: number, up?: Float32Array, down?: Float32Array }>): Promise<void>
-  encodeText(id: number, ids: Int32Array, batch: number, cancel?: CancelToken): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
-  unet(id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, cancel?: CancelToken): Promise<NativeTensor>
+  encodeText(
+    id: number, ids: Int32Array, batch: number, cancel?: CancelToken
+  ): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
+  unet(
+    id: number, sample: NativeTensor, timestep: number, context: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array,
+    cancel?: CancelToken
+  ): Promise<NativeTensor>
   vaeDecode(id: number, latents: NativeTensor, unscale: boolean, cancel?: CancelToken): Promise<NativeTensor>
   vaeEncode(id: number, image: NativeTensor, cancel?: CancelToken): Promise<{ mean: NativeTensor, std: NativeTensor }>
   toRGB8(image: NativeTensor): Promise<Uint8Array>
@@ -53,7 +61,9 @@ export interface NativeEngine {
   /** Any backend op by name (tests compare backends with it); a null input is an absent bias. */
   op(name: string, inputs: Array<NativeTensor | null>, attributes: Record<string, unknown>): Promise<NativeTensor>
   /** The op run `reps` times in one job after two untimed runs: each run's device time (CUDA events on a GPU) and wall time. */
-  timeOp(name: string, inputs: Array<NativeTensor | null>, attributes: Record<string, unknown>, reps: number): Promise<{ deviceMs: number[], wallMs: number[] }>
+  timeOp(
+    name: string, inputs: Array<NativeTensor | null>, attributes: Record<string, unknown>, reps: number
+  ): Promise<{ deviceMs: number[], wallMs: number[] }>
   /** Values uniform in [-scale, scale) from a seeded hash, made natively and copied to the device once (benchmark inputs). */
   randomTensor(shape: number[], seed: number, scale: number): Promise<NativeTensor>
   bytesInUse(): number
@@ -106,7 +116,10 @@ export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 're
 export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',
   'toRGB8', 'fromHost', 'latentPreview', 'toHost', 'lincomb', 'concat', 'slice0', 'op', 'timeOp', 'randomTensor', 'bytesInUse', 'deviceMemory',
   'peakBytes', 'takeNotices', 'profile', 'dispose'] as const
-export const SEAM_CHECKED: [SameKeys<keyof NativeAddon, typeof ADDON_EXPORTS[number]>, SameKeys<keyof NativeEngine, typeof ENGINE_MEMBERS[number]>] = [true, true]
+export const SEAM_CHECKED: [
+  SameKeys<keyof NativeAddon, typeof ADDON_EXPORTS[number]>,
+  SameKeys<keyof NativeEngine, typeof ENGINE_MEMBERS[number]>
+] = [true, true]
 
 /** Which binary loaded: a prebuilt one from prebuilds/, one built from source (build/Release), the emulation build, or PG25_ADDON's. */
 export type BinaryKind = 'prebuilt' | 'source' | 'emulation' | 'custom'

@@ -22,11 +22,17 @@ export interface DownloadFileOptions {
 
 /** Options of `Pipeline.loadLoRA`. */
 export interface LoRALoadOptions {
-  /** how `setLoRAScale`, `unloadLoRA` and `generate({ loras })` name it (default: the file name without `.safetensors`; for a Hub id, the repo's name) */
+  /**
+   * how `setLoRAScale`, `unloadLoRA` and `generate({ loras })` name it (default: the file name without `.safetensors`;
+   * for a Hub id, the repo's name)
+   */
   name?: string
   /** its strength (default 1): the weights change by scale x alpha / rank x up · down */
   scale?: number
-  /** for a Hub id: the file of the repo to load (default: its only `.safetensors` file, or `pytorch_lora_weights.safetensors`, as diffusers picks) */
+  /**
+   * for a Hub id: the file of the repo to load (default: its only `.safetensors` file, or `pytorch_lora_weights.safetensors`,
+   * as diffusers picks)
+   */
   weightName?: string
   /** for a Hub id: a branch, tag or commit hash (default 'main') */
   revision?: string
@@ -148,7 +154,10 @@ export interface GenerateOptions {
    * ```
    */
   image?: ImageInput
-  /** with `image`: how much to change it, (0, 1]; default 0.3 (diffusers' default; 0.9999 with `mask`, as its inpainting). 1 ignores the image's content. */
+  /**
+   * with `image`: how much to change it, (0, 1]; default 0.3 (diffusers' default; 0.9999 with `mask`, as its inpainting).
+   * 1 ignores the image's content.
+   */
   strength?: number
   /**
    * Inpainting, with `image`: white (repaint) and black (keep) of the image's size, in the forms `image`
@@ -200,7 +209,9 @@ export interface GenerateResult {
 export interface MemoryInfo { host: number, device: number, rss: number }
 
 /** What validation settles: the output size is null until an input image's header is read. */
-export interface Plan { width: number | null, height: number | null, steps: number, guidance: number, seed: number, count: number, strength: number }
+export interface Plan {
+  width: number | null, height: number | null, steps: number, guidance: number, seed: number, count: number, strength: number
+}
 
 export const DEFAULT_STEPS = 50
 export const DEFAULT_GUIDANCE = 3

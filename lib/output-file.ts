@@ -37,7 +37,8 @@ export function formatOf (file: string): ImageFormat {
  */
 export async function encodeImage (image: GeneratedImage, format: ImageFormat): Promise<Buffer> {
   if (format === 'png') return await image.toPNG()
-  const raw = sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), { raw: { width: image.width, height: image.height, channels: 3 } })
+  const pixels = Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength)
+  const raw = sharp(pixels, { raw: { width: image.width, height: image.height, channels: 3 } })
   return await (format === 'jpeg' ? raw.jpeg({ quality: 92 }) : raw.webp({ quality: 92 })).withExif({ IFD2: { UserComment: image.parameters } }).toBuffer()
 }
 

@@ -32,7 +32,9 @@ function transformerChannels (): number[] {
   return out
 }
 
-interface Inputs { sample: NativeTensor, ctx: NativeTensor, te: NativeTensor, t: number, ids: Float32Array, ctxData: Float32Array, ctxShape: number[] }
+interface Inputs {
+  sample: NativeTensor, ctx: NativeTensor, te: NativeTensor, t: number, ids: Float32Array, ctxData: Float32Array, ctxShape: number[]
+}
 
 function goldenInputs (rt: Runtime): Inputs {
   const g = readGolden('unet.safetensors')

@@ -21,12 +21,20 @@ export const CASES: Case[] = [
 ]
 
 export function inputsOf (c: Case): Array<{ shape: number[], data: Float32Array } | null> {
-  return c.inputs.map((i, k) => i === null ? null : { shape: i[0], data: new TorchGenerator(1000 + k * 17 + c.name.length).randn(i[0]).map(v => v * i[1]) })
+  return c.inputs.map((i, k) => {
+    if (i === null) return null
+    const [shape, scale] = i
+    return { shape, data: new TorchGenerator(1000 + k * 17 + c.name.length).randn(shape).map(v => v * scale) }
+  })
 }
 
 const erf = (x: number): number => { // Abramowitz & Stegun 7.1.26 is too coarse for a reference: series/continued fraction
   const t = Math.abs(x)
-  if (t < 3) { let s = 0; let term = t; for (let n = 0; n < 200; n++) { s += term / (2 * n + 1); term *= -t * t / (n + 1) } return Math.sign(x) * 2 / Math.sqrt(Math.PI) * s }
+  if (t < 3) {
+    let s = 0; let term = t
+    for (let n = 0; n < 200; n++) { s += term / (2 * n + 1); term *= -t * t / (n + 1) }
+    return Math.sign(x) * 2 / Math.sqrt(Math.PI) * s
+  }
   return Math.sign(x) * (1 - Math.exp(-t * t) / (t * Math.sqrt(Math.PI)) * (1 - 1 / (2 * t * t) + 3 / (4 * t ** 4)))
 }
 const silu = (v: number): number => v / (1 + Math.exp(-v))

@@ -47,7 +47,8 @@ function outShape (c: Case): number[] {
 const inputs = cases.map((c, i) => {
   const g = new TorchGenerator(100 + i)
   const round = c.wide === true ? toBf16 : toHalf
-  const make = (shape: number[], scale: number): { shape: number[], data: Float32Array } => ({ shape, data: g.randn(shape).map(v => round(v * scale)) })
+  const make = (shape: number[], scale: number): { shape: number[], data: Float32Array } =>
+    ({ shape, data: g.randn(shape).map(v => round(v * scale)) })
   return [make(c.x, 1), make(c.w, 0.3), c.bias ? make([c.w[0]], 1) : null, c.residual ? make(outShape(c), 1) : null]
 })
 

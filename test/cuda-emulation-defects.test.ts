@@ -22,7 +22,8 @@ async function vaeCopy (dtype: 'F16' | 'F32', config: object = {}, edit: (data: 
   const native = loadNative()
   const src = path.join(TINY, 'vae', 'diffusion_pytorch_model.fp16.safetensors')
   const entries = await native.inspectSafetensors(src)
-  const values = await native.readTensors([{ path: src, paddle: false }], entries.map(e => ({ name: e.name, shape: e.shape, linear: false })))
+  const wanted = entries.map(e => ({ name: e.name, shape: e.shape, linear: false }))
+  const values = await native.readTensors([{ path: src, paddle: false }], wanted)
   const data = Object.fromEntries(entries.map((e, i) => [e.name, values[i]]))
   edit(data)
   await writeSafetensors(path.join(dir, 'vae', 'diffusion_pytorch_model.safetensors'), entries.map(e => ({ name: e.name, dtype, shape: e.shape, data: data[e.name] })))
@@ -97,7 +98,11 @@ test.serial('a job resolves when its device work has completed, not when it is q
   const rt = Runtime.open('cuda', () => {})
   const unet = await UNetModel.load(rt, await resolveComponent(TINY, await readModelIndex(TINY), 'unet', null, () => {}))
   const g = readGolden('unet.safetensors')
-  const args = [rt.fromHost(g.sample.data, g.sample.shape), rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape), rt.fromHost(g.text_embeds.data, g.text_embeds.shape)]
+  const args = [
+    rt.fromHost(g.sample.data, g.sample.shape),
+    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape),
+    rt.fromHost(g.text_embeds.data, g.text_embeds.shape)
+  ]
   emulationReport(true)
   const out = await rt.engine.unet((unet as any).id, args[0], g.timestep.data[0], args[1], args[2], g.time_ids.data)
   const r = emulationReport()

@@ -30,7 +30,11 @@ function calls (unet: UNetModel, sizes: number[]): Call[] {
 }
 
 async function predict (rt: Runtime, unet: UNetModel, c: Call): Promise<{ out: Float32Array, launches: number }> {
-  const inputs = [rt.fromHost(c.sample, c.shape), rt.fromHost(c.ctx, [2, 77, unet.info.crossAttentionDim]), rt.fromHost(c.te, [2, unet.info.textEmbedsDim])]
+  const inputs = [
+    rt.fromHost(c.sample, c.shape),
+    rt.fromHost(c.ctx, [2, 77, unet.info.crossAttentionDim]),
+    rt.fromHost(c.te, [2, unet.info.textEmbedsDim])
+  ]
   emulationReport(true)
   const y = await unet.predict(inputs[0], c.t, inputs[1], inputs[2], c.ids)
   const launches = emulationReport().launches // the call's own launches

@@ -21,7 +21,8 @@ async function nhwc (x: NativeTensor): Promise<NativeTensor> {
 }
 
 // The op on the CPU with NCHW inputs, and on the GPU with every rank-4 input (kernels included) NHWC.
-const compare = async (t: any, c: OpCase): Promise<void> => await compareOp(t, c, cpu, gpu, data, async x => x.shape.length === 4 ? await nhwc(x) : x)
+const compare = async (t: any, c: OpCase): Promise<void> =>
+  await compareOp(t, c, cpu, gpu, data, async x => x.shape.length === 4 ? await nhwc(x) : x)
 
 const cases: OpCase[] = [
   { op: 'add', inputs: [[[2, 5, 3, 7], 1], [[2, 5, 3, 7], 1]] },
@@ -169,7 +170,8 @@ test.serial('a LoRA merged into a convolution kernel held as KRSC (after a recor
     t.true((await goldenUnet(rt, unet)).err <= 2e-2, 'before the merge') // on the GPU: the call that records the graph
     await rt.engine.mergeLoRA(unet.id, [{ name, rank, up, down }])
     const u = readGolden('unet.safetensors')
-    const y = await unet.predict(rt.fromHost(u.sample.data, u.sample.shape), u.timestep.data[0], rt.fromHost(u.encoder_hidden_states.data, u.encoder_hidden_states.shape),
+    const y = await unet.predict(rt.fromHost(u.sample.data, u.sample.shape), u.timestep.data[0],
+      rt.fromHost(u.encoder_hidden_states.data, u.encoder_hidden_states.shape),
       rt.fromHost(u.text_embeds.data, u.text_embeds.shape), u.time_ids.data)
     outs.push(rt.toHost(y))
     t.true(relativeError(outs[outs.length - 1], u.out.data) > 0.05, 'the update changes the output')

@@ -142,11 +142,15 @@ test.serial('previews and 8-bit images match the CPU backend byte for byte (with
   const x = data([2, 4, 5, 3], 0.8)
   const m = new Float32Array([0.3, -0.2, 0.1, 0.05, 0.2, 0.3, -0.1, 0.1, -0.25, 0.1, 0.4, 0.2])
   const bias = new Float32Array([0.1, -0.1, 0.05])
-  const [pc, pg] = [cpu, gpu].map(rt => { const tx = rt.fromHost(x, [2, 4, 5, 3]); const p = rt.engine.latentPreview(tx, m, bias); tx.dispose(); return p })
+  const [pc, pg] = [cpu, gpu].map(rt => {
+    const tx = rt.fromHost(x, [2, 4, 5, 3]); const p = rt.engine.latentPreview(tx, m, bias); tx.dispose(); return p
+  })
   t.is(pc.length, 2 * 15 * 3)
   t.true(maxAbsDiff(pc, pg) <= 1, `preview ${maxAbsDiff(pc, pg)}`)
   const img = data([2, 3, 6, 5], 0.7)
-  const [ic, ig] = await Promise.all([cpu, gpu].map(async rt => { const ti = rt.fromHost(img, [2, 3, 6, 5]); const b = await rt.engine.toRGB8(ti); ti.dispose(); return b }))
+  const [ic, ig] = await Promise.all([cpu, gpu].map(async rt => {
+    const ti = rt.fromHost(img, [2, 3, 6, 5]); const b = await rt.engine.toRGB8(ti); ti.dispose(); return b
+  }))
   t.is(ic.length, 2 * 30 * 3)
   t.true(maxAbsDiff(ic, ig) <= 1, `image ${maxAbsDiff(ic, ig)}`)
 })

@@ -66,7 +66,9 @@ test.before(async () => { gpu = await Pipeline.fromPretrained(TINY, { device: 'c
 for (const c of goldenCases().pipeline as any[]) {
   test.serial(`${c.file} in emulated CUDA: the image at PSNR >= 35 dB against diffusers`, async t => {
     const g = readGolden(c.file)
-    const r = await gpu.generate(c.prompt, { negativePrompt: c.negative ?? undefined, steps: c.steps, guidanceScale: c.guidance, width: c.w, height: c.h, seed: c.seed })
+    const r = await gpu.generate(c.prompt, {
+      negativePrompt: c.negative ?? undefined, steps: c.steps, guidanceScale: c.guidance, width: c.w, height: c.h, seed: c.seed
+    })
     const db = psnr(r.images[0].data, to8(g.image.data))
     t.true(db >= 35, `${c.file}: ${db.toFixed(1)} dB`)
   })

@@ -2,8 +2,9 @@
 // at build time) checked against the real cudnn.h wherever it is found: test/cudnn-header-check.cc
 // static_asserts every enum value and function signature we use, compiled with the host compiler.
 // Where the headers are: $PG25_CUDNN_INCLUDE, the nvidia-cudnn wheel's include folder (unpacked under
-// /tmp/cudnn-wheel, or installed in a site-packages), the system's, else the wheel fetched from pip's index; the CUDA runtime headers it includes come from
-// $CUDA_PATH, /usr/local/cuda*/include or the nvidia-cuda-runtime wheel. Skipped, saying why, without them.
+// /tmp/cudnn-wheel, or installed in a site-packages), the system's, else the wheel fetched from pip's index; the
+// CUDA runtime headers it includes come from $CUDA_PATH, /usr/local/cuda*/include or the nvidia-cuda-runtime wheel.
+// Skipped, saying why, without them.
 import test from 'ava'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'

@@ -300,7 +300,8 @@ test.serial('progress carries previews when asked, and latent output comes back 
   for (let i = 0; i < 3; i++) {
     t.like(remote[i], { step: local[i].step, steps: 3, sigma: local[i].sigma })
     t.is(remote[i].previews.length, 2)
-    t.deepEqual(remote[i].previews.map((p: any) => [p.width, p.height, Buffer.from(p.data)]), local[i].previews.map((p: any) => [p.width, p.height, Buffer.from(p.data)]))
+    const frames = (previews: any[]): unknown[] => previews.map((p: any) => [p.width, p.height, Buffer.from(p.data)])
+    t.deepEqual(frames(remote[i].previews), frames(local[i].previews))
   }
   const steps: any[] = []
   await fleet.generate('no previews', { ...o, onStep: s => steps.push(s) })

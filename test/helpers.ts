@@ -74,6 +74,7 @@ export function declaredPng (width: number, height: number): Buffer {
 export async function goldenUnet (rt: Runtime, unet: UNetModel): Promise<{ shape: number[], expected: number[], err: number }> {
   const g = readGolden('unet.safetensors')
   const out = await unet.predict(rt.fromHost(g.sample.data, g.sample.shape), g.timestep.data[0],
-    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape), rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data)
+    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape),
+    rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data)
   return { shape: out.shape, expected: g.out.shape, err: relativeError(rt.toHost(out), g.out.data) }
 }

@@ -53,7 +53,8 @@ export function useMockHub (test: TestFn, more: MockRepoSpec[] = []): () => HubT
   let home = ''
   test.before(async () => {
     hub = await MockHub.start([
-      // A full-precision UNet beside the fp16 one (as the real repo has; fetched only without a variant) and files the pipeline never needs.
+      // A full-precision UNet beside the fp16 one (as the real repo has; fetched only without a variant) and files the
+      // pipeline never needs.
       { id: ID, dir: TINY, branches: ['v2.5'], extra: { 'README.md': Buffer.from('# tiny-pg25\n'), 'unet/diffusion_pytorch_model.safetensors': toFloat32File(await fs.readFile(path.join(TINY, 'unet/diffusion_pytorch_model.fp16.safetensors'))), 'text_encoder/model.bin': Buffer.alloc(1000, 7) } },
       { id: GATED, dir: TINY, token: GATED_TOKEN },
       ...more

@@ -27,7 +27,9 @@ const golden8 = Array.from(g.image.data, x => Math.round(Math.min(1, Math.max(0,
 function keptDiff (latents: Float32Array, mask: Float32Array): number {
   const per = g.image_latents.data.length
   let d = 0
-  for (let e = 0; e < latents.length; e++) if (mask[e % mask.length] === 0) d = Math.max(d, Math.abs(latents[e] - g.image_latents.data[e % per]))
+  for (let e = 0; e < latents.length; e++) {
+    if (mask[e % mask.length] === 0) d = Math.max(d, Math.abs(latents[e] - g.image_latents.data[e % per]))
+  }
   return d
 }
 

@@ -33,7 +33,8 @@ for (const [device, tol] of [['cpu', 1e-4], ['cuda', 2e-2]] as const) {
         t.true(err <= tol, `scale ${scale} ${name}: ${err}`)
       }
       const u = readGolden('unet.safetensors')
-      const out = await unet.predict(rt.fromHost(u.sample.data, u.sample.shape), u.timestep.data[0], rt.fromHost(u.encoder_hidden_states.data, u.encoder_hidden_states.shape),
+      const out = await unet.predict(rt.fromHost(u.sample.data, u.sample.shape), u.timestep.data[0],
+        rt.fromHost(u.encoder_hidden_states.data, u.encoder_hidden_states.shape),
         rt.fromHost(u.text_embeds.data, u.text_embeds.shape), u.time_ids.data)
       const err = relativeError(rt.toHost(out), g[`scale${scale}.unet_out`].data)
       t.true(err <= tol, `scale ${scale} unet_out: ${err}`)

@@ -148,7 +148,9 @@ test('missing pieces are Pg25Errors naming the path at fault', async t => {
   })
   const idx = path.join(root, 'model_index.json')
   const original = await fs.readFile(idx, 'utf8')
-  const edit = async (f: (j: any) => void): Promise<void> => { const j = JSON.parse(original); f(j); await fs.writeFile(idx, JSON.stringify(j)) }
+  const edit = async (f: (j: any) => void): Promise<void> => {
+    const j = JSON.parse(original); f(j); await fs.writeFile(idx, JSON.stringify(j))
+  }
 
   await edit(j => { delete j.vae })
   await expectCode(Pipeline.fromPretrained(root, { device: 'cpu' }), 'PG25_NOT_FOUND', /component "vae" is missing/)

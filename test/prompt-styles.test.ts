@@ -180,5 +180,7 @@ test('the request memory estimate counts the context: each prompt chunk adds its
 
 test('long one-word runs tokenize as Hugging Face\'s fast tokenizer merges them', t => {
   t.true(fixture.long_words.length >= 8)
-  for (const w of fixture.long_words as Array<{ text: string, ids: number[] }>) t.deepEqual(toks[0].tokenize(w.text), w.ids, w.text.slice(0, 40))
+  for (const w of fixture.long_words as Array<{ text: string, ids: number[] }>) {
+    t.deepEqual(toks[0].tokenize(w.text), w.ids, w.text.slice(0, 40))
+  }
 })

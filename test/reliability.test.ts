@@ -28,11 +28,16 @@ test('tokenizer property: any string gives 77 ids in the vocabulary and never th
   t.pass()
 })
 
-const field = fc.oneof(fc.constant(undefined), fc.integer({ min: -100, max: 5000 }), fc.double({ noNaN: false }), fc.string({ maxLength: 5 }), fc.constant(null), fc.boolean(), fc.constant([]))
+const field = fc.oneof(fc.constant(undefined), fc.integer({ min: -100, max: 5000 }), fc.double({ noNaN: false }),
+  fc.string({ maxLength: 5 }), fc.constant(null), fc.boolean(), fc.constant([]))
 test('generate property: any invalid option combination rejects cleanly with PG25_INVALID_ARGUMENT before work', async t => {
   let invalid = 0
   let steps = 0
-  await fc.assert(fc.asyncProperty(fc.record({ width: field, height: field, steps: field, guidanceScale: field, seed: field, count: field, scheduler: field, outputType: field, strength: field, latents: fc.constantFrom(undefined, new Float32Array(3)) }, { requiredKeys: [] }), async opts => {
+  const options = fc.record({
+    width: field, height: field, steps: field, guidanceScale: field, seed: field, count: field, scheduler: field, outputType: field,
+    strength: field, latents: fc.constantFrom(undefined, new Float32Array(3))
+  }, { requiredKeys: [] })
+  await fc.assert(fc.asyncProperty(options, async opts => {
     const cleaned = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined))
     try {
       await pipe.generate('a cat', { ...cleaned, onStep: () => { steps++ }, outputType: 'latent' } as any)

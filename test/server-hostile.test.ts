@@ -19,7 +19,9 @@ const listen = async (s: Pg25Server): Promise<number> => {
 }
 test.before(async () => {
   pipe = await Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: 128 * 2 ** 20 })
-  server = createServer(pipe, { queueLimit: 2, maxBodyBytes: 64 * 1024, maxPixels: 1024 * 1024, headersTimeoutMs: 1000, requestTimeoutMs: 2000 })
+  server = createServer(pipe, {
+    queueLimit: 2, maxBodyBytes: 64 * 1024, maxPixels: 1024 * 1024, headersTimeoutMs: 1000, requestTimeoutMs: 2000
+  })
   guarded = createServer(pipe, { token: 's3cret' })
   port = await listen(server)
   guardedPort = await listen(guarded)
@@ -36,7 +38,9 @@ const post = async (body: unknown, headers: Record<string, string> = JSON_TYPE, 
 const small = { prompt: 'a cat', steps: 1, width: 64, height: 64, seed: 1 }
 
 /** Sends raw bytes and collects what comes back until the server closes or `ms` pass. */
-async function raw (send: string | string[], o: { halfClose?: boolean, ms?: number, to?: number } = {}): Promise<{ text: string, closed: boolean }> {
+async function raw (
+  send: string | string[], o: { halfClose?: boolean, ms?: number, to?: number } = {}
+): Promise<{ text: string, closed: boolean }> {
   return await new Promise((resolve, reject) => {
     const sock = net.connect(o.to ?? port, '127.0.0.1')
     let text = ''

@@ -71,7 +71,8 @@ test.serial('a full queue answers 503, and a client that disconnects cancels its
   await r2
   // Both runs end early: the queue drains long before 1,000 steps x 2 could finish.
   const start = Date.now()
-  while (served.servers[0].stats().cancelled < before.cancelled + 2 && Date.now() - start < 20000) await new Promise(resolve => setTimeout(resolve, 50))
+  const cancelled = (): number => served.servers[0].stats().cancelled
+  while (cancelled() < before.cancelled + 2 && Date.now() - start < 20000) await new Promise(resolve => setTimeout(resolve, 50))
   const after = served.servers[0].stats()
   t.is(after.cancelled, before.cancelled + 2)
   t.is(after.running + after.waiting, 0)

@@ -74,7 +74,8 @@ test('unet inputs of the wrong shape are refused with a clear error, not a crash
   const { rt, unet } = await setup()
   const g = readGolden('unet.safetensors')
   const e = await t.throwsAsync(unet.predict(rt.fromHost(new Float32Array(2 * 3 * 16 * 16), [2, 3, 16, 16]), 0.2,
-    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape), rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data))
+    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape),
+    rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data))
   t.is((e as any).code, 'PG25_INVALID_ARGUMENT')
   t.regex(e.message, /sample must be \[B, 4, h, w\]/)
   rt.dispose()
@@ -88,7 +89,8 @@ test('synthetic weights: any graph from its config alone, deterministic per seed
   const c = await UNetModel.load(rt, src, 8)
   const g = readGolden('unet.safetensors')
   const run = async (m: UNetModel): Promise<Float32Array> => rt.toHost(await m.predict(rt.fromHost(g.sample.data, g.sample.shape), 0.5,
-    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape), rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data))
+    rt.fromHost(g.encoder_hidden_states.data, g.encoder_hidden_states.shape),
+    rt.fromHost(g.text_embeds.data, g.text_embeds.shape), g.time_ids.data))
   const [ya, yb, yc] = [await run(a), await run(b), await run(c)]
   t.deepEqual(ya, yb)
   t.true(relativeError(ya, yc) > 0.1)

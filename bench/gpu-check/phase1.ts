@@ -43,7 +43,8 @@ export async function golden (): Promise<boolean> {
     check(name, relativeError(rt.toHost(t), te[`p0.${name}`].data))
   }
   const u = readGolden('unet.safetensors')
-  const out = await unet.predict(rt.fromHost(u.sample.data, u.sample.shape), u.timestep.data[0], rt.fromHost(u.encoder_hidden_states.data, u.encoder_hidden_states.shape),
+  const out = await unet.predict(rt.fromHost(u.sample.data, u.sample.shape), u.timestep.data[0],
+    rt.fromHost(u.encoder_hidden_states.data, u.encoder_hidden_states.shape),
     rt.fromHost(u.text_embeds.data, u.text_embeds.shape), u.time_ids.data)
   check('unet', relativeError(rt.toHost(out), u.out.data))
   const v = readGolden('vae.safetensors')
@@ -53,7 +54,9 @@ export async function golden (): Promise<boolean> {
   const cases = JSON.parse(readFileSync(path.join(GOLDEN, 'cases.json'), 'utf8')).pipeline
   for (const c of cases) {
     const g = readGolden(c.file)
-    const r = await pipe.generate(c.prompt, { negativePrompt: c.negative ?? undefined, steps: c.steps, guidanceScale: c.guidance, width: c.w, height: c.h, seed: c.seed })
+    const r = await pipe.generate(c.prompt, {
+      negativePrompt: c.negative ?? undefined, steps: c.steps, guidanceScale: c.guidance, width: c.w, height: c.h, seed: c.seed
+    })
     const db = psnr(r.images[0].data, g.image.data); ok &&= db >= 35
     row(`golden ${c.file} PSNR`, `${db.toFixed(1)} dB`, db >= 35 ? 'pass' : 'FAIL')
   }
@@ -72,7 +75,9 @@ export async function gpuVsCpu (): Promise<number | undefined> {
     const unet = await UNetModel.load(rt, cfg('unet'), 1)
     const { crossAttentionDim: cross, textEmbedsDim: pool } = unet.info
     sample ??= gen.randn([2, 4, side, side]); ctx ??= gen.randn([2, 77, cross]).map(x => x * 0.5); pooled ??= gen.randn([2, pool])
-    results.push(rt.toHost(await unet.predict(rt.fromHost(sample, [2, 4, side, side]), 0.8, rt.fromHost(ctx, [2, 77, cross]), rt.fromHost(pooled, [2, pool]), timeIds(RES / 4))))
+    const out = await unet.predict(rt.fromHost(sample, [2, 4, side, side]), 0.8, rt.fromHost(ctx, [2, 77, cross]),
+      rt.fromHost(pooled, [2, pool]), timeIds(RES / 4))
+    results.push(rt.toHost(out))
     rt.dispose()
   }
   if (results.length < 2) return undefined
@@ -84,13 +89,16 @@ export async function gpuVsCpu (): Promise<number | undefined> {
 // The timed calls' inputs: UNet sample, conditioning and pooled embeddings, and VAE latents.
 export type Shapes = Record<'x' | 'c' | 'p' | 'z', number[]>
 // The same values on every runtime that times them (seeds 1 to 4).
-export const modelInputs = (rt: Runtime, s: Shapes): NativeTensor[] => [s.x, s.c, s.p, s.z].map((shape, i) => rt.fromHost(new TorchGenerator(1 + i).randn(shape), shape))
+export const modelInputs = (rt: Runtime, s: Shapes): NativeTensor[] =>
+  [s.x, s.c, s.p, s.z].map((shape, i) => rt.fromHost(new TorchGenerator(1 + i).randn(shape), shape))
 export const shapesFor = (unet: UNetModel): Shapes => {
   const lat = RES / 8
   return { x: [2, 4, lat, lat], c: [2, 77, unet.info.crossAttentionDim], p: [2, unet.info.textEmbedsDim], z: [1, 4, lat, lat] }
 }
 
-export interface Headline { text_ms: number, unet_step_ms: number, unet_eager_ms: number, vae_ms: number, generate_s: number, peak_gib: number, finite: boolean }
+export interface Headline {
+  text_ms: number, unet_step_ms: number, unet_eager_ms: number, vae_ms: number, generate_s: number, peak_gib: number, finite: boolean
+}
 
 /** Timings at RES x RES on the device, on synthetic full-size weights. */
 export async function headline (): Promise<Headline> {
@@ -100,14 +108,22 @@ export async function headline (): Promise<Headline> {
   const unet = await UNetModel.load(rt, cfg('unet'), 1)
   const vae = await VAEModel.load(rt, cfg('vae'), 4)
   rt.engine.peakBytes(true)
-  const tokens = [Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 12 ? 320 + i : 49407)), Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : 49407))]
-  const text_ms = await timeMs(async () => { const r1 = await te1.encode(tokens); const r2 = await te2.encode(tokens); r1.penultimate.dispose(); r2.penultimate.dispose(); r2.pooled?.dispose() }, reps(5))
+  const tokens = [
+    Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 12 ? 320 + i : 49407)),
+    Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : 49407))
+  ]
+  const text_ms = await timeMs(async () => {
+    const r1 = await te1.encode(tokens); const r2 = await te2.encode(tokens)
+    r1.penultimate.dispose(); r2.penultimate.dispose(); r2.pooled?.dispose()
+  }, reps(5))
   const shapes = shapesFor(unet)
   const [x, c, p, z] = modelInputs(rt, shapes)
   const tid = timeIds(RES)
   const unet_step_ms = await timeMs(async () => (await unet.predict(x, 0.5, c, p, tid)).dispose(), reps(5))
   let finite = true
-  const vae_ms = await timeMs(async () => { const img = await vae.decode(z); finite &&= rt.toHost(img).every(Number.isFinite); img.dispose() }, reps(3))
+  const vae_ms = await timeMs(async () => {
+    const img = await vae.decode(z); finite &&= rt.toHost(img).every(Number.isFinite); img.dispose()
+  }, reps(3))
   row(`VAE decode at ${RES}x${RES} has no NaN/Inf`, String(finite), finite ? 'pass' : 'FAIL')
   // The generate() loop: prompt encoding, 50 guided DPM++ steps on device tensors, decode, RGB bytes.
   const sched = new EDMDPMSolverMultistepScheduler(JSON.parse(readFileSync(path.join(MODEL, SMOKE ? 'scheduler/scheduler_config.json' : 'scheduler_config.json'), 'utf8')))

@@ -58,7 +58,10 @@ export async function nchw (): Promise<{ unet_ms: number, vae_ms: number }> {
 // `im2col` cases run with PG25_DISABLE_CUDNN=1 (the fallback) and are compared with the PyTorch op named by `peer`;
 // `nhwc` cases take their rank-4 inputs channels last (the GPU's image layout), the ' nchw' rows the same op in NCHW.
 // `env` is set while a case is timed (PG25_ATTENTION_ROWS=16: the attention kernel of one row tile a warp).
-export interface OpCase { name: string, op: string, inputs: number[][], attrs?: Record<string, unknown>, im2col?: boolean, peer?: string, nhwc?: boolean, env?: Record<string, string> }
+export interface OpCase {
+  name: string, op: string, inputs: number[][], attrs?: Record<string, unknown>
+  im2col?: boolean, peer?: string, nhwc?: boolean, env?: Record<string, string>
+}
 // Convolutions with their bias (and a ResNet's residual), as the UNet and VAE call them; PyTorch runs
 // them channels_last (bench/torch_ops.py has the same list).
 const CONVS: Array<{ name: string, x: number[], k: number, r: number, stride: number, residual?: boolean }> = [
@@ -79,7 +82,8 @@ const convCase = (c: typeof CONVS[number], im2col: boolean, nhwc: boolean): OpCa
 const bothLayouts = (c: OpCase): OpCase[] => [{ ...c, nhwc: true }, { ...c, name: `${c.name} nchw`, peer: c.name }]
 export const OP_CASES: OpCase[] = [
   ...CONVS.flatMap(c => [convCase(c, false, true), convCase(c, false, false), convCase(c, true, true), convCase(c, true, false)]),
-  ...[[2 * 4096, 640, 640], [2 * 4096, 640, 5120], [2 * 4096, 2560, 640], [2 * 1024, 1280, 1280], [2 * 1024, 1280, 10240], [2 * 1024, 5120, 1280], [2 * 77, 2048, 1280]]
+  ...[[2 * 4096, 640, 640], [2 * 4096, 640, 5120], [2 * 4096, 2560, 640],
+    [2 * 1024, 1280, 1280], [2 * 1024, 1280, 10240], [2 * 1024, 5120, 1280], [2 * 77, 2048, 1280]]
     .map(([m, k, n]) => ({ name: `gemm ${m}x${k}x${n}`, op: 'linear', inputs: [[opRows(m), k], [n, k]] })),
   ...[[4096, 10], [1024, 20]].flatMap(([count, heads]) => {
     const c = { name: `sdpa ${count} tokens ${heads} heads`, op: 'attention', inputs: Array(3).fill([2, opRows(count), heads * 64]), attrs: { heads, causal: 0 } }

@@ -75,5 +75,6 @@ export async function openPipeline (c: ModelChoice, options: OpenOptions = {}): 
     onProgress: options.onProgress,
     signal: options.signal
   }
-  return c.config !== undefined ? await Pipeline.fromSingleFile(model, { ...load, config: c.config }) : await Pipeline.fromPretrained(model, load)
+  if (c.config !== undefined) return await Pipeline.fromSingleFile(model, { ...load, config: c.config })
+  return await Pipeline.fromPretrained(model, load)
 }

@@ -87,7 +87,9 @@ export async function workerCommand (argv: string[], elsewhere: Record<string, s
   try {
     if (signalled !== undefined) { say(`${signalled} while loading: stopped`); return 0 }
     await loadLoRAFlags(pipe, loras)
-    const worker = await startWorker(pipe, { redis: redis!, queue: str(values.queue), concurrency, maxPixels, lockDurationMs, stalledIntervalMs, log })
+    const worker = await startWorker(pipe, {
+      redis: redis!, queue: str(values.queue), concurrency, maxPixels, lockDurationMs, stalledIntervalMs, log
+    })
     const signal = await stop
     say(`${signal}: finishing ${worker.running} running job(s) (at most ${graceMs / 1000} s, then they go back to the queue)`)
     // A second signal gives the jobs back now; and whatever happens, the process ends within a bound.

@@ -55,7 +55,8 @@ async function imageBytes (image: NonNullable<GenerateOptions['image']>): Promis
   if (typeof image === 'string') return await readRegularFile(image, { what: 'image', code: 'PG25_INVALID_ARGUMENT', maxBytes: INPUT_IMAGE_BYTES })
   if (image instanceof Uint8Array) return Buffer.from(image.buffer, image.byteOffset, image.byteLength)
   const { width, height, data } = image as RGBImage
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
+  const sizeOk = Number.isInteger(width) && Number.isInteger(height) && width >= 1 && height >= 1
+  if (!sizeOk || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
     throw new Pg25Error('PG25_INVALID_ARGUMENT', 'image: raw images need integer width and height and width x height x 3 RGB bytes')
   }
   // Raw pixels travel as a lossless PNG: the worker decodes it back to the same bytes.

@@ -28,7 +28,9 @@ export interface LoRAModule {
 /** Each component's weights: name -> shape (Engine.weightShapes). */
 export type WeightShapes = Record<LoRAComponent, Record<string, number[]>>
 
-interface Group { component: LoRAComponent | null, module: string, down?: SafetensorsEntry, up?: SafetensorsEntry, alpha?: SafetensorsEntry }
+interface Group {
+  component: LoRAComponent | null, module: string, down?: SafetensorsEntry, up?: SafetensorsEntry, alpha?: SafetensorsEntry
+}
 
 const same = (a: number[], b: number[]): boolean => a.length === b.length && a.every((v, i) => v === b[i])
 const shape = (s: number[]): string => `[${s.join(', ')}]`
@@ -86,7 +88,10 @@ export async function readLoRA (file: string, weights: WeightShapes, room?: Room
     bad(`tensor "${key}" targets ${what}, which this model (SDXL UNet and CLIP text encoders) does not have; ${share}`)
   }
 
-  const plan: Array<{ component: LoRAComponent, weight: string, rank: number, alpha: SafetensorsEntry | number | undefined, pattern?: number, rs: boolean, down: SafetensorsEntry, up: SafetensorsEntry }> = []
+  const plan: Array<{
+    component: LoRAComponent, weight: string, rank: number, alpha: SafetensorsEntry | number | undefined, pattern?: number,
+    rs: boolean, down: SafetensorsEntry, up: SafetensorsEntry
+  }> = []
   for (const g of groups.values()) {
     const target = g.component === null ? kohya.get(g.module)! : { component: g.component, module: g.module }
     const name = `${target.component} module "${target.module}"`
@@ -96,7 +101,9 @@ export async function readLoRA (file: string, weights: WeightShapes, room?: Room
     const w = weights[target.component][`${target.module}.weight`]
     const rank = down.shape[0]
     const [out, inC, kh = 1, kw = 1] = w
-    const downOk = w.length === 2 ? same(down.shape, [rank, inC]) || same(down.shape, [rank, inC, 1, 1]) : same(down.shape, [rank, inC, kh, kw]) || (kh === 1 && kw === 1 && same(down.shape, [rank, inC]))
+    const linearOk = same(down.shape, [rank, inC]) || same(down.shape, [rank, inC, 1, 1])
+    const convOk = same(down.shape, [rank, inC, kh, kw]) || (kh === 1 && kw === 1 && same(down.shape, [rank, inC]))
+    const downOk = w.length === 2 ? linearOk : convOk
     const upOk = same(up.shape, [out, rank]) || same(up.shape, [out, rank, 1, 1])
     if (!(rank >= 1) || !downOk || !upOk || w.length > 4) {
       bad(`"${down.name}" ${shape(down.shape)} and "${up.name}" ${shape(up.shape)} do not fit ${name}, whose weight is ${shape(w)} (down must be [rank, ${w.slice(1).join(', ')}], up [${out}, rank])`)

@@ -56,7 +56,8 @@ export class LoRAs {
   }
 
   private weightShapes (): WeightShapes {
-    this.shapes ??= Object.fromEntries(LORA_COMPONENTS.map(c => [c, this.rt.call(() => this.rt.engine.weightShapes(this.ids[c]))])) as WeightShapes
+    const shapesOf = (c: LoRAComponent): Record<string, number[]> => this.rt.call(() => this.rt.engine.weightShapes(this.ids[c]))
+    this.shapes ??= Object.fromEntries(LORA_COMPONENTS.map(c => [c, shapesOf(c)])) as WeightShapes
     return this.shapes
   }
 
@@ -133,7 +134,8 @@ export class LoRAs {
         want.set(key, [...(want.get(key) ?? []), { m, s, id: l.id }])
       }
     }
-    const updates: Record<LoRAComponent, Array<{ name: string, rank: number, up?: Float32Array, down?: Float32Array }>> = { unet: [], text_encoder: [], text_encoder_2: [] }
+    type Update = { name: string, rank: number, up?: Float32Array, down?: Float32Array }
+    const updates: Record<LoRAComponent, Update[]> = { unet: [], text_encoder: [], text_encoder_2: [] }
     const next = new Map<string, string>()
     for (const key of new Set([...want.keys(), ...this.applied.keys()])) {
       const parts = want.get(key) ?? []

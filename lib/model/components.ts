@@ -7,7 +7,9 @@ import type { CancelToken, ComponentInfo, NativeEngine, NativeTensor } from '../
 import type { Runtime } from '../runtime'
 
 /** Runs one native model call; `signal` aborting stops it between blocks with an AbortError. */
-async function cancellable<T> (rt: Runtime, signal: AbortSignal | undefined, fn: (e: NativeEngine, token: CancelToken | undefined) => Promise<T>): Promise<T> {
+async function cancellable<T> (
+  rt: Runtime, signal: AbortSignal | undefined, fn: (e: NativeEngine, token: CancelToken | undefined) => Promise<T>
+): Promise<T> {
   return await withCancel(signal, async token => await native(async () => await rt.call(() => fn(rt.engine, token))))
 }
 
@@ -23,7 +25,9 @@ export class TextEncoderModel {
   /** `id`: the component's number in the runtime's engine (LoRA merging addresses it) */
   private constructor (private readonly rt: Runtime, readonly id: number, readonly hiddenSize: number) {}
 
-  static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<TextEncoderModel> {
+  static async load (
+    rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void
+  ): Promise<TextEncoderModel> {
     const id = await rt.load('text_encoder', src, syntheticSeed, onBytes)
     return new TextEncoderModel(rt, id, infoOf(rt, id, 'text_encoder').hiddenSize)
   }
@@ -37,12 +41,16 @@ export class TextEncoderModel {
 
 export class UNetModel {
   /** `id`: the component's number in the runtime's engine (LoRA merging addresses it) */
-  private constructor (private readonly rt: Runtime, readonly id: number, readonly info: { inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number }) {}
+  private constructor (
+    private readonly rt: Runtime,
+    readonly id: number,
+    readonly info: { inChannels: number, sampleSize: number, crossAttentionDim: number, textEmbedsDim: number }
+  ) {}
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<UNetModel> {
     const id = await rt.load('unet', src, syntheticSeed, onBytes)
-    const i = infoOf(rt, id, 'unet')
-    return new UNetModel(rt, id, { inChannels: i.inChannels, sampleSize: i.sampleSize, crossAttentionDim: i.crossAttentionDim, textEmbedsDim: i.textEmbedsDim })
+    const { inChannels, sampleSize, crossAttentionDim, textEmbedsDim } = infoOf(rt, id, 'unet')
+    return new UNetModel(rt, id, { inChannels, sampleSize, crossAttentionDim, textEmbedsDim })
   }
 
   /**
@@ -50,8 +58,12 @@ export class UNetModel {
    * or [B / k, C, h, w] taken k times over, for conditioning of batch B (classifier-free guidance passes
    * one latent for the unconditional and conditional halves).
    */
-  async predict (sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array, signal?: AbortSignal): Promise<NativeTensor> {
-    const out = await cancellable(this.rt, signal, async (c, token) => await c.unet(this.id, sample, timestep, encoderHiddenStates, textEmbeds, timeIds, token))
+  async predict (
+    sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array,
+    signal?: AbortSignal
+  ): Promise<NativeTensor> {
+    const out = await cancellable(this.rt, signal,
+      async (c, token) => await c.unet(this.id, sample, timestep, encoderHiddenStates, textEmbeds, timeIds, token))
     this.rt.passNotices()
     return out
   }
@@ -61,13 +73,20 @@ export class UNetModel {
 export interface LatentStats { scalingFactor: number, mean: number[] | null, std: number[] | null }
 
 export class VAEModel {
-  private constructor (private readonly rt: Runtime, private readonly id: number, readonly latentChannels: number, readonly scaleFactor: number, readonly stats: LatentStats) {}
+  private constructor (
+    private readonly rt: Runtime,
+    private readonly id: number,
+    readonly latentChannels: number,
+    readonly scaleFactor: number,
+    readonly stats: LatentStats
+  ) {}
 
   static async load (rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void): Promise<VAEModel> {
     const id = await rt.load('vae', src, syntheticSeed, onBytes)
     const i = infoOf(rt, id, 'vae')
     const has = i.latentsMean.length > 0
-    return new VAEModel(rt, id, i.latentChannels, i.scaleFactor, { scalingFactor: i.scalingFactor, mean: has ? i.latentsMean : null, std: has ? i.latentsStd : null })
+    const stats = { scalingFactor: i.scalingFactor, mean: has ? i.latentsMean : null, std: has ? i.latentsStd : null }
+    return new VAEModel(rt, id, i.latentChannels, i.scaleFactor, stats)
   }
 
   /**

@@ -33,7 +33,11 @@ export class LoadMeter {
   private done = 0
   private last = -1
 
-  private constructor (private readonly sizes: Map<string, number>, private readonly totalBytes: number, private readonly emit: (p: LoadProgress) => void) {}
+  private constructor (
+    private readonly sizes: Map<string, number>,
+    private readonly totalBytes: number,
+    private readonly emit: (p: LoadProgress) => void
+  ) {}
 
   static async create (sources: ComponentSource[], emit: (p: LoadProgress) => void): Promise<LoadMeter> {
     const cache = new Map<string, Promise<SafetensorsEntry[]>>()

@@ -116,7 +116,9 @@ async function filesFromIndex (dir: string, indexFile: string, paddle: boolean):
  * The weight files of one component folder. `library` is 'diffusers' or 'transformers' (the file
  * stems differ); `variant` 'fp16' prefers `*.fp16.safetensors`.
  */
-export async function resolveWeightFiles (dir: string, library: string, variant: string | null, warn: (msg: string) => void): Promise<{ files: WeightFile[], variant: string | null }> {
+export async function resolveWeightFiles (
+  dir: string, library: string, variant: string | null, warn: (msg: string) => void
+): Promise<{ files: WeightFile[], variant: string | null }> {
   const stem = library === 'transformers' ? 'model' : 'diffusion_pytorch_model'
   const paddleStem = library === 'transformers' ? 'model_state' : 'diffusion_paddle_model'
   const attempt = async (v: string | null): Promise<WeightFile[] | null> => {
@@ -158,7 +160,9 @@ export async function readComponentConfig (root: string, index: ModelIndex, name
   return { name, className, configPath, configText, files: [], variant: null }
 }
 
-export async function resolveComponent (root: string, index: ModelIndex, name: string, variant: string | null, warn: (msg: string) => void): Promise<ComponentSource> {
+export async function resolveComponent (
+  root: string, index: ModelIndex, name: string, variant: string | null, warn: (msg: string) => void
+): Promise<ComponentSource> {
   const base = await readComponentConfig(root, index, name)
   const [library] = requireComponent(index, name)
   const { files, variant: used } = await resolveWeightFiles(path.join(root, name), library, variant, warn)

@@ -207,7 +207,8 @@ export function createServer (pipe: Runner, options: ServeOptions = {}): Pg25Ser
     await route(req, res, ctx)
   }
 
-  const server = http.createServer({ headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout / 2) }, (req, res) => {
+  const httpOptions = { headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout / 2) }
+  const server = http.createServer(httpOptions, (req, res) => {
     const path = pathOf(req.url)
     const logged = log?.(req, res, path)
     const handled: Promise<void> = handle(req, res, path).catch((err: unknown) => {

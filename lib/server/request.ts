@@ -71,7 +71,8 @@ export function parseRequest (text: string): ParsedRequest {
  */
 export function parseFields (body: unknown): ParsedRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) bad('the body must be a JSON object')
-  const fields = Object.fromEntries(Object.entries(body as Record<string, unknown>).filter(([, v]) => v !== null)) as Partial<GenerateRequest>
+  const present = Object.entries(body as Record<string, unknown>).filter(([, v]) => v !== null)
+  const fields = Object.fromEntries(present) as Partial<GenerateRequest>
   for (const k of Object.keys(fields)) if (!ALLOWED.has(k)) bad(`unknown field ${show(k)}${unknownHint(k, [...ALLOWED])}`)
   const { prompt, response = 'png', image, mask, metadata = true, ...opts } = fields
   if (typeof prompt !== 'string') bad(`"prompt" must be a string, got ${show(prompt)}`)

@@ -70,7 +70,10 @@ export class CLIPTokenizer {
   private readonly special: Map<string, number>
   private readonly specialPattern: RegExp
 
-  private constructor (vocab: Map<string, number>, merges: string[], opts: { bos: string, eos: string, pad: string, unk: string, maxLength: number, source: string }) {
+  private constructor (
+    vocab: Map<string, number>, merges: string[],
+    opts: { bos: string, eos: string, pad: string, unk: string, maxLength: number, source: string }
+  ) {
     this.vocab = vocab
     this.idToToken = []
     for (const [tok, id] of vocab) this.idToToken[id] = tok

@@ -1,5 +1,6 @@
 // Lint for lib/, test/, bench/ and scripts/: typescript-eslint's recommended rules, import cycles, unused
-// code, and lines of at most 140 characters. Layout itself is prettier's (.prettierrc.json), checked too.
+// code, lines of at most 140 characters, and the code's layout (@stylistic, in the style the code was written
+// in: no semicolons, single quotes, a space before a function's parentheses). native/ has .clang-format.
 import tseslint from 'typescript-eslint'
 import importX, { createNodeResolver } from 'eslint-plugin-import-x'
 import stylistic from '@stylistic/eslint-plugin'

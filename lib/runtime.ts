@@ -34,6 +34,7 @@ export function writeNotice (message: string): void {
 }
 
 export class Runtime {
+  /** @internal the native engine (test and profiling hooks among its members); not part of the typed API */
   readonly engine: NativeEngine
   readonly ops: TensorOps<NativeTensor>
   private disposed = false
@@ -71,7 +72,10 @@ export class Runtime {
     }
   }
 
-  /** Hands the backend's new one-line notices (a missing library, a CUDA graph that could not be recorded) to the notice callback. */
+  /**
+   * @internal Hands the backend's new one-line notices (a missing library, a CUDA graph that could not be
+   * recorded) to the notice callback.
+   */
   passNotices (): void {
     if (this.disposed) return
     for (const n of this.engine.takeNotices()) this.notice(`@pg25/native: ${n}`)
@@ -81,6 +85,7 @@ export class Runtime {
     return this.engine.device
   }
 
+  /** @internal runs a synchronous native call, its errors as Pg25Errors */
   call<T> (fn: () => T): T {
     if (this.disposed) throw new Pg25Error('PG25_DISPOSED', 'the pipeline was disposed')
     try {
@@ -91,6 +96,7 @@ export class Runtime {
   }
 
   /**
+   * @internal
    * Loads a component from its weight files, or, given `syntheticSeed`, on deterministic synthetic weights (no files).
    * `onBytes` gets the bytes read so far (as the files store them) after each tensor.
    */

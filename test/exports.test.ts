@@ -3,7 +3,7 @@
 // by the package's own name; the fleet without its optional peer dependency names what to install.
 import test from 'ava'
 import { spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -20,6 +20,12 @@ test('the root export loads no server, fleet, queue or image-codec code', t => {
   const loaded: string[] = JSON.parse(r.stdout)
   for (const k of loaded) t.notRegex(k, /node_modules[/\\](bullmq|ioredis|msgpackr|luxon|sharp|@img)[/\\]|dist[/\\]lib[/\\](server|fleet|cli)/, k)
   t.true(loaded.length < 80, `${loaded.length} modules`)
+})
+
+test('internals are stripped from the published types: Runtime keeps its API, not the native engine', async t => {
+  const dts = readFileSync(path.join(ROOT, 'dist', 'lib', 'runtime.d.ts'), 'utf8')
+  for (const member of ['static open(', 'fromHost(', 'toHost(', 'freeMemory(', 'dispose(']) t.true(dts.includes(member), member)
+  for (const internal of ['engine:', 'call<', 'passNotices(', 'load(']) t.false(dts.includes(internal), internal)
 })
 
 test('the subpaths resolve by name: server, fleet, hub', t => {

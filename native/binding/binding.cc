@@ -125,16 +125,17 @@ std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v) {
   return out;
 }
 
-std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v) {
+std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v, FloatArrayRefs& keep) {
   if (!v.IsArray()) throw Error(Code::InvalidArgument, "LoRA updates must be an array");
   Napi::Array a = v.As<Napi::Array>();
   std::vector<LoraUpdate> out;
-  auto floats = [](const Napi::Object& o, const char* key) {
+  auto floats = [&keep](const Napi::Object& o, const char* key) {
     Napi::Value f = o.Get(key);
     if (!f.IsTypedArray() || f.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
       throw Error(Code::InvalidArgument, std::string("LoRA update ") + key + " must be a Float32Array");
     Napi::Float32Array t = f.As<Napi::Float32Array>();
-    return std::vector<float>(t.Data(), t.Data() + t.ElementLength());
+    keep.push_back(Napi::Persistent(t));
+    return FloatView{t.Data(), t.ElementLength()};
   };
   for (uint32_t i = 0; i < a.Length(); i++) {
     Napi::Value e = a.Get(i);

@@ -51,8 +51,10 @@ Napi::Array shape_to_js(Napi::Env env, const Shape& s);
 std::string str_prop(const Napi::Object& o, const char* key);
 std::vector<WeightFileSpec> files_from_js(const Napi::Value& v);
 std::map<std::string, WeightAlias> aliases_from_js(const Napi::Value& v);
-// [{ name, rank, up: Float32Array, down: Float32Array }] (sizes are checked against the weights later).
-std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v);
+// [{ name, rank, up: Float32Array, down: Float32Array }] (sizes are checked against the weights later). The
+// updates point into the arrays, which `keep` holds: release it on the main thread once the job is done.
+using FloatArrayRefs = std::vector<Napi::Reference<Napi::Float32Array>>;
+std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v, FloatArrayRefs& keep);
 
 ComponentSpec spec_from_js(const Napi::Value& v);
 

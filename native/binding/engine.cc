@@ -186,11 +186,14 @@ Napi::Value EngineWrap::WeightShapes(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::MergeLoRA(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto c = loaded(info[0]);
-    auto updates = std::make_shared<std::vector<LoraUpdate>>(lora_updates_from_js(info[1]));
+    // The factors are read in place: the arrays stay referenced until the job's result is built, on the
+    // main thread, where their references are dropped.
+    auto keep = std::make_shared<FloatArrayRefs>();
+    auto updates = std::make_shared<std::vector<LoraUpdate>>(lora_updates_from_js(info[1], *keep));
     auto be = be_ptr();
     return run_job(
         info.Env(), [c, updates, be] { apply_lora(*be, *c->params, c->store(), *updates); },
-        [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, be);
+        [keep](Napi::Env env) -> Napi::Value { return env.Undefined(); }, be);
   });
 }
 

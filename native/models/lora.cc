@@ -28,10 +28,10 @@ void apply_lora(Backend& be, const Params& params, const WeightStore& originals,
     if (w.rank() < 2) throw fail("weight " + shape_str(w.shape) + " is not a matrix or a convolution kernel");
     int64_t out = w.dim(0), k = w.numel() / out;
     if (u.rank < 0 || u.rank > (int64_t(1) << 20)) throw fail("rank " + std::to_string(u.rank) + " is out of range");
-    if (int64_t(u.up.size()) != out * u.rank || int64_t(u.down.size()) != u.rank * k)
+    if (int64_t(u.up.size) != out * u.rank || int64_t(u.down.size) != u.rank * k)
       throw fail("up and down must hold " + std::to_string(out) + "x" + std::to_string(u.rank) + " and " + std::to_string(u.rank) + "x" +
-                 std::to_string(k) + " values for weight " + shape_str(w.shape) + ", got " + std::to_string(u.up.size()) + " and " +
-                 std::to_string(u.down.size()));
+                 std::to_string(k) + " values for weight " + shape_str(w.shape) + ", got " + std::to_string(u.up.size) + " and " +
+                 std::to_string(u.down.size));
     targets.push_back(h);
   }
   EpochBump bump;
@@ -49,8 +49,8 @@ void apply_lora(Backend& be, const Params& params, const WeightStore& originals,
     // the original weight, viewed as [out, k], is added as the GEMM's residual (no extra pass).
     std::vector<float> down_t(size_t(k * r));
     for (int64_t a = 0; a < r; a++)
-      for (int64_t b = 0; b < k; b++) down_t[size_t(b * r + a)] = u.down[size_t(a * k + b)];
-    Tensor up_t = be.cast(be.from_host(u.up.data(), {out, r}), h.storage);
+      for (int64_t b = 0; b < k; b++) down_t[size_t(b * r + a)] = u.down.data[size_t(a * k + b)];
+    Tensor up_t = be.cast(be.from_host(u.up.data, {out, r}), h.storage);
     Tensor down_tt = be.cast(be.from_host(down_t.data(), {k, r}), h.storage);
     Tensor base{orig.buf, {out, k}};
     Tensor merged = be.linear(up_t, down_tt, nullptr, &base);

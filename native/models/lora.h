@@ -23,11 +23,18 @@
 
 namespace pg25 {
 
+// Floats the caller keeps alive and unchanged while apply_lora runs (the binding: the JS arrays themselves,
+// held by reference, so that a LoRA's factors are not copied on their way in).
+struct FloatView {
+  const float* data = nullptr;
+  size_t size = 0;
+};
+
 struct LoraUpdate {
-  std::string name;         // the weight, e.g. "mid_block.attentions.0.proj_in.weight"
-  int64_t rank = 0;         // 0 restores the original weight
-  std::vector<float> up;    // [out, rank], row-major, scales folded in
-  std::vector<float> down;  // [rank, K], K = the weight's elements per output row
+  std::string name;  // the weight, e.g. "mid_block.attentions.0.proj_in.weight"
+  int64_t rank = 0;  // 0 restores the original weight
+  FloatView up;      // [out, rank], row-major, scales folded in
+  FloatView down;    // [rank, K], K = the weight's elements per output row
 };
 
 // Checks every update against the component's weights (throws PG25_INVALID_ARGUMENT naming the first

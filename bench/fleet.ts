@@ -7,8 +7,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { ensureDemoModel } from '../lib/demo/demo-model'
 import { GenerateQueue } from '../lib/fleet/queue'
-import { TINY } from '../test/helpers'
-import { startRedis } from '../test/redis'
+import { TINY } from '../test/support/helpers'
+import { startRedis } from '../test/support/redis'
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 24)
 const ROUNDS = 3

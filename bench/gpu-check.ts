@@ -9,7 +9,7 @@
 // documents), printed last so it is inside the output that comes back.
 // PG25_GPU_CHECK_DEVICE=cpu runs the checks on the CPU backend (to test the script); PG25_GPU_CHECK_SMOKE=1 runs
 // them on the tiny model's configs at 128x128 and on op shapes a sixteenth as large (a 256th of the rows), once
-// each: every line of the script, in the CUDA emulation in seconds (test/device-rehearsal.test.ts).
+// each: every line of the script, in the CUDA emulation in seconds (test/native/device-rehearsal.test.ts).
 import { execFileSync } from 'node:child_process'
 import { performance } from 'node:perf_hooks'
 import { loadNative } from '../lib/native'

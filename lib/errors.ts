@@ -1,4 +1,4 @@
-// The one table of error codes and what each means (native/core/error.h holds the native side's; test/binding-seam.test.ts
+// The one table of error codes and what each means (native/core/error.h holds the native side's; test/native/binding-seam.test.ts
 // checks that every native code is here).
 export const ERROR_CODES = {
   PG25_NOT_FOUND: 'a directory, component, config or weight file is missing',

@@ -110,7 +110,7 @@ export interface NativeAddon {
 }
 
 // The addon's exports and the Engine's methods by name, checked against the interfaces above at compile time
-// (a name missing from either side fails tsc) and against the loaded addon by test/binding-seam.test.ts.
+// (a name missing from either side fails tsc) and against the loaded addon by test/native/binding-seam.test.ts.
 type SameKeys<A, B> = [Exclude<A, B>, Exclude<B, A>] extends [never, never] ? true : false
 export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo', 'errorCodes'] as const
 export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',

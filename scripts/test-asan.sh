@@ -21,12 +21,12 @@ export LD_PRELOAD="$asan:$ubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_odr_violation=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PG25_ADDON="$PWD/build-asan/Release/pg25.node"
-files=(test/safetensors.test.ts test/stages.test.ts test/pipeline.test.ts test/model-dir.test.ts test/single-file.test.ts test/features.test.ts test/mutations.test.ts test/cancel.test.ts test/hostile-input.test.ts test/lora.test.ts test/inpaint.test.ts)
+files=(test/native/safetensors.test.ts test/pipeline/stages.test.ts test/pipeline/pipeline.test.ts test/pipeline/model-dir.test.ts test/pipeline/single-file.test.ts test/pipeline/features.test.ts test/native/mutations.test.ts test/pipeline/cancel.test.ts test/native/hostile-input.test.ts test/pipeline/lora.test.ts test/pipeline/inpaint.test.ts)
 npx ava --serial --timeout=10m "${files[@]}"
 # The emulation: its own checks (run directly, sanitized), then the CUDA backend's tests on it.
 LD_PRELOAD= build-asan-emu/Release/pg25_emu_selftest
 LD_PRELOAD= build-asan-emu/Release/pg25_emu_cudnn_selftest
 export PG25_ADDON="$PWD/build-asan-emu/Release/pg25.node"
-npx ava --serial --timeout=20m test/cuda-emulation-ops.test.ts test/cuda-emulation-defects.test.ts test/cuda-emulation-stages.test.ts \
-  test/cuda-emulation-graphs.test.ts test/cuda-emulation-devices.test.ts test/cuda-emulation-conv.test.ts test/cuda-emulation-layout.test.ts test/cuda-emulation-guidance.test.ts test/profile.test.ts test/lora-emulation.test.ts \
-  test/inpaint-emulation.test.ts test/attention-projections.test.ts
+npx ava --serial --timeout=20m test/emulation/cuda-emulation-ops.test.ts test/emulation/cuda-emulation-defects.test.ts test/emulation/cuda-emulation-stages.test.ts \
+  test/emulation/cuda-emulation-graphs.test.ts test/emulation/cuda-emulation-devices.test.ts test/emulation/cuda-emulation-conv.test.ts test/emulation/cuda-emulation-layout.test.ts test/emulation/cuda-emulation-guidance.test.ts test/native/profile.test.ts test/emulation/lora-emulation.test.ts \
+  test/emulation/inpaint-emulation.test.ts test/emulation/attention-projections.test.ts

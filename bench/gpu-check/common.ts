@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { FULL, TINY } from '../../test/helpers'
+import { FULL, TINY } from '../../test/support/helpers'
 
 export const DEVICE = (process.env.PG25_GPU_CHECK_DEVICE ?? 'cuda') as 'cuda' | 'cpu'
 export const SMOKE = process.env.PG25_GPU_CHECK_SMOKE === '1'

@@ -14,7 +14,7 @@ import { EDMDPMSolverMultistepScheduler } from '../../lib/scheduler'
 import { TorchGenerator } from '../../lib/random/torch-generator'
 import { readModelIndex, resolveComponent } from '../../lib/model/model-dir'
 import type { NativeTensor } from '../../lib/native'
-import { GOLDEN, TINY, readGolden, relativeError } from '../../test/helpers'
+import { GOLDEN, TINY, readGolden, relativeError } from '../../test/support/helpers'
 import { DEVICE, MODEL, RES, SMOKE, cfg, notice, reps, row, timeIds, timeMs } from './common'
 
 const psnr = (a: Uint8Array, b: ArrayLike<number>): number => {

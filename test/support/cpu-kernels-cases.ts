@@ -1,0 +1,132 @@
+// The op cases of test/native/cpu-kernels.test.ts, with their inputs (deterministic) and a float64 reference
+// computed here in the plainest way, independent of the backend's kernels.
+import { TorchGenerator } from '../../lib'
+
+export interface Case { name: string, op: string, inputs: Array<[number[], number] | null>, attrs?: Record<string, any> }
+
+// Shapes that leave partial tiles in every kernel (14x32, 6x16, 4x8), several K blocks, batch 2.
+export const CASES: Case[] = [
+  { name: 'linear', op: 'linear', inputs: [[[2, 37, 129], 1], [[67, 129], 0.2], [[67], 1]] },
+  { name: 'linear+residual', op: 'linear', inputs: [[[45, 300], 1], [[33, 300], 0.1], null, [[45, 33], 1]] },
+  { name: 'linear 1x1', op: 'linear', inputs: [[[1, 1], 1], [[1, 1], 1], null] },
+  { name: 'conv3x3', op: 'conv2d', inputs: [[[2, 13, 17, 19], 1], [[11, 13, 3, 3], 0.2], [[11], 1]], attrs: { stride: 1, pad: 1 } },
+  { name: 'conv3x3 stride 2', op: 'conv2d', inputs: [[[1, 9, 16, 15], 1], [[20, 9, 3, 3], 0.2], [[20], 1]], attrs: { stride: 2, pad: 1 } },
+  { name: 'conv1x1+residual', op: 'conv2d', inputs: [[[2, 24, 7, 9], 1], [[17, 24, 1, 1], 0.2], [[17], 1], [[2, 17, 7, 9], 1]], attrs: { stride: 1, pad: 0 } },
+  { name: 'group_norm+silu', op: 'group_norm', inputs: [[[2, 32, 5, 7], 2], [[32], 1], [[32], 1]], attrs: { groups: 8, eps: 1e-5, silu: true } },
+  { name: 'layer_norm', op: 'layer_norm', inputs: [[[3, 5, 77], 2], [[77], 1], [[77], 1]], attrs: { eps: 1e-5 } },
+  { name: 'geglu', op: 'geglu', inputs: [[[2, 9, 2 * 37], 2]] },
+  { name: 'silu', op: 'silu', inputs: [[[3, 101], 4]] },
+  { name: 'attention', op: 'attention', inputs: [[[2, 70, 64], 1], [[2, 77, 64], 1], [[2, 77, 64], 1]], attrs: { heads: 2, causal: false } },
+  { name: 'attention causal', op: 'attention', inputs: [[[1, 33, 48], 1], [[1, 33, 48], 1], [[1, 33, 48], 1]], attrs: { heads: 3, causal: true } }
+]
+
+export function inputsOf (c: Case): Array<{ shape: number[], data: Float32Array } | null> {
+  return c.inputs.map((i, k) => {
+    if (i === null) return null
+    const [shape, scale] = i
+    return { shape, data: new TorchGenerator(1000 + k * 17 + c.name.length).randn(shape).map(v => v * scale) }
+  })
+}
+
+const erf = (x: number): number => { // Abramowitz & Stegun 7.1.26 is too coarse for a reference: series/continued fraction
+  const t = Math.abs(x)
+  if (t < 3) {
+    let s = 0; let term = t
+    for (let n = 0; n < 200; n++) { s += term / (2 * n + 1); term *= -t * t / (n + 1) }
+    return Math.sign(x) * 2 / Math.sqrt(Math.PI) * s
+  }
+  return Math.sign(x) * (1 - Math.exp(-t * t) / (t * Math.sqrt(Math.PI)) * (1 - 1 / (2 * t * t) + 3 / (4 * t ** 4)))
+}
+const silu = (v: number): number => v / (1 + Math.exp(-v))
+
+export function reference (c: Case): Float64Array {
+  const ins = inputsOf(c)
+  const x = ins[0]!
+  const a = c.attrs ?? {}
+  switch (c.op) {
+    case 'linear': {
+      const [w, b, r] = [ins[1]!, ins[2], ins[3]]
+      const K = x.shape.at(-1)!, N = w.shape[0], M = x.data.length / K
+      const y = new Float64Array(M * N)
+      for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+        let s = b ? b.data[n] : 0
+        for (let k = 0; k < K; k++) s += x.data[m * K + k] * w.data[n * K + k]
+        y[m * N + n] = s + (r ? r.data[m * N + n] : 0)
+      }
+      return y
+    }
+    case 'conv2d': {
+      const [w, b, r] = [ins[1]!, ins[2], ins[3]]
+      const [B, C, H, W] = x.shape, [O, , R, S] = w.shape, st = a.stride, p = a.pad
+      const Ho = Math.floor((H + 2 * p - R) / st) + 1, Wo = Math.floor((W + 2 * p - S) / st) + 1
+      const y = new Float64Array(B * O * Ho * Wo)
+      for (let n = 0; n < B; n++) for (let o = 0; o < O; o++) for (let i = 0; i < Ho; i++) for (let j = 0; j < Wo; j++) {
+        let s = b ? b.data[o] : 0
+        for (let ci = 0; ci < C; ci++) for (let u = 0; u < R; u++) for (let v = 0; v < S; v++) {
+          const hi = i * st - p + u, wi = j * st - p + v
+          if (hi >= 0 && hi < H && wi >= 0 && wi < W) s += x.data[((n * C + ci) * H + hi) * W + wi] * w.data[((o * C + ci) * R + u) * S + v]
+        }
+        const idx = ((n * O + o) * Ho + i) * Wo + j
+        y[idx] = s + (r ? r.data[idx] : 0)
+      }
+      return y
+    }
+    case 'group_norm': {
+      const [g, bt] = [ins[1]!, ins[2]!]
+      const [B, C] = x.shape, HW = x.data.length / (B * C), G = a.groups, cg = C / G
+      const y = new Float64Array(x.data.length)
+      for (let n = 0; n < B; n++) for (let gi = 0; gi < G; gi++) {
+        const base = (n * C + gi * cg) * HW, len = cg * HW
+        let mean = 0; for (let i = 0; i < len; i++) mean += x.data[base + i]; mean /= len
+        let v = 0; for (let i = 0; i < len; i++) v += (x.data[base + i] - mean) ** 2; v /= len
+        for (let i = 0; i < len; i++) {
+          const ch = gi * cg + Math.floor(i / HW)
+          const z = (x.data[base + i] - mean) / Math.sqrt(v + a.eps) * g.data[ch] + bt.data[ch]
+          y[base + i] = a.silu ? silu(z) : z
+        }
+      }
+      return y
+    }
+    case 'layer_norm': {
+      const [g, bt] = [ins[1]!, ins[2]!]
+      const C = x.shape.at(-1)!, y = new Float64Array(x.data.length)
+      for (let r0 = 0; r0 < x.data.length; r0 += C) {
+        let mean = 0; for (let i = 0; i < C; i++) mean += x.data[r0 + i]; mean /= C
+        let v = 0; for (let i = 0; i < C; i++) v += (x.data[r0 + i] - mean) ** 2; v /= C
+        for (let i = 0; i < C; i++) y[r0 + i] = (x.data[r0 + i] - mean) / Math.sqrt(v + a.eps) * g.data[i] + bt.data[i]
+      }
+      return y
+    }
+    case 'geglu': {
+      const n2 = x.shape.at(-1)!, n = n2 / 2, rows = x.data.length / n2, y = new Float64Array(rows * n)
+      for (let r0 = 0; r0 < rows; r0++) for (let j = 0; j < n; j++) {
+        const gt = x.data[r0 * n2 + n + j]
+        y[r0 * n + j] = x.data[r0 * n2 + j] * 0.5 * gt * (1 + erf(gt / Math.SQRT2))
+      }
+      return y
+    }
+    case 'silu': return Float64Array.from(x.data, silu)
+    case 'attention': {
+      const [k, v] = [ins[1]!, ins[2]!]
+      const [B, Nq, Cq] = x.shape, Nk = k.shape[1], h = a.heads, d = Cq / h
+      const y = new Float64Array(x.data.length)
+      for (let b = 0; b < B; b++) for (let hi = 0; hi < h; hi++) for (let i = 0; i < Nq; i++) {
+        const s: number[] = []
+        for (let j = 0; j < Nk; j++) {
+          if (a.causal && j > i) { s.push(-Infinity); continue }
+          let dot = 0
+          for (let e = 0; e < d; e++) dot += x.data[(b * Nq + i) * Cq + hi * d + e] * k.data[(b * Nk + j) * Cq + hi * d + e]
+          s.push(dot / Math.sqrt(d))
+        }
+        const mx = Math.max(...s), ex = s.map(z => Math.exp(z - mx)), sum = ex.reduce((p, q) => p + q, 0)
+        for (let e = 0; e < d; e++) {
+          let acc = 0
+          for (let j = 0; j < Nk; j++) acc += ex[j] / sum * v.data[(b * Nk + j) * Cq + hi * d + e]
+          y[(b * Nq + i) * Cq + hi * d + e] = acc
+        }
+      }
+      return y
+    }
+  }
+  throw new Error(`no reference for ${c.op}`)
+}

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../native/cuda/cudnn.h"
+#include "../../native/cuda/cudnn.h"
 
 namespace d = pg25::cuda::dnn;
 

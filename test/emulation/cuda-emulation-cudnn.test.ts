@@ -1,5 +1,5 @@
 // The emulated cuDNN's own checks (build-emu/Release/pg25_emu_cudnn_selftest, from
-// native/cuda/emu/selftest_cudnn.cc): its graphs against a double-precision reference, and its refusals
+// native/cuda/emu/selftest/selftest_cudnn.cc): its graphs against a double-precision reference, and its refusals
 // of misuse (attribute types and counts, late attributes, shapes, misaligned or stray pointers, a
 // missing workspace), each with the documented status and recorded as misuse. The conv tests trust it.
 import test from 'ava'

@@ -1,9 +1,9 @@
 // The instructions that move tiles for the tensor cores, as the PTX ISA defines them: ldmatrix.x4 (plain
 // and .trans) and cp.async with its commit and wait groups; and their misuse reported as a kernel
 // failure (a misaligned row, copies never waited for). Checked by selftest_main.cc.
-#include "../async_copy.h"
-#include "../launch.h"
-#include "../mma.h"
+#include "../../async_copy.h"
+#include "../../launch.h"
+#include "../../mma.h"
 #include "selftest.h"
 
 namespace selftest {

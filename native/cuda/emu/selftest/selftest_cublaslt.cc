@@ -4,7 +4,7 @@
 #include <cmath>
 #include <random>
 
-#include "libraries.h"
+#include "../libraries.h"
 #include "selftest.h"
 
 namespace selftest {

@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "../cudnn.h"
-#include "include/cuda_fp16.h"
-#include "libraries.h"
-#include "runtime.h"
+#include "../../cudnn.h"
+#include "../include/cuda_fp16.h"
+#include "../libraries.h"
+#include "../runtime.h"
 #include "selftest.h"
 
 namespace {

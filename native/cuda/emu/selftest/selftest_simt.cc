@@ -6,8 +6,8 @@
 #include <set>
 #include <thread>
 
-#include "../../cpu/threadpool.h"
-#include "../launch.h"
+#include "../../../cpu/threadpool.h"
+#include "../../launch.h"
 #include "selftest.h"
 
 namespace selftest {

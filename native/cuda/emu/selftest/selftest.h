@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "include/cuda_runtime.h"
-#include "runtime.h"
+#include "../include/cuda_runtime.h"
+#include "../runtime.h"
 
 namespace selftest {
 

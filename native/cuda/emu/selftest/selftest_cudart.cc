@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <thread>
 
-#include "../launch.h"
-#include "include/cuda_fp16.h"
+#include "../../launch.h"
+#include "../include/cuda_fp16.h"
 #include "selftest.h"
 
 namespace selftest {

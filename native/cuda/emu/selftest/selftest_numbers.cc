@@ -13,8 +13,8 @@
 #define PG25_SELFTEST_X86 1
 #endif
 
-#include "include/cuda_bf16.h"
-#include "include/cuda_fp16.h"
+#include "../include/cuda_bf16.h"
+#include "../include/cuda_fp16.h"
 #include "selftest.h"
 
 namespace selftest {

@@ -70,6 +70,7 @@ export interface NativeEngine {
 export interface RuntimeInfo {
   threads: number
   cpuKernel: 'avx512' | 'avx2' | 'generic'
+  cpuIsa: 'avx512bf16' | 'avx512' | 'avx2' | 'generic'
   cudaCompiled: boolean
   /** the CUDA runtime compiled in ('12.8'), '' without CUDA */
   cudaRuntime: string

@@ -62,6 +62,8 @@ export interface NativeEngine {
   peakBytes(reset?: boolean): number
   /** One-line notices the backend has for the user (a missing optional library such as cuDNN), each returned once. */
   takeNotices(): string[]
+  /** How the CPU backend stores the weights loaded from now on (other backends ignore it). */
+  setWeightPrecision(precision: 'fp32' | 'bf16' | 'fp16'): void
   /** Time per op since the last call, once the queued work completes (waits); empty unless opened with PG25_PROFILE=1. */
   profile(): Record<string, { calls: number, ms: number }>
   dispose(): void
@@ -106,7 +108,7 @@ type SameKeys<A, B> = [Exclude<A, B>, Exclude<B, A>] extends [never, never] ? tr
 export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo', 'errorCodes'] as const
 export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',
   'toRGB8', 'fromHost', 'latentPreview', 'toHost', 'lincomb', 'concat', 'slice0', 'op', 'timeOp', 'randomTensor', 'bytesInUse', 'deviceMemory',
-  'peakBytes', 'takeNotices', 'profile', 'dispose'] as const
+  'peakBytes', 'takeNotices', 'setWeightPrecision', 'profile', 'dispose'] as const
 export const SEAM_CHECKED: [SameKeys<keyof NativeAddon, typeof ADDON_EXPORTS[number]>, SameKeys<keyof NativeEngine, typeof ENGINE_MEMBERS[number]>] = [true, true]
 
 /** Which binary loaded: a prebuilt one from prebuilds/, one built from source (build/Release), the emulation build, or PG25_ADDON's. */

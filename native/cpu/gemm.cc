@@ -69,11 +69,13 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
   const int mr = mk.mr, nr = mk.nr;
   const int64_t MC = mc_for(mr);
   thread_local std::vector<float> abuf, bbuf;
+  const bool b_pre = job.b.packed || job.b.packed_half;
   if (!job.a.packed) abuf.resize(size_t(MC + mr) * KC);
-  if (!job.b.packed) bbuf.resize(size_t(NC + nr) * KC);
+  // A half-width B is widened a K block at a time for the whole tile's columns.
+  if (!job.b.packed) bbuf.resize(size_t(job.b.packed_half ? (nt + nr - 1) / nr * nr : NC + nr) * KC);
   // With B prepacked nothing is packed per column block, so one block spans the tile: A is then packed
   // once per (K block, row block) instead of once per NC columns (a 10240-wide GEGLU projection: 20x).
-  const int64_t ncb = job.b.packed ? nt : NC;
+  const int64_t ncb = b_pre ? nt : NC;
   for (int64_t jc = n0; jc < n0 + nt; jc += ncb) {
     int64_t nc = std::min(ncb, n0 + nt - jc);
     for (int64_t pc = 0; pc < job.K; pc += KC) {
@@ -87,8 +89,15 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
         bp = job.b.packed + (jc / nr) * job.K * nr + pc * nr;
         bstride = job.K * nr;
       } else {
-        if (job.b.conv) packers().b_conv(*job.b.conv, job.N, jc, nc, pc, kc, nr, bbuf.data());
-        else packers().b_plain(job.b, job.N, jc, nc, pc, kc, nr, bbuf.data());
+        if (job.b.packed_half) {
+          for (int64_t jr = 0; jr < nc; jr += nr)
+            widen(job.b.packed_half + ((jc + jr) / nr) * job.K * nr + pc * nr, bbuf.data() + (jr / nr) * kc * nr, size_t(kc * nr),
+                  job.b.half);
+        } else if (job.b.conv) {
+          packers().b_conv(*job.b.conv, job.N, jc, nc, pc, kc, nr, bbuf.data());
+        } else {
+          packers().b_plain(job.b, job.N, jc, nc, pc, kc, nr, bbuf.data());
+        }
         bp = bbuf.data();
         bstride = kc * nr;
       }
@@ -100,7 +109,13 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
           ap = job.a.packed + (ic / mr) * job.K * mr + pc * mr;
           astride = job.K * mr;
         } else {
-          packers().a_plain(job.a.plain, job.a.ld, job.M, ic, mc, pc, kc, mr, abuf.data());
+          if (job.a.packed_half) {
+            for (int64_t ir = 0; ir < mc; ir += mr)
+              widen(job.a.packed_half + ((ic + ir) / mr) * job.K * mr + pc * mr, abuf.data() + (ir / mr) * kc * mr, size_t(kc * mr),
+                    job.a.half);
+          } else {
+            packers().a_plain(job.a.plain, job.a.ld, job.M, ic, mc, pc, kc, mr, abuf.data());
+          }
           ap = abuf.data();
           astride = kc * mr;
         }
@@ -124,25 +139,40 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
 
 size_t packed_floats(int64_t rows, int64_t K, int width) { return size_t((rows + width - 1) / width * width * K); }
 
-void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst) {
+namespace {
+
+template <typename T>
+void pack_panels_of(const T* src, int64_t rows, int64_t K, int width, T* dst) {
   int64_t panels = (rows + width - 1) / width;
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; p++) {
-      float* d = dst + p * K * width;
+      T* d = dst + p * K * width;
       for (int64_t i = 0; i < width; i++) {
         int64_t r = p * width + i;
         if (r < rows) for (int64_t k = 0; k < K; k++) d[k * width + i] = src[r * K + k];
-        else for (int64_t k = 0; k < K; k++) d[k * width + i] = 0.f;
+        else for (int64_t k = 0; k < K; k++) d[k * width + i] = T(0);
       }
     }
   });
 }
 
-void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst) {
+template <typename T>
+void unpack_panels_of(const T* packed, int64_t rows, int64_t K, int width, T* dst) {
   for (int64_t r = 0; r < rows; r++) {
-    const float* s = packed + (r / width) * K * width + r % width;
+    const T* s = packed + (r / width) * K * width + r % width;
     for (int64_t k = 0; k < K; k++) dst[r * K + k] = s[k * width];
   }
+}
+
+}  // namespace
+
+void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst) { pack_panels_of(src, rows, K, width, dst); }
+void pack_panels(const uint16_t* src, int64_t rows, int64_t K, int width, uint16_t* dst) { pack_panels_of(src, rows, K, width, dst); }
+void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst) {
+  unpack_panels_of(packed, rows, K, width, dst);
+}
+void unpack_panels(const uint16_t* packed, int64_t rows, int64_t K, int width, uint16_t* dst) {
+  unpack_panels_of(packed, rows, K, width, dst);
 }
 
 void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b, float* C, int64_t ldc, const Epilogue& e,
@@ -168,7 +198,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b,
   int64_t want = threads == 1 ? 1 : threads * 3;
   int64_t mpanels = (M + mk.mr - 1) / mk.mr, npanels = (N + mk.nr - 1) / mk.nr;
   int64_t ntiles_m, ntiles_n;
-  if (b.packed) {
+  if (b.packed || b.packed_half) {
     ntiles_m = std::min(mpanels, want);
     ntiles_n = std::min(npanels, (want + ntiles_m - 1) / ntiles_m);
   } else {

@@ -5,6 +5,7 @@ import test from 'ava'
 import { Pipeline, Pg25Error, Runtime, UNetModel, VAEModel, TextEncoderModel, CLIPTokenizer, readModelIndex, resolveComponent } from '../lib'
 import type { ComponentSource } from '../lib/model/model-dir'
 import { modelBytes } from '../lib/memory'
+import { chooseModel } from '../lib/cli/model'
 import { TINY, goldenCases, goldenUnet, readGolden, relativeError } from './helpers'
 import path from 'node:path'
 
@@ -105,4 +106,12 @@ test.serial('precision is checked by name', async t => {
   t.true(e instanceof Pg25Error)
   t.is((e as Pg25Error).code, 'PG25_INVALID_ARGUMENT')
   t.regex(e!.message, /precision must be 'auto' or 'fp32' or 'bf16' or 'fp16', got "int8"/)
+})
+
+test.serial('--precision (pg25 generate, serve and worker share the model flags) is checked and passed to loading', t => {
+  t.is(chooseModel({ precision: 'bf16' }).precision, 'bf16')
+  t.is(chooseModel({}).precision, 'auto')
+  const e = t.throws(() => chooseModel({ precision: 'half' }))
+  t.is((e as Pg25Error).code, 'PG25_INVALID_ARGUMENT')
+  t.regex(e!.message, /--precision must be auto, fp32, bf16, fp16, got "half"/)
 })

@@ -11,6 +11,8 @@
         "native/backend/op_call.cc",
         "native/backend/profiling.cc",
         "native/cpu/threadpool.cc",
+        "native/cpu/isa.cc",
+        "native/cpu/half.cc",
         "native/cpu/gemm.cc",
         "native/cpu/gemm_kernels.cc",
         "native/cpu/cpu_buffer.cc",

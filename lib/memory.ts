@@ -87,13 +87,10 @@ export function checkRequestMemory (m: CostModel, size: { width: number, height:
   }
 }
 
-/**
- * Refuses a model that cannot fit before any weight is read: parameters from the graphs the configs
- * describe (no allocation), at the backend's precision, plus the VAE decoder's working set at the
- * default size (its widest full-resolution activations, about six alive at once). `free` is what the
- * device has free (Runtime.freeMemory: the GPU's memory on CUDA), used when no `limit` is given.
- */
-export function checkModelMemory (sources: ComponentSource[], device: string, limit: number | undefined, free: number): void {
+/** Bytes the model takes at `weightBytes` per parameter: its parameters, and the VAE decoder's working set at the default size. */
+export interface ModelBytes { params: number, weightBytes: number, working: number, needed: number }
+
+export function modelBytes (sources: ComponentSource[], device: string, weightBytes: number): ModelBytes {
   const kinds = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
   let params = 0
   for (const src of sources) {
@@ -107,11 +104,39 @@ export function checkModelMemory (sources: ComponentSource[], device: string, li
   const vaeCfg = JSON.parse(sources.find(s => s.name === 'vae')!.configText)
   const side = (unetCfg.sample_size ?? 128) * 2 ** ((vaeCfg.block_out_channels?.length ?? 4) - 1)
   const working = 6 * (vaeCfg.block_out_channels?.[0] ?? 128) * side * side * bytesPer
-  const needed = params * bytesPer + working
+  return { params, weightBytes, working, needed: params * weightBytes + working }
+}
+
+/**
+ * Refuses a model that cannot fit before any weight is read: parameters from the graphs the configs
+ * describe (no allocation), at the backend's precision (`weightBytes`: 2 for CUDA and the CPU's
+ * bf16/fp16 storage, 4 for float32), plus the VAE decoder's working set at the default size (its widest
+ * full-resolution activations, about six alive at once). `free` is what the device has free
+ * (Runtime.freeMemory: the GPU's memory on CUDA), used when no `limit` is given.
+ */
+export function checkModelMemory (sources: ComponentSource[], device: string, limit: number | undefined, free: number,
+  weightBytes = device.startsWith('cuda') ? 2 : 4): void {
+  const { params, working, needed } = modelBytes(sources, device, weightBytes)
   const available = limit ?? free
   if (needed > available) {
-    throw new Pg25Error('PG25_OUT_OF_MEMORY', `the model needs about ${fmtBytes(needed)} on the ${device} (${params >= 1e9 ? `${(params / 1e9).toFixed(2)}B` : `${(params / 1e6).toFixed(1)}M`} parameters at ${bytesPer} bytes plus ${fmtBytes(working)} working memory) but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmtBytes(available)}${limit !== undefined ? '' : ' is available'}`)
+    throw new Pg25Error('PG25_OUT_OF_MEMORY', `the model needs about ${fmtBytes(needed)} on the ${device} (${params >= 1e9 ? `${(params / 1e9).toFixed(2)}B` : `${(params / 1e6).toFixed(1)}M`} parameters at ${weightBytes} bytes plus ${fmtBytes(working)} working memory) but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmtBytes(available)}${limit !== undefined ? '' : ' is available'}`)
   }
+}
+
+/**
+ * The CPU backend's weight storage for `precision`: an explicit choice as it is; 'auto' is fp32 when
+ * the float32 model fits `limit` (else the free memory), else `half` (bf16 where the CPU multiplies
+ * bf16, fp16 otherwise) with a one-line notice.
+ */
+export function cpuPrecision (sources: ComponentSource[], precision: 'auto' | 'fp32' | 'bf16' | 'fp16', limit: number | undefined, free: number,
+  half: 'bf16' | 'fp16', notice: (msg: string) => void): 'fp32' | 'bf16' | 'fp16' {
+  if (precision !== 'auto') return precision
+  const wide = modelBytes(sources, 'cpu', 4)
+  const available = limit ?? free
+  if (wide.needed <= available) return 'fp32'
+  const narrow = modelBytes(sources, 'cpu', 2)
+  notice(`@pg25/native: precision 'auto': the model needs about ${fmtBytes(wide.needed)} in float32 but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmtBytes(available)}${limit !== undefined ? '' : ' is available'}, so its weights are stored as ${half} (about ${fmtBytes(narrow.needed)}); precision: 'fp32' keeps float32`)
+  return half
 }
 
 /** Memory a LoRA may take: bytes, and how to say where the bound comes from. */

@@ -72,6 +72,8 @@ export interface NativeEngine {
   peakBytes(reset?: boolean): number
   /** One-line notices the backend has for the user (a missing optional library such as cuDNN), each returned once. */
   takeNotices(): string[]
+  /** How the CPU backend stores the weights loaded from now on (other backends ignore it). */
+  setWeightPrecision(precision: 'fp32' | 'bf16' | 'fp16'): void
   /** Time per op since the last call, once the queued work completes (waits); empty unless opened with PG25_PROFILE=1. */
   profile(): Record<string, { calls: number, ms: number }>
   dispose(): void
@@ -80,6 +82,7 @@ export interface NativeEngine {
 export interface RuntimeInfo {
   threads: number
   cpuKernel: 'avx512' | 'avx2' | 'generic'
+  cpuIsa: 'avx512bf16' | 'avx512' | 'avx2' | 'generic'
   cudaCompiled: boolean
   /** the CUDA runtime compiled in ('12.8'), '' without CUDA */
   cudaRuntime: string
@@ -115,7 +118,7 @@ type SameKeys<A, B> = [Exclude<A, B>, Exclude<B, A>] extends [never, never] ? tr
 export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo', 'errorCodes'] as const
 export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',
   'toRGB8', 'fromHost', 'latentPreview', 'toHost', 'lincomb', 'concat', 'slice0', 'op', 'timeOp', 'randomTensor', 'bytesInUse', 'deviceMemory',
-  'peakBytes', 'takeNotices', 'profile', 'dispose'] as const
+  'peakBytes', 'takeNotices', 'setWeightPrecision', 'profile', 'dispose'] as const
 export const SEAM_CHECKED: [
   SameKeys<keyof NativeAddon, typeof ADDON_EXPORTS[number]>,
   SameKeys<keyof NativeEngine, typeof ENGINE_MEMBERS[number]>

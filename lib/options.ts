@@ -63,6 +63,9 @@ export interface LoadProgress {
   totalBytes: number
 }
 
+export const PRECISIONS = ['auto', 'fp32', 'bf16', 'fp16'] as const
+export type Precision = typeof PRECISIONS[number]
+
 export interface LoadOptions {
   /** 'auto' (default): GPU 0 when usable, else the CPU with a notice; 'cpu'; 'cuda' or 'cuda:N' (GPU N; rejects without it) */
   device?: Device
@@ -82,6 +85,13 @@ export interface LoadOptions {
    * ```
    */
   memoryLimit?: number
+  /**
+   * How the CPU backend stores the weights: 'fp32' (exact, ~14 GB for the real model), 'bf16' or 'fp16'
+   * (half the memory: bf16 products on CPUs with AVX512-BF16, else float32 arithmetic on the widened
+   * values), or 'auto' (default): fp32 when the model fits `memoryLimit` (or the available memory),
+   * else half precision with a notice. The CUDA backend computes in float16 whatever this says.
+   */
+  precision?: Precision
   /**
    * The model's name for the `Model:` field of PNG parameters (e.g. 'playground-v2.5-1024px-aesthetic').
    * Default: none, so no local folder name reaches images a server sends out.
@@ -281,6 +291,7 @@ const LOAD_OPTIONS: Record<keyof LoadOptions, Check> = {
   onProgress: aFunction,
   onWarning: aFunction,
   memoryLimit: check('a positive number of bytes', v => typeof v === 'number' && v > 0),
+  precision: oneOf(...PRECISIONS),
   modelName: aString,
   revision: aString,
   token: aString,
@@ -351,8 +362,8 @@ const FOREIGN: Record<string, string | { none: string }> = {
   device_map: 'device',
   use_auth_token: 'token',
   progress_callback: 'onProgress',
-  torch_dtype: { none: 'not needed: the CPU backend computes in float32 and CUDA in float16 (variant: \'fp16\' picks the fp16 files)' },
-  dtype: { none: 'not needed: the CPU backend computes in float32 and CUDA in float16 (variant: \'fp16\' picks the fp16 files)' },
+  torch_dtype: 'precision',
+  dtype: 'precision',
   use_safetensors: { none: 'not needed: only safetensors files are read' },
   low_cpu_mem_usage: { none: 'not needed: weights are read from memory-mapped files, one tensor at a time' },
   local_files_only: { none: 'set HF_HUB_OFFLINE=1 to use only the local cache' },

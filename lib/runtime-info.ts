@@ -12,6 +12,8 @@ export interface RuntimeInfo {
   file: string
   /** the CPU backend's GEMM kernel on this CPU */
   cpuKernel: 'avx512' | 'avx2' | 'generic'
+  /** the instruction set every CPU kernel was chosen for at run time (cpuid; PG25_CPU_ISA narrows it) */
+  cpuIsa: 'avx512bf16' | 'avx512' | 'avx2' | 'generic'
   /** the CPU backend's threads */
   threads: number
   /** the CUDA runtime version compiled in ('12.8'), or null for a binary without the CUDA backend */
@@ -36,6 +38,7 @@ export function runtimeInfo (): RuntimeInfo {
     binary: kind,
     file,
     cpuKernel: info.cpuKernel,
+    cpuIsa: info.cpuIsa,
     threads: info.threads,
     cuda: info.cudaCompiled && info.cudaRuntime !== '' ? info.cudaRuntime : null,
     cudaStatus: info.cuda

@@ -10,6 +10,7 @@
 
 #include "binding/binding.h"
 #include "cpu/gemm_kernels.h"
+#include "cpu/isa.h"
 #include "cpu/threadpool.h"
 #include "cuda/cuda_runtime_info.h"
 #ifdef PG25_WITH_CUDA
@@ -123,6 +124,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("threads", cpu::thread_count());
   o.Set("cpuKernel", cpu::micro_kernel().name);  // the GEMM kernel this CPU runs (PG25_CPU_ISA narrows it)
+  o.Set("cpuIsa", cpu::cpu_isa_name());          // the level every CPU kernel table was chosen at (cpuid)
   o.Set("cudaCompiled", cuda::compiled());
   o.Set("cudaRuntime", cuda::runtime_version());
 #ifdef PG25_CUDA_EMULATION

@@ -4,7 +4,7 @@
 import path from 'node:path'
 import { ensureDemoModel } from '../demo/demo-model'
 import { Pg25Error } from '../errors'
-import type { LoadOptions } from '../options'
+import { PRECISIONS, type LoadOptions, type Precision } from '../options'
 import { Pipeline } from '../pipeline'
 import { isDevice, type Device } from '../runtime'
 import { str, type Flags, type Values } from './args'
@@ -13,7 +13,8 @@ export const MODEL_FLAGS: Flags = {
   model: { type: 'string', short: 'm' },
   config: { type: 'string' },
   device: { type: 'string' },
-  variant: { type: 'string' }
+  variant: { type: 'string' },
+  precision: { type: 'string' }
 }
 
 export const MODEL_HELP = `  -m, --model DIR|ID|FILE  a diffusers-format model folder, a Hugging Face Hub id (org/name: downloaded once
@@ -22,7 +23,8 @@ export const MODEL_HELP = `  -m, --model DIR|ID|FILE  a diffusers-format model f
       --config DIR|ID      for a single-file checkpoint: the diffusers-format folder or Hub id whose
                            configs and tokenizers go with it (its weights are not read)
       --device NAME        auto (default), cpu, cuda or cuda:N (GPU N)
-      --variant fp16       load the fp16 weight files`
+      --variant fp16       load the fp16 weight files
+      --precision P        CPU weights: auto (default: fp32 when it fits in memory, else half), fp32, bf16, fp16`
 
 const DEMO_NOTICE = 'pg25: no --model given, so this runs the built-in demo model: Playground v2.5\'s architecture at a tiny size with\n' +
   'untrained synthetic weights. It draws noise-like pictures. For real images point --model (or PG25_MODEL) at\n' +
@@ -37,6 +39,7 @@ export interface ModelChoice {
   config: string | undefined
   device: Device
   variant: 'fp16' | undefined
+  precision: Precision
 }
 
 /** Checks the model flags; reads nothing. An empty --model is a mistake, not the demo; an empty $PG25_MODEL is unset. */
@@ -52,7 +55,9 @@ export function chooseModel (values: Values): ModelChoice {
   if (!isDevice(device)) bad(`--device must be auto, cpu, cuda or cuda:N, got ${JSON.stringify(device)}`)
   const variant = str(values.variant)
   if (variant !== undefined && variant !== 'fp16') bad(`--variant must be fp16, got ${JSON.stringify(variant)}`)
-  return { model, config, device: device as Device, variant: variant as 'fp16' | undefined }
+  const precision = str(values.precision) ?? 'auto'
+  if (!(PRECISIONS as readonly string[]).includes(precision)) bad(`--precision must be ${PRECISIONS.join(', ')}, got ${JSON.stringify(precision)}`)
+  return { model, config, device: device as Device, variant: variant as 'fp16' | undefined, precision: precision as Precision }
 }
 
 /**
@@ -70,6 +75,7 @@ export async function openPipeline (c: ModelChoice, options: OpenOptions = {}): 
   const load: LoadOptions = {
     device: c.device,
     variant: c.variant,
+    precision: c.precision,
     modelName: options.named === true ? path.basename(path.resolve(model)).replace(/\.safetensors$/i, '') : undefined,
     onWarning: options.onWarning ?? (m => process.stderr.write(`${m}\n`)),
     onProgress: options.onProgress,

@@ -4,7 +4,8 @@
 import path from 'node:path'
 import { Pg25Error, throwIfAborted } from '../errors'
 import { LoadMeter } from './load-progress'
-import { checkModelMemory, costModel, type CostModel } from '../memory'
+import { checkModelMemory, costModel, cpuPrecision, type CostModel } from '../memory'
+import { loadNative } from '../native'
 import { TextEncoderModel, UNetModel, VAEModel } from './components'
 import type { LoadOptions } from '../options'
 import { Runtime, writeNotice } from '../runtime'
@@ -63,7 +64,14 @@ export async function loadModels (prep: Prepared, sources: ComponentSource[], op
   throwIfAborted(signal)
   const rt = Runtime.open(options.device ?? 'auto', prep.warn)
   try {
-    checkModelMemory(sources, rt.device, options.memoryLimit, rt.freeMemory())
+    let weightBytes: number | undefined
+    if (rt.device === 'cpu') {
+      const half = loadNative().runtimeInfo().cpuIsa === 'avx512bf16' ? 'bf16' : 'fp16'
+      const precision = cpuPrecision(sources, options.precision ?? 'auto', options.memoryLimit, rt.freeMemory(), half, prep.warn)
+      rt.engine.setWeightPrecision(precision)
+      weightBytes = precision === 'fp32' ? 4 : 2
+    }
+    checkModelMemory(sources, rt.device, options.memoryLimit, rt.freeMemory(), weightBytes)
     const meter = onProgress == null ? undefined : await LoadMeter.create(sources, onProgress)
     const step = async <T>(i: number, load: (onBytes?: (bytes: number) => void) => Promise<T>): Promise<T> => {
       throwIfAborted(signal)

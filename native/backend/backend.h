@@ -71,6 +71,10 @@ class Backend {
   virtual Tensor weight_f16(const std::string& name, const uint16_t* bits, const Shape& shape, Storage storage) { return {}; }
   // Whether weight_f16 takes weights of `storage` (so the loader reads float16 bits only for a backend that uses them).
   virtual bool takes_f16(Storage storage) const { return false; }
+  // How the CPU backend stores the GEMM and convolution weights loaded from now on: "fp32" (exact),
+  // "bf16" or "fp16" (half the memory; computed in float32, or bf16 products where the CPU has them).
+  // Other backends keep their own precision and ignore it.
+  virtual void set_weight_precision(const std::string& precision) {}
   // x stored as `storage` (x itself when it already is). Ops keep their inputs' storage.
   Tensor cast(const Tensor& x, Storage storage) {
     OpScope scope(*this, "cast");

@@ -83,6 +83,7 @@ Napi::Function EngineWrap::Init(Napi::Env env) {
                       InstanceMethod<&EngineWrap::DeviceMemory>("deviceMemory"),
                       InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
                       InstanceMethod<&EngineWrap::TakeNotices>("takeNotices"),
+                      InstanceMethod<&EngineWrap::SetWeightPrecision>("setWeightPrecision"),
                       InstanceMethod<&EngineWrap::Profile>("profile"),
                       InstanceMethod<&EngineWrap::Dispose>("dispose"),
                       InstanceAccessor<&EngineWrap::GetDevice>("device")});
@@ -328,6 +329,15 @@ Napi::Value EngineWrap::TakeNotices(const Napi::CallbackInfo& info) {
   Napi::Array a = Napi::Array::New(info.Env(), notes.size());
   for (size_t i = 0; i < notes.size(); i++) a.Set(uint32_t(i), notes[i]);
   return a;
+}
+
+// setWeightPrecision('fp32' | 'bf16' | 'fp16'): how the CPU backend stores weights loaded from now on.
+Napi::Value EngineWrap::SetWeightPrecision(const Napi::CallbackInfo& info) {
+  guarded(info.Env(), [&] {
+    std::string p = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    if (be_) be_->set_weight_precision(p);
+  });
+  return info.Env().Undefined();
 }
 
 // peakBytes(reset?): the high-water mark of backend memory; `true` starts a new window.

@@ -78,6 +78,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value DeviceMemory(const Napi::CallbackInfo& info);
   Napi::Value BytesInUse(const Napi::CallbackInfo& info);
   Napi::Value TakeNotices(const Napi::CallbackInfo& info);
+  Napi::Value SetWeightPrecision(const Napi::CallbackInfo& info);
   Napi::Value Profile(const Napi::CallbackInfo& info);
   Napi::Value PeakBytes(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

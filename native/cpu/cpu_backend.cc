@@ -33,6 +33,17 @@ Tensor make(const Shape& shape, bool weight = false) {
   return t;
 }
 
+// A weight at half width, with room for either panel layout like make()'s.
+Tensor make_half(const Shape& shape, cpu::Half kind) {
+  Tensor t;
+  t.shape = shape;
+  const cpu::MicroKernel& mk = cpu::micro_kernel();
+  int64_t rows = t.dim(0), cols = t.numel() / std::max<int64_t>(1, rows);
+  size_t room = std::max(cpu::packed_floats(rows, cols, mk.mr), cpu::packed_floats(rows, cols, mk.nr));
+  t.buf = std::make_shared<CpuBuffer>(size_t(t.numel()), kind, room, rows);
+  return t;
+}
+
 CpuBuffer* buf(const Tensor& t) { return static_cast<CpuBuffer*>(t.buf.get()); }
 float* D(const Tensor& t) { return buf(t)->plain(); }
 
@@ -62,24 +73,52 @@ class CpuBackend final : public Backend {
   CpuBackend() { cpu::backend_opened(); }
   ~CpuBackend() override { cpu::backend_closed(); }
   std::string name() const override { return "cpu"; }
+  // The weights' storage (set_weight_precision): float32, or bf16 / fp16 for the rank >= 2 ones.
+  cpu::Half half_ = cpu::Half::None;
 
   Tensor from_host(const float* data, const Shape& shape) override {
     Tensor t = make(shape);
     std::memcpy(D(t), data, size_t(t.numel()) * 4);
     return t;
   }
-  Tensor weight(const std::string&, const float* data, const Shape& shape, Storage) override {
+  Tensor weight(const std::string& name, const float* data, const Shape& shape, Storage) override {
+    if (half_ != cpu::Half::None && shape.size() >= 2) {
+      Tensor t = make_half(shape, half_);
+      size_t n = size_t(t.numel());
+      float limit = cpu::half_max(half_);
+      for (size_t i = 0; i < n; i++)
+        if (std::fabs(data[i]) > limit)
+          throw Error(Code::BadWeights, "weight " + name + " holds " + std::to_string(data[i]) + ", beyond what precision '" +
+                                            precision_name() + "' can store; use precision 'fp32'");
+      cpu::narrow(data, buf(t)->hdata, n, half_);
+      return t;
+    }
     Tensor t = make(shape, true);
     std::memcpy(D(t), data, size_t(t.numel()) * 4);
     return t;
   }
+  // Precision 'fp16': the file's float16 bits as they are, for the weights stored at half width.
+  bool takes_f16(Storage) const override { return half_ == cpu::Half::F16; }
+  Tensor weight_f16(const std::string&, const uint16_t* bits, const Shape& shape, Storage) override {
+    if (half_ != cpu::Half::F16 || shape.size() < 2) return {};
+    Tensor t = make_half(shape, half_);
+    std::memcpy(buf(t)->hdata, bits, size_t(t.numel()) * 2);
+    return t;
+  }
+  void set_weight_precision(const std::string& p) override {
+    if (p == "fp32") half_ = cpu::Half::None;
+    else if (p == "bf16") half_ = cpu::Half::BF16;
+    else if (p == "fp16") half_ = cpu::Half::F16;
+    else throw Error(Code::InvalidArgument, "precision must be 'fp32', 'bf16' or 'fp16', got '" + p + "'");
+  }
+  const char* precision_name() const { return half_ == cpu::Half::BF16 ? "bf16" : half_ == cpu::Half::F16 ? "fp16" : "fp32"; }
   Tensor cast_impl(const Tensor& x, Storage) override { return x; }
   void copy_into(const Tensor& dst, const Tensor& src) override {
     check(dst.numel() == src.numel(), "copy_into", shape_str(src.shape) + " into " + shape_str(dst.shape));
     CpuBuffer *d = buf(dst), *s = buf(src);
     if (d == s) return;
-    if (s->layout == cpu::Layout::Plain) return d->write_plain(s->data);
-    if (d->layout == cpu::Layout::Plain) return s->read_plain(d->data);
+    if (s->layout == cpu::Layout::Plain && !s->hdata) return d->write_plain(s->data);
+    if (d->layout == cpu::Layout::Plain && !d->hdata) return s->read_plain(d->data);
     std::vector<float> tmp(s->count);
     s->read_plain(tmp.data());
     d->write_plain(tmp.data());
@@ -204,7 +243,9 @@ class CpuBackend final : public Backend {
     a.ld = K;
     cpu::OperandB b;
     b.packed = buf(w)->panels(cpu::Layout::PanelsB, N, K);
-    if (!b.packed) {
+    b.packed_half = buf(w)->half_panels(cpu::Layout::PanelsB, N, K);
+    b.half = buf(w)->half;
+    if (!b.packed && !b.packed_half) {
       b.plain = D(w);
       b.ld = K;
       b.trans = true;
@@ -227,7 +268,9 @@ class CpuBackend final : public Backend {
       check(residual->shape == y.shape, "conv2d", "residual " + shape_str(residual->shape) + " for output " + shape_str(y.shape));
     cpu::OperandA a;
     a.packed = buf(w)->panels(cpu::Layout::PanelsA, Cout, K);
-    if (!a.packed) {
+    a.packed_half = buf(w)->half_panels(cpu::Layout::PanelsA, Cout, K);
+    a.half = buf(w)->half;
+    if (!a.packed && !a.packed_half) {
       a.plain = D(w);
       a.ld = K;
     }

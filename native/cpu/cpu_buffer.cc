@@ -100,17 +100,42 @@ CpuBuffer::CpuBuffer(size_t n, bool w, size_t room) : count(n), capacity(std::ma
   }
 }
 
+CpuBuffer::CpuBuffer(size_t n, Half kind, size_t room, int64_t d0)
+    : data(nullptr), half(kind), count(n), capacity(std::max(n, room)), weight(true), dim0(d0) {
+  // Half the floats' bytes, from the same allocator (64-byte aligned, counted in g_bytes).
+  hdata = reinterpret_cast<uint16_t*>(allocate((capacity + 1) / 2, alloc_bytes));
+}
+
 CpuBuffer::~CpuBuffer() {
   g_bytes.sub(int64_t(alloc_bytes));
-  if (weight || !cache().put(data, alloc_bytes)) std::free(data);
+  if (hdata) std::free(hdata);
+  else if (weight || !cache().put(data, alloc_bytes)) std::free(data);
+}
+
+void CpuBuffer::widen_for_good() {
+  std::lock_guard<std::mutex> g(pack_mu_);
+  if (half == Half::None) return;
+  if (layout.load(std::memory_order_acquire) != Layout::Plain) packed_read_as_plain();
+  const MicroKernel& mk = micro_kernel();
+  int64_t r = dim0, c = r > 0 ? int64_t(count) / r : 0;
+  size_t room = r > 0 ? std::max(packed_floats(r, c, mk.mr), packed_floats(r, c, mk.nr)) : 0;
+  size_t bytes;
+  float* wide = allocate(std::max(count, room), bytes);
+  widen(hdata, wide, count, half);
+  std::free(hdata);
+  g_bytes.sub(int64_t(alloc_bytes));
+  hdata = nullptr;
+  data = wide;
+  capacity = std::max(count, room);
+  alloc_bytes = bytes;
+  half = Half::None;
 }
 
 void CpuBuffer::packed_read_as_plain() {
   throw Error(Code::Internal, "cpu backend: a weight packed for the GEMM was read as a plain tensor");
 }
 
-const float* CpuBuffer::panels(Layout want, int64_t r, int64_t c) {
-  if (!weight || size_t(r * c) != count) return nullptr;
+void CpuBuffer::pack_once(Layout want, int64_t r, int64_t c) {
   Layout now = layout.load(std::memory_order_acquire);
   if (now == Layout::Plain) {
     std::lock_guard<std::mutex> g(pack_mu_);
@@ -122,28 +147,61 @@ const float* CpuBuffer::panels(Layout want, int64_t r, int64_t c) {
         throw Error(Code::Internal, "cpu backend: a weight buffer has no room for its packed form");
       // In place: the buffer was made large enough for either panel layout, so packing changes neither
       // its address nor the bytes it accounts for.
-      std::vector<float> plain(data, data + count);
-      pack_panels(plain.data(), r, c, w, data);
+      if (hdata) {
+        std::vector<uint16_t> plain(hdata, hdata + count);
+        pack_panels(plain.data(), r, c, w, hdata);
+      } else {
+        std::vector<float> plain(data, data + count);
+        pack_panels(plain.data(), r, c, w, data);
+      }
       rows = r;
       cols = c;
       width = w;
       layout.store(want, std::memory_order_release);
-      return data;
+      return;
     }
   }
   if (now != want || rows != r)
     throw Error(Code::Internal, "cpu backend: a packed weight was used as another operand than the one it was packed for");
+}
+
+const float* CpuBuffer::panels(Layout want, int64_t r, int64_t c) {
+  if (!weight || half != Half::None || size_t(r * c) != count) return nullptr;
+  pack_once(want, r, c);
   return data;
 }
 
+const uint16_t* CpuBuffer::half_panels(Layout want, int64_t r, int64_t c) {
+  if (half == Half::None || size_t(r * c) != count) return nullptr;
+  pack_once(want, r, c);
+  return hdata;
+}
+
 void CpuBuffer::write_plain(const float* src) {
-  if (layout.load(std::memory_order_acquire) == Layout::Plain) std::memcpy(data, src, count * 4);
-  else pack_panels(src, rows, cols, width, data);
+  bool plain = layout.load(std::memory_order_acquire) == Layout::Plain;
+  if (hdata) {
+    std::vector<uint16_t> h(count);
+    narrow(src, h.data(), count, half);
+    if (plain) std::memcpy(hdata, h.data(), count * 2);
+    else pack_panels(h.data(), rows, cols, width, hdata);
+  } else if (plain) {
+    std::memcpy(data, src, count * 4);
+  } else {
+    pack_panels(src, rows, cols, width, data);
+  }
 }
 
 void CpuBuffer::read_plain(float* dst) const {
-  if (layout.load(std::memory_order_acquire) == Layout::Plain) std::memcpy(dst, data, count * 4);
-  else unpack_panels(data, rows, cols, width, dst);
+  bool plain = layout.load(std::memory_order_acquire) == Layout::Plain;
+  if (hdata) {
+    std::vector<uint16_t> h(plain ? 0 : count);
+    if (!plain) unpack_panels(hdata, rows, cols, width, h.data());
+    widen(plain ? hdata : h.data(), dst, count, half);
+  } else if (plain) {
+    std::memcpy(dst, data, count * 4);
+  } else {
+    unpack_panels(data, rows, cols, width, dst);
+  }
 }
 
 }  // namespace pg25::cpu

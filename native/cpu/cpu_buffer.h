@@ -12,6 +12,7 @@
 
 #include "../backend/memory_counter.h"
 #include "../backend/tensor.h"
+#include "half.h"
 
 namespace pg25::cpu {
 
@@ -29,19 +30,28 @@ struct CpuBuffer : Buffer {
   ~CpuBuffer() override;
   size_t bytes() const override { return alloc_bytes; }
 
-  // The plain float32 data; throws PG25_INTERNAL when the buffer holds packed panels.
-  float* plain() const {
+  // A weight [dim0, n / dim0] stored at half width (precision 'bf16' / 'fp16'): n values of `kind`.
+  CpuBuffer(size_t n, Half kind, size_t room, int64_t dim0);
+
+  // The plain float32 data; throws PG25_INTERNAL when the buffer holds packed panels. A half-width
+  // weight that an op reads as it is (an embedding table, a LoRA original) is widened to float32 for good.
+  float* plain() {
+    if (half != Half::None) widen_for_good();
     if (layout.load(std::memory_order_acquire) != Layout::Plain) packed_read_as_plain();
     return data;
   }
   // The panels for `want` of this weight viewed as [rows, cols], packing it the first time; null for a
   // buffer that is not a weight (the caller packs per call).
   const float* panels(Layout want, int64_t rows, int64_t cols);
+  // The same for a half-width weight: its panels at half width (null for any other buffer).
+  const uint16_t* half_panels(Layout want, int64_t rows, int64_t cols);
   // Copies into / out of the buffer whatever its layout: `src` and `dst` are plain float32.
   void write_plain(const float* src);
   void read_plain(float* dst) const;
 
-  float* data;
+  float* data;           // null while the weight is stored at half width
+  uint16_t* hdata = nullptr;  // the half-width values, plain or packed as `layout` says
+  Half half = Half::None;
   size_t count;
   size_t capacity;
   size_t alloc_bytes;
@@ -49,9 +59,13 @@ struct CpuBuffer : Buffer {
   std::atomic<Layout> layout{Layout::Plain};
   int64_t rows = 0, cols = 0;  // the matrix the panels hold
   int width = 0;               // their width
+  int64_t dim0 = 0;            // a half-width weight's first dimension (for its float32 room if widened)
 
  private:
   [[noreturn]] static void packed_read_as_plain();
+  void widen_for_good();
+  // Packs in place the first time; the width for `want`, or throws if packed for the other operand.
+  void pack_once(Layout want, int64_t rows, int64_t cols);
   std::mutex pack_mu_;
 };
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "gemm_kernels.h"
-#include "multiversion.h"
+#include "isa.h"
 #include "threadpool.h"
 
 namespace pg25::cpu {
@@ -16,90 +16,42 @@ namespace {
 constexpr int64_t KC = 256, NC = 512;
 int64_t mc_for(int mr) { return int64_t(mr) * (168 / mr); }
 
-// Rows [i0, i0 + mc) x K-slice [k0, k0 + kc) of plain A into panels of mr, k-major.
-PG25_CLONES void pack_a_plain(const float* A, int64_t lda, int64_t M, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr, float* dst) {
-  for (int64_t p = 0; p < mc; p += mr, dst += kc * mr) {
-    int64_t rows = std::min<int64_t>(mr, M - (i0 + p));
-    for (int64_t i = 0; i < mr; i++) {
-      if (i < rows) {
-        const float* src = A + (i0 + p + i) * lda + k0;
-        for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
-      } else {
-        for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = 0.f;
-      }
-    }
-  }
-}
+// The packing loops, once per instruction set, as the compiler vectorises them for each.
+#define PG25_PACK_NS generic
+#define PG25_PACK_TARGET
+#include "gemm_pack.inc"
+#undef PG25_PACK_NS
+#undef PG25_PACK_TARGET
+#ifdef PG25_X86
+#define PG25_PACK_NS avx2
+#define PG25_PACK_TARGET PG25_TARGET("arch=x86-64-v3")
+#include "gemm_pack.inc"
+#undef PG25_PACK_NS
+#undef PG25_PACK_TARGET
+#define PG25_PACK_NS avx512
+#define PG25_PACK_TARGET PG25_TARGET("avx512f")
+#include "gemm_pack.inc"
+#undef PG25_PACK_NS
+#undef PG25_PACK_TARGET
+#endif
 
-PG25_CLONES void pack_b_plain(const OperandB& b, int64_t N, int64_t j0, int64_t nc, int64_t k0, int64_t kc, int nr, float* dst) {
-  for (int64_t p = 0; p < nc; p += nr, dst += kc * nr) {
-    int64_t cols = std::min<int64_t>(nr, N - (j0 + p));
-    if (!b.trans) {
-      for (int64_t k = 0; k < kc; k++) {
-        const float* src = b.plain + (k0 + k) * b.ld + j0 + p;
-        float* d = dst + k * nr;
-        int64_t j = 0;
-        for (; j < cols; j++) d[j] = src[j];
-        for (; j < nr; j++) d[j] = 0.f;
-      }
-    } else {
-      for (int64_t j = 0; j < nr; j++) {
-        if (j < cols) {
-          const float* src = b.plain + (j0 + p + j) * b.ld + k0;
-          for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = src[k];
-        } else {
-          for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = 0.f;
-        }
-      }
-    }
-  }
-}
+struct Packers {
+  void (*a_plain)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, float*);
+  void (*b_plain)(const OperandB&, int64_t, int64_t, int64_t, int64_t, int64_t, int, float*);
+  void (*b_conv)(const ConvInput&, int64_t, int64_t, int64_t, int64_t, int64_t, int, float*);
+};
 
-// im2col columns [j0, j0 + nc) x rows [k0, k0 + kc) packed straight from the image. A panel's columns
-// fall into runs along output rows, found once per panel; within a run, stride-1 reads are one
-// contiguous span with zeros at the borders.
-PG25_CLONES void pack_b_conv(const ConvInput& cv, int64_t N, int64_t j0, int64_t nc, int64_t k0, int64_t kc, int nr, float* dst) {
-  struct Run { int64_t at, len, iy, ix; };  // panel offset, length, input row/column of the first tap
-  Run runs[64];
-  for (int64_t p = 0; p < nc; p += nr, dst += kc * nr) {
-    int64_t cols = std::min<int64_t>(nr, N - (j0 + p)), nruns = 0;
-    for (int64_t j = 0; j < cols;) {
-      int64_t q = j0 + p + j, oy = q / cv.Wo, ox = q % cv.Wo, len = std::min(cols - j, cv.Wo - ox);
-      runs[nruns++] = {j, len, oy * cv.stride - cv.pad, ox * cv.stride - cv.pad};
-      j += len;
-    }
-    int64_t c = k0 / (cv.kh * cv.kw), ky = (k0 / cv.kw) % cv.kh, kx = k0 % cv.kw;
-    for (int64_t k = 0; k < kc; k++) {
-      const float* src = cv.x + c * cv.H * cv.W;
-      float* d = dst + k * nr;
-      for (int64_t r = 0; r < nruns; r++) {
-        const Run& run = runs[r];
-        float* o = d + run.at;
-        int64_t iy = run.iy + ky, ix0 = run.ix + kx;
-        if (iy < 0 || iy >= cv.H) {
-          for (int64_t t = 0; t < run.len; t++) o[t] = 0.f;
-          continue;
-        }
-        const float* row = src + iy * cv.W;
-        if (cv.stride == 1) {
-          int64_t lo = std::clamp<int64_t>(-ix0, 0, run.len), hi = std::clamp<int64_t>(cv.W - ix0, lo, run.len);
-          for (int64_t t = 0; t < lo; t++) o[t] = 0.f;
-          for (int64_t t = lo; t < hi; t++) o[t] = row[ix0 + t];
-          for (int64_t t = hi; t < run.len; t++) o[t] = 0.f;
-        } else {
-          for (int64_t t = 0; t < run.len; t++) {
-            int64_t ix = ix0 + t * cv.stride;
-            o[t] = ix >= 0 && ix < cv.W ? row[ix] : 0.f;
-          }
-        }
-      }
-      for (int64_t j = cols; j < nr; j++) d[j] = 0.f;
-      if (++kx == cv.kw) {
-        kx = 0;
-        if (++ky == cv.kh) ky = 0, c++;
-      }
-    }
-  }
+const Packers& packers() {
+#ifdef PG25_X86
+  static const Packers table[kIsaCount] = {{generic::pack_a_plain, generic::pack_b_plain, generic::pack_b_conv},
+                                           {avx2::pack_a_plain, avx2::pack_b_plain, avx2::pack_b_conv},
+                                           {avx512::pack_a_plain, avx512::pack_b_plain, avx512::pack_b_conv}};
+#else
+  static const Packers generic_only{generic::pack_a_plain, generic::pack_b_plain, generic::pack_b_conv};
+  static const Packers table[kIsaCount] = {generic_only, generic_only, generic_only};
+#endif
+  static const Packers& chosen = table[int(cpu_isa())];
+  return chosen;
 }
 
 struct Job {
@@ -117,11 +69,13 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
   const int mr = mk.mr, nr = mk.nr;
   const int64_t MC = mc_for(mr);
   thread_local std::vector<float> abuf, bbuf;
+  const bool b_pre = job.b.packed || job.b.packed_half;
   if (!job.a.packed) abuf.resize(size_t(MC + mr) * KC);
-  if (!job.b.packed) bbuf.resize(size_t(NC + nr) * KC);
+  // A half-width B is widened a K block at a time for the whole tile's columns.
+  if (!job.b.packed) bbuf.resize(size_t(job.b.packed_half ? (nt + nr - 1) / nr * nr : NC + nr) * KC);
   // With B prepacked nothing is packed per column block, so one block spans the tile: A is then packed
   // once per (K block, row block) instead of once per NC columns (a 10240-wide GEGLU projection: 20x).
-  const int64_t ncb = job.b.packed ? nt : NC;
+  const int64_t ncb = b_pre ? nt : NC;
   for (int64_t jc = n0; jc < n0 + nt; jc += ncb) {
     int64_t nc = std::min(ncb, n0 + nt - jc);
     for (int64_t pc = 0; pc < job.K; pc += KC) {
@@ -135,8 +89,15 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
         bp = job.b.packed + (jc / nr) * job.K * nr + pc * nr;
         bstride = job.K * nr;
       } else {
-        if (job.b.conv) pack_b_conv(*job.b.conv, job.N, jc, nc, pc, kc, nr, bbuf.data());
-        else pack_b_plain(job.b, job.N, jc, nc, pc, kc, nr, bbuf.data());
+        if (job.b.packed_half) {
+          for (int64_t jr = 0; jr < nc; jr += nr)
+            widen(job.b.packed_half + ((jc + jr) / nr) * job.K * nr + pc * nr, bbuf.data() + (jr / nr) * kc * nr, size_t(kc * nr),
+                  job.b.half);
+        } else if (job.b.conv) {
+          packers().b_conv(*job.b.conv, job.N, jc, nc, pc, kc, nr, bbuf.data());
+        } else {
+          packers().b_plain(job.b, job.N, jc, nc, pc, kc, nr, bbuf.data());
+        }
         bp = bbuf.data();
         bstride = kc * nr;
       }
@@ -148,7 +109,13 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
           ap = job.a.packed + (ic / mr) * job.K * mr + pc * mr;
           astride = job.K * mr;
         } else {
-          pack_a_plain(job.a.plain, job.a.ld, job.M, ic, mc, pc, kc, mr, abuf.data());
+          if (job.a.packed_half) {
+            for (int64_t ir = 0; ir < mc; ir += mr)
+              widen(job.a.packed_half + ((ic + ir) / mr) * job.K * mr + pc * mr, abuf.data() + (ir / mr) * kc * mr, size_t(kc * mr),
+                    job.a.half);
+          } else {
+            packers().a_plain(job.a.plain, job.a.ld, job.M, ic, mc, pc, kc, mr, abuf.data());
+          }
           ap = abuf.data();
           astride = kc * mr;
         }
@@ -172,25 +139,40 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
 
 size_t packed_floats(int64_t rows, int64_t K, int width) { return size_t((rows + width - 1) / width * width * K); }
 
-void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst) {
+namespace {
+
+template <typename T>
+void pack_panels_of(const T* src, int64_t rows, int64_t K, int width, T* dst) {
   int64_t panels = (rows + width - 1) / width;
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; p++) {
-      float* d = dst + p * K * width;
+      T* d = dst + p * K * width;
       for (int64_t i = 0; i < width; i++) {
         int64_t r = p * width + i;
         if (r < rows) for (int64_t k = 0; k < K; k++) d[k * width + i] = src[r * K + k];
-        else for (int64_t k = 0; k < K; k++) d[k * width + i] = 0.f;
+        else for (int64_t k = 0; k < K; k++) d[k * width + i] = T(0);
       }
     }
   });
 }
 
-void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst) {
+template <typename T>
+void unpack_panels_of(const T* packed, int64_t rows, int64_t K, int width, T* dst) {
   for (int64_t r = 0; r < rows; r++) {
-    const float* s = packed + (r / width) * K * width + r % width;
+    const T* s = packed + (r / width) * K * width + r % width;
     for (int64_t k = 0; k < K; k++) dst[r * K + k] = s[k * width];
   }
+}
+
+}  // namespace
+
+void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst) { pack_panels_of(src, rows, K, width, dst); }
+void pack_panels(const uint16_t* src, int64_t rows, int64_t K, int width, uint16_t* dst) { pack_panels_of(src, rows, K, width, dst); }
+void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst) {
+  unpack_panels_of(packed, rows, K, width, dst);
+}
+void unpack_panels(const uint16_t* packed, int64_t rows, int64_t K, int width, uint16_t* dst) {
+  unpack_panels_of(packed, rows, K, width, dst);
 }
 
 void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b, float* C, int64_t ldc, const Epilogue& e,
@@ -216,7 +198,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b,
   int64_t want = threads == 1 ? 1 : threads * 3;
   int64_t mpanels = (M + mk.mr - 1) / mk.mr, npanels = (N + mk.nr - 1) / mk.nr;
   int64_t ntiles_m, ntiles_n;
-  if (b.packed) {
+  if (b.packed || b.packed_half) {
     ntiles_m = std::min(mpanels, want);
     ntiles_n = std::min(npanels, (want + ntiles_m - 1) / ntiles_m);
   } else {
@@ -238,7 +220,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b,
 }
 
 void pack_b_full(const OperandB& b, int64_t N, int64_t K, float* dst) {
-  pack_b_plain(b, N, 0, N, 0, K, micro_kernel().nr, dst);
+  packers().b_plain(b, N, 0, N, 0, K, micro_kernel().nr, dst);
 }
 
 void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_trans,

@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "half.h"
+
 namespace pg25::cpu {
 
 // A row-major [rows, K] matrix in the kernel's panel layout: panels of `width` rows (the last one
@@ -17,6 +19,9 @@ namespace pg25::cpu {
 size_t packed_floats(int64_t rows, int64_t K, int width);
 void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst);
 void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst);
+// The same at half width (a weight stored as bf16 or fp16).
+void pack_panels(const uint16_t* src, int64_t rows, int64_t K, int width, uint16_t* dst);
+void unpack_panels(const uint16_t* packed, int64_t rows, int64_t K, int width, uint16_t* dst);
 
 // The im2col view of one image x [C, H, W] for a kh x kw convolution: B(k, p) with k = (c, ky, kx)
 // and p = (oy, ox) over the Ho x Wo output.
@@ -25,19 +30,24 @@ struct ConvInput {
   int64_t C, H, W, kh, kw, stride, pad, Ho, Wo;
 };
 
-// A(i, k): prepacked panels of width mr (`packed`), or A[i * ld + k].
+// A(i, k): prepacked panels of width mr (`packed`, or `packed_half` at half width, widened to float32
+// K block by K block as the product reads them), or A[i * ld + k].
 struct OperandA {
   const float* plain = nullptr;
   int64_t ld = 0;
   const float* packed = nullptr;
+  const uint16_t* packed_half = nullptr;
+  Half half = Half::None;
 };
-// B(k, j): prepacked panels of width nr (`packed`), a convolution's input (`conv`), or plain:
+// B(k, j): prepacked panels of width nr (`packed` or `packed_half`), a convolution's input (`conv`), or plain:
 // trans ? B[j * ld + k] : B[k * ld + j].
 struct OperandB {
   const float* plain = nullptr;
   int64_t ld = 0;
   bool trans = false;
   const float* packed = nullptr;
+  const uint16_t* packed_half = nullptr;
+  Half half = Half::None;
   const ConvInput* conv = nullptr;
 };
 // C = A B + (accumulate ? C : 0) + row_bias[i] + col_bias[j] + residual[i * ldc + j] (each optional).

@@ -1,11 +1,9 @@
 #include "gemm_kernels.h"
 
-#include <cstdlib>
-#include <cstring>
+#include "isa.h"
 
-#if defined(__x86_64__)
+#ifdef PG25_X86
 #include <immintrin.h>
-#define PG25_X86 1
 #endif
 
 namespace pg25::cpu {
@@ -29,7 +27,7 @@ void store_scalar(const float* sum, int nr, const Tile& t) {
 // AVX-512: 14 rows x 32 columns, 28 accumulators + 2 B vectors in the 32 zmm registers; A values
 // are broadcast straight from memory. Each k is 28 FMAs for 2 loads of B and 14 broadcasts, so the two
 // FMA pipes, not the loads, set the pace.
-__attribute__((target("avx512f,fma"))) void micro_avx512(int64_t kc, const float* a, const float* b, const Tile& t) {
+PG25_TARGET("avx512f,fma") void micro_avx512(int64_t kc, const float* a, const float* b, const Tile& t) {
   constexpr int MR = 14;
   __m512 c[MR][2];
 #pragma GCC unroll 14
@@ -66,7 +64,7 @@ __attribute__((target("avx512f,fma"))) void micro_avx512(int64_t kc, const float
 }
 
 // AVX2: 6 x 16, 12 accumulators + 2 B vectors + 1 broadcast in the 16 ymm registers.
-__attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float* a, const float* b, const Tile& t) {
+PG25_TARGET("avx2,fma") void micro_avx2(int64_t kc, const float* a, const float* b, const Tile& t) {
   constexpr int MR = 6;
   __m256 c[MR][2];
 #pragma GCC unroll 6
@@ -120,24 +118,15 @@ const MicroKernel kGeneric{"generic", 4, 8, micro_generic};
 #ifdef PG25_X86
 const MicroKernel kAvx512{"avx512", 14, 32, micro_avx512};
 const MicroKernel kAvx2{"avx2", 6, 16, micro_avx2};
-
-const MicroKernel& pick() {
-  __builtin_cpu_init();
-  const char* want = std::getenv("PG25_CPU_ISA");
-  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  bool avx512 = avx2 && __builtin_cpu_supports("avx512f");
-  if (want && std::strcmp(want, "generic") == 0) return kGeneric;
-  if (want && std::strcmp(want, "avx2") == 0) return avx2 ? kAvx2 : kGeneric;
-  return avx512 ? kAvx512 : avx2 ? kAvx2 : kGeneric;
-}
+const MicroKernel* const kByIsa[kIsaCount] = {&kGeneric, &kAvx2, &kAvx512};
 #else
-const MicroKernel& pick() { return kGeneric; }
+const MicroKernel* const kByIsa[kIsaCount] = {&kGeneric, &kGeneric, &kGeneric};
 #endif
 
 }  // namespace
 
 const MicroKernel& micro_kernel() {
-  static const MicroKernel& k = pick();
+  static const MicroKernel& k = *kByIsa[int(cpu_isa())];
   return k;
 }
 

@@ -26,7 +26,7 @@ struct MicroKernel {
   void (*run)(int64_t kc, const float* a, const float* b, const Tile& t);
 };
 
-// The kernel for this processor. PG25_CPU_ISA=avx2|generic picks a narrower one (tests, comparisons).
+// The kernel for cpu_isa() (isa.h: PG25_CPU_ISA=avx2|generic picks a narrower one).
 const MicroKernel& micro_kernel();
 
 }  // namespace pg25::cpu

@@ -1,5 +1,5 @@
-// Elementwise passes of the CPU backend, compiled for AVX-512, AVX2 and the baseline (function
-// multiversioning: the loader picks the clone for the processor). Sums are kept in float lanes over
+// Elementwise passes of the CPU backend, compiled for AVX-512, AVX2 and the baseline (vec_math_loops.inc,
+// chosen by cpu_isa() in isa.h). Sums are kept in float lanes over
 // short blocks and in double across blocks, in an order that depends only on n, never on threads.
 #pragma once
 #include <cstdint>

@@ -111,9 +111,12 @@ test.serial('memory() reports what the backend holds, and it drops after dispose
 })
 
 test('loading refuses up front when the model cannot fit, naming the numbers', async t => {
-  const e = await t.throwsAsync(Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: 1_000_000 }))
+  const e = await t.throwsAsync(Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: 1_000_000, precision: 'fp32' }))
   t.is((e as Pg25Error).code, 'PG25_OUT_OF_MEMORY')
   t.regex(e.message, /needs about 0\.0\d GiB on the cpu \(\d+\.\dM parameters at 4 bytes plus .* working memory\) but memoryLimit allows 0\.00 GiB/)
+  // 'auto' (the default) tries half-width weights first, then refuses at their size.
+  const half = await t.throwsAsync(Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: 1_000_000, onWarning: () => {} }))
+  t.regex(half.message, /parameters at 2 bytes plus .* but memoryLimit allows 0\.00 GiB/)
   await t.throwsAsync(Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: -1 }), { message: /memoryLimit must be a positive number/ })
   const ok = await Pipeline.fromPretrained(TINY, { device: 'cpu', memoryLimit: 1e9 })
   await ok.dispose()

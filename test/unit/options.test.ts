@@ -43,8 +43,8 @@ test('load options: foreign names, typos and "not needed" are refused before any
   const missing = path.join(TINY, 'no-such-model')
   // A model path that does not exist: the options are refused first (PG25_INVALID_ARGUMENT, not PG25_NOT_FOUND).
   await refuses(t, Pipeline.fromPretrained(missing, { devcie: 'cpu' } as any), /^fromPretrained: unknown option "devcie"; did you mean "device"\?$/)
-  await refuses(t, Pipeline.fromPretrained(missing, { torch_dtype: 'float16' } as any), /unknown option "torch_dtype": not needed: .*float32.*float16/)
-  await refuses(t, Pipeline.fromPretrained(missing, { dtype: 'fp16' } as any), /unknown option "dtype": not needed/)
+  await refuses(t, Pipeline.fromPretrained(missing, { torch_dtype: 'float16' } as any), /unknown option "torch_dtype": this library calls it "precision"/)
+  await refuses(t, Pipeline.fromPretrained(missing, { dtype: 'fp16' } as any), /unknown option "dtype": this library calls it "precision"/)
   await refuses(t, Pipeline.fromPretrained(missing, { device_map: 'auto' } as any), /"device_map": this library calls it "device"/)
   await refuses(t, Pipeline.fromPretrained(missing, { use_auth_token: 'x' } as any), /"use_auth_token": this library calls it "token"/)
   await refuses(t, Pipeline.fromPretrained(missing, { progress_callback: () => {} } as any), /"progress_callback": this library calls it "onProgress"/)

@@ -1,0 +1,23 @@
+// Half-width weight storage for the CPU backend (precision 'bf16' or 'fp16'): conversions between
+// float32 and the two 16-bit formats, rounding to nearest even. Weights stored this way are widened
+// back to float32 as the GEMM packs them (F16C / AVX-512 where present); everything else is float32.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace pg25::cpu {
+
+enum class Half : int { None = 0, F16 = 1, BF16 = 2 };
+
+uint16_t to_bf16(float v);
+uint16_t to_f16(float v);  // beyond +-65504 rounds to infinity (callers refuse such weights first)
+float from_half(uint16_t h, Half kind);
+
+// dst[i] = src[i] rounded to `kind`; and back.
+void narrow(const float* src, uint16_t* dst, size_t n, Half kind);
+void widen(const uint16_t* src, float* dst, size_t n, Half kind);
+
+// The largest finite magnitude `kind` holds.
+float half_max(Half kind);
+
+}  // namespace pg25::cpu

@@ -5,7 +5,6 @@ import path from 'node:path'
 import { Pg25Error, throwIfAborted } from '../errors'
 import { LoadMeter } from './load-progress'
 import { checkModelMemory, costModel, cpuPrecision, type CostModel } from '../memory'
-import { loadNative } from '../native'
 import { TextEncoderModel, UNetModel, VAEModel } from './components'
 import type { LoadOptions } from '../options'
 import { Runtime, writeNotice } from '../runtime'
@@ -66,7 +65,8 @@ export async function loadModels (prep: Prepared, sources: ComponentSource[], op
   try {
     let weightBytes: number | undefined
     if (rt.device === 'cpu') {
-      const half = loadNative().runtimeInfo().cpuIsa === 'avx512bf16' ? 'bf16' : 'fp16'
+      // Both half widths compute in float32 today (widened as the GEMM packs them): fp16 keeps an fp16 file's bits as they are.
+      const half = 'fp16'
       const precision = cpuPrecision(sources, options.precision ?? 'auto', options.memoryLimit, rt.freeMemory(), half, prep.warn)
       rt.engine.setWeightPrecision(precision)
       weightBytes = precision === 'fp32' ? 4 : 2

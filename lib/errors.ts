@@ -11,7 +11,8 @@ export const ERROR_CODES = {
   PG25_NO_DEVICE: "device 'cuda' asked for where no usable GPU and libraries are",
   PG25_OUT_OF_MEMORY: "a model or request that the device's memory cannot hold (refused before running)",
   PG25_NON_FINITE: 'a run produced NaN or infinite latents; no image is returned',
-  PG25_NO_BINARY: 'no compiled addon for this platform: the install step was skipped or failed; `npm rebuild @pg25/native`',
+  PG25_NO_BINARY: "no usable compiled addon for this platform: the install step was skipped or failed, or the platform package's " +
+    'binary crashed or lacked exports when checked in a child process; `npm rebuild @pg25/native`',
   PG25_QUEUE: "the fleet's queue failed a job: Redis unreachable past a bound, a job gone from Redis (flushed, or restarted without " +
     'persistence), a result expired before it was read, or a job that stalled its workers too often',
   PG25_MISSING_DEPENDENCY: "an optional peer dependency a subpath needs is not installed (the fleet's bullmq and ioredis)",

@@ -1,6 +1,9 @@
-// Loads the addon (build/Release when there is one, else the prebuilt binary in prebuilds/) and types what it exports.
+// Loads the addon (build/Release when there is one, else this platform's binary package, else a prebuilt binary in
+// prebuilds/) and types what it exports.
+import fs from 'node:fs'
 import path from 'node:path'
 import { Pg25Error, fromNative } from './errors'
+import { checkBinary, platformBinary, platformPackage } from './platform-binary'
 
 export interface NativeTensor {
   readonly shape: number[]
@@ -124,8 +127,11 @@ export const SEAM_CHECKED: [
   SameKeys<keyof NativeEngine, typeof ENGINE_MEMBERS[number]>
 ] = [true, true]
 
-/** Which binary loaded: a prebuilt one from prebuilds/, one built from source (build/Release), the emulation build, or PG25_ADDON's. */
-export type BinaryKind = 'prebuilt' | 'source' | 'emulation' | 'custom'
+/**
+ * Which binary loaded: a prebuilt one from prebuilds/ or from this platform's package (@pg25/native-linux-x64, ...), one built
+ * from source (build/Release), the emulation build, or PG25_ADDON's.
+ */
+export type BinaryKind = 'prebuilt' | 'package' | 'source' | 'emulation' | 'custom'
 
 let addon: NativeAddon | undefined
 let loaded: { file: string, kind: BinaryKind } | undefined
@@ -150,7 +156,7 @@ export function loadNative (): NativeAddon {
   if (override === undefined) {
     const found = loadAddonFrom(root)
     addon = found.addon
-    loaded = { file: found.file, kind: found.file.split(path.sep).includes('prebuilds') ? 'prebuilt' : 'source' }
+    loaded = { file: found.file, kind: found.kind }
     return addon
   }
   try {
@@ -167,20 +173,33 @@ export function loadNative (): NativeAddon {
 const REBUILD = 'run `npm rebuild @pg25/native` (with pnpm: `pnpm approve-builds`, then `pnpm rebuild @pg25/native`; in a clone of the repository: `npm run build`)'
 
 /**
- * Loads the addon of the package at `root` as node-gyp-build finds it: build/Release (a build from source),
- * else prebuilds/<platform>-<arch>. No binary at all means the install step never ran (pnpm 10 and
- * `--ignore-scripts` skip it on platforms without a prebuilt binary): `PG25_NO_BINARY`.
+ * Loads the addon of the package at `root`: build/Release (a build from source: the install step builds one only
+ * where no binary fits), else this platform's binary package once a child process has loaded it without harm,
+ * else prebuilds/<platform>-<arch> as node-gyp-build finds it. No usable binary at all means the install step
+ * never ran (pnpm 10 and `--ignore-scripts` skip it) or the platform's binary was refused: `PG25_NO_BINARY`.
  */
-export function loadAddonFrom (root: string): { addon: NativeAddon, file: string } {
+export function loadAddonFrom (root: string): { addon: NativeAddon, file: string, kind: BinaryKind } {
+  const source = path.join(root, 'build', 'Release', 'pg25.node')
+  let refused = ''
+  if (!fs.existsSync(source)) {
+    const pkg = platformBinary(root)
+    const why = pkg === undefined ? null : checkBinary(pkg, ADDON_EXPORTS)
+    if (pkg !== undefined && why === null) return { ...requireAddon(pkg), kind: 'package' }
+    if (pkg !== undefined) refused = ` The binary of ${platformPackage()} (${pkg}) was refused: ${why}.`
+  }
   let file: string
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- untyped CommonJS module
     file = require('node-gyp-build').resolve(root)
   } catch (err) {
     throw new Pg25Error('PG25_NO_BINARY', `@pg25/native has no compiled addon for ${process.platform}-${process.arch} in ${root} ` +
-      '(no build/Release/pg25.node and no matching prebuilds/ binary): its install step did not run or failed ' +
-      `(pnpm 10 and --ignore-scripts skip install steps). To build it, ${REBUILD}`, { cause: err })
+      `(no build/Release/pg25.node, no usable ${platformPackage()} and no matching prebuilds/ binary): its install step did not run or failed ` +
+      `(pnpm 10 and --ignore-scripts skip install steps).${refused} To build it, ${REBUILD}`, { cause: err })
   }
+  return { ...requireAddon(file), kind: file.split(path.sep).includes('prebuilds') ? 'prebuilt' : 'source' }
+}
+
+function requireAddon (file: string): { addon: NativeAddon, file: string } {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- a path known only at run time
     return { addon: require(file) as NativeAddon, file }

@@ -55,7 +55,16 @@ function prebuilt() {
   return names.length ? path.join(dir, names[0]) : null
 }
 
-function has(cmd) {
+/** This platform's binary package (@pg25/native-linux-x64, ...): its pg25.node, or null when it is not installed. */
+function platformBinary () {
+  try {
+    return path.join(path.dirname(require.resolve(`@pg25/native-${target}/package.json`, { paths: [root] })), 'pg25.node')
+  } catch {
+    return null
+  }
+}
+
+function has (cmd) {
   return spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0
 }
 
@@ -145,6 +154,15 @@ function main() {
       say(`using the existing build ${path.relative(root, existing)} ${cudaPhrase(info)}`)
       return true
     }
+  }
+  const pkg = platformBinary()
+  if (pkg) {
+    const { info, error } = probe(pkg)
+    if (info) {
+      say(`prebuilt binary of @pg25/native-${target} loaded ${cudaPhrase(info, prebuildNotes(pkg).cuda)}`)
+      return true
+    }
+    if (!prebuilt()) return buildFromSource(`the binary of @pg25/native-${target} does not load here (${error})`)
   }
   const file = prebuilt()
   if (!file) return buildFromSource(`this package has no prebuilt binary for ${target}`)

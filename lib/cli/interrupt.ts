@@ -35,4 +35,5 @@ export function catchInterrupts (say: (line: string) => void): Interrupt {
   }
 }
 
-const SIGNALS = ['SIGINT', 'SIGTERM'] as const
+// Windows has no SIGTERM: Ctrl-Break (SIGBREAK) is its second way to stop a console program.
+const SIGNALS = process.platform === 'win32' ? ['SIGINT', 'SIGBREAK'] as const : ['SIGINT', 'SIGTERM'] as const

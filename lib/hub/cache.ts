@@ -11,7 +11,7 @@ import { Pg25Error } from '../errors'
 
 /** Expands a leading `~` as Python's os.path.expanduser does. */
 function expandHome (p: string): string {
-  return p === '~' || p.startsWith('~/') ? path.join(os.homedir(), p.slice(1)) : p
+  return p === '~' || p.startsWith('~/') || (process.platform === 'win32' && p.startsWith('~\\')) ? path.join(os.homedir(), p.slice(1)) : p
 }
 
 function env (name: string, e: NodeJS.ProcessEnv): string | undefined {

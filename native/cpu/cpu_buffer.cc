@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../core/error.h"
+#include "../platform/memory.h"
 #include "gemm.h"
 #include "gemm_kernels.h"
 
@@ -19,7 +20,7 @@ namespace {
 
 float* allocate(size_t n, size_t& bytes) {
   bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
-  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  auto* p = static_cast<float*>(platform::aligned_allocate(64, bytes));
   if (!p) throw Error(Code::OutOfMemory, "CPU backend: cannot allocate " + std::to_string(n * 4) + " bytes");
   g_bytes.add(int64_t(bytes));
   return p;
@@ -53,7 +54,7 @@ class BufferCache {
     while (held_ + bytes > kMax) {
       auto it = free_.begin();
       held_ -= it->first;
-      std::free(it->second);
+      platform::aligned_release(it->second);
       free_.erase(it);
     }
     free_.emplace(bytes, p);
@@ -67,7 +68,7 @@ class BufferCache {
   void backend_closed() {
     std::lock_guard<std::mutex> g(mu_);
     if (--backends_ > 0) return;
-    for (auto& [bytes, p] : free_) std::free(p);
+    for (auto& [bytes, p] : free_) platform::aligned_release(p);
     free_.clear();
     held_ = 0;
   }
@@ -108,8 +109,8 @@ CpuBuffer::CpuBuffer(size_t n, Half kind, size_t room, int64_t d0)
 
 CpuBuffer::~CpuBuffer() {
   g_bytes.sub(int64_t(alloc_bytes));
-  if (hdata) std::free(hdata);
-  else if (weight || !cache().put(data, alloc_bytes)) std::free(data);
+  if (hdata) platform::aligned_release(hdata);
+  else if (weight || !cache().put(data, alloc_bytes)) platform::aligned_release(data);
 }
 
 void CpuBuffer::widen_for_good() {
@@ -122,7 +123,7 @@ void CpuBuffer::widen_for_good() {
   size_t bytes;
   float* wide = allocate(std::max(count, room), bytes);
   widen(hdata, wide, count, half);
-  std::free(hdata);
+  platform::aligned_release(hdata);
   g_bytes.sub(int64_t(alloc_bytes));
   hdata = nullptr;
   data = wide;

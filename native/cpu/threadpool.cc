@@ -91,7 +91,13 @@ int configured_threads() {
 }
 
 Pool& pool() {
+#ifdef _WIN32
+  // Never destroyed: by the time a DLL's static destructors run at exit, Windows has already ended the
+  // other threads, and joining them there never returns.
+  static Pool& p = *new Pool(configured_threads());
+#else
   static Pool p(configured_threads());
+#endif
   return p;
 }
 

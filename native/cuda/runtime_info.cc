@@ -20,8 +20,8 @@ std::string describe_availability() {
 #endif
   if (!compiled()) return "CUDA was not compiled into this build (nvcc was not found when it was built)";
   // The driver API is enough to tell whether a usable GPU is present, without creating a context.
-  Library drv = open_library("cuda driver", {"libcuda.so.1", "libcuda.so"});
-  if (!drv.handle) return "no NVIDIA driver (libcuda.so.1) was found";
+  Library drv = open_driver();
+  if (!drv.handle) return "no NVIDIA driver (" + std::string(kDriverFile) + ") was found";
   using InitFn = int (*)(unsigned);
   using CountFn = int (*)(int*);
   auto init = reinterpret_cast<InitFn>(drv.symbol("cuInit"));

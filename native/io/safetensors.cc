@@ -1,14 +1,11 @@
 #include "safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "../core/error.h"
 #include "../core/json.h"
+#include "../platform/file.h"
 
 namespace pg25 {
 
@@ -136,45 +133,23 @@ std::vector<TensorEntry> parse_safetensors_json(std::string_view text, uint64_t 
   return out;
 }
 
-// The platform part: open, size and positional read (a Windows port needs twins of these three).
-static int open_read_only(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }
-static bool regular_file_size(int fd, uint64_t* size) {
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  *size = uint64_t(st.st_size);
-  return true;
-}
-// Bytes read at `offset` into `dst`, up to `n`: fewer only at the end of the file. -1 on an I/O error.
-static int64_t read_at(int fd, uint64_t offset, void* dst, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = ::pread(fd, static_cast<uint8_t*>(dst) + got, std::min<size_t>(n - got, size_t(1) << 30), off_t(offset + got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return -1;
-    if (r == 0) break;
-    got += size_t(r);
-  }
-  return int64_t(got);
-}
-static void close_file(int fd) { ::close(fd); }
-
 // Reads exactly `n` bytes at `offset`, or throws naming what was being read.
-static void read_exact(int fd, uint64_t offset, void* dst, size_t n, const std::string& path, const std::string& what) {
-  int64_t got = read_at(fd, offset, dst, n);
-  if (got < 0) throw bad_weights(path, "cannot read " + what + " (" + std::strerror(errno) + ")");
+static void read_exact(platform::FileHandle fd, uint64_t offset, void* dst, size_t n, const std::string& path, const std::string& what) {
+  int64_t got = platform::read_at(fd, offset, dst, n);
+  if (got < 0) throw bad_weights(path, "cannot read " + what + " (" + platform::last_error() + ")");
   if (uint64_t(got) < n)
     throw bad_weights(path, what + ": the file ends at byte " + std::to_string(offset + uint64_t(got)) + ", before byte " +
                                 std::to_string(offset + n) + " (it was truncated or replaced while it was read)");
 }
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  int fd = open_read_only(path);
-  if (fd < 0) throw Error(Code::NotFound, path + ": cannot open weight file (" + std::strerror(errno) + ")");
+  platform::FileHandle fd = platform::open_read_only(path);
+  if (fd == platform::kInvalidFile) throw Error(Code::NotFound, path + ": cannot open weight file (" + platform::last_error() + ")");
   std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
   f->fd_ = fd;  // closed by the destructor, from here on whatever throws
   uint64_t size = 0;
-  if (!regular_file_size(fd, &size)) throw bad_weights(path, "not a regular file");
+  if (!platform::regular_file_size(fd, &size)) throw bad_weights(path, "not a regular file");
   uint8_t first8[8] = {0};
   read_exact(fd, 0, first8, std::min<uint64_t>(8, size), path, "the header");
   uint64_t n = safetensors_header_length(first8, size, path);
@@ -187,7 +162,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (fd_ >= 0) close_file(fd_);
+  if (fd_ != platform::kInvalidFile) platform::close_file(fd_);
 }
 
 void SafetensorsFile::read(const TensorEntry& e, uint64_t at, void* dst, size_t n) const {

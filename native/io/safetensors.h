@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "../platform/file.h"
+
 namespace pg25 {
 
 enum class DType { F16, BF16, F32, F64, I64, I32, U8, BOOL };
@@ -55,7 +57,7 @@ class SafetensorsFile {
  private:
   SafetensorsFile() = default;
   std::string path_;
-  int fd_ = -1;
+  platform::FileHandle fd_ = platform::kInvalidFile;
   uint64_t data_offset_ = 0;
   std::vector<TensorEntry> tensors_;
   std::map<std::string, size_t> index_;

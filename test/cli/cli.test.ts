@@ -28,6 +28,8 @@ test.after.always(async () => {
   await fs.rm(tmp, { recursive: true, force: true })
 })
 
+// libvips' cache keeps the files it read open, and Windows cannot delete an open file (the folder's removal).
+if (process.platform === 'win32') sharp.cache(false)
 const pixels = async (file: string): Promise<Uint8Array> => new Uint8Array(await sharp(file).raw().toBuffer())
 
 test('--help lists every option and command; serve --help lists the server\'s', async t => {

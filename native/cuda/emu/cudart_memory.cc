@@ -1,9 +1,10 @@
-// The emulated runtime's device memory: host memory (posix_memalign, so AddressSanitizer sees every
+// The emulated runtime's device memory: host memory (heap blocks, so AddressSanitizer sees every
 // allocation) poisoned with NaN bytes when allocated; copies checked against their kind and against the
 // allocations they touch; stream-ordered allocation and the default pool.
 #include <cstdlib>
 #include <cstring>
 
+#include "../../platform/memory.h"
 #include "cudart_state.h"
 
 namespace pg25::emu {
@@ -39,8 +40,8 @@ cudaError_t allocate(void** out, size_t size, CUgraph_st* graph) {
     }
     s.in_use += size;
   }
-  void* p = nullptr;
-  if (posix_memalign(&p, 256, size) != 0) {
+  void* p = platform::aligned_allocate(256, size);
+  if (!p) {
     std::lock_guard<std::mutex> g(s.mu);
     s.in_use -= size;
     tl_last = cudaErrorMemoryAllocation;
@@ -155,7 +156,7 @@ void release(void* p) {
     s.in_use -= it->second.size;
     s.allocs.erase(it);
   }
-  std::free(p);
+  platform::aligned_release(p);
 }
 
 }  // namespace rt

@@ -1,6 +1,3 @@
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -9,6 +6,7 @@
 #include <vector>
 
 #include "../../cpu/threadpool.h"
+#include "../../platform/memory.h"
 #include "fiber.h"
 #include "include/cuda_bf16.h"
 #include "include/cuda_fp16.h"
@@ -151,18 +149,16 @@ struct BlockRunner {
   std::string error;
 
   BlockRunner() {
-    page = size_t(sysconf(_SC_PAGESIZE));
+    page = platform::page_size();
     slot = kStack + page;
-    void* p = mmap(nullptr, slot * kMaxThreads, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
+    stacks = platform::reserve_guarded_slots(kMaxThreads, slot);  // a guard page below each: overflow faults, never corrupts
+    if (!stacks) {
       std::fprintf(stderr, "pg25 CUDA emulation: cannot map fiber stacks\n");
       std::abort();
     }
-    stacks = static_cast<char*>(p);
-    for (int i = 0; i < kMaxThreads; i++) mprotect(stacks + slot * i, page, PROT_NONE);  // overflow faults, never corrupts
     lanes.resize(kMaxThreads);
   }
-  ~BlockRunner() { munmap(stacks, slot * kMaxThreads); }
+  ~BlockRunner() { platform::release_slots(stacks, kMaxThreads, slot); }
 
   static void lane_main(void* arg) {
     BlockRunner& r = *tl_runner();

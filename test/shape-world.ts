@@ -73,10 +73,16 @@ export function classify (img: RGBImage): Reading {
   return { background: NAMES[bg], colour: NAMES[fg], shape: shapeOf(fill), position: positionOf((x0 + x1) / 2, (y0 + y1) / 2, w, h), fill }
 }
 
-/** Whether a picture shows what its prompt asks for (a background the prompt leaves open may be any colour). */
+/** Whether a picture has the colours its prompt asks for (a background the prompt leaves open may be any colour). */
+export function coloursMatch (prompt: string, r: Reading): boolean {
+  const e = expected(prompt)
+  return r.colour === e.colour && (e.background === null || r.background === e.background)
+}
+
+/** Whether a picture shows everything its prompt asks for: colours, shape and position. */
 export function matches (prompt: string, r: Reading): boolean {
   const e = expected(prompt)
-  return r.colour === e.colour && r.shape === e.shape && r.position === e.position && (e.background === null || r.background === e.background)
+  return coloursMatch(prompt, r) && r.shape === e.shape && r.position === e.position
 }
 
 /** Prompts the picture tests ask for: each shape, colour and position, and (last four) the pairs training never showed. */
@@ -90,16 +96,18 @@ export const HELD_BACK_PROMPTS = [
   'a purple circle on a white background', 'a orange square on a blue background', 'a white triangle on a black background', 'a green star on a yellow background'
 ]
 
-export interface Score { right: number, total: number, wrong: string[] }
+/** `right`: pictures that show everything asked; `colours`: those with the right object and background colour. */
+export interface Score { right: number, colours: number, total: number, wrong: string[] }
 
 /** Generates each prompt at each seed (128x128, 20 steps) and counts the pictures that show what was asked. */
 export async function score (pipe: Pipeline, prompts: string[], seeds: number[], guidanceScale: number): Promise<Score> {
-  const s: Score = { right: 0, total: 0, wrong: [] }
+  const s: Score = { right: 0, colours: 0, total: 0, wrong: [] }
   for (const prompt of prompts) {
     for (const seed of seeds) {
       const { images } = await pipe.generate(prompt, { seed, steps: 20, guidanceScale, width: 128, height: 128 })
       const r = classify(images[0])
       s.total++
+      if (coloursMatch(prompt, r)) s.colours++
       if (matches(prompt, r)) s.right++
       else s.wrong.push(`${prompt} (seed ${seed}): ${r.colour} ${r.shape} (fill ${r.fill.toFixed(2)}) ${r.position} on ${r.background}`)
     }

@@ -33,6 +33,7 @@ def parse():
     p.add_argument('--out', required=True)
     p.add_argument('--images', type=int, default=12000)
     p.add_argument('--vae-steps', type=int, default=1000)
+    p.add_argument('--decoder-steps', type=int, default=1200)
     p.add_argument('--unet-steps', type=int, default=6000)
     p.add_argument('--batch', type=int, default=32)
     p.add_argument('--seed', type=int, default=2026)
@@ -107,6 +108,44 @@ def train_vae(args, vae, images, out_of_time):
             if out_of_time():
                 return False
     return True
+
+
+def refine_decoder(args, vae, images):
+    """Trains the decoder alone on the normalised latents with a decaying rate: the encoder, and so the
+    latents the UNet learns, stay as they are, while decoded colours and edges sharpen."""
+    path = os.path.join(args.work, 'vae-decoder.pt')
+    ck = load_checkpoint(path)
+    step = 0
+    if ck:
+        vae.load_state_dict(ck['model'])
+        step = ck['step']
+    if step >= args.decoder_steps or args.export_only:
+        return
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0)
+    if ck:
+        opt.load_state_dict(ck['opt'])
+    rng = np.random.default_rng(args.seed + 4 + step)
+    torch.manual_seed(args.seed + 5 + step)
+    log = Log(os.path.join(args.work, 'loss-decoder.csv'))
+    while step < args.decoder_steps:
+        oy, ox = rng.integers(0, world.SIZE - 64 + 1, size=2)
+        x = to_tensor(images[rng.integers(len(images), size=16), oy:oy + 64, ox:ox + 64])
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample()
+        rec = vae.decode(z).sample
+        loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x)
+        for g in opt.param_groups:
+            g['lr'] = 3e-4 * 0.5 * (1 + np.cos(np.pi * step / args.decoder_steps))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 10 == 0:
+            log.write(step, loss.item())
+        if step % 100 == 0 or step == args.decoder_steps:
+            save_checkpoint(path, {'model': vae.state_dict(), 'opt': opt.state_dict(), 'step': step})
+            print(f'decoder {step} {loss.item():.5f} {time.time():.0f}', flush=True)
 
 
 @torch.no_grad()
@@ -218,7 +257,7 @@ def main():
     layout.write_configs(args.out)
     start = time.time()
     out_of_time = (lambda: time.time() - start > args.minutes * 60) if args.minutes else (lambda: False)
-    images, scenes = data(args)
+    images, scenes = (None, None) if args.export_only else data(args)
     print(f'data ready {time.time() - start:.0f}s', flush=True)
 
     vae = AutoencoderKL.from_config(layout.VAE)
@@ -233,6 +272,7 @@ def main():
         normalise_latents(vae, images)
         latents = encode_all(vae, images)
         save_checkpoint(done, {'model': vae.state_dict(), 'latents': latents})
+    refine_decoder(args, vae, images)
     print(f'latents std {latents.std(dim=(0, 2, 3)).tolist()} mean {latents.mean(dim=(0, 2, 3)).tolist()}', flush=True)
 
     cfg = lambda name: CLIPTextConfig(**json.load(open(os.path.join(args.out, name, 'config.json'))))

@@ -73,6 +73,16 @@ def to_tensor(images):
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
+def descend(opt, loss, log, step):
+    """One optimiser step; every 10th step's loss goes to the loss curve. Returns the new step count."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if (step + 1) % 10 == 0:
+        log.write(step + 1, loss.item())
+    return step + 1
+
+
 def train_vae(args, vae, images, out_of_time):
     path = os.path.join(args.work, 'vae.pt')
     ck = load_checkpoint(path)
@@ -96,12 +106,7 @@ def train_vae(args, vae, images, out_of_time):
         rec = vae.decode(post.sample()).sample
         # Reconstruction plus a small KL term that keeps the posterior's spread small but finite.
         loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x) + 1e-6 * post.kl().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 10 == 0:
-            log.write(step, loss.item())
+        step = descend(opt, loss, log, step)
         if step % 100 == 0 or step == args.vae_steps or out_of_time():
             save_checkpoint(path, {'model': vae.state_dict(), 'opt': opt.state_dict(), 'step': step})
             print(f'vae {step} {loss.item():.5f} {time.time():.0f}', flush=True)
@@ -137,12 +142,7 @@ def refine_decoder(args, vae, images):
         loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x)
         for g in opt.param_groups:
             g['lr'] = 3e-4 * 0.5 * (1 + np.cos(np.pi * step / args.decoder_steps))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 10 == 0:
-            log.write(step, loss.item())
+        step = descend(opt, loss, log, step)
         if step % 100 == 0 or step == args.decoder_steps:
             save_checkpoint(path, {'model': vae.state_dict(), 'opt': opt.state_dict(), 'step': step})
             print(f'decoder {step} {loss.item():.5f} {time.time():.0f}', flush=True)

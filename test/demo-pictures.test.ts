@@ -77,7 +77,8 @@ test('img2img at strength 0.3 keeps the layout', async t => {
   const out = (await pipe.generate(prompt, { image: input, strength: 0.3, seed: 5, steps: 20 })).images[0]
   const [a, b] = [classify(input), classify(out)]
   t.log(`input ${JSON.stringify(a)}, output ${JSON.stringify(b)}, mean difference ${meanDiff(out.data, input.data, 128, () => true).toFixed(2)}`)
-  t.deepEqual({ ...b, fill: 0 }, { ...a, fill: 0 })
+  // The layout: where the object is, its shape and the background (its tint may drift: that is not layout).
+  t.deepEqual([b.shape, b.position, b.background], [a.shape, a.position, a.background])
   t.true(Math.abs(a.fill - b.fill) <= 0.1)
 })
 

@@ -57,7 +57,7 @@ async function main (): Promise<void> {
   report('tiny-pg25 generate(), 128x128, 30 steps, CFG (CPU)', `${(await time(() => pipe.generate('a cat', { steps: 30, seed: 1 }), 2)).toFixed(0)} ms`)
   await pipe.dispose()
   const demo = await Pipeline.fromPretrained(await ensureDemoModel(), { device: 'cpu' })
-  report('demo model generate(), 256x256, 50 steps, CFG (CPU)', `${(await time(() => demo.generate('a cat', { seed: 1 }), 1)).toFixed(0)} ms`)
+  report('demo model generate(), 128x128, 50 steps, CFG (CPU)', `${(await time(() => demo.generate('a red circle on a blue background', { seed: 1 }), 1)).toFixed(0)} ms`)
   await demo.dispose()
 
   // Our CPU rows of the peer comparison (the work of bench/peers.ts, each in a child process) beside the

@@ -26,8 +26,9 @@ export const MODEL_HELP = `  -m, --model DIR|ID|FILE  a diffusers-format model f
       --variant fp16       load the fp16 weight files
       --precision P        CPU weights: auto (default: fp32 when it fits in memory, else half), fp32, bf16, fp16`
 
-const DEMO_NOTICE = 'pg25: no --model given, so this runs the built-in demo model: Playground v2.5\'s architecture at a tiny size with\n' +
-  'untrained synthetic weights. It draws noise-like pictures. For real images point --model (or PG25_MODEL) at\n' +
+const DEMO_NOTICE = 'pg25: no --model given, so this runs the built-in demo model: Playground v2.5\'s architecture at a tiny size,\n' +
+  'trained only on flat shapes and colours ("a red circle on a blue background"); it is not Playground v2.5\'s quality.\n' +
+  'For real images point --model (or PG25_MODEL) at\n' +
   'playgroundai/playground-v2.5-1024px-aesthetic (a Hub id or a downloaded folder; see --help).\n'
 
 const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', msg) }
@@ -61,7 +62,7 @@ export function chooseModel (values: Values): ModelChoice {
 }
 
 /**
- * Loads the chosen model (making the demo model first when none was chosen, with a notice). `named`
+ * Loads the chosen model (the built-in demo model when none was chosen, with a notice). `named`
  * puts the model's folder or file name into PNG parameters (the CLI's own files; a server leaves it out).
  */
 type OpenOptions = Pick<LoadOptions, 'onProgress' | 'onWarning' | 'signal'> & { named?: boolean }

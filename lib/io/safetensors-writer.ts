@@ -1,5 +1,5 @@
-// Writes safetensors files from TypeScript: the built-in demo model's synthetic weights, and test
-// fixtures (Paddle-format copies, hand-broken files).
+// Writes safetensors files from TypeScript: test and benchmark fixtures (seed-made weights,
+// Paddle-format copies, hand-broken files).
 import { promises as fs } from 'node:fs'
 
 export type WriteDType = 'F32' | 'F16' | 'BF16'

@@ -119,7 +119,7 @@ test('numbers parse strictly, and an empty --model is an error, not the demo', a
 test('a damaged demo model cache is rebuilt, and a folder that is not one is left alone', async t => {
   const dir = path.join(tmp, 'demo')
   await ensureDemoModel(dir)
-  const weights = path.join(dir, 'unet', 'diffusion_pytorch_model.safetensors')
+  const weights = path.join(dir, 'unet', 'diffusion_pytorch_model.fp16.safetensors')
   const good = await fs.readFile(weights)
   await fs.truncate(weights, 1000)
   await fs.writeFile(path.join(dir, 'model_index.json'), '{')

@@ -6,7 +6,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import sharp from 'sharp'
 import { Pipeline } from '../../lib'
-import { demoVocabulary, ensureDemoModel } from '../../lib/demo/demo-model'
+import { ensureDemoModel } from '../../lib/demo/demo-model'
 import { readPngText } from '../../lib/image'
 import { CLIPTokenizer } from '../../lib/tokenizer/clip-tokenizer'
 import { TINY } from '../support/helpers'
@@ -48,12 +48,12 @@ test('with no model it runs the demo model, says so, and writes a PNG with a sum
   delete env.PG25_MODEL
   const { stderr } = await run(process.execPath, [CLI, 'a cat in a spacesuit', '-o', out, '--steps', '3', '--seed', '11', '--device', 'cpu'], { env })
   t.regex(stderr, /built-in demo model/)
-  t.regex(stderr, /untrained/)
+  t.regex(stderr, /not Playground v2\.5's quality/)
   t.regex(stderr, /--model \(or PG25_MODEL\)/)
-  t.regex(stderr, /done in [\d.]+ s · seed 11 · 256x256 on cpu · .*demo\.png/)
+  t.regex(stderr, /done in [\d.]+ s · seed 11 · 128x128 on cpu · .*demo\.png/)
   const meta = await sharp(out).metadata()
   t.is(meta.format, 'png')
-  t.is(meta.width, 256)
+  t.is(meta.width, 128)
 })
 
 test('--model DIR with options gives the same image as the API, and the PNG keeps its parameters', async t => {
@@ -189,15 +189,16 @@ test('a single-file checkpoint goes through --model file.safetensors --config DI
   t.regex(e.stderr, /model\.safetensors.*the checkpoint.*\(PG25_NOT_FOUND\)/)
 })
 
-test('the demo model is deterministic and tokenizes with its own vocabulary', async t => {
+test('copies of the demo model are identical, and it tokenizes with its own vocabulary', async t => {
   const a = await ensureDemoModel(path.join(tmp, 'demo-a'))
   const b = await ensureDemoModel(path.join(tmp, 'demo-b'))
-  const fa = await fs.readFile(path.join(a, 'unet', 'diffusion_pytorch_model.safetensors'))
-  const fb = await fs.readFile(path.join(b, 'unet', 'diffusion_pytorch_model.safetensors'))
+  const fa = await fs.readFile(path.join(a, 'unet', 'diffusion_pytorch_model.fp16.safetensors'))
+  const fb = await fs.readFile(path.join(b, 'unet', 'diffusion_pytorch_model.fp16.safetensors'))
   t.true(fa.equals(fb))
   const tok = await CLIPTokenizer.fromPretrained(path.join(a, 'tokenizer'))
-  const { vocab } = demoVocabulary()
+  const vocab = JSON.parse(await fs.readFile(path.join(a, 'tokenizer', 'vocab.json'), 'utf8')) as Record<string, number>
   t.deepEqual(tok.encode('a cat').slice(0, 4), [vocab['<|startoftext|>'], vocab['a</w>'], vocab['cat</w>'], vocab['<|endoftext|>']])
+  t.deepEqual(tok.encode('a red circle').slice(1, 4), [vocab['a</w>'], vocab['red</w>'], vocab['circle</w>']])
   const tok2 = await CLIPTokenizer.fromPretrained(path.join(a, 'tokenizer_2'))
   t.is(tok2.padId, vocab['!'])
 })

@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
 import { Pg25Error, Pipeline, readPngText } from '../../lib'
-import { syntheticWeights } from '../../lib/demo/demo-model'
+import { syntheticWeights } from '../support/synthetic-weights'
 import { writeSafetensors } from '../../lib/io/safetensors-writer'
 import { TINY, declaredPng } from '../support/helpers'
 

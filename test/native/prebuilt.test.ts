@@ -66,7 +66,9 @@ test('the tarball carries the CUDA prebuild, the compiled API, sources for its m
   const { files } = await packed
   const has = new Set(files)
   for (const f of ['package.json', 'README.md', 'LICENSE', 'BENCHMARKS.md', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/cli/index.js',
-    'scripts/install.js', 'CMakeLists.txt', 'binding.gyp', 'prebuilds/linux-x64/@pg25+native.glibc.node', 'prebuilds/linux-x64/@pg25+native.glibc.json']) {
+    'scripts/install.js', 'CMakeLists.txt', 'binding.gyp', 'prebuilds/linux-x64/@pg25+native.glibc.node', 'prebuilds/linux-x64/@pg25+native.glibc.json',
+    'models/demo/README.md', 'models/demo/pg25-demo-manifest.json', 'models/demo/unet/diffusion_pytorch_model.fp16.safetensors',
+    'models/demo/vae/diffusion_pytorch_model.fp16.safetensors']) {
     t.true(has.has(f), `${f} is packed`)
   }
   // Everything a build from source compiles (binding.gyp lists the CPU sources; CMakeLists adds the CUDA ones).
@@ -125,7 +127,7 @@ test('installed with no compiler and no install scripts, the prebuilt CUDA binar
   t.false(parsed.cudaEmulated)
   t.is(name, '@pg25/native')
   t.is(deep, 'ERR_PACKAGE_PATH_NOT_EXPORTED')
-  t.is(result, '256 true')
+  t.is(result, '128 true')
 
   // The CLI resolves in the project, as the README says: `npx pg25`.
   const { stdout: version } = await run(path.join(env.PATH!, 'npx'), ['--offline', 'pg25', '--version'], { cwd: app, env })

@@ -10,12 +10,12 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   stylistic.configs.customize({ semi: false, quotes: 'single', indent: 2, braceStyle: '1tbs', commaDangle: 'never', arrowParens: false }),
   {
-    files: ['**/*.ts'],
+    files: ['**/*.ts', '**/*.js', '**/*.cjs', '**/*.mjs'],
     plugins: { 'import-x': importX },
     settings: {
       'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.js', '.d.ts'] })],
       'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
-      'import-x/extensions': ['.ts', '.js'],
+      'import-x/extensions': ['.ts', '.js']
     },
     rules: {
       'import-x/no-cycle': 'error',
@@ -32,17 +32,17 @@ export default tseslint.config(
       '@stylistic/quote-props': ['error', 'as-needed'],
       '@stylistic/member-delimiter-style': 'off',
       '@stylistic/operator-linebreak': ['error', 'after'],
-      'max-len': ['error', { code: 140, ignoreUrls: true, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true }],
-    },
+      'max-len': ['error', { code: 140, ignoreUrls: true, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true }]
+    }
   },
   {
     // Tests and benchmarks poke at untyped JSON and the addon's raw objects.
     files: ['test/**/*.ts', 'bench/**/*.ts'],
-    rules: { '@typescript-eslint/no-explicit-any': 'off' },
+    rules: { '@typescript-eslint/no-explicit-any': 'off' }
   },
   {
     files: ['**/*.js', '**/*.cjs', '**/*.mjs'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', process: 'readonly', console: 'readonly', __dirname: 'readonly', Buffer: 'readonly' } },
-    rules: { '@typescript-eslint/no-require-imports': 'off' },
-  },
+    rules: { '@typescript-eslint/no-require-imports': 'off' }
+  }
 )

@@ -169,7 +169,6 @@ Napi::Value EmulationReport(const Napi::CallbackInfo& info) {
 }
 #endif
 
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", engine_class(env));
   TensorWrap::Init(env);  // the class of the tensors engines return; JS never constructs one

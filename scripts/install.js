@@ -13,19 +13,19 @@ const target = `${process.platform}-${process.arch}`
 // The cmake-js a build from source uses where none is installed (package.json's devDependency range).
 const CMAKE_JS = require('../package.json').devDependencies?.['cmake-js'] ?? '^8.0.0'
 
-function say(line) {
+function say (line) {
   console.log(`@pg25/native: ${line}`)
 }
 
 /** The addon's runtimeInfo() read in a child process (a failed load must not take this one down), or the error. */
-function probe(file) {
+function probe (file) {
   const r = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(file)}).runtimeInfo()))`], { encoding: 'utf8' })
   if (r.status === 0) return { info: JSON.parse(r.stdout) }
   return { error: (r.stderr.trim().split('\n').find(l => /Error/.test(l)) || r.stderr.trim() || `exit ${r.status}`) }
 }
 
 /** What the prebuilt binary's build recorded (scripts/prebuild.js): the CUDA toolkit it was compiled with. */
-function prebuildNotes(file) {
+function prebuildNotes (file) {
   try {
     return JSON.parse(fs.readFileSync(file.replace(/\.node$/, '.json'), 'utf8'))
   } catch {
@@ -34,19 +34,19 @@ function prebuildNotes(file) {
 }
 
 /** The NVIDIA driver a statically linked CUDA runtime of this toolkit version needs. */
-function driverFor(cudaVersion) {
+function driverFor (cudaVersion) {
   const major = Number(String(cudaVersion).split('.')[0])
   if (major >= 13) return 'R580'
   if (major === 12) return 'R525'
   return 'R520'
 }
 
-function cudaPhrase(info, cudaVersion) {
+function cudaPhrase (info, cudaVersion) {
   if (!info.cudaCompiled) return 'without CUDA (CPU backend only)'
   return cudaVersion ? `with CUDA ${cudaVersion} (GPUs need NVIDIA driver ${driverFor(cudaVersion)} or newer)` : 'with CUDA'
 }
 
-function prebuilt() {
+function prebuilt () {
   const dir = path.join(root, 'prebuilds', target)
   let names = []
   try {
@@ -69,14 +69,14 @@ function has (cmd) {
 }
 
 /** Runs a build quietly; its output is shown only when it fails. */
-function run(args) {
+function run (args) {
   const r = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', maxBuffer: 256 << 20 })
   if (r.status !== 0) process.stderr.write((r.stdout || '') + (r.stderr || ''))
   return r.status === 0
 }
 
 /** Removes everything under build/ but build/Release/pg25.node (objects, CMake files, Makefiles). */
-function keepOnlyAddon(buildDir) {
+function keepOnlyAddon (buildDir) {
   for (const entry of fs.readdirSync(buildDir)) {
     if (entry === 'Release') continue
     fs.rmSync(path.join(buildDir, entry), { recursive: true, force: true })
@@ -88,13 +88,13 @@ function keepOnlyAddon(buildDir) {
 }
 
 /** npm's bin folder: the running npm's (npm sets npm_execpath for install steps), else the one beside node. */
-function npmBin() {
+function npmBin () {
   if (process.env.npm_execpath && /npm-cli\.js$/.test(process.env.npm_execpath)) return path.dirname(process.env.npm_execpath)
   const beside = process.platform === 'win32' ? ['node_modules'] : ['..', 'lib', 'node_modules']
   return path.join(path.dirname(process.execPath), ...beside, 'npm', 'bin')
 }
 
-function nodeGypCli() {
+function nodeGypCli () {
   try {
     return require.resolve('node-gyp/bin/node-gyp.js')
   } catch {
@@ -107,7 +107,7 @@ function nodeGypCli() {
  * devDependency), else fetched by npx for this build only, so that installs which load a prebuilt binary
  * never download it and its dependencies.
  */
-function cmakeJs() {
+function cmakeJs () {
   try {
     return [path.join(path.dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js')]
   } catch {
@@ -115,7 +115,7 @@ function cmakeJs() {
   }
 }
 
-function buildFromSource(why) {
+function buildFromSource (why) {
   say(`building from source for ${target}: ${why}`)
   let how = 'cmake-js'
   let built = false
@@ -138,14 +138,14 @@ function buildFromSource(why) {
     console.error(`@pg25/native: the addon built from source does not load: ${error}`)
     return false
   }
-  const cuda = info.cudaCompiled
-    ? 'with CUDA'
-    : `without CUDA (CPU backend only: ${how.startsWith('node-gyp') ? 'node-gyp builds the CPU backend only' : 'nvcc was not found'})`
+  const cuda = info.cudaCompiled ?
+    'with CUDA' :
+    `without CUDA (CPU backend only: ${how.startsWith('node-gyp') ? 'node-gyp builds the CPU backend only' : 'nvcc was not found'})`
   say(`built from source with ${how} for ${target} ${cuda}`)
   return true
 }
 
-function main() {
+function main () {
   if (process.env.PG25_BUILD_FROM_SOURCE === '1') return buildFromSource('PG25_BUILD_FROM_SOURCE=1')
   const existing = path.join(root, 'build', 'Release', 'pg25.node')
   if (fs.existsSync(existing)) {

@@ -14,7 +14,7 @@ const root = path.join(__dirname, '..')
 const out = path.join(root, 'build-prebuild')
 const target = `${process.platform}-${process.arch}`
 
-function fail(msg) {
+function fail (msg) {
   console.error(`prebuilds: ${msg}`)
   process.exit(1)
 }
@@ -27,8 +27,8 @@ const built = path.join(out, 'Release', 'pg25.node')
 const probe = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(built)}).runtimeInfo()))`], { encoding: 'utf8' })
 if (probe.status !== 0) fail(`the built addon does not load: ${probe.stderr}`)
 if (!JSON.parse(probe.stdout).cudaCompiled) {
-  fail('the addon was built without the CUDA backend: no CUDA compiler was found. A package must carry the CUDA backend; '
-    + 'install the CUDA toolkit (12.8 for releases) and put nvcc on PATH or set CUDACXX')
+  fail('the addon was built without the CUDA backend: no CUDA compiler was found. A package must carry the CUDA backend; ' +
+    'install the CUDA toolkit (12.8 for releases) and put nvcc on PATH or set CUDACXX')
 }
 
 // The toolkit version CMake found (CMakeFiles/<cmake version>/CMakeCUDACompiler.cmake).
@@ -39,8 +39,8 @@ for (const dir of fs.readdirSync(path.join(out, 'CMakeFiles'))) {
 }
 if (!cuda) fail(`could not read the CUDA compiler version from ${out}/CMakeFiles`)
 if (!cuda.startsWith('12.8.')) {
-  console.warn(`prebuilds: built with CUDA ${cuda}; release prebuilds are meant to use CUDA 12.8 (drivers R525+), `
-    + 'set CUDACXX=/usr/local/cuda-12.8/bin/nvcc where it is installed')
+  console.warn(`prebuilds: built with CUDA ${cuda}; release prebuilds are meant to use CUDA 12.8 (drivers R525+), ` +
+    'set CUDACXX=/usr/local/cuda-12.8/bin/nvcc where it is installed')
 }
 
 const dir = path.join(root, 'prebuilds', target)

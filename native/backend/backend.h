@@ -133,7 +133,7 @@ class Backend {
   Tensor gelu(const Tensor& x) {
     OpScope scope(*this, "gelu");
     return gelu_impl(x);
-  }        // exact (erf) GELU
+  }  // exact (erf) GELU
   Tensor quick_gelu(const Tensor& x) {
     OpScope scope(*this, "quick_gelu");
     return quick_gelu_impl(x);
@@ -141,7 +141,7 @@ class Backend {
   Tensor geglu(const Tensor& x) {
     OpScope scope(*this, "geglu");
     return geglu_impl(x);
-  }       // last axis [a | g] -> a * gelu(g)
+  }  // last axis [a | g] -> a * gelu(g)
   // x [B, C, H, W] * scale[c] + shift[c]
   Tensor channel_affine(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift) {
     OpScope scope(*this, "channel_affine");
@@ -172,7 +172,8 @@ class Backend {
   }
   // (+ SiLU); `add` [B, C] (when given) is added to x's channels first, in the same passes: a ResNet
   // block's time embedding.
-  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add = nullptr) {
+  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
+                    const Tensor* add = nullptr) {
     OpScope scope(*this, "group_norm");
     return group_norm_impl(x, gamma, beta, groups, eps, silu, add);
   }
@@ -259,7 +260,8 @@ class Backend {
     return out;
   }
   virtual Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) = 0;
-  virtual Tensor group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) = 0;
+  virtual Tensor group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
+                                 const Tensor* add) = 0;
   virtual Tensor layer_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
   virtual Tensor attention_impl(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) = 0;
   virtual Tensor pad2d_impl(const Tensor& x, int left, int right, int top, int bottom) = 0;

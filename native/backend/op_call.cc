@@ -13,7 +13,8 @@ struct Call {
 
   [[noreturn]] void fail(const std::string& why) const { throw Error(Code::InvalidArgument, "op " + op + ": " + why); }
   void inputs(size_t lo, size_t hi) const {
-    if (a.inputs.size() < lo || a.inputs.size() > hi) fail("takes " + std::to_string(lo) + (lo == hi ? "" : "-" + std::to_string(hi)) + " inputs");
+    if (a.inputs.size() < lo || a.inputs.size() > hi)
+      fail("takes " + std::to_string(lo) + (lo == hi ? "" : "-" + std::to_string(hi)) + " inputs");
     for (size_t i = 0; i < lo; i++)
       if (!a.inputs[i]) fail("input " + std::to_string(i) + " is missing");
   }
@@ -26,7 +27,8 @@ struct Call {
   }
   int64_t integer(const char* key, int64_t lo, int64_t hi) const {
     double v = num(key);
-    if (v != std::floor(v) || v < double(lo) || v > double(hi)) fail(std::string("\"") + key + "\" must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    if (v != std::floor(v) || v < double(lo) || v > double(hi))
+      fail(std::string("\"") + key + "\" must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     return int64_t(v);
   }
   std::vector<float> floats(const char* key, size_t n) const {
@@ -43,7 +45,8 @@ struct Call {
     if (x.layout != y.layout) fail("the inputs are in different layouts (NCHW and NHWC)");
   }
   void vec(const Tensor* t, int64_t n, const char* what) const {
-    if (t && (t->rank() != 1 || t->dim(0) != n)) fail(std::string(what) + " must be [" + std::to_string(n) + "], got " + shape_str(t->shape));
+    if (t && (t->rank() != 1 || t->dim(0) != n))
+      fail(std::string(what) + " must be [" + std::to_string(n) + "], got " + shape_str(t->shape));
   }
 };
 
@@ -101,7 +104,8 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     for (size_t i = 1; i < args.inputs.size(); i++) {
       if (!args.inputs[i]) c.fail("input " + std::to_string(i) + " is missing");
       c.rank(c.in(i), 2, "w");
-      if (c.in(i).shape != c.in(1).shape || c.in(i).dim(1) != x.dim(-1)) c.fail("the weights must share one shape [N, " + std::to_string(x.dim(-1)) + "]");
+      if (c.in(i).shape != c.in(1).shape || c.in(i).dim(1) != x.dim(-1))
+        c.fail("the weights must share one shape [N, " + std::to_string(x.dim(-1)) + "]");
       ws.push_back(c.in(i));
     }
     std::vector<Tensor> ys = be.linears(x, be.pack_weights(ws));
@@ -153,13 +157,15 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     c.rank(k, 3, "k");
     c.same(k, v);
     int64_t heads = c.integer("heads", 1, q.dim(2));
-    if (k.dim(0) != q.dim(0) || k.dim(2) != q.dim(2) || q.dim(2) % heads) c.fail("q " + shape_str(q.shape) + " and k " + shape_str(k.shape) + " do not match with " + std::to_string(heads) + " heads");
+    if (k.dim(0) != q.dim(0) || k.dim(2) != q.dim(2) || q.dim(2) % heads)
+      c.fail("q " + shape_str(q.shape) + " and k " + shape_str(k.shape) + " do not match with " + std::to_string(heads) + " heads");
     return be.attention(q, k, v, int(heads), c.num("causal") != 0);
   }
   if (name == "pad2d") {
     c.inputs(1, 1);
     c.rank(c.in(0), 4, "x");
-    return be.pad2d(c.in(0), int(c.integer("left", 0, 64)), int(c.integer("right", 0, 64)), int(c.integer("top", 0, 64)), int(c.integer("bottom", 0, 64)));
+    return be.pad2d(c.in(0), int(c.integer("left", 0, 64)), int(c.integer("right", 0, 64)), int(c.integer("top", 0, 64)),
+                    int(c.integer("bottom", 0, 64)));
   }
   if (name == "upsample_nearest") {
     c.inputs(1, 1);

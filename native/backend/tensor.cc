@@ -17,7 +17,9 @@ ConcatPlan plan_concat(const Tensor& a, const Tensor& b, int axis) {
   if (axis < 0) axis += r;
   bool ok = b.rank() == r && axis >= 0 && axis < r;
   for (int i = 0; ok && i < r; i++) ok = i == axis || a.dim(i) == b.dim(i);
-  if (!ok) throw Error(Code::InvalidArgument, "concat: " + shape_str(a.shape) + " and " + shape_str(b.shape) + " do not join on axis " + std::to_string(axis));
+  if (!ok)
+    throw Error(Code::InvalidArgument,
+                "concat: " + shape_str(a.shape) + " and " + shape_str(b.shape) + " do not join on axis " + std::to_string(axis));
   if (a.layout != b.layout) throw Error(Code::Internal, "concat: the inputs are in different layouts (NCHW and NHWC)");
   ConcatPlan p{a.shape, 1, 1, 1};
   p.shape[axis] += b.dim(axis);

@@ -59,7 +59,6 @@ Napi::Promise run_job(Napi::Env env, std::function<void()> work, std::function<N
   return p;
 }
 
-
 Shape shape_from_js(const Napi::Value& v, const char* what) {
   if (!v.IsArray()) throw Error(Code::InvalidArgument, std::string(what) + " must be an array of sizes");
   Napi::Array a = v.As<Napi::Array>();
@@ -68,7 +67,8 @@ Shape shape_from_js(const Napi::Value& v, const char* what) {
     Napi::Value d = a.Get(i);
     if (!d.IsNumber()) throw Error(Code::InvalidArgument, std::string(what) + " must hold numbers");
     double x = d.As<Napi::Number>().DoubleValue();
-    if (!(x >= 0 && x <= double(1ll << 40)) || x != double(int64_t(x))) throw Error(Code::InvalidArgument, std::string(what) + " holds an invalid size");
+    if (!(x >= 0 && x <= double(1ll << 40)) || x != double(int64_t(x)))
+      throw Error(Code::InvalidArgument, std::string(what) + " holds an invalid size");
     s.push_back(int64_t(x));
   }
   return s;
@@ -144,7 +144,8 @@ std::vector<LoraUpdate> lora_updates_from_js(const Napi::Value& v, FloatArrayRef
     LoraUpdate u;
     u.name = str_prop(o, "name");
     double r = o.Get("rank").ToNumber().DoubleValue();
-    if (!(r >= 0 && r <= double(1 << 20)) || r != double(int64_t(r))) throw Error(Code::InvalidArgument, "LoRA update of \"" + u.name + "\": rank must be a non-negative integer");
+    if (!(r >= 0 && r <= double(1 << 20)) || r != double(int64_t(r)))
+      throw Error(Code::InvalidArgument, "LoRA update of \"" + u.name + "\": rank must be a non-negative integer");
     u.rank = int64_t(r);
     if (u.rank > 0) {
       u.up = floats(o, "up");

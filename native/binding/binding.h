@@ -82,11 +82,13 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   // The tensor behind `v`, which must belong to `owner`: another engine's memory (host memory for a
   // CPU engine, another stream's for a CUDA one) is never handed to a backend.
   static const Tensor& From(const Napi::Value& v, const char* what, const Backend* owner) {
-    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw Error(Code::InvalidArgument, std::string(what) + " must be a Tensor");
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value()))
+      throw Error(Code::InvalidArgument, std::string(what) + " must be a Tensor");
     TensorWrap* w = Unwrap(v.As<Napi::Object>());
     if (!w->t_.defined()) throw Error(Code::Disposed, std::string(what) + " was disposed");
     if (w->be_.get() != owner)
-      throw Error(Code::InvalidArgument, std::string(what) + " belongs to another engine (" + w->be_->name() + "); copy it with toHost/fromHost");
+      throw Error(Code::InvalidArgument,
+                  std::string(what) + " belongs to another engine (" + w->be_->name() + "); copy it with toHost/fromHost");
     return w->t_;
   }
   explicit TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
@@ -119,7 +121,8 @@ class CancelWrap : public Napi::ObjectWrap<CancelWrap> {
  public:
   static Napi::FunctionReference ctor;
   static Napi::Function Init(Napi::Env env) {
-    Napi::Function f = DefineClass(env, "CancelToken", {InstanceMethod<&CancelWrap::Cancel>("cancel"), InstanceAccessor<&CancelWrap::GetCancelled>("cancelled")});
+    Napi::Function f = DefineClass(
+        env, "CancelToken", {InstanceMethod<&CancelWrap::Cancel>("cancel"), InstanceAccessor<&CancelWrap::GetCancelled>("cancelled")});
     ctor = Napi::Persistent(f);
     return f;
   }

@@ -131,9 +131,7 @@ Napi::Value EngineWrap::Profile(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value EngineWrap::GetDevice(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), be_ ? be_->name() : "disposed");
-}
+Napi::Value EngineWrap::GetDevice(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), be_ ? be_->name() : "disposed"); }
 
 Napi::Value EngineWrap::LoadComponent(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -145,7 +143,8 @@ Napi::Value EngineWrap::LoadComponent(const Napi::CallbackInfo& info) {
     uint64_t seed = synthetic ? uint64_t(info[3].As<Napi::Object>().Get("syntheticSeed").ToNumber().Int64Value()) : 0;
     if (!synthetic && files.empty()) throw Error(Code::NotFound, spec.config_path + ": no weight files given");
     // { onBytes }: called on the main thread with the bytes loaded so far, after each tensor.
-    auto progress = std::make_shared<LoadProgress>(info.Env(), info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>().Get("onBytes") : info.Env().Undefined());
+    auto progress = std::make_shared<LoadProgress>(
+        info.Env(), info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>().Get("onBytes") : info.Env().Undefined());
     auto be = be_ptr();
     auto loaded = std::make_shared<Loaded>();
     loaded->spec = spec;
@@ -164,11 +163,13 @@ Napi::Value EngineWrap::LoadComponent(const Napi::CallbackInfo& info) {
         },
         // The JS Engine is held until the job is over (the reference goes with the job, on the main thread),
         // so `this` is alive here even if the caller dropped its last reference meanwhile.
-        [this, self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info.This().As<Napi::Object>())), loaded](Napi::Env env) -> Napi::Value {
+        [this, self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info.This().As<Napi::Object>())),
+         loaded](Napi::Env env) -> Napi::Value {
           std::lock_guard<std::mutex> g(mu_);
           components_.push_back(loaded);
           return Napi::Number::New(env, double(components_.size() - 1));
-        }, be);
+        },
+        be);
   });
 }
 
@@ -251,7 +252,8 @@ Napi::Value EngineWrap::EncodeText(const Napi::CallbackInfo& info) {
           o.Set("penultimate", TensorWrap::Wrap(env, out->penultimate, be));
           if (out->pooled.defined()) o.Set("pooled", TensorWrap::Wrap(env, out->pooled, be));
           return o;
-        }, be);
+        },
+        be);
   });
 }
 
@@ -270,7 +272,10 @@ Napi::Value EngineWrap::RunUNet(const Napi::CallbackInfo& info) {
     auto be = be_ptr();
     auto out = std::make_shared<Tensor>();
     return run_job(
-        info.Env(), [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out, cancel] { *out = m->forward(*be, sample, t, ctx, te, time_ids, cancel.get()); },
+        info.Env(),
+        [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out, cancel] {
+          *out = m->forward(*be, sample, t, ctx, te, time_ids, cancel.get());
+        },
         [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
   });
 }
@@ -284,7 +289,8 @@ Napi::Value EngineWrap::VaeDecode(const Napi::CallbackInfo& info) {
     auto be = be_ptr();
     auto out = std::make_shared<Tensor>();
     return run_job(
-        info.Env(), [keep = keep, m = m, lat, unscale, be, out, cancel] { *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat, cancel.get()); },
+        info.Env(),
+        [keep = keep, m = m, lat, unscale, be, out, cancel] { *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat, cancel.get()); },
         [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
   });
 }
@@ -303,7 +309,8 @@ Napi::Value EngineWrap::VaeEncode(const Napi::CallbackInfo& info) {
           o.Set("mean", TensorWrap::Wrap(env, out->mean, be));
           o.Set("std", TensorWrap::Wrap(env, out->std, be));
           return o;
-        }, be);
+        },
+        be);
   });
 }
 

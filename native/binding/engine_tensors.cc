@@ -21,7 +21,8 @@ Napi::Value EngineWrap::ToRGB8(const Napi::CallbackInfo& info) {
           Napi::Uint8Array a = Napi::Uint8Array::New(env, out->size());
           std::memcpy(a.Data(), out->data(), out->size());
           return a;
-        }, be);
+        },
+        be);
   });
 }
 
@@ -35,7 +36,8 @@ Napi::Value EngineWrap::LatentPreview(const Napi::CallbackInfo& info) {
       return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
     };
     std::vector<float> m = floats(info[1], "matrix"), bias = floats(info[2], "bias");
-    if (x.rank() != 4 || int64_t(m.size()) != 3 * x.dim(1) || bias.size() != 3) throw Error(Code::InvalidArgument, "preview: matrix must be 3 x channels");
+    if (x.rank() != 4 || int64_t(m.size()) != 3 * x.dim(1) || bias.size() != 3)
+      throw Error(Code::InvalidArgument, "preview: matrix must be 3 x channels");
     std::vector<uint8_t> out = be().latent_rgb(x, m, bias);
     Napi::Uint8Array a = Napi::Uint8Array::New(info.Env(), out.size());
     std::memcpy(a.Data(), out.data(), out.size());
@@ -51,7 +53,8 @@ Napi::Value EngineWrap::FromHost(const Napi::CallbackInfo& info) {
     Shape s = shape_from_js(info[1], "shape");
     Tensor t{nullptr, s};
     if (size_t(t.numel()) != a.ElementLength())
-      throw Error(Code::InvalidArgument, "data holds " + std::to_string(a.ElementLength()) + " values; shape " + shape_str(s) + " needs " + std::to_string(t.numel()));
+      throw Error(Code::InvalidArgument, "data holds " + std::to_string(a.ElementLength()) + " values; shape " + shape_str(s) + " needs " +
+                                             std::to_string(t.numel()));
     return TensorWrap::Wrap(info.Env(), be().from_host(a.Data(), s), be_ptr());
   });
 }
@@ -74,7 +77,8 @@ Napi::Value EngineWrap::Lincomb(const Napi::CallbackInfo& info) {
     keep.reserve(terms.Length());
     for (uint32_t i = 0; i < terms.Length(); i++) {
       Napi::Value e = terms.Get(i);
-      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) throw Error(Code::InvalidArgument, "lincomb takes [[coefficient, tensor], ...]");
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2)
+        throw Error(Code::InvalidArgument, "lincomb takes [[coefficient, tensor], ...]");
       Napi::Array pair = e.As<Napi::Array>();
       if (!pair.Get(0u).IsNumber()) throw Error(Code::InvalidArgument, "lincomb coefficients must be numbers");
       keep.push_back(arg(pair.Get(1u), "lincomb term"));
@@ -101,7 +105,8 @@ Napi::Value EngineWrap::Slice0(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Tensor& a = arg(info[0], "tensor");
     int64_t start = info[1].ToNumber().Int64Value(), count = info[2].ToNumber().Int64Value();
-    if (start < 0 || count < 0 || start + count > a.dim(0)) throw Error(Code::InvalidArgument, "slice: range outside " + shape_str(a.shape));
+    if (start < 0 || count < 0 || start + count > a.dim(0))
+      throw Error(Code::InvalidArgument, "slice: range outside " + shape_str(a.shape));
     return TensorWrap::Wrap(info.Env(), be().slice0(a, start, count), be_ptr());
   });
 }
@@ -207,7 +212,8 @@ Napi::Value EngineWrap::RandomTensor(const Napi::CallbackInfo& info) {
     float scale = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().FloatValue() : 1.f;
     int64_t n = 1;
     for (int64_t d : shape) {
-      if (d <= 0 || n > (int64_t(1) << 34) / d) throw Error(Code::InvalidArgument, "randomTensor: shape " + shape_str(shape) + " is empty or too large");
+      if (d <= 0 || n > (int64_t(1) << 34) / d)
+        throw Error(Code::InvalidArgument, "randomTensor: shape " + shape_str(shape) + " is empty or too large");
       n *= d;
     }
     auto be = be_ptr();

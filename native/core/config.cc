@@ -66,9 +66,7 @@ std::string Config::string(const std::string& key) const {
   return v.string;
 }
 
-std::string Config::string_or(const std::string& key, const std::string& fallback) const {
-  return has(key) ? string(key) : fallback;
-}
+std::string Config::string_or(const std::string& key, const std::string& fallback) const { return has(key) ? string(key) : fallback; }
 
 std::vector<std::string> Config::strings(const std::string& key) const {
   const json::Value& v = get(key);
@@ -127,7 +125,8 @@ void Config::require_null(const std::string& key) const {
 
 void Config::require_bool(const std::string& key, bool supported) const {
   if (!has(key)) return;
-  if (boolean_or(key, supported) != supported) refuse(key, std::string("is ") + (supported ? "false" : "true") + "; only " + (supported ? "true" : "false") + " is supported");
+  if (boolean_or(key, supported) != supported)
+    refuse(key, std::string("is ") + (supported ? "false" : "true") + "; only " + (supported ? "true" : "false") + " is supported");
 }
 
 void Config::require_number(const std::string& key, double supported) const {

@@ -13,7 +13,7 @@ class Config {
   Config(std::string path, std::string_view text);
 
   const std::string& path() const { return path_; }
-  bool has(const std::string& key) const;          // present and not null
+  bool has(const std::string& key) const;  // present and not null
   int64_t integer(const std::string& key, int64_t lo, int64_t hi) const;
   int64_t integer_or(const std::string& key, int64_t fallback, int64_t lo, int64_t hi) const;
   double number(const std::string& key) const;

@@ -9,18 +9,18 @@
 namespace pg25 {
 
 // X(enumerator, the code JS sees)
-#define PG25_ERROR_CODES(X)                 \
-  X(NotFound, "PG25_NOT_FOUND")             \
-  X(BadConfig, "PG25_BAD_CONFIG")           \
-  X(BadWeights, "PG25_BAD_WEIGHTS")         \
-  X(MissingWeights, "PG25_MISSING_WEIGHTS") \
-  X(Unsupported, "PG25_UNSUPPORTED")        \
+#define PG25_ERROR_CODES(X)                   \
+  X(NotFound, "PG25_NOT_FOUND")               \
+  X(BadConfig, "PG25_BAD_CONFIG")             \
+  X(BadWeights, "PG25_BAD_WEIGHTS")           \
+  X(MissingWeights, "PG25_MISSING_WEIGHTS")   \
+  X(Unsupported, "PG25_UNSUPPORTED")          \
   X(InvalidArgument, "PG25_INVALID_ARGUMENT") \
-  X(Disposed, "PG25_DISPOSED")              \
-  X(NoDevice, "PG25_NO_DEVICE")             \
-  X(OutOfMemory, "PG25_OUT_OF_MEMORY")      \
-  X(NonFinite, "PG25_NON_FINITE")           \
-  X(Internal, "PG25_INTERNAL")              \
+  X(Disposed, "PG25_DISPOSED")                \
+  X(NoDevice, "PG25_NO_DEVICE")               \
+  X(OutOfMemory, "PG25_OUT_OF_MEMORY")        \
+  X(NonFinite, "PG25_NON_FINITE")             \
+  X(Internal, "PG25_INTERNAL")                \
   X(Aborted, "ABORT_ERR")
 
 enum class Code {
@@ -32,8 +32,7 @@ enum class Code {
 inline const char* code_name(Code c) {
   switch (c) {
 #define PG25_NAME(e, name) \
-  case Code::e:            \
-    return name;
+  case Code::e: return name;
     PG25_ERROR_CODES(PG25_NAME)
 #undef PG25_NAME
   }

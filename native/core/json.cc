@@ -65,7 +65,10 @@ class Parser {
       v.type = Type::Object;
       pos_++;
       skip_ws();
-      if (peek() == '}') { pos_++; return v; }
+      if (peek() == '}') {
+        pos_++;
+        return v;
+      }
       for (;;) {
         skip_ws();
         if (peek() != '"') fail("expected a string key");
@@ -78,20 +81,29 @@ class Parser {
         char d = peek();
         pos_++;
         if (d == '}') break;
-        if (d != ',') { pos_--; fail("expected ',' or '}'"); }
+        if (d != ',') {
+          pos_--;
+          fail("expected ',' or '}'");
+        }
       }
     } else if (c == '[') {
       v.type = Type::Array;
       pos_++;
       skip_ws();
-      if (peek() == ']') { pos_++; return v; }
+      if (peek() == ']') {
+        pos_++;
+        return v;
+      }
       for (;;) {
         v.array.push_back(value(depth + 1));
         skip_ws();
         char d = peek();
         pos_++;
         if (d == ']') break;
-        if (d != ',') { pos_--; fail("expected ',' or ']'"); }
+        if (d != ',') {
+          pos_--;
+          fail("expected ',' or ']'");
+        }
       }
     } else if (c == '"') {
       v.type = Type::String;
@@ -116,14 +128,18 @@ class Parser {
   void number(Value& v) {
     size_t start = pos_;
     bool neg = false;
-    if (s_[pos_] == '-') { neg = true; pos_++; }
+    if (s_[pos_] == '-') {
+      neg = true;
+      pos_++;
+    }
     if (pos_ >= s_.size() || !(s_[pos_] >= '0' && s_[pos_] <= '9')) fail("bad number");
     if (s_[pos_] == '0' && pos_ + 1 < s_.size() && s_[pos_ + 1] >= '0' && s_[pos_ + 1] <= '9') fail("leading zero in number");
     bool integer = true, overflow = false;
     uint64_t mag = 0;
     while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
       unsigned d = unsigned(s_[pos_] - '0');
-      if (mag > (UINT64_MAX - d) / 10) overflow = true; else mag = mag * 10 + d;
+      if (mag > (UINT64_MAX - d) / 10) overflow = true;
+      else mag = mag * 10 + d;
       pos_++;
     }
     if (pos_ < s_.size() && s_[pos_] == '.') {
@@ -165,9 +181,19 @@ class Parser {
 
   static void put_utf8(std::string& out, unsigned cp) {
     if (cp < 0x80) out += char(cp);
-    else if (cp < 0x800) { out += char(0xC0 | (cp >> 6)); out += char(0x80 | (cp & 0x3F)); }
-    else if (cp < 0x10000) { out += char(0xE0 | (cp >> 12)); out += char(0x80 | ((cp >> 6) & 0x3F)); out += char(0x80 | (cp & 0x3F)); }
-    else { out += char(0xF0 | (cp >> 18)); out += char(0x80 | ((cp >> 12) & 0x3F)); out += char(0x80 | ((cp >> 6) & 0x3F)); out += char(0x80 | (cp & 0x3F)); }
+    else if (cp < 0x800) {
+      out += char(0xC0 | (cp >> 6));
+      out += char(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += char(0xE0 | (cp >> 12));
+      out += char(0x80 | ((cp >> 6) & 0x3F));
+      out += char(0x80 | (cp & 0x3F));
+    } else {
+      out += char(0xF0 | (cp >> 18));
+      out += char(0x80 | ((cp >> 12) & 0x3F));
+      out += char(0x80 | ((cp >> 6) & 0x3F));
+      out += char(0x80 | (cp & 0x3F));
+    }
   }
 
   std::string string_literal() {
@@ -178,7 +204,10 @@ class Parser {
       char c = s_[pos_++];
       if (c == '"') return out;
       if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
-      if (c != '\\') { out += c; continue; }
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
       if (pos_ >= s_.size()) fail("unterminated escape");
       char e = s_[pos_++];
       switch (e) {

@@ -150,7 +150,10 @@ class CpuBackend final : public Backend {
     float* o = D(y);
     std::vector<const float*> src;
     std::vector<double> c;
-    for (auto& t : terms) { src.push_back(D(*t.second)); c.push_back(t.first); }
+    for (auto& t : terms) {
+      src.push_back(D(*t.second));
+      c.push_back(t.first);
+    }
     cpu::parallel_for(y.numel(), 1 << 14, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; i++) {
         double acc = 0;
@@ -193,8 +196,7 @@ class CpuBackend final : public Backend {
     const float* a = D(x);
     float* o = D(y);
     cpu::parallel_for(rows, grain(n2), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; r++)
-        cpu::geglu(a + r * n2, a + r * n2 + n, o + r * n, n);
+      for (int64_t r = b; r < e; r++) cpu::geglu(a + r * n2, a + r * n2 + n, o + r * n, n);
     });
     return y;
   }
@@ -293,7 +295,8 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor group_norm_impl(const Tensor& x_in, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) override {
+  Tensor group_norm_impl(const Tensor& x_in, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
+                         const Tensor* add) override {
     Tensor x = add ? add_per_channel(x_in, *add) : x_in;
     int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
     check(C % groups == 0, "group_norm", "channels not divisible by groups");
@@ -337,8 +340,8 @@ class CpuBackend final : public Backend {
 
   Tensor attention_impl(const Tensor& q, const Tensor& k, const Tensor& v, int heads, bool causal) override {
     int64_t B = q.dim(0), Nq = q.dim(1), C = q.dim(2), Nk = k.dim(1);
-    check(k.dim(0) == B && v.dim(0) == B && k.dim(2) == C && v.dim(2) == C && v.dim(1) == Nk && C % heads == 0,
-          "attention", "q " + shape_str(q.shape) + " k " + shape_str(k.shape) + " v " + shape_str(v.shape));
+    check(k.dim(0) == B && v.dim(0) == B && k.dim(2) == C && v.dim(2) == C && v.dim(1) == Nk && C % heads == 0, "attention",
+          "q " + shape_str(q.shape) + " k " + shape_str(k.shape) + " v " + shape_str(v.shape));
     int64_t d = C / heads;
     float scale = 1.f / std::sqrt(float(d));
     Tensor y = make(q.shape);
@@ -371,8 +374,7 @@ class CpuBackend final : public Backend {
           qa.plain = Q + (b * Nq + q0) * C + h * d;
           qa.ld = C;
           cpu::gemm(nq, Nk, d, qa, kb, S.data(), Nk, {}, false);
-          for (int64_t i = 0; i < nq; i++)
-            cpu::softmax(S.data() + i * Nk, Nk, causal ? std::min(Nk, q0 + i + 1) : Nk, scale);
+          for (int64_t i = 0; i < nq; i++) cpu::softmax(S.data() + i * Nk, Nk, causal ? std::min(Nk, q0 + i + 1) : Nk, scale);
           cpu::OperandA sa;
           sa.plain = S.data();
           sa.ld = Nk;
@@ -466,7 +468,8 @@ class CpuBackend final : public Backend {
     int64_t V = table.dim(0), C = table.dim(1), L = int64_t(ids.size()) / batch;
     Tensor y = make({batch, L, C});
     for (size_t i = 0; i < ids.size(); i++) {
-      if (ids[i] < 0 || ids[i] >= V) throw Error(Code::InvalidArgument, "token id " + std::to_string(ids[i]) + " is outside the vocabulary of " + std::to_string(V));
+      if (ids[i] < 0 || ids[i] >= V)
+        throw Error(Code::InvalidArgument, "token id " + std::to_string(ids[i]) + " is outside the vocabulary of " + std::to_string(V));
       std::memcpy(D(y) + int64_t(i) * C, D(table) + int64_t(ids[i]) * C, size_t(C) * 4);
     }
     return y;

@@ -144,8 +144,7 @@ void CpuBuffer::pack_once(Layout want, int64_t r, int64_t c) {
     if (now == Layout::Plain) {
       const MicroKernel& mk = micro_kernel();
       int w = want == Layout::PanelsA ? mk.mr : mk.nr;
-      if (packed_floats(r, c, w) > capacity)
-        throw Error(Code::Internal, "cpu backend: a weight buffer has no room for its packed form");
+      if (packed_floats(r, c, w) > capacity) throw Error(Code::Internal, "cpu backend: a weight buffer has no room for its packed form");
       // In place: the buffer was made large enough for either panel layout, so packing changes neither
       // its address nor the bytes it accounts for.
       if (hdata) {

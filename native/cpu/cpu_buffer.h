@@ -49,7 +49,7 @@ struct CpuBuffer : Buffer {
   void write_plain(const float* src);
   void read_plain(float* dst) const;
 
-  float* data;           // null while the weight is stored at half width
+  float* data;                // null while the weight is stored at half width
   uint16_t* hdata = nullptr;  // the half-width values, plain or packed as `layout` says
   Half half = Half::None;
   size_t count;

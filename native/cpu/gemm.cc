@@ -124,8 +124,13 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
           const float* bpanel = bp + (jr / nr) * bstride;
           for (int64_t ir = 0; ir < mc; ir += mr) {
             int64_t i0 = ic + ir, j0 = jc + jr;
-            Tile t{job.C + i0 * job.ldc + j0, job.ldc, int(std::min<int64_t>(mr, mc - ir)), int(cols), !first || e.accumulate,
-                   first && e.row_bias ? e.row_bias + i0 : nullptr, first && e.col_bias ? e.col_bias + j0 : nullptr,
+            Tile t{job.C + i0 * job.ldc + j0,
+                   job.ldc,
+                   int(std::min<int64_t>(mr, mc - ir)),
+                   int(cols),
+                   !first || e.accumulate,
+                   first && e.row_bias ? e.row_bias + i0 : nullptr,
+                   first && e.col_bias ? e.col_bias + j0 : nullptr,
                    first && e.residual ? e.residual + i0 * job.ldc + j0 : nullptr};
             mk.run(kc, ap + (ir / mr) * astride, bpanel, t);
           }
@@ -149,8 +154,10 @@ void pack_panels_of(const T* src, int64_t rows, int64_t K, int width, T* dst) {
       T* d = dst + p * K * width;
       for (int64_t i = 0; i < width; i++) {
         int64_t r = p * width + i;
-        if (r < rows) for (int64_t k = 0; k < K; k++) d[k * width + i] = src[r * K + k];
-        else for (int64_t k = 0; k < K; k++) d[k * width + i] = T(0);
+        if (r < rows)
+          for (int64_t k = 0; k < K; k++) d[k * width + i] = src[r * K + k];
+        else
+          for (int64_t k = 0; k < K; k++) d[k * width + i] = T(0);
       }
     }
   });
@@ -168,15 +175,12 @@ void unpack_panels_of(const T* packed, int64_t rows, int64_t K, int width, T* ds
 
 void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst) { pack_panels_of(src, rows, K, width, dst); }
 void pack_panels(const uint16_t* src, int64_t rows, int64_t K, int width, uint16_t* dst) { pack_panels_of(src, rows, K, width, dst); }
-void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst) {
-  unpack_panels_of(packed, rows, K, width, dst);
-}
+void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst) { unpack_panels_of(packed, rows, K, width, dst); }
 void unpack_panels(const uint16_t* packed, int64_t rows, int64_t K, int width, uint16_t* dst) {
   unpack_panels_of(packed, rows, K, width, dst);
 }
 
-void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b, float* C, int64_t ldc, const Epilogue& e,
-          bool threaded) {
+void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b, float* C, int64_t ldc, const Epilogue& e, bool threaded) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     for (int64_t i = 0; i < M; i++)
@@ -219,12 +223,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b,
   else run(0, total);
 }
 
-void pack_b_full(const OperandB& b, int64_t N, int64_t K, float* dst) {
-  packers().b_plain(b, N, 0, N, 0, K, micro_kernel().nr, dst);
-}
+void pack_b_full(const OperandB& b, int64_t N, int64_t K, float* dst) { packers().b_plain(b, N, 0, N, 0, K, micro_kernel().nr, dst); }
 
-void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_trans,
-           float* C, int64_t ldc, bool accumulate, const float* bias, bool threaded) {
+void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_trans, float* C, int64_t ldc,
+           bool accumulate, const float* bias, bool threaded) {
   OperandA a;
   a.plain = A;
   a.ld = lda;

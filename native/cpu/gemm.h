@@ -66,7 +66,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b,
 void pack_b_full(const OperandB& b, int64_t N, int64_t K, float* dst);
 
 // The plain form: C[M, N] = A[M, K] * B + (accumulate ? C : 0) + bias[j].
-void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_trans,
-           float* C, int64_t ldc, bool accumulate, const float* bias, bool threaded = true);
+void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_trans, float* C, int64_t ldc,
+           bool accumulate, const float* bias, bool threaded = true);
 
 }  // namespace pg25::cpu

@@ -43,8 +43,9 @@ PG25_TARGET("avx512f,fma") void micro_avx512(int64_t kc, const float* a, const f
     }
   }
   // Masked loads and stores cover a tile cut short by the matrix's edge.
-  __mmask16 m[2] = {__mmask16(t.cols >= 16 ? 0xffff : (1u << t.cols) - 1),
-                    __mmask16(t.cols >= 32 ? 0xffff : t.cols > 16 ? (1u << (t.cols - 16)) - 1 : 0)};
+  __mmask16 m[2] = {__mmask16(t.cols >= 16 ? 0xffff : (1u << t.cols) - 1), __mmask16(t.cols >= 32  ? 0xffff
+                                                                                     : t.cols > 16 ? (1u << (t.cols - 16)) - 1
+                                                                                                   : 0)};
   __m512 cb[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
   if (t.col_bias)
     for (int h = 0; h < 2; h++) cb[h] = _mm512_maskz_loadu_ps(m[h], t.col_bias + 16 * h);

@@ -84,7 +84,7 @@ uint16_t to_f16(float v) {
   uint32_t x = bits_of(v), s = (x >> 16) & 0x8000u;
   x &= 0x7fffffffu;
   if (x > 0x7f800000u) return uint16_t(s | 0x7e00u);
-  if (x >= 0x477ff000u) return uint16_t(s | 0x7c00u);  // 65520 and up round to infinity
+  if (x >= 0x477ff000u) return uint16_t(s | 0x7c00u);                                            // 65520 and up round to infinity
   if (x < 0x38800000u) return uint16_t(s | uint32_t(std::nearbyint(float_of(x) * 16777216.f)));  // subnormal
   return uint16_t(s | ((x + 0xfffu + ((x >> 13) & 1) - 0x38000000u) >> 13));
 }
@@ -92,8 +92,10 @@ uint16_t to_f16(float v) {
 float from_half(uint16_t h, Half kind) { return kind == Half::BF16 ? float_of(uint32_t(h) << 16) : f16_to_f32(h); }
 
 void narrow(const float* src, uint16_t* dst, size_t n, Half kind) {
-  if (kind == Half::BF16) for (size_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
-  else for (size_t i = 0; i < n; i++) dst[i] = to_f16(src[i]);
+  if (kind == Half::BF16)
+    for (size_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
+  else
+    for (size_t i = 0; i < n; i++) dst[i] = to_f16(src[i]);
 }
 
 void widen(const uint16_t* src, float* dst, size_t n, Half kind) {

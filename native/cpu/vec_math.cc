@@ -40,7 +40,8 @@ struct Loops {
   void (*geglu)(const float*, const float*, float*, int64_t);
 };
 
-#define PG25_LOOPS(ns) Loops{ns::block_sum, ns::block_sq, ns::affine, ns::normalize, ns::silu, ns::softmax, ns::geglu}
+#define PG25_LOOPS(ns) \
+  Loops { ns::block_sum, ns::block_sq, ns::affine, ns::normalize, ns::silu, ns::softmax, ns::geglu }
 
 const Loops& loops() {
 #ifdef PG25_X86

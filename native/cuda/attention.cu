@@ -31,18 +31,20 @@ __device__ __forceinline__ uint32_t pack_f(float lo, float hi) {
 
 constexpr int kWarpRows = 16;  // query rows of one mma row tile; a warp of k_flash_attention holds MT of them
 constexpr int kRowGroups = 2;  // groups of 16 query rows per block of the wide kernel, four warps each
-constexpr int kPad = 8;    // shared rows padded by 16 bytes, so a fragment's 8 rows fall in different banks
+constexpr int kPad = 8;        // shared rows padded by 16 bytes, so a fragment's 8 rows fall in different banks
 
 // Two consecutive 16-bit values of a shared row (an even column: rows are 16-byte aligned) as one
 // fragment register, in one 32-bit shared load.
 template <class T>
-__device__ __forceinline__ uint32_t lds32(const T* p) { return *reinterpret_cast<const uint32_t*>(p); }
+__device__ __forceinline__ uint32_t lds32(const T* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
 
 // Issues cp.async copies of the K and V tile at keys k0.. into sk, sv (zeros past Nk and d) as one group.
 // Needs d % 8 == 0 and 16-byte aligned rows.
 template <int BN, int DP, class T>
-__device__ __forceinline__ void issue_kv(T (&sk)[BN][DP + kPad], T (&sv)[BN][DP + kPad], const T* kb, const T* vb, int64_t k0, int64_t Nk, int64_t C,
-                                         int d) {
+__device__ __forceinline__ void issue_kv(T (&sk)[BN][DP + kPad], T (&sv)[BN][DP + kPad], const T* kb, const T* vb, int64_t k0, int64_t Nk,
+                                         int64_t C, int d) {
   for (int i = int(threadIdx.x); i < BN * DP / 8; i += int(blockDim.x)) {
     int r = i / (DP / 8), c = i % (DP / 8) * 8;
     bool in = k0 + r < Nk && c < d;
@@ -81,7 +83,8 @@ struct KvStage {
 
 // The block's K and V tile: rows k0.. of the head (zeros past Nk and past d), into padded shared rows.
 template <class T, int BN, int W>
-__device__ __forceinline__ void load_kv(T (&sk)[BN][W], T (&sv)[BN][W], const T* kb, const T* vb, int64_t k0, int64_t Nk, int64_t C, int d) {
+__device__ __forceinline__ void load_kv(T (&sk)[BN][W], T (&sv)[BN][W], const T* kb, const T* vb, int64_t k0, int64_t Nk, int64_t C,
+                                        int d) {
   constexpr int DP = W - kPad;
   for (int i = threadIdx.x; i < BN * DP; i += blockDim.x) {
     int r = i / DP, c = i % DP;
@@ -99,8 +102,8 @@ __device__ __forceinline__ void load_kv(T (&sk)[BN][W], T (&sv)[BN][W], const T*
 // (accumulator layout: NT tiles of 8 keys from key k0): scale and mask the scores, raise the running
 // max, rescale the running sum and the output accumulators o, and leave P = exp(S - max) in s.
 template <int NT, int NO>
-__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4], float (&mrow)[2], float (&lrow)[2], int64_t row0, int64_t k0,
-                                             int t, int64_t Nk, bool causal, float scale) {
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4], float (&mrow)[2], float (&lrow)[2], int64_t row0,
+                                             int64_t k0, int t, int64_t Nk, bool causal, float scale) {
   for (int r = 0; r < 2; r++) {
     int64_t qi = row0 + 8 * r;
     float mx = -INFINITY;
@@ -135,8 +138,8 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4
 // Divides this lane's output accumulators by the row sums (gathered from the row's four lanes) and
 // stores rows row0 and row0 + 8 (those below Nq), columns d0 + 8n + 2t + e (those below d), of y.
 template <int NO, class T>
-__device__ __forceinline__ void write_rows(const float (&o)[NO][4], const float (&lrow)[2], T* y, int64_t row0, int d0, int64_t Nq, int64_t C,
-                                           int d, int t) {
+__device__ __forceinline__ void write_rows(const float (&o)[NO][4], const float (&lrow)[2], T* y, int64_t row0, int d0, int64_t Nq,
+                                           int64_t C, int d, int t) {
   for (int r = 0; r < 2; r++) {
     float l = lrow[r];
     l += __shfl_xor_sync(0xffffffffu, l, 1);
@@ -161,8 +164,8 @@ __device__ __forceinline__ void write_rows(const float (&o)[NO][4], const float 
 // time and K and V by cp.async into two buffers, the next tile landing while this one is computed on;
 // otherwise each value is loaded on its own, tile by tile, into the first buffer.
 template <class T, int DP, int BN, int MT, bool VEC>
-__global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d, bool causal,
-                                  float scale) {
+__global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d,
+                                  bool causal, float scale) {
   constexpr bool kBf16 = std::is_same<T, bf>::value;
   constexpr int kRows = 4 * kWarpRows * MT;  // query rows per block: four warps
   // One 16-byte aligned block of shared memory: Q's tile until its fragments are in registers, then
@@ -182,7 +185,8 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
   if (VEC) {
     for (int i = threadIdx.x; i < kRows * DP / 8; i += blockDim.x) {
       int r = i / (DP / 8), c = i % (DP / 8) * 8;
-      *reinterpret_cast<uint4*>(&sq[r][c]) = q0 + r < Nq && c < d ? *reinterpret_cast<const uint4*>(qb + (q0 + r) * C + c) : uint4{0u, 0u, 0u, 0u};
+      *reinterpret_cast<uint4*>(&sq[r][c]) =
+          q0 + r < Nq && c < d ? *reinterpret_cast<const uint4*>(qb + (q0 + r) * C + c) : uint4{0u, 0u, 0u, 0u};
     }
   } else {
     for (int i = threadIdx.x; i < kRows * DP; i += blockDim.x) {
@@ -193,11 +197,11 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
   }
   __syncthreads();
   const int row = warp * kWarpRows * MT + g;  // this lane's rows in row tile m: row + 16m and row + 16m + 8
-  const int lr = lane % 8, lm = lane / 8;  // the row of the matrix this lane addresses in an ldmatrix.x4
+  const int lr = lane % 8, lm = lane / 8;     // the row of the matrix this lane addresses in an ldmatrix.x4
   uint32_t qa[MT][DP / 16][4];
-  #pragma unroll
+#pragma unroll
   for (int m = 0; m < MT; m++)
-    #pragma unroll
+#pragma unroll
     for (int kk = 0; kk < DP / 16; kk++) {
       int c = kk * 16 + 2 * t, r = row + m * kWarpRows;
       qa[m][kk][0] = lds32(&sq[r][c]);
@@ -208,7 +212,7 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
 
   float o[MT][DP / 8][4] = {};
   float mrow[MT][2], lrow[MT][2];  // running max and (this lane's partial) sum
-  #pragma unroll
+#pragma unroll
   for (int m = 0; m < MT; m++) mrow[m][0] = mrow[m][1] = -INFINITY, lrow[m][0] = lrow[m][1] = 0.f;
   int64_t kv_end = causal ? (q0 + kRows < Nk ? q0 + kRows : Nk) : Nk;
   __syncthreads();  // every warp holds its Q fragments: the memory becomes K/V tiles
@@ -229,44 +233,44 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
 
     // S = Q K^T: one ldmatrix.x4 gives the K fragments of 8 keys over 32 dims (two k-steps), for every row tile.
     float s[MT][BN / 8][4];
-    #pragma unroll
+#pragma unroll
     for (int j = 0; j < BN / 8; j++) {
-      #pragma unroll
+#pragma unroll
       for (int m = 0; m < MT; m++)
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < 4; i++) s[m][j][i] = 0.f;
-      #pragma unroll
+#pragma unroll
       for (int kk = 0; kk < DP / 16; kk += 2) {
         uint32_t kf[4];
         ldmatrix_x4<false>(kf, &sk[j * 8 + lr][kk * 16 + lm * 8]);
         uint32_t b0[2] = {kf[0], kf[1]}, b1[2] = {kf[2], kf[3]};
-        #pragma unroll
+#pragma unroll
         for (int m = 0; m < MT; m++) {
           mma_m16n8k16<kBf16>(s[m][j], qa[m][kk], b0, s[m][j]);
           mma_m16n8k16<kBf16>(s[m][j], qa[m][kk + 1], b1, s[m][j]);
         }
       }
     }
-    #pragma unroll
+#pragma unroll
     for (int m = 0; m < MT; m++) softmax_step(s[m], o[m], mrow[m], lrow[m], q0 + row + m * kWarpRows, k0, t, Nk, causal, scale);
-    // O += P V: P's accumulator tiles 2kk and 2kk+1 are the A fragment of keys [16kk, 16kk + 16); one
-    // ldmatrix.x4.trans gives the V fragments of those keys over 16 dims (two n-tiles).
-    #pragma unroll
+// O += P V: P's accumulator tiles 2kk and 2kk+1 are the A fragment of keys [16kk, 16kk + 16); one
+// ldmatrix.x4.trans gives the V fragments of those keys over 16 dims (two n-tiles).
+#pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
       uint32_t pa[MT][4];
-      #pragma unroll
+#pragma unroll
       for (int m = 0; m < MT; m++) {
         pa[m][0] = pack_f<T>(s[m][2 * kk][0], s[m][2 * kk][1]);
         pa[m][1] = pack_f<T>(s[m][2 * kk][2], s[m][2 * kk][3]);
         pa[m][2] = pack_f<T>(s[m][2 * kk + 1][0], s[m][2 * kk + 1][1]);
         pa[m][3] = pack_f<T>(s[m][2 * kk + 1][2], s[m][2 * kk + 1][3]);
       }
-      #pragma unroll
+#pragma unroll
       for (int n = 0; n < DP / 8; n += 2) {
         uint32_t vf[4];
         ldmatrix_x4<true>(vf, &sv[kk * 16 + (lm & 1) * 8 + lr][(n + (lm >> 1)) * 8]);
         uint32_t b0[2] = {vf[0], vf[1]}, b1[2] = {vf[2], vf[3]};
-        #pragma unroll
+#pragma unroll
         for (int m = 0; m < MT; m++) {
           mma_m16n8k16<kBf16>(o[m][n], pa[m], b0, o[m][n]);
           mma_m16n8k16<kBf16>(o[m][n + 1], pa[m], b1, o[m][n + 1]);
@@ -275,10 +279,9 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
     }
     __syncthreads();  // this tile is consumed: the next copies may overwrite its buffer
   }
-  #pragma unroll
+#pragma unroll
   for (int m = 0; m < MT; m++) write_rows(o[m], lrow[m], y + b * Nq * C + hd * d, q0 + row + m * kWarpRows, 0, Nq, C, d, t);
 }
-
 
 // Head dims from 129 to 512 (the VAE's single 512-wide head): four warps take 16 query rows and split
 // the head dim four ways (128 each, padded with zeros). Each warp multiplies its slice of Q and K on
@@ -289,8 +292,8 @@ __global__ void k_flash_attention(const T* q, const T* k, const T* v, T* y, int6
 // 16 bytes at a time through registers, the next tile in flight (two cp.async buffers of 512-wide rows
 // would not fit in 48 KB of static shared memory).
 template <class T, bool VEC>
-__global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d, bool causal,
-                                       float scale) {
+__global__ void k_flash_attention_wide(const T* q, const T* k, const T* v, T* y, int64_t Nq, int64_t Nk, int64_t C, int heads, int d,
+                                       bool causal, float scale) {
   constexpr bool kBf16 = std::is_same<T, bf>::value;
   constexpr int kBN = 16, kSlice = 128, kDP = 4 * kSlice;
   alignas(16) __shared__ T sk[kBN][kDP + kPad];
@@ -378,18 +381,20 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
   auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   bool vec = d % 8 == 0 && Ch % 8 == 0 && a16(q) && a16(k) && a16(v);
   BY_TYPE(wide, {
-    if (d <= 64 && vec && two)
-      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA 2 BY_COMMA true>, flash2, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else if (d <= 64 && vec)
-      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA 1 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else if (d <= 64)
-      PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA 1 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else if (d <= 128 && vec)
-      PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA 1 BY_COMMA true>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else if (d <= 128)
-      PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA 1 BY_COMMA false>, flash, 128, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else if (vec) PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA true>, flash_wide, 128 * kRowGroups, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
-    else PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA false>, flash_wide, 128 * kRowGroups, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    if (d <= 64 && vec && two) PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA 2 BY_COMMA true>, flash2, 128, 0, s)
+    (C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (d <= 64 && vec) PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA 1 BY_COMMA true>, flash, 128, 0, s)(
+        C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (d <= 64) PG25_LAUNCH(k_flash_attention<T BY_COMMA 64 BY_COMMA 64 BY_COMMA 1 BY_COMMA false>, flash, 128, 0, s)(
+        C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (d <= 128 && vec) PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA 1 BY_COMMA true>, flash, 128, 0, s)(
+        C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (d <= 128) PG25_LAUNCH(k_flash_attention<T BY_COMMA 128 BY_COMMA 32 BY_COMMA 1 BY_COMMA false>, flash, 128, 0, s)(
+        C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else if (vec) PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA true>, flash_wide, 128 * kRowGroups, 0, s)(
+        C(q), C(k), C(v), M(y), Nq, Nk, Ch, heads, int(d), causal, scale);
+    else PG25_LAUNCH(k_flash_attention_wide<T BY_COMMA false>, flash_wide, 128 * kRowGroups, 0, s)(C(q), C(k), C(v), M(y), Nq, Nk, Ch,
+                                                                                                   heads, int(d), causal, scale);
   });
 }
 

@@ -13,18 +13,21 @@ bool nhwc(const Tensor& t) { return t.layout == Layout::NHWC; }
 
 // im2col buffers are cut into chunks of 128 columns or rows (256 bytes of 16-bit values), so every
 // chunk's operands keep cuBLASLt's 16-byte alignment, of about 64 MB at any resolution.
-int64_t chunk_of(int64_t total, int64_t K) { return std::min<int64_t>(total, std::max<int64_t>(256, (int64_t(32) << 20) / std::max<int64_t>(1, K)) / 128 * 128); }
+int64_t chunk_of(int64_t total, int64_t K) {
+  return std::min<int64_t>(total, std::max<int64_t>(256, (int64_t(32) << 20) / std::max<int64_t>(1, K)) / 128 * 128);
+}
 
 // Through cuDNN when it has a plan for this shape: the convolution, bias and residual in one graph
 // (or, where no engine fuses them, the convolution alone and our epilogue pass). The plans declare
 // 16-byte alignment, which our pool allocations (256 bytes) give; anything less takes im2col.
-bool through_cudnn(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y,
-                   bool wide) {
+bool through_cudnn(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual,
+                   const Tensor& y, bool wide) {
   if (!e.dnn) return false;
   uintptr_t bits = reinterpret_cast<uintptr_t>(P(x)) | reinterpret_cast<uintptr_t>(P(w)) | reinterpret_cast<uintptr_t>(P(y)) |
                    reinterpret_cast<uintptr_t>(opt(bias)) | reinterpret_cast<uintptr_t>(opt(residual));
   if (bits % 16) return false;
-  const Cudnn::Plan* p = e.dnn->plan({x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), stride, pad, wide, bias != nullptr, residual != nullptr, nhwc(x)});
+  const Cudnn::Plan* p = e.dnn->plan({x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), stride, pad, wide,
+                                      bias != nullptr, residual != nullptr, nhwc(x)});
   if (!p) return false;
   std::unique_ptr<CudaBuffer> ws;
   if (int64_t n = Cudnn::workspace_bytes(*p)) ws = std::make_unique<CudaBuffer>(size_t(n), e.stream_owner);
@@ -38,8 +41,8 @@ bool through_cudnn(const ConvEngine& e, const Tensor& x, const Tensor& w, const 
 
 // NHWC: the output's rows are pixels, so the convolution is a linear layer over im2col's rows (over x
 // itself for a 1x1 kernel), with the bias and the residual in cuBLASLt's epilogue.
-void im2col_nhwc_gemm(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y,
-                      bool wide, bool pointwise) {
+void im2col_nhwc_gemm(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad,
+                      const Tensor* residual, const Tensor& y, bool wide, bool pointwise) {
   int64_t Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3), Ho = y.dim(2), Wo = y.dim(3);
   int64_t rows = y.dim(0) * Ho * Wo, K = Cin * kh * kw;
   if (pointwise) {
@@ -59,8 +62,8 @@ void im2col_nhwc_gemm(const ConvEngine& e, const Tensor& x, const Tensor& w, con
 
 // NCHW: per image, the kernel [Cout, K] times im2col's columns [K, pixels] (x itself for a 1x1 kernel),
 // then one pass for the bias and the residual.
-void im2col_nchw_gemm(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y,
-                      bool wide, bool pointwise) {
+void im2col_nchw_gemm(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad,
+                      const Tensor* residual, const Tensor& y, bool wide, bool pointwise) {
   int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3), Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3), Wo = y.dim(3);
   int64_t P_ = y.dim(2) * Wo, K = Cin * kh * kw, chunk = chunk_of(P_, K);
   std::unique_ptr<CudaBuffer> col;
@@ -87,8 +90,8 @@ void im2col_nchw_gemm(const ConvEngine& e, const Tensor& x, const Tensor& w, con
 
 }  // namespace
 
-void convolve(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y,
-              bool wide) {
+void convolve(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual,
+              const Tensor& y, bool wide) {
   if (through_cudnn(e, x, w, bias, stride, pad, residual, y, wide)) return;
   bool pointwise = w.dim(2) == 1 && w.dim(3) == 1 && stride == 1 && pad == 0;
   if (nhwc(x)) im2col_nhwc_gemm(e, x, w, bias, stride, pad, residual, y, wide, pointwise);

@@ -19,7 +19,7 @@ struct ConvEngine {
 
 // y = conv(x, w) (+ bias[K]) (+ residual, y's shape), into y (made by the caller: [N, K, Ho, Wo] in
 // x's layout, which w and the residual share), queued on e.stream.
-void convolve(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, const Tensor& y,
-              bool wide);
+void convolve(const ConvEngine& e, const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual,
+              const Tensor& y, bool wide);
 
 }  // namespace pg25::cuda

@@ -25,7 +25,7 @@ struct HeuristicResult {
   float wavesCount;
   int reserved[4];
 };
-constexpr int kComputeF32 = 68;     // CUBLAS_COMPUTE_32F
+constexpr int kComputeF32 = 68;                   // CUBLAS_COMPUTE_32F
 constexpr int kR16F = 2, kR16BF = 14, kR32F = 0;  // CUDA_R_16F, CUDA_R_16BF, CUDA_R_32F
 constexpr int kOpN = 0, kOpT = 1;
 constexpr int kDescTransA = 3, kDescTransB = 4, kDescEpilogue = 7, kDescBiasPointer = 8;
@@ -149,7 +149,8 @@ const CublasLt::Plan* CublasLt::find(bool ta, bool tb, int64_t m, int64_t n, int
   check(api.pref_create(&pref), "preference");
   uint64_t ws = workspace_bytes_;
   check(api.pref_set(pref, kPrefMaxWorkspace, &ws, sizeof(ws)), "workspace preference");
-  for (int attr : {kPrefMinAlignA, kPrefMinAlignB, kPrefMinAlignC, kPrefMinAlignD}) check(api.pref_set(pref, attr, &align, sizeof(align)), "alignment preference");
+  for (int attr : {kPrefMinAlignA, kPrefMinAlignB, kPrefMinAlignC, kPrefMinAlignD})
+    check(api.pref_set(pref, attr, &align, sizeof(align)), "alignment preference");
   HeuristicResult r;
   int found = 0;
   Status s = api.heuristic(handle_, p->desc, p->a, p->b, p->c, p->c, pref, 1, &r, &found);
@@ -171,11 +172,12 @@ const CublasLt::Plan* CublasLt::find(bool ta, bool tb, int64_t m, int64_t n, int
 void CublasLt::run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias,
                    cudaStream_t stream) {
   if (bias) check(api_->desc_set(p.desc, kDescBiasPointer, &bias, sizeof(bias)), "bias pointer");
-  check(api_->matmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, d, p.c, &p.algo, workspace_, workspace_bytes_, stream), "matmul");
+  check(api_->matmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, d, p.c, &p.algo, workspace_, workspace_bytes_, stream),
+        "matmul");
 }
 
-void CublasLt::linear(const void* x, const void* w, const void* bias, const void* residual, void* y, int64_t M, int64_t N, int64_t K, bool wide,
-                      cudaStream_t stream) {
+void CublasLt::linear(const void* x, const void* w, const void* bias, const void* residual, void* y, int64_t M, int64_t N, int64_t K,
+                      bool wide, cudaStream_t stream) {
   // Row-major Y[M,N] is column-major Y^T [N,M] = W (col-major K x N, transposed) * X^T (col-major K x M).
   std::lock_guard<std::mutex> g(mu_);
   uint32_t align = alignment({x, w, y, bias, residual}, {K, N});
@@ -208,8 +210,8 @@ void CublasLt::gemm(const void* a, int64_t lda, int64_t stride_a, const void* b,
     return;
   }
   fallbacks_++;
-  gemm_simt({M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch, b_trans, alpha, accumulate ? 1.f : 0.f}, a, b, accumulate ? c : nullptr, c,
-            nullptr, wide, stream);
+  gemm_simt({M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch, b_trans, alpha, accumulate ? 1.f : 0.f}, a, b,
+            accumulate ? c : nullptr, c, nullptr, wide, stream);
 }
 
 std::atomic<int64_t> CublasLt::fallbacks_{0};

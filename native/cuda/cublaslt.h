@@ -29,9 +29,8 @@ class CublasLt {
               cudaStream_t stream);
   // C[M, N] = A[M, K] * B[K, N] (+ C when accumulate), fp16 row-major with leading dimensions, batched
   // over `batch` with the given strides (elements).
-  void gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c,
-            int64_t ldc, int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate, bool wide,
-            cudaStream_t stream);
+  void gemm(const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, bool b_trans, void* c, int64_t ldc,
+            int64_t stride_c, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha, bool accumulate, bool wide, cudaStream_t stream);
   // Y_i[M, N] = X[M, K] * W_i[N, K]^T for the n weights lying back to back from w (one batched GEMM,
   // X every entry's operand), the products back to back from y. False, with nothing enqueued, where
   // cuBLASLt offers no algorithm for it: the caller runs them one by one.
@@ -47,7 +46,8 @@ class CublasLt {
   // the first call's bias vector (or null: no bias epilogue), whose alignment the heuristic reads.
   const Plan* find(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch,
                    int64_t sa, int64_t sb, int64_t sc, const void* bias, uint32_t align, bool wide);
-  void run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias, cudaStream_t stream);
+  void run(const Plan& p, float alpha, float beta, const void* a, const void* b, const void* c, void* d, const void* bias,
+           cudaStream_t stream);
 
   Library lib_;
   std::unique_ptr<Api> api_;  // this instance's symbols: a second engine never rewrites them
@@ -58,7 +58,10 @@ class CublasLt {
   void* handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 32u << 20;
-  std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, uint32_t, bool>, Plan*> plans_;
+  std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, uint32_t,
+                      bool>,
+           Plan*>
+      plans_;
 };
 
 }  // namespace pg25::cuda

@@ -70,9 +70,10 @@ class CudaBackend final : public Backend {
     // Driver version 0 is CUDA's answer where no driver is installed at all: that is the plain case below.
     if (e == cudaErrorInsufficientDriver && driver > 0) {
       cudaGetLastError();
-      throw Error(Code::NoDevice, std::string("the NVIDIA driver is too old: it supports CUDA ") + cuda_version(driver) + ", and this build's CUDA runtime " +
-                                        cuda_version(CUDART_VERSION) + " needs a driver for CUDA " + cuda_version(CUDART_VERSION / 1000 * 1000) + " or newer (" +
-                                        driver_branch(CUDART_VERSION) + "+); update the driver (" + cudaGetErrorString(e) + ")");
+      throw Error(Code::NoDevice, std::string("the NVIDIA driver is too old: it supports CUDA ") + cuda_version(driver) +
+                                      ", and this build's CUDA runtime " + cuda_version(CUDART_VERSION) + " needs a driver for CUDA " +
+                                      cuda_version(CUDART_VERSION / 1000 * 1000) + " or newer (" + driver_branch(CUDART_VERSION) +
+                                      "+); update the driver (" + cudaGetErrorString(e) + ")");
     }
     if (e != cudaSuccess || n == 0) {
       cudaGetLastError();
@@ -81,8 +82,8 @@ class CudaBackend final : public Backend {
       throw Error(Code::NoDevice, "no usable NVIDIA GPU: " + why + (say_error ? std::string(" (") + cudaGetErrorString(e) + ")" : ""));
     }
     if (device < 0 || device >= n)
-      throw Error(Code::NoDevice, "device \"cuda:" + std::to_string(device) + "\" does not exist: this machine has " + std::to_string(n) + " GPU" +
-                                        (n == 1 ? " (cuda:0)" : "s (cuda:0 to cuda:" + std::to_string(n - 1) + ")"));
+      throw Error(Code::NoDevice, "device \"cuda:" + std::to_string(device) + "\" does not exist: this machine has " + std::to_string(n) +
+                                      " GPU" + (n == 1 ? " (cuda:0)" : "s (cuda:0 to cuda:" + std::to_string(n - 1) + ")"));
     bind_thread();
     lt_ = std::make_unique<cuda::CublasLt>();  // first: a missing library must not leave a stream behind
     open_cudnn();
@@ -169,7 +170,7 @@ class CudaBackend final : public Backend {
     for (size_t i = 0; i < n; i++) peak = std::max(peak, std::fabs(data[i]));
     if (!(peak <= 65504.f))
       throw Error(Code::Unsupported, "tensor \"" + name + "\" holds values up to " + std::to_string(peak) +
-                                          ", beyond float16's 65504: it cannot be stored in fp16 on the GPU");
+                                         ", beyond float16's 65504: it cannot be stored in fp16 on the GPU");
     return upload(data, shape, false);
   }
   bool takes_f16(Storage storage) const override { return storage == Storage::Default; }
@@ -179,7 +180,8 @@ class CudaBackend final : public Backend {
     size_t n = size_t(t.numel());
     for (size_t i = 0; i < n; i++)
       if ((bits[i] & 0x7c00u) == 0x7c00u)
-        throw Error(Code::BadWeights, "tensor \"" + name + "\" holds an infinity or NaN (float16 bits " + std::to_string(bits[i]) + " at element " + std::to_string(i) + ")");
+        throw Error(Code::BadWeights, "tensor \"" + name + "\" holds an infinity or NaN (float16 bits " + std::to_string(bits[i]) +
+                                          " at element " + std::to_string(i) + ")");
     // The file's bytes go up as they are: no float32 copy on the host, half the transfer (and, as in
     // upload(), no wait: the copy is staged before it returns).
     check(cudaMemcpyAsync(P(t), bits, n * 2, cudaMemcpyHostToDevice, stream()), "weight upload");
@@ -248,7 +250,8 @@ class CudaBackend final : public Backend {
       return y;
     }
     for (int64_t k = 0; k < times; k++)
-      check(cudaMemcpyAsync(static_cast<char*>(P(y)) + k * B * per * 2, P(x), size_t(B * per) * 2, cudaMemcpyDeviceToDevice, stream()), "repeat_batch");
+      check(cudaMemcpyAsync(static_cast<char*>(P(y)) + k * B * per * 2, P(x), size_t(B * per) * 2, cudaMemcpyDeviceToDevice, stream()),
+            "repeat_batch");
     return y;
   }
   void to_host(const Tensor& t_in, float* out) override {
@@ -321,7 +324,8 @@ class CudaBackend final : public Backend {
     host.insert(host.end(), shift.begin(), shift.end());
     check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream()), "affine parameters");
     Tensor y = make(x.shape, W(x), x.layout);
-    cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, NHWC(x), W(x), stream());
+    cuda::channel_affine(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + C, P(y), B, C, HW, NHWC(x), W(x),
+                         stream());
     LAUNCHED("channel_affine");
     return y;
   }
@@ -358,7 +362,8 @@ class CudaBackend final : public Backend {
     int64_t K = x.dim(-1), N = ws[0].dim(0), M = x.numel() / K, n = int64_t(ws.size());
     bool packed = n > 1 && (M * N * 2) % 256 == 0;
     for (int64_t i = 0; packed && i < n; i++)
-      packed = ws[size_t(i)].shape == ws[0].shape && W(ws[size_t(i)]) == W(ws[0]) && P(ws[size_t(i)]) == static_cast<const char*>(P(ws[0])) + i * N * K * 2;
+      packed = ws[size_t(i)].shape == ws[0].shape && W(ws[size_t(i)]) == W(ws[0]) &&
+               P(ws[size_t(i)]) == static_cast<const char*>(P(ws[0])) + i * N * K * 2;
     if (!packed) return Backend::linears_impl(x, ws);
     bool wide = same("linears", {&x, &ws[0]});
     Shape s = x.shape;
@@ -379,7 +384,9 @@ class CudaBackend final : public Backend {
     dnn_ = cuda::Cudnn::shared(device_, why);
     static std::atomic<bool> told{false};
     if (!dnn_ && !told.exchange(true))
-      notices_.push_back(why + ": convolutions run as im2col + cuBLASLt GEMMs, slower (set PG25_CUDA_LIBS to its folder, or install nvidia-cudnn-cu12/13)");
+      notices_.push_back(
+          why +
+          ": convolutions run as im2col + cuBLASLt GEMMs, slower (set PG25_CUDA_LIBS to its folder, or install nvidia-cudnn-cu12/13)");
   }
   std::vector<std::string> take_notices() override {
     std::lock_guard<std::mutex> g(notices_mu_);
@@ -396,18 +403,21 @@ class CudaBackend final : public Backend {
     return y;
   }
 
-  Tensor group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add) override {
+  Tensor group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
+                         const Tensor* add) override {
     int64_t B = x.dim(0), C = x.dim(1);
     bool wide = same("group_norm", {&x, &gamma, &beta, add});
     const void* a = add ? P(*add) : nullptr;
     int64_t HW = x.numel() / (B * C);
     if (NHWC(x)) {
       // Wider than the kernel's shared memory holds: through NCHW (no model here has such a layer).
-      if (C > cuda::kGroupNormNhwcMaxChannels) return to_layout(group_norm(to_layout(x, Layout::NCHW), gamma, beta, groups, eps, silu, add), Layout::NHWC);
+      if (C > cuda::kGroupNormNhwcMaxChannels)
+        return to_layout(group_norm(to_layout(x, Layout::NCHW), gamma, beta, groups, eps, silu, add), Layout::NHWC);
       Tensor y = make(x.shape, wide, Layout::NHWC);
       cuda::GroupNormPlan plan = cuda::plan_group_norm_nhwc(B, C, HW, groups);
       CudaBuffer scratch(size_t(plan.scratch_floats) * 4, stream_owner_);
-      cuda::group_norm_nhwc(P(x), a, P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr), stream());
+      cuda::group_norm_nhwc(P(x), a, P(gamma), P(beta), P(y), B, C, HW, groups, eps, silu, wide, plan, static_cast<float*>(scratch.ptr),
+                            stream());
       LAUNCHED("group_norm");
       return y;
     }
@@ -453,7 +463,8 @@ class CudaBackend final : public Backend {
     Tensor y = make(p.shape, same("concat", {&a, &b}), a.layout);
     size_t ca = size_t(p.a_run) * 2, cb = size_t(p.b_run) * 2;
     check(cudaMemcpy2DAsync(P(y), ca + cb, P(a), ca, ca, size_t(p.outer), cudaMemcpyDeviceToDevice, stream()), "concat");
-    check(cudaMemcpy2DAsync(static_cast<char*>(P(y)) + ca, ca + cb, P(b), cb, cb, size_t(p.outer), cudaMemcpyDeviceToDevice, stream()), "concat");
+    check(cudaMemcpy2DAsync(static_cast<char*>(P(y)) + ca, ca + cb, P(b), cb, cb, size_t(p.outer), cudaMemcpyDeviceToDevice, stream()),
+          "concat");
     return y;
   }
 
@@ -466,7 +477,9 @@ class CudaBackend final : public Backend {
     size_t offset = size_t(start * per) * 2;
     if (offset % 256 == 0) return view(x, offset, s, x.layout);
     Tensor y = make(s, W(x), x.layout);
-    check(cudaMemcpyAsync(P(y), static_cast<const char*>(P(x)) + start * per * 2, size_t(count * per) * 2, cudaMemcpyDeviceToDevice, stream()), "slice");
+    check(cudaMemcpyAsync(P(y), static_cast<const char*>(P(x)) + start * per * 2, size_t(count * per) * 2, cudaMemcpyDeviceToDevice,
+                          stream()),
+          "slice");
     return y;
   }
   // NHWC images are token sequences already: both directions are views.
@@ -489,7 +502,8 @@ class CudaBackend final : public Backend {
   Tensor embedding_impl(const std::vector<int32_t>& ids, int64_t batch, const Tensor& table) override {
     int64_t V = table.dim(0), C = table.dim(1), L = int64_t(ids.size()) / batch;
     for (int32_t id : ids)
-      if (id < 0 || id >= V) throw Error(Code::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
+      if (id < 0 || id >= V)
+        throw Error(Code::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
     CudaBuffer dev(ids.size() * 4, stream_owner_);
     check(cudaMemcpyAsync(dev.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, stream()), "token ids");
     Tensor y = make({batch, L, C}, W(table));
@@ -501,8 +515,9 @@ class CudaBackend final : public Backend {
     int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
     Tensor y = make({B, C}, W(x));
     for (int64_t b = 0; b < B; b++)
-      check(cudaMemcpyAsync(static_cast<char*>(P(y)) + b * C * 2, static_cast<const char*>(P(x)) + (b * L + rows[size_t(b)]) * C * 2, size_t(C) * 2,
-                            cudaMemcpyDeviceToDevice, stream()), "gather_rows");
+      check(cudaMemcpyAsync(static_cast<char*>(P(y)) + b * C * 2, static_cast<const char*>(P(x)) + (b * L + rows[size_t(b)]) * C * 2,
+                            size_t(C) * 2, cudaMemcpyDeviceToDevice, stream()),
+            "gather_rows");
     return y;
   }
   std::vector<uint8_t> latent_rgb(const Tensor& x, const std::vector<float>& m, const std::vector<float>& bias) override {
@@ -511,7 +526,8 @@ class CudaBackend final : public Backend {
     std::vector<float> host(m);
     host.insert(host.end(), bias.begin(), bias.end());
     check(cudaMemcpyAsync(params.ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice, stream()), "preview parameters");
-    cuda::latent_rgb(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + m.size(), static_cast<uint8_t*>(out.ptr), B, C, HW, NHWC(x), W(x), stream());
+    cuda::latent_rgb(P(x), static_cast<float*>(params.ptr), static_cast<float*>(params.ptr) + m.size(), static_cast<uint8_t*>(out.ptr), B,
+                     C, HW, NHWC(x), W(x), stream());
     LAUNCHED("latent_rgb");
     std::vector<uint8_t> result(size_t(B * HW * 3));
     check(cudaMemcpyAsync(result.data(), out.ptr, result.size(), cudaMemcpyDeviceToHost, stream()), "preview download");
@@ -535,7 +551,8 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Stream> stream_owner_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLt> lt_;
-  std::shared_ptr<cuda::Cudnn> dnn_;  // the process's for this GPU; null without cuDNN 9 (or with PG25_DISABLE_CUDNN=1): convolutions go through im2col
+  std::shared_ptr<cuda::Cudnn>
+      dnn_;  // the process's for this GPU; null without cuDNN 9 (or with PG25_DISABLE_CUDNN=1): convolutions go through im2col
   std::mutex notices_mu_;  // recordings add notices from the threads jobs run on
   std::vector<std::string> notices_;
 };

@@ -289,7 +289,8 @@ const Cudnn::Plan* Cudnn::plan(const ConvShape& s) {
   return p;
 }
 
-void Cudnn::run(const Plan& p, const void* x, const void* w, const void* bias, const void* residual, void* y, void* workspace, cudaStream_t stream) {
+void Cudnn::run(const Plan& p, const void* x, const void* w, const void* bias, const void* residual, void* y, void* workspace,
+                cudaStream_t stream) {
   std::lock_guard<std::mutex> g(mu_);
   Api& a = *api_;
   auto check = [&](Status s, const char* what) {

@@ -97,7 +97,8 @@ class Cudnn {
   // Whether the plan's graph adds the bias and residual itself; if not, the caller adds them after.
   static bool fused(const Plan& p);
   // Queues y = conv(x, w) (+ bias + residual when fused) on `stream`. Pointers must be 16-byte aligned.
-  void run(const Plan& p, const void* x, const void* w, const void* bias, const void* residual, void* y, void* workspace, cudaStream_t stream);
+  void run(const Plan& p, const void* x, const void* w, const void* bias, const void* residual, void* y, void* workspace,
+           cudaStream_t stream);
   const std::string& path() const { return lib_.path; }
 
  private:

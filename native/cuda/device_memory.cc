@@ -16,7 +16,8 @@ void check(cudaError_t e, const char* what) {
 
 MemoryCounter& device_bytes(int device) {
   static MemoryCounter counters[64];
-  if (device < 0 || device >= 64) throw Error(Code::NoDevice, "GPU index " + std::to_string(device) + " is beyond the 64 this build counts");
+  if (device < 0 || device >= 64)
+    throw Error(Code::NoDevice, "GPU index " + std::to_string(device) + " is beyond the 64 this build counts");
   return counters[device];
 }
 
@@ -51,7 +52,8 @@ CudaBuffer::CudaBuffer(size_t n, std::shared_ptr<Stream> st)
 }
 
 CudaBuffer::CudaBuffer(std::shared_ptr<CudaBuffer> of, size_t offset, size_t n)
-    : ptr(static_cast<char*>(of->ptr) + offset), bytes_(n), owner(of->owner), stream(of->stream), counter(nullptr), wide(of->wide), base(std::move(of)) {}
+    : ptr(static_cast<char*>(of->ptr) + offset), bytes_(n), owner(of->owner), stream(of->stream), counter(nullptr), wide(of->wide),
+      base(std::move(of)) {}
 
 CudaBuffer::~CudaBuffer() {
   if (base) return;

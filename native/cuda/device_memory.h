@@ -54,7 +54,7 @@ struct CudaBuffer : Buffer {
   cudaStream_t stream;
   MemoryCounter* counter;
   std::atomic<int64_t>* recorded = nullptr;
-  bool wide = false;  // bf16 rather than fp16 (Storage::Wide)
+  bool wide = false;                 // bf16 rather than fp16 (Storage::Wide)
   std::shared_ptr<CudaBuffer> base;  // what a view looks into
 };
 

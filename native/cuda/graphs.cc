@@ -101,7 +101,8 @@ void GraphRecorder::record(Graph& g, const std::vector<Tensor>& inputs, const Sh
   }
 }
 
-Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body) {
+Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_shape,
+                          const std::function<Tensor(const std::vector<Tensor>&)>& body) {
   std::unique_lock<std::mutex> lock(mu_);
   Graph& g = graphs_[key_of(inputs)];  // map nodes stay put: g outlives the unlocked stretches below
   int64_t call = g.calls++;
@@ -127,7 +128,8 @@ Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_sh
       if (no_room) g.retry_at = call + 100;
       else g.eager = true;
       if (!std::exchange(g.told, true))
-        notice_(std::string("a CUDA graph could not be recorded (") + e.what() + "): UNet calls at these shapes launch their kernels one by one, slower" +
+        notice_(std::string("a CUDA graph could not be recorded (") + e.what() +
+                "): UNet calls at these shapes launch their kernels one by one, slower" +
                 (no_room ? " (tried again every 100 calls)" : ""));
       lock.unlock();
       return body(inputs);
@@ -153,8 +155,10 @@ Tensor GraphRecorder::run(const std::vector<Tensor>& inputs, const Shape& out_sh
     forget(g);
     g.retry_at = call + 100;
     if (!std::exchange(g.told, true))
-      notice_("a CUDA graph could not be replayed (GPU out of memory for its own memory at launch): UNet calls at these shapes launch their kernels "
-              "one by one, slower (tried again every 100 calls)");
+      notice_(
+          "a CUDA graph could not be replayed (GPU out of memory for its own memory at launch): UNet calls at these shapes launch their "
+          "kernels "
+          "one by one, slower (tried again every 100 calls)");
     lock.unlock();
     return body(inputs);
   }

@@ -31,9 +31,9 @@ class GraphRecorder final : public Recorder {
 
  private:
   struct Graph {
-    std::vector<Tensor> in;  // fixed input buffers: each call's inputs are copied here before replay
+    std::vector<Tensor> in;                   // fixed input buffers: each call's inputs are copied here before replay
     std::vector<std::weak_ptr<Buffer>> from;  // the buffer each was last copied from
-    Tensor out;              // the fixed output buffer the recording writes last
+    Tensor out;                               // the fixed output buffer the recording writes last
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
     int64_t calls = 0;     // calls at these shapes so far
@@ -43,7 +43,8 @@ class GraphRecorder final : public Recorder {
     bool told = false;     // the user has had a notice about these shapes
   };
   void forget(Graph& g);
-  void record(Graph& g, const std::vector<Tensor>& inputs, const Shape& out_shape, const std::function<Tensor(const std::vector<Tensor>&)>& body);
+  void record(Graph& g, const std::vector<Tensor>& inputs, const Shape& out_shape,
+              const std::function<Tensor(const std::vector<Tensor>&)>& body);
 
   std::shared_ptr<Stream> engine_;
   Make make_;

@@ -20,11 +20,17 @@ unsigned grid(int64_t n, int block = 256) {
 #define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 template <class T>
-__global__ void k_from_f32(const float* x, T* y, int64_t n) { GRID_STRIDE(i, n) st(y, i, x[i]); }
+__global__ void k_from_f32(const float* x, T* y, int64_t n) {
+  GRID_STRIDE(i, n) st(y, i, x[i]);
+}
 template <class T>
-__global__ void k_to_f32(const T* x, float* y, int64_t n) { GRID_STRIDE(i, n) y[i] = ld(x, i); }
+__global__ void k_to_f32(const T* x, float* y, int64_t n) {
+  GRID_STRIDE(i, n) y[i] = ld(x, i);
+}
 template <class A, class B>
-__global__ void k_convert(const A* x, B* y, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(x, i)); }
+__global__ void k_convert(const A* x, B* y, int64_t n) {
+  GRID_STRIDE(i, n) st(y, i, ld(x, i));
+}
 
 template <class T>
 struct Terms {
@@ -73,7 +79,9 @@ __global__ void k_gemm_simt(SimtGemm g, const T* a, const T* b, const T* c, T* d
 }
 
 template <class T>
-__global__ void k_add(const T* a, const T* b, T* y, int64_t n) { GRID_STRIDE(i, n) st(y, i, ld(a, i) + ld(b, i)); }
+__global__ void k_add(const T* a, const T* b, T* y, int64_t n) {
+  GRID_STRIDE(i, n) st(y, i, ld(a, i) + ld(b, i));
+}
 template <class T>
 __global__ void k_unary(int op, const T* x, T* y, int64_t n) {
   GRID_STRIDE(i, n) {
@@ -134,8 +142,8 @@ __global__ void k_im2col_nhwc(const V* x, V* col, int64_t C, int64_t H, int64_t 
     col[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? x[((b * H + iy) * W + ix) * C + c] : V{};
   }
 }
-__global__ void k_im2col(const h* x, h* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Wo,
-                         int64_t p0, int64_t pc) {
+__global__ void k_im2col(const h* x, h* col, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
+                         int64_t Wo, int64_t p0, int64_t pc) {
   GRID_STRIDE(i, C * kh * kw * pc) {
     int64_t r = i / pc, p = i % pc;
     int64_t c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw;
@@ -171,7 +179,9 @@ __global__ void k_transpose(const h* x, h* y, int64_t R, int64_t Cc, int64_t src
     y[i] = x[((b % src_batches) * R + r) * Cc + c];
   }
 }
-__global__ void k_embedding(const int32_t* ids, const h* table, h* y, int64_t n, int64_t C) { GRID_STRIDE(i, n * C) y[i] = table[int64_t(ids[i / C]) * C + i % C]; }
+__global__ void k_embedding(const int32_t* ids, const h* table, h* y, int64_t n, int64_t C) {
+  GRID_STRIDE(i, n * C) y[i] = table[int64_t(ids[i / C]) * C + i % C];
+}
 template <class T>
 __global__ void k_to_rgb8(const T* x, uint8_t* y, int64_t HW, bool nhwc, int64_t n) {
   GRID_STRIDE(i, n) {  // i over B*HW*3 in NHWC order
@@ -199,8 +209,12 @@ __global__ void k_latent_rgb(const T* x, const float* m, const float* bias, uint
 #define C(p) static_cast<const T*>(p)
 #define M(p) static_cast<T*>(p)
 
-void from_f32(const float* x, void* y, int64_t n, bool wide, cudaStream_t s) { BY_TYPE(wide, PG25_LAUNCH(k_from_f32<T>, grid(n), 256, 0, s)(x, M(y), n)); }
-void to_f32(const void* x, float* y, int64_t n, bool wide, cudaStream_t s) { BY_TYPE(wide, PG25_LAUNCH(k_to_f32<T>, grid(n), 256, 0, s)(C(x), y, n)); }
+void from_f32(const float* x, void* y, int64_t n, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_from_f32<T>, grid(n), 256, 0, s)(x, M(y), n));
+}
+void to_f32(const void* x, float* y, int64_t n, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_to_f32<T>, grid(n), 256, 0, s)(C(x), y, n));
+}
 void convert(const void* x, bool x_wide, void* y, int64_t n, cudaStream_t s) {
   if (x_wide) PG25_LAUNCH(k_convert<__nv_bfloat16 BY_COMMA __half>, grid(n), 256, 0, s)(static_cast<const __nv_bfloat16*>(x), HM(y), n);
   else PG25_LAUNCH(k_convert<__half BY_COMMA __nv_bfloat16>, grid(n), 256, 0, s)(H(x), static_cast<__nv_bfloat16*>(y), n);
@@ -219,28 +233,31 @@ void gemm_simt(const SimtGemm& g, const void* a, const void* b, const void* c, v
   dim3 blocks(unsigned((g.N + kTile - 1) / kTile), unsigned((g.M + kTile - 1) / kTile), unsigned(g.batch));
   BY_TYPE(wide, PG25_LAUNCH(k_gemm_simt<T>, blocks, dim3(kTile, kTile), 0, s)(g, C(a), C(b), C(c), M(d), C(bias)));
 }
-void add(const void* a, const void* b, void* y, int64_t n, bool wide, cudaStream_t s) { BY_TYPE(wide, PG25_LAUNCH(k_add<T>, grid(n), 256, 0, s)(C(a), C(b), M(y), n)); }
+void add(const void* a, const void* b, void* y, int64_t n, bool wide, cudaStream_t s) {
+  BY_TYPE(wide, PG25_LAUNCH(k_add<T>, grid(n), 256, 0, s)(C(a), C(b), M(y), n));
+}
 void unary(Unary op, const void* x, void* y, int64_t n, bool wide, cudaStream_t s) {
   BY_TYPE(wide, PG25_LAUNCH(k_unary<T>, grid(n), 256, 0, s)(int(op), C(x), M(y), n));
 }
 void geglu(const void* x, void* y, int64_t rows, int64_t n, bool wide, cudaStream_t s) {
   if (n % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0)
     BY_TYPE(wide, PG25_LAUNCH(k_geglu_vec<T>, grid(rows * n / 8), 256, 0, s)(C(x), M(y), rows, n));
-  else
-    BY_TYPE(wide, PG25_LAUNCH(k_geglu<T>, grid(rows * n), 256, 0, s)(C(x), M(y), rows, n));
+  else BY_TYPE(wide, PG25_LAUNCH(k_geglu<T>, grid(rows * n), 256, 0, s)(C(x), M(y), rows, n));
 }
 void channel_affine(const void* x, const float* scale, const float* shift, void* y, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide,
                     cudaStream_t s) {
   BY_TYPE(wide, PG25_LAUNCH(k_channel_affine<T>, grid(B * Ch * HW), 256, 0, s)(C(x), scale, shift, M(y), Ch, nhwc ? 1 : HW, B * Ch * HW));
 }
-void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide, cudaStream_t s) {
+void conv_epilogue(void* y, const void* bias, const void* residual, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide,
+                   cudaStream_t s) {
   BY_TYPE(wide, PG25_LAUNCH(k_conv_epilogue<T>, grid(B * Ch * HW), 256, 0, s)(M(y), C(bias), C(residual), Ch, nhwc ? 1 : HW, B * Ch * HW));
 }
-void im2col_nhwc(const void* x, void* col, int64_t Ch, int64_t Hh, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t Ho,
-                 int64_t Wo, int64_t p0, int64_t pc, cudaStream_t s) {
+void im2col_nhwc(const void* x, void* col, int64_t Ch, int64_t Hh, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
+                 int64_t Ho, int64_t Wo, int64_t p0, int64_t pc, cudaStream_t s) {
   if (Ch % 8 == 0 && aligned16(x) && aligned16(col)) {
     int64_t n = pc * kh * kw * Ch / 8;
-    PG25_LAUNCH(k_im2col_nhwc<uint4>, grid(n), 256, 0, s)(static_cast<const uint4*>(x), static_cast<uint4*>(col), Ch / 8, Hh, W, kh, kw, stride, pad, Ho, Wo, p0, n);
+    PG25_LAUNCH(k_im2col_nhwc<uint4>, grid(n), 256, 0, s)
+    (static_cast<const uint4*>(x), static_cast<uint4*>(col), Ch / 8, Hh, W, kh, kw, stride, pad, Ho, Wo, p0, n);
   } else {
     int64_t n = pc * kh * kw * Ch;
     PG25_LAUNCH(k_im2col_nhwc<h>, grid(n), 256, 0, s)(H(x), HM(col), Ch, Hh, W, kh, kw, stride, pad, Ho, Wo, p0, n);
@@ -254,19 +271,22 @@ void im2col(const void* x, void* col, int64_t Ch, int64_t Hh, int64_t W, int64_t
 // at a time, where the runs and both pointers allow 16-byte accesses.
 template <class Launch>
 void by_run(const void* x, void* y, int64_t count, int64_t inner, Launch launch) {
-  if (inner % 8 == 0 && aligned16(x) && aligned16(y)) launch(static_cast<const uint4*>(x), static_cast<uint4*>(y), inner / 8, count * inner / 8);
+  if (inner % 8 == 0 && aligned16(x) && aligned16(y))
+    launch(static_cast<const uint4*>(x), static_cast<uint4*>(y), inner / 8, count * inner / 8);
   else launch(H(x), HM(y), inner, count * inner);
 }
 template <class P>
 using Elem = std::remove_const_t<std::remove_pointer_t<P>>;
 
-void upsample_nearest(const void* x, void* y, int64_t B, int64_t Ch, int64_t Hh, int64_t W, int64_t oh, int64_t ow, bool nhwc, cudaStream_t s) {
+void upsample_nearest(const void* x, void* y, int64_t B, int64_t Ch, int64_t Hh, int64_t W, int64_t oh, int64_t ow, bool nhwc,
+                      cudaStream_t s) {
   float sy = float(Hh) / float(oh), sx = float(W) / float(ow);
   by_run(x, y, (nhwc ? B : B * Ch) * oh * ow, nhwc ? Ch : 1, [&](auto xv, auto yv, int64_t inner, int64_t n) {
     PG25_LAUNCH(k_upsample<Elem<decltype(xv)>>, grid(n), 256, 0, s)(xv, yv, Hh, W, oh, ow, sy, sx, inner, n);
   });
 }
-void pad2d(const void* x, void* y, int64_t B, int64_t Ch, int64_t Hh, int64_t W, int left, int top, int64_t Ho, int64_t Wo, bool nhwc, cudaStream_t s) {
+void pad2d(const void* x, void* y, int64_t B, int64_t Ch, int64_t Hh, int64_t W, int left, int top, int64_t Ho, int64_t Wo, bool nhwc,
+           cudaStream_t s) {
   by_run(x, y, (nhwc ? B : B * Ch) * Ho * Wo, nhwc ? Ch : 1, [&](auto xv, auto yv, int64_t inner, int64_t n) {
     PG25_LAUNCH(k_pad<Elem<decltype(xv)>>, grid(n), 256, 0, s)(xv, yv, Hh, W, left, top, Ho, Wo, inner, n);
   });
@@ -280,7 +300,8 @@ void embedding(const int32_t* ids, const void* table, void* y, int64_t n, int64_
 void to_rgb8(const void* x, uint8_t* y, int64_t B, int64_t HW, bool nhwc, bool wide, cudaStream_t s) {
   BY_TYPE(wide, PG25_LAUNCH(k_to_rgb8<T>, grid(B * HW * 3), 256, 0, s)(C(x), y, HW, nhwc, B * HW * 3));
 }
-void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide, cudaStream_t s) {
+void latent_rgb(const void* x, const float* m, const float* bias, uint8_t* y, int64_t B, int64_t Ch, int64_t HW, bool nhwc, bool wide,
+                cudaStream_t s) {
   BY_TYPE(wide, PG25_LAUNCH(k_latent_rgb<T>, grid(B * HW * 3), 256, 0, s)(C(x), m, bias, y, Ch, HW, nhwc, B * HW * 3));
 }
 

@@ -58,14 +58,16 @@ void group_norm(const void* x, const void* add, const void* gamma, const void* b
 // joined skip, has 2560; larger images take the NCHW kernels through a transpose)
 constexpr int64_t kGroupNormNhwcMaxChannels = 3072;
 GroupNormPlan plan_group_norm_nhwc(int64_t B, int64_t C, int64_t HW, int groups);
-void group_norm_nhwc(const void* x, const void* add, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW, int groups,
-                     float eps, bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
+void group_norm_nhwc(const void* x, const void* add, const void* gamma, const void* beta, void* y, int64_t B, int64_t C, int64_t HW,
+                     int groups, float eps, bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s);
 void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t C, float eps, bool wide, cudaStream_t s);
 // q [B, Nq, C], k and v [B, Nk, C], heads split C; online softmax, no score matrix in memory.
 void attention(const void* q, const void* k, const void* v, void* y, int64_t B, int64_t Nq, int64_t Nk, int64_t C, int heads, bool causal,
                bool wide, cudaStream_t s);
-void upsample_nearest(const void* x, void* y, int64_t B, int64_t C, int64_t H, int64_t W, int64_t oh, int64_t ow, bool nhwc, cudaStream_t s);
-void pad2d(const void* x, void* y, int64_t B, int64_t C, int64_t H, int64_t W, int left, int top, int64_t Ho, int64_t Wo, bool nhwc, cudaStream_t s);
+void upsample_nearest(const void* x, void* y, int64_t B, int64_t C, int64_t H, int64_t W, int64_t oh, int64_t ow, bool nhwc,
+                      cudaStream_t s);
+void pad2d(const void* x, void* y, int64_t B, int64_t C, int64_t H, int64_t W, int left, int top, int64_t Ho, int64_t Wo, bool nhwc,
+           cudaStream_t s);
 // x [src_batches, R, Cc] -> y [B, Cc, R], output batch b from input batch b % src_batches (B a multiple
 // of it: the batch repeated). [B, C, HW] <-> [B, HW, C].
 void transpose_last2(const void* x, void* y, int64_t B, int64_t src_batches, int64_t R, int64_t Cc, cudaStream_t s);

@@ -28,8 +28,7 @@ LibraryReport library_report() {
   cudaRuntimeGetVersion(&runtime);
   cudaGetLastError();
   r.versions = "driver CUDA " + (driver ? cuda_version(driver) : std::string("none")) + ", runtime CUDA " + cuda_version(runtime) + ", " +
-               version_of("cuBLASLt", open_cublaslt(), "cublasLtGetVersion") + ", " +
-               version_of("cuDNN", open_cudnn(), "cudnnGetVersion");
+               version_of("cuBLASLt", open_cublaslt(), "cublasLtGetVersion") + ", " + version_of("cuDNN", open_cudnn(), "cudnnGetVersion");
   Cudnn::BuildStats s = Cudnn::build_stats();
   r.cudnn_plans = s.plans;
   r.cudnn_plan_ms = s.ms;

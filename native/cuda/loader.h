@@ -9,8 +9,8 @@
 namespace pg25::cuda {
 
 struct Library {
-  std::string name;   // e.g. "cublasLt"
-  std::string path;   // where it was found, empty when not found
+  std::string name;  // e.g. "cublasLt"
+  std::string path;  // where it was found, empty when not found
   void* handle = nullptr;
   void* symbol(const char* name) const;
 };

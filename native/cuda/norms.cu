@@ -19,7 +19,10 @@ __device__ void reduce2(float& a, float& b) {
   }
   int w = threadIdx.x / 32, l = threadIdx.x % 32;
   __syncthreads();
-  if (l == 0) { sa[w] = a; sb[w] = b; }
+  if (l == 0) {
+    sa[w] = a;
+    sb[w] = b;
+  }
   __syncthreads();
   int nw = (blockDim.x + 31) / 32;
   a = l < nw ? sa[l] : 0.f;
@@ -126,8 +129,8 @@ __global__ void k_group_finalize(const float* part, float* stats, int64_t groups
 
 // Pass 3: normalise, scale and shift per channel (+ SiLU), over every element at once.
 template <class T, bool VEC>
-__global__ void k_group_apply(const T* x, const T* add, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int64_t cg,
-                              bool silu, int64_t total) {
+__global__ void k_group_apply(const T* x, const T* add, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW,
+                              int64_t cg, bool silu, int64_t total) {
   constexpr int kStep = VEC ? 8 : 1;
   for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * kStep; i < total; i += int64_t(gridDim.x) * blockDim.x * kStep) {
     int64_t bc = i / HW, ch = bc % C, bg = bc / cg;  // b * groups + channel / cg
@@ -211,13 +214,14 @@ __global__ void k_group_partial_nhwc(const T* x, const T* add, float* part, int6
 
 // NHWC pass 3: element i is channel i % C of image i / (HW * C); VEC consecutive channels per step.
 template <class T, int VEC>
-__global__ void k_group_apply_nhwc(const T* x, const T* add, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW, int64_t cg,
-                                   int groups, bool silu, int64_t total) {
+__global__ void k_group_apply_nhwc(const T* x, const T* add, const float* stats, const T* g, const T* bt, T* y, int64_t C, int64_t HW,
+                                   int64_t cg, int groups, bool silu, int64_t total) {
   for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * VEC; i < total; i += int64_t(gridDim.x) * blockDim.x * VEC) {
     int64_t ch0 = i % C, b = i / (HW * C);
     T in[8], out[8];
     if (VEC == 8) load16(x + i, in);
-    else for (int e = 0; e < VEC; e++) in[e] = x[i + e];
+    else
+      for (int e = 0; e < VEC; e++) in[e] = x[i + e];
     for (int e = 0; e < VEC; e++) {
       int64_t ch = ch0 + e, bg = b * groups + ch / cg;
       float v = ld(in, e) + (add ? ld(add, b * C + ch) : 0.f);
@@ -225,7 +229,8 @@ __global__ void k_group_apply_nhwc(const T* x, const T* add, const float* stats,
       st(out, e, silu ? silu_n(r) : r);
     }
     if (VEC == 8) store16(y + i, out);
-    else for (int e = 0; e < VEC; e++) y[i + e] = out[e];
+    else
+      for (int e = 0; e < VEC; e++) y[i + e] = out[e];
   }
 }
 
@@ -272,12 +277,14 @@ __global__ void k_layer_norm(const T* x, const T* g, const T* bt, T* y, int64_t 
   reduce2(s, dummy);
   float mean = s / float(C), q = 0.f;
   dummy = 0.f;
-  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) { float d = ld(src, i) - mean; q += d * d; }
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+    float d = ld(src, i) - mean;
+    q += d * d;
+  }
   reduce2(q, dummy);
   float rstd = rsqrtf(q / float(C) + eps);
   for (int64_t i = threadIdx.x; i < C; i += blockDim.x) st(y + blockIdx.x * C, i, (ld(src, i) - mean) * rstd * ld(g, i) + ld(bt, i));
 }
-
 
 }  // namespace
 
@@ -317,7 +324,8 @@ void group_norm(const void* x, const void* add, const void* gamma, const void* b
     if (vec) PG25_LAUNCH(k_group_partial<T BY_COMMA true>, g1, 256, 0, s)(C(x), C(add), part, n, HW, plan.len);
     else PG25_LAUNCH(k_group_partial<T BY_COMMA false>, g1, 256, 0, s)(C(x), C(add), part, n, HW, plan.len);
     PG25_LAUNCH(k_group_finalize, unsigned((bg + 127) / 128), 128, 0, s)(part, stats, bg, plan.chunks, eps);
-    if (vec) PG25_LAUNCH(k_group_apply<T BY_COMMA true>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
+    if (vec)
+      PG25_LAUNCH(k_group_apply<T BY_COMMA true>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
     else PG25_LAUNCH(k_group_apply<T BY_COMMA false>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, silu, total);
   });
 }
@@ -333,8 +341,8 @@ GroupNormPlan plan_group_norm_nhwc(int64_t B, int64_t C, int64_t HW, int groups)
   return p;
 }
 
-void group_norm_nhwc(const void* x, const void* add, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW, int groups,
-                     float eps, bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s) {
+void group_norm_nhwc(const void* x, const void* add, const void* gamma, const void* beta, void* y, int64_t B, int64_t Ch, int64_t HW,
+                     int groups, float eps, bool silu, bool wide, const GroupNormPlan& plan, float* scratch, cudaStream_t s) {
   int64_t cg = Ch / groups, bg = B * groups, total = B * Ch * HW;
   float* part = scratch;
   float* stats = scratch + bg * plan.chunks * 3;
@@ -351,20 +359,22 @@ void group_norm_nhwc(const void* x, const void* add, const void* gamma, const vo
     if (vec) PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 8>, g1, threads, 0, s)(C(x), C(add), part, Ch, HW, plan.len, groups, tpr);
     else PG25_LAUNCH(k_group_partial_nhwc<T BY_COMMA 1>, g1, threads, 0, s)(C(x), C(add), part, Ch, HW, plan.len, groups, tpr);
     PG25_LAUNCH(k_group_finalize, unsigned((bg + 127) / 128), 128, 0, s)(part, stats, bg, plan.chunks, eps);
-    if (vec) PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 8>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups, silu, total);
-    else PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 1>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups, silu, total);
+    if (vec) PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 8>, g3, 256, 0, s)
+    (C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups, silu, total);
+    else PG25_LAUNCH(k_group_apply_nhwc<T BY_COMMA 1>, g3, 256, 0, s)(C(x), C(add), stats, C(gamma), C(beta), M(y), Ch, HW, cg, groups,
+                                                                      silu, total);
   });
 }
 
-void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t Ch, float eps, bool wide, cudaStream_t s) {
+void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t Ch, float eps, bool wide,
+                cudaStream_t s) {
   auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   bool vec = Ch % 8 == 0 && Ch <= 2048 && a16(x) && a16(y) && a16(gamma) && a16(beta);
   if (vec && Ch <= 1024)
     BY_TYPE(wide, PG25_LAUNCH(k_layer_norm_vec<T BY_COMMA 1>, unsigned(rows), 128, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
   else if (vec)
     BY_TYPE(wide, PG25_LAUNCH(k_layer_norm_vec<T BY_COMMA 2>, unsigned(rows), 128, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
-  else
-    BY_TYPE(wide, PG25_LAUNCH(k_layer_norm<T>, unsigned(rows), 256, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
+  else BY_TYPE(wide, PG25_LAUNCH(k_layer_norm<T>, unsigned(rows), 256, 0, s)(C(x), C(gamma), C(beta), M(y), Ch, eps));
 }
 
 }  // namespace pg25::cuda

@@ -25,10 +25,14 @@ const char* dtype_name(DType d) {
 
 size_t dtype_size(DType d) {
   switch (d) {
-    case DType::F16: case DType::BF16: return 2;
-    case DType::F32: case DType::I32: return 4;
-    case DType::F64: case DType::I64: return 8;
-    case DType::U8: case DType::BOOL: return 1;
+    case DType::F16:
+    case DType::BF16: return 2;
+    case DType::F32:
+    case DType::I32: return 4;
+    case DType::F64:
+    case DType::I64: return 8;
+    case DType::U8:
+    case DType::BOOL: return 1;
   }
   return 0;
 }
@@ -40,11 +44,14 @@ int64_t TensorEntry::numel() const {
 }
 
 static bool parse_dtype(const std::string& s, DType* out) {
-  static const std::pair<const char*, DType> table[] = {
-      {"F16", DType::F16}, {"BF16", DType::BF16}, {"F32", DType::F32}, {"F64", DType::F64},
-      {"I64", DType::I64}, {"I32", DType::I32},   {"U8", DType::U8},   {"BOOL", DType::BOOL}};
+  static const std::pair<const char*, DType> table[] = {{"F16", DType::F16}, {"BF16", DType::BF16}, {"F32", DType::F32},
+                                                        {"F64", DType::F64}, {"I64", DType::I64},   {"I32", DType::I32},
+                                                        {"U8", DType::U8},   {"BOOL", DType::BOOL}};
   for (const auto& [name, d] : table)
-    if (s == name) { *out = d; return true; }
+    if (s == name) {
+      *out = d;
+      return true;
+    }
   return false;
 }
 
@@ -58,12 +65,13 @@ uint64_t safetensors_header_length(const uint8_t* first8, uint64_t size, const s
   if (size < 8) throw bad_weights(file, "file is " + std::to_string(size) + " bytes, too small for a safetensors header");
   uint64_t n = read_u64le(first8);
   if (n > kMaxHeaderBytes) throw bad_weights(file, "declared header length " + std::to_string(n) + " exceeds the 100 MB limit");
-  if (n > size - 8) throw bad_weights(file, "declared header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) + " bytes); the file is truncated");
+  if (n > size - 8)
+    throw bad_weights(file, "declared header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) +
+                                " bytes); the file is truncated");
   return n;
 }
 
-std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& file,
-                                                  uint64_t* data_offset) {
+std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& file, uint64_t* data_offset) {
   uint64_t n = safetensors_header_length(bytes, size, file);
   *data_offset = 8 + n;
   return parse_safetensors_json(std::string_view(reinterpret_cast<const char*>(bytes + 8), n), size - 8 - n, file);
@@ -103,28 +111,32 @@ std::vector<TensorEntry> parse_safetensors_json(std::string_view text, uint64_t 
     if (shape->array.size() > 8) throw bad("has " + std::to_string(shape->array.size()) + " dimensions");
     unsigned __int128 bytes_needed = dtype_size(e.dtype);
     for (const auto& d : shape->array) {
-      if (d.type != json::Type::Number || !d.is_integer || d.integer_overflow || d.integer < 0) throw bad("shape entries must be non-negative integers");
+      if (d.type != json::Type::Number || !d.is_integer || d.integer_overflow || d.integer < 0)
+        throw bad("shape entries must be non-negative integers");
       e.shape.push_back(d.integer);
       bytes_needed *= uint64_t(d.integer);
       if (bytes_needed > (unsigned __int128)UINT64_MAX) throw bad("shape x dtype size overflows 64 bits");
     }
     for (int i = 0; i < 2; i++) {
       const auto& o = offs->array[i];
-      if (o.type != json::Type::Number || !o.is_integer || o.integer_overflow || o.integer < 0) throw bad("data_offsets must be non-negative integers");
+      if (o.type != json::Type::Number || !o.is_integer || o.integer_overflow || o.integer < 0)
+        throw bad("data_offsets must be non-negative integers");
     }
     e.begin = uint64_t(offs->array[0].integer);
     e.end = uint64_t(offs->array[1].integer);
     if (e.end < e.begin) throw bad("data_offsets end before they begin");
-    if (e.end > data_size) throw bad("byte range [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + ") lies outside the data section (" + std::to_string(data_size) + " bytes); the file is truncated or corrupt");
+    if (e.end > data_size)
+      throw bad("byte range [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + ") lies outside the data section (" +
+                std::to_string(data_size) + " bytes); the file is truncated or corrupt");
     if ((unsigned __int128)(e.end - e.begin) != bytes_needed)
-      throw bad("byte range holds " + std::to_string(e.end - e.begin) + " bytes but shape x dtype needs " + std::to_string((uint64_t)bytes_needed));
+      throw bad("byte range holds " + std::to_string(e.end - e.begin) + " bytes but shape x dtype needs " +
+                std::to_string((uint64_t)bytes_needed));
     out.push_back(std::move(e));
   }
   std::vector<const TensorEntry*> by_offset;
   for (const auto& e : out) by_offset.push_back(&e);
-  std::sort(by_offset.begin(), by_offset.end(), [](const TensorEntry* a, const TensorEntry* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
-  });
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const TensorEntry* a, const TensorEntry* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
   for (size_t i = 1; i < by_offset.size(); i++) {
     const TensorEntry* a = by_offset[i - 1];
     const TensorEntry* b = by_offset[i];
@@ -204,7 +216,10 @@ float half_to_float(uint16_t h) {
       bits = sign;
     } else {  // subnormal: renormalise
       exp = 127 - 15 + 1;
-      while (!(mant & 0x400)) { mant <<= 1; exp--; }
+      while (!(mant & 0x400)) {
+        mant <<= 1;
+        exp--;
+      }
       mant &= 0x3FF;
       bits = sign | (exp << 23) | (mant << 13);
     }

@@ -31,8 +31,7 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
 // Validates a whole safetensors image held in memory (header and data section): sizes, dtypes,
 // ranges inside the file, no overlaps, no duplicate names. `file` only names the source in errors.
-std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& file,
-                                                  uint64_t* data_offset);
+std::vector<TensorEntry> parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& file, uint64_t* data_offset);
 // Its two steps, for a file read piece by piece: the header length the first 8 bytes (of a file of
 // `file_size` bytes) declare, checked against the limit and the size; then the header's JSON, for a
 // data section of `data_size` bytes.

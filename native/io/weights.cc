@@ -20,8 +20,7 @@ WeightStore::WeightStore(const std::vector<WeightFileSpec>& files, std::map<std:
   for (size_t i = 0; i < files_.size(); i++) {
     for (const auto& e : files_[i]->tensors()) {
       auto it = index_.find(e.name);
-      if (it != index_.end())
-        throw bad_weights(files_[i]->path(), "tensor \"" + e.name + "\" is also in " + it->second.file->path());
+      if (it != index_.end()) throw bad_weights(files_[i]->path(), "tensor \"" + e.name + "\" is also in " + it->second.file->path());
       index_[e.name] = Found{files_[i].get(), &e, paddle_[i]};
     }
   }
@@ -120,10 +119,13 @@ std::vector<float> WeightStore::read(const std::string& name, const Shape& shape
   if (alias != aliases_.end()) {
     const WeightAlias& a = alias->second;
     const Found* f = find(a.source);
-    if (!f) throw Error(Code::MissingWeights, describe() + ": tensor \"" + a.source + "\" (for \"" + name + "\" " + shape_str(shape) + ") is missing");
+    if (!f)
+      throw Error(Code::MissingWeights,
+                  describe() + ": tensor \"" + a.source + "\" (for \"" + name + "\" " + shape_str(shape) + ") is missing");
     const TensorEntry& e = *f->entry;
     auto mismatch = [&](const std::string& need) {
-      return bad_weights(f->file->path(), "tensor \"" + a.source + "\" has shape " + shape_str(e.shape) + "; \"" + name + "\" " + shape_str(shape) + " needs " + need);
+      return bad_weights(f->file->path(), "tensor \"" + a.source + "\" has shape " + shape_str(e.shape) + "; \"" + name + "\" " +
+                                              shape_str(shape) + " needs " + need);
     };
     if (a.op == WeightAlias::Op::Rename) {
       // Same values; a [out, in, 1, 1] conv may stand for an [out, in] linear weight.
@@ -133,7 +135,8 @@ std::vector<float> WeightStore::read(const std::string& name, const Shape& shape
       return read(a.source, e.shape, false);
     }
     if (a.op == WeightAlias::Op::Transpose) {
-      if (shape.size() != 2 || e.shape != Shape{shape[1], shape[0]}) throw mismatch(shape_str({shape.size() == 2 ? shape[1] : 0, shape.empty() ? 0 : shape[0]}));
+      if (shape.size() != 2 || e.shape != Shape{shape[1], shape[0]})
+        throw mismatch(shape_str({shape.size() == 2 ? shape[1] : 0, shape.empty() ? 0 : shape[0]}));
       std::vector<float> src = read(a.source, e.shape, false), out(src.size());
       for (int64_t r = 0; r < shape[1]; r++)
         for (int64_t c = 0; c < shape[0]; c++) out[size_t(c * shape[1] + r)] = src[size_t(r * shape[0] + c)];

@@ -12,14 +12,18 @@ struct Conv {
   Tensor w, b;
   int stride = 1, pad = 1;
   static Conv make(Params& p, const std::string& name, int64_t out, int64_t in, int64_t k, int stride = 1);
-  Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const { return be.conv2d(x, w, &b, stride, pad, residual); }
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const {
+    return be.conv2d(x, w, &b, stride, pad, residual);
+  }
 };
 
 struct Linear {
   Tensor w, b;
   bool has_bias = true;
   static Linear make(Params& p, const std::string& name, int64_t out, int64_t in, bool bias = true);
-  Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const { return be.linear(x, w, has_bias ? &b : nullptr, residual); }
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const {
+    return be.linear(x, w, has_bias ? &b : nullptr, residual);
+  }
 };
 
 struct Norm {
@@ -68,7 +72,8 @@ struct SpatialTransformer {
   Linear proj_in, proj_out;
   std::vector<TransformerBlock> blocks;
   int groups;
-  static SpatialTransformer make(Params& p, const std::string& name, int64_t channels, int64_t context_dim, int heads, int64_t layers, int groups);
+  static SpatialTransformer make(Params& p, const std::string& name, int64_t channels, int64_t context_dim, int heads, int64_t layers,
+                                 int groups);
   // Appends each block's cross-attention keys and values of `context` [B, L, context_dim] (two per block).
   void project_context(Backend& be, const Tensor& context, std::vector<Tensor>& kv) const;
   // kv: this transformer's 2 x blocks.size() entries of project_context.

@@ -7,7 +7,9 @@ namespace pg25 {
 ClipTextModel::ClipTextModel(const std::string& class_name, const Config& cfg, Params& p) {
   if (class_name == "CLIPTextModel") projection_ = false;
   else if (class_name == "CLIPTextModelWithProjection") projection_ = true;
-  else throw unsupported(cfg.path(), "text encoder class \"" + class_name + "\" is not supported (CLIPTextModel or CLIPTextModelWithProjection)");
+  else
+    throw unsupported(cfg.path(),
+                      "text encoder class \"" + class_name + "\" is not supported (CLIPTextModel or CLIPTextModelWithProjection)");
   hidden_ = cfg.integer("hidden_size", 1, 16384);
   int64_t inter = cfg.integer("intermediate_size", 1, 65536);
   heads_ = cfg.integer("num_attention_heads", 1, 256);
@@ -57,7 +59,9 @@ ClipTextModel::ClipTextModel(const std::string& class_name, const Config& cfg, P
 
 ClipTextModel::Output ClipTextModel::forward(Backend& be, const std::vector<int32_t>& ids, int64_t batch, const CancelFlag* cancel) const {
   int64_t L = int64_t(ids.size()) / batch;
-  if (L > max_pos_) throw Error(Code::InvalidArgument, "sequence of " + std::to_string(L) + " tokens exceeds max_position_embeddings " + std::to_string(max_pos_));
+  if (L > max_pos_)
+    throw Error(Code::InvalidArgument,
+                "sequence of " + std::to_string(L) + " tokens exceeds max_position_embeddings " + std::to_string(max_pos_));
   Tensor x = be.embedding(ids, batch, tok_emb_);
   std::vector<int32_t> pos;
   for (int64_t b = 0; b < batch; b++)

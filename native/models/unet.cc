@@ -86,10 +86,12 @@ UNet::UNet(const Config& cfg, Params& p) {
   std::vector<int64_t> tlayers = cfg.integer_or_list("transformer_layers_per_block", nb, 1, 256);
   // diffusers naming quirk: with num_attention_heads null, attention_head_dim is the head count.
   std::vector<int64_t> heads = cfg.has("num_attention_heads") ? cfg.integer_or_list("num_attention_heads", nb, 1, 1024)
-                                                               : cfg.integer_or_list("attention_head_dim", nb, 1, 1024);
+                                                              : cfg.integer_or_list("attention_head_dim", nb, 1, 1024);
   for (size_t i = 0; i < nb; i++) {
-    if (ch[i] % groups_ != 0) cfg.bad("block_out_channels", "entry " + std::to_string(ch[i]) + " is not divisible by norm_num_groups " + std::to_string(groups_));
-    if (cross[i] && ch[i] % heads[i] != 0) cfg.bad("attention_head_dim", "head count " + std::to_string(heads[i]) + " does not divide " + std::to_string(ch[i]) + " channels");
+    if (ch[i] % groups_ != 0)
+      cfg.bad("block_out_channels", "entry " + std::to_string(ch[i]) + " is not divisible by norm_num_groups " + std::to_string(groups_));
+    if (cross[i] && ch[i] % heads[i] != 0)
+      cfg.bad("attention_head_dim", "head count " + std::to_string(heads[i]) + " does not divide " + std::to_string(ch[i]) + " channels");
   }
   if (!cross[nb - 1]) cfg.refuse("down_block_types", "the mid block needs cross-attention in the last block");
   time_dim_ = ch[0] * 4;
@@ -98,7 +100,8 @@ UNet::UNet(const Config& cfg, Params& p) {
   // text_time: the pooled text embedding plus n time ids, each embedded to addition_time_embed_dim.
   n_time_ids_ = 6;
   text_embeds_dim_ = proj_in_dim - n_time_ids_ * add_time_dim_;
-  if (text_embeds_dim_ <= 0) cfg.bad("projection_class_embeddings_input_dim", "leaves no room for the pooled text embedding beside 6 time ids");
+  if (text_embeds_dim_ <= 0)
+    cfg.bad("projection_class_embeddings_input_dim", "leaves no room for the pooled text embedding beside 6 time ids");
 
   conv_in_ = Conv::make(p, "conv_in", ch[0], in_channels_, 3);
   time_1_ = Linear::make(p, "time_embedding.linear_1", time_dim_, ch[0]);
@@ -115,7 +118,8 @@ UNet::UNet(const Config& cfg, Params& p) {
     for (int64_t j = 0; j < layers[i]; j++) {
       d.resnets.push_back(ResnetBlock::make(p, join(name + ".resnets", j), j == 0 ? in_ch : out_ch, out_ch, time_dim_, groups_, eps_));
       if (cross[i])
-        d.attentions.push_back(SpatialTransformer::make(p, join(name + ".attentions", j), out_ch, cross_dim_, int(heads[i]), tlayers[i], groups_));
+        d.attentions.push_back(
+            SpatialTransformer::make(p, join(name + ".attentions", j), out_ch, cross_dim_, int(heads[i]), tlayers[i], groups_));
     }
     if (i + 1 < nb) d.downsample = Conv::make(p, name + ".downsamplers.0.conv", out_ch, out_ch, 3, 2);
     down_.push_back(std::move(d));
@@ -137,7 +141,8 @@ UNet::UNet(const Config& cfg, Params& p) {
       int64_t rin = j == 0 ? prev_out : out_c;
       u.resnets.push_back(ResnetBlock::make(p, join(name + ".resnets", j), rin + skip, out_c, time_dim_, groups_, eps_));
       if (cross[r])
-        u.attentions.push_back(SpatialTransformer::make(p, join(name + ".attentions", j), out_c, cross_dim_, int(heads[r]), tlayers[r], groups_));
+        u.attentions.push_back(
+            SpatialTransformer::make(p, join(name + ".attentions", j), out_c, cross_dim_, int(heads[r]), tlayers[r], groups_));
     }
     if (i + 1 < nb) u.upsample = Conv::make(p, name + ".upsamplers.0.conv", out_c, out_c, 3);
     up_.push_back(std::move(u));
@@ -150,13 +155,18 @@ UNet::UNet(const Config& cfg, Params& p) {
 Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Tensor& context, const Tensor& text_embeds,
                      const std::vector<float>& time_ids, const CancelFlag* cancel) const {
   auto fail = [](const std::string& what) { return Error(Code::InvalidArgument, "unet: " + what); };
-  if (sample.rank() != 4 || sample.dim(1) != in_channels_) throw fail("sample must be [B, " + std::to_string(in_channels_) + ", h, w], got " + shape_str(sample.shape));
+  if (sample.rank() != 4 || sample.dim(1) != in_channels_)
+    throw fail("sample must be [B, " + std::to_string(in_channels_) + ", h, w], got " + shape_str(sample.shape));
   // The conditioning's batch is B; the sample's may be B / k, taken k times over (classifier-free
   // guidance: one latent for the unconditional and the conditional halves, with no concatenated copy).
   int64_t B = context.rank() == 3 ? context.dim(0) : sample.dim(0);
-  if (B % sample.dim(0)) throw fail("the sample's batch " + std::to_string(sample.dim(0)) + " does not divide encoder_hidden_states' batch " + std::to_string(B));
-  if (context.rank() != 3 || context.dim(0) != B || context.dim(2) != cross_dim_) throw fail("encoder_hidden_states must be [B, L, " + std::to_string(cross_dim_) + "], got " + shape_str(context.shape));
-  if (text_embeds.rank() != 2 || text_embeds.dim(0) != B || text_embeds.dim(1) != text_embeds_dim_) throw fail("text_embeds must be [B, " + std::to_string(text_embeds_dim_) + "], got " + shape_str(text_embeds.shape));
+  if (B % sample.dim(0))
+    throw fail("the sample's batch " + std::to_string(sample.dim(0)) + " does not divide encoder_hidden_states' batch " +
+               std::to_string(B));
+  if (context.rank() != 3 || context.dim(0) != B || context.dim(2) != cross_dim_)
+    throw fail("encoder_hidden_states must be [B, L, " + std::to_string(cross_dim_) + "], got " + shape_str(context.shape));
+  if (text_embeds.rank() != 2 || text_embeds.dim(0) != B || text_embeds.dim(1) != text_embeds_dim_)
+    throw fail("text_embeds must be [B, " + std::to_string(text_embeds_dim_) + "], got " + shape_str(text_embeds.shape));
   if (int64_t(time_ids.size()) != B * n_time_ids_) throw fail("time_ids must hold " + std::to_string(B * n_time_ids_) + " values");
   check_cancel(cancel);
   // What comes from the host goes up first, so the rest depends on device tensors alone and a backend
@@ -169,8 +179,8 @@ Tensor UNet::forward(Backend& be, const Tensor& sample, float timestep, const Te
   std::string key = "unet " + std::to_string(id_) + " lora " + std::to_string(lora_epoch()) + " " + shape_str(context.shape);
   auto kv = memo<std::vector<Tensor>>(context, key, [&] { return project_context(be, context); });
   // The recording's inputs are plain NCHW buffers: a sample in another layout is converted first.
-  std::vector<Tensor> in{be.to_layout(sample, Layout::NCHW), be.from_host(temb.data(), {B, conv_in_.w.dim(0)}), be.from_host(tid.data(), {B, n_time_ids_ * add_time_dim_}),
-                         text_embeds};
+  std::vector<Tensor> in{be.to_layout(sample, Layout::NCHW), be.from_host(temb.data(), {B, conv_in_.w.dim(0)}),
+                         be.from_host(tid.data(), {B, n_time_ids_ * add_time_dim_}), text_embeds};
   in.insert(in.end(), kv->begin(), kv->end());
   std::call_once(recorder_once_, [&] { recorder_ = be.make_recorder(); });
   return be.run_recorded(recorder_.get(), in, {B, out_channels_, sample.dim(2), sample.dim(3)},
@@ -187,8 +197,8 @@ std::vector<Tensor> UNet::project_context(Backend& be, const Tensor& context) co
   return kv;
 }
 
-Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& text_embeds, const Tensor* kv,
-                  const CancelFlag* cancel) const {
+Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& text_embeds,
+                  const Tensor* kv, const CancelFlag* cancel) const {
   // Each transformer takes its blocks' entries of kv, in project_context's order.
   auto attend = [&](const SpatialTransformer& t, const Tensor& x) {
     Tensor y = t(be, x, kv);

@@ -44,8 +44,8 @@ class UNet {
   std::vector<Tensor> project_context(Backend& be, const Tensor& context) const;
   // The pass on device tensors alone (what a backend may record and replay): temb_in and time_embeds
   // are the sinusoidal embeddings of the timestep and of the time ids; kv is project_context's.
-  Tensor body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& text_embeds, const Tensor* kv,
-              const CancelFlag* cancel) const;
+  Tensor body(Backend& be, const Tensor& sample, const Tensor& temb_in, const Tensor& time_embeds, const Tensor& text_embeds,
+              const Tensor* kv, const CancelFlag* cancel) const;
 
   int64_t in_channels_, out_channels_, sample_size_, cross_dim_, time_dim_, add_time_dim_, text_embeds_dim_, n_time_ids_;
   int groups_;

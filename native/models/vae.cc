@@ -30,7 +30,8 @@ static VaeShape read_vae_shape(const Config& cfg) {
   for (const auto& t : cfg.strings("down_block_types"))
     if (t != "DownEncoderBlock2D") cfg.refuse("down_block_types", "entry \"" + t + "\" is not supported (DownEncoderBlock2D)");
   if (cfg.strings("up_block_types").size() != s.ch.size()) cfg.bad("up_block_types", "must have one entry per block_out_channels entry");
-  if (cfg.strings("down_block_types").size() != s.ch.size()) cfg.bad("down_block_types", "must have one entry per block_out_channels entry");
+  if (cfg.strings("down_block_types").size() != s.ch.size())
+    cfg.bad("down_block_types", "must have one entry per block_out_channels entry");
   s.latent_channels = cfg.integer("latent_channels", 1, 64);
   s.storage = cfg.boolean_or("force_upcast", false) ? Storage::Wide : Storage::Default;
   s.groups = int(cfg.integer_or("norm_num_groups", 32, 1, 1024));
@@ -75,7 +76,8 @@ VaeEncoder::VaeEncoder(const Config& cfg, Params& p) {
 }
 
 VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image, const CancelFlag* cancel) const {
-  if (image.rank() != 4 || image.dim(1) != 3) throw Error(Code::InvalidArgument, "vae encoder: image must be [B, 3, H, W], got " + shape_str(image.shape));
+  if (image.rank() != 4 || image.dim(1) != 3)
+    throw Error(Code::InvalidArgument, "vae encoder: image must be [B, 3, H, W], got " + shape_str(image.shape));
   Tensor h = conv_in_(be, be.to_layout(be.cast(image, storage_), be.image_layout()));
   for (const Down& d : down_) {
     for (const auto& r : d.resnets) {
@@ -123,7 +125,8 @@ VaeDecoder::VaeDecoder(const Config& cfg, Params& p) {
   int64_t layers = s.layers;
   scaling_factor_ = cfg.number_or("scaling_factor", 0.18215);
   if (!(scaling_factor_ > 0)) cfg.bad("scaling_factor", "must be positive");
-  if (cfg.has("latents_mean") != cfg.has("latents_std")) cfg.bad(cfg.has("latents_mean") ? "latents_std" : "latents_mean", "is missing while its pair is set");
+  if (cfg.has("latents_mean") != cfg.has("latents_std"))
+    cfg.bad(cfg.has("latents_mean") ? "latents_std" : "latents_mean", "is missing while its pair is set");
   if (cfg.has("latents_mean")) {
     for (double v : cfg.numbers("latents_mean")) mean_.push_back(float(v));
     for (double v : cfg.numbers("latents_std")) std_.push_back(float(v));

@@ -25,9 +25,7 @@ void* open_library(const std::string& path) {
   return reinterpret_cast<void*>(m);
 }
 
-void* library_symbol(void* handle, const char* name) {
-  return reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(handle), name));
-}
+void* library_symbol(void* handle, const char* name) { return reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(handle), name)); }
 
 std::vector<std::string> folder_entries(const std::string& dir) {
   std::vector<std::string> out;

@@ -13,8 +13,10 @@ async function main (): Promise<void> {
   const out: Record<string, { image: string, latents: string }> = {}
   try {
     for (const c of goldenCases().pipeline as any[]) {
-      const opts = { negativePrompt: c.negative ?? undefined, steps: c.steps, guidanceScale: c.guidance, width: c.w, height: c.h, seed: c.seed,
-        promptStyle: 'plain' as const }
+      const opts = {
+        negativePrompt: c.negative ?? undefined, steps: c.steps, guidanceScale: c.guidance, width: c.w, height: c.h, seed: c.seed,
+        promptStyle: 'plain' as const
+      }
       const lat = await pipe.generate(c.prompt, { ...opts, outputType: 'latent' })
       const r = await pipe.generate(c.prompt, opts)
       out[c.file] = { image: digest(r.images[0].data), latents: digest(lat.latents!) }

@@ -23,7 +23,7 @@ namespace {
 using Status = int;
 constexpr Status kOk = 0, kNotInitialized = 1, kInvalidValue = 7, kNotSupported = 15;
 constexpr int kR32F = 0, kR16F = 2, kR16BF = 14;  // cudaDataType
-constexpr int kCompute32F = 68;                     // CUBLAS_COMPUTE_32F
+constexpr int kCompute32F = 68;                   // CUBLAS_COMPUTE_32F
 constexpr uint32_t kEpiDefault = 1, kEpiRelu = 2, kEpiBias = 4, kEpiReluBias = 6;
 constexpr uint64_t kAlgoMagic = 0x70673235456d754cull;
 
@@ -78,7 +78,8 @@ void store(void* p, uint32_t t, int64_t i, float v) {
 // Copies an attribute value of exactly the documented size.
 template <class T>
 Status set(T& field, const void* buf, size_t size, const char* name) {
-  if (!buf || size != sizeof(T)) return bad(kInvalidValue, std::string(name) + " takes " + std::to_string(sizeof(T)) + " bytes, got " + std::to_string(size));
+  if (!buf || size != sizeof(T))
+    return bad(kInvalidValue, std::string(name) + " takes " + std::to_string(sizeof(T)) + " bytes, got " + std::to_string(size));
   std::memcpy(&field, buf, sizeof(T));
   return kOk;
 }
@@ -96,7 +97,8 @@ Status shape(const Desc& d, const Layout& a, const Layout& b, const Layout& c, c
   for (const Layout* l : {&a, &b, &c, &dd}) {
     if (!known_type(l->type)) return bad(kNotSupported, "matrix type " + std::to_string(l->type) + " is not emulated");
     if (l->order != 0) return bad(kNotSupported, "only CUBLASLT_ORDER_COL is emulated");
-    if (l->ld < int64_t(l->rows) || l->ld < 1) return bad(kInvalidValue, "leading dimension " + std::to_string(l->ld) + " is less than the " + std::to_string(l->rows) + " rows");
+    if (l->ld < int64_t(l->rows) || l->ld < 1)
+      return bad(kInvalidValue, "leading dimension " + std::to_string(l->ld) + " is less than the " + std::to_string(l->rows) + " rows");
     if (l->batch < 1) return bad(kInvalidValue, "batch count " + std::to_string(l->batch));
   }
   if (a.type != b.type || a.type == kR32F) return bad(kNotSupported, "A and B must share one 16-bit type");
@@ -107,7 +109,8 @@ Status shape(const Desc& d, const Layout& a, const Layout& b, const Layout& c, c
   p.n = int64_t(d.transb ? b.rows : b.cols);
   if (kb != p.k) return bad(kInvalidValue, "op(A) has " + std::to_string(p.k) + " columns but op(B) has " + std::to_string(kb) + " rows");
   if (int64_t(dd.rows) != p.m || int64_t(dd.cols) != p.n || c.rows != dd.rows || c.cols != dd.cols)
-    return bad(kInvalidValue, "C/D are " + std::to_string(dd.rows) + "x" + std::to_string(dd.cols) + ", the product is " + std::to_string(p.m) + "x" + std::to_string(p.n));
+    return bad(kInvalidValue, "C/D are " + std::to_string(dd.rows) + "x" + std::to_string(dd.cols) + ", the product is " +
+                                  std::to_string(p.m) + "x" + std::to_string(p.n));
   if (a.batch != dd.batch || b.batch != dd.batch || c.batch != dd.batch) return bad(kInvalidValue, "batch counts of A, B, C and D differ");
   p.batch = dd.batch;
   return kOk;
@@ -214,8 +217,10 @@ Status PrefSet(Pref* p, int attr, const void* buf, size_t size) {
 // bias pointer's alignment is read from the descriptor, as the real heuristic does.
 // PG25_EMU_CUBLASLT=no-broadcast offers none for a batch whose operand repeats (batch stride 0), as a
 // library build without such kernels would answer; =no-bias none for a bias epilogue; =none none at all.
-Status Heuristic(Handle* h, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd, Pref* pref, int requested, HeuristicResult* results, int* found) {
-  if (!h || !d || !a || !b || !c || !dd || !pref || !results || !found) return bad(kInvalidValue, "cublasLtMatmulAlgoGetHeuristic: null argument");
+Status Heuristic(Handle* h, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd, Pref* pref, int requested, HeuristicResult* results,
+                 int* found) {
+  if (!h || !d || !a || !b || !c || !dd || !pref || !results || !found)
+    return bad(kInvalidValue, "cublasLtMatmulAlgoGetHeuristic: null argument");
   if (requested <= 0) return bad(kInvalidValue, "cublasLtMatmulAlgoGetHeuristic: requestedAlgoCount " + std::to_string(requested));
   *found = 0;
   Problem p;
@@ -228,7 +233,8 @@ Status Heuristic(Handle* h, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd
   if (knob == "none" || (knob == "no-bias" && (d->epilogue & kEpiBias))) return kNotSupported;
   // The real heuristic chooses for the bias pointer's alignment: asked before that pointer is set, it
   // assumes one the call's pointer may not have.
-  if ((d->epilogue & kEpiBias) && !d->bias) note_misuse("cuBLASLt: cublasLtMatmulAlgoGetHeuristic asked for a bias epilogue before CUBLASLT_MATMUL_DESC_BIAS_POINTER was set");
+  if ((d->epilogue & kEpiBias) && !d->bias)
+    note_misuse("cuBLASLt: cublasLtMatmulAlgoGetHeuristic asked for a bias epilogue before CUBLASLT_MATMUL_DESC_BIAS_POINTER was set");
   std::memset(&results[0], 0, sizeof(HeuristicResult));
   Algo& algo = results[0].algo;
   algo.data[0] = kAlgoMagic;
@@ -241,13 +247,15 @@ Status Heuristic(Handle* h, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd
   return kOk;
 }
 
-Status Matmul(Handle* h, Desc* d, const void* alpha, const void* A, Layout* a, const void* B, Layout* b, const void* beta, const void* C, Layout* c,
-              void* D, Layout* dd, const Algo* algo, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+Status Matmul(Handle* h, Desc* d, const void* alpha, const void* A, Layout* a, const void* B, Layout* b, const void* beta, const void* C,
+              Layout* c, void* D, Layout* dd, const Algo* algo, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   if (!h || !d || !a || !b || !c || !dd || !alpha || !beta) return bad(kInvalidValue, "cublasLtMatmul: null argument");
   Problem p;
   if (Status s = shape(*d, *a, *b, *c, *dd, p)) return s;
-  if (algo && algo->data[0] != kAlgoMagic) return bad(kInvalidValue, "cublasLtMatmul: the algorithm did not come from cublasLtMatmulAlgoGetHeuristic");
-  if (C == D && (c->ld != dd->ld || c->stride != dd->stride)) return bad(kInvalidValue, "in-place matmul (C == D) with different C and D layouts");
+  if (algo && algo->data[0] != kAlgoMagic)
+    return bad(kInvalidValue, "cublasLtMatmul: the algorithm did not come from cublasLtMatmulAlgoGetHeuristic");
+  if (C == D && (c->ld != dd->ld || c->stride != dd->stride))
+    return bad(kInvalidValue, "in-place matmul (C == D) with different C and D layouts");
   bool has_bias = d->epilogue & kEpiBias;
   if (has_bias && !d->bias) return bad(kInvalidValue, "a bias epilogue without CUBLASLT_MATMUL_DESC_BIAS_POINTER");
   int bias_type = d->bias_type < 0 ? int(dd->type) : d->bias_type;
@@ -264,18 +272,23 @@ Status Matmul(Handle* h, Desc* d, const void* alpha, const void* A, Layout* a, c
     uint32_t need = algo ? uint32_t(algo->data[1 + i]) : 256;
     declared = std::min(declared, need);
     if (alignment_of(ops[i].ptr) < need)
-      return bad(kInvalidValue, std::string("cublasLtMatmul: ") + ops[i].name + " at " + std::to_string(reinterpret_cast<uintptr_t>(ops[i].ptr)) + " is " +
-                                    std::to_string(alignment_of(ops[i].ptr)) + "-byte aligned; its algorithm was chosen for " + std::to_string(need));
+      return bad(kInvalidValue,
+                 std::string("cublasLtMatmul: ") + ops[i].name + " at " + std::to_string(reinterpret_cast<uintptr_t>(ops[i].ptr)) + " is " +
+                     std::to_string(alignment_of(ops[i].ptr)) + "-byte aligned; its algorithm was chosen for " + std::to_string(need));
     size_t bytes = size_t(extent(*ops[i].layout)) * elem_size(ops[i].layout->type);
     if (!is_device_range(ops[i].ptr, bytes))
-      return bad(kInvalidValue, std::string("cublasLtMatmul: ") + ops[i].name + " spans " + std::to_string(bytes) + " bytes that are not inside one device allocation");
+      return bad(kInvalidValue, std::string("cublasLtMatmul: ") + ops[i].name + " spans " + std::to_string(bytes) +
+                                    " bytes that are not inside one device allocation");
   }
   if (has_bias) {
     uint32_t need = algo ? uint32_t(algo->data[5]) : 2;
-    if (alignment_of(d->bias) < need) return bad(kInvalidValue, "cublasLtMatmul: the bias pointer is less aligned than when the algorithm was chosen");
-    if (!is_device_range(d->bias, size_t(p.m) * elem_size(uint32_t(bias_type)))) return bad(kInvalidValue, "cublasLtMatmul: the bias vector is not inside one device allocation");
+    if (alignment_of(d->bias) < need)
+      return bad(kInvalidValue, "cublasLtMatmul: the bias pointer is less aligned than when the algorithm was chosen");
+    if (!is_device_range(d->bias, size_t(p.m) * elem_size(uint32_t(bias_type))))
+      return bad(kInvalidValue, "cublasLtMatmul: the bias vector is not inside one device allocation");
   }
-  if (workspace_bytes && !is_device_range(workspace, workspace_bytes)) return bad(kInvalidValue, "cublasLtMatmul: the workspace is not device memory");
+  if (workspace_bytes && !is_device_range(workspace, workspace_bytes))
+    return bad(kInvalidValue, "cublasLtMatmul: the workspace is not device memory");
   note_matmul(declared);
   // Everything the work needs is captured now: descriptors may change or die once this returns.
   Desc desc = *d;
@@ -285,9 +298,11 @@ Status Matmul(Handle* h, Desc* d, const void* alpha, const void* A, Layout* a, c
     for (int64_t bt = 0; bt < p.batch; bt++) {
       // op(A) row-major [m, k] and op(B) transposed to [n, k]: each output is a contiguous dot product.
       for (int64_t i = 0; i < p.m; i++)
-        for (int64_t q = 0; q < p.k; q++) opa[size_t(i * p.k + q)] = load(A, la.type, bt * la.stride + (desc.transa ? i * la.ld + q : q * la.ld + i));
+        for (int64_t q = 0; q < p.k; q++)
+          opa[size_t(i * p.k + q)] = load(A, la.type, bt * la.stride + (desc.transa ? i * la.ld + q : q * la.ld + i));
       for (int64_t j = 0; j < p.n; j++)
-        for (int64_t q = 0; q < p.k; q++) opb[size_t(j * p.k + q)] = load(B, lb.type, bt * lb.stride + (desc.transb ? q * lb.ld + j : j * lb.ld + q));
+        for (int64_t q = 0; q < p.k; q++)
+          opb[size_t(j * p.k + q)] = load(B, lb.type, bt * lb.stride + (desc.transb ? q * lb.ld + j : j * lb.ld + q));
       cpu::parallel_for(p.n, 16, [&](int64_t j0, int64_t j1) {
         for (int64_t j = j0; j < j1; j++)
           for (int64_t i = 0; i < p.m; i++) {
@@ -314,7 +329,8 @@ struct Symbol {
 };
 size_t GetVersion() { return 120800; }  // the 12.8 the stand-in follows
 
-#define SYM(name, fn) {name, reinterpret_cast<void*>(&fn)}
+#define SYM(name, fn) \
+  { name, reinterpret_cast<void*>(&fn) }
 const Symbol kCublasLt[] = {
     SYM("cublasLtGetVersion", GetVersion),
     SYM("cublasLtCreate", Create),

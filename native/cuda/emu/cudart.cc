@@ -139,6 +139,8 @@ cudaError_t cudaPeekAtLastError() { return tl_last; }
 
 const char* cudaGetErrorName(cudaError_t e) {
   switch (e) {
+    // A table of macro calls: clang-format would re-wrap it differently on each pass.
+    // clang-format off
 #define NAME(x) \
   case x: return #x;
     NAME(cudaSuccess) NAME(cudaErrorInvalidValue) NAME(cudaErrorMemoryAllocation) NAME(cudaErrorInitializationError)
@@ -148,6 +150,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     NAME(cudaErrorStreamCaptureUnsupported) NAME(cudaErrorStreamCaptureInvalidated) NAME(cudaErrorStreamCaptureUnmatched)
     NAME(cudaErrorStreamCaptureWrongThread) NAME(cudaErrorUnknown)
 #undef NAME
+    // clang-format on
   }
   return "cudaErrorUnknown";
 }

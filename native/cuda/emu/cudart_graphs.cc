@@ -63,7 +63,9 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
   CUstream_st* st = stream_of(stream, "cudaStreamIsCapturing");
   if (!st || !status) return cudaErrorInvalidValue;
   std::lock_guard<std::mutex> g(st->mu);
-  *status = !st->capture ? cudaStreamCaptureStatusNone : st->capture_invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+  *status = !st->capture              ? cudaStreamCaptureStatusNone
+            : st->capture_invalidated ? cudaStreamCaptureStatusInvalidated
+                                      : cudaStreamCaptureStatusActive;
   return cudaSuccess;
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
@@ -85,7 +87,8 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   // CUDA refuses to relaunch a graph whose allocations a previous launch still holds (unless it was
   // instantiated to free them on launch, which we never ask for).
   if (held && exec->launches > 0)
-    return fail(cudaErrorInvalidValue, "cudaGraphLaunch: " + std::to_string(held) + " allocation(s) of the previous launch are not freed within the graph");
+    return fail(cudaErrorInvalidValue,
+                "cudaGraphLaunch: " + std::to_string(held) + " allocation(s) of the previous launch are not freed within the graph");
   if (exec->launches == 0 && graph_memory_at_launch()) {
     std::lock_guard<std::mutex> g(S().mu);
     if (S().in_use > capacity()) return tl_last = cudaErrorMemoryAllocation;

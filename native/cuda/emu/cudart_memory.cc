@@ -87,7 +87,8 @@ bool side_ok(const void* p, size_t extent, bool device, const char* side, const 
   return true;
 }
 
-cudaError_t check_copy(void* dst, size_t dst_extent, const void* src, size_t src_extent, cudaMemcpyKind kind, const char* what, bool& src_host) {
+cudaError_t check_copy(void* dst, size_t dst_extent, const void* src, size_t src_extent, cudaMemcpyKind kind, const char* what,
+                       bool& src_host) {
   bool dst_dev, src_dev;
   switch (kind) {
     case cudaMemcpyHostToHost: dst_dev = false, src_dev = false; break;
@@ -113,7 +114,8 @@ cudaError_t check_copy(void* dst, size_t dst_extent, const void* src, size_t src
 // while capturing, where a graph reads them at each replay.
 cudaError_t copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height, cudaMemcpyKind kind,
                    cudaStream_t stream, const char* what) {
-  if (width > dpitch || width > spitch) return fail(cudaErrorInvalidPitchValue, std::string(what) + ": width " + std::to_string(width) + " exceeds a pitch");
+  if (width > dpitch || width > spitch)
+    return fail(cudaErrorInvalidPitchValue, std::string(what) + ": width " + std::to_string(width) + " exceeds a pitch");
   size_t dext = height ? dpitch * (height - 1) + width : 0, sext = height ? spitch * (height - 1) + width : 0;
   bool src_host = false;
   if (cudaError_t e = check_copy(dst, dext, src, sext, kind, what, src_host)) return e;
@@ -238,7 +240,8 @@ cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
 }
 cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
   if (pool != &S().pool || !value) return fail(cudaErrorInvalidValue, "cudaMemPoolSetAttribute: not the default pool, or no value");
-  if (attr != cudaMemPoolAttrReleaseThreshold) return fail(cudaErrorNotSupported, "cudaMemPoolSetAttribute: attribute " + std::to_string(int(attr)) + " is not emulated");
+  if (attr != cudaMemPoolAttrReleaseThreshold)
+    return fail(cudaErrorNotSupported, "cudaMemPoolSetAttribute: attribute " + std::to_string(int(attr)) + " is not emulated");
   std::memcpy(&pool->release_threshold, value, sizeof(uint64_t));
   return cudaSuccess;
 }
@@ -265,7 +268,8 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
   return copy2d(dst, dpitch, src, spitch, width, height, kind, stream, "cudaMemcpy2DAsync");
 }
 cudaError_t cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t stream) {
-  if (count && !is_device_range(p, count)) return fail(cudaErrorInvalidValue, "cudaMemsetAsync: " + std::to_string(count) + " bytes at " + ptr(p) + " are not device memory");
+  if (count && !is_device_range(p, count))
+    return fail(cudaErrorInvalidValue, "cudaMemsetAsync: " + std::to_string(count) + " bytes at " + ptr(p) + " are not device memory");
   CUstream_st* st = stream_of(stream, "cudaMemsetAsync");
   if (!st) return cudaErrorInvalidResourceHandle;
   push(st, [p, value, count] {

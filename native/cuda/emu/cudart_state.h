@@ -35,7 +35,7 @@ struct CUgraphExec_st {
 struct CUstream_st {
   unsigned flags = 0;
   int device = 0;  // the device current when it was created: its kernels must launch there
-  std::mutex mu;  // guards the queue, counters and capture
+  std::mutex mu;   // guards the queue, counters and capture
   std::deque<std::function<std::string()>> queue;
   uint64_t enqueued = 0, completed = 0;
   std::recursive_mutex run_mu;  // one runner at a time, so ops run once and in order

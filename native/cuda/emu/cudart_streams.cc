@@ -10,7 +10,8 @@ namespace rt {
 
 bool on_stream_device(CUstream_st* st, const char* what) {
   if (!st || st == &S().legacy || st->device == tl_device) return true;  // each device has a legacy stream; one stands in for all
-  note_misuse(std::string(what) + ": a stream of device " + std::to_string(st->device) + " used while device " + std::to_string(tl_device) + " is current on this thread");
+  note_misuse(std::string(what) + ": a stream of device " + std::to_string(st->device) + " used while device " + std::to_string(tl_device) +
+              " is current on this thread");
   tl_last = cudaErrorInvalidResourceHandle;
   return false;
 }

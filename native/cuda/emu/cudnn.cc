@@ -40,12 +40,33 @@ bool uncapturable(bool running) {
   return (v == "uncapturable" || (!running && v == "uncapturable-plans")) && refuse_during_capture();
 }
 // cudnnBackendDescriptorType_t
-enum : int32_t { kPointwise = 0, kConvolution = 1, kEngineCfg = 3, kEngineHeur = 4, kPlan = 5, kConvFwd = 10, kPointwiseOp = 13, kGraph = 15,
-                 kVariantPack = 16, kTensor = 17 };
+enum : int32_t {
+  kPointwise = 0,
+  kConvolution = 1,
+  kEngineCfg = 3,
+  kEngineHeur = 4,
+  kPlan = 5,
+  kConvFwd = 10,
+  kPointwiseOp = 13,
+  kGraph = 15,
+  kVariantPack = 16,
+  kTensor = 17
+};
 // cudnnBackendAttributeType_t
-enum : int32_t { kTHandle = 0, kTDataType = 1, kTBoolean = 2, kTInt64 = 3, kTFloat = 4, kTDouble = 5, kTVoidPtr = 6, kTConvMode = 7, kTHeurMode = 8,
-                 kTPointwiseMode = 14, kTDescriptor = 15 };
-constexpr size_t kMaxDims = 8;                       // CUDNN_DIM_MAX
+enum : int32_t {
+  kTHandle = 0,
+  kTDataType = 1,
+  kTBoolean = 2,
+  kTInt64 = 3,
+  kTFloat = 4,
+  kTDouble = 5,
+  kTVoidPtr = 6,
+  kTConvMode = 7,
+  kTHeurMode = 8,
+  kTPointwiseMode = 14,
+  kTDescriptor = 15
+};
+constexpr size_t kMaxDims = 8;  // CUDNN_DIM_MAX
 
 struct Handle {
   cudaStream_t stream = nullptr;
@@ -140,8 +161,11 @@ struct Setter {
   const void* v;
 
   Status want(int32_t t, int64_t lo, int64_t hi) const {
-    if (type != t) return bad(kAttributeType, std::string(name) + " takes attribute type " + std::to_string(t) + ", got " + std::to_string(type));
-    if (count < lo || count > hi) return bad(kBadParam, std::string(name) + " takes " + std::to_string(lo) + (lo == hi ? "" : ".." + std::to_string(hi)) + " elements, got " + std::to_string(count));
+    if (type != t)
+      return bad(kAttributeType, std::string(name) + " takes attribute type " + std::to_string(t) + ", got " + std::to_string(type));
+    if (count < lo || count > hi)
+      return bad(kBadParam, std::string(name) + " takes " + std::to_string(lo) + (lo == hi ? "" : ".." + std::to_string(hi)) +
+                                " elements, got " + std::to_string(count));
     if (!v && count > 0) return bad(kNullPointer, std::string(name) + ": null arrayOfElements");
     return kOk;
   }
@@ -162,7 +186,9 @@ struct Setter {
     if (Status s = want(kTDescriptor, 1, 1)) return s;
     Desc* o = *static_cast<Desc* const*>(v);
     if (!live(o)) return bad(kBadParam, std::string(name) + ": not a live backend descriptor");
-    if (o->type != want_type) return bad(kDescriptorType, std::string(name) + " takes a descriptor of type " + std::to_string(want_type) + ", got " + std::to_string(o->type));
+    if (o->type != want_type)
+      return bad(kDescriptorType,
+                 std::string(name) + " takes a descriptor of type " + std::to_string(want_type) + ", got " + std::to_string(o->type));
     field = o;
     return kOk;
   }
@@ -174,7 +200,9 @@ struct Setter {
     was_set = true;
     return kOk;
   }
-  Status unknown() const { return bad(kBadParam, "attribute " + std::string(name) + " is not settable on a descriptor of type " + std::to_string(d->type)); }
+  Status unknown() const {
+    return bad(kBadParam, "attribute " + std::string(name) + " is not settable on a descriptor of type " + std::to_string(d->type));
+  }
 };
 
 Status set_attribute(Desc* d, int32_t attr, const Setter& s) {
@@ -237,7 +265,9 @@ Status set_attribute(Desc* d, int32_t attr, const Setter& s) {
         for (int64_t i = 0; i < s.count; i++) {
           Desc* o = static_cast<Desc* const*>(s.v)[i];
           if (!live(o)) return bad(kBadParam, "CUDNN_ATTR_OPERATIONGRAPH_OPS: element " + std::to_string(i) + " is not a live descriptor");
-          if (o->type != kConvFwd && o->type != kPointwiseOp) return bad(kDescriptorType, "CUDNN_ATTR_OPERATIONGRAPH_OPS: element " + std::to_string(i) + " is not an operation descriptor we emulate");
+          if (o->type != kConvFwd && o->type != kPointwiseOp)
+            return bad(kDescriptorType,
+                       "CUDNN_ATTR_OPERATIONGRAPH_OPS: element " + std::to_string(i) + " is not an operation descriptor we emulate");
           d->ops.push_back(o);
         }
         return kOk;
@@ -280,22 +310,30 @@ Status set_attribute(Desc* d, int32_t attr, const Setter& s) {
 Status finalize_tensor(Desc* d) {
   if (d->uid < 0 || d->dtype < 0 || d->dims.empty() || d->strides.empty() || d->align < 0)
     return bad(kBadParam, "tensor finalize: unique id, data type, dimensions, strides and byte alignment are all required");
-  if (d->dims.size() != d->strides.size()) return bad(kBadParam, "tensor " + std::to_string(d->uid) + ": " + std::to_string(d->dims.size()) + " dimensions but " + std::to_string(d->strides.size()) + " strides");
+  if (d->dims.size() != d->strides.size())
+    return bad(kBadParam, "tensor " + std::to_string(d->uid) + ": " + std::to_string(d->dims.size()) + " dimensions but " +
+                              std::to_string(d->strides.size()) + " strides");
   for (size_t i = 0; i < d->dims.size(); i++)
-    if (d->dims[i] < 1 || d->strides[i] < 1) return bad(kBadParam, "tensor " + std::to_string(d->uid) + ": dimensions and strides must be positive");
+    if (d->dims[i] < 1 || d->strides[i] < 1)
+      return bad(kBadParam, "tensor " + std::to_string(d->uid) + ": dimensions and strides must be positive");
   if (d->dtype != kFloat && d->dtype != kHalf && d->dtype != kBf16) return kNotSupported;  // not emulated
   if (d->align < 1 || d->align % int64_t(elem_size(d->dtype)) != 0)
-    return bad(kBadParam, "tensor " + std::to_string(d->uid) + ": byte alignment " + std::to_string(d->align) + " is not a multiple of the element size");
+    return bad(kBadParam, "tensor " + std::to_string(d->uid) + ": byte alignment " + std::to_string(d->align) +
+                              " is not a multiple of the element size");
   return kOk;
 }
 
 Status finalize_conv(Desc* d) {
-  if (d->comp < 0 || d->conv_mode < 0 || d->spatial < 0 || d->dilations.empty() || d->filter_strides.empty() || d->pre.empty() || d->post.empty())
+  if (d->comp < 0 || d->conv_mode < 0 || d->spatial < 0 || d->dilations.empty() || d->filter_strides.empty() || d->pre.empty() ||
+      d->post.empty())
     return bad(kBadParam, "convolution finalize: compute type, mode, spatial dims, dilations, strides and paddings are all required");
   for (auto* v : {&d->dilations, &d->filter_strides, &d->pre, &d->post})
-    if (int64_t(v->size()) != d->spatial) return bad(kBadParam, "convolution: an array's element count differs from CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS " + std::to_string(d->spatial));
+    if (int64_t(v->size()) != d->spatial)
+      return bad(kBadParam,
+                 "convolution: an array's element count differs from CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS " + std::to_string(d->spatial));
   for (size_t i = 0; i < d->pre.size(); i++)
-    if (d->dilations[i] < 1 || d->filter_strides[i] < 1 || d->pre[i] < 0 || d->post[i] < 0) return bad(kBadParam, "convolution: dilations and strides must be positive, paddings non-negative");
+    if (d->dilations[i] < 1 || d->filter_strides[i] < 1 || d->pre[i] < 0 || d->post[i] < 0)
+      return bad(kBadParam, "convolution: dilations and strides must be positive, paddings non-negative");
   if (d->spatial != 2 || d->comp != kFloat || d->conv_mode > 1) return kNotSupported;  // emulated: 2-D, fp32 compute
   return kOk;
 }
@@ -307,29 +345,36 @@ Status finalized_tensors(std::initializer_list<Desc*> ts, const char* what) {
 }
 
 Status finalize_conv_fwd(Desc* d) {
-  if (!d->conv || !d->alpha_set || !d->beta_set) return bad(kBadParam, "convolution forward finalize: X, W, Y, the convolution descriptor, alpha and beta are all required");
+  if (!d->conv || !d->alpha_set || !d->beta_set)
+    return bad(kBadParam, "convolution forward finalize: X, W, Y, the convolution descriptor, alpha and beta are all required");
   if (Status s = finalized_tensors({d->x, d->w, d->y}, "convolution forward")) return s;
   if (!live(d->conv) || !d->conv->finalized) return bad(kNotFinalized, "convolution forward: the convolution descriptor is not finalized");
   const auto &x = d->x->dims, &w = d->w->dims, &y = d->y->dims;
-  if (x.size() != 4 || w.size() != 4 || y.size() != 4) return bad(kBadParam, "convolution forward: X, W and Y must have 2 spatial dimensions plus 2");
+  if (x.size() != 4 || w.size() != 4 || y.size() != 4)
+    return bad(kBadParam, "convolution forward: X, W and Y must have 2 spatial dimensions plus 2");
   const Desc& c = *d->conv;
-  if (w[1] != x[1] || y[0] != x[0] || y[1] != w[0]) return bad(kShapeMismatch, "convolution forward: X [N, C, ..], W [K, C, ..] and Y [N, K, ..] disagree");
+  if (w[1] != x[1] || y[0] != x[0] || y[1] != w[0])
+    return bad(kShapeMismatch, "convolution forward: X [N, C, ..], W [K, C, ..] and Y [N, K, ..] disagree");
   for (int i = 0; i < 2; i++) {
     int64_t span = (w[2 + i] - 1) * c.dilations[size_t(i)] + 1, in = x[2 + i] + c.pre[size_t(i)] + c.post[size_t(i)];
     int64_t out = in < span ? 0 : (in - span) / c.filter_strides[size_t(i)] + 1;
-    if (y[2 + i] != out) return bad(kShapeMismatch, "convolution forward: Y's spatial dimension " + std::to_string(i) + " is " + std::to_string(y[2 + i]) + ", the convolution gives " + std::to_string(out));
+    if (y[2 + i] != out)
+      return bad(kShapeMismatch, "convolution forward: Y's spatial dimension " + std::to_string(i) + " is " + std::to_string(y[2 + i]) +
+                                     ", the convolution gives " + std::to_string(out));
   }
   if (d->beta != 0) return kNotSupported;  // beta * y is not emulated: our graphs add residuals with a pointwise op
   return kOk;
 }
 
 Status finalize_pointwise_op(Desc* d) {
-  if (!d->pw || !live(d->pw) || !d->pw->finalized) return bad(kNotFinalized, "pointwise op: the pointwise descriptor is missing or not finalized");
+  if (!d->pw || !live(d->pw) || !d->pw->finalized)
+    return bad(kNotFinalized, "pointwise op: the pointwise descriptor is missing or not finalized");
   if (Status s = finalized_tensors({d->x, d->b, d->y}, "pointwise op (an add takes X, B and Y)")) return s;
   const auto &x = d->x->dims, &b = d->b->dims, &y = d->y->dims;
   if (x.size() != y.size() || b.size() != y.size()) return bad(kBadParam, "pointwise op: X, B and Y differ in rank");
   for (size_t i = 0; i < y.size(); i++)
-    if ((x[i] != y[i] && x[i] != 1) || (b[i] != y[i] && b[i] != 1)) return bad(kShapeMismatch, "pointwise op: X or B does not broadcast to Y in dimension " + std::to_string(i));
+    if ((x[i] != y[i] && x[i] != 1) || (b[i] != y[i] && b[i] != 1))
+      return bad(kShapeMismatch, "pointwise op: X or B does not broadcast to Y in dimension " + std::to_string(i));
   if (y.size() != 4) return kNotSupported;  // emulated: 4-D
   return kOk;
 }
@@ -364,7 +409,8 @@ Status finalize_graph(Desc* d) {
     if (Status s = index(n.conv ? op->w : op->b, n.other)) return s;
     if (Status s = index(op->y, n.out)) return s;
     if (n.conv) {
-      for (int i = 0; i < 2; i++) n.stride[i] = op->conv->filter_strides[size_t(i)], n.pre[i] = op->conv->pre[size_t(i)], n.dil[i] = op->conv->dilations[size_t(i)];
+      for (int i = 0; i < 2; i++)
+        n.stride[i] = op->conv->filter_strides[size_t(i)], n.pre[i] = op->conv->pre[size_t(i)], n.dil[i] = op->conv->dilations[size_t(i)];
       n.alpha1 = float(op->alpha);
     } else {
       if (op->pw->pw_mode != 0) return kNotSupported;  // emulated pointwise mode: ADD
@@ -409,9 +455,12 @@ Status finalize(Desc* d) {
     case kPointwiseOp: return finalize_pointwise_op(d);
     case kGraph: return finalize_graph(d);
     case kEngineHeur:
-      if (!d->graph_desc || d->heur_mode < 0) return bad(kBadParam, "engine heuristics finalize: the operation graph and the mode are required");
-      if (!live(d->graph_desc) || !d->graph_desc->finalized) return bad(kNotFinalized, "engine heuristics: the operation graph is not finalized");
-      if (d->heur_mode > 3) return bad(kBadParam, "engine heuristics: mode " + std::to_string(d->heur_mode) + " is not a cudnnBackendHeurMode_t");
+      if (!d->graph_desc || d->heur_mode < 0)
+        return bad(kBadParam, "engine heuristics finalize: the operation graph and the mode are required");
+      if (!live(d->graph_desc) || !d->graph_desc->finalized)
+        return bad(kNotFinalized, "engine heuristics: the operation graph is not finalized");
+      if (d->heur_mode > 3)
+        return bad(kBadParam, "engine heuristics: mode " + std::to_string(d->heur_mode) + " is not a cudnnBackendHeurMode_t");
       d->graph = d->graph_desc->graph;
       d->engines = engines_for(*d->graph, d->heur_mode);
       return kOk;
@@ -426,8 +475,11 @@ Status finalize(Desc* d) {
       d->workspace = engine_workspace(*d->graph, d->engine);
       return kOk;
     case kVariantPack:
-      if (!d->uids_set || !d->ptrs_set || !d->ws_set) return bad(kBadParam, "variant pack finalize: unique ids, data pointers and the workspace are required");
-      if (d->uids.size() != d->ptrs.size()) return bad(kBadParam, "variant pack: " + std::to_string(d->uids.size()) + " unique ids but " + std::to_string(d->ptrs.size()) + " data pointers");
+      if (!d->uids_set || !d->ptrs_set || !d->ws_set)
+        return bad(kBadParam, "variant pack finalize: unique ids, data pointers and the workspace are required");
+      if (d->uids.size() != d->ptrs.size())
+        return bad(kBadParam, "variant pack: " + std::to_string(d->uids.size()) + " unique ids but " + std::to_string(d->ptrs.size()) +
+                                  " data pointers");
       return kOk;
   }
   return bad(kBadParam, "finalize: descriptor type " + std::to_string(d->type) + " is not emulated");
@@ -436,14 +488,16 @@ Status finalize(Desc* d) {
 Status execute(Handle* h, Desc* plan, Desc* pack) {
   if (!live(h)) return bad(kBadParam, "cudnnBackendExecute: not a live cuDNN handle");
   if (!live(plan) || plan->type != kPlan || !plan->finalized) return bad(kBadParam, "cudnnBackendExecute: not a finalized execution plan");
-  if (!live(pack) || pack->type != kVariantPack || !pack->finalized) return bad(kBadParam, "cudnnBackendExecute: not a finalized variant pack");
+  if (!live(pack) || pack->type != kVariantPack || !pack->finalized)
+    return bad(kBadParam, "cudnnBackendExecute: not a finalized variant pack");
   if (plan->handle != h) return bad(kBadParam, "cudnnBackendExecute: the plan was built for another handle");
   const Graph& g = *plan->graph;
   std::vector<const void*> ptr(g.tensors.size(), nullptr);
   for (size_t i = 0; i < pack->uids.size(); i++) {
     size_t k = 0;
     while (k < g.tensors.size() && g.tensors[k].uid != pack->uids[i]) k++;
-    if (k == g.tensors.size() || g.tensors[k].is_virtual) return bad(kBadParam, "variant pack: unique id " + std::to_string(pack->uids[i]) + " is not a non-virtual tensor of the graph");
+    if (k == g.tensors.size() || g.tensors[k].is_virtual)
+      return bad(kBadParam, "variant pack: unique id " + std::to_string(pack->uids[i]) + " is not a non-virtual tensor of the graph");
     ptr[k] = pack->ptrs[i];
   }
   for (size_t k = 0; k < g.tensors.size(); k++) {
@@ -452,9 +506,12 @@ Status execute(Handle* h, Desc* plan, Desc* pack) {
     std::string id = "tensor " + std::to_string(t.uid);
     if (!ptr[k]) return bad(kBadParam, "cudnnBackendExecute: the variant pack has no pointer for " + id);
     if (alignment_of(ptr[k]) < t.align)
-      return bad(kMisaligned, "cudnnBackendExecute: " + id + " is " + std::to_string(alignment_of(ptr[k])) + "-byte aligned, declared " + std::to_string(t.align));
+      return bad(kMisaligned, "cudnnBackendExecute: " + id + " is " + std::to_string(alignment_of(ptr[k])) + "-byte aligned, declared " +
+                                  std::to_string(t.align));
     size_t bytes = size_t(extent(t)) * elem_size(t.type);
-    if (!is_device_range(ptr[k], bytes)) return bad(kBadParam, "cudnnBackendExecute: " + id + " spans " + std::to_string(bytes) + " bytes that are not inside one device allocation");
+    if (!is_device_range(ptr[k], bytes))
+      return bad(kBadParam,
+                 "cudnnBackendExecute: " + id + " spans " + std::to_string(bytes) + " bytes that are not inside one device allocation");
   }
   if (plan->workspace > 0 && (!pack->ws || !is_device_range(pack->ws, size_t(plan->workspace))))
     return bad(kBadParam, "cudnnBackendExecute: the plan needs " + std::to_string(plan->workspace) + " bytes of device workspace");
@@ -503,8 +560,8 @@ size_t Version() { return 91400; }  // the 9.x the stand-in follows; the API sub
 Status CreateDescriptor(int32_t type, Desc** out) {
   if (!out) return bad(kBadParam, "cudnnBackendCreateDescriptor: null result pointer");
   *out = nullptr;
-  if (type != kPointwise && type != kConvolution && type != kEngineCfg && type != kEngineHeur && type != kPlan && type != kConvFwd && type != kPointwiseOp &&
-      type != kGraph && type != kVariantPack && type != kTensor)
+  if (type != kPointwise && type != kConvolution && type != kEngineCfg && type != kEngineHeur && type != kPlan && type != kConvFwd &&
+      type != kPointwiseOp && type != kGraph && type != kVariantPack && type != kTensor)
     return kNotSupported;
   *out = new Desc();
   (*out)->type = type;
@@ -521,20 +578,24 @@ Status Finalize(Desc* d) {
 }
 Status SetAttribute(Desc* d, int32_t name, int32_t type, int64_t count, const void* v) {
   if (!live(d)) return bad(kBadParam, "cudnnBackendSetAttribute: not a live descriptor");
-  if (d->finalized) return bad(kNotInitialized, "cudnnBackendSetAttribute: attribute " + std::to_string(name) + " set on a finalized descriptor");
+  if (d->finalized)
+    return bad(kNotInitialized, "cudnnBackendSetAttribute: attribute " + std::to_string(name) + " set on a finalized descriptor");
   std::string label = "attribute " + std::to_string(name);
   return set_attribute(d, name, Setter{d, label.c_str(), type, count, v});
 }
 Status GetAttribute(Desc* d, int32_t name, int32_t type, int64_t requested, int64_t* count, void* out) {
   if (!live(d)) return bad(kBadParam, "cudnnBackendGetAttribute: not a live descriptor");
-  if (!d->finalized) return bad(kNotInitialized, "cudnnBackendGetAttribute: attribute " + std::to_string(name) + " read from a descriptor not finalized");
-  if (!count || requested < 0 || (requested > 0 && !out)) return bad(kBadParam, "cudnnBackendGetAttribute: bad element count or null pointers");
+  if (!d->finalized)
+    return bad(kNotInitialized, "cudnnBackendGetAttribute: attribute " + std::to_string(name) + " read from a descriptor not finalized");
+  if (!count || requested < 0 || (requested > 0 && !out))
+    return bad(kBadParam, "cudnnBackendGetAttribute: bad element count or null pointers");
   if (d->type == kEngineHeur && name == 202) {
     if (type != kTDescriptor) return bad(kAttributeType, "CUDNN_ATTR_ENGINEHEUR_RESULTS is CUDNN_TYPE_BACKEND_DESCRIPTOR");
     int64_t n = std::min<int64_t>(requested, int64_t(d->engines.size()));
     for (int64_t i = 0; i < n; i++) {
       Desc* cfg = static_cast<Desc**>(out)[i];
-      if (!live(cfg) || cfg->type != kEngineCfg) return bad(kBadParam, "CUDNN_ATTR_ENGINEHEUR_RESULTS: element " + std::to_string(i) + " is not a live engine config descriptor");
+      if (!live(cfg) || cfg->type != kEngineCfg)
+        return bad(kBadParam, "CUDNN_ATTR_ENGINEHEUR_RESULTS: element " + std::to_string(i) + " is not a live engine config descriptor");
       cfg->graph = d->graph;
       cfg->engine = d->engines[size_t(i)];
       cfg->finalized = true;
@@ -548,7 +609,8 @@ Status GetAttribute(Desc* d, int32_t name, int32_t type, int64_t requested, int6
     *count = 1;
     return kOk;
   }
-  return bad(kBadParam, "cudnnBackendGetAttribute: attribute " + std::to_string(name) + " of descriptor type " + std::to_string(d->type) + " is not emulated");
+  return bad(kBadParam, "cudnnBackendGetAttribute: attribute " + std::to_string(name) + " of descriptor type " + std::to_string(d->type) +
+                            " is not emulated");
 }
 Status Execute(Handle* h, Desc* plan, Desc* pack) { return execute(h, plan, pack); }
 
@@ -556,7 +618,8 @@ struct Symbol {
   const char* name;
   void* fn;
 };
-#define SYM(name, fn) {name, reinterpret_cast<void*>(&fn)}
+#define SYM(name, fn) \
+  { name, reinterpret_cast<void*>(&fn) }
 const Symbol kCudnn[] = {
     SYM("cudnnCreate", Create),
     SYM("cudnnDestroy", Destroy),

@@ -72,7 +72,8 @@ std::string run_graph(const Graph& g, int64_t engine, const std::vector<const vo
   std::vector<std::vector<float>> val(g.tensors.size());
   auto numel = [](const TensorInfo& t) { return t.dims[0] * t.dims[1] * t.dims[2] * t.dims[3]; };
   auto at = [](const TensorInfo& t, int64_t i) {  // dense NCHW index -> strided element
-    int64_t w = i % t.dims[3], h = i / t.dims[3] % t.dims[2], c = i / (t.dims[3] * t.dims[2]) % t.dims[1], n = i / (t.dims[3] * t.dims[2] * t.dims[1]);
+    int64_t w = i % t.dims[3], h = i / t.dims[3] % t.dims[2], c = i / (t.dims[3] * t.dims[2]) % t.dims[1],
+            n = i / (t.dims[3] * t.dims[2] * t.dims[1]);
     return n * t.strides[0] + c * t.strides[1] + h * t.strides[2] + w * t.strides[3];
   };
   auto input = [&](int k) -> const std::vector<float>& {
@@ -95,7 +96,8 @@ std::string run_graph(const Graph& g, int64_t engine, const std::vector<const vo
         std::memcpy(workspace, w, size_t(numel(wt)) * 4);
         w = static_cast<const float*>(workspace);
       }
-      int64_t N = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], K = wt.dims[0], R = wt.dims[2], S = wt.dims[3], Ho = yt.dims[2], Wo = yt.dims[3];
+      int64_t N = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], K = wt.dims[0], R = wt.dims[2], S = wt.dims[3],
+              Ho = yt.dims[2], Wo = yt.dims[3];
       cpu::parallel_for(N * K, 1, [&](int64_t b, int64_t e) {
         for (int64_t nk = b; nk < e; nk++) {
           int64_t in = nk / K, k = nk % K;

@@ -26,7 +26,7 @@ void before_switch(Context& from, const Context& to, bool final) {
 #ifdef PG25_ASAN
   __sanitizer_start_switch_fiber(final ? nullptr : &from.fake_stack, to.stack, to.stack_size);
 #else
-  (void)from, (void)to, (void)final;
+  (void)from, (void)to, (void) final;
 #endif
 }
 void after_switch(Context& self) {
@@ -131,10 +131,10 @@ void make_context(Context& c, char* stack, size_t size, void (*entry)(void*), vo
   asm volatile("fnstcw %0" : "=m"(fpucw));
   std::memcpy(sp, &mxcsr, 4);
   std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
-  sp[21] = reinterpret_cast<uint64_t>(stack);        // stack limit
-  sp[22] = top;                                      // stack base
-  sp[26] = reinterpret_cast<uint64_t>(entry);        // r12
-  sp[29] = reinterpret_cast<uint64_t>(arg);          // rbx
+  sp[21] = reinterpret_cast<uint64_t>(stack);  // stack limit
+  sp[22] = top;                                // stack base
+  sp[26] = reinterpret_cast<uint64_t>(entry);  // r12
+  sp[29] = reinterpret_cast<uint64_t>(arg);    // rbx
   sp[31] = reinterpret_cast<uint64_t>(&pg25_emu_trampoline);
   c.sp = sp;
   c.stack = stack;
@@ -197,10 +197,10 @@ void make_context(Context& c, char* stack, size_t size, void (*entry)(void*), vo
   sp[0] = 0;
   std::memcpy(sp, &mxcsr, 4);
   std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
-  sp[1] = sp[2] = sp[3] = 0;                         // r15, r14, r13
-  sp[4] = reinterpret_cast<uint64_t>(entry);         // r12
-  sp[5] = reinterpret_cast<uint64_t>(arg);           // rbx
-  sp[6] = 0;                                         // rbp
+  sp[1] = sp[2] = sp[3] = 0;                  // r15, r14, r13
+  sp[4] = reinterpret_cast<uint64_t>(entry);  // r12
+  sp[5] = reinterpret_cast<uint64_t>(arg);    // rbx
+  sp[6] = 0;                                  // rbp
   sp[7] = reinterpret_cast<uint64_t>(&pg25_emu_trampoline);
   c.sp = sp;
   c.stack = stack;

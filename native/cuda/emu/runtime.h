@@ -34,7 +34,7 @@ struct Report {
   uint64_t queued = 0;  // ops waiting in any stream
   uint64_t launches = 0, matmuls = 0, pool_trims = 0;
   uint64_t host_to_device_bytes = 0, device_to_device_bytes = 0;  // copies queued (device: cudaMemcpy*, not kernels)
-  uint64_t host_waits = 0;  // cudaStreamSynchronize, cudaEventSynchronize and cudaDeviceSynchronize calls
+  uint64_t host_waits = 0;              // cudaStreamSynchronize, cudaEventSynchronize and cudaDeviceSynchronize calls
   uint32_t min_matmul_alignment = 256;  // the smallest operand alignment any matmul declared
 };
 // A snapshot; `reset` clears the misuse list and the counters (not the live allocations).

@@ -190,7 +190,8 @@ struct BlockRunner {
     Lane& l = lanes[index];
     int base = index / 32 * 32, count = std::min(32, n - base), lane = index - base;
     if (!(l.mask >> lane & 1u)) {
-      error = std::string(op_name(l.op)) + " in thread " + describe(l) + ": mask " + hex(l.mask) + " leaves out the calling lane " + std::to_string(lane);
+      error = std::string(op_name(l.op)) + " in thread " + describe(l) + ": mask " + hex(l.mask) + " leaves out the calling lane " +
+              std::to_string(lane);
       return;
     }
     if (count < 32 && (l.mask >> count)) {
@@ -198,7 +199,8 @@ struct BlockRunner {
       return;
     }
     if (l.width < 1 || l.width > 32 || (l.width & (l.width - 1))) {
-      error = std::string(op_name(l.op)) + " in thread " + describe(l) + ": width " + std::to_string(l.width) + " is not a power of two up to 32";
+      error = std::string(op_name(l.op)) + " in thread " + describe(l) + ": width " + std::to_string(l.width) +
+              " is not a power of two up to 32";
       return;
     }
     if ((l.op == WarpOp::Mma || l.op == WarpOp::Ldmatrix) && (l.mask != 0xffffffffu || count < 32)) {
@@ -213,8 +215,8 @@ struct BlockRunner {
       if (!(l.mask >> j & 1u)) continue;
       const Lane& o = lanes[base + j];
       if (o.op != l.op || o.mask != l.mask) {
-        error = "warp divergence: thread " + describe(l) + " waits at " + op_name(l.op) + " (mask " + hex(l.mask) + ") while thread " + describe(o) + " waits at " +
-                op_name(o.op) + " (mask " + hex(o.mask) + ")";
+        error = "warp divergence: thread " + describe(l) + " waits at " + op_name(l.op) + " (mask " + hex(l.mask) + ") while thread " +
+                describe(o) + " waits at " + op_name(o.op) + " (mask " + hex(o.mask) + ")";
         return;
       }
       vote |= uint64_t(o.value != 0) << j;
@@ -251,7 +253,8 @@ struct BlockRunner {
         default: break;
       }
       if (src < 0 || src > 31 || !(l.mask >> src & 1u)) {
-        error = std::string(op_name(o.op)) + " in thread " + describe(o) + " reads lane " + std::to_string(src) + ", outside the mask " + hex(l.mask);
+        error = std::string(op_name(o.op)) + " in thread " + describe(o) + " reads lane " + std::to_string(src) + ", outside the mask " +
+                hex(l.mask);
         return;
       }
       switch (o.op) {
@@ -282,15 +285,18 @@ struct BlockRunner {
         if (!(l.mask >> j & 1u) || base + j >= n) continue;
         const Lane& o = lanes[base + j];
         if (o.state == Lane::Done)
-          return std::string(op_name(l.op)) + " in thread " + describe(l) + ": lane " + std::to_string(j) + " of mask " + hex(l.mask) + " has exited";
+          return std::string(op_name(l.op)) + " in thread " + describe(l) + ": lane " + std::to_string(j) + " of mask " + hex(l.mask) +
+                 " has exited";
         if (o.state == Lane::AtBarrier)
-          return std::string(op_name(l.op)) + " in thread " + describe(l) + ": lane " + std::to_string(j) + " of mask " + hex(l.mask) + " waits at __syncthreads instead";
+          return std::string(op_name(l.op)) + " in thread " + describe(l) + ": lane " + std::to_string(j) + " of mask " + hex(l.mask) +
+                 " waits at __syncthreads instead";
       }
     }
     if (barrier >= 0 && done > 0) {
       for (int i = 0; i < n; i++)
         if (lanes[i].state == Lane::Done)
-          return "__syncthreads in thread " + describe(lanes[barrier]) + " is never reached by thread " + describe(lanes[i]) + ", which has exited";
+          return "__syncthreads in thread " + describe(lanes[barrier]) + " is never reached by thread " + describe(lanes[i]) +
+                 ", which has exited";
     }
     return "the block's threads wait on each other";
   }
@@ -324,7 +330,9 @@ struct BlockRunner {
             ran = again = true;
             if (l.state == Lane::Done) {
               done++;
-              if (!l.copies.empty()) error = "thread " + describe(l) + " exited with " + std::to_string(l.copies.size()) + " cp.async copies it never waited for";
+              if (!l.copies.empty())
+                error =
+                    "thread " + describe(l) + " exited with " + std::to_string(l.copies.size()) + " cp.async copies it never waited for";
             } else if (l.state == Lane::AtWarp) arrive(n, i);
           }
         }
@@ -417,10 +425,12 @@ void* dynamic_shared() { return runner().dynamic.data(); }
 std::string check_launch(dim3 grid, dim3 block, size_t shared_bytes) {
   uint64_t threads = uint64_t(block.x) * block.y * block.z;
   if (threads == 0 || threads > kMaxThreads || block.z > 64)
-    return "block (" + std::to_string(block.x) + "," + std::to_string(block.y) + "," + std::to_string(block.z) + ") is not a valid block shape (at most 1024 threads)";
+    return "block (" + std::to_string(block.x) + "," + std::to_string(block.y) + "," + std::to_string(block.z) +
+           ") is not a valid block shape (at most 1024 threads)";
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535)
     return "grid (" + std::to_string(grid.x) + "," + std::to_string(grid.y) + "," + std::to_string(grid.z) + ") is not a valid grid";
-  if (shared_bytes > kMaxShared) return std::to_string(shared_bytes) + " bytes of dynamic shared memory exceed the 227 KiB a block can have";
+  if (shared_bytes > kMaxShared)
+    return std::to_string(shared_bytes) + " bytes of dynamic shared memory exceed the 227 KiB a block can have";
   return {};
 }
 
@@ -443,7 +453,8 @@ std::string run_grid(const char* kernel, dim3 grid, dim3 block, size_t shared_by
       if (!e.empty()) {
         std::lock_guard<std::mutex> g(mu);
         if (!failed.exchange(true))
-          failure = std::string("kernel ") + kernel + ", block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) + "): " + e;
+          failure = std::string("kernel ") + kernel + ", block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
+                    std::to_string(blockIdx.z) + "): " + e;
       }
     }
   });

@@ -120,8 +120,12 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = warpSize) {
 inline unsigned __ballot_sync(unsigned mask, int pred) {
   return unsigned(pg25::emu::warp_collective(pg25::emu::WarpOp::Ballot, mask, pred != 0, 0, warpSize));
 }
-inline int __all_sync(unsigned mask, int pred) { return int(pg25::emu::warp_collective(pg25::emu::WarpOp::All, mask, pred != 0, 0, warpSize)); }
-inline int __any_sync(unsigned mask, int pred) { return int(pg25::emu::warp_collective(pg25::emu::WarpOp::Any, mask, pred != 0, 0, warpSize)); }
+inline int __all_sync(unsigned mask, int pred) {
+  return int(pg25::emu::warp_collective(pg25::emu::WarpOp::All, mask, pred != 0, 0, warpSize));
+}
+inline int __any_sync(unsigned mask, int pred) {
+  return int(pg25::emu::warp_collective(pg25::emu::WarpOp::Any, mask, pred != 0, 0, warpSize));
+}
 inline void __syncwarp(unsigned mask = 0xffffffffu) { pg25::emu::warp_collective(pg25::emu::WarpOp::Sync, mask, 0, 0, warpSize); }
 inline unsigned __activemask() { return pg25::emu::active_mask(); }
 inline void __syncthreads() { pg25::emu::syncthreads(); }

@@ -36,25 +36,25 @@ struct Check {
   void (*fn)();
 };
 
-#define EXPECT(cond, msg)                                   \
-  do {                                                      \
-    if (!(cond)) {                                          \
-      std::ostringstream o_;                                \
-      o_ << msg;                                            \
-      ::selftest::note_failure(__LINE__, o_.str());         \
-    }                                                       \
+#define EXPECT(cond, msg)                           \
+  do {                                              \
+    if (!(cond)) {                                  \
+      std::ostringstream o_;                        \
+      o_ << msg;                                    \
+      ::selftest::note_failure(__LINE__, o_.str()); \
+    }                                               \
   } while (0)
-#define CUDA_IS(expr, want)                                                                                       \
-  do {                                                                                                            \
-    cudaError_t e_ = (expr);                                                                                      \
+#define CUDA_IS(expr, want)                                                                                         \
+  do {                                                                                                              \
+    cudaError_t e_ = (expr);                                                                                        \
     EXPECT(e_ == (want), #expr << " returned " << cudaGetErrorName(e_) << ", expected " << cudaGetErrorName(want)); \
   } while (0)
 #define CUDA_OK(expr) CUDA_IS(expr, cudaSuccess)
 #define EXPECT_MISUSE(...) ::selftest::expect_misuse(__LINE__, {__VA_ARGS__})
-#define EXPECT_NO_MISUSE()                                                                          \
-  do {                                                                                              \
-    pg25::emu::Report r_ = ::selftest::report(true);                                                \
-    EXPECT(r_.misuse_count == 0, "unexpected misuse: " << ::selftest::join(r_.misuse));             \
+#define EXPECT_NO_MISUSE()                                                              \
+  do {                                                                                  \
+    pg25::emu::Report r_ = ::selftest::report(true);                                    \
+    EXPECT(r_.misuse_count == 0, "unexpected misuse: " << ::selftest::join(r_.misuse)); \
   } while (0)
 
 // Device buffers for the checks: freed at scope exit (cudaFree synchronises, as on a GPU).
@@ -114,13 +114,13 @@ void add_kernel(int* p, int n, int v);
 void scale_kernel(int* p, int n, int f);
 
 // The checks of each file, in the order they run; selftest_main.cc runs them one after another.
-std::vector<Check> number_checks();   // selftest_numbers.cc: fp16 and bf16 conversions
-std::vector<Check> simt_checks();     // selftest_simt.cc: kernel semantics and failure detection
-std::vector<Check> tile_checks();     // selftest_tiles.cc: ldmatrix and cp.async
+std::vector<Check> number_checks();  // selftest_numbers.cc: fp16 and bf16 conversions
+std::vector<Check> simt_checks();    // selftest_simt.cc: kernel semantics and failure detection
+std::vector<Check> tile_checks();    // selftest_tiles.cc: ldmatrix and cp.async
 // Runs a failing launch on a fresh stream: the failure must surface at the next synchronisation with a
 // misuse message holding every part, and the stream must run kernels again after (selftest_simt.cc).
 void expect_kernel_failure(const std::function<void(cudaStream_t)>& launch, std::initializer_list<const char*> misuse_parts, int line);
-std::vector<Check> cudart_checks();   // selftest_cudart.cc: the cudart stand-in
-std::vector<Check> cublaslt_checks(); // selftest_cublaslt.cc: the cuBLASLt stand-in
+std::vector<Check> cudart_checks();    // selftest_cudart.cc: the cudart stand-in
+std::vector<Check> cublaslt_checks();  // selftest_cublaslt.cc: the cuBLASLt stand-in
 
 }  // namespace selftest

@@ -46,9 +46,10 @@ struct Lt {
   int (*pref_create)(LtPref**);
   int (*pref_destroy)(LtPref*);
   int (*pref_set)(LtPref*, int attr, const void* buf, size_t size);
-  int (*heuristic)(LtContext*, LtDesc*, LtLayout*, LtLayout*, LtLayout*, LtLayout*, LtPref*, int requested, LtHeuristic* results, int* found);
-  int (*matmul)(LtContext*, LtDesc*, const void* alpha, const void* A, LtLayout*, const void* B, LtLayout*, const void* beta, const void* C, LtLayout*, void* D,
-                LtLayout*, const LtAlgo* algo, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+  int (*heuristic)(LtContext*, LtDesc*, LtLayout*, LtLayout*, LtLayout*, LtLayout*, LtPref*, int requested, LtHeuristic* results,
+                   int* found);
+  int (*matmul)(LtContext*, LtDesc*, const void* alpha, const void* A, LtLayout*, const void* B, LtLayout*, const void* beta, const void* C,
+                LtLayout*, void* D, LtLayout*, const LtAlgo* algo, void* workspace, size_t workspace_bytes, cudaStream_t stream);
   LtContext* handle = nullptr;
 };
 
@@ -60,12 +61,13 @@ bool resolve(F& fn, const char* name) {
 }
 
 bool load_lt(Lt& lt) {
-  bool ok = resolve(lt.create, "cublasLtCreate") & resolve(lt.destroy, "cublasLtDestroy") & resolve(lt.desc_create, "cublasLtMatmulDescCreate") &
-            resolve(lt.desc_destroy, "cublasLtMatmulDescDestroy") & resolve(lt.desc_set, "cublasLtMatmulDescSetAttribute") &
-            resolve(lt.layout_create, "cublasLtMatrixLayoutCreate") & resolve(lt.layout_destroy, "cublasLtMatrixLayoutDestroy") &
-            resolve(lt.layout_set, "cublasLtMatrixLayoutSetAttribute") & resolve(lt.pref_create, "cublasLtMatmulPreferenceCreate") &
-            resolve(lt.pref_destroy, "cublasLtMatmulPreferenceDestroy") & resolve(lt.pref_set, "cublasLtMatmulPreferenceSetAttribute") &
-            resolve(lt.heuristic, "cublasLtMatmulAlgoGetHeuristic") & resolve(lt.matmul, "cublasLtMatmul");
+  bool ok = resolve(lt.create, "cublasLtCreate") & resolve(lt.destroy, "cublasLtDestroy") &
+            resolve(lt.desc_create, "cublasLtMatmulDescCreate") & resolve(lt.desc_destroy, "cublasLtMatmulDescDestroy") &
+            resolve(lt.desc_set, "cublasLtMatmulDescSetAttribute") & resolve(lt.layout_create, "cublasLtMatrixLayoutCreate") &
+            resolve(lt.layout_destroy, "cublasLtMatrixLayoutDestroy") & resolve(lt.layout_set, "cublasLtMatrixLayoutSetAttribute") &
+            resolve(lt.pref_create, "cublasLtMatmulPreferenceCreate") & resolve(lt.pref_destroy, "cublasLtMatmulPreferenceDestroy") &
+            resolve(lt.pref_set, "cublasLtMatmulPreferenceSetAttribute") & resolve(lt.heuristic, "cublasLtMatmulAlgoGetHeuristic") &
+            resolve(lt.matmul, "cublasLtMatmul");
   EXPECT(pg25::emu::library_symbol("cublasLt", "cublasLtNoSuchFunction") == nullptr, "an unknown symbol resolved");
   if (ok) EXPECT(lt.create(&lt.handle) == kOk && lt.handle, "cublasLtCreate failed");
   return ok && lt.handle;
@@ -100,13 +102,11 @@ struct GemmData {
   static int64_t size_of(int64_t ld, int64_t cols, int64_t stride, int64_t batch) { return (batch - 1) * stride + ld * cols; }
 
   GemmData(const Gemm& gm, std::mt19937& rng)
-      : g(gm),
-        arows(gm.ta ? gm.k : gm.m), acols(gm.ta ? gm.m : gm.k), brows(gm.tb ? gm.n : gm.k), bcols(gm.tb ? gm.k : gm.n),
-        lda(arows + gm.pad), ldb(brows + gm.pad + 1), ldc(gm.m + gm.pad + 2),
-        sa(lda * acols + 8), sb(ldb * bcols + 16), sc(ldc * gm.n + 24),
-        a(fill(size_of(lda, acols, sa, gm.batch), rng, 1.f)), b(fill(size_of(ldb, bcols, sb, gm.batch), rng, 1.f)),
-        c(fill(size_of(ldc, gm.n, sc, gm.batch), rng, 2.f)), bias(fill(gm.m, rng, 1.5f)),
-        da(a.size()), db(b.size()), dc(c.size()), dd(c.size()), dbias(bias.size()) {
+      : g(gm), arows(gm.ta ? gm.k : gm.m), acols(gm.ta ? gm.m : gm.k), brows(gm.tb ? gm.n : gm.k), bcols(gm.tb ? gm.k : gm.n),
+        lda(arows + gm.pad), ldb(brows + gm.pad + 1), ldc(gm.m + gm.pad + 2), sa(lda * acols + 8), sb(ldb * bcols + 16),
+        sc(ldc * gm.n + 24), a(fill(size_of(lda, acols, sa, gm.batch), rng, 1.f)), b(fill(size_of(ldb, bcols, sb, gm.batch), rng, 1.f)),
+        c(fill(size_of(ldc, gm.n, sc, gm.batch), rng, 2.f)), bias(fill(gm.m, rng, 1.5f)), da(a.size()), db(b.size()), dc(c.size()),
+        dd(c.size()), dbias(bias.size()) {
     da.upload(a), db.upload(b), dc.upload(c), dbias.upload(bias);
   }
   static std::vector<uint16_t> fill(int64_t count, std::mt19937& rng, float scale) {
@@ -183,7 +183,8 @@ struct GemmData {
           inside[ci] = true;
           relu_zeros += got == 0.0;
           if (!(std::fabs(got - ref) <= tol) && bad++ < 4)
-            EXPECT(false, what << ": D[" << bt << "][" << i << "," << j << "] = " << got << ", reference " << ref << " (tolerance " << tol << ")");
+            EXPECT(false,
+                   what << ": D[" << bt << "][" << i << "," << j << "] = " << got << ", reference " << ref << " (tolerance " << tol << ")");
         }
     EXPECT(bad == 0, what << ": " << bad << " elements of D differ from the reference");
     if (g.epilogue & kEpiRelu) EXPECT(relu_zeros > 0, what << ": RELU produced no zeros (the test data should have negative sums)");
@@ -292,7 +293,8 @@ void check_lt_alignment() {
   g256.align = 0;
   GemmData m2(g256, rng);
   if (m2.plan(lt.lt, nullptr)) {
-    EXPECT(m2.matmul(lt.lt, m2.da.p, m2.db.p, m2.dc.p, a_room.p + 8, s) != kOk, "a 16-byte aligned D was accepted by a plan for 256-byte alignment");
+    EXPECT(m2.matmul(lt.lt, m2.da.p, m2.db.p, m2.dc.p, a_room.p + 8, s) != kOk,
+           "a 16-byte aligned D was accepted by a plan for 256-byte alignment");
     EXPECT_MISUSE("cublasLtMatmul", "D at", "16-byte aligned", "chosen for 256");
   }
   m2.release(lt.lt);
@@ -317,7 +319,8 @@ void check_lt_extent() {
     CUDA_OK(cudaStreamSynchronize(s));
     EXPECT_NO_MISUSE();
     std::vector<uint16_t> host_d(m.c.size() + 128);
-    auto* aligned = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(host_d.data()) + 255) & ~uintptr_t(255));  // only the range is wrong
+    auto* aligned =
+        reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(host_d.data()) + 255) & ~uintptr_t(255));  // only the range is wrong
     EXPECT(m.matmul(lt.lt, m.da.p, m.db.p, m.dc.p, aligned, s) != kOk, "a host pointer was accepted for D");
     EXPECT_MISUSE("cublasLtMatmul", "D spans", "not inside one device allocation");
     EXPECT(report(false).queued == 0, "a refused matmul was queued");
@@ -337,7 +340,8 @@ void check_lt_attribute_size() {
   EXPECT(lt.lt.desc_set(m.desc, kDescTransA, &wide, sizeof wide) == kInvalidValue, "an 8-byte CUBLASLT_MATMUL_DESC_TRANSA was accepted");
   EXPECT_MISUSE("CUBLASLT_MATMUL_DESC_TRANSA", "takes 4 bytes, got 8");
   uint16_t narrow = 1;
-  EXPECT(lt.lt.desc_set(m.desc, kDescEpilogue, &narrow, sizeof narrow) == kInvalidValue, "a 2-byte CUBLASLT_MATMUL_DESC_EPILOGUE was accepted");
+  EXPECT(lt.lt.desc_set(m.desc, kDescEpilogue, &narrow, sizeof narrow) == kInvalidValue,
+         "a 2-byte CUBLASLT_MATMUL_DESC_EPILOGUE was accepted");
   EXPECT_MISUSE("CUBLASLT_MATMUL_DESC_EPILOGUE", "takes 4 bytes");
   EXPECT(lt.lt.desc_set(m.desc, kDescTransA, nullptr, 4) == kInvalidValue, "a null attribute buffer was accepted");
   EXPECT_MISUSE("CUBLASLT_MATMUL_DESC_TRANSA");
@@ -350,7 +354,8 @@ void check_lt_attribute_size() {
   LtPref* p = nullptr;
   LT_OK(lt.lt.pref_create(&p));
   uint64_t align64 = 16;
-  EXPECT(lt.lt.pref_set(p, kPrefAlignA, &align64, sizeof align64) == kInvalidValue, "an 8-byte CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES was accepted");
+  EXPECT(lt.lt.pref_set(p, kPrefAlignA, &align64, sizeof align64) == kInvalidValue,
+         "an 8-byte CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES was accepted");
   EXPECT_MISUSE("CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES", "takes 4 bytes, got 8");
   LT_OK(lt.lt.pref_destroy(p));
   // The refused TRANSA (value 1) left A untransposed: the N/N problem still plans and computes correctly.

@@ -40,7 +40,8 @@ void check_stream_deferred() {
   PG25_LAUNCH(add_kernel, (n + 255) / 256, 256, 0, s)(d.p, n, 10);
   CUDA_OK(cudaMemcpyAsync(host.data(), d.p, n * sizeof(int), cudaMemcpyDeviceToHost, s));
   EXPECT(report(false).queued == 3, report(false).queued << " ops queued, want 3");
-  EXPECT(std::all_of(host.begin(), host.end(), [](int v) { return v == -7; }), "a device-to-host copy wrote the host buffer before any synchronisation");
+  EXPECT(std::all_of(host.begin(), host.end(), [](int v) { return v == -7; }),
+         "a device-to-host copy wrote the host buffer before any synchronisation");
   CUDA_OK(cudaStreamSynchronize(s));
   EXPECT(host == iota_vec(n, 11), "after cudaStreamSynchronize the host buffer does not hold the device data (first " << host[0] << ")");
   EXPECT(report(false).queued == 0, "work left queued after cudaStreamSynchronize");
@@ -126,17 +127,20 @@ void check_alloc_align_poison() {
       unsigned char* p = nullptr;
       if (async) CUDA_OK(cudaMallocAsync(reinterpret_cast<void**>(&p), size, s));
       else CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), size));
-      EXPECT(reinterpret_cast<uintptr_t>(p) % 256 == 0, "a " << size << "-byte allocation at " << static_cast<void*>(p) << " is not 256-byte aligned");
+      EXPECT(reinterpret_cast<uintptr_t>(p) % 256 == 0,
+             "a " << size << "-byte allocation at " << static_cast<void*>(p) << " is not 256-byte aligned");
       std::vector<unsigned char> h(size, 0);
       CUDA_OK(cudaMemcpy(h.data(), p, size, cudaMemcpyDeviceToHost));
-      EXPECT(std::all_of(h.begin(), h.end(), [](unsigned char b) { return b == 0xff; }), "a fresh " << size << "-byte allocation is not 0xff-poisoned");
+      EXPECT(std::all_of(h.begin(), h.end(), [](unsigned char b) { return b == 0xff; }),
+             "a fresh " << size << "-byte allocation is not 0xff-poisoned");
       // Written, freed and allocated again: poisoned again, never the old contents.
       CUDA_OK(cudaMemsetAsync(p, 0, size, s));
       CUDA_OK(cudaStreamSynchronize(s));
       CUDA_OK(cudaFree(p));
       CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), size));
       CUDA_OK(cudaMemcpy(h.data(), p, size, cudaMemcpyDeviceToHost));
-      EXPECT(std::all_of(h.begin(), h.end(), [](unsigned char b) { return b == 0xff; }), "a reallocated " << size << "-byte allocation is not poisoned");
+      EXPECT(std::all_of(h.begin(), h.end(), [](unsigned char b) { return b == 0xff; }),
+             "a reallocated " << size << "-byte allocation is not poisoned");
       CUDA_OK(cudaFree(p));
     }
   }
@@ -159,12 +163,14 @@ void check_free_async() {
   CUDA_OK(cudaMemcpyAsync(q.p, p, 256, cudaMemcpyDeviceToDevice, s));
   PG25_LAUNCH(add_kernel, 1, 64, 0, s)(q.p, 64, 1);
   CUDA_OK(cudaFreeAsync(p, s));
-  EXPECT(pg25::emu::is_device_range(p, 256) && report(false).live_allocations == live, "cudaFreeAsync released the memory before the work queued ahead of it ran");
+  EXPECT(pg25::emu::is_device_range(p, 256) && report(false).live_allocations == live,
+         "cudaFreeAsync released the memory before the work queued ahead of it ran");
   CUDA_IS(cudaFreeAsync(p, s), cudaErrorInvalidValue);
   EXPECT_MISUSE("cudaFreeAsync", "already being freed");
   cudaGetLastError();
   CUDA_OK(cudaStreamSynchronize(s));
-  EXPECT(!pg25::emu::is_device_range(p, 1) && report(false).live_allocations == live - 1, "cudaFreeAsync did not release at its place in the stream");
+  EXPECT(!pg25::emu::is_device_range(p, 1) && report(false).live_allocations == live - 1,
+         "cudaFreeAsync did not release at its place in the stream");
   std::vector<int> h = q.download();
   EXPECT(std::all_of(h.begin(), h.end(), [](int v) { return v == 6; }), "the work before cudaFreeAsync saw " << h[0] << ", want 6");
   CUDA_IS(cudaFree(p), cudaErrorInvalidValue);  // a double free
@@ -308,7 +314,8 @@ void check_graph_memory_nodes() {
   CUDA_OK(cudaGraphExecDestroy(held_exec));
   CUDA_OK(cudaGraphDestroy(held));
   CUDA_OK(cudaDeviceGraphMemTrim(0));
-  EXPECT(report(false).live_allocations == 1, "graph memory outlived its graphs: " << report(false).live_allocations << " allocations live, want 1");
+  EXPECT(report(false).live_allocations == 1,
+         "graph memory outlived its graphs: " << report(false).live_allocations << " allocations live, want 1");
   EXPECT_NO_MISUSE();
 }
 
@@ -448,7 +455,8 @@ void check_launch_config() {
   struct Bad {
     dim3 grid, block;
   };
-  const Bad bad[] = {{dim3(1), dim3(1025)}, {dim3(1), dim3(32, 32, 2)}, {dim3(1), dim3(1, 1, 65)}, {dim3(1), dim3(0)}, {dim3(0), dim3(32)}, {dim3(1, 65536), dim3(32)}};
+  const Bad bad[] = {{dim3(1), dim3(1025)}, {dim3(1), dim3(32, 32, 2)}, {dim3(1), dim3(1, 1, 65)},
+                     {dim3(1), dim3(0)},    {dim3(0), dim3(32)},        {dim3(1, 65536), dim3(32)}};
   for (const Bad& b : bad) {
     PG25_LAUNCH(add_kernel, b.grid, b.block, 0, s)(d.p, 32, 1000);
     CUDA_IS(cudaGetLastError(), cudaErrorInvalidConfiguration);
@@ -456,7 +464,7 @@ void check_launch_config() {
     EXPECT_MISUSE("launch of add_kernel");
   }
   EXPECT(report(false).queued == 1, "an invalid launch was queued");  // only the memset
-  PG25_LAUNCH(add_kernel, 1, 1024, 0, s)(d.p, 32, 1);  // the largest block is fine
+  PG25_LAUNCH(add_kernel, 1, 1024, 0, s)(d.p, 32, 1);                 // the largest block is fine
   PG25_LAUNCH(add_kernel, dim3(2, 1, 1), dim3(16, 1, 1), 0, s)(d.p, 32, 1);
   CUDA_OK(cudaGetLastError());
   CUDA_OK(cudaStreamSynchronize(s));

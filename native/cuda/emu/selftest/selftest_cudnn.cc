@@ -24,10 +24,10 @@
 namespace {
 
 using namespace pg25::cuda::dnn;
-#define IS(expr, want)                                                                     \
-  do {                                                                                     \
-    Status s_ = (expr);                                                                    \
-    EXPECT(s_ == (want), #expr << " returned " << s_ << ", expected " << (want));          \
+#define IS(expr, want)                                                            \
+  do {                                                                            \
+    Status s_ = (expr);                                                           \
+    EXPECT(s_ == (want), #expr << " returned " << s_ << ", expected " << (want)); \
   } while (0)
 
 struct Api {
@@ -224,7 +224,8 @@ void conv_graph(bool nhwc, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K
               for (int64_t i = 0; i < R; i++)
                 for (int64_t j = 0; j < R; j++) {
                   int64_t ih = oh * stride - pad + i, iw = ow * stride - pad + j;
-                  if (ih >= 0 && ih < H && iw >= 0 && iw < W) acc += double(vw[size_t(((k * C + c) * R + i) * R + j)]) * vx[at(n_, c, ih, iw, C, H, W)];
+                  if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                    acc += double(vw[size_t(((k * C + c) * R + i) * R + j)]) * vx[at(n_, c, ih, iw, C, H, W)];
                 }
             worst = std::max(worst, std::fabs(acc - got[at(n_, k, oh, ow, K, Ho, Wo)]) / (1 + std::fabs(acc)));
           }
@@ -251,11 +252,11 @@ void check_attributes() {
   int32_t i32[4] = {1, 2, 3, 4};
   int64_t dims[4] = {1, 2, 3, 4}, uid2[2] = {1, 2};
   IS(api.set(t, kAttrTensorDimensions, 23 /* CUDNN_TYPE_INT32 */, 4, i32), 2010);  // BAD_PARAM_ATTRIBUTE_TYPE
-  IS(api.set(t, kAttrTensorUniqueId, kTypeInt64, 2, uid2), kBadParam);            // one element
-  IS(api.set(t, kAttrTensorDimensions, kTypeInt64, 9, dims), kBadParam);          // more than CUDNN_DIM_MAX
-  IS(api.set(t, kAttrConvCompType, kTypeDataType, 1, i32), kBadParam);            // not a tensor attribute
-  IS(api.set(t, kAttrTensorDimensions, kTypeInt64, 4, nullptr), 2002);            // null elements
-  IS(api.finalize(t), kBadParam);                                                 // required attributes unset
+  IS(api.set(t, kAttrTensorUniqueId, kTypeInt64, 2, uid2), kBadParam);             // one element
+  IS(api.set(t, kAttrTensorDimensions, kTypeInt64, 9, dims), kBadParam);           // more than CUDNN_DIM_MAX
+  IS(api.set(t, kAttrConvCompType, kTypeDataType, 1, i32), kBadParam);             // not a tensor attribute
+  IS(api.set(t, kAttrTensorDimensions, kTypeInt64, 4, nullptr), 2002);             // null elements
+  IS(api.finalize(t), kBadParam);                                                  // required attributes unset
   EXPECT(misuse() - before == 6, "6 refusals, " << misuse() - before << " recorded as misuse");
   Desc ok = s.tensor(7, kDataHalf, {1, 2, 3, 4}, {24, 12, 4, 1});
   before = misuse();
@@ -285,7 +286,7 @@ void check_shapes_and_pointers() {
   Desc x = s.tensor(1, kDataHalf, {1, 3, 8, 8}, {192, 64, 8, 1});
   Desc w = s.tensor(2, kDataHalf, {4, 3, 3, 3}, {27, 9, 3, 1});
   Desc wrong = s.tensor(3, kDataHalf, {1, 4, 7, 8}, {224, 56, 8, 1});  // a 3x3 pad-1 convolution gives 8x8
-  IS(api.finalize(s.conv_op(x, w, wrong, 1, 1)), 2008);               // BAD_PARAM_SHAPE_MISMATCH
+  IS(api.finalize(s.conv_op(x, w, wrong, 1, 1)), 2008);                // BAD_PARAM_SHAPE_MISMATCH
   Desc y = s.tensor(4, kDataHalf, {1, 4, 8, 8}, {256, 64, 8, 1});
   Desc b5 = s.tensor(5, kDataHalf, {1, 5, 1, 1}, {5, 1, 1, 1});
   IS(api.finalize(s.add_op(y, b5, y)), 2008);  // 5 channels do not broadcast to 4
@@ -304,9 +305,9 @@ void check_shapes_and_pointers() {
   std::vector<float> poison(256, NAN);
   by.up(poison);
   char* misaligned = static_cast<char*>(bx.p) + 2;
-  IS(api.execute(h, plan, s.pack({1, 2, 4}, {misaligned, bw.p, by.p}, nullptr)), 2003);  // BAD_PARAM_MISALIGNED_POINTER
-  IS(api.execute(h, plan, s.pack({1, 2, 4}, {bx.p, bw.p, small.p}, nullptr)), kBadParam);  // y spans past its allocation
-  IS(api.execute(h, plan, s.pack({1, 2}, {bx.p, bw.p}, nullptr)), kBadParam);              // no pointer for y
+  IS(api.execute(h, plan, s.pack({1, 2, 4}, {misaligned, bw.p, by.p}, nullptr)), 2003);          // BAD_PARAM_MISALIGNED_POINTER
+  IS(api.execute(h, plan, s.pack({1, 2, 4}, {bx.p, bw.p, small.p}, nullptr)), kBadParam);        // y spans past its allocation
+  IS(api.execute(h, plan, s.pack({1, 2}, {bx.p, bw.p}, nullptr)), kBadParam);                    // no pointer for y
   IS(api.execute(h, plan, s.pack({1, 2, 4, 9}, {bx.p, bw.p, by.p, by.p}, nullptr)), kBadParam);  // not a tensor of the graph
   cudaDeviceSynchronize();
   EXPECT(std::isnan(by.down()[0]), "a refused execution wrote its output");

@@ -54,7 +54,8 @@ bool run_check(const Check& c) {
   if (after.misuse_count) note_failure(0, "misuse left unexamined: " + join(after.misuse));
   if (after.queued) note_failure(0, std::to_string(after.queued) + " ops left queued");
   if (after.live_allocations != before.live_allocations)
-    note_failure(0, "live allocations went from " + std::to_string(before.live_allocations) + " to " + std::to_string(after.live_allocations));
+    note_failure(0,
+                 "live allocations went from " + std::to_string(before.live_allocations) + " to " + std::to_string(after.live_allocations));
   return print_outcome(c.name);
 }
 

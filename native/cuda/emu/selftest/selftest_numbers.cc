@@ -23,9 +23,9 @@ namespace {
 
 struct Format {
   const char* name;
-  int mant;       // stored mantissa bits
-  int bias;       // exponent bias
-  uint16_t top;   // the infinity pattern
+  int mant;                   // stored mantissa bits
+  int bias;                   // exponent bias
+  uint16_t top;               // the infinity pattern
   std::vector<double> table;  // value of every non-negative pattern 0..top (top = 2^(emax+1))
 
   Format(const char* n, int m, int b, uint16_t inf) : name(n), mant(m), bias(b), top(inf) {
@@ -110,8 +110,8 @@ std::vector<float> rounding_inputs(const Format& f, std::mt19937& rng, int rando
     float m = 1.f + float(bits(rng) & 0x7fffff) / 8388608.f;
     xs.push_back(std::ldexp(bits(rng) & 1 ? -m : m, exps(rng)));
   }
-  for (float x : {0.f, -0.f, INFINITY, -INFINITY, NAN, -NAN, bits_float(0x7f800001), bits_float(0xffc00000), bits_float(0x7fbfffff), FLT_MAX, -FLT_MAX,
-                  FLT_MIN, FLT_TRUE_MIN, -FLT_TRUE_MIN, bits_float(0x007fffff)})
+  for (float x : {0.f, -0.f, INFINITY, -INFINITY, NAN, -NAN, bits_float(0x7f800001), bits_float(0xffc00000), bits_float(0x7fbfffff),
+                  FLT_MAX, -FLT_MAX, FLT_MIN, FLT_TRUE_MIN, -FLT_TRUE_MIN, bits_float(0x007fffff)})
     xs.push_back(x);
   return xs;
 }
@@ -141,18 +141,18 @@ void check_half_rounding() {
     uint16_t want;
   };
   const Case cases[] = {
-      {65504.f, 0x7bff},                   // the largest finite half
-      {65519.99f, 0x7bff},                 // just below the midpoint to 65536
-      {65520.f, 0x7c00},                   // the midpoint: ties to the even pattern, which is infinity
-      {std::ldexp(1.f, -24), 0x0001},      // the smallest subnormal
-      {std::ldexp(1.f, -25), 0x0000},      // half of it: a tie, to even zero
-      {std::ldexp(3.f, -26), 0x0001},      // 0.75 of it: nearer the subnormal
+      {65504.f, 0x7bff},               // the largest finite half
+      {65519.99f, 0x7bff},             // just below the midpoint to 65536
+      {65520.f, 0x7c00},               // the midpoint: ties to the even pattern, which is infinity
+      {std::ldexp(1.f, -24), 0x0001},  // the smallest subnormal
+      {std::ldexp(1.f, -25), 0x0000},  // half of it: a tie, to even zero
+      {std::ldexp(3.f, -26), 0x0001},  // 0.75 of it: nearer the subnormal
       {std::nextafter(std::ldexp(1.f, -25), 1.f), 0x0001},
-      {std::ldexp(2047.f, -25), 0x0400},   // between the largest subnormal and 2^-14: tie, to even 0x400
-      {std::ldexp(2045.f, -25), 0x03fe},   // tie between 0x3fe and 0x3ff: to even
+      {std::ldexp(2047.f, -25), 0x0400},     // between the largest subnormal and 2^-14: tie, to even 0x400
+      {std::ldexp(2045.f, -25), 0x03fe},     // tie between 0x3fe and 0x3ff: to even
       {1.f + std::ldexp(1.f, -11), 0x3c00},  // tie between 1 and 1 + 2^-10: to even
       {1.f + std::ldexp(3.f, -11), 0x3c02},
-      {2049.f, 0x6800},                    // ulp 2: tie between 2048 and 2050
+      {2049.f, 0x6800},  // ulp 2: tie between 2048 and 2050
       {2051.f, 0x6802},
       {-0.f, 0x8000},
       {INFINITY, 0x7c00},
@@ -215,16 +215,16 @@ void check_bf16_rounding() {
       {1.f + std::ldexp(1.f, -8), 0x3f80},  // tie between 1 and 1 + 2^-7: to even
       {1.f + std::ldexp(3.f, -8), 0x3f82},
       {std::nextafter(1.f + std::ldexp(1.f, -8), 2.f), 0x3f81},
-      {FLT_MAX, 0x7f80},                    // past the midpoint to 2^128: infinity
-      {bits_float(0x7f7f7fff), 0x7f7f},     // just below it
-      {bits_float(0x7f7f8000), 0x7f80},     // the midpoint: ties to the even pattern, infinity
+      {FLT_MAX, 0x7f80},                 // past the midpoint to 2^128: infinity
+      {bits_float(0x7f7f7fff), 0x7f7f},  // just below it
+      {bits_float(0x7f7f8000), 0x7f80},  // the midpoint: ties to the even pattern, infinity
       {-0.f, 0x8000},
       {INFINITY, 0x7f80},
       {-INFINITY, 0xff80},
       {FLT_TRUE_MIN, 0x0000},
-      {bits_float(0x00008000), 0x0000},     // half the smallest bf16 subnormal: tie, to even zero
-      {bits_float(0x00018000), 0x0002},     // 1.5 subnormal ulps: tie, to even
-      {std::ldexp(1.f, -133), 0x0001},      // the smallest bf16 subnormal
+      {bits_float(0x00008000), 0x0000},  // half the smallest bf16 subnormal: tie, to even zero
+      {bits_float(0x00018000), 0x0002},  // 1.5 subnormal ulps: tie, to even
+      {std::ldexp(1.f, -133), 0x0001},   // the smallest bf16 subnormal
   };
   for (const Case& c : cases) EXPECT(emu_bf16(c.x) == c.want, "bf16(" << c.x << ") = " << hex(emu_bf16(c.x)) << ", want " << hex(c.want));
   // A NaN whose payload lies only in the dropped bits must not round to infinity.
@@ -239,11 +239,8 @@ double half_value(uint16_t p) { return half_format().value(p); }
 
 std::vector<Check> number_checks() {
   return {
-      {"half_all_patterns", check_half_patterns},
-      {"half_round_nearest_even", check_half_rounding},
-      {"half_matches_f16c", check_half_f16c},
-      {"bf16_all_patterns", check_bf16_patterns},
-      {"bf16_round_nearest_even", check_bf16_rounding},
+      {"half_all_patterns", check_half_patterns}, {"half_round_nearest_even", check_half_rounding}, {"half_matches_f16c", check_half_f16c},
+      {"bf16_all_patterns", check_bf16_patterns}, {"bf16_round_nearest_even", check_bf16_rounding},
   };
 }
 

@@ -44,7 +44,10 @@ void check_block_reduce() {
     dim3 grid, block;
   };
   // 2-D and 3-D blocks and grids, a block that is not a whole number of warps, the largest block.
-  const Shape shapes[] = {{dim3(3, 2, 2), dim3(16, 8, 1)}, {dim3(2, 3, 1), dim3(5, 3, 2)}, {dim3(4, 1, 1), dim3(4, 4, 4)}, {dim3(2, 1, 1), dim3(32, 32, 1)},
+  const Shape shapes[] = {{dim3(3, 2, 2), dim3(16, 8, 1)},
+                          {dim3(2, 3, 1), dim3(5, 3, 2)},
+                          {dim3(4, 1, 1), dim3(4, 4, 4)},
+                          {dim3(2, 1, 1), dim3(32, 32, 1)},
                           {dim3(1, 1, 3), dim3(1, 1, 7)}};
   for (const Shape& sh : shapes) {
     unsigned n = sh.block.x * sh.block.y * sh.block.z, blocks = sh.grid.x * sh.grid.y * sh.grid.z;
@@ -58,13 +61,14 @@ void check_block_reduce() {
     for (unsigned b = 0; b < blocks; b++) {
       long want = 0;
       for (unsigned t = 0; t < n; t++) want += in[size_t(b) * n + t];
-      EXPECT(sums[b] == want, "block " << b << " of block (" << sh.block.x << "," << sh.block.y << "," << sh.block.z << "): sum " << sums[b] << ", want " << want);
+      EXPECT(sums[b] == want, "block " << b << " of block (" << sh.block.x << "," << sh.block.y << "," << sh.block.z << "): sum " << sums[b]
+                                       << ", want " << want);
       for (unsigned t = 0; t < n; t++) {
         const int* c = &coords[(size_t(b) * n + t) * 6];
         int want_c[6] = {int(t % sh.block.x), int(t / sh.block.x % sh.block.y), int(t / (sh.block.x * sh.block.y)),
-                         int(b % sh.grid.x),  int(b / sh.grid.x % sh.grid.y),  int(b / (sh.grid.x * sh.grid.y))};
-        EXPECT(std::equal(c, c + 6, want_c), "thread " << t << " of block " << b << " saw threadIdx (" << c[0] << "," << c[1] << "," << c[2] << ") blockIdx (" << c[3]
-                                                       << "," << c[4] << "," << c[5] << ")");
+                         int(b % sh.grid.x),  int(b / sh.grid.x % sh.grid.y),   int(b / (sh.grid.x * sh.grid.y))};
+        EXPECT(std::equal(c, c + 6, want_c), "thread " << t << " of block " << b << " saw threadIdx (" << c[0] << "," << c[1] << "," << c[2]
+                                                       << ") blockIdx (" << c[3] << "," << c[4] << "," << c[5] << ")");
       }
     }
   }
@@ -97,7 +101,7 @@ int expected_source(const ShflCase& c, int lane) {
   int seg = lane / c.width * c.width;
   switch (c.op) {
     case Shfl::Idx: return seg + ((c.arg % c.width) + c.width) % c.width;  // srcLane modulo width, within the segment
-    case Shfl::Up: return lane - c.arg >= seg ? lane - c.arg : lane;          // below the segment: the caller's own value
+    case Shfl::Up: return lane - c.arg >= seg ? lane - c.arg : lane;       // below the segment: the caller's own value
     case Shfl::Down: return lane + c.arg < seg + c.width ? lane + c.arg : lane;
     case Shfl::Xor: {
       int src = lane ^ c.arg;  // earlier segments may be read; a later one gives the caller's own value
@@ -152,8 +156,9 @@ void check_shuffles() {
     for (unsigned t = 0; t < threads; t++) {
       int lane = int(t % 32), warp = int(t / 32);
       int want = 1000 * (warp * 32 + expected_source(c, lane)) + 7;
-      EXPECT(got[i * threads + t] == want, names[int(c.op)] << "(arg " << c.arg << ", width " << c.width << ") in lane " << lane << " of warp " << warp << ": got lane "
-                                                          << (got[i * threads + t] - 7) / 1000 % 32 << ", want lane " << expected_source(c, lane));
+      EXPECT(got[i * threads + t] == want,
+             names[int(c.op)] << "(arg " << c.arg << ", width " << c.width << ") in lane " << lane << " of warp " << warp << ": got lane "
+                              << (got[i * threads + t] - 7) / 1000 % 32 << ", want lane " << expected_source(c, lane));
     }
   }
   std::vector<double> d = dsum.download();
@@ -163,7 +168,8 @@ void check_shuffles() {
     unsigned lane = t % 32;
     EXPECT(d[t] == 0.25 * 528, "double butterfly sum in lane " << lane << " = " << d[t] << ", want 132");
     if (lane == 0) EXPECT(f[t] == 496.f, "float shfl_down sum in lane 0 = " << f[t] << ", want 496");
-    EXPECT(w[t] == ((static_cast<unsigned long long>(31 - lane) << 40) | 0xabcdu), "64-bit __shfl_sync in lane " << lane << " = " << hex(unsigned(w[t] >> 32)));
+    EXPECT(w[t] == ((static_cast<unsigned long long>(31 - lane) << 40) | 0xabcdu),
+           "64-bit __shfl_sync in lane " << lane << " = " << hex(unsigned(w[t] >> 32)));
   }
   EXPECT_NO_MISUSE();
 }
@@ -204,8 +210,10 @@ void check_votes() {
       odd |= unsigned(j < 16 && (j & 1)) << j;
       ge24 |= unsigned(j >= 24) << j;
     }
-    const unsigned want[10] = {mod3, ge40, 1, 0, 1, 0, lane < 16 ? odd : 1u, lane < 16 ? 1u : ge24, (lane >= 8 && lane < 16) ? 109u : 0u, 0xffffffffu};
-    for (int k = 0; k < 10; k++) EXPECT(o[t * 10 + k] == want[k], "vote " << k << " in thread " << t << " = " << hex(o[t * 10 + k]) << ", want " << hex(want[k]));
+    const unsigned want[10] = {
+        mod3, ge40, 1, 0, 1, 0, lane < 16 ? odd : 1u, lane < 16 ? 1u : ge24, (lane >= 8 && lane < 16) ? 109u : 0u, 0xffffffffu};
+    for (int k = 0; k < 10; k++)
+      EXPECT(o[t * 10 + k] == want[k], "vote " << k << " in thread " << t << " = " << hex(o[t * 10 + k]) << ", want " << hex(want[k]));
   }
   EXPECT_NO_MISUSE();
 }
@@ -235,7 +243,8 @@ void check_syncwarp() {
   for (unsigned t = 0; t < 64; t++) {
     unsigned lane = t % 32, base = t - lane, hbase = t - lane % 16;
     EXPECT(o[t] == int(3 * (base + (lane + 1) % 32) + 1), "thread " << t << " read " << o[t] << " after __syncwarp()");
-    EXPECT(o[64 + t] == int(5 * (hbase + (lane % 16 + 15) % 16)), "thread " << t << " read " << o[64 + t] << " after __syncwarp(half mask)");
+    EXPECT(o[64 + t] == int(5 * (hbase + (lane % 16 + 15) % 16)),
+           "thread " << t << " read " << o[64 + t] << " after __syncwarp(half mask)");
   }
   EXPECT_NO_MISUSE();
 }
@@ -347,7 +356,8 @@ void expect_kernel_failure(const std::function<void(cudaStream_t)>& launch, std:
   Stream s;
   launch(s.s);
   cudaError_t e = cudaStreamSynchronize(s);
-  if (e != cudaErrorLaunchFailure) note_failure(line, std::string("cudaStreamSynchronize after the failing kernel returned ") + cudaGetErrorName(e));
+  if (e != cudaErrorLaunchFailure)
+    note_failure(line, std::string("cudaStreamSynchronize after the failing kernel returned ") + cudaGetErrorName(e));
   expect_misuse(line, misuse_parts);
   cudaGetLastError();
   // Reported once, as a GPU reports a fault; then the same stream runs kernels again.
@@ -363,8 +373,6 @@ void expect_kernel_failure(const std::function<void(cudaStream_t)>& launch, std:
 
 namespace {
 
-
-
 // Threads 40.. of block (1,2,0) return before a barrier the others wait at.
 __global__ void skip_barrier_kernel(int* out) {
   bool culprit = blockIdx.x == 1 && blockIdx.y == 2;
@@ -376,8 +384,12 @@ __global__ void skip_barrier_kernel(int* out) {
 
 void check_fail_syncthreads() {
   Dev<int> out(6 * 64);
-  expect_kernel_failure([&](cudaStream_t s) { PG25_LAUNCH(skip_barrier_kernel, dim3(2, 3), 64, 0, s)(out.p); },
-                        {"skip_barrier_kernel", "block (1,2,0)", "__syncthreads", "exited"}, __LINE__);
+  expect_kernel_failure(
+      [&](cudaStream_t s) {
+        PG25_LAUNCH(skip_barrier_kernel, dim3(2, 3), 64, 0, s)
+        (out.p);
+      },
+      {"skip_barrier_kernel", "block (1,2,0)", "__syncthreads", "exited"}, __LINE__);
 }
 
 __global__ void shfl_omits_caller_kernel(int* out) {
@@ -386,8 +398,12 @@ __global__ void shfl_omits_caller_kernel(int* out) {
 
 void check_fail_mask_omits_caller() {
   Dev<int> out(32);
-  expect_kernel_failure([&](cudaStream_t s) { PG25_LAUNCH(shfl_omits_caller_kernel, 1, 32, 0, s)(out.p); },
-                        {"shfl_omits_caller_kernel", "__shfl_sync", "leaves out the calling lane 5"}, __LINE__);
+  expect_kernel_failure(
+      [&](cudaStream_t s) {
+        PG25_LAUNCH(shfl_omits_caller_kernel, 1, 32, 0, s)
+        (out.p);
+      },
+      {"shfl_omits_caller_kernel", "__shfl_sync", "leaves out the calling lane 5"}, __LINE__);
 }
 
 __global__ void shfl_exited_lane_kernel(int* out) {
@@ -397,8 +413,12 @@ __global__ void shfl_exited_lane_kernel(int* out) {
 
 void check_fail_exited_lane() {
   Dev<int> out(32);
-  expect_kernel_failure([&](cudaStream_t s) { PG25_LAUNCH(shfl_exited_lane_kernel, 1, 32, 0, s)(out.p); },
-                        {"shfl_exited_lane_kernel", "__shfl_sync", "lane 31", "has exited"}, __LINE__);
+  expect_kernel_failure(
+      [&](cudaStream_t s) {
+        PG25_LAUNCH(shfl_exited_lane_kernel, 1, 32, 0, s)
+        (out.p);
+      },
+      {"shfl_exited_lane_kernel", "__shfl_sync", "lane 31", "has exited"}, __LINE__);
 }
 
 // Odd lanes vote while even lanes shuffle, with the same full mask.
@@ -416,10 +436,18 @@ __global__ void warp_vs_barrier_kernel(unsigned* out) {
 
 void check_fail_divergence() {
   Dev<unsigned> out(64);
-  expect_kernel_failure([&](cudaStream_t s) { PG25_LAUNCH(divergent_collectives_kernel, 1, 64, 0, s)(out.p); },
-                        {"divergent_collectives_kernel", "warp divergence", "__ballot_sync", "__shfl_xor_sync"}, __LINE__);
-  expect_kernel_failure([&](cudaStream_t s) { PG25_LAUNCH(warp_vs_barrier_kernel, 1, 32, 0, s)(out.p); },
-                        {"warp_vs_barrier_kernel", "__syncwarp", "waits at __syncthreads instead"}, __LINE__);
+  expect_kernel_failure(
+      [&](cudaStream_t s) {
+        PG25_LAUNCH(divergent_collectives_kernel, 1, 64, 0, s)
+        (out.p);
+      },
+      {"divergent_collectives_kernel", "warp divergence", "__ballot_sync", "__shfl_xor_sync"}, __LINE__);
+  expect_kernel_failure(
+      [&](cudaStream_t s) {
+        PG25_LAUNCH(warp_vs_barrier_kernel, 1, 32, 0, s)
+        (out.p);
+      },
+      {"warp_vs_barrier_kernel", "__syncwarp", "waits at __syncthreads instead"}, __LINE__);
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ void check_ldmatrix() {
       for (int i = 0; i < 4; i++) {
         int g = l / 4, t = l % 4;  // plain: row g, columns 2t, 2t+1; .trans: column g, rows 2t, 2t+1
         uint32_t lo = trans ? (8 * i + 2 * t) * 8 + g : (8 * i + g) * 8 + 2 * t, hi = trans ? lo + 8 : lo + 1;
-        EXPECT(o[size_t(l * 4 + i)] == (lo | hi << 16), (trans ? ".trans" : "plain") << " lane " << l << " r[" << i << "] = " << o[size_t(l * 4 + i)]);
+        EXPECT(o[size_t(l * 4 + i)] == (lo | hi << 16), (trans ? ".trans" : "plain")
+                                                            << " lane " << l << " r[" << i << "] = " << o[size_t(l * 4 + i)]);
       }
   }
   EXPECT_NO_MISUSE();
@@ -84,14 +85,22 @@ void check_cp_async() {
 
 void check_fail_ldmatrix_misaligned() {
   Dev<uint32_t> out(128);
-  expect_kernel_failure([&](cudaStream_t s) { PG25_LAUNCH(ldmatrix_kernel, 1, 32, 0, s)(out.p, 0, 1); },
-                        {"ldmatrix_kernel", "ldmatrix.sync.m8n8.x4", "not 16-byte aligned"}, __LINE__);
+  expect_kernel_failure(
+      [&](cudaStream_t s) {
+        PG25_LAUNCH(ldmatrix_kernel, 1, 32, 0, s)
+        (out.p, 0, 1);
+      },
+      {"ldmatrix_kernel", "ldmatrix.sync.m8n8.x4", "not 16-byte aligned"}, __LINE__);
 }
 
 void check_fail_cp_async_never_waited() {
   Dev<uint16_t> src(256), out(32 * 24);
-  expect_kernel_failure([&](cudaStream_t s) { PG25_LAUNCH(cp_async_kernel, 1, 32, 0, s)(src.p, out.p, 0); },
-                        {"cp_async_kernel", "exited with 2 cp.async copies it never waited for"}, __LINE__);
+  expect_kernel_failure(
+      [&](cudaStream_t s) {
+        PG25_LAUNCH(cp_async_kernel, 1, 32, 0, s)
+        (src.p, out.p, 0);
+      },
+      {"cp_async_kernel", "exited with 2 cp.async copies it never waited for"}, __LINE__);
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 #include "half.h"
 
-#include <cmath>
 #include <cstring>
 
+#include "../io/safetensors.h"  // half_to_float / float_to_half: the one fp16 conversion
 #include "isa.h"
 
 #ifdef PG25_X86
@@ -23,19 +23,18 @@ float float_of(uint32_t x) {
   return v;
 }
 
-float f16_to_f32(uint16_t h) {
-  uint32_t s = uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ffu;
-  if (e == 0x1f) return float_of(s | 0x7f800000u | (m << 13));
-  if (e != 0) return float_of(s | ((e + 112) << 23) | (m << 13));
-  float v = float(m) * 5.9604644775390625e-8f;  // subnormal: m * 2^-24
-  return s ? -v : v;
+// Rounds to nearest even.
+uint16_t to_bf16(float v) {
+  uint32_t x = bits_of(v);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40);  // NaN stays NaN
+  return uint16_t((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
 void widen_generic(const uint16_t* src, float* dst, size_t n, Half kind) {
   if (kind == Half::BF16) {
     for (size_t i = 0; i < n; i++) dst[i] = float_of(uint32_t(src[i]) << 16);
   } else {
-    for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
   }
 }
 
@@ -74,28 +73,11 @@ Widen pick_widen() {
 
 }  // namespace
 
-uint16_t to_bf16(float v) {
-  uint32_t x = bits_of(v);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40);  // NaN stays NaN
-  return uint16_t((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
-}
-
-uint16_t to_f16(float v) {
-  uint32_t x = bits_of(v), s = (x >> 16) & 0x8000u;
-  x &= 0x7fffffffu;
-  if (x > 0x7f800000u) return uint16_t(s | 0x7e00u);
-  if (x >= 0x477ff000u) return uint16_t(s | 0x7c00u);                                            // 65520 and up round to infinity
-  if (x < 0x38800000u) return uint16_t(s | uint32_t(std::nearbyint(float_of(x) * 16777216.f)));  // subnormal
-  return uint16_t(s | ((x + 0xfffu + ((x >> 13) & 1) - 0x38000000u) >> 13));
-}
-
-float from_half(uint16_t h, Half kind) { return kind == Half::BF16 ? float_of(uint32_t(h) << 16) : f16_to_f32(h); }
-
 void narrow(const float* src, uint16_t* dst, size_t n, Half kind) {
   if (kind == Half::BF16)
     for (size_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
   else
-    for (size_t i = 0; i < n; i++) dst[i] = to_f16(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = float_to_half(src[i]);
 }
 
 void widen(const uint16_t* src, float* dst, size_t n, Half kind) {

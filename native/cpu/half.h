@@ -9,11 +9,8 @@ namespace pg25::cpu {
 
 enum class Half : int { None = 0, F16 = 1, BF16 = 2 };
 
-uint16_t to_bf16(float v);
-uint16_t to_f16(float v);  // beyond +-65504 rounds to infinity (callers refuse such weights first)
-float from_half(uint16_t h, Half kind);
-
-// dst[i] = src[i] rounded to `kind`; and back.
+// dst[i] = src[i] rounded to `kind` (to nearest even; fp16 beyond +-65504 becomes infinity, so callers refuse such
+// weights first); and back.
 void narrow(const float* src, uint16_t* dst, size_t n, Half kind);
 void widen(const uint16_t* src, float* dst, size_t n, Half kind);
 

@@ -125,11 +125,12 @@ export function checkModelMemory (sources: ComponentSource[], device: string, li
 
 /**
  * The CPU backend's weight storage for `precision`: an explicit choice as it is; 'auto' is fp32 when
- * the float32 model fits `limit` (else the free memory), else `half` (bf16 where the CPU multiplies
- * bf16, fp16 otherwise) with a one-line notice.
+ * the float32 model fits `limit` (else the free memory), else fp16 with a one-line notice. Both half
+ * widths compute in float32 today (widened as the GEMM packs them), and fp16 keeps an fp16 file's bits.
  */
 export function cpuPrecision (sources: ComponentSource[], precision: 'auto' | 'fp32' | 'bf16' | 'fp16', limit: number | undefined, free: number,
-  half: 'bf16' | 'fp16', notice: (msg: string) => void): 'fp32' | 'bf16' | 'fp16' {
+  notice: (msg: string) => void): 'fp32' | 'bf16' | 'fp16' {
+  const half = 'fp16'
   if (precision !== 'auto') return precision
   const wide = modelBytes(sources, 'cpu', 4)
   const available = limit ?? free

@@ -65,9 +65,7 @@ export async function loadModels (prep: Prepared, sources: ComponentSource[], op
   try {
     let weightBytes: number | undefined
     if (rt.device === 'cpu') {
-      // Both half widths compute in float32 today (widened as the GEMM packs them): fp16 keeps an fp16 file's bits as they are.
-      const half = 'fp16'
-      const precision = cpuPrecision(sources, options.precision ?? 'auto', options.memoryLimit, rt.freeMemory(), half, prep.warn)
+      const precision = cpuPrecision(sources, options.precision ?? 'auto', options.memoryLimit, rt.freeMemory(), prep.warn)
       rt.engine.setWeightPrecision(precision)
       weightBytes = precision === 'fp32' ? 4 : 2
     }

@@ -17,7 +17,7 @@ import {
   type MemoryInfo, type Plan, type Size
 } from '../options'
 import type { PromptStyle } from '../prompt/chunk'
-import { planPrompts } from '../prompt/plan'
+import { planPrompts, type PromptPlan } from '../prompt/plan'
 import type { Runtime } from '../runtime'
 import { TensorScope } from '../tensor-scope'
 import type { RawConfig } from '../scheduler/edm-config'
@@ -183,8 +183,7 @@ export class Pipeline {
     }
     const mask = o.mask === undefined ? undefined : await probeMask(o.mask, imageSize)
     checkScaleOverrides(o.loras)
-    const negative = plan.guidance > 1 && !(o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt)
-    const prompts = planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
+    const prompts = this.planPrompts(prompt, o, plan.guidance > 1)
     this.checkRequestMemory(plan, prompts.tokens)
     for (const w of prompts.warnings) this.warn(w)
     return await this.enqueue(async () => await this.run({ prompt, options: { ...o, image, mask }, plan, prompts }))
@@ -250,6 +249,15 @@ export class Pipeline {
     return this.lora.list()
   }
 
+  /**
+   * The prompts tokenized for a call. With guidance the negative half is encoded, unless no negative prompt
+   * was given and the model zeroes it (force_zeros_for_empty_prompt).
+   */
+  private planPrompts (prompt: string, o: EncodePromptOptions, guided: boolean): PromptPlan {
+    const negative = guided && !(o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt)
+    return planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
+  }
+
   /** Refuses, before queueing, a request whose working set exceeds memoryLimit's room or the free memory. */
   private checkRequestMemory (plan: Plan, tokens: number): void {
     const size = { width: plan.width!, height: plan.height!, count: plan.count, guided: plan.guidance > 1, tokens }
@@ -277,8 +285,7 @@ export class Pipeline {
     const o = withoutNulls(options)
     const plan = validateOptions(prompt, o, { defaultSize: this.defaultSize, latentChannels: this.unet.info.inChannels })
     const cfg = plan.guidance > 1
-    const negative = cfg && !(o.negativePrompt === undefined && this.index.forceZerosForEmptyPrompt)
-    const prompts = planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
+    const prompts = this.planPrompts(prompt, o, cfg)
     return await this.enqueue(async () => {
       using scope = new TensorScope()
       const cond = await encodePrompt({ rt: this.rt, encoders: this.encoders }, prompts, cfg, 1, this.closing.signal)

@@ -113,12 +113,16 @@ export class RepoCache {
     await this.refuseLinkedFolders(path.relative(this.dir, path.dirname(pointer)))
     await fs.mkdir(path.dirname(pointer), { recursive: true })
     const tmp = `${pointer}.${randomBytes(4).toString('hex')}.tmp`
+    let linked = false
     try {
       await fs.symlink(path.relative(path.dirname(pointer), this.blob(etag)), tmp)
+      // Some file systems (Wine's, some network shares) report success and make no link that resolves.
+      linked = (await fs.stat(tmp).catch(() => null))?.isFile() === true
+      if (!linked) await fs.rm(tmp, { force: true })
     } catch (err) {
       if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err
-      await fs.copyFile(this.blob(etag), tmp)
     }
+    if (!linked) await fs.copyFile(this.blob(etag), tmp)
     await fs.rename(tmp, pointer)
   }
 

@@ -15,6 +15,7 @@
 #include "../cuda/cuda_backend.h"
 #endif
 #include "engine.h"
+#include "../platform/env.h"
 
 namespace pg25::binding {
 namespace {
@@ -110,7 +111,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
 #endif
   });
   // PG25_PROFILE=1: every op timed on its device (profile() reads the totals); no CUDA graphs meanwhile.
-  const char* profile = std::getenv("PG25_PROFILE");
+  const char* profile = platform::env("PG25_PROFILE");
   if (be_ && profile && std::strcmp(profile, "1") == 0) be_->enable_profiling();
 }
 

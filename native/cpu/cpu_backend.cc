@@ -55,18 +55,14 @@ void check(bool ok, const char* op, const std::string& what) {
   if (!ok) throw Error(Code::Internal, std::string("cpu backend ") + op + ": " + what);
 }
 
-template <typename F>
-Tensor map(const Tensor& x, F f) {
+// y = pass(x) for one of vec_math's elementwise passes, over the threads in chunks.
+Tensor elementwise(const Tensor& x, void (*pass)(const float*, float*, int64_t)) {
   Tensor y = make(x.shape);
   const float* a = D(x);
   float* o = D(y);
-  cpu::parallel_for(x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) o[i] = f(a[i]);
-  });
+  cpu::parallel_for(x.numel(), 1 << 14, [&](int64_t b, int64_t e) { pass(a + b, o + b, e - b); });
   return y;
 }
-
-inline float gelu_erf(float v) { return 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f)); }
 
 class CpuBackend final : public Backend {
  public:
@@ -175,17 +171,11 @@ class CpuBackend final : public Backend {
     return y;
   }
 
-  Tensor silu_impl(const Tensor& x) override {
-    Tensor y = make(x.shape);
-    const float* a = D(x);
-    float* o = D(y);
-    cpu::parallel_for(x.numel(), 1 << 14, [&](int64_t b, int64_t e) { cpu::silu(a + b, o + b, e - b); });
-    return y;
-  }
-  Tensor gelu_impl(const Tensor& x) override { return map(x, gelu_erf); }
-  Tensor quick_gelu_impl(const Tensor& x) override {
-    return map(x, [](float v) { return v / (1.f + std::exp(-1.702f * v)); });
-  }
+  Tensor silu_impl(const Tensor& x) override { return elementwise(x, cpu::silu); }
+  // GELU and quick GELU through vec_math's own exp and erf: libm's differ between platforms in the last
+  // bit, and the Windows build must give the Linux build's image bytes.
+  Tensor gelu_impl(const Tensor& x) override { return elementwise(x, cpu::gelu); }
+  Tensor quick_gelu_impl(const Tensor& x) override { return elementwise(x, cpu::quick_gelu); }
 
   Tensor geglu_impl(const Tensor& x) override {
     int64_t n2 = x.dim(-1), n = n2 / 2, rows = x.numel() / n2;

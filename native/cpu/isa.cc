@@ -10,6 +10,8 @@
 #include <cpuid.h>
 #endif
 
+#include "../platform/env.h"
+
 namespace pg25::cpu {
 namespace {
 
@@ -70,7 +72,7 @@ struct Choice {
 
 Choice choose() {
   const CpuFeatures& f = cpu_features();
-  const char* want = std::getenv("PG25_CPU_ISA");
+  const char* want = platform::env("PG25_CPU_ISA");
   Isa best = f.avx512f ? Isa::Avx512 : f.avx2_fma ? Isa::Avx2 : Isa::Generic;
   bool bf16 = f.avx512bf16;
   if (want && std::strcmp(want, "generic") == 0) best = Isa::Generic;

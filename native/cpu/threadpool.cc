@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "../platform/env.h"
+
 namespace pg25::cpu {
 namespace {
 
@@ -83,7 +85,7 @@ class Pool {
 };
 
 int configured_threads() {
-  if (const char* s = std::getenv("PG25_THREADS")) {
+  if (const char* s = platform::env("PG25_THREADS")) {
     int n = std::atoi(s);
     if (n >= 1 && n <= 1024) return n;
   }

@@ -36,12 +36,14 @@ struct Loops {
   void (*affine)(const float*, float*, int64_t, float, float, bool);
   void (*normalize)(const float*, float*, int64_t, float, float, const float*, const float*);
   void (*silu)(const float*, float*, int64_t);
+  void (*gelu)(const float*, float*, int64_t);
+  void (*quick_gelu)(const float*, float*, int64_t);
   void (*softmax)(float*, int64_t, int64_t, float);
   void (*geglu)(const float*, const float*, float*, int64_t);
 };
 
 #define PG25_LOOPS(ns) \
-  Loops { ns::block_sum, ns::block_sq, ns::affine, ns::normalize, ns::silu, ns::softmax, ns::geglu }
+  Loops { ns::block_sum, ns::block_sq, ns::affine, ns::normalize, ns::silu, ns::gelu, ns::quick_gelu, ns::softmax, ns::geglu }
 
 const Loops& loops() {
 #ifdef PG25_X86
@@ -72,6 +74,8 @@ void normalize(const float* src, float* dst, int64_t n, float mean, float rstd, 
   loops().normalize(src, dst, n, mean, rstd, gamma, beta);
 }
 void silu(const float* src, float* dst, int64_t n) { loops().silu(src, dst, n); }
+void gelu(const float* src, float* dst, int64_t n) { loops().gelu(src, dst, n); }
+void quick_gelu(const float* src, float* dst, int64_t n) { loops().quick_gelu(src, dst, n); }
 void softmax(float* row, int64_t n, int64_t limit, float scale) { loops().softmax(row, n, limit, scale); }
 void geglu(const float* a, const float* g, float* dst, int64_t n) { loops().geglu(a, g, dst, n); }
 

@@ -13,6 +13,9 @@ void affine(const float* src, float* dst, int64_t n, float scale, float shift, b
 // dst[i] = (src[i] - mean) * rstd * gamma[i] + beta[i] (LayerNorm's apply pass).
 void normalize(const float* src, float* dst, int64_t n, float mean, float rstd, const float* gamma, const float* beta);
 void silu(const float* src, float* dst, int64_t n);
+// dst[i] = GELU(src[i]), exact (erf) GELU; quick_gelu: src[i] * sigmoid(1.702 * src[i]) (CLIP's).
+void gelu(const float* src, float* dst, int64_t n);
+void quick_gelu(const float* src, float* dst, int64_t n);
 // dst[i] = a[i] * GELU(g[i]), exact (erf) GELU.
 void geglu(const float* a, const float* g, float* dst, int64_t n);
 // row[0, n) = softmax(row * scale) over the first `limit` entries, zeros after them.

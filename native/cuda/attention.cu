@@ -9,6 +9,7 @@
 #include "launch.h"
 #include "mma.h"
 #include "storage.h"
+#include "../platform/env.h"
 
 namespace pg25::cuda {
 namespace {
@@ -373,7 +374,7 @@ void attention(const void* q, const void* k, const void* v, void* y, int64_t B, 
   float scale = 1.f / sqrtf(float(d));
   // Head dim 64 takes 32 query rows a warp (two row tiles, 128 a block), as FlashAttention-2 does;
   // PG25_ATTENTION_ROWS=16 keeps one tile a warp (64 a block), for comparison. Wider heads keep one.
-  const char* rows_env = std::getenv("PG25_ATTENTION_ROWS");
+  const char* rows_env = platform::env("PG25_ATTENTION_ROWS");
   bool two = !(rows_env && std::strcmp(rows_env, "16") == 0);
   auto grid = [&](int rows) { return dim3(unsigned((Nq + rows - 1) / rows), unsigned(B * heads)); };
   dim3 flash = grid(4 * kWarpRows), flash2 = grid(8 * kWarpRows);

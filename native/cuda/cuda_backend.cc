@@ -18,6 +18,7 @@
 #include "device_memory.h"
 #include "graphs.h"
 #include "kernels.h"
+#include "../platform/env.h"
 
 namespace pg25 {
 namespace {
@@ -46,7 +47,7 @@ Layout one_layout(const char* op, std::initializer_list<const Tensor*> ts) {
 
 // PG25_CUDA_LAYOUT: nhwc (the default: what cuDNN's tensor-core convolutions read) or nchw.
 Layout layout_from_env() {
-  const char* env = std::getenv("PG25_CUDA_LAYOUT");
+  const char* env = platform::env("PG25_CUDA_LAYOUT");
   if (!env || !*env || std::strcmp(env, "nhwc") == 0) return Layout::NHWC;
   if (std::strcmp(env, "nchw") == 0) return Layout::NCHW;
   throw Error(Code::InvalidArgument, std::string("PG25_CUDA_LAYOUT must be \"nhwc\" or \"nchw\", got \"") + env + "\"");
@@ -134,7 +135,7 @@ class CudaBackend final : public Backend {
 
   // CUDA graphs, unless PG25_CUDA_GRAPHS=0 (then every call launches its kernels one by one).
   std::unique_ptr<Recorder> make_recorder_impl() override {
-    const char* env = std::getenv("PG25_CUDA_GRAPHS");
+    const char* env = platform::env("PG25_CUDA_GRAPHS");
     if (env && std::strcmp(env, "0") == 0) return nullptr;
     return std::make_unique<cuda::GraphRecorder>(
         stream_owner_, [this](const Shape& s, bool wide) { return make(s, wide); },
@@ -378,7 +379,7 @@ class CudaBackend final : public Backend {
   // cuDNN when it loaded, PG25_DISABLE_CUDNN is unset, and it has a plan for the shape; the notice of a
   // missing library goes to the first engine of the process only.
   void open_cudnn() {
-    const char* off = std::getenv("PG25_DISABLE_CUDNN");
+    const char* off = platform::env("PG25_DISABLE_CUDNN");
     if (off && *off && std::strcmp(off, "0") != 0) return;
     std::string why;
     dnn_ = cuda::Cudnn::shared(device_, why);

@@ -10,6 +10,7 @@
 
 #include "../core/error.h"
 #include "device_memory.h"
+#include "../platform/env.h"
 
 namespace pg25::cuda {
 
@@ -159,7 +160,7 @@ std::atomic<int64_t> g_plan_us{0};
 // engine set (PG25_EMU_CUDNN), which tests change between engines of one process.
 std::string cache_tag() {
 #ifdef PG25_CUDA_EMULATION
-  const char* env = std::getenv("PG25_EMU_CUDNN");
+  const char* env = platform::env("PG25_EMU_CUDNN");
   return env ? env : "";
 #else
   return "";

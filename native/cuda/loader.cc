@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "../platform/env.h"
 #include "../platform/library.h"
 
 #ifdef PG25_CUDA_EMULATION
@@ -40,14 +41,14 @@ static void python_wheel_dirs(const std::string& site, std::vector<std::string>&
 #ifdef _WIN32
 
 std::vector<std::string> search_dirs() {
-  std::vector<std::string> dirs = platform::split_path_list(std::getenv("PG25_CUDA_LIBS"));
-  if (const char* cp = std::getenv("CUDA_PATH")) dirs.push_back(std::string(cp) + "\\bin");
-  std::vector<std::string> path = platform::split_path_list(std::getenv("PATH"));
+  std::vector<std::string> dirs = platform::split_path_list(platform::env("PG25_CUDA_LIBS"));
+  if (const char* cp = platform::env("CUDA_PATH")) dirs.push_back(std::string(cp) + "\\bin");
+  std::vector<std::string> path = platform::split_path_list(platform::env("PATH"));
   append(dirs, path);
   // Python's site-packages: PYTHONPATH's entries, and beside each python.exe on PATH (Lib\site-packages).
-  std::vector<std::string> sites = platform::split_path_list(std::getenv("PYTHONPATH"));
+  std::vector<std::string> sites = platform::split_path_list(platform::env("PYTHONPATH"));
   for (const auto& p : path) sites.push_back(p + "\\Lib\\site-packages");
-  if (const char* venv = std::getenv("VIRTUAL_ENV")) sites.push_back(std::string(venv) + "\\Lib\\site-packages");
+  if (const char* venv = platform::env("VIRTUAL_ENV")) sites.push_back(std::string(venv) + "\\Lib\\site-packages");
   for (const auto& s : sites) python_wheel_dirs(s, dirs);
   return dirs;
 }
@@ -59,16 +60,16 @@ Library open_driver() { return open_library("cuda driver", {"nvcuda.dll"}); }
 #else
 
 std::vector<std::string> search_dirs() {
-  std::vector<std::string> dirs = platform::split_path_list(std::getenv("PG25_CUDA_LIBS"));
-  append(dirs, platform::split_path_list(std::getenv("LD_LIBRARY_PATH")));
-  if (const char* cp = std::getenv("CUDA_PATH")) {
+  std::vector<std::string> dirs = platform::split_path_list(platform::env("PG25_CUDA_LIBS"));
+  append(dirs, platform::split_path_list(platform::env("LD_LIBRARY_PATH")));
+  if (const char* cp = platform::env("CUDA_PATH")) {
     dirs.push_back(std::string(cp) + "/lib64");
     dirs.push_back(std::string(cp) + "/lib");
   }
   dirs.push_back("/usr/local/cuda/lib64");
   dirs.push_back("/usr/lib/x86_64-linux-gnu");
   // nvidia-* wheels installed for PyTorch: PYTHONPATH and the usual site-packages roots.
-  std::vector<std::string> sites = platform::split_path_list(std::getenv("PYTHONPATH"));
+  std::vector<std::string> sites = platform::split_path_list(platform::env("PYTHONPATH"));
   for (const char* root : {"/usr/local/lib", "/usr/lib", "/opt/conda/lib"}) {
     for (const auto& n : platform::folder_entries(root)) {
       if (n.rfind("python3", 0) != 0) continue;

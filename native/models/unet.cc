@@ -11,14 +11,16 @@ namespace pg25 {
 std::vector<float> timestep_embedding(const std::vector<float>& t, int64_t dim, bool flip_sin_to_cos, double freq_shift) {
   int64_t half = dim / 2;
   std::vector<float> freq(static_cast<size_t>(half));
+  // float32 arguments as diffusers computes them; exp, sin and cos in double and rounded once, so the
+  // result does not depend on the platform's float libm (glibc and MinGW's differ in the last bit).
   const float neg_log = float(-std::log(10000.0));
-  for (int64_t i = 0; i < half; i++) freq[size_t(i)] = std::exp((neg_log * float(i)) / float(double(half) - freq_shift));
+  for (int64_t i = 0; i < half; i++) freq[size_t(i)] = float(std::exp(double((neg_log * float(i)) / float(double(half) - freq_shift))));
   std::vector<float> out(t.size() * size_t(dim), 0.f);
   for (size_t b = 0; b < t.size(); b++) {
     float* row = out.data() + b * size_t(dim);
     for (int64_t i = 0; i < half; i++) {
       float arg = t[b] * freq[size_t(i)];
-      float s = std::sin(arg), c = std::cos(arg);
+      float s = float(std::sin(double(arg))), c = float(std::cos(double(arg)));
       row[flip_sin_to_cos ? half + i : i] = s;
       row[flip_sin_to_cos ? i : half + i] = c;
     }

@@ -108,7 +108,7 @@ VaeEncoder::Output VaeEncoder::encode(Backend& be, const Tensor& image, const Ca
     for (int64_t i = 0; i < half; i++) {
       m[size_t(b * half + i)] = host[size_t(b * per + i)];
       float lv = std::min(20.f, std::max(-30.f, host[size_t(b * per + half + i)]));
-      sd[size_t(b * half + i)] = std::exp(0.5f * lv);
+      sd[size_t(b * half + i)] = float(std::exp(double(0.5f * lv)));  // double: the same bits on every libm
     }
   Shape s{B, latent_channels_, moments.dim(2), moments.dim(3)};
   return {be.from_host(m.data(), s), be.from_host(sd.data(), s)};

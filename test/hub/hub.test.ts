@@ -10,6 +10,7 @@ import { downloadModel, type DownloadProgress } from '../../lib/hub'
 import { TINY } from '../support/helpers'
 import { resolveModelDir } from '../../lib/hub/resolve'
 import { FP16_WEIGHTS, ID, UNNEEDED, repoDir, useMockHub } from '../support/hub-fixture'
+import { SYMLINKS } from '../support/symlinks'
 
 const test = anyTest as TestFn
 const env = useMockHub(test)
@@ -68,7 +69,8 @@ test.serial('a Hub id loads into the Python cache layout and generates the same 
     const pointer = path.join(repo, 'snapshots', commit, f)
     const bytes = files.get(f)!.data
     const blob = f.endsWith('.safetensors') ? sha256(bytes) : gitBlobId(bytes)
-    t.is(await fs.readlink(pointer), path.join(...Array(f.split('/').length).fill('..'), '..', 'blobs', blob), f)
+    if (SYMLINKS) t.is(await fs.readlink(pointer), path.join(...Array(f.split('/').length).fill('..'), '..', 'blobs', blob), f)
+    else t.false((await fs.lstat(pointer)).isSymbolicLink(), `${f}: a copy where links do not work`)
     t.true(readFileSync(pointer).equals(bytes), f)
   }
   t.deepEqual((await fs.readdir(path.join(repo, 'blobs'))).filter(b => b.includes('.')), [], 'no partial files left')
@@ -134,7 +136,8 @@ test.serial('a cache laid out by hand as huggingface_hub lays it out is found wi
     await fs.writeFile(path.join(repo, 'blobs', blob), bytes)
     const pointer = path.join(repo, 'snapshots', commit, f)
     await fs.mkdir(path.dirname(pointer), { recursive: true })
-    await fs.symlink(path.relative(path.dirname(pointer), path.join(repo, 'blobs', blob)), pointer)
+    if (SYMLINKS) await fs.symlink(path.relative(path.dirname(pointer), path.join(repo, 'blobs', blob)), pointer)
+    else await fs.writeFile(pointer, bytes) // what huggingface_hub writes where links are refused
   }
   const pipe = await Pipeline.fromPretrained(ID, { device: 'cpu', variant: 'fp16' })
   try {

@@ -15,6 +15,7 @@ import { pickLoRAFile } from '../../lib/hub/repo-file'
 import { parseLoRAFlags } from '../../lib/lora/flags'
 import { GOLDEN, TINY, maxAbsDiff, readGolden } from '../support/helpers'
 import { repoDir, useMockHub } from '../support/hub-fixture'
+import { sameFile } from '../support/symlinks'
 
 const test = anyTest as TestFn
 const KOHYA = path.join(GOLDEN, 'lora', 'lora_kohya.safetensors')
@@ -56,7 +57,7 @@ test.serial('a LoRA by Hub id gives the pixels of the same file loaded from disk
   const info = await pipe.loadLoRA(ONE, { scale: 0.8 })
   const blob = path.join(repoDir(cache, ONE), 'blobs', sha256(readFileSync(KOHYA)))
   t.deepEqual(info, { name: 'pixel-lora', scale: 0.8, source: path.join(repoDir(cache, ONE), 'snapshots', hub.repos.get(ONE)!.commit, 'lora_kohya.safetensors'), modules: 232 })
-  t.is(await fs.realpath(info.source), blob)
+  await sameFile(t, info.source, blob)
   t.is(await fs.readFile(path.join(repoDir(cache, ONE), 'refs', 'main'), 'utf8'), hub.repos.get(ONE)!.commit)
   t.is(hub.count('README.md'), 0) // only the LoRA file is fetched
   const byId = await pixels()
@@ -79,7 +80,7 @@ test.serial('several .safetensors without weightName are refused, naming them, a
   t.is(hub.count('/cdn/'), 0)
   const info = await pipe.loadLoRA(TWO, { weightName: 'peft.safetensors' })
   t.is(info.name, 'two-loras')
-  t.is(await fs.realpath(info.source), path.join(repoDir(cache, TWO), 'blobs', sha256(readFileSync(PEFT))))
+  await sameFile(t, info.source, path.join(repoDir(cache, TWO), 'blobs', sha256(readFileSync(PEFT))))
   // A file path takes none of the Hub options; unknown options are refused by name.
   await refused(t, pipe.loadLoRA(KOHYA, { weightName: 'x.safetensors' }), 'PG25_INVALID_ARGUMENT', 'weightName')
   await refused(t, pipe.loadLoRA(ONE, { weight_name: 'x' } as any), 'PG25_INVALID_ARGUMENT', 'weight_name', 'weightName')

@@ -16,6 +16,8 @@ export const CASES: Case[] = [
   { name: 'layer_norm', op: 'layer_norm', inputs: [[[3, 5, 77], 2], [[77], 1], [[77], 1]], attrs: { eps: 1e-5 } },
   { name: 'geglu', op: 'geglu', inputs: [[[2, 9, 2 * 37], 2]] },
   { name: 'silu', op: 'silu', inputs: [[[3, 101], 4]] },
+  { name: 'gelu', op: 'gelu', inputs: [[[3, 101], 4]] },
+  { name: 'quick_gelu', op: 'quick_gelu', inputs: [[[3, 101], 4]] },
   { name: 'attention', op: 'attention', inputs: [[[2, 70, 64], 1], [[2, 77, 64], 1], [[2, 77, 64], 1]], attrs: { heads: 2, causal: false } },
   { name: 'attention causal', op: 'attention', inputs: [[[1, 33, 48], 1], [[1, 33, 48], 1], [[1, 33, 48], 1]], attrs: { heads: 3, causal: true } }
 ]
@@ -106,6 +108,8 @@ export function reference (c: Case): Float64Array {
       return y
     }
     case 'silu': return Float64Array.from(x.data, silu)
+    case 'gelu': return Float64Array.from(x.data, v => 0.5 * v * (1 + erf(v / Math.SQRT2)))
+    case 'quick_gelu': return Float64Array.from(x.data, v => v / (1 + Math.exp(-1.702 * v)))
     case 'attention': {
       const [k, v] = [ins[1]!, ins[2]!]
       const [B, Nq, Cq] = x.shape, Nk = k.shape[1], h = a.heads, d = Cq / h

@@ -16,6 +16,7 @@
 #include "include/cuda_fp16.h"
 #include "libraries.h"
 #include "runtime.h"
+#include "../../platform/env.h"
 
 namespace pg25::emu {
 namespace {
@@ -227,7 +228,7 @@ Status Heuristic(Handle* h, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd
   if (Status s = shape(*d, *a, *b, *c, *dd, p)) return s;
   for (uint32_t al : pref->align)
     if (al == 0 || (al & (al - 1))) return bad(kInvalidValue, "minimum alignment " + std::to_string(al) + " is not a power of two");
-  const char* limit = std::getenv("PG25_EMU_CUBLASLT");
+  const char* limit = platform::env("PG25_EMU_CUBLASLT");
   std::string knob = limit ? limit : "";
   if (knob == "no-broadcast" && p.batch > 1 && (a->stride == 0 || b->stride == 0)) return kNotSupported;
   if (knob == "none" || (knob == "no-bias" && (d->epilogue & kEpiBias))) return kNotSupported;

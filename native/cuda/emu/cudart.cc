@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "cudart_state.h"
+#include "../../platform/env.h"
 
 namespace pg25::emu {
 namespace rt {
@@ -32,7 +33,7 @@ std::string ptr(const void* p) {
 
 namespace {
 uint64_t env_u64(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
+  const char* v = platform::env(name);
   if (!v || !*v) return fallback;
   return std::strtoull(v, nullptr, 10);
 }
@@ -40,7 +41,7 @@ uint64_t env_u64(const char* name, uint64_t fallback) {
 
 uint64_t capacity() { return env_u64("PG25_EMU_DEVICE_MEMORY", uint64_t(80) << 30); }
 bool graph_memory_at_launch() {
-  const char* v = std::getenv("PG25_EMU_GRAPH_MEMORY");
+  const char* v = platform::env("PG25_EMU_GRAPH_MEMORY");
   return v && std::string(v) == "launch";
 }
 int driver_version() { return int(env_u64("PG25_EMU_DRIVER_VERSION", CUDART_VERSION)); }
@@ -55,7 +56,7 @@ void note_misuse(const std::string& what) {
   std::lock_guard<std::mutex> g(s.rep_mu);
   s.rep.misuse_count++;
   if (s.rep.misuse.size() < 32) s.rep.misuse.push_back(what);
-  if (std::getenv("PG25_EMU_VERBOSE")) std::fprintf(stderr, "pg25 CUDA emulation: %s\n", what.c_str());
+  if (platform::env("PG25_EMU_VERBOSE")) std::fprintf(stderr, "pg25 CUDA emulation: %s\n", what.c_str());
 }
 
 void note_matmul(uint32_t align) {

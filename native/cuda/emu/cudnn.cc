@@ -21,6 +21,7 @@
 #include "cudnn_graph.h"
 #include "libraries.h"
 #include "runtime.h"
+#include "../../platform/env.h"
 
 namespace pg25::emu {
 namespace {
@@ -35,7 +36,7 @@ constexpr Status kOk = 0, kNotInitialized = 1001, kBadParam = 2000, kNullPointer
 // take (as engines compiled at run time may: module loads, allocations); =uncapturable: running a plan
 // does too. Either fails the call and invalidates a capture the calling thread has in progress.
 bool uncapturable(bool running) {
-  const char* env = std::getenv("PG25_EMU_CUDNN");
+  const char* env = platform::env("PG25_EMU_CUDNN");
   std::string v = env ? env : "";
   return (v == "uncapturable" || (!running && v == "uncapturable-plans")) && refuse_during_capture();
 }

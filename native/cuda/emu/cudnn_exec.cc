@@ -11,6 +11,7 @@
 #include "cudnn_graph.h"
 #include "include/cuda_bf16.h"
 #include "include/cuda_fp16.h"
+#include "../../platform/env.h"
 
 namespace pg25::emu::dnn {
 namespace {
@@ -39,7 +40,7 @@ size_t elem_size(int32_t t) { return t == kFloat ? 4 : 2; }
 
 // The engines heuristics offer for a graph (the pattern we emulate: one convolution, then adds).
 std::vector<int64_t> engines_for(const Graph& g, int32_t mode) {
-  const char* env = std::getenv("PG25_EMU_CUDNN");
+  const char* env = platform::env("PG25_EMU_CUDNN");
   std::string limit = env ? env : "";
   int convs = 0;
   for (const Node& n : g.nodes) convs += n.conv;

@@ -3,11 +3,13 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "../../platform/env.h"
+
 namespace pg25::emu {
 
 bool library_present(const std::string& library) {
   if (library == "cublasLt") return true;
-  const char* cudnn = std::getenv("PG25_EMU_CUDNN");
+  const char* cudnn = platform::env("PG25_EMU_CUDNN");
   return library == "cudnn" && !(cudnn && std::strcmp(cudnn, "missing") == 0);
 }
 

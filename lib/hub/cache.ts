@@ -123,7 +123,15 @@ export class RepoCache {
       if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err
     }
     if (!linked) await fs.copyFile(this.blob(etag), tmp)
-    await fs.rename(tmp, pointer)
+    try {
+      await fs.rename(tmp, pointer)
+    } catch (err) {
+      // Windows refuses to replace a file another process has open: a concurrent writer's copy of the same
+      // blob is already in place, and is as good as ours.
+      const same = (await fs.stat(pointer).catch(() => null))?.size === (await fs.stat(this.blob(etag))).size
+      if (!same || !['EPERM', 'EACCES', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err
+      await fs.rm(tmp, { force: true })
+    }
   }
 
   /**

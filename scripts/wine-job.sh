@@ -64,7 +64,7 @@ shim=NODE_OPTIONS="--require $(win "$PWD/test/wine/keepalive-shim.js")"
 run cpu-tests "$cpu" "$shim" -- $ava test/pipeline/stages.test.ts test/pipeline/pipeline.test.ts test/unit/tokenizer.test.ts test/pipeline/lora.test.ts \
   test/cli/cli.test.ts test/hub/*.test.ts $(ls test/server/*.test.ts | grep -v serve-apis) --match '!on a terminal*' --match '!fleet:*'
 run emulation-tests "$emu" -- $ava test/emulation/cuda-emulation-ops.test.ts
-# The same image bytes as the Linux build for the golden pipeline cases.
+# The same image bytes as the Linux build for the golden pipeline cases and a demo-model picture.
 node dist/test/wine/image-bytes.js "$work/out/linux-images.json"
 run image-bytes "$cpu" -- dist/test/wine/image-bytes.js "$(win "$work/out/windows-images.json")"
 # The CPU backend's elementwise math is its own (vec_math: exp, erf) and the host-side exp/sin/cos round from

@@ -128,8 +128,9 @@ export class RepoCache {
     } catch (err) {
       // Windows refuses to replace a file another process has open: a concurrent writer's copy of the same
       // blob is already in place, and is as good as ours.
-      const same = (await fs.stat(pointer).catch(() => null))?.size === (await fs.stat(this.blob(etag))).size
-      if (!same || !['EPERM', 'EACCES', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err
+      if (!['EPERM', 'EACCES', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err
+      const sizes = await Promise.all([pointer, this.blob(etag)].map(async f => (await fs.stat(f).catch(() => null))?.size))
+      if (sizes[0] === undefined || sizes[0] !== sizes[1]) throw err
       await fs.rm(tmp, { force: true })
     }
   }

@@ -6,7 +6,10 @@ import { packageVersion } from './version'
 export interface RuntimeInfo {
   /** this package's version */
   version: string
-  /** 'prebuilt' (prebuilds/), 'source' (built at install or in a clone), 'emulation' (PG25_CUDA_EMULATION=1) or 'custom' (PG25_ADDON) */
+  /**
+   * 'package' (the @pg25/native-<platform>-<arch> package), 'prebuilt' (prebuilds/), 'source' (built at install or in a clone),
+   * 'emulation' (PG25_CUDA_EMULATION=1) or 'custom' (PG25_ADDON)
+   */
   binary: BinaryKind
   /** the addon file that loaded */
   file: string

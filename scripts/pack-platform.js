@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// Packs one per-platform binary package (packages/native-<platform>-<arch>): copies the addon in as pg25.node
-// with pg25.json naming the CUDA toolkit it was built with, sets the version to the main package's and runs
-// `npm pack`. With --release (the release workflow) a binary built with any CUDA but 12.8 is refused: 12.8
-// reaches every driver since R525 and still has sm_90a; CUDA 13's static runtime would need R580.
+// Packs one per-platform binary package (packages/native-<platform>-<arch>): stages its package.json at
+// the main package's version in a temporary folder with the addon as pg25.node and pg25.json naming the
+// CUDA toolkit it was built with, and runs `npm pack` there (the working tree is left as it is). With
+// --release (the release workflow) a binary built with any CUDA but 12.8 is refused: 12.8 reaches every
+// driver since R525 and still has sm_90a; CUDA 13's static runtime would need R580.
 // Usage: node scripts/pack-platform.js <linux-x64|win32-x64> <pg25.node> --cuda <version> [--release] [--out DIR]
 'use strict'
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 
 const root = path.join(__dirname, '..')
@@ -26,15 +28,16 @@ if (rest.includes('--release') && !cuda.startsWith('12.8')) {
   fail(`${binary} was built with CUDA ${cuda}; releases are built with CUDA 12.8 (drivers R525 and newer). Rebuild it with CUDA 12.8`)
 }
 
-const pkgFile = path.join(dir, 'package.json')
-const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8'))
+const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'))
 pkg.version = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version
-fs.writeFileSync(pkgFile, JSON.stringify(pkg, null, 2) + '\n')
-fs.copyFileSync(binary, path.join(dir, 'pg25.node'))
-fs.writeFileSync(path.join(dir, 'pg25.json'), JSON.stringify({ cuda }) + '\n')
+const stage = fs.mkdtempSync(path.join(os.tmpdir(), `pg25-pack-${target}-`))
+fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(pkg, null, 2) + '\n')
+fs.copyFileSync(binary, path.join(stage, 'pg25.node'))
+fs.copyFileSync(path.join(root, 'LICENSE'), path.join(stage, 'LICENSE'))
+fs.writeFileSync(path.join(stage, 'pg25.json'), JSON.stringify({ cuda }) + '\n')
 const out = path.resolve(flag('--out') ?? root)
 fs.mkdirSync(out, { recursive: true })
-const r = spawnSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8', shell: process.platform === 'win32' })
+const r = spawnSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: stage, encoding: 'utf8', shell: process.platform === 'win32' })
+fs.rmSync(stage, { recursive: true, force: true })
 if (r.status !== 0) fail(`npm pack failed: ${r.stderr}`)
-const tarball = path.join(out, JSON.parse(r.stdout)[0].filename)
-console.log(tarball)
+console.log(path.join(out, JSON.parse(r.stdout)[0].filename))

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # A release job's steps for one platform (.github/workflows/release.yml): build the addon with the CUDA
-# backend, run the tests that need no GPU on it, pack @pg25/native-<target> into release/ (a binary built
-# with any CUDA but 12.8 is refused). Where the release toolchain is missing (CI on Linux: no CUDA 12.8, no
-# MSVC) it rehearses: the Linux build of this checkout, or the MinGW build standing in for MSVC, packed
-# without the CUDA check, so every step still runs.
+# backend, run the tests that need no GPU on it, pack @pg25/native-<target> into $RELEASE_DIR (default
+# release/; a binary built with any CUDA but 12.8 is refused). Where the release toolchain is missing (CI on
+# Linux: no CUDA 12.8, no MSVC) it rehearses: the Linux build of this checkout, or the MinGW build standing in
+# for MSVC, packed without the CUDA check, so every step still runs (test/native/release.test.ts).
 # Usage: scripts/release-build.sh <linux-x64|win32-x64>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/release-build.sh <linux-x64|win32-x64>}
-mkdir -p release
+out=${RELEASE_DIR:-release}
+mkdir -p "$out"
 release=--release
 nvcc_version () { "${CUDACXX:-nvcc}" --version | sed -n 's/.*release [0-9.]*, V\([0-9.]*\).*/\1/p'; }
 case $target in
@@ -37,4 +38,4 @@ case $target in
     ;;
   *) echo "release-build: unknown target $target" >&2; exit 2 ;;
 esac
-node scripts/pack-platform.js "$target" "$binary" --cuda "$cuda" $release --out release
+node scripts/pack-platform.js "$target" "$binary" --cuda "$cuda" $release --out "$out"

@@ -1,9 +1,10 @@
-import test, { type ExecutionContext } from 'ava'
+import test from 'ava'
 import { execFile } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
+import { bareEnv } from '../support/bare-env'
 
 const run = promisify(execFile)
 const ROOT = path.join(__dirname, '..', '..', '..')
@@ -43,22 +44,6 @@ async function project (name: string, env: NodeJS.ProcessEnv, ...flags: string[]
   return app
 }
 
-/** A PATH with node, npm, npx and sh only: no cmake, nvcc or C++ compiler. */
-async function bareEnv (t: Pick<ExecutionContext, 'throwsAsync'>): Promise<NodeJS.ProcessEnv> {
-  const bin = path.join(await tmp, 'bin')
-  await fs.mkdir(bin, { recursive: true })
-  const npmCli = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js')
-  await fs.symlink(process.execPath, path.join(bin, 'node')).catch(() => {})
-  await fs.writeFile(path.join(bin, 'npm'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli}" "$@"\n`, { mode: 0o755 })
-  await fs.writeFile(path.join(bin, 'npx'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli.replace(/npm-cli\.js$/, 'npx-cli.js')}" "$@"\n`, { mode: 0o755 })
-  await fs.symlink('/bin/sh', path.join(bin, 'sh')).catch(() => {})
-  const env = { ...process.env, PATH: bin, PG25_DEMO_DIR: path.join(await tmp, 'demo-model'), npm_config_nodedir: '' }
-  for (const tool of ['cmake', 'nvcc', 'g++', 'c++', 'make']) {
-    await t.throwsAsync(run(tool, ['--version'], { env }), undefined, `${tool} must be absent`)
-  }
-  return env
-}
-
 const runtimeInfo = (pkg: string): string =>
   `require(require('node-gyp-build').resolve(${JSON.stringify(pkg)})).runtimeInfo()`
 
@@ -91,7 +76,7 @@ test('the tarball carries the CUDA prebuild, the compiled API, sources for its m
 // Without install scripts (pnpm 10, --ignore-scripts) the prebuilt binary still loads; `npm rebuild` then runs
 // the install step, which says what it found. ESM import and CommonJS require both work, and a real run too.
 test('installed with no compiler and no install scripts, the prebuilt CUDA binary loads through require and import', async t => {
-  const env = await bareEnv(t)
+  const env = await bareEnv(t, await tmp)
   const app = await project('app', env, '--ignore-scripts')
   const installed = path.join(app, 'node_modules', '@pg25', 'native')
   await t.throwsAsync(fs.access(path.join(installed, 'build')), undefined, 'nothing was compiled')
@@ -166,7 +151,7 @@ test('installed with no compiler and no install scripts, the prebuilt CUDA binar
 // The fallback a user without a prebuilt binary gets: a build from source, here with cmake and g++ but no nvcc.
 // It says it has no CUDA, the addon agrees, and only the .node file is left of the build.
 test('a build from source without nvcc says it has no CUDA and keeps only the addon', async t => {
-  const base = await bareEnv(t)
+  const base = await bareEnv(t, await tmp)
   const app = await project('app-src', base, '--ignore-scripts')
   const env = { ...base, PATH: `${base.PATH}:/usr/bin:/bin`, PG25_BUILD_FROM_SOURCE: '1' }
   await t.throwsAsync(run('nvcc', ['--version'], { env }), undefined, 'nvcc must be absent')

@@ -1,8 +1,9 @@
-// Ctrl-C (SIGINT) and SIGTERM during a one-shot CLI run, local or on a fleet: the first signal stops
+// Ctrl-C (SIGINT) and SIGTERM (Windows: Ctrl-Break) during a one-shot CLI run, local or on a fleet: the first signal stops
 // the work (the load and the run are aborted, a fleet's jobs cancelled) and runs the cleanups at once
 // (temporary output files removed), so the command ends through its own error path; a second signal
 // exits there and then, its cleanups already done.
 import { AbortError } from '../errors'
+import { STOP_SIGNALS as SIGNALS } from './stop-signals'
 
 export interface Interrupt {
   /** aborted by the first signal */
@@ -34,6 +35,3 @@ export function catchInterrupts (say: (line: string) => void): Interrupt {
     dispose: () => { for (const s of SIGNALS) { process.removeListener(s, first); process.removeListener(s, second) } }
   }
 }
-
-// Windows has no SIGTERM: Ctrl-Break (SIGBREAK) is its second way to stop a console program.
-const SIGNALS = process.platform === 'win32' ? ['SIGINT', 'SIGBREAK'] as const : ['SIGINT', 'SIGTERM'] as const

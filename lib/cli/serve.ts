@@ -5,6 +5,7 @@ import { checkLogFormat, formatAccessLog } from '../server/access-log'
 import { corsOrigins } from '../server/cors'
 import { int, num, parseFlags, str, type Flags, type Values } from './args'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'
+import { onStopSignals } from './stop-signals'
 import { FLEET_HELP, openFleet } from './fleet'
 import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
 
@@ -35,7 +36,7 @@ the generate() options) answers with a PNG, or with JSON ({"seed", "images": [ba
 says "response": "json"; requests beyond --queue get 503; a client that disconnects cancels its run;
 GET /health reports the queue. OpenAI's images API (/v1/images/generations, /v1/images/edits, /v1/models)
 and A1111's (/sdapi/v1/txt2img, /sdapi/v1/img2img, ...) answer too, with the same limits and queue.
-SIGTERM or SIGINT stops it: running requests are cancelled, then it exits.
+SIGTERM or SIGINT (Windows: Ctrl-Break or Ctrl-C) stops it: running requests are cancelled, then it exits.
       --port N             port to listen on (default 8080; 0 picks a free one)
       --host ADDR          address to listen on (default 127.0.0.1)
       --queue N            requests waiting or running at once (default 8)
@@ -86,7 +87,7 @@ function settings (values: Values, lists: Record<string, string[]>): { port: num
   return { port, host: str(values.host) ?? '127.0.0.1', options }
 }
 
-/** Runs `pg25 serve ...` until SIGTERM or SIGINT; resolves to the exit code. */
+/** Runs `pg25 serve ...` until a stop signal (STOP_SIGNALS); resolves to the exit code. */
 export async function serveCommand (argv: string[], elsewhere: Record<string, string> = {}): Promise<number> {
   const { values, positionals, lists } = parseFlags('pg25 serve', argv, SERVE_FLAGS, elsewhere)
   if (values.help === true) { process.stdout.write(SERVE_HELP); return 0 }
@@ -101,19 +102,26 @@ export async function serveCommand (argv: string[], elsewhere: Record<string, st
   process.stderr.write(`pg25 serve: listening on http://${host}:${typeof addr === 'object' && addr ? addr.port :
     port} (${pipe.device}, queue ${options.queueLimit}${options.token ? ', token required' : ''}${options.cors ?
     `, CORS for ${options.cors.join(' ')}` : ''})\n`)
+  let stopping = false
+  let overdue: NodeJS.Timeout | undefined
+  let off = (): void => {}
   await new Promise<void>(resolve => {
-    const stop = (signal: string): void => {
-      process.stderr.write(`pg25 serve: ${signal}: cancelling running requests and shutting down\n`)
+    off = onStopSignals(signal => {
       // A second signal means now; and whatever happens, the process ends within a bound.
-      for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => process.exit(130))
-      setTimeout(() => { process.stderr.write('pg25 serve: shutdown took too long; exiting\n'); process.exit(1) }, 15_000).unref()
+      if (stopping) process.exit(130)
+      stopping = true
+      process.stderr.write(`pg25 serve: ${signal}: cancelling running requests and shutting down\n`)
+      overdue = setTimeout(() => { process.stderr.write('pg25 serve: shutdown took too long; exiting\n'); process.exit(1) }, 15_000).unref()
       resolve()
-    }
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
+    })
   })
-  await server.shutdown(5000)
-  await pipe.dispose()
+  try {
+    await server.shutdown(5000)
+    await pipe.dispose()
+  } finally {
+    off()
+    clearTimeout(overdue)
+  }
   process.stderr.write('pg25 serve: stopped\n')
   return 0
 }

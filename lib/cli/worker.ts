@@ -4,6 +4,7 @@ import { startWorker } from '../fleet'
 import { LORA_HELP, loadLoRAFlags, parseLoRAFlags } from '../lora/flags'
 import { int, num, parseFlags, str, type Flags } from './args'
 import { chooseModel, MODEL_FLAGS, MODEL_HELP, openPipeline } from './model'
+import { onStopSignals } from './stop-signals'
 
 export const WORKER_FLAGS: Flags = {
   ...MODEL_FLAGS,
@@ -30,7 +31,7 @@ Options:
       --queue NAME          queue name (default pg25)
       --concurrency N       jobs taken at once (default 1; one runs on the device at a time)
       --max-pixels N        most output pixels (width x height x count) per job (default 4194304)
-      --grace S             on SIGTERM, seconds the running job has to finish before it is
+      --grace S             on a stop signal, seconds the running job has to finish before it is
                             given back to the queue for another worker (default 60)
       --lock-duration S     seconds a job's lock lasts unrenewed: how soon a dead worker's job moves
                             on (default 60)
@@ -40,8 +41,8 @@ ${LORA_HELP} (jobs set scales with "loras")
   -q, --quiet               no line per job
   -h, --help                this help
 
-SIGTERM or SIGINT: takes no new job, lets the running one finish (past --grace, stops it and gives it
-back), then exits. A second signal gives the job back at once. Lost Redis connections are retried.
+SIGTERM or SIGINT (Windows: Ctrl-Break or Ctrl-C): takes no new job, lets the running one finish (past
+--grace, stops it and gives it back), then exits. A second signal gives the job back at once. Lost Redis connections are retried.
 `
 
 const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', msg) }
@@ -58,7 +59,7 @@ function ms (name: string, v: string | boolean | undefined): number | undefined 
   return s === undefined ? undefined : Math.max(1, Math.round(s * 1000))
 }
 
-/** Runs `pg25 worker ...` until SIGTERM or SIGINT; resolves to the exit code. */
+/** Runs `pg25 worker ...` until a stop signal (STOP_SIGNALS); resolves to the exit code. */
 export async function workerCommand (argv: string[], elsewhere: Record<string, string> = {}): Promise<number> {
   const { values, positionals, lists } = parseFlags('pg25 worker', argv, WORKER_FLAGS, elsewhere)
   if (values.help === true) { process.stdout.write(WORKER_HELP); return 0 }
@@ -78,27 +79,36 @@ export async function workerCommand (argv: string[], elsewhere: Record<string, s
 
   // Listening from the start: a signal while the model loads or the worker starts must not kill the process mid-way.
   let signalled: string | undefined
-  const stop = new Promise<string>(resolve => {
-    const on = (s: string): void => { signalled ??= s; resolve(s) }
-    process.once('SIGTERM', () => on('SIGTERM'))
-    process.once('SIGINT', () => on('SIGINT'))
+  let resolveStop = (_s: string): void => {}
+  const stop = new Promise<string>(resolve => { resolveStop = resolve })
+  let again = (): void => { process.exit(130) }
+  let overdue: NodeJS.Timeout | undefined
+  const off = onStopSignals(s => {
+    if (signalled !== undefined) return again()
+    signalled = s
+    resolveStop(s)
   })
-  const pipe = await openPipeline(choice)
   try {
-    if (signalled !== undefined) { say(`${signalled} while loading: stopped`); return 0 }
-    await loadLoRAFlags(pipe, loras)
-    const worker = await startWorker(pipe, {
-      redis: redis!, queue: str(values.queue), concurrency, maxPixels, lockDurationMs, stalledIntervalMs, log
-    })
-    const signal = await stop
-    say(`${signal}: finishing ${worker.running} running job(s) (at most ${graceMs / 1000} s, then they go back to the queue)`)
-    // A second signal gives the jobs back now; and whatever happens, the process ends within a bound.
-    for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => { void worker.close(0) })
-    setTimeout(() => { say('shutdown took too long; exiting'); process.exit(1) }, graceMs + 20_000).unref()
-    await worker.close(graceMs)
-    say(`stopped (${worker.completed} done, ${worker.failed} failed)`)
-    return 0
+    const pipe = await openPipeline(choice)
+    try {
+      if (signalled !== undefined) { say(`${signalled} while loading: stopped`); return 0 }
+      await loadLoRAFlags(pipe, loras)
+      const worker = await startWorker(pipe, {
+        redis: redis!, queue: str(values.queue), concurrency, maxPixels, lockDurationMs, stalledIntervalMs, log
+      })
+      const signal = await stop
+      say(`${signal}: finishing ${worker.running} running job(s) (at most ${graceMs / 1000} s, then they go back to the queue)`)
+      // A second signal gives the jobs back now; and whatever happens, the process ends within a bound.
+      again = () => { void worker.close(0) }
+      overdue = setTimeout(() => { say('shutdown took too long; exiting'); process.exit(1) }, graceMs + 20_000).unref()
+      await worker.close(graceMs)
+      say(`stopped (${worker.completed} done, ${worker.failed} failed)`)
+      return 0
+    } finally {
+      await pipe.dispose()
+    }
   } finally {
-    await pipe.dispose()
+    off()
+    clearTimeout(overdue)
   }
 }

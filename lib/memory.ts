@@ -125,18 +125,19 @@ export function checkModelMemory (sources: ComponentSource[], device: string, li
 
 /**
  * The CPU backend's weight storage for `precision`: an explicit choice as it is; 'auto' is fp32 when
- * the float32 model fits `limit` (else the free memory), else fp16 with a one-line notice. Both half
- * widths compute in float32 today (widened as the GEMM packs them), and fp16 keeps an fp16 file's bits.
+ * the float32 model fits `limit` (else the free memory), else half width with a one-line notice: bf16
+ * where the processor has AVX512-BF16 (`bf16Dot`: its products run on vdpbf16ps, faster than float32),
+ * else fp16 (widened to float32 as the GEMM packs it, and it keeps an fp16 file's bits).
  */
 export function cpuPrecision (sources: ComponentSource[], precision: 'auto' | 'fp32' | 'bf16' | 'fp16', limit: number | undefined, free: number,
-  notice: (msg: string) => void): 'fp32' | 'bf16' | 'fp16' {
-  const half = 'fp16'
+  bf16Dot: boolean, notice: (msg: string) => void): 'fp32' | 'bf16' | 'fp16' {
   if (precision !== 'auto') return precision
   const wide = modelBytes(sources, 'cpu', 4)
   const available = limit ?? free
   if (wide.needed <= available) return 'fp32'
+  const half = bf16Dot ? 'bf16' : 'fp16'
   const narrow = modelBytes(sources, 'cpu', 2)
-  notice(`@pg25/native: precision 'auto': the model needs about ${fmtBytes(wide.needed)} in float32 but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmtBytes(available)}${limit !== undefined ? '' : ' is available'}, so its weights are stored as ${half} (about ${fmtBytes(narrow.needed)}); precision: 'fp32' keeps float32`)
+  notice(`@pg25/native: precision 'auto': the model needs about ${fmtBytes(wide.needed)} in float32 but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmtBytes(available)}${limit !== undefined ? '' : ' is available'}, so its weights are stored as ${half} (about ${fmtBytes(narrow.needed)}${bf16Dot ? ', computed with AVX512-BF16' : ''}); precision: 'fp32' keeps float32`)
   return half
 }
 

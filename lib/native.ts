@@ -55,7 +55,8 @@ export interface NativeEngine {
   vaeDecode(id: number, latents: NativeTensor, unscale: boolean, cancel?: CancelToken): Promise<NativeTensor>
   vaeEncode(id: number, image: NativeTensor, cancel?: CancelToken): Promise<{ mean: NativeTensor, std: NativeTensor }>
   toRGB8(image: NativeTensor): Promise<Uint8Array>
-  fromHost(data: Float32Array, shape: number[]): NativeTensor
+  /** `weight`: stored as a model's weights are (the CPU backend: as setWeightPrecision says; a GPU: fp16). */
+  fromHost(data: Float32Array, shape: number[], weight?: boolean): NativeTensor
   latentPreview(latents: NativeTensor, matrix: Float32Array, bias: Float32Array): Uint8Array
   toHost(t: NativeTensor): Float32Array
   lincomb(terms: Array<[number, NativeTensor]>): NativeTensor

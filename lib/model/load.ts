@@ -4,6 +4,7 @@
 import path from 'node:path'
 import { Pg25Error, throwIfAborted } from '../errors'
 import { LoadMeter } from './load-progress'
+import { loadNative } from '../native'
 import { checkModelMemory, costModel, cpuPrecision, type CostModel } from '../memory'
 import { TextEncoderModel, UNetModel, VAEModel } from './components'
 import type { LoadOptions } from '../options'
@@ -65,7 +66,8 @@ export async function loadModels (prep: Prepared, sources: ComponentSource[], op
   try {
     let weightBytes: number | undefined
     if (rt.device === 'cpu') {
-      const precision = cpuPrecision(sources, options.precision ?? 'auto', options.memoryLimit, rt.freeMemory(), prep.warn)
+      const bf16Dot = loadNative().runtimeInfo().cpuIsa === 'avx512bf16'
+      const precision = cpuPrecision(sources, options.precision ?? 'auto', options.memoryLimit, rt.freeMemory(), bf16Dot, prep.warn)
       rt.engine.setWeightPrecision(precision)
       weightBytes = precision === 'fp32' ? 4 : 2
     }

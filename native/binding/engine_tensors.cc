@@ -55,7 +55,10 @@ Napi::Value EngineWrap::FromHost(const Napi::CallbackInfo& info) {
     if (size_t(t.numel()) != a.ElementLength())
       throw Error(Code::InvalidArgument, "data holds " + std::to_string(a.ElementLength()) + " values; shape " + shape_str(s) + " needs " +
                                              std::to_string(t.numel()));
-    return TensorWrap::Wrap(info.Env(), be().from_host(a.Data(), s), be_ptr());
+    // fromHost(data, shape, true): a weight, stored as the model's are (setWeightPrecision on the CPU, fp16 on a GPU).
+    bool as_weight = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+    Tensor made = as_weight ? be().weight("fromHost", a.Data(), s, Storage::Default) : be().from_host(a.Data(), s);
+    return TensorWrap::Wrap(info.Env(), made, be_ptr());
   });
 }
 

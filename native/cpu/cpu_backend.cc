@@ -39,7 +39,8 @@ Tensor make_half(const Shape& shape, cpu::Half kind) {
   t.shape = shape;
   const cpu::MicroKernel& mk = cpu::micro_kernel();
   int64_t rows = t.dim(0), cols = t.numel() / std::max<int64_t>(1, rows);
-  size_t room = std::max(cpu::packed_floats(rows, cols, mk.mr), cpu::packed_floats(rows, cols, mk.nr));
+  bool paired = kind == cpu::Half::BF16 && cpu::bf16_paired();
+  size_t room = std::max(cpu::packed_halves(rows, cols, mk.mr, paired), cpu::packed_halves(rows, cols, mk.nr, paired));
   t.buf = std::make_shared<CpuBuffer>(size_t(t.numel()), kind, room, rows);
   return t;
 }

@@ -144,12 +144,15 @@ void CpuBuffer::pack_once(Layout want, int64_t r, int64_t c) {
     if (now == Layout::Plain) {
       const MicroKernel& mk = micro_kernel();
       int w = want == Layout::PanelsA ? mk.mr : mk.nr;
-      if (packed_floats(r, c, w) > capacity) throw Error(Code::Internal, "cpu backend: a weight buffer has no room for its packed form");
+      bool pair = half == Half::BF16 && bf16_paired();
+      if ((hdata ? packed_halves(r, c, w, pair) : packed_floats(r, c, w)) > capacity)
+        throw Error(Code::Internal, "cpu backend: a weight buffer has no room for its packed form");
       // In place: the buffer was made large enough for either panel layout, so packing changes neither
       // its address nor the bytes it accounts for.
       if (hdata) {
         std::vector<uint16_t> plain(hdata, hdata + count);
-        pack_panels(plain.data(), r, c, w, hdata);
+        pack_panels(plain.data(), r, c, w, hdata, pair);
+        paired = pair;
       } else {
         std::vector<float> plain(data, data + count);
         pack_panels(plain.data(), r, c, w, data);
@@ -183,7 +186,7 @@ void CpuBuffer::write_plain(const float* src) {
     std::vector<uint16_t> h(count);
     narrow(src, h.data(), count, half);
     if (plain) std::memcpy(hdata, h.data(), count * 2);
-    else pack_panels(h.data(), rows, cols, width, hdata);
+    else pack_panels(h.data(), rows, cols, width, hdata, paired);
   } else if (plain) {
     std::memcpy(data, src, count * 4);
   } else {
@@ -195,7 +198,7 @@ void CpuBuffer::read_plain(float* dst) const {
   bool plain = layout.load(std::memory_order_acquire) == Layout::Plain;
   if (hdata) {
     std::vector<uint16_t> h(plain ? 0 : count);
-    if (!plain) unpack_panels(hdata, rows, cols, width, h.data());
+    if (!plain) unpack_panels(hdata, rows, cols, width, h.data(), paired);
     widen(plain ? hdata : h.data(), dst, count, half);
   } else if (plain) {
     std::memcpy(dst, data, count * 4);

@@ -59,6 +59,7 @@ struct CpuBuffer : Buffer {
   std::atomic<Layout> layout{Layout::Plain};
   int64_t rows = 0, cols = 0;  // the matrix the panels hold
   int width = 0;               // their width
+  bool paired = false;         // half-width panels stored as bf16 pairs (gemm.h: bf16_paired)
   int64_t dim0 = 0;            // a half-width weight's first dimension (for its float32 room if widened)
 
  private:

@@ -63,6 +63,19 @@ struct Job {
   const Epilogue& e;
 };
 
+// Where the micro-kernel's sums for C[i0.., j0..] go; the epilogue's terms are added with the first K block.
+Tile tile_at(const Job& job, int64_t i0, int64_t j0, int rows, int cols, bool first) {
+  const Epilogue& e = job.e;
+  return {job.C + i0 * job.ldc + j0,
+          job.ldc,
+          rows,
+          cols,
+          !first || e.accumulate,
+          first && e.row_bias ? e.row_bias + i0 : nullptr,
+          first && e.col_bias ? e.col_bias + j0 : nullptr,
+          first && e.residual ? e.residual + i0 * job.ldc + j0 : nullptr};
+}
+
 // One tile of C: rows [m0, m0 + mt), columns [n0, n0 + nt); m0 and n0 are multiples of the panel widths.
 void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
   const MicroKernel& mk = micro_kernel();
@@ -81,7 +94,6 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
     for (int64_t pc = 0; pc < job.K; pc += KC) {
       int64_t kc = std::min(KC, job.K - pc);
       const bool first = pc == 0;
-      const Epilogue& e = job.e;
       // B panel jr of this block starts at bp + (jr / nr) * bstride.
       const float* bp;
       int64_t bstride;
@@ -123,16 +135,66 @@ void gemm_tile(const Job& job, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
           int64_t cols = std::min<int64_t>(nr, nc - jr);
           const float* bpanel = bp + (jr / nr) * bstride;
           for (int64_t ir = 0; ir < mc; ir += mr) {
-            int64_t i0 = ic + ir, j0 = jc + jr;
-            Tile t{job.C + i0 * job.ldc + j0,
-                   job.ldc,
-                   int(std::min<int64_t>(mr, mc - ir)),
-                   int(cols),
-                   !first || e.accumulate,
-                   first && e.row_bias ? e.row_bias + i0 : nullptr,
-                   first && e.col_bias ? e.col_bias + j0 : nullptr,
-                   first && e.residual ? e.residual + i0 * job.ldc + j0 : nullptr};
+            Tile t = tile_at(job, ic + ir, jc + jr, int(std::min<int64_t>(mr, mc - ir)), int(cols), first);
             mk.run(kc, ap + (ir / mr) * astride, bpanel, t);
+          }
+        }
+      }
+    }
+  }
+}
+
+// One K block [pc, pc + kc) of an operand's panels panel0.. (n rows or columns of width w) as bf16 pairs:
+// a paired weight's own panels (`half`), else float32 panels (prepacked, or `staged` for this block)
+// rounded into `buf`. The first panel, and the distance from one panel to the next.
+struct PairBlock {
+  const uint16_t* first;
+  int64_t stride;
+};
+PairBlock pair_block(const uint16_t* half, const float* packed, const float* staged, int64_t panel0, int64_t n, int64_t K, int64_t pc,
+                     int64_t kc, int w, uint16_t* buf) {
+  if (half) {
+    const int64_t Kp = K + (K & 1);
+    return {half + panel0 * Kp * w + pc * w, Kp * w};
+  }
+  const int64_t stride = (kc + 1) / 2 * w * 2;
+  for (int64_t q = 0; q * w < n; q++)
+    bf16_pairs(packed ? packed + (panel0 + q) * K * w + pc * w : staged + q * kc * w, kc, w, buf + q * stride);
+  return {buf, stride};
+}
+
+// The same product for a bf16 weight on the AVX512-BF16 kernel: the weight's panels are stored paired
+// (pack_panels) and read as they are; each K block of the other operand is rounded to bf16 pairs from the
+// float32 panels the usual packers make. The sums stay float32, added in the same order as gemm_tile's.
+void gemm_tile_bf16(const Job& job, const MicroKernelBf16& mk, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
+  const int mr = mk.mr, nr = mk.nr;
+  const int64_t MC = mc_for(mr);
+  const bool b_pre = job.b.packed || job.b.packed_half;
+  const int64_t ncb = b_pre ? nt : NC, ncols = (std::min(ncb, nt) + nr - 1) / nr * nr;
+  thread_local std::vector<float> fbuf;
+  thread_local std::vector<uint16_t> apairs, bpairs;
+  fbuf.resize(size_t(std::max(MC + mr, ncols)) * KC);
+  apairs.resize(size_t(MC + mr) * KC);
+  bpairs.resize(size_t(ncols) * KC);
+  for (int64_t jc = n0; jc < n0 + nt; jc += ncb) {
+    int64_t nc = std::min(ncb, n0 + nt - jc);
+    for (int64_t pc = 0; pc < job.K; pc += KC) {
+      const int64_t kc = std::min(KC, job.K - pc), kc2 = (kc + 1) / 2;
+      const bool first = pc == 0;
+      if (!b_pre) {
+        if (job.b.conv) packers().b_conv(*job.b.conv, job.N, jc, nc, pc, kc, nr, fbuf.data());
+        else packers().b_plain(job.b, job.N, jc, nc, pc, kc, nr, fbuf.data());
+      }
+      const PairBlock b = pair_block(job.b.packed_half, job.b.packed, fbuf.data(), jc / nr, nc, job.K, pc, kc, nr, bpairs.data());
+      for (int64_t ic = m0; ic < m0 + mt; ic += MC) {
+        int64_t mc = std::min(MC, m0 + mt - ic);
+        if (!job.a.packed && !job.a.packed_half) packers().a_plain(job.a.plain, job.a.ld, job.M, ic, mc, pc, kc, mr, fbuf.data());
+        const PairBlock a = pair_block(job.a.packed_half, job.a.packed, fbuf.data(), ic / mr, mc, job.K, pc, kc, mr, apairs.data());
+        for (int64_t jr = 0; jr < nc; jr += nr) {
+          int64_t cols = std::min<int64_t>(nr, nc - jr);
+          for (int64_t ir = 0; ir < mc; ir += mr) {
+            Tile t = tile_at(job, ic + ir, jc + jr, int(std::min<int64_t>(mr, mc - ir)), int(cols), first);
+            mk.run(kc2, a.first + (ir / mr) * a.stride, b.first + (jr / nr) * b.stride, t);
           }
         }
       }
@@ -146,39 +208,49 @@ size_t packed_floats(int64_t rows, int64_t K, int width) { return size_t((rows +
 
 namespace {
 
+// Panel p of `width` rows holds its rows k-major: element (i, k) at k * width + i, or paired at
+// (k / 2) * 2 * width + 2 * i + k % 2 with K rounded up to even (the pad is zero).
 template <typename T>
-void pack_panels_of(const T* src, int64_t rows, int64_t K, int width, T* dst) {
-  int64_t panels = (rows + width - 1) / width;
+void pack_panels_of(const T* src, int64_t rows, int64_t K, int width, T* dst, bool paired) {
+  const int64_t panels = (rows + width - 1) / width, Kp = paired ? K + (K & 1) : K;
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; p++) {
-      T* d = dst + p * K * width;
+      T* d = dst + p * Kp * width;
       for (int64_t i = 0; i < width; i++) {
         int64_t r = p * width + i;
-        if (r < rows)
-          for (int64_t k = 0; k < K; k++) d[k * width + i] = src[r * K + k];
-        else
-          for (int64_t k = 0; k < K; k++) d[k * width + i] = T(0);
+        for (int64_t k = 0; k < Kp; k++) {
+          T v = r < rows && k < K ? src[r * K + k] : T(0);
+          d[paired ? (k / 2) * 2 * width + 2 * i + (k & 1) : k * width + i] = v;
+        }
       }
     }
   });
 }
 
 template <typename T>
-void unpack_panels_of(const T* packed, int64_t rows, int64_t K, int width, T* dst) {
+void unpack_panels_of(const T* packed, int64_t rows, int64_t K, int width, T* dst, bool paired) {
+  const int64_t Kp = paired ? K + (K & 1) : K;
   for (int64_t r = 0; r < rows; r++) {
-    const T* s = packed + (r / width) * K * width + r % width;
-    for (int64_t k = 0; k < K; k++) dst[r * K + k] = s[k * width];
+    const T* s = packed + (r / width) * Kp * width;
+    const int64_t i = r % width;
+    for (int64_t k = 0; k < K; k++) dst[r * K + k] = s[paired ? (k / 2) * 2 * width + 2 * i + (k & 1) : k * width + i];
   }
 }
 
 }  // namespace
 
-void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst) { pack_panels_of(src, rows, K, width, dst); }
-void pack_panels(const uint16_t* src, int64_t rows, int64_t K, int width, uint16_t* dst) { pack_panels_of(src, rows, K, width, dst); }
-void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst) { unpack_panels_of(packed, rows, K, width, dst); }
-void unpack_panels(const uint16_t* packed, int64_t rows, int64_t K, int width, uint16_t* dst) {
-  unpack_panels_of(packed, rows, K, width, dst);
+void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst) { pack_panels_of(src, rows, K, width, dst, false); }
+void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst) {
+  unpack_panels_of(packed, rows, K, width, dst, false);
 }
+size_t packed_halves(int64_t rows, int64_t K, int width, bool paired) { return packed_floats(rows, paired ? K + (K & 1) : K, width); }
+void pack_panels(const uint16_t* src, int64_t rows, int64_t K, int width, uint16_t* dst, bool paired) {
+  pack_panels_of(src, rows, K, width, dst, paired);
+}
+void unpack_panels(const uint16_t* packed, int64_t rows, int64_t K, int width, uint16_t* dst, bool paired) {
+  unpack_panels_of(packed, rows, K, width, dst, paired);
+}
+bool bf16_paired() { return micro_kernel_bf16() != nullptr; }
 
 void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b, float* C, int64_t ldc, const Epilogue& e, bool threaded) {
   if (M <= 0 || N <= 0) return;
@@ -193,6 +265,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b,
   }
   const MicroKernel& mk = micro_kernel();
   Job job{M, N, K, a, b, C, ldc, e};
+  // A bf16 weight runs on vdpbf16ps where the processor has it (same panel widths as the AVX-512 kernel).
+  const MicroKernelBf16* bf16 = a.half == Half::BF16 || b.half == Half::BF16 ? micro_kernel_bf16() : nullptr;
   // Tiles in whole panels. The operand packed per call is packed once per tile that needs it, so the
   // split runs along that operand's other side first: along N when A is prepacked or B is packed per
   // call (convolutions, whose im2col columns are the costly packing), along M when B is prepacked.
@@ -216,7 +290,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b,
   auto run = [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
       int64_t m0 = (t / ntiles_n) * mstep, n0 = (t % ntiles_n) * nstep;
-      gemm_tile(job, m0, std::min(mstep, M - m0), n0, std::min(nstep, N - n0));
+      if (bf16) gemm_tile_bf16(job, *bf16, m0, std::min(mstep, M - m0), n0, std::min(nstep, N - n0));
+      else gemm_tile(job, m0, std::min(mstep, M - m0), n0, std::min(nstep, N - n0));
     }
   };
   if (total > 1) parallel_for(total, 1, run);

@@ -19,9 +19,14 @@ namespace pg25::cpu {
 size_t packed_floats(int64_t rows, int64_t K, int width);
 void pack_panels(const float* src, int64_t rows, int64_t K, int width, float* dst);
 void unpack_panels(const float* packed, int64_t rows, int64_t K, int width, float* dst);
-// The same at half width (a weight stored as bf16 or fp16).
-void pack_panels(const uint16_t* src, int64_t rows, int64_t K, int width, uint16_t* dst);
-void unpack_panels(const uint16_t* packed, int64_t rows, int64_t K, int width, uint16_t* dst);
+// The same at half width (a weight stored as bf16 or fp16). `paired` (a bf16 weight for the AVX512-BF16
+// kernel, bf16_paired()): each panel holds K rounded up to even, as pairs of K steps ([K / 2][width][2],
+// half.h: bf16_pairs), so the kernel reads the weight as it is stored.
+size_t packed_halves(int64_t rows, int64_t K, int width, bool paired);
+void pack_panels(const uint16_t* src, int64_t rows, int64_t K, int width, uint16_t* dst, bool paired);
+void unpack_panels(const uint16_t* packed, int64_t rows, int64_t K, int width, uint16_t* dst, bool paired);
+// Whether bf16 weights are packed paired: the AVX512-BF16 kernel runs here.
+bool bf16_paired();
 
 // The im2col view of one image x [C, H, W] for a kh x kw convolution: B(k, p) with k = (c, ky, kx)
 // and p = (oy, ox) over the Ho x Wo output.
@@ -30,8 +35,8 @@ struct ConvInput {
   int64_t C, H, W, kh, kw, stride, pad, Ho, Wo;
 };
 
-// A(i, k): prepacked panels of width mr (`packed`, or `packed_half` at half width, widened to float32
-// K block by K block as the product reads them), or A[i * ld + k].
+// A(i, k): prepacked panels of width mr (`packed`, or `packed_half` at half width: widened to float32
+// K block by K block as the product reads them, or read as they are by the bf16 kernel), or A[i * ld + k].
 struct OperandA {
   const float* plain = nullptr;
   int64_t ld = 0;

@@ -1,5 +1,7 @@
 #include "gemm_kernels.h"
 
+#include <cstring>
+
 #include "isa.h"
 
 #ifdef PG25_X86
@@ -24,25 +26,15 @@ void store_scalar(const float* sum, int nr, const Tile& t) {
 }
 
 #ifdef PG25_X86
-// AVX-512: 14 rows x 32 columns, 28 accumulators + 2 B vectors in the 32 zmm registers; A values
-// are broadcast straight from memory. Each k is 28 FMAs for 2 loads of B and 14 broadcasts, so the two
-// FMA pipes, not the loads, set the pace.
-PG25_TARGET("avx512f,fma") void micro_avx512(int64_t kc, const float* a, const float* b, const Tile& t) {
+#if defined(__GNUC__) || defined(__clang__)
+#define PG25_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define PG25_ALWAYS_INLINE inline
+#endif
+// Stores the AVX-512 kernels' 14 x 32 sums as `t` says; masked loads and stores cover a tile cut short
+// by the matrix's edge. Inlined, so the sums stay in registers up to their stores.
+PG25_TARGET("avx512f") PG25_ALWAYS_INLINE void store_avx512(__m512 (&c)[14][2], const Tile& t) {
   constexpr int MR = 14;
-  __m512 c[MR][2];
-#pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kc; k++) {
-    __m512 b0 = _mm512_loadu_ps(b + k * 32), b1 = _mm512_loadu_ps(b + k * 32 + 16);
-    const float* ak = a + k * MR;
-#pragma GCC unroll 14
-    for (int i = 0; i < MR; i++) {
-      __m512 ai = _mm512_set1_ps(ak[i]);
-      c[i][0] = _mm512_fmadd_ps(ai, b0, c[i][0]);
-      c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
-    }
-  }
-  // Masked loads and stores cover a tile cut short by the matrix's edge.
   __mmask16 m[2] = {__mmask16(t.cols >= 16 ? 0xffff : (1u << t.cols) - 1), __mmask16(t.cols >= 32  ? 0xffff
                                                                                      : t.cols > 16 ? (1u << (t.cols - 16)) - 1
                                                                                                    : 0)};
@@ -63,6 +55,53 @@ PG25_TARGET("avx512f,fma") void micro_avx512(int64_t kc, const float* a, const f
     }
   }
 }
+
+// AVX-512: 14 rows x 32 columns, 28 accumulators + 2 B vectors in the 32 zmm registers; A values
+// are broadcast straight from memory. Each k is 28 FMAs for 2 loads of B and 14 broadcasts, so the two
+// FMA pipes, not the loads, set the pace.
+PG25_TARGET("avx512f,fma") void micro_avx512(int64_t kc, const float* a, const float* b, const Tile& t) {
+  constexpr int MR = 14;
+  __m512 c[MR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_loadu_ps(b + k * 32), b1 = _mm512_loadu_ps(b + k * 32 + 16);
+    const float* ak = a + k * MR;
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      __m512 ai = _mm512_set1_ps(ak[i]);
+      c[i][0] = _mm512_fmadd_ps(ai, b0, c[i][0]);
+      c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
+    }
+  }
+  store_avx512(c, t);
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PG25_BF16_KERNEL 1
+// AVX512-BF16: the same 14 x 32 tile; per K pair, 2 loads of B (32 columns x 2 K steps each), 14
+// broadcasts of A's pairs and 28 vdpbf16ps, each two multiply-adds per lane: twice the FMA kernel's work
+// per instruction.
+PG25_TARGET("avx512f,avx512bw,avx512bf16") void micro_avx512_bf16(int64_t kc2, const uint16_t* a, const uint16_t* b, const Tile& t) {
+  constexpr int MR = 14;
+  __m512 c[MR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc2; k++) {
+    __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + k * 64), b1 = (__m512bh)_mm512_loadu_si512(b + k * 64 + 32);
+    const uint16_t* ak = a + k * 2 * MR;
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      int32_t pair;
+      std::memcpy(&pair, ak + 2 * i, 4);
+      __m512bh ai = (__m512bh)_mm512_set1_epi32(pair);
+      c[i][0] = _mm512_dpbf16_ps(c[i][0], ai, b0);
+      c[i][1] = _mm512_dpbf16_ps(c[i][1], ai, b1);
+    }
+  }
+  store_avx512(c, t);
+}
+#endif
 
 // AVX2: 6 x 16, 12 accumulators + 2 B vectors + 1 broadcast in the 16 ymm registers.
 PG25_TARGET("avx2,fma") void micro_avx2(int64_t kc, const float* a, const float* b, const Tile& t) {
@@ -129,6 +168,15 @@ const MicroKernel* const kByIsa[kIsaCount] = {&kGeneric, &kGeneric, &kGeneric};
 const MicroKernel& micro_kernel() {
   static const MicroKernel& k = *kByIsa[int(cpu_isa())];
   return k;
+}
+
+const MicroKernelBf16* micro_kernel_bf16() {
+#ifdef PG25_BF16_KERNEL
+  static const MicroKernelBf16 k{14, 32, micro_avx512_bf16};
+  return cpu_bf16_dot() ? &k : nullptr;
+#else
+  return nullptr;
+#endif
 }
 
 }  // namespace pg25::cpu

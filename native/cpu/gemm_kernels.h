@@ -29,4 +29,15 @@ struct MicroKernel {
 // The kernel for cpu_isa() (isa.h: PG25_CPU_ISA=avx2|generic picks a narrower one).
 const MicroKernel& micro_kernel();
 
+// The bf16 form (AVX512-BF16's vdpbf16ps), for products with a bf16 weight: both panels hold bf16 pairs
+// along K, [kc2][width][2] (half.h: bf16_pairs), and each instruction multiplies two K steps and adds
+// them into the float32 sums. Same panel widths as the AVX-512 kernel.
+struct MicroKernelBf16 {
+  int mr, nr;
+  void (*run)(int64_t kc2, const uint16_t* a, const uint16_t* b, const Tile& t);
+};
+// Null where cpu_bf16_dot() is false or the compiler has no AVX512-BF16 intrinsics (MSVC builds): bf16
+// weights are then widened to float32 for the float32 kernel.
+const MicroKernelBf16* micro_kernel_bf16();
+
 }  // namespace pg25::cpu

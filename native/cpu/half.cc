@@ -9,6 +9,11 @@
 #include <immintrin.h>
 #endif
 
+// GCC 12 warns about the undefined vector its own AVX-512 intrinsics start from (a false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace pg25::cpu {
 namespace {
 
@@ -60,6 +65,31 @@ PG25_TARGET("avx512f") void widen_avx512(const uint16_t* src, float* dst, size_t
 }
 #endif
 
+void pairs_generic(const float* src, int64_t kc, int w, uint16_t* dst) {
+  for (int64_t k = 0; k < kc; k += 2, dst += 2 * w)
+    for (int j = 0; j < w; j++) {
+      dst[2 * j] = to_bf16(src[k * w + j]);
+      dst[2 * j + 1] = k + 1 < kc ? to_bf16(src[(k + 1) * w + j]) : 0;
+    }
+}
+
+#if defined(PG25_X86) && (defined(__GNUC__) || defined(__clang__))
+// 16 columns at a time: rows 2k and 2k + 1 widened to 32-bit lanes and merged, low half first (masked at
+// the panel's width). vcvtneps2bf16 rounds to nearest even, as to_bf16 does.
+PG25_TARGET("avx512f,avx512bw,avx512vl,avx512bf16") void pairs_f32_avx512(const float* src, int64_t kc, int w, uint16_t* dst) {
+  for (int64_t k = 0; k < kc; k += 2, dst += 2 * w)
+    for (int j = 0; j < w; j += 16) {
+      __mmask16 m = w - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (w - j)) - 1);
+      __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + k * w + j)));
+      __m512i hi = k + 1 < kc ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + (k + 1) * w + j)))
+                              : _mm512_setzero_si512();
+      _mm512_mask_storeu_epi32(dst + 2 * j, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+}
+
+#define PG25_PAIRS_AVX512 1
+#endif
+
 using Widen = void (*)(const uint16_t*, float*, size_t, Half);
 
 Widen pick_widen() {
@@ -86,5 +116,13 @@ void widen(const uint16_t* src, float* dst, size_t n, Half kind) {
 }
 
 float half_max(Half kind) { return kind == Half::BF16 ? 3.38953139e38f : 65504.f; }
+
+// The pairs are made only for the AVX512-BF16 kernel, so its processors take the vector form.
+void bf16_pairs(const float* src, int64_t kc, int w, uint16_t* dst) {
+#ifdef PG25_PAIRS_AVX512
+  if (cpu_bf16_dot()) return pairs_f32_avx512(src, kc, w, dst);
+#endif
+  pairs_generic(src, kc, w, dst);
+}
 
 }  // namespace pg25::cpu

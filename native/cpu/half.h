@@ -17,4 +17,9 @@ void widen(const uint16_t* src, float* dst, size_t n, Half kind);
 // The largest finite magnitude `kind` holds.
 float half_max(Half kind);
 
+// bf16 pairs along K for vdpbf16ps (gemm_kernels.h: MicroKernelBf16): `src` is a K block of a float32
+// panel, kc rows of w values (k-major); `dst` gets (kc + 1) / 2 rows of w pairs, rows 2k and 2k + 1 side
+// by side, rounded to nearest even, a zero in place of the row past an odd kc.
+void bf16_pairs(const float* src, int64_t kc, int w, uint16_t* dst);
+
 }  // namespace pg25::cpu

@@ -9,6 +9,7 @@ export const CASES: Case[] = [
   { name: 'linear', op: 'linear', inputs: [[[2, 37, 129], 1], [[67, 129], 0.2], [[67], 1]] },
   { name: 'linear+residual', op: 'linear', inputs: [[[45, 300], 1], [[33, 300], 0.1], null, [[45, 33], 1]] },
   { name: 'linear 1x1', op: 'linear', inputs: [[[1, 1], 1], [[1, 1], 1], null] },
+  { name: 'linear K 601', op: 'linear', inputs: [[[3, 20, 601], 1], [[45, 601], 0.1], [[45], 1]] },
   { name: 'conv3x3', op: 'conv2d', inputs: [[[2, 13, 17, 19], 1], [[11, 13, 3, 3], 0.2], [[11], 1]], attrs: { stride: 1, pad: 1 } },
   { name: 'conv3x3 stride 2', op: 'conv2d', inputs: [[[1, 9, 16, 15], 1], [[20, 9, 3, 3], 0.2], [[20], 1]], attrs: { stride: 2, pad: 1 } },
   { name: 'conv1x1+residual', op: 'conv2d', inputs: [[[2, 24, 7, 9], 1], [[17, 24, 1, 1], 0.2], [[17], 1], [[2, 17, 7, 9], 1]], attrs: { stride: 1, pad: 0 } },
@@ -21,6 +22,40 @@ export const CASES: Case[] = [
   { name: 'attention', op: 'attention', inputs: [[[2, 70, 64], 1], [[2, 77, 64], 1], [[2, 77, 64], 1]], attrs: { heads: 2, causal: false } },
   { name: 'attention causal', op: 'attention', inputs: [[[1, 33, 48], 1], [[1, 33, 48], 1], [[1, 33, 48], 1]], attrs: { heads: 3, causal: true } }
 ]
+
+/**
+ * The products whose second input is a weight, run again with it stored at half width (setWeightPrecision):
+ * 'bf16' and 'fp16' storage, and on a processor with AVX512-BF16 the bf16 kernel, whose other operand is
+ * rounded to bf16 too (`bf16Activations`).
+ */
+export const HALF_CASES = CASES.filter(c => c.op === 'linear' || c.op === 'conv2d')
+export type HalfKind = 'bf16' | 'fp16'
+
+/** `v` (a float32 value) rounded to bf16, to nearest even. */
+export function roundBf16 (v: number): number {
+  const f = new Float32Array([v]), u = new Uint32Array(f.buffer)
+  u[0] = (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) & 0xffff0000
+  return f[0]
+}
+
+/** `v` rounded to IEEE float16, to nearest even (the weights here stay far from its range's ends). */
+export function roundF16 (v: number): number {
+  const a = Math.abs(Math.fround(v))
+  if (a === 0) return 0
+  const quantum = 2 ** (Math.max(Math.floor(Math.log2(a)), -14) - 10)
+  const q = a / quantum, r = Math.floor(q)
+  const n = q - r > 0.5 || (q - r === 0.5 && r % 2 === 1) ? r + 1 : r
+  return Math.sign(v) * n * quantum
+}
+
+/** The float64 reference of a half case: the weight rounded as stored, the input too where the bf16 kernel rounds it. */
+export function halfReference (c: Case, kind: HalfKind, bf16Activations: boolean): Float64Array {
+  const round = kind === 'bf16' ? roundBf16 : roundF16
+  return reference(c, ins => {
+    ins[1]!.data = ins[1]!.data.map(round)
+    if (bf16Activations && kind === 'bf16') ins[0]!.data = ins[0]!.data.map(roundBf16)
+  })
+}
 
 export function inputsOf (c: Case): Array<{ shape: number[], data: Float32Array } | null> {
   return c.inputs.map((i, k) => {
@@ -41,8 +76,9 @@ const erf = (x: number): number => { // Abramowitz & Stegun 7.1.26 is too coarse
 }
 const silu = (v: number): number => v / (1 + Math.exp(-v))
 
-export function reference (c: Case): Float64Array {
+export function reference (c: Case, adjust?: (ins: ReturnType<typeof inputsOf>) => void): Float64Array {
   const ins = inputsOf(c)
+  adjust?.(ins)
   const x = ins[0]!
   const a = c.attrs ?? {}
   switch (c.op) {

@@ -15,13 +15,15 @@ export interface PeerRow {
   onnxruntime?: number
   /** the target ratio ours / peer, per peer */
   target: { pytorch: number, onnxruntime?: number }
+  /** items also run at half precision: PyTorch's bfloat16 model, ms, and its peak RSS in bytes (as recorded) */
+  bf16?: { pytorch?: number, pytorchRss?: number }
 }
 
 export const PEER_ROWS: PeerRow[] = [
-  { item: 'unet32', what: 'full-size UNet, batch 2, 32x32 latents', pytorch: 6390, target: { pytorch: 1 } },
-  { item: 'unet64', what: 'full-size UNet, batch 2, 64x64 latents', pytorch: 15620, target: { pytorch: 1 } },
-  { item: 'vae', what: 'full-size VAE decode to 256x256', pytorch: 2090, target: { pytorch: 1 } },
-  { item: 'pipeline', what: 'tiny-pg25 generate(), 128x128, 30 steps', pytorch: 413, target: { pytorch: 1 } },
+  { item: 'unet32', what: 'full-size UNet, batch 2, 32x32 latents', pytorch: 6390, target: { pytorch: 1 }, bf16: {} },
+  { item: 'unet64', what: 'full-size UNet, batch 2, 64x64 latents', pytorch: 15620, target: { pytorch: 1 }, bf16: {} },
+  { item: 'vae', what: 'full-size VAE decode to 256x256', pytorch: 2090, target: { pytorch: 1 }, bf16: {} },
+  { item: 'pipeline', what: 'tiny-pg25 generate(), 128x128, 30 steps', pytorch: 413, target: { pytorch: 1 }, bf16: {} },
   { item: 'tinyunet', what: 'tiny-pg25 UNet call, batch 2, 16x16', pytorch: 12.4, onnxruntime: 3.9, target: { pytorch: 1, onnxruntime: 1.5 } }
 ]
 

@@ -3,9 +3,14 @@ bench/peers.ts times on our CPU backend. Run by that script as `$PG25_PEERS_PYTH
 with OMP_NUM_THREADS / PG25_THREADS set; needs torch, diffusers (on PYTHONPATH), transformers,
 onnxruntime and onnx in that Python (BENCHMARKS.md says how to build the venv offline).
 
-Prints `RESULT <who> <item> <median ms> <runs...>`: one warm-up call, then N timed calls."""
+`$PG25_PEERS_PYTHON bench/peers.py ITEM bf16` runs PyTorch's side with the model and its inputs in bfloat16
+(oneDNN's bf16 kernels on CPUs that have them), as `.to(torch.bfloat16)` does.
+
+Prints `RESULT <who> <item> <median ms> <runs...>`: one warm-up call, then N timed calls; then
+`RSS <who> <item> <bytes>`, the process's peak resident memory."""
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -46,21 +51,23 @@ def unet_inputs(gen, res, ctx_dim, text_dim, batch=2):
     return sample, ctx, added
 
 
-def main(item):
+def main(item, dtype):
     gen = torch.Generator().manual_seed(5)
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {dtype}", flush=True)
     with torch.inference_mode():
         if item in ("unet32", "unet64"):
             # Random initialisation from the real config: the same shapes and work as the real weights.
-            unet = UNet2DConditionModel.from_config(config("unet")).eval().float()
+            unet = UNet2DConditionModel.from_config(config("unet")).eval().to(dtype)
             sample, ctx, added = unet_inputs(gen, 32 if item == "unet32" else 64, 2048, 1280)
+            sample, ctx = sample.to(dtype), ctx.to(dtype)
+            added = {k: v.to(dtype) for k, v in added.items()}
             timed("pytorch", item, 3, lambda: unet(sample, 0.5, encoder_hidden_states=ctx, added_cond_kwargs=added).sample)
         elif item == "vae":
-            vae = AutoencoderKL.from_config(config("vae")).eval().float()
-            lat = torch.randn(1, 4, 32, 32, generator=gen)
+            vae = AutoencoderKL.from_config(config("vae")).eval().to(dtype)
+            lat = torch.randn(1, 4, 32, 32, generator=gen).to(dtype)
             timed("pytorch", item, 3, lambda: vae.decode(lat).sample)
         elif item == "pipeline":
-            pipe = StableDiffusionXLPipeline.from_pretrained(TINY, variant="fp16", torch_dtype=torch.float32)
+            pipe = StableDiffusionXLPipeline.from_pretrained(TINY, variant="fp16", torch_dtype=dtype)
             pipe.scheduler = EDMDPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
             pipe.set_progress_bar_config(disable=True)
             timed("pytorch", item, 3, lambda: pipe("a cat", num_inference_steps=30, height=128, width=128, guidance_scale=3.0,
@@ -69,6 +76,7 @@ def main(item):
             tiny_onnx(gen)
         else:
             raise SystemExit(f"unknown item {item}: unet32 unet64 vae pipeline tinyunet")
+    print(f"RSS pytorch {item} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}", flush=True)
 
 
 def tiny_onnx(gen):
@@ -105,4 +113,4 @@ def tiny_onnx(gen):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], torch.bfloat16 if sys.argv[2:] == ["bf16"] else torch.float32)

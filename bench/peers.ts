@@ -7,19 +7,16 @@
 // BENCHMARKS.md says); without it, the recorded peer numbers (bench/peer-numbers.ts) stand in.
 // Each side prints `RESULT <who> <item> <median ms> <runs...>` lines, one warm-up call and then N timed calls.
 import { execFileSync, spawnSync } from 'node:child_process'
-import fs from 'node:fs'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { Pipeline, Runtime, TorchGenerator, UNetModel, VAEModel, readModelIndex, resolveComponent } from '../lib'
-import type { ComponentSource } from '../lib/model/model-dir'
+import { fullConfig, REF } from './full-model'
 import { fmtMs, PEER_ROWS, ratioCell, type WorkItem } from './peer-numbers'
 
 type Precision = 'fp32' | 'bf16' | 'fp16'
 const PRECISIONS = ['fp32', 'bf16', 'fp16'] as const
 
 const ROOT = path.join(__dirname, '..', '..')
-const REF = path.resolve(process.env.PG25_REFERENCE ?? path.join(ROOT, '..', 'shared', 'reference'))
-const FULL = path.join(REF, 'full')
 const TINY = path.join(REF, 'tiny-pg25')
 const THREADS = process.env.PG25_THREADS ?? '2'
 const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]
@@ -33,12 +30,6 @@ async function timed (item: string, reps: number, fn: () => Promise<unknown>): P
     runs.push(performance.now() - t0)
   }
   console.log(`RESULT ours ${item} ${median(runs).toFixed(1)} ${runs.map(r => r.toFixed(1)).join(' ')}`)
-}
-
-function fullConfig (name: string): ComponentSource {
-  const index = JSON.parse(fs.readFileSync(path.join(FULL, 'model_index.json'), 'utf8'))
-  const configPath = path.join(FULL, name, 'config.json')
-  return { name, className: index[name][1], configPath, configText: fs.readFileSync(configPath, 'utf8'), files: [], variant: null }
 }
 
 /** A CPU runtime storing the weights it loads at `precision`. */

@@ -28,7 +28,9 @@ class Pool {
   }
   int size() const { return int(workers_.size()) + 1; }
 
-  // Runs task(i) for i in [0, ntasks) on all threads; returns when every task is done.
+  // Runs task(i) for i in [0, ntasks) on all threads; returns when every task is done. The caller takes
+  // tasks too and waits only for the workers that joined in: one that the OS has not scheduled yet (a
+  // loaded machine) does not hold the call up, it finds the run closed when it wakes.
   void run(int64_t ntasks, const std::function<void(int64_t)>& task) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
     if (!busy.owns_lock() || workers_.empty()) {
@@ -40,13 +42,14 @@ class Pool {
       task_ = &task;
       ntasks_ = ntasks;
       next_.store(0);
-      pending_ = int(workers_.size());
+      open_ = true;
       generation_++;
     }
     cv_.notify_all();
     drain();
     std::unique_lock<std::mutex> g(m_);
-    done_cv_.wait(g, [this] { return pending_ == 0; });
+    open_ = false;
+    done_cv_.wait(g, [this] { return joined_ == 0; });
     task_ = nullptr;
   }
 
@@ -63,13 +66,14 @@ class Pool {
     for (;;) {
       {
         std::unique_lock<std::mutex> g(m_);
-        cv_.wait(g, [&] { return stop_ || generation_ != seen; });
+        cv_.wait(g, [&] { return stop_ || (open_ && generation_ != seen); });
         if (stop_) return;
         seen = generation_;
+        joined_++;
       }
       drain();
       std::lock_guard<std::mutex> g(m_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      if (--joined_ == 0 && !open_) done_cv_.notify_one();
     }
   }
 
@@ -79,7 +83,8 @@ class Pool {
   const std::function<void(int64_t)>* task_ = nullptr;
   int64_t ntasks_ = 0;
   std::atomic<int64_t> next_{0};
-  int pending_ = 0;
+  int joined_ = 0;     // workers in the current run
+  bool open_ = false;  // whether workers may still join it
   uint64_t generation_ = 0;
   bool stop_ = false;
 };

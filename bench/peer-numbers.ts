@@ -15,15 +15,18 @@ export interface PeerRow {
   onnxruntime?: number
   /** the target ratio ours / peer, per peer */
   target: { pytorch: number, onnxruntime?: number }
-  /** items also run at half precision: PyTorch's bfloat16 model, ms, and its peak RSS in bytes (as recorded) */
-  bf16?: { pytorch?: number, pytorchRss?: number }
+  /**
+   * Items also run at half precision: PyTorch's bfloat16 model, ms, and its process's peak RSS in bytes, as
+   * measured on 2026-12-07 (one run of `bench:peers`, BENCHMARKS.md "CPU bf16").
+   */
+  bf16?: { pytorch: number, pytorchRss: number }
 }
 
 export const PEER_ROWS: PeerRow[] = [
-  { item: 'unet32', what: 'full-size UNet, batch 2, 32x32 latents', pytorch: 6390, target: { pytorch: 1 }, bf16: {} },
-  { item: 'unet64', what: 'full-size UNet, batch 2, 64x64 latents', pytorch: 15620, target: { pytorch: 1 }, bf16: {} },
-  { item: 'vae', what: 'full-size VAE decode to 256x256', pytorch: 2090, target: { pytorch: 1 }, bf16: {} },
-  { item: 'pipeline', what: 'tiny-pg25 generate(), 128x128, 30 steps', pytorch: 413, target: { pytorch: 1 }, bf16: {} },
+  { item: 'unet32', what: 'full-size UNet, batch 2, 32x32 latents', pytorch: 6390, target: { pytorch: 1 }, bf16: { pytorch: 2455, pytorchRss: 10659729408 } },
+  { item: 'unet64', what: 'full-size UNet, batch 2, 64x64 latents', pytorch: 15620, target: { pytorch: 1 }, bf16: { pytorch: 6812, pytorchRss: 10659893248 } },
+  { item: 'vae', what: 'full-size VAE decode to 256x256', pytorch: 2090, target: { pytorch: 1 }, bf16: { pytorch: 1619, pytorchRss: 805507072 } },
+  { item: 'pipeline', what: 'tiny-pg25 generate(), 128x128, 30 steps', pytorch: 413, target: { pytorch: 1 }, bf16: { pytorch: 1300, pytorchRss: 480415744 } },
   { item: 'tinyunet', what: 'tiny-pg25 UNet call, batch 2, 16x16', pytorch: 12.4, onnxruntime: 3.9, target: { pytorch: 1, onnxruntime: 1.5 } }
 ]
 

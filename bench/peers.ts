@@ -120,7 +120,7 @@ async function main (): Promise<void> {
     let torch = row.pytorch
     let ort = row.onnxruntime
     let torchBf16 = row.bf16?.pytorch
-    let torchRss: number | undefined = row.bf16?.pytorchRss
+    let torchRss = row.bf16?.pytorchRss
     if (python) {
       const peer = results(runChild(python, [path.join(ROOT, 'bench', 'peers.py'), row.item], env), row.item)
       torch = peer.ms.get('pytorch') ?? torch

@@ -338,13 +338,25 @@ class CpuBackend final : public Backend {
     Tensor y = make(q.shape);
     // One task per (batch, head): its keys and values are packed once for the kernel, then query blocks
     // of QB rows go through scores, softmax and the product with V, so the score buffer is QB x Nk,
-    // never Nq x Nk.
+    // never Nq x Nk. With precision 'bf16' on the AVX512-BF16 kernel both products run in bf16 as the
+    // weights' do (as PyTorch's bfloat16 attention): keys and values stored as bf16 pairs, queries and
+    // probabilities rounded per block; scores and softmax stay float32.
     const int64_t QB = 64;
     const int nr = cpu::micro_kernel().nr;
+    const bool bf16 = half_ == cpu::Half::BF16 && cpu::bf16_paired();
     const float *Q = D(q), *Kd = D(k), *V = D(v);
     float* O = D(y);
     cpu::parallel_for(B * heads, 1, [&](int64_t s, int64_t e) {
       std::vector<float> S(size_t(QB * Nk)), kp(cpu::packed_floats(Nk, d, nr)), vp(cpu::packed_floats(d, Nk, nr));
+      std::vector<uint16_t> kh(bf16 ? cpu::packed_halves(Nk, d, nr, true) : 0), vh(bf16 ? cpu::packed_halves(d, Nk, nr, true) : 0);
+      // Packed panels [K][nr] (float32) into `dst` as bf16 pairs, the layout of a paired weight.
+      auto pair_up = [&](const std::vector<float>& f, int64_t rows, int64_t K, std::vector<uint16_t>& dst, cpu::OperandB& op) {
+        const int64_t Kp = K + (K & 1);
+        for (int64_t p = 0; p * nr < rows; p++) cpu::bf16_pairs(f.data() + p * K * nr, K, nr, dst.data() + p * Kp * nr);
+        op = {};
+        op.packed_half = dst.data();
+        op.half = cpu::Half::BF16;
+      };
       for (int64_t t = s; t < e; t++) {
         int64_t b = t / heads, h = t % heads;
         cpu::OperandB kb, vb;
@@ -355,10 +367,15 @@ class CpuBackend final : public Backend {
         vb.plain = V + b * Nk * C + h * d;
         vb.ld = C;
         cpu::pack_b_full(vb, d, Nk, vp.data());
-        kb = {};
-        kb.packed = kp.data();
-        vb = {};
-        vb.packed = vp.data();
+        if (bf16) {
+          pair_up(kp, Nk, d, kh, kb);
+          pair_up(vp, d, Nk, vh, vb);
+        } else {
+          kb = {};
+          kb.packed = kp.data();
+          vb = {};
+          vb.packed = vp.data();
+        }
         for (int64_t q0 = 0; q0 < Nq; q0 += QB) {
           int64_t nq = std::min(QB, Nq - q0);
           cpu::OperandA qa;

@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { CASES, HALF_CASES, halfReference, reference } from '../support/cpu-kernels-cases'
+import { BF16_ATTENTION_CASES, CASES, HALF_CASES, halfReference, reference } from '../support/cpu-kernels-cases'
 
 const run = promisify(execFile)
 const CHILD = path.join(__dirname, '..', 'support', 'cpu-kernels-child.js')
@@ -56,6 +56,12 @@ for (const isa of ['default', ...(bf16 ? ['avx512'] : []), 'avx2', 'generic']) {
         // and what the rounding costs against the float32 weights (bf16 keeps 8 bits, fp16 11)
         t.true(relative(got(key), reference(c)) <= (kind === 'bf16' ? 1e-2 : 1e-3), `${key} against float32`)
       }
+    }
+    // Attention under 'bf16': float32 as ever without the bf16 kernel; with it, within bf16's rounding (and not float32's result).
+    for (const c of BF16_ATTENTION_CASES) {
+      const rel = relative(got(`${c.name} bf16`), reference(c))
+      if (dot) t.true(rel <= 1e-2 && rel > 1e-5, `${c.name} bf16: relative error ${rel}`)
+      else t.true(rel <= 2e-6, `${c.name} bf16: relative error ${rel}`)
     }
   })
 }

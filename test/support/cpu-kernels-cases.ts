@@ -29,6 +29,8 @@ export const CASES: Case[] = [
  * rounded to bf16 too (`bf16Activations`).
  */
 export const HALF_CASES = CASES.filter(c => c.op === 'linear' || c.op === 'conv2d')
+/** Attention under precision 'bf16': on the bf16 kernel its two products round their operands to bf16 too. */
+export const BF16_ATTENTION_CASES = CASES.filter(c => c.op === 'attention')
 export type HalfKind = 'bf16' | 'fp16'
 
 /** `v` (a float32 value) rounded to bf16, to nearest even. */

@@ -2,7 +2,7 @@
 // computes each case of CASES on the CPU backend and prints the outputs as base64 float32 JSON.
 import { Runtime } from '../../lib'
 import { loadNative } from '../../lib/native'
-import { CASES, HALF_CASES, inputsOf } from './cpu-kernels-cases'
+import { BF16_ATTENTION_CASES, CASES, HALF_CASES, inputsOf } from './cpu-kernels-cases'
 
 async function main (): Promise<void> {
   const rt = Runtime.open('cpu', () => {})
@@ -20,6 +20,7 @@ async function main (): Promise<void> {
   for (const kind of ['bf16', 'fp16'] as const) {
     rt.engine.setWeightPrecision(kind)
     for (const c of HALF_CASES) await runCase(c, `${c.name} ${kind}`, true)
+    if (kind === 'bf16') for (const c of BF16_ATTENTION_CASES) await runCase(c, `${c.name} bf16`, false)
   }
   rt.dispose()
   process.stdout.write(JSON.stringify(out))

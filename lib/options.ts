@@ -89,7 +89,8 @@ export interface LoadOptions {
    * How the CPU backend stores the weights: 'fp32' (exact, ~14 GB for the real model), 'bf16' or 'fp16'
    * (half the memory: bf16 products on CPUs with AVX512-BF16, else float32 arithmetic on the widened
    * values), or 'auto' (default): fp32 when the model fits `memoryLimit` (or the available memory),
-   * else half precision with a notice. The CUDA backend computes in float16 whatever this says.
+   * else half precision with a notice (bf16 where the CPU has AVX512-BF16, else fp16). The CUDA backend
+   * computes in float16 whatever this says.
    */
   precision?: Precision
   /**

@@ -165,7 +165,8 @@ PairBlock pair_block(const uint16_t* half, const float* packed, const float* sta
 
 // The same product for a bf16 weight on the AVX512-BF16 kernel: the weight's panels are stored paired
 // (pack_panels) and read as they are; each K block of the other operand is rounded to bf16 pairs from the
-// float32 panels the usual packers make. The sums stay float32, added in the same order as gemm_tile's.
+// float32 panels the usual packers make. The sums stay float32, in K order whatever the tiling, as
+// gemm_tile's (each vdpbf16ps adds a pair of K steps' products before accumulating).
 void gemm_tile_bf16(const Job& job, const MicroKernelBf16& mk, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
   const int mr = mk.mr, nr = mk.nr;
   const int64_t MC = mc_for(mr);
@@ -173,9 +174,10 @@ void gemm_tile_bf16(const Job& job, const MicroKernelBf16& mk, int64_t m0, int64
   const int64_t ncb = b_pre ? nt : NC, ncols = (std::min(ncb, nt) + nr - 1) / nr * nr;
   thread_local std::vector<float> fbuf;
   thread_local std::vector<uint16_t> apairs, bpairs;
-  fbuf.resize(size_t(std::max(MC + mr, ncols)) * KC);
+  // Scratch only for what is staged: A always (rounded to pairs), B unless it is a paired bf16 weight.
+  fbuf.resize(size_t(b_pre ? MC + mr : std::max(MC + mr, ncols)) * KC);
   apairs.resize(size_t(MC + mr) * KC);
-  bpairs.resize(size_t(ncols) * KC);
+  if (!job.b.packed_half) bpairs.resize(size_t(ncols) * KC);
   for (int64_t jc = n0; jc < n0 + nt; jc += ncb) {
     int64_t nc = std::min(ncb, n0 + nt - jc);
     for (int64_t pc = 0; pc < job.K; pc += KC) {
@@ -266,7 +268,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const OperandA& a, const OperandB& b,
   const MicroKernel& mk = micro_kernel();
   Job job{M, N, K, a, b, C, ldc, e};
   // A bf16 weight runs on vdpbf16ps where the processor has it (same panel widths as the AVX-512 kernel).
-  const MicroKernelBf16* bf16 = a.half == Half::BF16 || b.half == Half::BF16 ? micro_kernel_bf16() : nullptr;
+  // Its operands' half panels must all be bf16 (pair_block reads them as paired bf16).
+  const bool bf16_weight = (a.half == Half::BF16 || b.half == Half::BF16) && (!a.packed_half || a.half == Half::BF16) &&
+                           (!b.packed_half || b.half == Half::BF16);
+  const MicroKernelBf16* bf16 = bf16_weight ? micro_kernel_bf16() : nullptr;
   // Tiles in whole panels. The operand packed per call is packed once per tile that needs it, so the
   // split runs along that operand's other side first: along N when A is prepacked or B is packed per
   // call (convolutions, whose im2col columns are the costly packing), along M when B is prepacked.

@@ -42,7 +42,8 @@ ${LORA_HELP} (jobs set scales with "loras")
   -h, --help                this help
 
 SIGTERM or SIGINT (Windows: Ctrl-Break or Ctrl-C): takes no new job, lets the running one finish (past
---grace, stops it and gives it back), then exits. A second signal gives the job back at once. Lost Redis connections are retried.
+--grace, stops it and gives it back), then exits. A second signal gives the job back at once. Lost Redis
+connections are retried.
 `
 
 const bad = (msg: string): never => { throw new Pg25Error('PG25_INVALID_ARGUMENT', msg) }

@@ -31,7 +31,8 @@ async function measure (precision: Precision): Promise<void> {
   const t1 = performance.now()
   const eps = await unet.predict(sample, 0.5, ctx, b.pooled!, timeIds)
   const t2 = performance.now()
-  const image = await vae.decode(eps)
+  // The pipeline decodes one image's latents (the guided step's two halves are combined first).
+  const image = await vae.decode(sample)
   const t3 = performance.now()
   for (const t of [a.penultimate, b.penultimate, b.pooled, ctx, sample, eps, image]) t?.dispose()
   rt.dispose()

@@ -170,10 +170,16 @@ class Backend {
     OpScope scope(*this, "conv2d");
     return conv2d_impl(x, w, bias, stride, pad, residual);
   }
+  // x nearest-upsampled 2x, then a 3x3 convolution (stride 1): a decoder's Upsample2D, where a backend
+  // can read x through the convolution instead of making the upsampled copy (4x x's bytes).
+  Tensor upsample2x_conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int pad) {
+    OpScope scope(*this, "upsample2x_conv2d");
+    return upsample2x_conv2d_impl(x, w, bias, pad);
+  }
   // (+ SiLU); `add` [B, C] (when given) is added to x's channels first, in the same passes: a ResNet
-  // block's time embedding.
-  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
-                    const Tensor* add = nullptr) {
+  // block's time embedding. x by value: a caller that moves in the last reference to its buffer lets a
+  // backend normalise in place.
+  Tensor group_norm(Tensor x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu, const Tensor* add = nullptr) {
     OpScope scope(*this, "group_norm");
     return group_norm_impl(x, gamma, beta, groups, eps, silu, add);
   }
@@ -260,6 +266,9 @@ class Backend {
     return out;
   }
   virtual Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) = 0;
+  virtual Tensor upsample2x_conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* bias, int pad) {
+    return conv2d_impl(upsample_nearest_impl(x, x.dim(2) * 2, x.dim(3) * 2), w, bias, 1, pad, nullptr);
+  }
   virtual Tensor group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
                                  const Tensor* add) = 0;
   virtual Tensor layer_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;

@@ -127,6 +127,17 @@ Tensor call_op(Backend& be, const std::string& name, const OpArgs& args) {
     if (c.opt(3) && c.opt(3)->layout != x.layout) c.fail("the residual is not in x's layout");
     return be.conv2d(x, w, c.opt(2), stride, pad, c.opt(3));
   }
+  if (name == "upsample2x_conv2d") {
+    c.inputs(2, 3);
+    const Tensor &x = c.in(0), &w = c.in(1);
+    c.rank(x, 4, "x");
+    c.rank(w, 4, "w");
+    int pad = int(c.integer("pad", 0, 8));
+    if (w.dim(1) != x.dim(1)) c.fail("w " + shape_str(w.shape) + " does not take x " + shape_str(x.shape));
+    if (2 * x.dim(2) + 2 * pad < w.dim(2) || 2 * x.dim(3) + 2 * pad < w.dim(3)) c.fail("the kernel is larger than the padded input");
+    c.vec(c.opt(2), w.dim(0), "bias");
+    return be.upsample2x_conv2d(x, w, c.opt(2), pad);
+  }
   if (name == "cast") {  // to bf16 storage (wide: 1) or back (wide: 0) on the GPU; the CPU keeps float32
     c.inputs(1, 1);
     return be.cast(c.in(0), c.integer("wide", 0, 1) ? Storage::Wide : Storage::Default);

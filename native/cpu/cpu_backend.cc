@@ -48,6 +48,14 @@ Tensor make_half(const Shape& shape, cpu::Half kind) {
 CpuBuffer* buf(const Tensor& t) { return static_cast<CpuBuffer*>(t.buf.get()); }
 float* D(const Tensor& t) { return buf(t)->plain(); }
 
+// Whether `t` holds the only reference to an activation buffer that nothing was derived from (no
+// memo): an op may then write its output over it.
+bool last_reference(const Tensor& t) {
+  if (t.buf.use_count() != 1 || buf(t)->weight) return false;
+  std::lock_guard<std::mutex> lock(t.buf->memo_mu);
+  return t.buf->memo == nullptr;
+}
+
 // Items per parallel chunk for items of `per_item` values: a chunk of fewer than ~32K values costs less
 // than waking a worker (~5 us).
 int64_t grain(int64_t per_item) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, per_item)); }
@@ -251,7 +259,17 @@ class CpuBackend final : public Backend {
   // straight from the image (1x1 convolutions read the image as the matrix it already is); bias and
   // residual are added as each tile is stored.
   Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual) override {
-    int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3);
+    return conv(x, w, bias, stride, pad, residual, 1);
+  }
+
+  // The packing reads x at half the coordinates: bit for bit the convolution of the upsampled copy.
+  Tensor upsample2x_conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* bias, int pad) override {
+    return conv(x, w, bias, 1, pad, nullptr, 2);
+  }
+
+  // x viewed as upsampled `up` times (1, or 2 with stride 1) under a convolution.
+  Tensor conv(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad, const Tensor* residual, int64_t up) {
+    int64_t B = x.dim(0), Cin = x.dim(1), H = x.dim(2) * up, W = x.dim(3) * up;
     int64_t Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
     check(w.rank() == 4 && w.dim(1) == Cin, "conv2d", "input " + shape_str(x.shape) + " weight " + shape_str(w.shape));
     int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
@@ -267,10 +285,10 @@ class CpuBackend final : public Backend {
       a.plain = D(w);
       a.ld = K;
     }
-    bool pointwise = kh == 1 && kw == 1 && stride == 1 && pad == 0;
+    bool pointwise = up == 1 && kh == 1 && kw == 1 && stride == 1 && pad == 0;
     for (int64_t n = 0; n < B; n++) {
-      const float* xin = D(x) + n * Cin * H * W;
-      cpu::ConvInput cv{xin, Cin, H, W, kh, kw, stride, pad, Ho, Wo};
+      const float* xin = D(x) + n * Cin * (H / up) * (W / up);
+      cpu::ConvInput cv{xin, Cin, H, W, kh, kw, stride, pad, Ho, Wo, up};
       cpu::OperandB b;
       if (pointwise) {
         b.plain = xin;
@@ -288,11 +306,15 @@ class CpuBackend final : public Backend {
 
   Tensor group_norm_impl(const Tensor& x_in, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
                          const Tensor* add) override {
+    // x_in's last reference is the caller's (Backend::group_norm's): nothing else can read it, so the
+    // output may overwrite it, as it may the sum with `add`. Each group's moments are read before its
+    // values are rewritten.
+    bool own = add || last_reference(x_in);
     Tensor x = add ? add_per_channel(x_in, *add) : x_in;
     int64_t B = x.dim(0), C = x.dim(1), HW = x.numel() / (B * C);
     check(C % groups == 0, "group_norm", "channels not divisible by groups");
     int64_t cg = C / groups;
-    Tensor y = make(x.shape);
+    Tensor y = own ? x : make(x.shape);
     const float *a = D(x), *g = D(gamma), *bt = D(beta);
     float* o = D(y);
     cpu::parallel_for(B * groups, grain(cg * HW), [&](int64_t s, int64_t e) {

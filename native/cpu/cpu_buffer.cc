@@ -39,7 +39,20 @@ class BufferCache {
     if (bytes < kMin) return nullptr;
     std::lock_guard<std::mutex> g(mu_);
     auto it = free_.find(bytes);
-    if (it == free_.end()) return nullptr;
+    if (it == free_.end()) {
+      // A miss larger than anything held takes fresh pages: as many cached bytes go back first, so
+      // that a run moving on to larger tensors (a VAE decoder's up blocks) does not keep the smaller
+      // ones' buffers beside them. (A model's repeated calls hit, and keep what they reuse.)
+      if (!free_.empty() && free_.rbegin()->first > bytes) return nullptr;
+      for (size_t freed = 0; freed < bytes && !free_.empty();) {
+        auto first = free_.begin();
+        freed += first->first;
+        held_ -= first->first;
+        platform::aligned_release(first->second);
+        free_.erase(first);
+      }
+      return nullptr;
+    }
     float* p = it->second;
     free_.erase(it);
     held_ -= bytes;

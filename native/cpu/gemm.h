@@ -33,6 +33,7 @@ bool bf16_paired();
 struct ConvInput {
   const float* x;
   int64_t C, H, W, kh, kw, stride, pad, Ho, Wo;
+  int64_t up = 1;  // 2: x is [C, H/2, W/2], read as its nearest 2x upsampling (stride 1 only)
 };
 
 // A(i, k): prepacked panels of width mr (`packed`, or `packed_half` at half width: widened to float32

@@ -36,15 +36,16 @@ ResnetBlock ResnetBlock::make(Params& p, const std::string& name, int64_t in, in
   return r;
 }
 
-Tensor ResnetBlock::operator()(Backend& be, const Tensor& x, const Tensor* temb_act) const {
-  Tensor h = be.group_norm(x, norm1.w, norm1.b, groups, eps, true);
+Tensor ResnetBlock::operator()(Backend& be, Tensor x, const Tensor* temb_act) const {
+  // The skip path first: with a shortcut convolution x is not needed after norm1, which may then
+  // overwrite it (a VAE decoder's widest block holds one full-resolution tensor fewer).
+  Tensor skip = shortcut ? (*shortcut)(be, x) : x;
+  Tensor h = be.group_norm(std::move(x), norm1.w, norm1.b, groups, eps, true);
   h = conv1(be, h);
   // The time embedding is added to conv1's output inside norm2's passes (diffusers adds it just before).
   Tensor t;
   if (time_emb_proj && temb_act) t = (*time_emb_proj)(be, *temb_act);
-  h = be.group_norm(h, norm2.w, norm2.b, groups, eps, true, t.defined() ? &t : nullptr);
-  if (!shortcut) return conv2(be, h, &x);
-  Tensor skip = (*shortcut)(be, x);
+  h = be.group_norm(std::move(h), norm2.w, norm2.b, groups, eps, true, t.defined() ? &t : nullptr);
   return conv2(be, h, &skip);
 }
 

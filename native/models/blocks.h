@@ -15,6 +15,8 @@ struct Conv {
   Tensor operator()(Backend& be, const Tensor& x, const Tensor* residual = nullptr) const {
     return be.conv2d(x, w, &b, stride, pad, residual);
   }
+  // The convolution over x nearest-upsampled 2x (an Upsample2D; stride 1).
+  Tensor upsampled(Backend& be, const Tensor& x) const { return be.upsample2x_conv2d(x, w, &b, pad); }
 };
 
 struct Linear {
@@ -39,8 +41,9 @@ struct ResnetBlock {
   int groups;
   float eps;
   static ResnetBlock make(Params& p, const std::string& name, int64_t in, int64_t out, int64_t temb, int groups, float eps);
-  // temb_act: silu(time embedding) [B, temb], or undefined for the VAE.
-  Tensor operator()(Backend& be, const Tensor& x, const Tensor* temb_act) const;
+  // temb_act: silu(time embedding) [B, temb], or undefined for the VAE. A caller that moves in its
+  // last reference to x lets the block free it (or normalise over it) once the skip path has read it.
+  Tensor operator()(Backend& be, Tensor x, const Tensor* temb_act) const;
 };
 
 struct Attention {

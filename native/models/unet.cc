@@ -241,10 +241,11 @@ Tensor UNet::body(Backend& be, const Tensor& sample, const Tensor& temb_in, cons
     if (u.upsample) {
       // Upsample to the size of the next skip, as diffusers does for sizes not divisible by 2^n.
       const Tensor& next = skips.back();
-      h = (*u.upsample)(be, be.upsample_nearest(h, next.dim(2), next.dim(3)));
+      if (next.dim(2) == 2 * h.dim(2) && next.dim(3) == 2 * h.dim(3)) h = u.upsample->upsampled(be, h);
+      else h = (*u.upsample)(be, be.upsample_nearest(h, next.dim(2), next.dim(3)));
     }
   }
-  h = be.group_norm(h, norm_out_.w, norm_out_.b, groups_, eps_, true);
+  h = be.group_norm(std::move(h), norm_out_.w, norm_out_.b, groups_, eps_, true);
   return be.to_layout(conv_out_(be, h), Layout::NCHW);
 }
 

@@ -181,22 +181,23 @@ Tensor VaeDecoder::decode(Backend& be, const Tensor& z, const CancelFlag* cancel
   Tensor h = post_quant_(be, be.to_layout(be.cast(z, storage_), be.image_layout()));
   h = conv_in_(be, h);
   check_cancel(cancel);
-  h = mid_res0_(be, h, nullptr);
+  h = mid_res0_(be, std::move(h), nullptr);
   {
     int64_t H = h.dim(2), W = h.dim(3);
     Tensor a = be.image_to_tokens(be.group_norm(h, mid_attn_.norm.w, mid_attn_.norm.b, groups_, kVaeEps, false));
     Tensor skip = be.image_to_tokens(h);  // the residual in the output projection (a view on NHWC images)
     h = be.tokens_to_image(mid_attn_.attn(be, a, &skip), H, W);
   }
-  h = mid_res1_(be, h, nullptr);
+  h = mid_res1_(be, std::move(h), nullptr);
+  // Each tensor is moved into its last reader, so that it is freed (or overwritten) as soon as it is read.
   for (const Up& u : up_) {
     for (const auto& r : u.resnets) {
       check_cancel(cancel);
-      h = r(be, h, nullptr);
+      h = r(be, std::move(h), nullptr);
     }
-    if (u.upsample) h = (*u.upsample)(be, be.upsample_nearest(h, h.dim(2) * 2, h.dim(3) * 2));
+    if (u.upsample) h = u.upsample->upsampled(be, h);
   }
-  h = be.group_norm(h, norm_out_.w, norm_out_.b, groups_, kVaeEps, true);
+  h = be.group_norm(std::move(h), norm_out_.w, norm_out_.b, groups_, kVaeEps, true);
   return be.to_layout(conv_out_(be, h), Layout::NCHW);
 }
 

@@ -22,7 +22,7 @@ import model_layout as layout
 import world
 
 SIGMA_DATA = 0.5
-P_MEAN, P_STD = -0.4, 1.4  # log-normal training sigmas, shifted up from EDM's -1.2 to favour layout
+P_STD = 1.4  # log-normal training sigmas; their mean is --sigma-mean
 CFG_DROP = 0.1
 TIME_IDS = [world.SIZE, world.SIZE, 0, 0, world.SIZE, world.SIZE]
 
@@ -39,6 +39,11 @@ def parse():
     p.add_argument('--seed', type=int, default=2026)
     p.add_argument('--minutes', type=float, default=0, help='stop (resumably) after this many minutes of this run')
     p.add_argument('--export-only', action='store_true', help='write the model from the last checkpoints, without training')
+    p.add_argument('--sigma-mean', type=float, default=-0.4,
+                   help="mean log-sigma of training noise: above EDM's -1.2 favours layout, lower favours edges and corners")
+    p.add_argument('--init-from', help='a model folder this script wrote (models/demo): when --work has no checkpoints, '
+                   'train on from its weights, with a fresh optimiser')
+    p.add_argument('--init-step', type=int, default=0, help="the UNet step --init-from's weights were exported at")
     return p.parse_args()
 
 
@@ -180,9 +185,9 @@ def embed(tok1, tok2, te1, te2, captions):
     return torch.cat([o1.hidden_states[-2], o2.hidden_states[-2]], dim=-1), o2.text_embeds
 
 
-def edm_loss(unet, x0, cond, pooled, gen):
+def edm_loss(unet, x0, cond, pooled, gen, sigma_mean):
     b = x0.shape[0]
-    sigma = torch.exp(P_MEAN + P_STD * torch.randn(b, generator=gen))[:, None, None, None]
+    sigma = torch.exp(sigma_mean + P_STD * torch.randn(b, generator=gen))[:, None, None, None]
     noisy = x0 + sigma * torch.randn(x0.shape, generator=gen)
     c_in = 1 / torch.sqrt(sigma ** 2 + SIGMA_DATA ** 2)
     c_skip = SIGMA_DATA ** 2 / (sigma ** 2 + SIGMA_DATA ** 2)
@@ -202,11 +207,15 @@ def train_unet(args, parts, latents, scenes, out_of_time):
     path = os.path.join(args.work, 'unet.pt')
     ck = load_checkpoint(path)
     step = 0
+    warm_from = 0
     if ck:
         modules.load_state_dict(ck['model'])
         ema.load_state_dict(ck['ema'])
-        opt.load_state_dict(ck['opt'])
         step = ck['step']
+        if ck['opt']:
+            opt.load_state_dict(ck['opt'])
+        else:  # weights from --init-from: a fresh optimiser warms up again
+            warm_from = step
     if args.export_only:
         return ema
     rng = np.random.default_rng(args.seed + 2 + step)
@@ -221,8 +230,8 @@ def train_unet(args, parts, latents, scenes, out_of_time):
         keep = torch.from_numpy(rng.random(args.batch) >= CFG_DROP).float()
         cond, pooled = cond * keep[:, None, None], pooled * keep[:, None]
         for g in opt.param_groups:
-            g['lr'] = 5e-4 * min(1, (step + 1) / 200) * (0.2 + 0.8 * max(0.0, 1 - step / args.unet_steps))
-        loss = edm_loss(unet, x_all[idx], cond, pooled, gen)
+            g['lr'] = 5e-4 * min(1, (step + 1 - warm_from) / 200) * (0.2 + 0.8 * max(0.0, 1 - step / args.unet_steps))
+        loss = edm_loss(unet, x_all[idx], cond, pooled, gen, args.sigma_mean)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(modules.parameters(), 1.0)
@@ -240,6 +249,30 @@ def train_unet(args, parts, latents, scenes, out_of_time):
             if out_of_time():
                 break
     return ema
+
+
+def load_fp16(module, path, prefix=''):
+    """The inverse of layout.save_fp16: a shipped weights file into a float32 module."""
+    from safetensors.torch import load_file
+    state = load_file(path)
+    if prefix and not any(k.startswith(prefix) for k in module.state_dict()):
+        state = {k.removeprefix(prefix): v for k, v in state.items()}
+    state = {k: v.float() for k, v in state.items()}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected or any(not k.endswith('position_ids') for k in missing):
+        raise SystemExit(f'{path}: does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})')
+
+
+def seed_checkpoints(args, images, vae, parts, names):
+    """Writes the checkpoints --init-from's weights stand for, so that training resumes from them."""
+    load_fp16(vae, os.path.join(args.init_from, 'vae', 'diffusion_pytorch_model.fp16.safetensors'))
+    save_checkpoint(os.path.join(args.work, 'vae-normalised.pt'), {'model': vae.state_dict(), 'latents': encode_all(vae, images)})
+    save_checkpoint(os.path.join(args.work, 'vae-decoder.pt'), {'model': vae.state_dict(), 'opt': None, 'step': args.decoder_steps})
+    for (name, file, prefix), module in zip(names, parts):
+        load_fp16(module, os.path.join(args.init_from, name, f'{file}.fp16.safetensors'), prefix)
+    modules = torch.nn.ModuleList(parts)
+    save_checkpoint(os.path.join(args.work, 'unet.pt'), {'model': modules.state_dict(), 'ema': modules.state_dict(), 'opt': None, 'step': args.init_step})
+    print(f'checkpoints seeded from {args.init_from} at UNet step {args.init_step}', flush=True)
 
 
 def world_scale():
@@ -260,7 +293,17 @@ def main():
     images, scenes = (None, None) if args.export_only else data(args)
     print(f'data ready {time.time() - start:.0f}s', flush=True)
 
+    cfg = lambda name: CLIPTextConfig(**json.load(open(os.path.join(args.out, name, 'config.json'))))
+    te1 = CLIPTextModel(cfg('text_encoder')).float()
+    te2 = CLIPTextModelWithProjection(cfg('text_encoder_2')).float()
+    tok1 = CLIPTokenizer.from_pretrained(os.path.join(args.out, 'tokenizer'))
+    tok2 = CLIPTokenizer.from_pretrained(os.path.join(args.out, 'tokenizer_2'))
+    unet = UNet2DConditionModel.from_config(layout.UNET)
+    names = [('unet', 'diffusion_pytorch_model', ''), ('text_encoder', 'model', 'text_model.'), ('text_encoder_2', 'model', '')]
+
     vae = AutoencoderKL.from_config(layout.VAE)
+    if args.init_from and not os.path.exists(os.path.join(args.work, 'unet.pt')):
+        seed_checkpoints(args, images, vae, [unet, te1, te2], names)
     done = os.path.join(args.work, 'vae-normalised.pt')
     if os.path.exists(done):
         ck = torch.load(done)
@@ -275,14 +318,7 @@ def main():
     refine_decoder(args, vae, images)
     print(f'latents std {latents.std(dim=(0, 2, 3)).tolist()} mean {latents.mean(dim=(0, 2, 3)).tolist()}', flush=True)
 
-    cfg = lambda name: CLIPTextConfig(**json.load(open(os.path.join(args.out, name, 'config.json'))))
-    te1 = CLIPTextModel(cfg('text_encoder')).float()
-    te2 = CLIPTextModelWithProjection(cfg('text_encoder_2')).float()
-    tok1 = CLIPTokenizer.from_pretrained(os.path.join(args.out, 'tokenizer'))
-    tok2 = CLIPTokenizer.from_pretrained(os.path.join(args.out, 'tokenizer_2'))
-    unet = UNet2DConditionModel.from_config(layout.UNET)
     ema = train_unet(args, (unet, te1, te2, tok1, tok2), latents, scenes, out_of_time)
-    names = [('unet', 'diffusion_pytorch_model', ''), ('text_encoder', 'model', 'text_model.'), ('text_encoder_2', 'model', '')]
     for (name, file, prefix), module in zip(names, ema):
         layout.save_fp16(module, os.path.join(args.out, name, f'{file}.fp16.safetensors'), prefix)
     layout.save_fp16(vae, os.path.join(args.out, 'vae', 'diffusion_pytorch_model.fp16.safetensors'))

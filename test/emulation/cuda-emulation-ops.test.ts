@@ -39,6 +39,7 @@ const cases: OpCase[] = [
   { op: 'conv2d', inputs: [[[1, 2, 5, 5], 1], [[1, 2, 5, 5], 0.3], null], attrs: { stride: 1, pad: 0 } },
   { op: 'conv2d', inputs: [[[2, 4, 9, 7], 1], [[6, 4, 3, 3], 0.3], [[6], 1], [[2, 6, 9, 7], 1]], attrs: { stride: 1, pad: 1 } }, // + residual
   { op: 'conv2d', inputs: [[[1, 5, 6, 6], 1], [[3, 5, 1, 1], 0.3], null, [[1, 3, 6, 6], 1]], attrs: { stride: 1, pad: 0 } },
+  { op: 'upsample2x_conv2d', inputs: [[[2, 4, 5, 7], 1], [[6, 4, 3, 3], 0.3], [[6], 1]], attrs: { pad: 1 } },
   { op: 'group_norm', inputs: [[[2, 32, 9, 7], 2], [[32], 1], [[32], 1]], attrs: { groups: 8, eps: 1e-5, silu: 1 } },
   { op: 'group_norm', inputs: [[[1, 64, 1, 1], 2], [[64], 1], [[64], 1]], attrs: { groups: 32, eps: 1e-6, silu: 0 } },
   { op: 'group_norm', inputs: [[[2, 6, 33, 31], 2], [[6], 1], [[6], 1]], attrs: { groups: 3, eps: 1e-6, silu: 0 } },

@@ -12,6 +12,7 @@ export const CASES: Case[] = [
   { name: 'linear K 601', op: 'linear', inputs: [[[3, 20, 601], 1], [[45, 601], 0.1], [[45], 1]] },
   { name: 'conv3x3', op: 'conv2d', inputs: [[[2, 13, 17, 19], 1], [[11, 13, 3, 3], 0.2], [[11], 1]], attrs: { stride: 1, pad: 1 } },
   { name: 'conv3x3 stride 2', op: 'conv2d', inputs: [[[1, 9, 16, 15], 1], [[20, 9, 3, 3], 0.2], [[20], 1]], attrs: { stride: 2, pad: 1 } },
+  { name: 'upsample2x+conv3x3', op: 'upsample2x_conv2d', inputs: [[[2, 13, 9, 10], 1], [[11, 13, 3, 3], 0.2], [[11], 1]], attrs: { pad: 1 } },
   { name: 'conv1x1+residual', op: 'conv2d', inputs: [[[2, 24, 7, 9], 1], [[17, 24, 1, 1], 0.2], [[17], 1], [[2, 17, 7, 9], 1]], attrs: { stride: 1, pad: 0 } },
   { name: 'group_norm+silu', op: 'group_norm', inputs: [[[2, 32, 5, 7], 2], [[32], 1], [[32], 1]], attrs: { groups: 8, eps: 1e-5, silu: true } },
   { name: 'layer_norm', op: 'layer_norm', inputs: [[[3, 5, 77], 2], [[77], 1], [[77], 1]], attrs: { eps: 1e-5 } },
@@ -28,7 +29,7 @@ export const CASES: Case[] = [
  * 'bf16' and 'fp16' storage, and on a processor with AVX512-BF16 the bf16 kernel, whose other operand is
  * rounded to bf16 too (`bf16Activations`).
  */
-export const HALF_CASES = CASES.filter(c => c.op === 'linear' || c.op === 'conv2d')
+export const HALF_CASES = CASES.filter(c => c.op === 'linear' || c.op.endsWith('conv2d'))
 /** Attention under precision 'bf16': on the bf16 kernel its two products round their operands to bf16 too. */
 export const BF16_ATTENTION_CASES = CASES.filter(c => c.op === 'attention')
 export type HalfKind = 'bf16' | 'fp16'
@@ -94,6 +95,15 @@ export function reference (c: Case, adjust?: (ins: ReturnType<typeof inputsOf>) 
         y[m * N + n] = s + (r ? r.data[m * N + n] : 0)
       }
       return y
+    }
+    case 'upsample2x_conv2d': { // the convolution of the nearest 2x upsampling, made here
+      const [B, C, H, W] = x.shape
+      const up = new Float32Array(B * C * 4 * H * W)
+      for (let i = 0; i < up.length; i++) {
+        const xx = i % (2 * W), yy = Math.floor(i / (2 * W)) % (2 * H), bc = Math.floor(i / (4 * H * W))
+        up[i] = x.data[(bc * H + (yy >> 1)) * W + (xx >> 1)]
+      }
+      return reference({ ...c, op: 'conv2d', attrs: { stride: 1, pad: a.pad } }, r => { adjust?.(r); r[0] = { shape: [B, C, 2 * H, 2 * W], data: up } })
     }
     case 'conv2d': {
       const [w, b, r] = [ins[1]!, ins[2], ins[3]]

@@ -59,6 +59,13 @@ export function costModel (sources: ComponentSource[], device: string): CostMode
  * about 20% over, at 512 and 1024 px.
  */
 export function requestBytes (m: CostModel, width: number, height: number, count: number, guided: boolean, tokens: number): number {
+  const p = requestPhases(m, width, height, count, guided, tokens)
+  return Math.max(p.unet, p.vae)
+}
+
+/** requestBytes' two phases apart: the denoising loop's peak and the VAE decode's (each with the latents and the output). */
+export function requestPhases (m: CostModel, width: number, height: number, count: number, guided: boolean,
+  tokens: number): { unet: number, vae: number } {
   const batch = count * (guided ? 2 : 1)
   const h = height / m.scale
   const w = width / m.scale
@@ -73,38 +80,53 @@ export function requestBytes (m: CostModel, width: number, height: number, count
   const fullResChannels = Math.max(m.vaeChannels[0], m.vaeChannels[Math.min(1, m.vaeChannels.length - 1)])
   const vae = 3 * count * fullResChannels * width * height
   const latents = 4 * batch * m.latentChannels * h * w
-  return (Math.max(unet, vae) + latents) * m.bytesPer + count * width * height * 3 * 5
+  const extra = latents * m.bytesPer + count * width * height * 3 * 5
+  return { unet: unet * m.bytesPer + extra, vae: vae * m.bytesPer + extra }
 }
 
-/** Refuses a request whose working set exceeds `available` bytes (the caller's limit or the free memory). */
+/** Weights that can wait in a scratch file while another component runs: the text encoders' and the UNet's bytes. */
+export interface Pageable { encoders: number, unet: number }
+
+/**
+ * Refuses a request whose working set exceeds `limit` bytes (the caller's limit or the free memory);
+ * with `pageable` weights, it fits if the text encoders' room covers the UNet phase and theirs plus the
+ * UNet's the VAE decode. Returns whether the run must page them out to fit.
+ */
 export function checkRequestMemory (m: CostModel, size: { width: number, height: number, count: number, guided: boolean, tokens?: number },
-  device: string, limit: number, limitText: string): void {
-  const need = requestBytes(m, size.width, size.height, size.count, size.guided, size.tokens ?? 77)
-  if (need > limit) {
-    const context = (size.tokens ?? 77) > 77 ? ` with a ${size.tokens}-token prompt` : ''
-    const what = `${size.count} image(s) of ${size.width}x${size.height}${context}`
-    throw new Pg25Error('PG25_OUT_OF_MEMORY', `${what} need about ${fmtBytes(need)} of working memory on the ${device}, but ${limitText}`)
-  }
+  device: string, limit: number, limitText: string, pageable?: Pageable): boolean {
+  const p = requestPhases(m, size.width, size.height, size.count, size.guided, size.tokens ?? 77)
+  const need = Math.max(p.unet, p.vae)
+  if (need <= limit) return false
+  if (pageable !== undefined && p.unet <= limit + pageable.encoders && p.vae <= limit + pageable.encoders + pageable.unet) return true
+  const context = (size.tokens ?? 77) > 77 ? ` with a ${size.tokens}-token prompt` : ''
+  const what = `${size.count} image(s) of ${size.width}x${size.height}${context}`
+  const paged = pageable === undefined ? '' : ', even with the idle components\' weights paged out'
+  throw new Pg25Error('PG25_OUT_OF_MEMORY', `${what} need about ${fmtBytes(need)} of working memory on the ${device}, but ${limitText}${paged}`)
 }
 
 /** Bytes the model takes at `weightBytes` per parameter: its parameters, and the VAE decoder's working set at the default size. */
-export interface ModelBytes { params: number, weightBytes: number, working: number, needed: number }
+export interface ModelBytes { params: number, weightBytes: number, working: number, needed: number, vaeParams: number }
 
 export function modelBytes (sources: ComponentSource[], device: string, weightBytes: number): ModelBytes {
   const kinds = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const
   let params = 0
+  let vaeParams = 0
   for (const src of sources) {
     const kind = src.name === 'text_encoder_2' ? 'text_encoder' : src.name as 'text_encoder' | 'unet' | 'vae'
     if (!kinds.includes(src.name as typeof kinds[number])) continue
     const decl = componentManifest({ kind, className: src.className, configPath: src.configPath, configText: src.configText })
-    for (const d of decl) params += d.shape.reduce((a, b) => a * b, 1)
+    for (const d of decl) {
+      const n = d.shape.reduce((a, b) => a * b, 1)
+      params += n
+      if (kind === 'vae') vaeParams += n
+    }
   }
   const bytesPer = device.startsWith('cuda') ? 2 : 4
   const unetCfg = JSON.parse(sources.find(s => s.name === 'unet')!.configText)
   const vaeCfg = JSON.parse(sources.find(s => s.name === 'vae')!.configText)
   const side = (unetCfg.sample_size ?? 128) * 2 ** ((vaeCfg.block_out_channels?.length ?? 4) - 1)
   const working = 6 * (vaeCfg.block_out_channels?.[0] ?? 128) * side * side * bytesPer
-  return { params, weightBytes, working, needed: params * weightBytes + working }
+  return { params, weightBytes, working, needed: params * weightBytes + working, vaeParams }
 }
 
 /**
@@ -112,11 +134,16 @@ export function modelBytes (sources: ComponentSource[], device: string, weightBy
  * describe (no allocation), at the backend's precision (`weightBytes`: 2 for CUDA and the CPU's
  * bf16/fp16 storage, 4 for float32), plus the VAE decoder's working set at the default size (its widest
  * full-resolution activations, about six alive at once). `free` is what the device has free
- * (Runtime.freeMemory: the GPU's memory on CUDA), used when no `limit` is given.
+ * (Runtime.freeMemory: the GPU's memory on CUDA), used when no `limit` is given. `offload`: the idle
+ * components' weights may be paged out during a run (CPU).
  */
 export function checkModelMemory (sources: ComponentSource[], device: string, limit: number | undefined, free: number,
-  weightBytes = device.startsWith('cuda') ? 2 : 4): void {
-  const { params, working, needed } = modelBytes(sources, device, weightBytes)
+  weightBytes = device.startsWith('cuda') ? 2 : 4, offload = false): void {
+  const m = modelBytes(sources, device, weightBytes)
+  const { params, working } = m
+  // With offload the decoder's working set has the paged-out components' room: the peak is the larger of
+  // every weight (while loading) and the VAE's weights beside its working set.
+  const needed = offload ? Math.max(params * weightBytes, m.vaeParams * weightBytes + working) : m.needed
   const available = limit ?? free
   if (needed > available) {
     throw new Pg25Error('PG25_OUT_OF_MEMORY', `the model needs about ${fmtBytes(needed)} on the ${device} (${params >= 1e9 ? `${(params / 1e9).toFixed(2)}B` : `${(params / 1e6).toFixed(1)}M`} parameters at ${weightBytes} bytes plus ${fmtBytes(working)} working memory) but ${limit !== undefined ? 'memoryLimit allows' : 'only'} ${fmtBytes(available)}${limit !== undefined ? '' : ' is available'}`)

@@ -45,6 +45,8 @@ export interface NativeEngine {
   weightShapes(id: number): Record<string, number[]>
   /** Sets each named weight to its original (read again from the files) plus up [out, rank] · down [rank, k]; rank 0: the original. */
   mergeLoRA(id: number, updates: Array<{ name: string, rank: number, up?: Float32Array, down?: Float32Array }>): Promise<void>
+  /** Moves the component's weights into a scratch file until a call uses it again; false where they stay (CUDA). */
+  pageOut(id: number): Promise<boolean>
   encodeText(
     id: number, ids: Int32Array, batch: number, cancel?: CancelToken
   ): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }>
@@ -120,7 +122,7 @@ export interface NativeAddon {
 // (a name missing from either side fails tsc) and against the loaded addon by test/native/binding-seam.test.ts.
 type SameKeys<A, B> = [Exclude<A, B>, Exclude<B, A>] extends [never, never] ? true : false
 export const ADDON_EXPORTS = ['Engine', 'CancelToken', 'inspectSafetensors', 'readTensors', 'componentManifest', 'runtimeInfo', 'errorCodes'] as const
-export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',
+export const ENGINE_MEMBERS = ['device', 'loadComponent', 'componentInfo', 'weightShapes', 'mergeLoRA', 'pageOut', 'encodeText', 'unet', 'vaeDecode', 'vaeEncode',
   'toRGB8', 'fromHost', 'latentPreview', 'toHost', 'lincomb', 'concat', 'slice0', 'op', 'timeOp', 'randomTensor', 'bytesInUse', 'deviceMemory',
   'peakBytes', 'takeNotices', 'setWeightPrecision', 'profile', 'dispose'] as const
 export const SEAM_CHECKED: [

@@ -64,6 +64,8 @@ export interface LoadProgress {
 }
 
 export const PRECISIONS = ['auto', 'fp32', 'bf16', 'fp16'] as const
+export const OFFLOADS = ['auto', 'always', 'never'] as const
+export type Offload = typeof OFFLOADS[number]
 export type Precision = typeof PRECISIONS[number]
 
 export interface LoadOptions {
@@ -93,6 +95,20 @@ export interface LoadOptions {
    * computes in float16 whatever this says.
    */
   precision?: Precision
+  /**
+   * Where memory is short on the CPU backend, the weights of the components idle during a run can wait
+   * in a scratch file in the temporary folder: the text encoders while the UNet runs, the UNet while
+   * the VAE decodes (each read back, bit for bit, when next used: the same images, a few seconds more a
+   * run). 'auto' (default): only for a request that would not fit `memoryLimit` (or the available memory)
+   * otherwise; 'always'; 'never' (such a request is refused with PG25_OUT_OF_MEMORY). Host memory only:
+   * the CUDA backend keeps its weights on the GPU.
+   *
+   * ```ts
+   * // The real model in bf16 within 8 GB: about 6.5 GiB of weights, the 1024x1024 decode beside the VAE's alone.
+   * await Pipeline.fromPretrained(id, { device: 'cpu', precision: 'bf16', memoryLimit: 8e9 })
+   * ```
+   */
+  offload?: Offload
   /**
    * The model's name for the `Model:` field of PNG parameters (e.g. 'playground-v2.5-1024px-aesthetic').
    * Default: none, so no local folder name reaches images a server sends out.
@@ -293,6 +309,7 @@ const LOAD_OPTIONS: Record<keyof LoadOptions, Check> = {
   onWarning: aFunction,
   memoryLimit: check('a positive number of bytes', v => typeof v === 'number' && v > 0),
   precision: oneOf(...PRECISIONS),
+  offload: oneOf(...OFFLOADS),
   modelName: aString,
   revision: aString,
   token: aString,

@@ -62,8 +62,8 @@ shim=NODE_OPTIONS="--require $(win "$PWD/test/wine/keepalive-shim.js")"
 # Left out, each for a reason of its own (README, Windows): the fleet's tests need a Redis server, which has
 # no Windows build in Debian (serve-apis, and prompt-serve's fleet case); the terminal test needs Linux's `script`.
 run cpu-tests "$cpu" "$shim" -- $ava test/pipeline/stages.test.ts test/pipeline/pipeline.test.ts test/unit/tokenizer.test.ts test/pipeline/lora.test.ts \
-  test/cli/cli.test.ts test/cli/stop-signals.test.ts test/hub/*.test.ts $(ls test/server/*.test.ts | grep -v serve-apis) --match '!on a terminal*' --match '!fleet:*'
-run emulation-tests "$emu" -- $ava test/emulation/cuda-emulation-ops.test.ts
+  test/cli/cli.test.ts test/cli/stop-signals.test.ts test/pipeline/offload.test.ts test/hub/*.test.ts $(ls test/server/*.test.ts | grep -v serve-apis) --match '!on a terminal*' --match '!fleet:*'
+run emulation-tests "$emu" -- $ava test/emulation/cuda-emulation-ops.test.ts test/emulation/offload-emulation.test.ts
 # The same image bytes as the Linux build for the golden pipeline cases and a demo-model picture.
 node dist/test/wine/image-bytes.js "$work/out/linux-images.json"
 run image-bytes "$cpu" -- dist/test/wine/image-bytes.js "$(win "$work/out/windows-images.json")"

@@ -4,7 +4,7 @@
 import path from 'node:path'
 import { ensureDemoModel } from '../demo/demo-model'
 import { Pg25Error } from '../errors'
-import { PRECISIONS, type LoadOptions, type Precision } from '../options'
+import { OFFLOADS, PRECISIONS, type LoadOptions, type Offload, type Precision } from '../options'
 import { Pipeline } from '../pipeline'
 import { isDevice, type Device } from '../runtime'
 import { str, type Flags, type Values } from './args'
@@ -14,7 +14,8 @@ export const MODEL_FLAGS: Flags = {
   config: { type: 'string' },
   device: { type: 'string' },
   variant: { type: 'string' },
-  precision: { type: 'string' }
+  precision: { type: 'string' },
+  offload: { type: 'string' }
 }
 
 export const MODEL_HELP = `  -m, --model DIR|ID|FILE  a diffusers-format model folder, a Hugging Face Hub id (org/name: downloaded once
@@ -24,7 +25,9 @@ export const MODEL_HELP = `  -m, --model DIR|ID|FILE  a diffusers-format model f
                            configs and tokenizers go with it (its weights are not read)
       --device NAME        auto (default), cpu, cuda or cuda:N (GPU N)
       --variant fp16       load the fp16 weight files
-      --precision P        CPU weights: auto (default: fp32 when it fits in memory, else half), fp32, bf16, fp16`
+      --precision P        CPU weights: auto (default: fp32 when it fits in memory, else half), fp32, bf16, fp16
+      --offload WHEN       CPU: page idle components' weights out to a temporary file during a run: auto
+                           (default: when a request would not fit in memory otherwise), always, never`
 
 const DEMO_NOTICE = 'pg25: no --model given, so this runs the built-in demo model: Playground v2.5\'s architecture at a tiny size,\n' +
   'trained only on flat shapes and colours ("a red circle on a blue background"); it is not Playground v2.5\'s quality.\n' +
@@ -41,6 +44,7 @@ export interface ModelChoice {
   device: Device
   variant: 'fp16' | undefined
   precision: Precision
+  offload: Offload
 }
 
 /** Checks the model flags; reads nothing. An empty --model is a mistake, not the demo; an empty $PG25_MODEL is unset. */
@@ -58,7 +62,9 @@ export function chooseModel (values: Values): ModelChoice {
   if (variant !== undefined && variant !== 'fp16') bad(`--variant must be fp16, got ${JSON.stringify(variant)}`)
   const precision = str(values.precision) ?? 'auto'
   if (!(PRECISIONS as readonly string[]).includes(precision)) bad(`--precision must be ${PRECISIONS.join(', ')}, got ${JSON.stringify(precision)}`)
-  return { model, config, device: device as Device, variant: variant as 'fp16' | undefined, precision: precision as Precision }
+  const offload = str(values.offload) ?? 'auto'
+  if (!(OFFLOADS as readonly string[]).includes(offload)) bad(`--offload must be ${OFFLOADS.join(', ')}, got ${JSON.stringify(offload)}`)
+  return { model, config, device: device as Device, variant: variant as 'fp16' | undefined, precision: precision as Precision, offload: offload as Offload }
 }
 
 /**
@@ -77,6 +83,7 @@ export async function openPipeline (c: ModelChoice, options: OpenOptions = {}): 
     device: c.device,
     variant: c.variant,
     precision: c.precision,
+    offload: c.offload,
     modelName: options.named === true ? path.basename(path.resolve(model)).replace(/\.safetensors$/i, '') : undefined,
     onWarning: options.onWarning ?? (m => process.stderr.write(`${m}\n`)),
     onProgress: options.onProgress,

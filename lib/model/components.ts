@@ -13,6 +13,11 @@ async function cancellable<T> (
   return await withCancel(signal, async token => await native(async () => await rt.call(() => fn(rt.engine, token))))
 }
 
+/** Component `id`'s weights paged out to the backend's scratch file (read back by its next call). */
+async function pageOut (rt: Runtime, id: number): Promise<boolean> {
+  return await native(async () => await rt.call(() => rt.engine.pageOut(id)))
+}
+
 /** Component `id`'s info, which must be of `kind`. */
 function infoOf<K extends ComponentInfo['kind']> (rt: Runtime, id: number, kind: K): Extract<ComponentInfo, { kind: K }> {
   const info = rt.call(() => rt.engine.componentInfo(id))
@@ -24,6 +29,8 @@ function infoOf<K extends ComponentInfo['kind']> (rt: Runtime, id: number, kind:
 export class TextEncoderModel {
   /** `id`: the component's number in the runtime's engine (LoRA merging addresses it) */
   private constructor (private readonly rt: Runtime, readonly id: number, readonly hiddenSize: number) {}
+  /** Whether the weights wait in the scratch file (pageOut) until the next call reads them back. */
+  paged = false
 
   static async load (
     rt: Runtime, src: ComponentSource, syntheticSeed?: number, onBytes?: (bytes: number) => void
@@ -32,9 +39,16 @@ export class TextEncoderModel {
     return new TextEncoderModel(rt, id, infoOf(rt, id, 'text_encoder').hiddenSize)
   }
 
+  /** Moves the weights out of memory until the next call reads them back (false where they stay: CUDA). */
+  async pageOut (): Promise<boolean> {
+    this.paged = await pageOut(this.rt, this.id)
+    return this.paged
+  }
+
   /** `ids`: batch x 77 token ids, row-major. */
   async encode (ids: number[][], signal?: AbortSignal): Promise<{ penultimate: NativeTensor, pooled?: NativeTensor }> {
     const flat = Int32Array.from(ids.flat())
+    this.paged = false
     return await cancellable(this.rt, signal, async (c, token) => await c.encodeText(this.id, flat, ids.length, token))
   }
 }
@@ -53,6 +67,15 @@ export class UNetModel {
     return new UNetModel(rt, id, { inChannels, sampleSize, crossAttentionDim, textEmbedsDim })
   }
 
+  /** Whether the weights wait in the scratch file (pageOut) until the next call reads them back. */
+  paged = false
+
+  /** Moves the weights out of memory until the next call reads them back (false where they stay: CUDA). */
+  async pageOut (): Promise<boolean> {
+    this.paged = await pageOut(this.rt, this.id)
+    return this.paged
+  }
+
   /**
    * One UNet call: noise prediction [B, C, h, w] at `timestep` (0.25 ln sigma) for `sample` [B, C, h, w],
    * or [B / k, C, h, w] taken k times over, for conditioning of batch B (classifier-free guidance passes
@@ -62,6 +85,7 @@ export class UNetModel {
     sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, textEmbeds: NativeTensor, timeIds: Float32Array,
     signal?: AbortSignal
   ): Promise<NativeTensor> {
+    this.paged = false
     const out = await cancellable(this.rt, signal,
       async (c, token) => await c.unet(this.id, sample, timestep, encoderHiddenStates, textEmbeds, timeIds, token))
     this.rt.passNotices()

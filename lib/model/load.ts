@@ -5,7 +5,7 @@ import path from 'node:path'
 import { Pg25Error, throwIfAborted } from '../errors'
 import { LoadMeter } from './load-progress'
 import { loadNative } from '../native'
-import { checkModelMemory, costModel, cpuPrecision, type CostModel } from '../memory'
+import { checkModelMemory, costModel, cpuPrecision, type CostModel, type Pageable } from '../memory'
 import { TextEncoderModel, UNetModel, VAEModel } from './components'
 import type { LoadOptions } from '../options'
 import { Runtime, writeNotice } from '../runtime'
@@ -56,6 +56,8 @@ export interface LoadedModels {
   vae: VAEModel
   vaeSource: ComponentSource
   cost: CostModel
+  /** the bytes the text encoders' and the UNet's weights take on the backend */
+  pageable: Pageable
 }
 
 /** Opens the runtime and loads the components from `sources` (in COMPONENTS order); on failure the runtime is closed again. */
@@ -71,21 +73,24 @@ export async function loadModels (prep: Prepared, sources: ComponentSource[], op
       rt.engine.setWeightPrecision(precision)
       weightBytes = precision === 'fp32' ? 4 : 2
     }
-    checkModelMemory(sources, rt.device, options.memoryLimit, rt.freeMemory(), weightBytes)
+    checkModelMemory(sources, rt.device, options.memoryLimit, rt.freeMemory(), weightBytes, rt.device === 'cpu' && options.offload !== 'never')
     const meter = onProgress == null ? undefined : await LoadMeter.create(sources, onProgress)
     const step = async <T>(i: number, load: (onBytes?: (bytes: number) => void) => Promise<T>): Promise<T> => {
       throwIfAborted(signal)
       return await (meter === undefined ? load() : meter.run(COMPONENTS[i], load))
     }
+    const before = rt.engine.bytesInUse()
     const te1 = await step(0, async b => await TextEncoderModel.load(rt, sources[0], undefined, b))
     const te2 = await step(1, async b => await TextEncoderModel.load(rt, sources[1], undefined, b))
+    const afterEncoders = rt.engine.bytesInUse()
     const unet = await step(2, async b => await UNetModel.load(rt, sources[2], undefined, b))
+    const pageable = { encoders: afterEncoders - before, unet: rt.engine.bytesInUse() - afterEncoders }
     const vae = await step(3, async b => await VAEModel.load(rt, sources[3], undefined, b))
     throwIfAborted(signal)
     if (te1.hiddenSize + te2.hiddenSize !== unet.info.crossAttentionDim) {
       throw new Pg25Error('PG25_BAD_CONFIG', `${sources[2].configPath}: cross_attention_dim ${unet.info.crossAttentionDim} differs from the text encoders' ${te1.hiddenSize} + ${te2.hiddenSize}`)
     }
-    return { rt, encoders: [te1, te2], unet, vae, vaeSource: sources[3], cost: costModel(sources, rt.device) }
+    return { rt, encoders: [te1, te2], unet, vae, vaeSource: sources[3], cost: costModel(sources, rt.device), pageable }
   } catch (err) {
     rt.dispose()
     throw err

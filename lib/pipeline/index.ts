@@ -6,7 +6,7 @@ import { probeMask } from '../inpaint'
 import { requireRegularFile } from '../io/regular-file'
 import { checkScale, checkScaleOverrides, LoRAs, type LoRAInfo, type LoRALoadOptions } from '../lora/lora'
 import { resolveLoRASource } from '../lora/source'
-import { checkRequestMemory, fmtBytes, type CostModel } from '../memory'
+import { checkRequestMemory, fmtBytes, type CostModel, type Pageable } from '../memory'
 import { COMPONENTS, loadModels, prepare, type Prepared } from '../model/load'
 import { readComponentConfig, resolveComponent, type ComponentSource, type ModelIndex } from '../model/model-dir'
 import { singleFileSources } from '../model/single-file'
@@ -14,7 +14,7 @@ import { VAEEncoderModel, type TextEncoderModel, type UNetModel, type VAEModel }
 import { resolveModelDir } from '../hub/resolve'
 import {
   checkLoadOptions, checkLoRAOptions, validateOptions, withoutNulls, type GenerateOptions, type GenerateResult, type LoadOptions,
-  type MemoryInfo, type Plan, type Size
+  type MemoryInfo, type Offload, type Plan, type Size
 } from '../options'
 import type { PromptStyle } from '../prompt/chunk'
 import { planPrompts, type PromptPlan } from '../prompt/plan'
@@ -57,6 +57,8 @@ export class Pipeline {
   private readonly warn: (msg: string) => void
   private readonly cost: CostModel
   private readonly memoryLimit: number | undefined
+  private readonly offload: Offload
+  private readonly pageable: Pageable
   private readonly modelName: string | undefined
   private readonly promptStyle: PromptStyle
   private queue: Promise<unknown> = Promise.resolve()
@@ -69,7 +71,8 @@ export class Pipeline {
     dir: string, rt: Runtime, index: ModelIndex, schedulerConfig: RawConfig, schedulerSource: string,
     tokenizers: [CLIPTokenizer, CLIPTokenizer], encoders: [TextEncoderModel, TextEncoderModel], unet: UNetModel, vae: VAEModel,
     vaeSource: ComponentSource, warn: (msg: string) => void,
-    cost: CostModel, memoryLimit: number | undefined, modelName: string | undefined, promptStyle: PromptStyle, model: string
+    cost: CostModel, memoryLimit: number | undefined, offload: Offload, pageable: Pageable, modelName: string | undefined,
+    promptStyle: PromptStyle, model: string
   }) {
     this.dir = init.dir
     this.model = init.model
@@ -85,6 +88,9 @@ export class Pipeline {
     this.warn = init.warn
     this.cost = init.cost
     this.memoryLimit = init.memoryLimit
+    // Paging is host memory's: on the GPU the weights stay where they are.
+    this.offload = init.rt.device === 'cpu' ? init.offload : 'never'
+    this.pageable = init.pageable
     this.modelName = init.modelName
     this.promptStyle = init.promptStyle
     const ids = { text_encoder: init.encoders[0].id, text_encoder_2: init.encoders[1].id, unet: init.unet.id }
@@ -144,7 +150,7 @@ export class Pipeline {
 
   private static async assemble (prep: Prepared, sources: ComponentSource[], options: LoadOptions, model: string): Promise<Pipeline> {
     const models = await loadModels(prep, sources, options)
-    return new Pipeline({ ...prep, ...models, dir: prep.root, memoryLimit: options.memoryLimit, modelName: options.modelName,
+    return new Pipeline({ ...prep, ...models, dir: prep.root, memoryLimit: options.memoryLimit, offload: options.offload ?? 'auto', modelName: options.modelName,
       promptStyle: options.promptStyle ?? 'a1111', model })
   }
 
@@ -184,9 +190,9 @@ export class Pipeline {
     const mask = o.mask === undefined ? undefined : await probeMask(o.mask, imageSize)
     checkScaleOverrides(o.loras)
     const prompts = this.planPrompts(prompt, o, plan.guidance > 1)
-    this.checkRequestMemory(plan, prompts.tokens)
+    const pageIdle = this.checkRequestMemory(plan, prompts.tokens)
     for (const w of prompts.warnings) this.warn(w)
-    return await this.enqueue(async () => await this.run({ prompt, options: { ...o, image, mask }, plan, prompts }))
+    return await this.enqueue(async () => await this.run({ prompt, options: { ...o, image, mask }, plan, prompts, pageIdle }))
   }
 
   /** Runs `fn` in the call queue: after the calls queued before it, before those queued after. */
@@ -258,16 +264,24 @@ export class Pipeline {
     return planPrompts(this.tokenizers, o.promptStyle ?? this.promptStyle, { ...o, prompt }, negative)
   }
 
-  /** Refuses, before queueing, a request whose working set exceeds memoryLimit's room or the free memory. */
-  private checkRequestMemory (plan: Plan, tokens: number): void {
+  /**
+   * Refuses, before queueing, a request whose working set exceeds memoryLimit's room or the free memory,
+   * and says whether its run pages the idle components' weights out (offload) to fit.
+   */
+  private checkRequestMemory (plan: Plan, tokens: number): boolean {
     const size = { width: plan.width!, height: plan.height!, count: plan.count, guided: plan.guidance > 1, tokens }
+    const pageable = this.offload === 'never' ? undefined : this.pageable
+    // Weights paged out by the last run count as held: this run reads them back.
+    const away = (this.encoders.some(e => e.paged) ? this.pageable.encoders : 0) + (this.unet.paged ? this.pageable.unet : 0)
+    let page: boolean
     if (this.memoryLimit !== undefined) {
-      const room = this.memoryLimit - this.rt.engine.bytesInUse()
-      checkRequestMemory(this.cost, size, this.device, room, `memoryLimit leaves ${fmtBytes(room)} beside the model`)
+      const room = this.memoryLimit - this.rt.engine.bytesInUse() - away
+      page = checkRequestMemory(this.cost, size, this.device, room, `memoryLimit leaves ${fmtBytes(room)} beside the model`, pageable)
     } else {
-      const free = this.rt.freeMemory()
-      checkRequestMemory(this.cost, size, this.device, free, `only ${fmtBytes(free)} is available on the ${this.device}`)
+      const free = this.rt.freeMemory() - away
+      page = checkRequestMemory(this.cost, size, this.device, free, `only ${fmtBytes(free)} is available on the ${this.device}`, pageable)
     }
+    return page || this.offload === 'always'
   }
 
   /**

@@ -33,8 +33,11 @@ export interface RunModels extends LatentSource {
   disposed: () => boolean
 }
 
-/** One generate() call, checked and planned. */
-export interface RunRequest { prompt: string, options: GenerateOptions, plan: Plan, prompts: PromptPlan }
+/**
+ * One generate() call, checked and planned. `pageIdle`: page each component's weights out once its
+ * part of the run is over (offload), so that the next phase has their room.
+ */
+export interface RunRequest { prompt: string, options: GenerateOptions, plan: Plan, prompts: PromptPlan, pageIdle: boolean }
 
 /**
  * Both text encoders: embeddings [B, tokens, 2048] and pooled [B, 1280] for B = count (no guidance) or
@@ -82,9 +85,11 @@ export async function runSteps (m: RunModels, r: RunRequest, signal: AbortSignal
     const cond = await encodePrompt(m, r.prompts, plan.guidance > 1, plan.count, signal)
     scope.hold(cond.embeds)
     scope.hold(cond.pooled)
+    if (r.pageIdle) for (const e of m.encoders) await e.pageOut()
     const rows = (plan.guidance > 1 ? 2 : 1) * plan.count
     const timeIds = addTimeIds(o, start.width, start.height, rows)
     const x = await denoise(m, r, scope, { ...start, x: x0, scheduler, inpaint, timeIds, ...cond }, signal)
+    if (r.pageIdle) await m.unet.pageOut()
     return await decode(m, r, scope, x, start.width, start.height, scheduler, signal)
   } finally {
     scheduler.reset(m.rt.ops)

@@ -110,6 +110,10 @@ class Backend {
   virtual void synchronize() {}
   // t's values in its shape's row-major order (NCHW whatever its layout).
   virtual void to_host(const Tensor& t, float* out) = 0;
+  // Moves these weights out of memory into a scratch file (page_in reads them back, bit for bit): a
+  // component idle while another runs, where memory is short. False where weights stay put (CUDA).
+  virtual bool page_out(const std::vector<Tensor>& weights) { return false; }
+  virtual void page_in(const std::vector<Tensor>& weights) {}
   virtual size_t bytes_in_use() const = 0;
   // The device's free and total bytes, where the backend has a device of its own (false: host memory).
   virtual bool device_memory(size_t& free, size_t& total) { return false; }

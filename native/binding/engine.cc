@@ -80,6 +80,7 @@ Napi::Function EngineWrap::Init(Napi::Env env) {
                       InstanceMethod<&EngineWrap::ComponentInfo>("componentInfo"),
                       InstanceMethod<&EngineWrap::WeightShapes>("weightShapes"),
                       InstanceMethod<&EngineWrap::MergeLoRA>("mergeLoRA"),
+                      InstanceMethod<&EngineWrap::PageOut>("pageOut"),
                       InstanceMethod<&EngineWrap::BytesInUse>("bytesInUse"),
                       InstanceMethod<&EngineWrap::DeviceMemory>("deviceMemory"),
                       InstanceMethod<&EngineWrap::PeakBytes>("peakBytes"),
@@ -195,8 +196,30 @@ Napi::Value EngineWrap::MergeLoRA(const Napi::CallbackInfo& info) {
     auto updates = std::make_shared<std::vector<LoraUpdate>>(lora_updates_from_js(info[1], *keep));
     auto be = be_ptr();
     return run_job(
-        info.Env(), [c, updates, be] { apply_lora(*be, *c->params, c->store(), *updates); },
+        info.Env(),
+        [c, updates, be] {
+          c->resident(*be);
+          apply_lora(*be, *c->params, c->store(), *updates);
+        },
         [keep](Napi::Env env) -> Napi::Value { return env.Undefined(); }, be);
+  });
+}
+
+// pageOut(id): the component's weights moved out of memory into a scratch file until a call uses it
+// again (then read back, bit for bit). Resolves false where the backend keeps weights put (CUDA).
+Napi::Value EngineWrap::PageOut(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto c = loaded(info[0]);
+    auto be = be_ptr();
+    auto done = std::make_shared<bool>(false);
+    return run_job(
+        info.Env(),
+        [c, be, done] {
+          std::lock_guard<std::mutex> g(c->page_mu);
+          if (!c->paged) c->paged = be->page_out(c->params->tensors());
+          *done = c->paged;
+        },
+        [done](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *done); }, be);
   });
 }
 
@@ -247,7 +270,11 @@ Napi::Value EngineWrap::EncodeText(const Napi::CallbackInfo& info) {
     auto be = be_ptr();
     auto out = std::make_shared<ClipTextModel::Output>();
     return run_job(
-        info.Env(), [keep = keep, m = m, v, batch, be, out, cancel] { *out = m->forward(*be, v, batch, cancel.get()); },
+        info.Env(),
+        [keep = keep, m = m, v, batch, be, out, cancel] {
+          keep->resident(*be);
+          *out = m->forward(*be, v, batch, cancel.get());
+        },
         [be, out](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("penultimate", TensorWrap::Wrap(env, out->penultimate, be));
@@ -275,6 +302,7 @@ Napi::Value EngineWrap::RunUNet(const Napi::CallbackInfo& info) {
     return run_job(
         info.Env(),
         [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out, cancel] {
+          keep->resident(*be);
           *out = m->forward(*be, sample, t, ctx, te, time_ids, cancel.get());
         },
         [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
@@ -291,7 +319,10 @@ Napi::Value EngineWrap::VaeDecode(const Napi::CallbackInfo& info) {
     auto out = std::make_shared<Tensor>();
     return run_job(
         info.Env(),
-        [keep = keep, m = m, lat, unscale, be, out, cancel] { *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat, cancel.get()); },
+        [keep = keep, m = m, lat, unscale, be, out, cancel] {
+          keep->resident(*be);
+          *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat, cancel.get());
+        },
         [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
   });
 }
@@ -304,7 +335,11 @@ Napi::Value EngineWrap::VaeEncode(const Napi::CallbackInfo& info) {
     auto be = be_ptr();
     auto out = std::make_shared<VaeEncoder::Output>();
     return run_job(
-        info.Env(), [keep = keep, m = m, image, be, out, cancel] { *out = m->encode(*be, image, cancel.get()); },
+        info.Env(),
+        [keep = keep, m = m, image, be, out, cancel] {
+          keep->resident(*be);
+          *out = m->encode(*be, image, cancel.get());
+        },
         [be, out](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("mean", TensorWrap::Wrap(env, out->mean, be));

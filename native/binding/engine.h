@@ -31,6 +31,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     std::map<std::string, WeightAlias> aliases;
     std::optional<uint64_t> synthetic_seed;
     WeightStore store() const { return synthetic_seed ? WeightStore::synthetic(*synthetic_seed) : WeightStore(files, aliases); }
+    // Weights paged out of memory (pageOut): every job that uses the component pages them back in first.
+    std::mutex page_mu;
+    bool paged = false;
+    void resident(Backend& be) {
+      std::lock_guard<std::mutex> g(page_mu);
+      if (!paged) return;
+      be.page_in(params->tensors());
+      paged = false;
+    }
   };
 
   Backend& be() {
@@ -70,6 +79,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value LoadComponent(const Napi::CallbackInfo& info);
   Napi::Value WeightShapes(const Napi::CallbackInfo& info);
   Napi::Value MergeLoRA(const Napi::CallbackInfo& info);
+  Napi::Value PageOut(const Napi::CallbackInfo& info);
   Napi::Value ComponentInfo(const Napi::CallbackInfo& info);
   Napi::Value EncodeText(const Napi::CallbackInfo& info);
   Napi::Value RunUNet(const Napi::CallbackInfo& info);

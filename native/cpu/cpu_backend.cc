@@ -5,9 +5,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <string>
 
 #include "../core/error.h"
+#include "../platform/memory.h"
 #include "cpu_buffer.h"
 #include "gemm.h"
 #include "gemm_kernels.h"
@@ -76,10 +79,18 @@ Tensor elementwise(const Tensor& x, void (*pass)(const float*, float*, int64_t))
 class CpuBackend final : public Backend {
  public:
   CpuBackend() { cpu::backend_opened(); }
-  ~CpuBackend() override { cpu::backend_closed(); }
+  ~CpuBackend() override {
+    if (pages_ != platform::kInvalidFile) platform::close_file(pages_);
+    cpu::backend_closed();
+  }
   std::string name() const override { return "cpu"; }
   // The weights' storage (set_weight_precision): float32, or bf16 / fp16 for the rank >= 2 ones.
   cpu::Half half_ = cpu::Half::None;
+  // The scratch file weights are paged out to (made on the first page_out), and its end.
+  std::mutex page_mu_;
+  platform::FileHandle pages_ = platform::kInvalidFile;
+  uint64_t page_end_ = 0;
+  std::string page_dir_;
 
   Tensor from_host(const float* data, const Shape& shape) override {
     Tensor t = make(shape);
@@ -122,6 +133,7 @@ class CpuBackend final : public Backend {
     check(dst.numel() == src.numel(), "copy_into", shape_str(src.shape) + " into " + shape_str(dst.shape));
     CpuBuffer *d = buf(dst), *s = buf(src);
     if (d == s) return;
+    check(!d->paged_out() && !s->paged_out(), "copy_into", "a weight paged out of memory");
     if (s->layout == cpu::Layout::Plain && !s->hdata) return d->write_plain(s->data);
     if (d->layout == cpu::Layout::Plain && !d->hdata) return s->read_plain(d->data);
     std::vector<float> tmp(s->count);
@@ -142,6 +154,22 @@ class CpuBackend final : public Backend {
     Tensor y = make(s);
     for (int64_t k = 0; k < times; k++) buf(x)->read_plain(D(y) + k * x.numel());
     return y;
+  }
+  bool page_out(const std::vector<Tensor>& weights) override {
+    std::lock_guard<std::mutex> g(page_mu_);
+    if (pages_ == platform::kInvalidFile) {
+      pages_ = platform::open_scratch_file(&page_dir_);
+      if (pages_ == platform::kInvalidFile)
+        throw Error(Code::OutOfMemory,
+                    "CPU backend: cannot make a scratch file in " + page_dir_ + " to page weights out to: " + platform::last_error());
+    }
+    for (const Tensor& w : weights) buf(w)->page_out(pages_, page_end_, page_dir_);
+    platform::return_free_memory();
+    return true;
+  }
+  void page_in(const std::vector<Tensor>& weights) override {
+    std::lock_guard<std::mutex> g(page_mu_);
+    for (const Tensor& w : weights) buf(w)->page_in(pages_, page_dir_);
   }
   size_t bytes_in_use() const override { return g_bytes.bytes(); }
   size_t peak_bytes() const override { return g_bytes.peak(); }

@@ -121,6 +121,7 @@ CpuBuffer::CpuBuffer(size_t n, Half kind, size_t room, int64_t d0)
 }
 
 CpuBuffer::~CpuBuffer() {
+  if (paged_) return;  // its storage is in the scratch file, and was uncounted when it went there
   g_bytes.sub(int64_t(alloc_bytes));
   if (hdata) platform::aligned_release(hdata);
   else if (weight || !cache().put(data, alloc_bytes)) platform::aligned_release(data);
@@ -129,6 +130,7 @@ CpuBuffer::~CpuBuffer() {
 void CpuBuffer::widen_for_good() {
   std::lock_guard<std::mutex> g(pack_mu_);
   if (half == Half::None) return;
+  page_clean_ = false;
   if (layout.load(std::memory_order_acquire) != Layout::Plain) packed_read_as_plain();
   const MicroKernel& mk = micro_kernel();
   int64_t r = dim0, c = r > 0 ? int64_t(count) / r : 0;
@@ -149,6 +151,44 @@ void CpuBuffer::packed_read_as_plain() {
   throw Error(Code::Internal, "cpu backend: a weight packed for the GEMM was read as a plain tensor");
 }
 
+void CpuBuffer::paged_read() { throw Error(Code::Internal, "cpu backend: a weight paged out of memory was read"); }
+
+void CpuBuffer::page_out(platform::FileHandle f, uint64_t& end, const std::string& where) {
+  std::lock_guard<std::mutex> g(pack_mu_);
+  if (paged_) return;
+  void* p = hdata ? static_cast<void*>(hdata) : static_cast<void*>(data);
+  if (page_slot_ < 0 || page_bytes_ != alloc_bytes) {
+    page_slot_ = int64_t(end);
+    page_bytes_ = alloc_bytes;
+    end += alloc_bytes;
+    page_clean_ = false;
+  }
+  if (!page_clean_ && !platform::write_at(f, uint64_t(page_slot_), p, alloc_bytes))
+    throw Error(Code::OutOfMemory, "CPU backend: cannot page weights out to a scratch file in " + where + ": " + platform::last_error());
+  page_clean_ = true;
+  platform::aligned_release(p);
+  g_bytes.sub(int64_t(alloc_bytes));
+  if (hdata) hdata = nullptr;
+  else data = nullptr;
+  paged_ = true;
+}
+
+void CpuBuffer::page_in(platform::FileHandle f, const std::string& where) {
+  std::lock_guard<std::mutex> g(pack_mu_);
+  if (!paged_) return;
+  void* p = platform::aligned_allocate(64, alloc_bytes);
+  if (!p) throw Error(Code::OutOfMemory, "CPU backend: cannot allocate " + std::to_string(alloc_bytes) + " bytes to page a weight back in");
+  if (platform::read_at(f, uint64_t(page_slot_), p, alloc_bytes) != int64_t(alloc_bytes)) {
+    platform::aligned_release(p);
+    throw Error(Code::Internal,
+                "CPU backend: cannot read paged weights back from the scratch file in " + where + ": " + platform::last_error());
+  }
+  g_bytes.add(int64_t(alloc_bytes));
+  if (half != Half::None) hdata = static_cast<uint16_t*>(p);
+  else data = static_cast<float*>(p);
+  paged_ = false;
+}
+
 void CpuBuffer::pack_once(Layout want, int64_t r, int64_t c) {
   Layout now = layout.load(std::memory_order_acquire);
   if (now == Layout::Plain) {
@@ -162,6 +202,7 @@ void CpuBuffer::pack_once(Layout want, int64_t r, int64_t c) {
         throw Error(Code::Internal, "cpu backend: a weight buffer has no room for its packed form");
       // In place: the buffer was made large enough for either panel layout, so packing changes neither
       // its address nor the bytes it accounts for.
+      page_clean_ = false;
       if (hdata) {
         std::vector<uint16_t> plain(hdata, hdata + count);
         pack_panels(plain.data(), r, c, w, hdata, pair);
@@ -182,18 +223,22 @@ void CpuBuffer::pack_once(Layout want, int64_t r, int64_t c) {
 }
 
 const float* CpuBuffer::panels(Layout want, int64_t r, int64_t c) {
+  if (paged_) paged_read();
   if (!weight || half != Half::None || size_t(r * c) != count) return nullptr;
   pack_once(want, r, c);
   return data;
 }
 
 const uint16_t* CpuBuffer::half_panels(Layout want, int64_t r, int64_t c) {
+  if (paged_) paged_read();
   if (half == Half::None || size_t(r * c) != count) return nullptr;
   pack_once(want, r, c);
   return hdata;
 }
 
 void CpuBuffer::write_plain(const float* src) {
+  if (paged_) paged_read();
+  page_clean_ = false;
   bool plain = layout.load(std::memory_order_acquire) == Layout::Plain;
   if (hdata) {
     std::vector<uint16_t> h(count);
@@ -208,6 +253,7 @@ void CpuBuffer::write_plain(const float* src) {
 }
 
 void CpuBuffer::read_plain(float* dst) const {
+  if (paged_) paged_read();
   bool plain = layout.load(std::memory_order_acquire) == Layout::Plain;
   if (hdata) {
     std::vector<uint16_t> h(plain ? 0 : count);

@@ -9,9 +9,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 #include "../backend/memory_counter.h"
 #include "../backend/tensor.h"
+#include "../platform/file.h"
 #include "half.h"
 
 namespace pg25::cpu {
@@ -36,6 +38,7 @@ struct CpuBuffer : Buffer {
   // The plain float32 data; throws PG25_INTERNAL when the buffer holds packed panels. A half-width
   // weight that an op reads as it is (an embedding table, a LoRA original) is widened to float32 for good.
   float* plain() {
+    if (paged_) paged_read();
     if (half != Half::None) widen_for_good();
     if (layout.load(std::memory_order_acquire) != Layout::Plain) packed_read_as_plain();
     return data;
@@ -48,6 +51,13 @@ struct CpuBuffer : Buffer {
   // Copies into / out of the buffer whatever its layout: `src` and `dst` are plain float32.
   void write_plain(const float* src);
   void read_plain(float* dst) const;
+
+  // A weight's storage written to its slot in a scratch file (`end`: the file's end, where a new slot
+  // goes) and freed; page_in reads it back, bit for bit. A slot written once and not changed since it
+  // was read back is not written again.
+  void page_out(platform::FileHandle f, uint64_t& end, const std::string& where);
+  void page_in(platform::FileHandle f, const std::string& where);
+  bool paged_out() const { return paged_; }
 
   float* data;                // null while the weight is stored at half width
   uint16_t* hdata = nullptr;  // the half-width values, plain or packed as `layout` says
@@ -64,6 +74,11 @@ struct CpuBuffer : Buffer {
 
  private:
   [[noreturn]] static void packed_read_as_plain();
+  [[noreturn]] static void paged_read();
+  bool paged_ = false;
+  int64_t page_slot_ = -1;   // offset of its slot in the scratch file, once written
+  size_t page_bytes_ = 0;    // the slot's size
+  bool page_clean_ = false;  // the slot holds the storage as it is
   void widen_for_good();
   // Packs in place the first time; the width for `want`, or throws if packed for the other operand.
   void pack_once(Layout want, int64_t rows, int64_t cols);

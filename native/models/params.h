@@ -48,6 +48,12 @@ class Params {
     Storage storage;
   };
   const Held* held(const std::string& name) const;
+  // Every loaded weight's tensor (what paging moves out of memory and back).
+  std::vector<Tensor> tensors() const {
+    std::vector<Tensor> ts;
+    for (const auto& [name, h] : held_) ts.push_back(h.tensor);
+    return ts;
+  }
 
  private:
   Backend* backend_;

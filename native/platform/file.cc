@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #ifdef _WIN32
@@ -19,6 +20,16 @@ namespace pg25::platform {
 #ifdef _WIN32
 
 static HANDLE h(FileHandle f) { return reinterpret_cast<HANDLE>(f); }
+
+// Places a synchronous ReadFile / WriteFile at `pos`.
+static OVERLAPPED at_offset(uint64_t pos) {
+  OVERLAPPED at = {};
+  at.Offset = DWORD(pos & 0xffffffffu);
+  at.OffsetHigh = DWORD(pos >> 32);
+  return at;
+}
+// At most 1 GiB a call: the byte count is a DWORD.
+static DWORD chunk(size_t left) { return DWORD(std::min<size_t>(left, size_t(1) << 30)); }
 
 FileHandle open_read_only(const std::string& path) {
   // FILE_SHARE_DELETE too: a Hub download may replace the file while it is open, as it may on POSIX.
@@ -39,13 +50,9 @@ bool regular_file_size(FileHandle f, uint64_t* size) {
 int64_t read_at(FileHandle f, uint64_t offset, void* dst, size_t n) {
   size_t got = 0;
   while (got < n) {
-    OVERLAPPED at = {};
-    uint64_t pos = offset + got;
-    at.Offset = DWORD(pos & 0xffffffffu);
-    at.OffsetHigh = DWORD(pos >> 32);
+    OVERLAPPED at = at_offset(offset + got);
     DWORD r = 0;
-    DWORD want = DWORD(std::min<size_t>(n - got, size_t(1) << 30));
-    if (!ReadFile(h(f), static_cast<uint8_t*>(dst) + got, want, &r, &at)) {
+    if (!ReadFile(h(f), static_cast<uint8_t*>(dst) + got, chunk(n - got), &r, &at)) {
       if (GetLastError() == ERROR_HANDLE_EOF) break;
       return -1;
     }
@@ -53,6 +60,29 @@ int64_t read_at(FileHandle f, uint64_t offset, void* dst, size_t n) {
     got += r;
   }
   return int64_t(got);
+}
+
+FileHandle open_scratch_file(std::string* where) {
+  wchar_t dir[MAX_PATH + 1], name[MAX_PATH + 1];
+  DWORD n = GetTempPathW(MAX_PATH + 1, dir);
+  if (n == 0 || n > MAX_PATH) return kInvalidFile;
+  *where = narrow(dir);
+  if (GetTempFileNameW(dir, L"pg2", 0, name) == 0) return kInvalidFile;
+  // Delete-on-close: the file goes with the handle, however the process ends.
+  HANDLE f = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, nullptr, CREATE_ALWAYS,
+                         FILE_ATTRIBUTE_TEMPORARY | FILE_FLAG_DELETE_ON_CLOSE, nullptr);
+  return f == INVALID_HANDLE_VALUE ? kInvalidFile : reinterpret_cast<FileHandle>(f);
+}
+
+bool write_at(FileHandle f, uint64_t offset, const void* src, size_t n) {
+  size_t put = 0;
+  while (put < n) {
+    OVERLAPPED at = at_offset(offset + put);
+    DWORD w = 0;
+    if (!WriteFile(h(f), static_cast<const uint8_t*>(src) + put, chunk(n - put), &w, &at) || w == 0) return false;
+    put += w;
+  }
+  return true;
 }
 
 void close_file(FileHandle f) { CloseHandle(h(f)); }
@@ -80,6 +110,28 @@ int64_t read_at(FileHandle f, uint64_t offset, void* dst, size_t n) {
     got += size_t(r);
   }
   return int64_t(got);
+}
+
+FileHandle open_scratch_file(std::string* where) {
+  const char* tmp = std::getenv("TMPDIR");
+  *where = tmp && *tmp ? tmp : "/tmp";
+  std::string name = *where + "/pg25-pages-XXXXXX";
+  int fd = ::mkstemp(name.data());
+  if (fd < 0) return kInvalidFile;
+  ::unlink(name.c_str());  // nameless from now on: gone with the descriptor
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return fd;
+}
+
+bool write_at(FileHandle f, uint64_t offset, const void* src, size_t n) {
+  size_t put = 0;
+  while (put < n) {
+    ssize_t w = ::pwrite(int(f), static_cast<const uint8_t*>(src) + put, std::min<size_t>(n - put, size_t(1) << 30), off_t(offset + put));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    put += size_t(w);
+  }
+  return true;
 }
 
 void close_file(FileHandle f) { ::close(int(f)); }

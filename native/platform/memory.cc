@@ -6,6 +6,9 @@
 #include <malloc.h>
 #include <windows.h>
 #else
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/mman.h>
 #include <unistd.h>
 #endif
@@ -16,6 +19,7 @@ namespace pg25::platform {
 
 void* aligned_allocate(size_t alignment, size_t bytes) { return _aligned_malloc(bytes, alignment); }
 void aligned_release(void* p) { _aligned_free(p); }
+void return_free_memory() { _heapmin(); }
 
 size_t page_size() {
   SYSTEM_INFO si;
@@ -47,6 +51,11 @@ void* aligned_allocate(size_t alignment, size_t bytes) {
   return posix_memalign(&p, alignment, bytes) == 0 ? p : nullptr;
 }
 void aligned_release(void* p) { std::free(p); }
+#if defined(__GLIBC__)
+void return_free_memory() { malloc_trim(0); }
+#else
+void return_free_memory() {}
+#endif
 
 size_t page_size() { return size_t(sysconf(_SC_PAGESIZE)); }
 

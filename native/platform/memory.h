@@ -11,6 +11,9 @@ void* aligned_allocate(size_t alignment, size_t bytes);
 void aligned_release(void* p);
 
 size_t page_size();
+// Hands the allocator's free memory back to the system where it keeps it (glibc's heap keeps freed
+// chunks below its top mapped): after a large release of small blocks, such as weights paged out.
+void return_free_memory();
 // `count` slots of `slot` bytes (a multiple of the page size), reserved lazily (pages are backed when
 // touched); the first page of each slot faults on any access. nullptr when the reservation fails.
 char* reserve_guarded_slots(size_t count, size_t slot);

@@ -198,7 +198,7 @@ Napi::Value EngineWrap::MergeLoRA(const Napi::CallbackInfo& info) {
     return run_job(
         info.Env(),
         [c, updates, be] {
-          c->resident(*be);
+          auto alone = c->alone(*be);
           apply_lora(*be, *c->params, c->store(), *updates);
         },
         [keep](Napi::Env env) -> Napi::Value { return env.Undefined(); }, be);
@@ -215,7 +215,7 @@ Napi::Value EngineWrap::PageOut(const Napi::CallbackInfo& info) {
     return run_job(
         info.Env(),
         [c, be, done] {
-          std::lock_guard<std::mutex> g(c->page_mu);
+          std::unique_lock<std::shared_mutex> alone(c->use_mu);  // after any call running on the component
           if (!c->paged) c->paged = be->page_out(c->params->tensors());
           *done = c->paged;
         },
@@ -272,7 +272,7 @@ Napi::Value EngineWrap::EncodeText(const Napi::CallbackInfo& info) {
     return run_job(
         info.Env(),
         [keep = keep, m = m, v, batch, be, out, cancel] {
-          keep->resident(*be);
+          auto in_use = keep->use(*be);
           *out = m->forward(*be, v, batch, cancel.get());
         },
         [be, out](Napi::Env env) -> Napi::Value {
@@ -302,7 +302,7 @@ Napi::Value EngineWrap::RunUNet(const Napi::CallbackInfo& info) {
     return run_job(
         info.Env(),
         [keep = keep, m = m, sample, t, ctx, te, time_ids, be, out, cancel] {
-          keep->resident(*be);
+          auto in_use = keep->use(*be);
           *out = m->forward(*be, sample, t, ctx, te, time_ids, cancel.get());
         },
         [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
@@ -320,7 +320,7 @@ Napi::Value EngineWrap::VaeDecode(const Napi::CallbackInfo& info) {
     return run_job(
         info.Env(),
         [keep = keep, m = m, lat, unscale, be, out, cancel] {
-          keep->resident(*be);
+          auto in_use = keep->use(*be);
           *out = m->decode(*be, unscale ? m->unscale(*be, lat) : lat, cancel.get());
         },
         [be, out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out, be); }, be);
@@ -337,7 +337,7 @@ Napi::Value EngineWrap::VaeEncode(const Napi::CallbackInfo& info) {
     return run_job(
         info.Env(),
         [keep = keep, m = m, image, be, out, cancel] {
-          keep->resident(*be);
+          auto in_use = keep->use(*be);
           *out = m->encode(*be, image, cancel.get());
         },
         [be, out](Napi::Env env) -> Napi::Value {

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,14 +32,32 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     std::map<std::string, WeightAlias> aliases;
     std::optional<uint64_t> synthetic_seed;
     WeightStore store() const { return synthetic_seed ? WeightStore::synthetic(*synthetic_seed) : WeightStore(files, aliases); }
-    // Weights paged out of memory (pageOut): every job that uses the component pages them back in first.
-    std::mutex page_mu;
+    // Weights paged out of memory (pageOut). Model calls hold `use_mu` shared for their whole run, once
+    // the weights are back in memory; paging out and LoRA merging hold it alone, so neither frees nor
+    // rewrites a weight that a call running beside them reads.
+    std::shared_mutex use_mu;
     bool paged = false;
-    void resident(Backend& be) {
-      std::lock_guard<std::mutex> g(page_mu);
-      if (!paged) return;
-      be.page_in(params->tensors());
-      paged = false;
+    std::shared_lock<std::shared_mutex> use(Backend& be) {
+      for (;;) {
+        {
+          std::shared_lock<std::shared_mutex> s(use_mu);
+          if (!paged) return s;
+        }
+        std::unique_lock<std::shared_mutex> u(use_mu);
+        if (paged) {
+          be.page_in(params->tensors());
+          paged = false;
+        }
+      }
+    }
+    // Alone, with the weights in memory (LoRA merging).
+    std::unique_lock<std::shared_mutex> alone(Backend& be) {
+      std::unique_lock<std::shared_mutex> u(use_mu);
+      if (paged) {
+        be.page_in(params->tensors());
+        paged = false;
+      }
+      return u;
     }
   };
 

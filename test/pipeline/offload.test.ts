@@ -51,6 +51,11 @@ for (const precision of ['fp32', 'bf16'] as const) {
     // A second round trip reads the slot again (nothing changed, so nothing is written again).
     await unet.pageOut()
     t.deepEqual(await run(), first)
+    // Calls and page-outs racing on one component: a page-out waits for the calls running, a call pages back in.
+    for (let i = 0; i < 3; i++) {
+      const outs = await Promise.all([run(), unet.pageOut(), run(), unet.pageOut(), run()])
+      for (const k of [0, 2, 4]) t.deepEqual(outs[k], first)
+    }
   })
 }
 

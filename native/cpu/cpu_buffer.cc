@@ -44,13 +44,7 @@ class BufferCache {
       // that a run moving on to larger tensors (a VAE decoder's up blocks) does not keep the smaller
       // ones' buffers beside them. (A model's repeated calls hit, and keep what they reuse.)
       if (!free_.empty() && free_.rbegin()->first > bytes) return nullptr;
-      for (size_t freed = 0; freed < bytes && !free_.empty();) {
-        auto first = free_.begin();
-        freed += first->first;
-        held_ -= first->first;
-        platform::aligned_release(first->second);
-        free_.erase(first);
-      }
+      for (size_t freed = 0; freed < bytes && !free_.empty();) freed += release_smallest();
       return nullptr;
     }
     float* p = it->second;
@@ -64,12 +58,7 @@ class BufferCache {
     if (bytes > kMax || backends_ == 0) return false;
     // Full: the smallest buffers go first (re-faulting costs by the byte, so any order costs the same
     // per byte, and this keeps the few large ones that a model's widest layers reuse).
-    while (held_ + bytes > kMax) {
-      auto it = free_.begin();
-      held_ -= it->first;
-      platform::aligned_release(it->second);
-      free_.erase(it);
-    }
+    while (held_ + bytes > kMax) release_smallest();
     free_.emplace(bytes, p);
     held_ += bytes;
     return true;
@@ -87,6 +76,15 @@ class BufferCache {
   }
 
  private:
+  // Frees the smallest buffer held (free_ not empty; mu_ held); its bytes.
+  size_t release_smallest() {
+    auto it = free_.begin();
+    size_t bytes = it->first;
+    held_ -= bytes;
+    platform::aligned_release(it->second);
+    free_.erase(it);
+    return bytes;
+  }
   std::mutex mu_;
   std::multimap<size_t, float*> free_;
   size_t held_ = 0;

@@ -14,6 +14,7 @@
         "native/cpu/isa.cc",
         "native/cpu/half.cc",
         "native/cpu/gemm.cc",
+        "native/cpu/conv_pack_bf16.cc",
         "native/cpu/gemm_kernels.cc",
         "native/cpu/cpu_buffer.cc",
         "native/cpu/vec_math.cc",

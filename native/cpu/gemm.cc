@@ -165,7 +165,7 @@ PairBlock pair_block(const uint16_t* half, const float* packed, const float* sta
 
 // The same product for a bf16 weight on the AVX512-BF16 kernel: the weight's panels are stored paired
 // (pack_panels) and read as they are; each K block of the other operand is rounded to bf16 pairs from the
-// float32 panels the usual packers make. The sums stay float32, in K order whatever the tiling, as
+// float32 panels the usual packers make (a stride-1 convolution's straight into pairs). The sums stay float32, in K order whatever the tiling, as
 // gemm_tile's (each vdpbf16ps adds a pair of K steps' products before accumulating).
 void gemm_tile_bf16(const Job& job, const MicroKernelBf16& mk, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
   const int mr = mk.mr, nr = mk.nr;
@@ -183,11 +183,12 @@ void gemm_tile_bf16(const Job& job, const MicroKernelBf16& mk, int64_t m0, int64
     for (int64_t pc = 0; pc < job.K; pc += KC) {
       const int64_t kc = std::min(KC, job.K - pc), kc2 = (kc + 1) / 2;
       const bool first = pc == 0;
-      if (!b_pre) {
+      PairBlock b{bpairs.data(), kc2 * nr * 2};
+      if (!job.b.conv || !pack_conv_bf16_pairs(*job.b.conv, job.N, jc, nc, pc, kc, nr, bpairs.data())) {
         if (job.b.conv) packers().b_conv(*job.b.conv, job.N, jc, nc, pc, kc, nr, fbuf.data());
-        else packers().b_plain(job.b, job.N, jc, nc, pc, kc, nr, fbuf.data());
+        else if (!b_pre) packers().b_plain(job.b, job.N, jc, nc, pc, kc, nr, fbuf.data());
+        b = pair_block(job.b.packed_half, job.b.packed, fbuf.data(), jc / nr, nc, job.K, pc, kc, nr, bpairs.data());
       }
-      const PairBlock b = pair_block(job.b.packed_half, job.b.packed, fbuf.data(), jc / nr, nc, job.K, pc, kc, nr, bpairs.data());
       for (int64_t ic = m0; ic < m0 + mt; ic += MC) {
         int64_t mc = std::min(MC, m0 + mt - ic);
         if (!job.a.packed && !job.a.packed_half) packers().a_plain(job.a.plain, job.a.ld, job.M, ic, mc, pc, kc, mr, fbuf.data());

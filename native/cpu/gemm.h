@@ -36,6 +36,11 @@ struct ConvInput {
   int64_t up = 1;  // 2: x is [C, H/2, W/2], read as its nearest 2x upsampling (stride 1 only)
 };
 
+// A K block [k0, k0 + kc) of columns [j0, j0 + nc) of a stride-1 convolution's im2col view as the bf16 pairs the
+// AVX512-BF16 kernel reads (panels of nr, (kc + 1) / 2 rows of pairs each): what pack_b_conv followed by bf16_pairs
+// gives, bit for bit. False (nothing written) for other convolutions and where that kernel does not run.
+bool pack_conv_bf16_pairs(const ConvInput& cv, int64_t N, int64_t j0, int64_t nc, int64_t k0, int64_t kc, int nr, uint16_t* dst);
+
 // A(i, k): prepacked panels of width mr (`packed`, or `packed_half` at half width: widened to float32
 // K block by K block as the product reads them, or read as they are by the bf16 kernel), or A[i * ld + k].
 struct OperandA {

@@ -3,10 +3,7 @@
 #include <cstring>
 
 #include "isa.h"
-
-#ifdef PG25_X86
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
 namespace pg25::cpu {
 namespace {

@@ -4,15 +4,7 @@
 
 #include "../io/safetensors.h"  // half_to_float / float_to_half: the one fp16 conversion
 #include "isa.h"
-
-#ifdef PG25_X86
-#include <immintrin.h>
-#endif
-
-// GCC 12 warns about the undefined vector its own AVX-512 intrinsics start from (a false positive).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "simd.h"
 
 namespace pg25::cpu {
 namespace {

@@ -13,6 +13,10 @@ export const CASES: Case[] = [
   { name: 'conv3x3', op: 'conv2d', inputs: [[[2, 13, 17, 19], 1], [[11, 13, 3, 3], 0.2], [[11], 1]], attrs: { stride: 1, pad: 1 } },
   { name: 'conv3x3 stride 2', op: 'conv2d', inputs: [[[1, 9, 16, 15], 1], [[20, 9, 3, 3], 0.2], [[20], 1]], attrs: { stride: 2, pad: 1 } },
   { name: 'upsample2x+conv3x3', op: 'upsample2x_conv2d', inputs: [[[2, 13, 9, 10], 1], [[11, 13, 3, 3], 0.2], [[11], 1]], attrs: { pad: 1 } },
+  // K 360 (two K blocks, the second starting mid-channel at tap (28, 1, 1)) over 37 columns a row: the bf16
+  // kernel's direct pair packing (native/cpu/conv_pack_bf16.cc) cuts pieces at panel borders and image edges.
+  { name: 'conv3x3 K 360', op: 'conv2d', inputs: [[[1, 40, 11, 37], 1], [[20, 40, 3, 3], 0.1], [[20], 1]], attrs: { stride: 1, pad: 1 } },
+  { name: 'upsample2x+conv3x3 K 333', op: 'upsample2x_conv2d', inputs: [[[1, 37, 7, 19], 1], [[15, 37, 3, 3], 0.1], [[15], 1]], attrs: { pad: 1 } },
   { name: 'conv1x1+residual', op: 'conv2d', inputs: [[[2, 24, 7, 9], 1], [[17, 24, 1, 1], 0.2], [[17], 1], [[2, 17, 7, 9], 1]], attrs: { stride: 1, pad: 0 } },
   { name: 'group_norm+silu', op: 'group_norm', inputs: [[[2, 32, 5, 7], 2], [[32], 1], [[32], 1]], attrs: { groups: 8, eps: 1e-5, silu: true } },
   { name: 'layer_norm', op: 'layer_norm', inputs: [[[3, 5, 77], 2], [[77], 1], [[77], 1]], attrs: { eps: 1e-5 } },

@@ -43,11 +43,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           std::shared_lock<std::shared_mutex> s(use_mu);
           if (!paged) return s;
         }
-        std::unique_lock<std::shared_mutex> u(use_mu);
-        if (paged) {
-          be.page_in(params->tensors());
-          paged = false;
-        }
+        alone(be);  // reads the weights back, then lets go to take the shared lock again
       }
     }
     // Alone, with the weights in memory (LoRA merging).

@@ -71,7 +71,14 @@ FileHandle open_scratch_file(std::string* where) {
   // Delete-on-close: the file goes with the handle, however the process ends.
   HANDLE f = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, nullptr, CREATE_ALWAYS,
                          FILE_ATTRIBUTE_TEMPORARY | FILE_FLAG_DELETE_ON_CLOSE, nullptr);
-  return f == INVALID_HANDLE_VALUE ? kInvalidFile : reinterpret_cast<FileHandle>(f);
+  if (f == INVALID_HANDLE_VALUE) {
+    // GetTempFileNameW made the file empty; it would stay behind.
+    DWORD err = GetLastError();
+    DeleteFileW(name);
+    SetLastError(err);
+    return kInvalidFile;
+  }
+  return reinterpret_cast<FileHandle>(f);
 }
 
 bool write_at(FileHandle f, uint64_t offset, const void* src, size_t n) {

@@ -60,7 +60,10 @@ struct Tap {
 // Pair row by pair row across the whole column block, each output row's span in order: the loads walk along
 // the input's rows (what the prefetcher follows) and the 16-column pieces are cut at panel borders.
 PG25_BF16_TARGET void pack(const ConvInput& cv, int64_t N, int64_t j0, int64_t nc, int64_t k0, int64_t kc, int nr, uint16_t* dst) {
-  struct Run { int64_t at, len, iy, ix; };  // block column, length, input row/column of the first tap
+  // A span of one output row: its block column, length, and the input row/column of its first tap.
+  struct Run {
+    int64_t at, len, iy, ix;
+  };
   thread_local std::vector<Run> runs;
   runs.clear();
   nc = std::min(nc, N - j0);

@@ -1,4 +1,4 @@
-// The built-in demo model: Playground v2.5's exact layout at a tiny size (about 6 MB of fp16 weights),
+// The built-in demo model: Playground v2.5's exact layout at a tiny size (about 8.5 MB of fp16 weights),
 // trained by scripts/demo-model/train.py on a world of flat-coloured shapes. It ships in the package
 // under models/demo, so the whole pipeline (text-to-image, img2img, inpainting) runs without a download.
 import { createHash } from 'node:crypto'

@@ -79,7 +79,7 @@ UNET = {
 # latents_mean/std are 0/1 because training folds the latent statistics into quant_conv and
 # post_quant_conv: encoding (scaling_factor only) and decoding (mean/std too) then agree.
 VAE = {
-    '_class_name': 'AutoencoderKL', 'act_fn': 'silu', 'block_out_channels': [8, 16, 16, 16],
+    '_class_name': 'AutoencoderKL', 'act_fn': 'silu', 'block_out_channels': [32, 32, 64, 64],
     'down_block_types': ['DownEncoderBlock2D'] * 4, 'up_block_types': ['UpDecoderBlock2D'] * 4, 'force_upcast': False,
     'in_channels': 3, 'out_channels': 3, 'latent_channels': 4, 'layers_per_block': 1, 'norm_num_groups': 4, 'sample_size': 128,
     'scaling_factor': 0.5, 'latents_mean': [0.0, 0.0, 0.0, 0.0], 'latents_std': [1.0, 1.0, 1.0, 1.0],

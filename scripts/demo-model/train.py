@@ -37,6 +37,7 @@ def parse():
     p.add_argument('--unet-steps', type=int, default=6000)
     p.add_argument('--batch', type=int, default=32)
     p.add_argument('--seed', type=int, default=2026)
+    p.add_argument('--threads', type=int, default=1, help="PyTorch's CPU threads")
     p.add_argument('--minutes', type=float, default=0, help='stop (resumably) after this many minutes of this run')
     p.add_argument('--export-only', action='store_true', help='write the model from the last checkpoints, without training')
     p.add_argument('--sigma-mean', type=float, default=-0.4,
@@ -44,6 +45,9 @@ def parse():
     p.add_argument('--init-from', help='a model folder this script wrote (models/demo): when --work has no checkpoints, '
                    'train on from its weights, with a fresh optimiser')
     p.add_argument('--init-step', type=int, default=0, help="the UNet step --init-from's weights were exported at")
+    p.add_argument('--vae-teacher', help="a model folder whose VAE gives the latents: this run's VAE (layout.VAE) learns "
+                   "to encode to them and to decode them, so a wider VAE replaces a narrower one under a UNet trained on its latents")
+    p.add_argument('--distil-steps', type=int, default=500, help='encoder steps against --vae-teacher')
     return p.parse_args()
 
 
@@ -63,6 +67,20 @@ def load_checkpoint(path):
 def save_checkpoint(path, state):
     torch.save(state, path + '.tmp')
     os.replace(path + '.tmp', path)
+
+
+def cosine_rate(opt, peak, step, total, warmup=0):
+    """Sets the learning rate: peak, decaying to 0 along a half cosine over total steps, after a linear warm-up."""
+    for g in opt.param_groups:
+        g['lr'] = peak * (min(1, (step + 1) / warmup) if warmup else 1) * 0.5 * (1 + np.cos(np.pi * step / total))
+
+
+def checkpoint_and_check_time(path, label, step, last, loss, vae, opt, out_of_time):
+    """Saves a VAE phase's checkpoint every 100 steps, at its last step and when time is up; True when it is up."""
+    if step % 100 == 0 or step == last or out_of_time():
+        save_checkpoint(path, {'model': vae.state_dict(), 'opt': opt.state_dict(), 'step': step})
+        print(f'{label} {step} {loss.item():.5f} {time.time():.0f}', flush=True)
+    return out_of_time()
 
 
 def data(args):
@@ -112,17 +130,15 @@ def train_vae(args, vae, images, out_of_time):
         # Reconstruction plus a small KL term that keeps the posterior's spread small but finite.
         loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x) + 1e-6 * post.kl().mean()
         step = descend(opt, loss, log, step)
-        if step % 100 == 0 or step == args.vae_steps or out_of_time():
-            save_checkpoint(path, {'model': vae.state_dict(), 'opt': opt.state_dict(), 'step': step})
-            print(f'vae {step} {loss.item():.5f} {time.time():.0f}', flush=True)
-            if out_of_time():
-                return False
+        if checkpoint_and_check_time(path, 'vae', step, args.vae_steps, loss, vae, opt, out_of_time):
+            return False
     return True
 
 
-def refine_decoder(args, vae, images):
-    """Trains the decoder alone on the normalised latents with a decaying rate: the encoder, and so the
-    latents the UNet learns, stay as they are, while decoded colours and edges sharpen."""
+def refine_decoder(args, vae, images, out_of_time, teacher=None):
+    """Trains the decoder alone with a decaying rate while the latents the UNet learns stay as they are: the
+    encoder's own (decoded colours and edges sharpen), or with a teacher, its posterior (mean, std) per image,
+    which a new decoder learns from scratch."""
     path = os.path.join(args.work, 'vae-decoder.pt')
     ck = load_checkpoint(path)
     step = 0
@@ -130,27 +146,79 @@ def refine_decoder(args, vae, images):
         vae.load_state_dict(ck['model'])
         step = ck['step']
     if step >= args.decoder_steps or args.export_only:
-        return
+        return True
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
-    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0)
+    peak = 1e-3 if teacher else 3e-4
+    opt = torch.optim.AdamW(params, lr=peak, weight_decay=0)
     if ck:
         opt.load_state_dict(ck['opt'])
     rng = np.random.default_rng(args.seed + 4 + step)
-    torch.manual_seed(args.seed + 5 + step)
+    gen = torch.Generator().manual_seed(args.seed + 5 + step)
     log = Log(os.path.join(args.work, 'loss-decoder.csv'))
     while step < args.decoder_steps:
-        oy, ox = rng.integers(0, world.SIZE - 64 + 1, size=2)
-        x = to_tensor(images[rng.integers(len(images), size=16), oy:oy + 64, ox:ox + 64])
-        with torch.no_grad():
-            z = vae.encode(x).latent_dist.sample()
+        if teacher:
+            # 64x64 crops at whole latent cells, their 8x8 latents cut from the whole picture's.
+            idx = rng.integers(len(images), size=12)
+            ly, lx = rng.integers(0, world.SIZE // 8 - 8 + 1, size=2)
+            x = to_tensor(images[idx, 8 * ly:8 * ly + 64, 8 * lx:8 * lx + 64])
+            mean, std = (t[idx, :, ly:ly + 8, lx:lx + 8] for t in teacher)
+            # The UNet learnt the posterior means: a quarter of the spread keeps edges sharp there.
+            z = mean + 0.25 * std * torch.randn(mean.shape, generator=gen)
+        else:
+            oy, ox = rng.integers(0, world.SIZE - 64 + 1, size=2)
+            x = to_tensor(images[rng.integers(len(images), size=16), oy:oy + 64, ox:ox + 64])
+            with torch.no_grad():
+                z = vae.encode(x).latent_dist.sample(generator=gen)
         rec = vae.decode(z).sample
-        loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x)
-        for g in opt.param_groups:
-            g['lr'] = 3e-4 * 0.5 * (1 + np.cos(np.pi * step / args.decoder_steps))
+        # More L1 with a teacher: its median, not MSE's mean, keeps a star's concave corners sharp.
+        loss = F.mse_loss(rec, x) + (0.5 if teacher else 0.05) * F.l1_loss(rec, x)
+        cosine_rate(opt, peak, step, args.decoder_steps, warmup=100)
         step = descend(opt, loss, log, step)
-        if step % 100 == 0 or step == args.decoder_steps:
-            save_checkpoint(path, {'model': vae.state_dict(), 'opt': opt.state_dict(), 'step': step})
-            print(f'decoder {step} {loss.item():.5f} {time.time():.0f}', flush=True)
+        if checkpoint_and_check_time(path, 'decoder', step, args.decoder_steps, loss, vae, opt, out_of_time):
+            return False
+    return True
+
+
+@torch.no_grad()
+def teacher_posterior(args, images):
+    """--vae-teacher's posterior mean and std for every training image (cached in --work)."""
+    path = os.path.join(args.work, 'teacher.pt')
+    if os.path.exists(path):
+        return torch.load(path)
+    from diffusers import AutoencoderKL
+    folder = os.path.join(args.vae_teacher, 'vae')
+    teacher = AutoencoderKL.from_config(json.load(open(os.path.join(folder, 'config.json'))))
+    load_fp16(teacher, os.path.join(folder, 'diffusion_pytorch_model.fp16.safetensors'))
+    teacher.eval()
+    posts = [teacher.encode(to_tensor(images[i:i + 64])).latent_dist for i in range(0, len(images), 64)]
+    out = (torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts]))
+    save_checkpoint(path, out)
+    return out
+
+
+def distil_encoder(args, vae, images, teacher, out_of_time):
+    """Trains this VAE's encoder to give the teacher's posterior, so that img2img and inpainting hand the UNet
+    the latents it was trained on. Returns whether it finished."""
+    path = os.path.join(args.work, 'vae-encoder.pt')
+    ck = load_checkpoint(path)
+    params = list(vae.encoder.parameters()) + list(vae.quant_conv.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0)
+    step = 0
+    if ck:
+        vae.load_state_dict(ck['model'])
+        opt.load_state_dict(ck['opt'])
+        step = ck['step']
+    rng = np.random.default_rng(args.seed + 6 + step)
+    log = Log(os.path.join(args.work, 'loss-encoder.csv'))
+    while step < args.distil_steps:
+        idx = rng.integers(len(images), size=16)
+        post = vae.encode(to_tensor(images[idx])).latent_dist
+        loss = F.mse_loss(post.mean, teacher[0][idx]) + 0.1 * F.mse_loss(post.std, teacher[1][idx])
+        cosine_rate(opt, 1e-3, step, args.distil_steps)
+        step = descend(opt, loss, log, step)
+        if checkpoint_and_check_time(path, 'encoder', step, args.distil_steps, loss, vae, opt, out_of_time):
+            return False
+    return True
 
 
 @torch.no_grad()
@@ -265,9 +333,10 @@ def load_fp16(module, path, prefix=''):
 
 def seed_checkpoints(args, images, vae, parts, names):
     """Writes the checkpoints --init-from's weights stand for, so that training resumes from them."""
-    load_fp16(vae, os.path.join(args.init_from, 'vae', 'diffusion_pytorch_model.fp16.safetensors'))
-    save_checkpoint(os.path.join(args.work, 'vae-normalised.pt'), {'model': vae.state_dict(), 'latents': encode_all(vae, images)})
-    save_checkpoint(os.path.join(args.work, 'vae-decoder.pt'), {'model': vae.state_dict(), 'opt': None, 'step': args.decoder_steps})
+    if not args.vae_teacher:
+        load_fp16(vae, os.path.join(args.init_from, 'vae', 'diffusion_pytorch_model.fp16.safetensors'))
+        save_checkpoint(os.path.join(args.work, 'vae-normalised.pt'), {'model': vae.state_dict(), 'latents': encode_all(vae, images)})
+        save_checkpoint(os.path.join(args.work, 'vae-decoder.pt'), {'model': vae.state_dict(), 'opt': None, 'step': args.decoder_steps})
     for (name, file, prefix), module in zip(names, parts):
         load_fp16(module, os.path.join(args.init_from, name, f'{file}.fp16.safetensors'), prefix)
     modules = torch.nn.ModuleList(parts)
@@ -282,7 +351,7 @@ def world_scale():
 
 def main():
     args = parse()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -305,17 +374,24 @@ def main():
     if args.init_from and not os.path.exists(os.path.join(args.work, 'unet.pt')):
         seed_checkpoints(args, images, vae, [unet, te1, te2], names)
     done = os.path.join(args.work, 'vae-normalised.pt')
+    teacher = teacher_posterior(args, images) if args.vae_teacher else None
     if os.path.exists(done):
         ck = torch.load(done)
         vae.load_state_dict(ck['model'])
         latents = ck['latents']
+    elif teacher:
+        if args.export_only or not distil_encoder(args, vae, images, teacher, out_of_time):
+            return
+        latents = teacher[0]
+        save_checkpoint(done, {'model': vae.state_dict(), 'latents': latents})
     else:
         if args.export_only or not train_vae(args, vae, images, out_of_time):
             return
         normalise_latents(vae, images)
         latents = encode_all(vae, images)
         save_checkpoint(done, {'model': vae.state_dict(), 'latents': latents})
-    refine_decoder(args, vae, images)
+    if not refine_decoder(args, vae, images, out_of_time, teacher):
+        return
     print(f'latents std {latents.std(dim=(0, 2, 3)).tolist()} mean {latents.mean(dim=(0, 2, 3)).tolist()}', flush=True)
 
     ema = train_unet(args, (unet, te1, te2, tok1, tok2), latents, scenes, out_of_time)

@@ -6,8 +6,7 @@ import { ensureDemoModel } from '../../lib/demo/demo-model'
 import { emulationReport } from '../support/emulation'
 import { HELD_BACK_PROMPTS, SEEN_PROMPTS, score } from '../support/shape-world'
 
-// Known to fail with the shipped weights, as test/pipeline/demo-pictures.test.ts's reading on the CPU backend.
-test.failing('in emulated CUDA at least 90% of the demo pictures show what was asked', async t => {
+test('in emulated CUDA at least 90% of the demo pictures show what was asked', async t => {
   const pipe = await Pipeline.fromPretrained(await ensureDemoModel(), { device: 'cuda', onWarning: () => {} })
   const s = await score(pipe, [...SEEN_PROMPTS, ...HELD_BACK_PROMPTS], [1], 3)
   await pipe.dispose()

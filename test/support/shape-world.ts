@@ -1,7 +1,8 @@
 // Reads the demo model's pictures by pixel statistics: which palette colour fills the border (the
-// background), which other colour dominates (the object), how much of its bounding box the object
-// fills (its shape) and where its box sits (its position). The palette and shapes are those of
-// scripts/demo-model/world.py, the world the demo model was trained on.
+// background), which other colour dominates (the object), how much of its bounding box and of three parts of
+// it the object fills (its shape) and where its box sits (its position). The palette and shapes are those of
+// scripts/demo-model/world.py, the world the demo model was trained on; test/unit/shape-world.test.ts checks
+// the reading on that world's shapes drawn here, sharp and softened as a decoder softens edges.
 import type { Pipeline } from '../../lib'
 import type { RGBImage } from '../../lib/image'
 
@@ -11,10 +12,13 @@ export const PALETTE: Record<string, [number, number, number]> = {
 }
 const NAMES = Object.keys(PALETTE)
 
-export interface Reading { background: string, colour: string, shape: string, position: string, fill: number }
+/** `fill`: of the object's bounding box; `foot`: of its bottom-centre part; `corners`: of its four corner parts. */
+export interface Reading {
+  background: string, colour: string, shape: string, position: string, fill: number, foot: number, corners: number
+}
 
 /** What a prompt of the world's grammar asks for ("a small red circle in the top left corner on a blue background"). */
-export function expected (prompt: string): Omit<Reading, 'fill'> & { background: string | null } {
+export function expected (prompt: string): Omit<Reading, 'fill' | 'foot' | 'corners' | 'background'> & { background: string | null } {
   const m = /^a (?:small |large )?(\w+) (circle|square|triangle|star)(?: in the (top left|top right|bottom left|bottom right) corner)?(?: on a (\w+) background)?$/.exec(prompt)
   if (!m) throw new Error(`not a shape-world prompt: ${prompt}`)
   return { colour: m[1], shape: m[2], position: m[3] ?? 'center', background: m[4] ?? null }
@@ -37,9 +41,18 @@ function mode (counts: number[], skip = -1): number {
   return best
 }
 
-/** Fill ratio of the bounding box: square ~1, circle ~0.79, triangle ~0.5, star ~0.37. */
-function shapeOf (fill: number): string {
-  return fill > 0.9 ? 'square' : fill > 0.65 ? 'circle' : fill > 0.44 ? 'triangle' : 'star'
+/**
+ * The shape from three fills, each robust to softened edges where the box's fill alone is not (a star with
+ * rounded inner corners fills half its box, as a triangle does; a small square with rounded corners fills
+ * 0.85, near a circle's 0.79). Within the bounding box: its bottom-centre part (the middle fifth of the columns,
+ * the bottom fifth of the rows) is the gap between a star's two lower points, and solid under the other three
+ * shapes; its four corner fifths are solid in a square, about a fifth filled in a circle, and half filled on
+ * average in an upright triangle (its base corners full, its top ones empty).
+ */
+function shapeOf (fill: number, foot: number, corners: number): string {
+  if (foot < 0.5) return 'star'
+  if (corners > 0.65) return 'square'
+  return fill > 0.65 ? 'circle' : 'triangle'
 }
 
 function positionOf (cx: number, cy: number, w: number, h: number): string {
@@ -70,7 +83,26 @@ export function classify (img: RGBImage): Reading {
     }
   }
   const fill = n === 0 ? 0 : n / ((x1 - x0 + 1) * (y1 - y0 + 1))
-  return { background: NAMES[bg], colour: NAMES[fg], shape: shapeOf(fill), position: positionOf((x0 + x1) / 2, (y0 + y1) / 2, w, h), fill }
+  // The share of the object's pixels over the part [fx0, fx1) x [fy0, fy1) of the box, in fractions of it.
+  const part = (fx0: number, fx1: number, fy0: number, fy1: number): number => {
+    const bw = x1 - x0 + 1
+    const bh = y1 - y0 + 1
+    const [px0, px1, py0, py1] = [x0 + Math.floor(fx0 * bw), x0 + Math.ceil(fx1 * bw), y0 + Math.floor(fy0 * bh), y0 + Math.ceil(fy1 * bh)]
+    let inside = 0
+    for (let y = py0; y < py1; y++) for (let x = px0; x < px1; x++) if (label[y * w + x] === fg) inside++
+    return inside / Math.max(1, (px1 - px0) * (py1 - py0))
+  }
+  const foot = n === 0 ? 0 : part(0.4, 0.6, 0.8, 1)
+  const corners = n === 0 ? 0 : (part(0, 0.2, 0, 0.2) + part(0.8, 1, 0, 0.2) + part(0, 0.2, 0.8, 1) + part(0.8, 1, 0.8, 1)) / 4
+  return {
+    background: NAMES[bg],
+    colour: NAMES[fg],
+    shape: shapeOf(fill, foot, corners),
+    position: positionOf((x0 + x1) / 2, (y0 + y1) / 2, w, h),
+    fill,
+    foot,
+    corners
+  }
 }
 
 /** Whether a picture has the colours its prompt asks for (a background the prompt leaves open may be any colour). */
@@ -109,7 +141,7 @@ export async function score (pipe: Pipeline, prompts: string[], seeds: number[],
       s.total++
       if (coloursMatch(prompt, r)) s.colours++
       if (matches(prompt, r)) s.right++
-      else s.wrong.push(`${prompt} (seed ${seed}): ${r.colour} ${r.shape} (fill ${r.fill.toFixed(2)}) ${r.position} on ${r.background}`)
+      else s.wrong.push(`${prompt} (seed ${seed}): ${r.colour} ${r.shape} (fill ${r.fill.toFixed(2)}, foot ${r.foot.toFixed(2)}, corners ${r.corners.toFixed(2)}) ${r.position} on ${r.background}`)
     }
   }
   return s

@@ -1,5 +1,5 @@
 // A stride-1 convolution's im2col columns packed straight into the bf16 pairs the AVX512-BF16 kernel reads.
-// Packing float32 panels and then rounding them (gemm.cc: pack_b_conv, then bf16_pairs) went over every value
+// Packing float32 panels and then rounding them (gemm_pack.inc: pack_b_conv, then half.cc: bf16_pairs) went over every value
 // twice, scalar in the first pass: at 128 output channels that cost more than the products it fed. Here each
 // pair of im2col rows is read 16 columns at a time with masked loads (zeros past the image's borders), rounded
 // to nearest even by vcvtneps2bf16 and interleaved: the same bits the two passes give.

@@ -165,8 +165,9 @@ PairBlock pair_block(const uint16_t* half, const float* packed, const float* sta
 
 // The same product for a bf16 weight on the AVX512-BF16 kernel: the weight's panels are stored paired
 // (pack_panels) and read as they are; each K block of the other operand is rounded to bf16 pairs from the
-// float32 panels the usual packers make (a stride-1 convolution's straight into pairs). The sums stay float32, in K order whatever the tiling, as
-// gemm_tile's (each vdpbf16ps adds a pair of K steps' products before accumulating).
+// float32 panels the usual packers make (a stride-1 convolution's are packed straight into pairs). The sums
+// stay float32, in K order whatever the tiling, as gemm_tile's (each vdpbf16ps adds a pair of K steps'
+// products before accumulating).
 void gemm_tile_bf16(const Job& job, const MicroKernelBf16& mk, int64_t m0, int64_t mt, int64_t n0, int64_t nt) {
   const int mr = mk.mr, nr = mk.nr;
   const int64_t MC = mc_for(mr);

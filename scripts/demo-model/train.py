@@ -77,10 +77,11 @@ def cosine_rate(opt, peak, step, total, warmup=0):
 
 def checkpoint_and_check_time(path, label, step, last, loss, vae, opt, out_of_time):
     """Saves a VAE phase's checkpoint every 100 steps, at its last step and when time is up; True when it is up."""
-    if step % 100 == 0 or step == last or out_of_time():
+    up = out_of_time()
+    if step % 100 == 0 or step == last or up:
         save_checkpoint(path, {'model': vae.state_dict(), 'opt': opt.state_dict(), 'step': step})
         print(f'{label} {step} {loss.item():.5f} {time.time():.0f}', flush=True)
-    return out_of_time()
+    return up
 
 
 def data(args):
@@ -181,19 +182,22 @@ def refine_decoder(args, vae, images, out_of_time, teacher=None):
 
 @torch.no_grad()
 def teacher_posterior(args, images):
-    """--vae-teacher's posterior mean and std for every training image (cached in --work)."""
+    """--vae-teacher's posterior mean and std for every training image (cached in --work, for that teacher only)."""
     path = os.path.join(args.work, 'teacher.pt')
+    folder = os.path.join(os.path.abspath(args.vae_teacher), 'vae')
     if os.path.exists(path):
-        return torch.load(path)
+        ck = torch.load(path)
+        if ck['teacher'] != folder:
+            raise SystemExit(f"{path} holds the posterior of {ck['teacher']}, not of {folder}: use another --work")
+        return ck['mean'], ck['std']
     from diffusers import AutoencoderKL
-    folder = os.path.join(args.vae_teacher, 'vae')
     teacher = AutoencoderKL.from_config(json.load(open(os.path.join(folder, 'config.json'))))
     load_fp16(teacher, os.path.join(folder, 'diffusion_pytorch_model.fp16.safetensors'))
     teacher.eval()
     posts = [teacher.encode(to_tensor(images[i:i + 64])).latent_dist for i in range(0, len(images), 64)]
-    out = (torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts]))
-    save_checkpoint(path, out)
-    return out
+    mean, std = torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
+    save_checkpoint(path, {'teacher': folder, 'mean': mean, 'std': std})
+    return mean, std
 
 
 def distil_encoder(args, vae, images, teacher, out_of_time):
@@ -374,7 +378,8 @@ def main():
     if args.init_from and not os.path.exists(os.path.join(args.work, 'unet.pt')):
         seed_checkpoints(args, images, vae, [unet, te1, te2], names)
     done = os.path.join(args.work, 'vae-normalised.pt')
-    teacher = teacher_posterior(args, images) if args.vae_teacher else None
+    # An export reads the finished checkpoints: the teacher is needed only to train.
+    teacher = teacher_posterior(args, images) if args.vae_teacher and not args.export_only else None
     if os.path.exists(done):
         ck = torch.load(done)
         vae.load_state_dict(ck['model'])

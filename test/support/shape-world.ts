@@ -46,8 +46,8 @@ function mode (counts: number[], skip = -1): number {
  * rounded inner corners fills half its box, as a triangle does; a small square with rounded corners fills
  * 0.85, near a circle's 0.79). Within the bounding box: its bottom-centre part (the middle fifth of the columns,
  * the bottom fifth of the rows) is the gap between a star's two lower points, and solid under the other three
- * shapes; its four corner fifths are solid in a square, about a fifth filled in a circle, and half filled on
- * average in an upright triangle (its base corners full, its top ones empty).
+ * shapes; its four corner fifths are solid in a square, about a seventh filled in a circle, and about 0.37 on
+ * average in an upright triangle (its base corners three quarters full, its top ones empty).
  */
 function shapeOf (fill: number, foot: number, corners: number): string {
   if (foot < 0.5) return 'star'

@@ -1,6 +1,6 @@
 // The picture tests' reader (test/support/shape-world.ts) on the shape world's own shapes, drawn here with the
-// geometry of scripts/demo-model/world.py: sharp, and softened by a box blur as a small VAE decoder softens
-// edges (a star's inner corners fill in, a small square's corners round). It must read every one right, so a
+// geometry and jitter of scripts/demo-model/world.py: sharp, and softened by a box blur as a small VAE decoder
+// softens edges (a star's inner corners fill in, a small square's corners round). It must read every one right, so a
 // wrong demo picture is the model's doing, not the reader's.
 import test from 'ava'
 import type { RGBImage } from '../../lib/image'
@@ -67,18 +67,30 @@ function draw (shape: Shape, colour: string, background: string, [cx, cy]: [numb
   return { width: SIZE, height: SIZE, data: Uint8Array.from(img, v => Math.round(v)) }
 }
 
+/** A seeded uniform draw in [lo, hi) (a 32-bit LCG): the jitter world.py's render adds to each shape. */
+function jitter (seed: number): (lo: number, hi: number) => number {
+  let x = seed >>> 0
+  return (lo, hi) => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0
+    return lo + (hi - lo) * x / 2 ** 32
+  }
+}
+
 const PAIRS: Array<[string, string]> = [['red', 'blue'], ['yellow', 'black'], ['white', 'green'], ['purple', 'yellow'], ['orange', 'white']]
 
 for (const blur of [0, 1, 2]) {
   test(`the reader names every shape, colour and place of the world${blur > 0 ? ` softened by a ${2 * blur + 1}-pixel box blur` : ''}`, t => {
     const wrong: string[] = []
+    const draw1 = jitter(blur + 1)
     let n = 0
     for (const shape of SHAPES) {
       for (const [place, centre] of Object.entries(CENTRES)) {
         for (const [size, r] of Object.entries(RADII)) {
           if (place !== 'center' && size === 'large') continue // world.py puts large shapes only in the centre
           const [colour, background] = PAIRS[n++ % PAIRS.length]
-          const got: Reading = classify(draw(shape, colour, background, centre, r, blur))
+          // As world.py renders: the centre moved up to 4 pixels each way, the size by up to 10%.
+          const at: [number, number] = [centre[0] + draw1(-4, 4), centre[1] + draw1(-4, 4)]
+          const got: Reading = classify(draw(shape, colour, background, at, r * draw1(0.9, 1.1), blur))
           const want = { colour, background, shape, position: place }
           const read = [got.colour, got.background, got.shape, got.position]
           if (JSON.stringify(read) !== JSON.stringify([want.colour, want.background, want.shape, want.position])) {

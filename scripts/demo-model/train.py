@@ -193,9 +193,7 @@ def teacher_posterior(args, images):
     from diffusers import AutoencoderKL
     teacher = AutoencoderKL.from_config(json.load(open(os.path.join(folder, 'config.json'))))
     load_fp16(teacher, os.path.join(folder, 'diffusion_pytorch_model.fp16.safetensors'))
-    teacher.eval()
-    posts = [teacher.encode(to_tensor(images[i:i + 64])).latent_dist for i in range(0, len(images), 64)]
-    mean, std = torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
+    mean, std = posterior(teacher, images)
     save_checkpoint(path, {'teacher': folder, 'mean': mean, 'std': std})
     return mean, std
 
@@ -228,8 +226,7 @@ def distil_encoder(args, vae, images, teacher, out_of_time):
 @torch.no_grad()
 def normalise_latents(vae, images):
     """Folds per-channel latent mean/std into quant_conv and post_quant_conv, so latents are ~N(0, 1)."""
-    vae.eval()
-    means = torch.cat([vae.encode(to_tensor(images[i:i + 64])).latent_dist.mean for i in range(0, min(len(images), 2048), 64)])
+    means = posterior(vae, images[:2048])[0]
     m = means.mean(dim=(0, 2, 3))
     s = means.std(dim=(0, 2, 3))
     c = m.numel()
@@ -243,9 +240,11 @@ def normalise_latents(vae, images):
 
 
 @torch.no_grad()
-def encode_all(vae, images):
+def posterior(vae, images):
+    """The encoder's posterior mean and std for each image, encoded 64 at a time."""
     vae.eval()
-    return torch.cat([vae.encode(to_tensor(images[i:i + 64])).latent_dist.mean for i in range(0, len(images), 64)])
+    posts = [vae.encode(to_tensor(images[i:i + 64])).latent_dist for i in range(0, len(images), 64)]
+    return torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
 
 
 def embed(tok1, tok2, te1, te2, captions):
@@ -339,7 +338,7 @@ def seed_checkpoints(args, images, vae, parts, names):
     """Writes the checkpoints --init-from's weights stand for, so that training resumes from them."""
     if not args.vae_teacher:
         load_fp16(vae, os.path.join(args.init_from, 'vae', 'diffusion_pytorch_model.fp16.safetensors'))
-        save_checkpoint(os.path.join(args.work, 'vae-normalised.pt'), {'model': vae.state_dict(), 'latents': encode_all(vae, images)})
+        save_checkpoint(os.path.join(args.work, 'vae-normalised.pt'), {'model': vae.state_dict(), 'latents': posterior(vae, images)[0]})
         save_checkpoint(os.path.join(args.work, 'vae-decoder.pt'), {'model': vae.state_dict(), 'opt': None, 'step': args.decoder_steps})
     for (name, file, prefix), module in zip(names, parts):
         load_fp16(module, os.path.join(args.init_from, name, f'{file}.fp16.safetensors'), prefix)
@@ -393,7 +392,7 @@ def main():
         if args.export_only or not train_vae(args, vae, images, out_of_time):
             return
         normalise_latents(vae, images)
-        latents = encode_all(vae, images)
+        latents = posterior(vae, images)[0]
         save_checkpoint(done, {'model': vae.state_dict(), 'latents': latents})
     if not refine_decoder(args, vae, images, out_of_time, teacher):
         return
